@@ -1,0 +1,136 @@
+//! The gateway: accepts TCP and WebSocket connections, speaks the frame
+//! protocol, holds sessions, enforces limits and heartbeats, and drains on
+//! shutdown. It knows nothing of SQL; it calls the service.
+#![forbid(unsafe_code)]
+
+mod connection;
+mod convert;
+mod handlers;
+mod limits;
+mod outbound;
+mod registry;
+mod transport;
+
+pub use registry::Registry;
+
+use natter_service::Service;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub server_name: String,
+    /// Largest accepted frame (the length field), both directions.
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    /// Frames queued for one connection before it counts as a slow consumer.
+    pub outbound_queue: usize,
+    /// Time a new connection has to log in.
+    pub auth_timeout: Duration,
+    /// How often an authenticated client should send something.
+    pub heartbeat_interval: Duration,
+    /// Silence after which an authenticated connection is closed.
+    pub heartbeat_timeout: Duration,
+    /// Per-user message rate (token bucket), shared by the user's sessions.
+    pub send_rate_per_sec: f64,
+    pub send_burst: f64,
+    /// Per-connection request rate for every frame type.
+    pub request_rate_per_sec: f64,
+    pub request_burst: f64,
+    /// How long closing a connection may spend flushing its queue.
+    pub flush_timeout: Duration,
+    /// Told to clients in GOING_AWAY.
+    pub reconnect_after: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            server_name: "natter".into(),
+            max_frame_bytes: 256 * 1024,
+            max_connections: 19_000,
+            outbound_queue: 1024,
+            auth_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(90),
+            send_rate_per_sec: 100.0,
+            send_burst: 200.0,
+            request_rate_per_sec: 500.0,
+            request_burst: 1000.0,
+            flush_timeout: Duration::from_secs(2),
+            reconnect_after: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One gateway serves any number of listeners; connections are tracked so
+/// shutdown can wait for them.
+pub struct Gateway {
+    pub(crate) service: Service,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: GatewayConfig,
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// `shutdown` tells every connection to say GOING_AWAY and close.
+    pub fn new(service: Service, registry: Arc<Registry>, config: GatewayConfig, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Gateway {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            service,
+            registry,
+            config,
+            tracker: TaskTracker::new(),
+            shutdown,
+        })
+    }
+
+    /// Accepts raw TCP connections until shutdown.
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
+        self.accept_loop(listener, transport::Kind::Tcp).await
+    }
+
+    /// Accepts WebSocket connections (binary messages carry frames) until shutdown.
+    pub async fn serve_ws(self: Arc<Self>, listener: TcpListener) {
+        self.accept_loop(listener, transport::Kind::WebSocket).await
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, kind: transport::Kind) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            self.tracker.spawn(async move {
+                connection::serve(this, stream, peer, kind).await;
+            });
+        }
+    }
+
+    /// Waits up to `grace` for every connection to finish closing.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tracker.close();
+        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}

@@ -1,0 +1,163 @@
+//! A connection's outbound side: a bounded queue of encoded frames, the task
+//! that writes them (coalescing whatever is queued into one write), and the
+//! close signal with the last frame to send.
+//!
+//! Anything may push; nobody waits. A full queue means the client is not
+//! reading: the connection is closed as a slow consumer and the client
+//! resyncs from the store when it returns, so nothing is lost.
+
+use crate::transport::FrameWrite;
+use bytes::Bytes;
+use natter_proto::{pb::DisconnectReason, ServerFrame};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How a connection ends.
+#[derive(Clone, Debug)]
+pub struct Close {
+    pub reason: DisconnectReason,
+    pub message: String,
+    /// Write what is already queued before the last frame.
+    pub flush: bool,
+    pub reconnect_after_ms: u32,
+}
+
+#[derive(Default)]
+struct Closer {
+    token: CancellationToken,
+    close: Mutex<Option<Close>>,
+}
+
+/// The handle others hold to push to a connection or close it.
+#[derive(Clone)]
+pub struct Outbound {
+    tx: mpsc::Sender<Bytes>,
+    closer: Arc<Closer>,
+}
+
+pub enum Pushed {
+    Queued,
+    /// The queue was full; the connection is being closed.
+    SlowConsumer,
+    /// The connection is already closing.
+    Gone,
+}
+
+impl Outbound {
+    pub fn push(&self, frame: Bytes) -> Pushed {
+        match self.tx.try_send(frame) {
+            Ok(()) => Pushed::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("natter_limit_hits_total", "limit" => "outbound_queue").increment(1);
+                self.close(Close {
+                    reason: DisconnectReason::SlowConsumer,
+                    message: "outbound queue full: reconnect and sync".into(),
+                    flush: false,
+                    reconnect_after_ms: 0,
+                });
+                Pushed::SlowConsumer
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Gone,
+        }
+    }
+
+    /// Closes the connection; the first reason given wins.
+    pub fn close(&self, close: Close) {
+        {
+            let mut slot = self.closer.close.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(close);
+            }
+        }
+        self.closer.token.cancel();
+    }
+
+    /// Ends the connection without a last frame (the peer is gone, or the
+    /// close was already decided).
+    pub fn abort(&self) {
+        self.closer.token.cancel();
+    }
+
+    pub async fn closed(&self) {
+        self.closer.token.cancelled().await
+    }
+}
+
+/// Creates the queue and the handle; `writer` is then run as a task.
+pub fn channel(depth: usize) -> (Outbound, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel(depth.max(1));
+    (
+        Outbound {
+            tx,
+            closer: Arc::new(Closer::default()),
+        },
+        rx,
+    )
+}
+
+/// Writes queued frames until the connection closes, then the last frame.
+pub async fn writer<W: FrameWrite>(mut io: W, mut rx: mpsc::Receiver<Bytes>, out: Outbound, flush_timeout: Duration) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut clean = true;
+    loop {
+        tokio::select! {
+            biased;
+            _ = out.closed() => break,
+            next = rx.recv() => {
+                let Some(first) = next else { break };
+                batch.push(first);
+                while batch.len() < 64 {
+                    match rx.try_recv() {
+                        Ok(b) => batch.push(b),
+                        Err(_) => break,
+                    }
+                }
+                let written = tokio::select! {
+                    biased;
+                    // Closing mid-write leaves half a frame on the wire: no
+                    // last frame can follow it.
+                    _ = out.closed() => { clean = false; break }
+                    r = io.write_frames(&batch) => r,
+                };
+                batch.clear();
+                if written.is_err() {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+    }
+    let close = out.closer.close.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if clean {
+        // Without a reason (the peer went away) what is queued is still
+        // flushed, in case the peer only closed its sending side.
+        let flush = close.as_ref().is_none_or(|c| c.flush);
+        let last = close.map(|close| {
+            metrics::counter!("natter_disconnects_total", "reason" => close.reason.as_str_name()).increment(1);
+            ServerFrame::Disconnect(natter_proto::pb::Disconnect {
+                reason: close.reason as i32,
+                message: close.message,
+                reconnect_after_ms: close.reconnect_after_ms,
+            })
+            .to_bytes(0)
+        });
+        let _ = tokio::time::timeout(flush_timeout, async {
+            if flush {
+                rx.close();
+                while let Some(b) = rx.recv().await {
+                    batch.push(b);
+                }
+            }
+            batch.extend(last);
+            if batch.is_empty() {
+                Ok(())
+            } else {
+                io.write_frames(&batch).await
+            }
+        })
+        .await;
+    }
+    let _ = tokio::time::timeout(flush_timeout, io.shutdown()).await;
+}

@@ -1,0 +1,189 @@
+//! Who is online where: user -> attached connections, sharded by user id so
+//! fan-out to different users does not contend on one lock. The registry is
+//! the in-process event sink: it turns service events into frames, encodes
+//! each once, and queues it on every target connection.
+
+use crate::convert;
+use crate::limits::TokenBucket;
+use crate::outbound::{Close, Outbound, Pushed};
+use bytes::Bytes;
+use natter_proto::{pb, ServerFrame};
+use natter_service::{Event, EventSink, RevokeReason};
+use natter_service::store::{SessionId, UserId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const SHARDS: usize = 64;
+
+pub struct Registry {
+    shards: Box<[Mutex<Shard>]>,
+    send_rate: f64,
+    send_burst: f64,
+}
+
+#[derive(Default)]
+struct Shard {
+    users: HashMap<UserId, UserEntry>,
+}
+
+struct UserEntry {
+    conns: Vec<Attached>,
+    send_bucket: TokenBucket,
+}
+
+struct Attached {
+    session_id: SessionId,
+    conn_id: u64,
+    out: Outbound,
+}
+
+impl Registry {
+    /// `send_rate`/`send_burst` set each user's message token bucket.
+    pub fn new(send_rate: f64, send_burst: f64) -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            send_rate,
+            send_burst,
+        }
+    }
+
+    fn shard(&self, user: UserId) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[(user as usize) % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attaches a connection to its user. Another connection holding the same
+    /// session is closed as REPLACED: a session lives on one connection.
+    pub(crate) fn attach(&self, user: UserId, session_id: SessionId, conn_id: u64, out: Outbound) {
+        let mut shard = self.shard(user);
+        let entry = shard.users.entry(user).or_insert_with(|| UserEntry {
+            conns: Vec::new(),
+            send_bucket: TokenBucket::new(self.send_rate, self.send_burst),
+        });
+        entry.conns.retain(|a| {
+            if a.session_id == session_id {
+                a.out.close(replaced(RevokeReason::Replaced));
+                false
+            } else {
+                true
+            }
+        });
+        entry.conns.push(Attached {
+            session_id,
+            conn_id,
+            out,
+        });
+    }
+
+    pub(crate) fn detach(&self, user: UserId, conn_id: u64) {
+        let mut shard = self.shard(user);
+        if let Some(entry) = shard.users.get_mut(&user) {
+            entry.conns.retain(|a| a.conn_id != conn_id);
+            if entry.conns.is_empty() {
+                shard.users.remove(&user);
+            }
+        }
+    }
+
+    /// Takes one message token from the user's bucket.
+    pub(crate) fn take_send_token(&self, user: UserId) -> Result<(), Duration> {
+        match self.shard(user).users.get_mut(&user) {
+            Some(entry) => entry.send_bucket.take(Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Connections currently attached for `user`.
+    pub fn sessions_online(&self, user: UserId) -> usize {
+        self.shard(user).users.get(&user).map_or(0, |e| e.conns.len())
+    }
+
+    fn push_to(&self, user: UserId, frame: &Bytes, skip_session: Option<SessionId>) {
+        let shard = self.shard(user);
+        let Some(entry) = shard.users.get(&user) else {
+            return;
+        };
+        for a in &entry.conns {
+            if Some(a.session_id) == skip_session {
+                continue;
+            }
+            match a.out.push(frame.clone()) {
+                Pushed::Queued => metrics::counter!("natter_pushes_total").increment(1),
+                Pushed::SlowConsumer => {
+                    tracing::info!(user, session = a.session_id, "slow consumer disconnected")
+                }
+                Pushed::Gone => {}
+            }
+        }
+    }
+
+    fn revoke(&self, sessions: &[SessionId], reason: RevokeReason) {
+        // Revocations are rare (logins past the device limit, password
+        // changes), so a scan of every shard is fine.
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in shard.users.values_mut() {
+                entry.conns.retain(|a| {
+                    if sessions.contains(&a.session_id) {
+                        a.out.close(replaced(reason));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            shard.users.retain(|_, e| !e.conns.is_empty());
+        }
+    }
+}
+
+fn replaced(reason: RevokeReason) -> Close {
+    let (reason, message) = match reason {
+        RevokeReason::Replaced => (
+            pb::DisconnectReason::Replaced,
+            "this session connected again elsewhere",
+        ),
+        RevokeReason::Kicked => (pb::DisconnectReason::Kicked, "this session was ended"),
+    };
+    Close {
+        reason,
+        message: message.into(),
+        flush: true,
+        reconnect_after_ms: 0,
+    }
+}
+
+impl EventSink for Registry {
+    fn publish(&self, event: Event) {
+        match event {
+            Event::Message(c) => {
+                let frame = ServerFrame::MessagePush(pb::MessagePush {
+                    message: Some(convert::message(&c.message)),
+                })
+                .to_bytes(0);
+                for user in c.members.iter() {
+                    self.push_to(*user, &frame, c.origin);
+                }
+            }
+            Event::Receipt {
+                conversation_id,
+                user_id,
+                seq,
+                to,
+            } => {
+                let frame = ServerFrame::ReceiptPush(pb::ReceiptPush {
+                    conversation_id,
+                    user_id,
+                    seq,
+                })
+                .to_bytes(0);
+                for user in to {
+                    self.push_to(user, &frame, None);
+                }
+            }
+            Event::Revoked { sessions, reason } => self.revoke(&sessions, reason),
+        }
+    }
+}

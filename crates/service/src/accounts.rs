@@ -1,0 +1,234 @@
+//! Registration, login, token resume, logout and password change.
+
+use crate::{now_ms, Event, RevokeReason, Service, ServiceError};
+use base64::Engine;
+use natter_store::{NewSession, SessionId, UserId, UserRecord};
+use sha2::{Digest, Sha256};
+
+/// A live, authenticated session as the gateway holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub user_id: UserId,
+    pub username: String,
+    pub session_id: SessionId,
+    pub device_id: String,
+    /// The bearer token; the store keeps only its SHA-256.
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+/// Token helpers, public so tests and tools can reason about tokens.
+pub struct Tokens;
+
+impl Tokens {
+    /// A fresh random token: 32 bytes from the OS, base64url.
+    pub fn generate() -> Result<String, ServiceError> {
+        let mut raw = [0u8; 32];
+        getrandom::fill(&mut raw).map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    pub fn hash(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+}
+
+/// Usernames: 3 to 32 of a-z, 0-9, '_', '.', '-', starting with a letter;
+/// compared case-insensitively (stored lower-case).
+fn normalize_username(name: &str) -> Result<String, ServiceError> {
+    let name = name.trim().to_ascii_lowercase();
+    let ok_len = (3..=32).contains(&name.len());
+    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+    if ok_len && ok_first && ok_chars {
+        Ok(name)
+    } else {
+        Err(ServiceError::InvalidArgument(
+            "username must be 3-32 characters of a-z, 0-9, '_', '.', '-' and start with a letter".into(),
+        ))
+    }
+}
+
+fn check_device_id(device_id: &str) -> Result<(), ServiceError> {
+    if device_id.is_empty() || device_id.len() > 64 {
+        return Err(ServiceError::InvalidArgument("device_id must be 1-64 bytes".into()));
+    }
+    Ok(())
+}
+
+impl Service {
+    fn check_password(&self, username: &str, password: &str) -> Result<(), ServiceError> {
+        let min = self.inner.config.password.min_length;
+        if password.chars().count() < min {
+            return Err(ServiceError::WeakPassword(format!(
+                "password must be at least {min} characters"
+            )));
+        }
+        if password.len() > 1024 {
+            return Err(ServiceError::WeakPassword("password must be at most 1024 bytes".into()));
+        }
+        if password.eq_ignore_ascii_case(username) {
+            return Err(ServiceError::WeakPassword("password must differ from the username".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn register(&self, username: &str, password: &str) -> Result<UserId, ServiceError> {
+        let username = normalize_username(username)?;
+        self.check_password(&username, password)?;
+        let hash = self.inner.hasher.hash(password.to_owned()).await?;
+        let id = self.inner.store.create_user(&username, &hash, now_ms()).await?;
+        metrics::counter!("natter_users_registered_total").increment(1);
+        tracing::info!(user_id = id, %username, "registered");
+        Ok(id)
+    }
+
+    async fn authenticate(&self, username: &str, password: &str) -> Result<UserRecord, ServiceError> {
+        let user = match normalize_username(username) {
+            Ok(name) => self.inner.store.user_by_name(&name).await?,
+            Err(_) => None,
+        };
+        let ok = self
+            .inner
+            .hasher
+            .verify(password.to_owned(), user.as_ref().map(|u| u.password_hash.clone()))
+            .await?;
+        match user {
+            Some(user) if ok => {
+                if user.disabled {
+                    Err(ServiceError::AccountDisabled)
+                } else {
+                    Ok(user)
+                }
+            }
+            _ => {
+                metrics::counter!("natter_login_failures_total").increment(1);
+                Err(ServiceError::BadCredentials)
+            }
+        }
+    }
+
+    /// Checks the password and opens a session for `device_id`, applying the
+    /// device policy; sessions it ends are announced as revoked.
+    pub async fn login(&self, username: &str, password: &str, device_id: &str) -> Result<SessionInfo, ServiceError> {
+        check_device_id(device_id)?;
+        let user = self.authenticate(username, password).await?;
+        let token = Tokens::generate()?;
+        let now = now_ms();
+        let expires_at_ms = now + (self.inner.config.token_ttl_secs as i64).saturating_mul(1000);
+        let grant = self
+            .inner
+            .store
+            .create_session(NewSession {
+                user_id: user.id,
+                device_id: device_id.to_owned(),
+                token_hash: Tokens::hash(&token),
+                now_ms: now,
+                expires_at_ms,
+                policy: self.inner.config.device_policy,
+                max_sessions: self.inner.config.max_sessions_per_user,
+            })
+            .await?;
+        if !grant.revoked.is_empty() {
+            self.inner.events.publish(Event::Revoked {
+                sessions: grant.revoked,
+                reason: RevokeReason::Kicked,
+            });
+        }
+        metrics::counter!("natter_logins_total", "method" => "password").increment(1);
+        Ok(SessionInfo {
+            user_id: user.id,
+            username: user.username,
+            session_id: grant.session_id,
+            device_id: device_id.to_owned(),
+            token,
+            expires_at_ms,
+        })
+    }
+
+    /// Resumes a session from its token, without the password.
+    pub async fn resume(&self, token: &str, device_id: &str) -> Result<SessionInfo, ServiceError> {
+        let record = self
+            .inner
+            .store
+            .session_by_token(Tokens::hash(token))
+            .await?
+            .ok_or(ServiceError::TokenInvalid)?;
+        if record.revoked || record.device_id != device_id {
+            return Err(ServiceError::TokenInvalid);
+        }
+        if record.expires_at_ms <= now_ms() {
+            return Err(ServiceError::TokenExpired);
+        }
+        if record.user_disabled {
+            return Err(ServiceError::AccountDisabled);
+        }
+        metrics::counter!("natter_logins_total", "method" => "token").increment(1);
+        Ok(SessionInfo {
+            user_id: record.user_id,
+            username: record.username,
+            session_id: record.id,
+            device_id: record.device_id,
+            token: token.to_owned(),
+            expires_at_ms: record.expires_at_ms,
+        })
+    }
+
+    pub async fn logout(&self, session: &SessionInfo) -> Result<(), ServiceError> {
+        self.inner.store.revoke_session(session.session_id).await?;
+        Ok(())
+    }
+
+    /// Changes the password and ends every other session of the user.
+    pub async fn change_password(&self, session: &SessionInfo, old: &str, new: &str) -> Result<(), ServiceError> {
+        let user = self.authenticate(&session.username, old).await?;
+        self.check_password(&user.username, new)?;
+        let hash = self.inner.hasher.hash(new.to_owned()).await?;
+        self.inner.store.set_password(user.id, &hash).await?;
+        let revoked = self
+            .inner
+            .store
+            .revoke_other_sessions(user.id, session.session_id)
+            .await?;
+        if !revoked.is_empty() {
+            self.inner.events.publish(Event::Revoked {
+                sessions: revoked,
+                reason: RevokeReason::Kicked,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<(UserId, String)>, ServiceError> {
+        if ids.len() + names.len() > 500 {
+            return Err(ServiceError::InvalidArgument("at most 500 users per lookup".into()));
+        }
+        let names: Vec<String> = names.iter().filter_map(|n| normalize_username(n).ok()).collect();
+        let users = self.inner.store.users(ids, &names).await?;
+        Ok(users.into_iter().map(|u| (u.id, u.username)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert_eq!(normalize_username(" Alice_1 ").unwrap(), "alice_1");
+        for bad in ["ab", "1abc", "a b c", "ümlaut", &"a".repeat(33)] {
+            assert!(normalize_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_random_and_hash_stably() {
+        let (a, b) = (Tokens::generate().unwrap(), Tokens::generate().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert_eq!(Tokens::hash(&a), Tokens::hash(&a));
+        assert_ne!(Tokens::hash(&a), Tokens::hash(&b));
+    }
+}

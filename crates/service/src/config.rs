@@ -1,0 +1,54 @@
+//! Settings the service enforces. Built by the binary from the layered
+//! configuration; tests build them directly.
+
+use natter_store::DevicePolicy;
+
+#[derive(Clone, Debug)]
+pub struct PasswordConfig {
+    pub min_length: usize,
+    /// argon2id memory cost in KiB.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; more wait, so a login flood cannot
+    /// take every core and all memory.
+    pub max_concurrent_hashes: usize,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        // OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
+        PasswordConfig {
+            min_length: 8,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub password: PasswordConfig,
+    pub token_ttl_secs: u64,
+    pub device_policy: DevicePolicy,
+    pub max_sessions_per_user: usize,
+    pub max_message_bytes: usize,
+    pub max_sync_page: usize,
+    pub max_history_page: usize,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            password: PasswordConfig::default(),
+            token_ttl_secs: 30 * 24 * 3600,
+            device_policy: DevicePolicy::ReplaceOldest,
+            max_sessions_per_user: 5,
+            max_message_bytes: 64 * 1024,
+            max_sync_page: 500,
+            max_history_page: 200,
+        }
+    }
+}

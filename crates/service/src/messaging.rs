@@ -1,0 +1,109 @@
+//! Sending, syncing, history and delivery receipts.
+
+use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
+use natter_store::{
+    Appended, Body, BodyKind, ConversationId, HistoryPage, NewMessage, SyncPage, Target,
+};
+use std::collections::HashMap;
+
+#[derive(Clone, Debug)]
+pub struct SendInput {
+    pub client_msg_id: String,
+    pub target: Target,
+    pub body: Body,
+}
+
+impl Service {
+    fn check_body(&self, body: &Body) -> Result<(), ServiceError> {
+        let max = self.inner.config.max_message_bytes;
+        if body.content.len() > max {
+            return Err(ServiceError::MessageTooLarge {
+                size: body.content.len(),
+                max,
+            });
+        }
+        match body.kind {
+            BodyKind::Text if body.content.trim().is_empty() => {
+                Err(ServiceError::InvalidArgument("text message is empty".into()))
+            }
+            BodyKind::Custom if serde_json::from_str::<serde::de::IgnoredAny>(&body.content).is_err() => {
+                Err(ServiceError::InvalidArgument("custom message content is not valid JSON".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores a message and returns its ACK data. Returns only after the
+    /// store has committed; a repeated client_msg_id returns the original.
+    pub async fn send(&self, session: &SessionInfo, input: SendInput) -> Result<Appended, ServiceError> {
+        if input.client_msg_id.is_empty() || input.client_msg_id.len() > 64 {
+            return Err(ServiceError::InvalidArgument("client_msg_id must be 1-64 bytes".into()));
+        }
+        self.check_body(&input.body)?;
+        let appended = self
+            .inner
+            .store
+            .append_message(NewMessage {
+                sender_id: session.user_id,
+                target: input.target,
+                client_msg_id: input.client_msg_id,
+                body: input.body,
+                now_ms: now_ms(),
+                origin: Some(session.session_id),
+            })
+            .await?;
+        let outcome = if appended.duplicate { "duplicate" } else { "stored" };
+        metrics::counter!("natter_messages_total", "outcome" => outcome).increment(1);
+        Ok(appended)
+    }
+
+    pub async fn sync(
+        &self,
+        session: &SessionInfo,
+        cursors: HashMap<ConversationId, u64>,
+        limit: usize,
+    ) -> Result<SyncPage, ServiceError> {
+        let limit = limit.clamp(1, self.inner.config.max_sync_page);
+        Ok(self.inner.store.sync(session.user_id, &cursors, limit).await?)
+    }
+
+    pub async fn history(
+        &self,
+        session: &SessionInfo,
+        conversation: ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<HistoryPage, ServiceError> {
+        let limit = limit.clamp(1, self.inner.config.max_history_page);
+        Ok(self
+            .inner
+            .store
+            .history(session.user_id, conversation, before_seq, limit)
+            .await?)
+    }
+
+    /// Records that this user has every message up to `seq`, and tells the
+    /// other members when the cursor moved.
+    pub async fn delivery_ack(
+        &self,
+        session: &SessionInfo,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<(), ServiceError> {
+        let moved = self
+            .inner
+            .store
+            .mark_delivered(session.user_id, conversation, seq)
+            .await?;
+        if let Some(d) = moved {
+            let to = d.members.into_iter().filter(|u| *u != session.user_id).collect();
+            self.inner.events.publish(Event::Receipt {
+                conversation_id: conversation,
+                user_id: session.user_id,
+                seq: d.seq,
+                to,
+            });
+        }
+        Ok(())
+    }
+}

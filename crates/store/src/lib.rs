@@ -1,0 +1,85 @@
+//! Storage for natter: one [`Store`] trait, and the backends behind it.
+//!
+//! Only this crate knows SQL. The message write path is batched: a single
+//! writer applies queued writes in one transaction (group commit) and answers
+//! each caller only after the commit is durable, so an ACK always means
+//! "stored". Newly committed messages are also published, in commit order, on
+//! the commit feed, from which the service fans them out.
+#![forbid(unsafe_code)]
+
+mod error;
+mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+
+pub use error::StoreError;
+pub use model::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The receiving end of the commit feed: every newly stored message, once, in
+/// the order the store committed them.
+pub type CommitFeed = tokio::sync::mpsc::UnboundedReceiver<Committed>;
+
+/// The sending end of the commit feed, held by a store.
+pub type CommitFeedSender = tokio::sync::mpsc::UnboundedSender<Committed>;
+
+/// Creates the commit feed a store publishes on.
+pub fn commit_feed() -> (CommitFeedSender, CommitFeed) {
+    tokio::sync::mpsc::unbounded_channel()
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- accounts
+    /// Fails with [`StoreError::Conflict`] when the name is taken.
+    async fn create_user(&self, username: &str, password_hash: &str, now_ms: i64) -> Result<UserId>;
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>>;
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>>;
+    /// Users named by id or by name; unknown ones are left out.
+    async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>>;
+    async fn set_password(&self, id: UserId, password_hash: &str) -> Result<()>;
+
+    // ---- sessions
+    /// Creates a session under the device policy. A previous session of the
+    /// same device is always replaced; the grant lists every revoked session.
+    async fn create_session(&self, new: NewSession) -> Result<SessionGrant>;
+    async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>>;
+    async fn revoke_session(&self, id: SessionId) -> Result<()>;
+    /// Revokes every live session of `user` but `keep`; returns the revoked.
+    async fn revoke_other_sessions(&self, user: UserId, keep: SessionId) -> Result<Vec<SessionId>>;
+
+    // ---- messages
+    /// Stores a message, assigning the next seq of its conversation in the
+    /// same transaction. A (sender, client_msg_id) seen before returns the
+    /// original message with `duplicate = true` and stores nothing.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    /// One page of everything `user` has not seen: messages with seq above the
+    /// cursor (0 when absent) in every conversation, ascending.
+    async fn sync(
+        &self,
+        user: UserId,
+        cursors: &HashMap<ConversationId, u64>,
+        limit: usize,
+    ) -> Result<SyncPage>;
+    /// Up to `limit` messages with seq below `before_seq`, newest first.
+    async fn history(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<HistoryPage>;
+    /// Raises `user`'s delivered cursor; `None` when it did not move.
+    async fn mark_delivered(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<Delivered>>;
+
+    /// Finishes queued writes and makes everything durable.
+    async fn close(&self);
+}

@@ -1,0 +1,248 @@
+//! The embedded SQLite backend: WAL, one writer thread that group-commits,
+//! and a small pool of reader connections.
+
+mod accounts;
+mod messages;
+mod schema;
+mod writer;
+
+use crate::{
+    Appended, CommitFeedSender, ConversationId, Delivered, HistoryPage, NewMessage, NewSession,
+    Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
+    UserRecord,
+};
+use async_trait::async_trait;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use writer::{AppendJob, Job, WriteJob};
+
+/// How hard SQLite works to make a commit survive power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync the WAL on every commit: an ACKed message survives power loss.
+    Full,
+    /// fsync only at checkpoints: survives a process crash, not power loss.
+    Normal,
+}
+
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// The most writes one transaction carries.
+    pub max_batch: usize,
+    /// Writes queued for the writer before callers wait.
+    pub queue_depth: usize,
+    /// Reader connections (sync, history, lookups).
+    pub readers: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteOptions {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            max_batch: 512,
+            queue_depth: 8192,
+            readers: 4,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<ReadPool>,
+    feed: CommitFeedSender,
+}
+
+struct ReadPool {
+    conns: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
+}
+
+fn open_conn(opts: &SqliteOptions) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(&opts.path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match opts.synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating as needed) the database at `opts.path`.
+    /// Newly committed messages are published on `feed`.
+    pub fn open(opts: SqliteOptions, feed: CommitFeedSender) -> Result<Self> {
+        let mut conn = open_conn(&opts)?;
+        schema::migrate(&mut conn)?;
+        let readers = (0..opts.readers.max(1))
+            .map(|_| open_conn(&opts))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let max_batch = opts.max_batch.max(1);
+        let thread = std::thread::Builder::new()
+            .name("natter-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, max_batch))
+            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+        Ok(SqliteStore {
+            writer: tx,
+            writer_thread: Mutex::new(Some(thread)),
+            readers: Arc::new(ReadPool {
+                permits: Arc::new(Semaphore::new(readers.len())),
+                conns: Mutex::new(readers),
+            }),
+            feed,
+        })
+    }
+
+    /// Runs `f` in the writer's current transaction, inside its own savepoint.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(WriteJob::new(f, reply))).await?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    async fn submit(&self, job: Job) -> Result<()> {
+        self.writer.send(job).await.map_err(|_| StoreError::Unavailable)
+    }
+
+    /// Runs `f` on a reader connection off the async runtime.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        tokio::task::spawn_blocking(move || {
+            let conn = pool
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .ok_or_else(|| StoreError::Backend("reader pool: a permit without a connection".into()))?;
+            let out = f(&conn);
+            pool.conns.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, username: &str, password_hash: &str, now_ms: i64) -> Result<UserId> {
+        let (u, h) = (username.to_owned(), password_hash.to_owned());
+        self.write(move |c| accounts::create_user(c, &u, &h, now_ms)).await
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
+        let u = username.to_owned();
+        self.read(move |c| accounts::user_by_name(c, &u)).await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
+        self.read(move |c| accounts::user_by_id(c, id)).await
+    }
+
+    async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>> {
+        let (ids, names) = (ids.to_vec(), names.to_vec());
+        self.read(move |c| accounts::users(c, &ids, &names)).await
+    }
+
+    async fn set_password(&self, id: UserId, password_hash: &str) -> Result<()> {
+        let h = password_hash.to_owned();
+        self.write(move |c| accounts::set_password(c, id, &h)).await
+    }
+
+    async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
+        self.write(move |c| accounts::create_session(c, &new)).await
+    }
+
+    async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>> {
+        self.read(move |c| accounts::session_by_token(c, &token_hash)).await
+    }
+
+    async fn revoke_session(&self, id: SessionId) -> Result<()> {
+        self.write(move |c| accounts::revoke_session(c, id)).await
+    }
+
+    async fn revoke_other_sessions(&self, user: UserId, keep: SessionId) -> Result<Vec<SessionId>> {
+        self.write(move |c| accounts::revoke_other_sessions(c, user, keep)).await
+    }
+
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(AppendJob::new(new, reply, self.feed.clone())))
+            .await?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    async fn sync(
+        &self,
+        user: UserId,
+        cursors: &HashMap<ConversationId, u64>,
+        limit: usize,
+    ) -> Result<SyncPage> {
+        let cursors = cursors.clone();
+        self.read(move |c| messages::sync(c, user, &cursors, limit)).await
+    }
+
+    async fn history(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<HistoryPage> {
+        self.read(move |c| messages::history(c, user, conversation, before_seq, limit))
+            .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<Delivered>> {
+        self.write(move |c| messages::mark_delivered(c, user, conversation, seq))
+            .await
+    }
+
+    async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.submit(Box::new(writer::CloseJob(Some(reply)))).await.is_ok() {
+            let _ = rx.await;
+        }
+        let thread = self
+            .writer_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

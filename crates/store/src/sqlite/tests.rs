@@ -1,0 +1,113 @@
+//! Store tests against a real SQLite file.
+
+use super::*;
+use crate::{commit_feed, Body, BodyKind, DevicePolicy, Target};
+
+fn open(dir: &tempfile::TempDir) -> (SqliteStore, crate::CommitFeed) {
+    let (tx, rx) = commit_feed();
+    let store = SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx).unwrap();
+    (store, rx)
+}
+
+fn msg(sender: UserId, peer: UserId, id: &str) -> NewMessage {
+    NewMessage {
+        sender_id: sender,
+        target: Target::Peer(peer),
+        client_msg_id: id.into(),
+        body: Body {
+            kind: BodyKind::Text,
+            content: format!("text {id}"),
+        },
+        now_ms: 1,
+        origin: None,
+    }
+}
+
+#[tokio::test]
+async fn seq_is_dense_and_resend_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    assert!(matches!(
+        store.create_user("a", "h", 0).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        let (s, p) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        seqs.push(store.append_message(msg(s, p, &format!("m{i}"))).await.unwrap().message.seq);
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    let again = store.append_message(msg(a, b, "m0")).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message.seq, 1);
+    let fed: Vec<u64> = std::iter::from_fn(|| feed.try_recv().ok()).map(|c| c.message.seq).collect();
+    assert_eq!(fed, vec![1, 2, 3, 4, 5], "duplicates are not republished");
+    let page = store.sync(b, &HashMap::new(), 3).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(page.has_more);
+    let cursors = HashMap::from([(page.messages[0].conversation_id, 3)]);
+    let page = store.sync(b, &cursors, 3).await.unwrap();
+    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert!(!page.has_more);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn failed_write_does_not_spoil_its_batch_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let store = Arc::new(store);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every fifth targets a user that does not exist.
+            let peer = if i % 5 == 0 { 999 } else { b };
+            store.append_message(msg(a, peer, &format!("m{i}"))).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(matches!(e, StoreError::NotFound(_)), "{e}"),
+        }
+    }
+    assert_eq!(ok, 40);
+    let page = store.sync(a, &HashMap::new(), 100).await.unwrap();
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn device_policy_reject_and_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let u = store.create_user("u", "h", 0).await.unwrap();
+    let new = |dev: &str, n: u8, policy| NewSession {
+        user_id: u,
+        device_id: dev.into(),
+        token_hash: [n; 32],
+        now_ms: n as i64,
+        expires_at_ms: 1_000,
+        policy,
+        max_sessions: 2,
+    };
+    let s1 = store.create_session(new("d1", 1, DevicePolicy::Reject)).await.unwrap();
+    let s2 = store.create_session(new("d2", 2, DevicePolicy::Reject)).await.unwrap();
+    assert!(matches!(
+        store.create_session(new("d3", 3, DevicePolicy::Reject)).await,
+        Err(StoreError::TooManySessions)
+    ));
+    // The same device replaces itself even at the limit.
+    let s2b = store.create_session(new("d2", 4, DevicePolicy::Reject)).await.unwrap();
+    assert_eq!(s2b.revoked, vec![s2.session_id]);
+    let s3 = store.create_session(new("d3", 5, DevicePolicy::ReplaceOldest)).await.unwrap();
+    assert_eq!(s3.revoked, vec![s1.session_id]);
+    let rec = store.session_by_token([1; 32]).await.unwrap().unwrap();
+    assert!(rec.revoked);
+}

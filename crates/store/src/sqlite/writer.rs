@@ -1,0 +1,197 @@
+//! The writer thread: takes queued writes, applies as many as are waiting in
+//! one transaction (each in its own savepoint, so one failure does not undo
+//! the others), commits once, and only then answers each caller.
+
+use super::messages;
+use crate::{Appended, CommitFeedSender, Committed, NewMessage, Result, StoreError};
+use rusqlite::Connection;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+pub type Job = Box<dyn Work>;
+
+/// One queued write.
+pub trait Work: Send {
+    /// Applies the write inside the open transaction; false means it failed
+    /// and its savepoint must be rolled back.
+    fn apply(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller once the transaction's fate is known.
+    fn finish(self: Box<Self>, commit: Result<()>);
+    /// True for the job that asks the writer to stop.
+    fn is_close(&self) -> bool {
+        false
+    }
+}
+
+/// A write whose result goes straight back to the caller.
+pub struct WriteJob<F, T> {
+    f: Option<F>,
+    out: Option<Result<T>>,
+    reply: Option<oneshot::Sender<Result<T>>>,
+}
+
+impl<F, T> WriteJob<F, T> {
+    pub fn new(f: F, reply: oneshot::Sender<Result<T>>) -> Self {
+        WriteJob {
+            f: Some(f),
+            out: None,
+            reply: Some(reply),
+        }
+    }
+}
+
+impl<F, T> Work for WriteJob<F, T>
+where
+    F: FnOnce(&Connection) -> Result<T> + Send,
+    T: Send,
+{
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let out = match self.f.take() {
+            Some(f) => f(conn),
+            None => Err(StoreError::Backend("write applied twice".into())),
+        };
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn finish(mut self: Box<Self>, commit: Result<()>) {
+        let out = match (commit, self.out.take()) {
+            (Ok(()), Some(out)) => out,
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Backend("write never applied".into())),
+        };
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(out);
+        }
+    }
+}
+
+/// A message append: besides answering the caller it publishes the new
+/// message on the commit feed, in commit order, after the commit.
+pub struct AppendJob {
+    new: NewMessage,
+    out: Option<Result<messages::AppendOutcome>>,
+    reply: Option<oneshot::Sender<Result<Appended>>>,
+    feed: CommitFeedSender,
+}
+
+impl AppendJob {
+    pub fn new(new: NewMessage, reply: oneshot::Sender<Result<Appended>>, feed: CommitFeedSender) -> Self {
+        AppendJob {
+            new,
+            out: None,
+            reply: Some(reply),
+            feed,
+        }
+    }
+}
+
+impl Work for AppendJob {
+    fn apply(&mut self, conn: &Connection) -> bool {
+        let out = messages::append(conn, &self.new);
+        let ok = out.is_ok();
+        self.out = Some(out);
+        ok
+    }
+
+    fn finish(mut self: Box<Self>, commit: Result<()>) {
+        let out = match (commit, self.out.take()) {
+            (Ok(()), Some(Ok(o))) => {
+                let message = Arc::new(o.message);
+                if !o.duplicate {
+                    // The receiver lives as long as the service; if it is gone
+                    // the server is stopping and nobody is left to push to.
+                    let _ = self.feed.send(Committed {
+                        message: message.clone(),
+                        members: o.members.into(),
+                        origin: self.new.origin,
+                    });
+                }
+                Ok(Appended {
+                    message,
+                    duplicate: o.duplicate,
+                })
+            }
+            (Ok(()), Some(Err(e))) | (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Backend("append never applied".into())),
+        };
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(out);
+        }
+    }
+}
+
+/// Asks the writer to finish what is queued before it and stop.
+pub struct CloseJob(pub Option<oneshot::Sender<()>>);
+
+impl Work for CloseJob {
+    fn apply(&mut self, _conn: &Connection) -> bool {
+        true
+    }
+    fn finish(mut self: Box<Self>, _commit: Result<()>) {
+        if let Some(reply) = self.0.take() {
+            let _ = reply.send(());
+        }
+    }
+    fn is_close(&self) -> bool {
+        true
+    }
+}
+
+pub fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut closing = false;
+    while !closing {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        closing = batch.iter().any(|j| j.is_close());
+        let started = Instant::now();
+        let size = batch.len();
+        let commit = apply_batch(&conn, &mut batch);
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, size, "store transaction failed");
+        }
+        metrics::histogram!("natter_store_batch_size").record(size as f64);
+        metrics::histogram!("natter_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        for job in batch.drain(..) {
+            job.finish(commit.clone());
+        }
+    }
+    rx.close();
+    // Anything that raced the close request is refused, not dropped silently.
+    while let Ok(job) = rx.try_recv() {
+        job.finish(Err(StoreError::Unavailable));
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(error = %e, "final checkpoint failed");
+    }
+}
+
+fn apply_batch(conn: &Connection, batch: &mut [Job]) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let applied = (|| -> Result<()> {
+        for job in batch.iter_mut() {
+            conn.execute_batch("SAVEPOINT job")?;
+            if !job.apply(conn) {
+                conn.execute_batch("ROLLBACK TO job")?;
+            }
+            conn.execute_batch("RELEASE job")?;
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    })();
+    if applied.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    applied
+}
