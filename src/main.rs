@@ -1,1 +1,131 @@
-fn main() {}
+//! `natter`: the server, a command-line client and (later) tools, in one binary.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use natter::config::{Config, LogFormat};
+use natter::{cli_client, server};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "natter", version, about = "A durable, observable instant-messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Talk to a server from the command line.
+    Client(cli_client::ClientArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// A TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the embedded database lives (default ./natter-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TCP listen address (port 0 picks a free port).
+    #[arg(long)]
+    tcp_addr: Option<String>,
+    /// WebSocket listen address; "" disables it.
+    #[arg(long)]
+    ws_addr: Option<String>,
+    /// HTTP listen address (health, metrics); "" disables it.
+    #[arg(long)]
+    http_addr: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Client(args) => cli_client::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use figment::providers::Serialized;
+    let mut figment = Config::figment(args.config.as_deref());
+    if let Some(d) = args.data_dir {
+        figment = figment.merge(Serialized::default("data_dir", d));
+    }
+    if let Some(a) = args.tcp_addr {
+        figment = figment.merge(Serialized::default("listen.tcp", a));
+    }
+    if let Some(a) = args.ws_addr {
+        figment = figment.merge(Serialized::default("listen.ws", a));
+    }
+    if let Some(a) = args.http_addr {
+        figment = figment.merge(Serialized::default("listen.http", a));
+    }
+    let config = Config::from_figment(figment)?;
+    init_logging(&config);
+    let listeners = server::Listeners::bind(&config.listen).await?;
+    // Printed plainly as well, so scripts that start on port 0 can find us.
+    println!("natter tcp={}", listeners.tcp_addr());
+    if let Some(a) = listeners.ws_addr() {
+        println!("natter ws={a}");
+    }
+    if let Some(a) = listeners.http_addr() {
+        println!("natter http={a}");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+    server::run(config, listeners, shutdown).await.context("server failed")
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn signals(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    shutdown.cancel();
+}

@@ -1,0 +1,82 @@
+//! Client-side delivery bookkeeping: the highest seq seen per conversation.
+//! Pushes are at-least-once and may arrive after a gap; the inbox accepts
+//! each message once, in seq order, and pulls gaps from the server.
+
+use crate::{Client, ClientError};
+use natter_proto::pb;
+use std::collections::HashMap;
+
+#[derive(Clone, Debug, Default)]
+pub struct Inbox {
+    cursors: HashMap<u64, u64>,
+    /// Conversations as last described by the server.
+    pub conversations: HashMap<u64, pb::Conversation>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Accepted {
+    /// The next message of its conversation.
+    New(pb::Message),
+    /// Already seen; drop it.
+    Duplicate,
+    /// Messages are missing before this one: sync to fill the gap.
+    Gap,
+}
+
+impl Inbox {
+    pub fn cursor(&self, conversation_id: u64) -> u64 {
+        self.cursors.get(&conversation_id).copied().unwrap_or(0)
+    }
+
+    pub fn cursors(&self) -> Vec<pb::Cursor> {
+        self.cursors
+            .iter()
+            .map(|(&conversation_id, &seq)| pb::Cursor { conversation_id, seq })
+            .collect()
+    }
+
+    /// Records our own sent message (its ACK) so a later push or sync of it
+    /// counts as a duplicate, when nothing is missing before it.
+    pub fn sent(&mut self, ack: &pb::SendAck) -> bool {
+        let cur = self.cursors.entry(ack.conversation_id).or_insert(0);
+        if ack.seq == *cur + 1 {
+            *cur = ack.seq;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Classifies a pushed message.
+    pub fn accept(&mut self, m: pb::Message) -> Accepted {
+        let cur = self.cursors.entry(m.conversation_id).or_insert(0);
+        if m.seq <= *cur {
+            Accepted::Duplicate
+        } else if m.seq == *cur + 1 {
+            *cur = m.seq;
+            Accepted::New(m)
+        } else {
+            Accepted::Gap
+        }
+    }
+
+    /// Pulls everything newer than the cursors, page by page, and returns
+    /// the new messages in order (per conversation).
+    pub async fn sync(&mut self, client: &Client, page: u32) -> Result<Vec<pb::Message>, ClientError> {
+        let mut out = Vec::new();
+        loop {
+            let p = client.sync_page(self.cursors(), page).await?;
+            for c in p.conversations {
+                self.conversations.insert(c.conversation_id, c);
+            }
+            for m in p.messages {
+                if let Accepted::New(m) = self.accept(m) {
+                    out.push(m);
+                }
+            }
+            if !p.has_more {
+                return Ok(out);
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! `natter client ...`: a command-line client for people and scripts.
+//! Output with `--json` is one JSON object per line.
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use natter_client::{pb, Client, ConnectOptions, Inbox, ServerFrame};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// Server address: host:port (TCP) or ws://host:port (WebSocket).
+    #[arg(long, env = "NATTER_SERVER", default_value = "127.0.0.1:7700")]
+    pub server: String,
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+#[derive(Args, Debug)]
+pub struct Login {
+    #[arg(long, short)]
+    pub user: String,
+    #[arg(long, short, env = "NATTER_PASSWORD")]
+    pub password: String,
+    /// Device id for the session.
+    #[arg(long, default_value = "cli")]
+    pub device: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create an account.
+    Register { username: String, password: String },
+    /// Send a text message to a user; prints the ACK.
+    Send {
+        #[command(flatten)]
+        login: Login,
+        /// The recipient's username.
+        #[arg(long)]
+        to: String,
+        /// Idempotency key; resending with the same key never duplicates.
+        #[arg(long)]
+        client_msg_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        text: String,
+    },
+    /// Print every message the user can see, then exit.
+    Sync {
+        #[command(flatten)]
+        login: Login,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the conversation with one user, newest last.
+    History {
+        #[command(flatten)]
+        login: Login,
+        #[arg(long)]
+        with: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print messages as they arrive until interrupted (or --count arrive).
+    Listen {
+        #[command(flatten)]
+        login: Login,
+        #[arg(long)]
+        count: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn login(server: &str, l: &Login) -> anyhow::Result<(Client, pb::LoginOk)> {
+    let mut c = Client::connect_with(server, ConnectOptions::default())
+        .await
+        .with_context(|| format!("cannot connect to {server}"))?;
+    let ok = c.login(&l.user, &l.password, &l.device).await.context("login failed")?;
+    Ok((c, ok))
+}
+
+/// Resolves user ids to names with one lookup.
+async fn names(c: &Client, ids: impl IntoIterator<Item = u64>) -> anyhow::Result<HashMap<u64, String>> {
+    let mut ids: Vec<u64> = ids.into_iter().collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut out = HashMap::new();
+    for chunk in ids.chunks(500) {
+        for u in c.users(chunk.to_vec(), vec![]).await? {
+            out.insert(u.user_id, u.username);
+        }
+    }
+    Ok(out)
+}
+
+fn line(m: &pb::Message, from: &str, to: &str) -> serde_json::Value {
+    let body = m.body.clone().unwrap_or_default();
+    json!({
+        "conversation_id": m.conversation_id,
+        "seq": m.seq,
+        "msg_id": m.msg_id,
+        "from": from,
+        "to": to,
+        "kind": body.kind().as_str_name().trim_start_matches("BODY_KIND_").to_ascii_lowercase(),
+        "text": body.content,
+        "client_msg_id": m.client_msg_id,
+        "server_ts_ms": m.server_ts_ms,
+    })
+}
+
+/// The other member of a 1:1 conversation, seen from the sender.
+fn recipient(inbox: &Inbox, m: &pb::Message) -> u64 {
+    inbox
+        .conversations
+        .get(&m.conversation_id)
+        .and_then(|c| c.member_ids.iter().copied().find(|u| *u != m.sender_id))
+        .unwrap_or(0)
+}
+
+fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool) {
+    let name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
+    let (from, to) = (name(m.sender_id), name(to));
+    if json_out {
+        println!("{}", line(m, &from, &to));
+    } else {
+        let text = m.body.as_ref().map(|b| b.content.as_str()).unwrap_or("");
+        println!("[{}#{}] {from} -> {to}: {text}", m.conversation_id, m.seq);
+    }
+}
+
+pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    let server = args.server.as_str();
+    match args.command {
+        ClientCommand::Register { username, password } => {
+            let c = Client::connect(server)
+                .await
+                .with_context(|| format!("cannot connect to {server}"))?;
+            c.register(&username, &password).await.context("register failed")?;
+            println!("registered {username}");
+        }
+        ClientCommand::Send {
+            login: l,
+            to,
+            client_msg_id,
+            json: json_out,
+            text,
+        } => {
+            let (c, _) = login(server, &l).await?;
+            let peer = c.user_id(&to).await.with_context(|| format!("unknown recipient {to}"))?;
+            let id = client_msg_id.unwrap_or_else(new_client_msg_id);
+            let ack = c.send_text(peer, &id, &text).await.context("send failed")?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"conversation_id": ack.conversation_id, "seq": ack.seq, "msg_id": ack.msg_id,
+                           "server_ts_ms": ack.server_ts_ms, "duplicate": ack.duplicate, "client_msg_id": id})
+                );
+            } else {
+                println!("sent: conversation {} seq {} msg_id {}", ack.conversation_id, ack.seq, ack.msg_id);
+            }
+        }
+        ClientCommand::Sync { login: l, json: json_out } => {
+            let (c, _) = login(server, &l).await?;
+            let mut inbox = Inbox::default();
+            let messages = inbox.sync(&c, 500).await.context("sync failed")?;
+            let members = inbox.conversations.values().flat_map(|c| c.member_ids.iter().copied());
+            let names = names(&c, members).await?;
+            for m in &messages {
+                print(m, &names, recipient(&inbox, m), json_out);
+            }
+            for cur in inbox.cursors() {
+                c.delivery_ack(cur.conversation_id, cur.seq).await?;
+            }
+        }
+        ClientCommand::History {
+            login: l,
+            with,
+            limit,
+            json: json_out,
+        } => {
+            let (c, me) = login(server, &l).await?;
+            let peer = c.user_id(&with).await.with_context(|| format!("unknown user {with}"))?;
+            let page = c.sync_page(vec![], 1).await?;
+            let Some(conv) = page
+                .conversations
+                .iter()
+                .find(|cv| cv.member_ids.contains(&peer) && cv.member_ids.contains(&me.user_id))
+            else {
+                bail!("no conversation with {with}");
+            };
+            let h = c.history(conv.conversation_id, 0, limit).await?;
+            let names = names(&c, [me.user_id, peer]).await?;
+            for m in h.messages.iter().rev() {
+                let to = if m.sender_id == peer { me.user_id } else { peer };
+                print(m, &names, to, json_out);
+            }
+        }
+        ClientCommand::Listen {
+            login: l,
+            count,
+            json: json_out,
+        } => {
+            let (mut c, me) = login(server, &l).await?;
+            let mut inbox = Inbox::default();
+            inbox.sync(&c, 500).await?;
+            let mut seen = 0;
+            while count.is_none_or(|n| seen < n) {
+                let Some(push) = c.next_push().await else {
+                    bail!("connection closed");
+                };
+                match push {
+                    ServerFrame::MessagePush(p) => {
+                        let Some(m) = p.message else { continue };
+                        let fresh = match inbox.accept(m.clone()) {
+                            natter_client::Accepted::New(m) => vec![m],
+                            natter_client::Accepted::Duplicate => vec![],
+                            natter_client::Accepted::Gap => inbox.sync(&c, 500).await?,
+                        };
+                        for m in fresh {
+                            let to = if m.sender_id == me.user_id { recipient(&inbox, &m) } else { me.user_id };
+                            let names = names(&c, [m.sender_id, to]).await?;
+                            print(&m, &names, to, json_out);
+                            c.delivery_ack(m.conversation_id, m.seq).await?;
+                            seen += 1;
+                        }
+                    }
+                    ServerFrame::Disconnect(d) => bail!("disconnected by the server: {}", d.message),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A client message id unique enough for one user: time plus randomness.
+fn new_client_msg_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_nanos();
+    format!("cli-{nanos:x}-{:x}", std::process::id())
+}

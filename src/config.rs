@@ -1,0 +1,325 @@
+//! Layered configuration: defaults, then a TOML file, then `NATTER_*`
+//! environment variables (`__` separates sections), then command-line flags.
+//! Everything is validated at start-up; errors name the offending key.
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded database lives.
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub limits: Limits,
+    pub session: Session,
+    pub password: Password,
+    pub store: StoreConfig,
+    pub shutdown: Shutdown,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// Raw TCP frames.
+    pub tcp: String,
+    /// WebSocket (binary messages carry frames); empty disables it.
+    pub ws: String,
+    /// HTTP: health, readiness, metrics; empty disables it.
+    pub http: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_frame_bytes: usize,
+    pub max_message_bytes: usize,
+    pub outbound_queue: usize,
+    pub send_rate_per_sec: f64,
+    pub send_burst: f64,
+    pub request_rate_per_sec: f64,
+    pub request_burst: f64,
+    pub max_sync_page: usize,
+    pub max_history_page: usize,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DevicePolicy {
+    ReplaceOldest,
+    Reject,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Session {
+    pub auth_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub token_ttl_secs: u64,
+    pub device_policy: DevicePolicy,
+    pub max_devices: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Password {
+    pub min_length: usize,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `full`: an ACKed message survives power loss; `normal`: a crash.
+    pub synchronous: Synchronous,
+    pub max_batch: usize,
+    pub queue_depth: usize,
+    pub readers: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Shutdown {
+    pub grace_ms: u64,
+    pub reconnect_after_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// A tracing filter, e.g. `info` or `natter_gateway=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("natter-data"),
+            listen: Listen::default(),
+            limits: Limits::default(),
+            session: Session::default(),
+            password: Password::default(),
+            store: StoreConfig::default(),
+            shutdown: Shutdown::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            tcp: "127.0.0.1:7700".into(),
+            ws: "127.0.0.1:7701".into(),
+            http: "127.0.0.1:7780".into(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 19_000,
+            max_frame_bytes: 256 * 1024,
+            max_message_bytes: 64 * 1024,
+            outbound_queue: 1024,
+            send_rate_per_sec: 100.0,
+            send_burst: 200.0,
+            request_rate_per_sec: 500.0,
+            request_burst: 1000.0,
+            max_sync_page: 500,
+            max_history_page: 200,
+        }
+    }
+}
+
+impl Default for Session {
+    fn default() -> Self {
+        Session {
+            auth_timeout_ms: 10_000,
+            heartbeat_interval_ms: 30_000,
+            heartbeat_timeout_ms: 90_000,
+            token_ttl_secs: 30 * 24 * 3600,
+            device_policy: DevicePolicy::ReplaceOldest,
+            max_devices: 5,
+        }
+    }
+}
+
+impl Default for Password {
+    fn default() -> Self {
+        Password {
+            min_length: 8,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 4,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            synchronous: Synchronous::Full,
+            max_batch: 512,
+            queue_depth: 8192,
+            readers: 4,
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            grace_ms: 10_000,
+            reconnect_after_ms: 1_000,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then the process environment.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let mut f = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            f = f.merge(Toml::file_exact(file));
+        }
+        // NATTER_TEST_* variables belong to the test suite, not the server.
+        f.merge(
+            Env::prefixed("NATTER_")
+                .split("__")
+                .filter(|k| !k.as_str().starts_with("test_")),
+        )
+    }
+
+    /// Extracts and validates a configuration.
+    pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
+        let c: Config = f.extract().map_err(Box::new)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn check(ok: bool, key: &'static str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid { key, reason: reason() })
+            }
+        }
+        let l = &self.limits;
+        let s = &self.session;
+        let p = &self.password;
+        check(!self.listen.tcp.is_empty(), "listen.tcp", || "a TCP address is required".into())?;
+        check(l.max_connections >= 1, "limits.max_connections", || "must be at least 1".into())?;
+        check(l.max_frame_bytes >= 1024, "limits.max_frame_bytes", || "must be at least 1024".into())?;
+        check(l.max_frame_bytes <= 64 * 1024 * 1024, "limits.max_frame_bytes", || "must be at most 64 MiB".into())?;
+        check(l.max_message_bytes >= 1, "limits.max_message_bytes", || "must be at least 1".into())?;
+        check(l.max_message_bytes + 1024 <= l.max_frame_bytes, "limits.max_message_bytes", || {
+            format!("must leave 1024 bytes of room below limits.max_frame_bytes ({})", l.max_frame_bytes)
+        })?;
+        check(l.outbound_queue >= 1, "limits.outbound_queue", || "must be at least 1".into())?;
+        check(l.send_rate_per_sec > 0.0, "limits.send_rate_per_sec", || "must be positive".into())?;
+        check(l.send_burst >= 1.0, "limits.send_burst", || "must be at least 1".into())?;
+        check(l.request_rate_per_sec > 0.0, "limits.request_rate_per_sec", || "must be positive".into())?;
+        check(l.request_burst >= 1.0, "limits.request_burst", || "must be at least 1".into())?;
+        check(l.max_sync_page >= 1, "limits.max_sync_page", || "must be at least 1".into())?;
+        check(l.max_history_page >= 1, "limits.max_history_page", || "must be at least 1".into())?;
+        check(s.auth_timeout_ms >= 1, "session.auth_timeout_ms", || "must be at least 1".into())?;
+        check(s.heartbeat_interval_ms >= 1, "session.heartbeat_interval_ms", || "must be at least 1".into())?;
+        check(s.heartbeat_timeout_ms > s.heartbeat_interval_ms, "session.heartbeat_timeout_ms", || {
+            format!("must exceed session.heartbeat_interval_ms ({})", s.heartbeat_interval_ms)
+        })?;
+        check(s.token_ttl_secs >= 1, "session.token_ttl_secs", || "must be at least 1".into())?;
+        check(s.max_devices >= 1, "session.max_devices", || "must be at least 1".into())?;
+        check(p.min_length >= 1, "password.min_length", || "must be at least 1".into())?;
+        check(p.argon2_parallelism >= 1, "password.argon2_parallelism", || "must be at least 1".into())?;
+        check(p.argon2_iterations >= 1, "password.argon2_iterations", || "must be at least 1".into())?;
+        check(p.argon2_memory_kib >= 8 * p.argon2_parallelism, "password.argon2_memory_kib", || {
+            "must be at least 8 × password.argon2_parallelism".into()
+        })?;
+        check(p.max_concurrent_hashes >= 1, "password.max_concurrent_hashes", || "must be at least 1".into())?;
+        check(self.store.max_batch >= 1, "store.max_batch", || "must be at least 1".into())?;
+        check(self.store.queue_depth >= 1, "store.queue_depth", || "must be at least 1".into())?;
+        check(self.store.readers >= 1, "store.readers", || "must be at least 1".into())?;
+        check(self.log.level.parse::<tracing_subscriber::EnvFilter>().is_ok(), "log.level", || {
+            format!("`{}` is not a valid log filter", self.log.level)
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(toml: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = from_toml("[session]\nheartbeat_interval_ms = 5000\nheartbeat_timeout_ms = 100").unwrap_err();
+        assert!(e.to_string().contains("session.heartbeat_timeout_ms"), "{e}");
+        let e = from_toml("[limits]\nmax_conections = 5").unwrap_err();
+        assert!(e.to_string().contains("max_conections"), "{e}");
+        let e = from_toml("[limits]\nmax_connections = \"many\"").unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
+        let e = from_toml("[session]\ndevice_policy = \"sometimes\"").unwrap_err();
+        assert!(e.to_string().contains("device_policy"), "{e}");
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let c = from_toml("data_dir = \"/tmp/x\"\n[limits]\nmax_connections = 7").unwrap();
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.limits.outbound_queue, Limits::default().outbound_queue);
+    }
+}

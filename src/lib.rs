@@ -1,0 +1,10 @@
+//! The `natter` binary's library half: configuration, server assembly and the
+//! command-line client, so tests can start a real server in-process.
+#![forbid(unsafe_code)]
+
+pub mod cli_client;
+pub mod config;
+pub mod server;
+
+pub use config::Config;
+pub use server::{run, Listeners};
