@@ -86,6 +86,7 @@ fn service_config(c: &Config) -> ServiceConfig {
         max_message_bytes: c.limits.max_message_bytes,
         max_sync_page: c.limits.max_sync_page,
         max_history_page: c.limits.max_history_page,
+        max_page_bytes: c.limits.max_frame_bytes / 2,
     }
 }
 

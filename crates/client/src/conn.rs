@@ -192,6 +192,12 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
+        // The reader marks the connection closed before it drops waiters, so
+        // a request registered after that is caught here.
+        if self.shared.closed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            return Err(self.closed_error());
+        }
         self.out
             .send(frame.to_bytes(id))
             .map_err(|_| self.closed_error())?;

@@ -37,6 +37,9 @@ pub struct ServiceConfig {
     pub max_message_bytes: usize,
     pub max_sync_page: usize,
     pub max_history_page: usize,
+    /// Bytes of messages in one sync or history page, kept well below the
+    /// frame limit so a page always fits in one frame.
+    pub max_page_bytes: usize,
 }
 
 impl Default for ServiceConfig {
@@ -49,6 +52,7 @@ impl Default for ServiceConfig {
             max_message_bytes: 64 * 1024,
             max_sync_page: 500,
             max_history_page: 200,
+            max_page_bytes: 128 * 1024,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
 use natter_store::{
-    Appended, Body, BodyKind, ConversationId, HistoryPage, NewMessage, SyncPage, Target,
+    Appended, Body, BodyKind, ConversationId, HistoryPage, NewMessage, Page, SyncPage, Target,
 };
 use std::collections::HashMap;
 
@@ -63,8 +63,11 @@ impl Service {
         cursors: HashMap<ConversationId, u64>,
         limit: usize,
     ) -> Result<SyncPage, ServiceError> {
-        let limit = limit.clamp(1, self.inner.config.max_sync_page);
-        Ok(self.inner.store.sync(session.user_id, &cursors, limit).await?)
+        let page = Page {
+            messages: limit.clamp(1, self.inner.config.max_sync_page),
+            bytes: self.inner.config.max_page_bytes,
+        };
+        Ok(self.inner.store.sync(session.user_id, &cursors, page).await?)
     }
 
     pub async fn history(
@@ -74,11 +77,14 @@ impl Service {
         before_seq: u64,
         limit: usize,
     ) -> Result<HistoryPage, ServiceError> {
-        let limit = limit.clamp(1, self.inner.config.max_history_page);
+        let page = Page {
+            messages: limit.clamp(1, self.inner.config.max_history_page),
+            bytes: self.inner.config.max_page_bytes,
+        };
         Ok(self
             .inner
             .store
-            .history(session.user_id, conversation, before_seq, limit)
+            .history(session.user_id, conversation, before_seq, page)
             .await?)
     }
 

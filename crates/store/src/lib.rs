@@ -62,15 +62,16 @@ pub trait Store: Send + Sync + 'static {
         &self,
         user: UserId,
         cursors: &HashMap<ConversationId, u64>,
-        limit: usize,
+        page: Page,
     ) -> Result<SyncPage>;
-    /// Up to `limit` messages with seq below `before_seq`, newest first.
+    /// A page of messages with seq below `before_seq` (0: from the newest),
+    /// newest first.
     async fn history(
         &self,
         user: UserId,
         conversation: ConversationId,
         before_seq: u64,
-        limit: usize,
+        page: Page,
     ) -> Result<HistoryPage>;
     /// Raises `user`'s delivered cursor; `None` when it did not move.
     async fn mark_delivered(

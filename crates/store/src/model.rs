@@ -104,6 +104,21 @@ pub struct StoredMessage {
     pub body: Body,
 }
 
+impl StoredMessage {
+    /// Roughly the bytes this message takes on the wire; pages are cut by it.
+    pub fn size_hint(&self) -> usize {
+        self.body.content.len() + self.client_msg_id.len() + 64
+    }
+}
+
+/// How much one page of messages may hold: whichever bound is hit first.
+/// A page always holds at least one message if any is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
 #[derive(Clone, Debug)]
 pub struct Appended {
     pub message: Arc<StoredMessage>,

@@ -3,7 +3,7 @@
 
 use crate::{
     Body, BodyKind, ConversationId, ConversationKind, ConversationState, Delivered, HistoryPage,
-    MemberState, NewMessage, Result, StoreError, StoredMessage, SyncPage, Target, UserId,
+    MemberState, NewMessage, Page, Result, StoreError, StoredMessage, SyncPage, Target, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
@@ -158,35 +158,41 @@ pub fn sync(
     conn: &Connection,
     user: UserId,
     cursors: &HashMap<ConversationId, u64>,
-    limit: usize,
+    limit: Page,
 ) -> Result<SyncPage> {
-    let convs: Vec<(ConversationId, i64, u64)> = conn
+    let convs: Vec<(ConversationId, u64)> = conn
         .prepare_cached(
-            "SELECT c.id, c.kind, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+            "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = ?1 ORDER BY c.id",
         )?
-        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
     );
     let mut page = SyncPage::default();
-    for (id, _kind, last_seq) in convs {
+    let mut bytes = 0;
+    let mut full = false;
+    for (id, last_seq) in convs {
         let cursor = cursors.get(&id).copied().unwrap_or(0);
-        if last_seq > cursor {
-            let room = limit.saturating_sub(page.messages.len());
-            if room == 0 {
-                page.has_more = true;
-            } else {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params![id, cursor, room as i64], message_row)?;
-                for row in rows {
-                    page.messages.push(row?);
+        if last_seq > cursor && full {
+            page.has_more = true;
+        } else if last_seq > cursor {
+            let room = limit.messages.saturating_sub(page.messages.len());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut reached = cursor;
+            for row in stmt.query_map(params![id, cursor, room as i64], message_row)? {
+                let m = row?;
+                if !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes {
+                    full = true;
+                    break;
                 }
-                if page.messages.last().map(|m| m.seq) != Some(last_seq) {
-                    page.has_more = true;
-                }
+                bytes += m.size_hint();
+                reached = m.seq;
+                page.messages.push(m);
             }
+            full |= page.messages.len() >= limit.messages;
+            page.has_more |= reached < last_seq;
         }
         page.conversations.push(ConversationState {
             id,
@@ -203,7 +209,7 @@ pub fn history(
     user: UserId,
     conversation: ConversationId,
     before_seq: u64,
-    limit: usize,
+    limit: Page,
 ) -> Result<HistoryPage> {
     if !is_member(conn, user, conversation)? {
         return Err(StoreError::NotMember(conversation));
@@ -212,13 +218,20 @@ pub fn history(
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
     );
-    let mut messages: Vec<StoredMessage> = conn
-        .prepare_cached(&sql)?
-        .query_map(params![conversation, before, limit as i64 + 1], message_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let has_more = messages.len() > limit;
-    messages.truncate(limit);
-    Ok(HistoryPage { messages, has_more })
+    let mut page = HistoryPage::default();
+    let mut bytes = 0;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    for row in stmt.query_map(params![conversation, before, limit.messages as i64 + 1], message_row)? {
+        let m = row?;
+        let over = !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes;
+        if over || page.messages.len() == limit.messages {
+            page.has_more = true;
+            break;
+        }
+        bytes += m.size_hint();
+        page.messages.push(m);
+    }
+    Ok(page)
 }
 
 pub fn mark_delivered(

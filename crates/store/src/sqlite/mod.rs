@@ -7,7 +7,7 @@ mod schema;
 mod writer;
 
 use crate::{
-    Appended, CommitFeedSender, ConversationId, Delivered, HistoryPage, NewMessage, NewSession,
+    Appended, CommitFeedSender, ConversationId, Delivered, HistoryPage, NewMessage, NewSession, Page,
     Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
     UserRecord,
 };
@@ -201,10 +201,10 @@ impl Store for SqliteStore {
         &self,
         user: UserId,
         cursors: &HashMap<ConversationId, u64>,
-        limit: usize,
+        page: Page,
     ) -> Result<SyncPage> {
         let cursors = cursors.clone();
-        self.read(move |c| messages::sync(c, user, &cursors, limit)).await
+        self.read(move |c| messages::sync(c, user, &cursors, page)).await
     }
 
     async fn history(
@@ -212,9 +212,9 @@ impl Store for SqliteStore {
         user: UserId,
         conversation: ConversationId,
         before_seq: u64,
-        limit: usize,
+        page: Page,
     ) -> Result<HistoryPage> {
-        self.read(move |c| messages::history(c, user, conversation, before_seq, limit))
+        self.read(move |c| messages::history(c, user, conversation, before_seq, page))
             .await
     }
 

@@ -3,6 +3,10 @@
 use super::*;
 use crate::{commit_feed, Body, BodyKind, DevicePolicy, Target};
 
+fn pg(messages: usize) -> Page {
+    Page { messages, bytes: usize::MAX }
+}
+
 fn open(dir: &tempfile::TempDir) -> (SqliteStore, crate::CommitFeed) {
     let (tx, rx) = commit_feed();
     let store = SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx).unwrap();
@@ -44,11 +48,11 @@ async fn seq_is_dense_and_resend_is_idempotent() {
     assert_eq!(again.message.seq, 1);
     let fed: Vec<u64> = std::iter::from_fn(|| feed.try_recv().ok()).map(|c| c.message.seq).collect();
     assert_eq!(fed, vec![1, 2, 3, 4, 5], "duplicates are not republished");
-    let page = store.sync(b, &HashMap::new(), 3).await.unwrap();
+    let page = store.sync(b, &HashMap::new(), pg(3)).await.unwrap();
     assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert!(page.has_more);
     let cursors = HashMap::from([(page.messages[0].conversation_id, 3)]);
-    let page = store.sync(b, &cursors, 3).await.unwrap();
+    let page = store.sync(b, &cursors, pg(3)).await.unwrap();
     assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
     assert!(!page.has_more);
     store.close().await;
@@ -78,7 +82,7 @@ async fn failed_write_does_not_spoil_its_batch_neighbours() {
         }
     }
     assert_eq!(ok, 40);
-    let page = store.sync(a, &HashMap::new(), 100).await.unwrap();
+    let page = store.sync(a, &HashMap::new(), pg(100)).await.unwrap();
     let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
 }
@@ -110,4 +114,31 @@ async fn device_policy_reject_and_replace() {
     assert_eq!(s3.revoked, vec![s1.session_id]);
     let rec = store.session_by_token([1; 32]).await.unwrap().unwrap();
     assert!(rec.revoked);
+}
+
+#[tokio::test]
+async fn pages_are_cut_by_bytes_but_never_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    let mut conv = 0;
+    for i in 0..6 {
+        let mut m = msg(a, b, &format!("m{i}"));
+        m.body.content = "x".repeat(1000);
+        conv = store.append_message(m).await.unwrap().message.conversation_id;
+    }
+    let tight = Page { messages: 100, bytes: 2500 };
+    let p = store.sync(b, &HashMap::new(), tight).await.unwrap();
+    assert_eq!(p.messages.len(), 2);
+    assert!(p.has_more);
+    let tiny = Page { messages: 100, bytes: 1 };
+    let p = store.sync(b, &HashMap::new(), tiny).await.unwrap();
+    assert_eq!(p.messages.len(), 1, "one message always fits");
+    let h = store.history(b, conv, 0, tight).await.unwrap();
+    assert_eq!(h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 5]);
+    assert!(h.has_more);
+    let h = store.history(b, conv, 3, pg(10)).await.unwrap();
+    assert_eq!(h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 1]);
+    assert!(!h.has_more);
 }

@@ -1,0 +1,214 @@
+//! Shared test harness: a real server on 127.0.0.1:0 in this process, users,
+//! and a raw socket for speaking (and mangling) the protocol by hand.
+#![allow(dead_code)]
+
+use bytes::{Bytes, BytesMut};
+use natter::config::Config;
+use natter::server::{self, Listeners};
+use natter_client::{pb, Client, ServerFrame};
+use natter_proto::{ClientFrame, Frame, FrameDecoder};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const PASSWORD: &str = "correct horse";
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub tcp: String,
+    pub ws: String,
+    pub http: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+/// A configuration for tests: ephemeral ports, cheap hashing, generous rates.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.data_dir = dir.to_path_buf();
+    c.listen.tcp = "127.0.0.1:0".into();
+    c.listen.ws = "127.0.0.1:0".into();
+    c.listen.http = "127.0.0.1:0".into();
+    c.password.argon2_memory_kib = 64;
+    c.password.argon2_iterations = 1;
+    c.limits.send_rate_per_sec = 100_000.0;
+    c.limits.send_burst = 100_000.0;
+    c.limits.request_rate_per_sec = 100_000.0;
+    c.limits.request_burst = 100_000.0;
+    c.shutdown.grace_ms = 3_000;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::start_in(dir, tweak).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let listeners = Listeners::bind(&config.listen).await.expect("bind");
+        let tcp = listeners.tcp_addr().to_string();
+        let ws = format!("ws://{}", listeners.ws_addr().expect("ws listener"));
+        let http = listeners.http_addr().expect("http listener");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server::run(config, listeners, shutdown.clone()));
+        TestServer {
+            tcp,
+            ws,
+            http,
+            shutdown,
+            handle,
+            dir,
+        }
+    }
+
+    /// Graceful stop; returns the data directory for a restart.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("server stops within the timeout")
+            .expect("server task")
+            .expect("server result");
+        self.dir
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.tcp).await.expect("connect")
+    }
+
+    /// Registers `name` and logs in on device "d1".
+    pub async fn user(&self, name: &str) -> (Client, pb::LoginOk) {
+        let mut c = self.client().await;
+        c.register(name, PASSWORD).await.expect("register");
+        let ok = c.login(name, PASSWORD, "d1").await.expect("login");
+        (c, ok)
+    }
+
+    /// Another session of an existing user.
+    pub async fn device(&self, name: &str, device: &str) -> (Client, pb::LoginOk) {
+        let mut c = self.client().await;
+        let ok = c.login(name, PASSWORD, device).await.expect("login");
+        (c, ok)
+    }
+}
+
+/// Waits for the next pushed message, skipping other pushes.
+pub async fn next_message(c: &mut Client) -> pb::Message {
+    loop {
+        match tokio::time::timeout(WAIT, c.next_push()).await {
+            Ok(Some(ServerFrame::MessagePush(p))) => return p.message.expect("message"),
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("connection closed while waiting for a message"),
+            Err(_) => panic!("no message pushed within {WAIT:?}"),
+        }
+    }
+}
+
+/// Waits for a Disconnect push and returns it.
+pub async fn next_disconnect(c: &mut Client) -> pb::Disconnect {
+    loop {
+        match tokio::time::timeout(WAIT, c.next_push()).await {
+            Ok(Some(ServerFrame::Disconnect(d))) => return d,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("connection closed without a Disconnect frame"),
+            Err(_) => panic!("no Disconnect within {WAIT:?}"),
+        }
+    }
+}
+
+pub fn text(m: &pb::Message) -> &str {
+    m.body.as_ref().map(|b| b.content.as_str()).unwrap_or("")
+}
+
+/// A raw TCP connection for sending arbitrary bytes.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Raw {
+    pub async fn connect(addr: &str) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(16 * 1024 * 1024),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    pub async fn request(&mut self, id: u32, f: ClientFrame) {
+        let b: Bytes = f.to_bytes(id);
+        self.send(&b).await;
+    }
+
+    pub async fn hello(&mut self) {
+        self.request(
+            1,
+            ClientFrame::Hello(pb::Hello {
+                min_version: 1,
+                max_version: 1,
+                client_name: "raw".into(),
+            }),
+        )
+        .await;
+        match self.frame().await {
+            Some((1, ServerFrame::HelloOk(_))) => {}
+            other => panic!("expected HelloOk, got {other:?}"),
+        }
+    }
+
+    /// The next frame, or `None` when the server closed the connection.
+    pub async fn frame(&mut self) -> Option<(u32, ServerFrame)> {
+        loop {
+            if let Some(f) = self.decoder.decode(&mut self.buf).expect("server frames are valid") {
+                let Frame { request_id, .. } = f;
+                return Some((request_id, ServerFrame::decode(&f).expect("known frame")));
+            }
+            let n = tokio::time::timeout(WAIT, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answers in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns every frame seen.
+    pub async fn until_closed(&mut self) -> Vec<ServerFrame> {
+        let mut out = Vec::new();
+        while let Some((_, f)) = self.frame().await {
+            out.push(f);
+        }
+        out
+    }
+}
+
+pub fn error_code(f: &ServerFrame) -> Option<pb::ErrorCode> {
+    match f {
+        ServerFrame::Error(e) => Some(e.code()),
+        _ => None,
+    }
+}
+
+pub fn disconnect_reason(frames: &[ServerFrame]) -> Option<pb::DisconnectReason> {
+    frames.iter().find_map(|f| match f {
+        ServerFrame::Disconnect(d) => Some(d.reason()),
+        _ => None,
+    })
+}
