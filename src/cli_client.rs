@@ -79,12 +79,18 @@ async fn login(server: &str, l: &Login) -> anyhow::Result<(Client, pb::LoginOk)>
     let mut c = Client::connect_with(server, ConnectOptions::default())
         .await
         .with_context(|| format!("cannot connect to {server}"))?;
-    let ok = c.login(&l.user, &l.password, &l.device).await.context("login failed")?;
+    let ok = c
+        .login(&l.user, &l.password, &l.device)
+        .await
+        .context("login failed")?;
     Ok((c, ok))
 }
 
 /// Resolves user ids to names with one lookup.
-async fn names(c: &Client, ids: impl IntoIterator<Item = u64>) -> anyhow::Result<HashMap<u64, String>> {
+async fn names(
+    c: &Client,
+    ids: impl IntoIterator<Item = u64>,
+) -> anyhow::Result<HashMap<u64, String>> {
     let mut ids: Vec<u64> = ids.into_iter().collect();
     ids.sort_unstable();
     ids.dedup();
@@ -139,7 +145,9 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let c = Client::connect(server)
                 .await
                 .with_context(|| format!("cannot connect to {server}"))?;
-            c.register(&username, &password).await.context("register failed")?;
+            c.register(&username, &password)
+                .await
+                .context("register failed")?;
             println!("registered {username}");
         }
         ClientCommand::Send {
@@ -150,7 +158,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             text,
         } => {
             let (c, _) = login(server, &l).await?;
-            let peer = c.user_id(&to).await.with_context(|| format!("unknown recipient {to}"))?;
+            let peer = c
+                .user_id(&to)
+                .await
+                .with_context(|| format!("unknown recipient {to}"))?;
             let id = client_msg_id.unwrap_or_else(new_client_msg_id);
             let ack = c.send_text(peer, &id, &text).await.context("send failed")?;
             if json_out {
@@ -160,14 +171,23 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                            "server_ts_ms": ack.server_ts_ms, "duplicate": ack.duplicate, "client_msg_id": id})
                 );
             } else {
-                println!("sent: conversation {} seq {} msg_id {}", ack.conversation_id, ack.seq, ack.msg_id);
+                println!(
+                    "sent: conversation {} seq {} msg_id {}",
+                    ack.conversation_id, ack.seq, ack.msg_id
+                );
             }
         }
-        ClientCommand::Sync { login: l, json: json_out } => {
+        ClientCommand::Sync {
+            login: l,
+            json: json_out,
+        } => {
             let (c, _) = login(server, &l).await?;
             let mut inbox = Inbox::default();
             let messages = inbox.sync(&c, 500).await.context("sync failed")?;
-            let members = inbox.conversations.values().flat_map(|c| c.member_ids.iter().copied());
+            let members = inbox
+                .conversations
+                .values()
+                .flat_map(|c| c.member_ids.iter().copied());
             let names = names(&c, members).await?;
             for m in &messages {
                 print(m, &names, recipient(&inbox, m), json_out);
@@ -183,7 +203,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             json: json_out,
         } => {
             let (c, me) = login(server, &l).await?;
-            let peer = c.user_id(&with).await.with_context(|| format!("unknown user {with}"))?;
+            let peer = c
+                .user_id(&with)
+                .await
+                .with_context(|| format!("unknown user {with}"))?;
             let page = c.sync_page(vec![], 1).await?;
             let Some(conv) = page
                 .conversations
@@ -195,7 +218,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let h = c.history(conv.conversation_id, 0, limit).await?;
             let names = names(&c, [me.user_id, peer]).await?;
             for m in h.messages.iter().rev() {
-                let to = if m.sender_id == peer { me.user_id } else { peer };
+                let to = if m.sender_id == peer {
+                    me.user_id
+                } else {
+                    peer
+                };
                 print(m, &names, to, json_out);
             }
         }
@@ -221,14 +248,20 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                             natter_client::Accepted::Gap => inbox.sync(&c, 500).await?,
                         };
                         for m in fresh {
-                            let to = if m.sender_id == me.user_id { recipient(&inbox, &m) } else { me.user_id };
+                            let to = if m.sender_id == me.user_id {
+                                recipient(&inbox, &m)
+                            } else {
+                                me.user_id
+                            };
                             let names = names(&c, [m.sender_id, to]).await?;
                             print(&m, &names, to, json_out);
                             c.delivery_ack(m.conversation_id, m.seq).await?;
                             seen += 1;
                         }
                     }
-                    ServerFrame::Disconnect(d) => bail!("disconnected by the server: {}", d.message),
+                    ServerFrame::Disconnect(d) => {
+                        bail!("disconnected by the server: {}", d.message)
+                    }
                     _ => {}
                 }
             }

@@ -241,51 +241,139 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn check(ok: bool, key: &'static str, reason: impl FnOnce() -> String) -> Result<(), ConfigError> {
+        fn check(
+            ok: bool,
+            key: &'static str,
+            reason: impl FnOnce() -> String,
+        ) -> Result<(), ConfigError> {
             if ok {
                 Ok(())
             } else {
-                Err(ConfigError::Invalid { key, reason: reason() })
+                Err(ConfigError::Invalid {
+                    key,
+                    reason: reason(),
+                })
             }
         }
         let l = &self.limits;
         let s = &self.session;
         let p = &self.password;
-        check(!self.listen.tcp.is_empty(), "listen.tcp", || "a TCP address is required".into())?;
-        check(l.max_connections >= 1, "limits.max_connections", || "must be at least 1".into())?;
-        check(l.max_frame_bytes >= 1024, "limits.max_frame_bytes", || "must be at least 1024".into())?;
-        check(l.max_frame_bytes <= 64 * 1024 * 1024, "limits.max_frame_bytes", || "must be at most 64 MiB".into())?;
-        check(l.max_message_bytes >= 1, "limits.max_message_bytes", || "must be at least 1".into())?;
-        check(l.max_message_bytes + 1024 <= l.max_frame_bytes, "limits.max_message_bytes", || {
-            format!("must leave 1024 bytes of room below limits.max_frame_bytes ({})", l.max_frame_bytes)
+        check(!self.listen.tcp.is_empty(), "listen.tcp", || {
+            "a TCP address is required".into()
         })?;
-        check(l.outbound_queue >= 1, "limits.outbound_queue", || "must be at least 1".into())?;
-        check(l.send_rate_per_sec > 0.0, "limits.send_rate_per_sec", || "must be positive".into())?;
-        check(l.send_burst >= 1.0, "limits.send_burst", || "must be at least 1".into())?;
-        check(l.request_rate_per_sec > 0.0, "limits.request_rate_per_sec", || "must be positive".into())?;
-        check(l.request_burst >= 1.0, "limits.request_burst", || "must be at least 1".into())?;
-        check(l.max_sync_page >= 1, "limits.max_sync_page", || "must be at least 1".into())?;
-        check(l.max_history_page >= 1, "limits.max_history_page", || "must be at least 1".into())?;
-        check(s.auth_timeout_ms >= 1, "session.auth_timeout_ms", || "must be at least 1".into())?;
-        check(s.heartbeat_interval_ms >= 1, "session.heartbeat_interval_ms", || "must be at least 1".into())?;
-        check(s.heartbeat_timeout_ms > s.heartbeat_interval_ms, "session.heartbeat_timeout_ms", || {
-            format!("must exceed session.heartbeat_interval_ms ({})", s.heartbeat_interval_ms)
+        check(l.max_connections >= 1, "limits.max_connections", || {
+            "must be at least 1".into()
         })?;
-        check(s.token_ttl_secs >= 1, "session.token_ttl_secs", || "must be at least 1".into())?;
-        check(s.max_devices >= 1, "session.max_devices", || "must be at least 1".into())?;
-        check(p.min_length >= 1, "password.min_length", || "must be at least 1".into())?;
-        check(p.argon2_parallelism >= 1, "password.argon2_parallelism", || "must be at least 1".into())?;
-        check(p.argon2_iterations >= 1, "password.argon2_iterations", || "must be at least 1".into())?;
-        check(p.argon2_memory_kib >= 8 * p.argon2_parallelism, "password.argon2_memory_kib", || {
-            "must be at least 8 × password.argon2_parallelism".into()
+        check(l.max_frame_bytes >= 1024, "limits.max_frame_bytes", || {
+            "must be at least 1024".into()
         })?;
-        check(p.max_concurrent_hashes >= 1, "password.max_concurrent_hashes", || "must be at least 1".into())?;
-        check(self.store.max_batch >= 1, "store.max_batch", || "must be at least 1".into())?;
-        check(self.store.queue_depth >= 1, "store.queue_depth", || "must be at least 1".into())?;
-        check(self.store.readers >= 1, "store.readers", || "must be at least 1".into())?;
-        check(self.log.level.parse::<tracing_subscriber::EnvFilter>().is_ok(), "log.level", || {
-            format!("`{}` is not a valid log filter", self.log.level)
+        check(
+            l.max_frame_bytes <= 64 * 1024 * 1024,
+            "limits.max_frame_bytes",
+            || "must be at most 64 MiB".into(),
+        )?;
+        check(l.max_message_bytes >= 1, "limits.max_message_bytes", || {
+            "must be at least 1".into()
         })?;
+        check(
+            l.max_message_bytes + 1024 <= l.max_frame_bytes,
+            "limits.max_message_bytes",
+            || {
+                format!(
+                    "must leave 1024 bytes of room below limits.max_frame_bytes ({})",
+                    l.max_frame_bytes
+                )
+            },
+        )?;
+        check(l.outbound_queue >= 1, "limits.outbound_queue", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            l.send_rate_per_sec > 0.0,
+            "limits.send_rate_per_sec",
+            || "must be positive".into(),
+        )?;
+        check(l.send_burst >= 1.0, "limits.send_burst", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            l.request_rate_per_sec > 0.0,
+            "limits.request_rate_per_sec",
+            || "must be positive".into(),
+        )?;
+        check(l.request_burst >= 1.0, "limits.request_burst", || {
+            "must be at least 1".into()
+        })?;
+        check(l.max_sync_page >= 1, "limits.max_sync_page", || {
+            "must be at least 1".into()
+        })?;
+        check(l.max_history_page >= 1, "limits.max_history_page", || {
+            "must be at least 1".into()
+        })?;
+        check(s.auth_timeout_ms >= 1, "session.auth_timeout_ms", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            s.heartbeat_interval_ms >= 1,
+            "session.heartbeat_interval_ms",
+            || "must be at least 1".into(),
+        )?;
+        check(
+            s.heartbeat_timeout_ms > s.heartbeat_interval_ms,
+            "session.heartbeat_timeout_ms",
+            || {
+                format!(
+                    "must exceed session.heartbeat_interval_ms ({})",
+                    s.heartbeat_interval_ms
+                )
+            },
+        )?;
+        check(s.token_ttl_secs >= 1, "session.token_ttl_secs", || {
+            "must be at least 1".into()
+        })?;
+        check(s.max_devices >= 1, "session.max_devices", || {
+            "must be at least 1".into()
+        })?;
+        check(p.min_length >= 1, "password.min_length", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            p.argon2_parallelism >= 1,
+            "password.argon2_parallelism",
+            || "must be at least 1".into(),
+        )?;
+        check(
+            p.argon2_iterations >= 1,
+            "password.argon2_iterations",
+            || "must be at least 1".into(),
+        )?;
+        check(
+            p.argon2_memory_kib >= 8 * p.argon2_parallelism,
+            "password.argon2_memory_kib",
+            || "must be at least 8 × password.argon2_parallelism".into(),
+        )?;
+        check(
+            p.max_concurrent_hashes >= 1,
+            "password.max_concurrent_hashes",
+            || "must be at least 1".into(),
+        )?;
+        check(self.store.max_batch >= 1, "store.max_batch", || {
+            "must be at least 1".into()
+        })?;
+        check(self.store.queue_depth >= 1, "store.queue_depth", || {
+            "must be at least 1".into()
+        })?;
+        check(self.store.readers >= 1, "store.readers", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            self.log
+                .level
+                .parse::<tracing_subscriber::EnvFilter>()
+                .is_ok(),
+            "log.level",
+            || format!("`{}` is not a valid log filter", self.log.level),
+        )?;
         Ok(())
     }
 }
@@ -295,7 +383,9 @@ mod tests {
     use super::*;
 
     fn from_toml(toml: &str) -> Result<Config, ConfigError> {
-        Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)))
+        Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml)),
+        )
     }
 
     #[test]
@@ -305,8 +395,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = from_toml("[session]\nheartbeat_interval_ms = 5000\nheartbeat_timeout_ms = 100").unwrap_err();
-        assert!(e.to_string().contains("session.heartbeat_timeout_ms"), "{e}");
+        let e = from_toml("[session]\nheartbeat_interval_ms = 5000\nheartbeat_timeout_ms = 100")
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("session.heartbeat_timeout_ms"),
+            "{e}"
+        );
         let e = from_toml("[limits]\nmax_conections = 5").unwrap_err();
         assert!(e.to_string().contains("max_conections"), "{e}");
         let e = from_toml("[limits]\nmax_connections = \"many\"").unwrap_err();

@@ -44,7 +44,9 @@ impl Listeners {
     }
 
     pub fn tcp_addr(&self) -> SocketAddr {
-        self.tcp.local_addr().expect("a bound listener has an address")
+        self.tcp
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn ws_addr(&self) -> Option<SocketAddr> {
@@ -111,7 +113,11 @@ fn gateway_config(c: &Config) -> GatewayConfig {
 
 /// Runs a server on `listeners` until `shutdown` is cancelled, then drains
 /// within `shutdown.grace_ms` and returns.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
@@ -134,7 +140,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         .with_context(|| format!("cannot open the database {}", db.display()))?,
     );
     let gw_config = gateway_config(&config);
-    let registry = Arc::new(Registry::new(gw_config.send_rate_per_sec, gw_config.send_burst));
+    let registry = Arc::new(Registry::new(
+        gw_config.send_rate_per_sec,
+        gw_config.send_burst,
+    ));
     let service = Service::new(store.clone(), registry.clone(), service_config(&config));
     let dispatcher = tokio::spawn(service.clone().dispatch(feed_rx));
     let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());

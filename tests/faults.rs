@@ -29,7 +29,10 @@ async fn garbage_bytes_get_an_error_and_a_close() {
     raw.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let frames = raw.until_closed().await;
     assert_eq!(error_code(&frames[0]), Some(pb::ErrorCode::FrameTooLarge));
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::ProtocolError));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::ProtocolError)
+    );
     // A plausible length with a type nobody knows, before Hello.
     let mut raw = Raw::connect(&server.tcp).await;
     let mut bytes = header(8, 0xBEEF, 7);
@@ -37,7 +40,10 @@ async fn garbage_bytes_get_an_error_and_a_close() {
     raw.send(&bytes).await;
     let frames = raw.until_closed().await;
     assert_eq!(error_code(&frames[0]), Some(pb::ErrorCode::UnknownType));
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::ProtocolError));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::ProtocolError)
+    );
     // A length too short to hold the header.
     let mut raw = Raw::connect(&server.tcp).await;
     raw.send(&3u32.to_be_bytes()).await;
@@ -50,19 +56,42 @@ async fn garbage_bytes_get_an_error_and_a_close() {
 async fn first_frame_must_be_hello_and_versions_must_overlap() {
     let server = TestServer::start().await;
     let mut raw = Raw::connect(&server.tcp).await;
-    raw.request(5, ClientFrame::Ping(pb::Ping { client_time_ms: 1 })).await;
+    raw.request(5, ClientFrame::Ping(pb::Ping { client_time_ms: 1 }))
+        .await;
     let frames = raw.until_closed().await;
     assert_eq!(error_code(&frames[0]), Some(pb::ErrorCode::Protocol));
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::ProtocolError));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::ProtocolError)
+    );
 
     let mut raw = Raw::connect(&server.tcp).await;
-    raw.request(1, ClientFrame::Hello(pb::Hello { min_version: 2, max_version: 5, client_name: "future".into() })).await;
+    raw.request(
+        1,
+        ClientFrame::Hello(pb::Hello {
+            min_version: 2,
+            max_version: 5,
+            client_name: "future".into(),
+        }),
+    )
+    .await;
     let frames = raw.until_closed().await;
-    assert_eq!(error_code(&frames[0]), Some(pb::ErrorCode::UnsupportedVersion));
+    assert_eq!(
+        error_code(&frames[0]),
+        Some(pb::ErrorCode::UnsupportedVersion)
+    );
 
     // A newer client that also speaks 1 gets 1.
     let mut raw = Raw::connect(&server.tcp).await;
-    raw.request(1, ClientFrame::Hello(pb::Hello { min_version: 1, max_version: 9, client_name: "newer".into() })).await;
+    raw.request(
+        1,
+        ClientFrame::Hello(pb::Hello {
+            min_version: 1,
+            max_version: 9,
+            client_name: "newer".into(),
+        }),
+    )
+    .await;
     match raw.frame().await {
         Some((1, ServerFrame::HelloOk(h))) => {
             assert_eq!(h.version, 1);
@@ -91,7 +120,10 @@ async fn oversized_frame_is_refused_before_it_is_read() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::ProtocolError));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::ProtocolError)
+    );
     still_serving(&server).await;
 }
 
@@ -101,8 +133,18 @@ async fn unknown_types_and_malformed_payloads_are_answered_and_survived() {
     let (_c, login) = server.user("alice").await;
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
-    raw.request(2, ClientFrame::Resume(pb::Resume { token: login.token.clone(), device_id: "d1".into() })).await;
-    assert!(matches!(raw.frame().await, Some((2, ServerFrame::LoginOk(_)))));
+    raw.request(
+        2,
+        ClientFrame::Resume(pb::Resume {
+            token: login.token.clone(),
+            device_id: "d1".into(),
+        }),
+    )
+    .await;
+    assert!(matches!(
+        raw.frame().await,
+        Some((2, ServerFrame::LoginOk(_)))
+    ));
     let mut unknown = header(6, 4242, 3);
     // Payload of a Send that is not valid protobuf.
     let mut bad = header(6 + 3, 8, 4);
@@ -113,7 +155,8 @@ async fn unknown_types_and_malformed_payloads_are_answered_and_survived() {
     assert_eq!((id, error_code(&f)), (3, Some(pb::ErrorCode::UnknownType)));
     let (id, f) = raw.frame().await.unwrap();
     assert_eq!((id, error_code(&f)), (4, Some(pb::ErrorCode::Malformed)));
-    raw.request(5, ClientFrame::Ping(pb::Ping { client_time_ms: 9 })).await;
+    raw.request(5, ClientFrame::Ping(pb::Ping { client_time_ms: 9 }))
+        .await;
     match raw.frame().await {
         Some((5, ServerFrame::Pong(p))) => assert_eq!(p.client_time_ms, 9),
         other => panic!("the connection should go on: {other:?}"),
@@ -125,11 +168,18 @@ async fn frame_cut_midway_loses_nothing_and_harms_nobody() {
     let server = TestServer::start_with(|c| c.session.auth_timeout_ms = 500).await;
     let (alice, _) = server.user("alice").await;
     let (_bob, bob) = server.user("bob").await;
-    alice.send_text(bob.user_id, "before", "before the cut").await.unwrap();
+    alice
+        .send_text(bob.user_id, "before", "before the cut")
+        .await
+        .unwrap();
 
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
-    let login = ClientFrame::Login(pb::Login { username: "alice".into(), password: PASSWORD.into(), device_id: "cut".into() });
+    let login = ClientFrame::Login(pb::Login {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+        device_id: "cut".into(),
+    });
     let bytes = login.to_bytes(2);
     // Half a frame, then the peer vanishes.
     raw.send(&bytes[..bytes.len() / 2]).await;
@@ -139,12 +189,21 @@ async fn frame_cut_midway_loses_nothing_and_harms_nobody() {
     stalled.hello().await;
     stalled.send(&bytes[..bytes.len() - 1]).await;
     let frames = stalled.until_closed().await;
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::AuthTimeout));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::AuthTimeout)
+    );
 
-    alice.send_text(bob.user_id, "after", "after the cut").await.unwrap();
+    alice
+        .send_text(bob.user_id, "after", "after the cut")
+        .await
+        .unwrap();
     let (fresh, _) = server.device("bob", "fresh").await;
     let got = Inbox::default().sync(&fresh, 100).await.unwrap();
-    assert_eq!(got.iter().map(text).collect::<Vec<_>>(), vec!["before the cut", "after the cut"]);
+    assert_eq!(
+        got.iter().map(text).collect::<Vec<_>>(),
+        vec!["before the cut", "after the cut"]
+    );
 }
 
 #[tokio::test]
@@ -154,26 +213,47 @@ async fn a_reader_that_stops_reading_is_cut_off_and_loses_nothing() {
     let (_b, bob) = server.user("bob").await;
     let mut stuck = Raw::connect(&server.tcp).await;
     stuck.hello().await;
-    stuck.request(2, ClientFrame::Login(pb::Login { username: "bob".into(), password: PASSWORD.into(), device_id: "stuck".into() })).await;
-    assert!(matches!(stuck.frame().await, Some((2, ServerFrame::LoginOk(_)))));
+    stuck
+        .request(
+            2,
+            ClientFrame::Login(pb::Login {
+                username: "bob".into(),
+                password: PASSWORD.into(),
+                device_id: "stuck".into(),
+            }),
+        )
+        .await;
+    assert!(matches!(
+        stuck.frame().await,
+        Some((2, ServerFrame::LoginOk(_)))
+    ));
     // bob's "stuck" device reads nothing more while alice sends ~24 MiB.
     let big = "x".repeat(60 * 1024);
     let total = 400;
     for i in 0..total {
-        alice.send_text(bob.user_id, &format!("big{i}"), &big).await.expect("the sender is never held back");
+        alice
+            .send_text(bob.user_id, &format!("big{i}"), &big)
+            .await
+            .expect("the sender is never held back");
     }
     // The server gave up on the stuck reader: its stream ends.
     let mut buf = BytesMut::new();
     loop {
         use tokio::io::AsyncReadExt;
-        let n = tokio::time::timeout(WAIT, stuck.stream.read_buf(&mut buf)).await.expect("closed in time").unwrap_or(0);
+        let n = tokio::time::timeout(WAIT, stuck.stream.read_buf(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
         if n == 0 {
             break;
         }
         buf.clear();
     }
     let metrics = http_get(server.http, "/metrics").await;
-    assert!(metrics.contains("natter_limit_hits_total{limit=\"outbound_queue\"}"), "{metrics}");
+    assert!(
+        metrics.contains("natter_limit_hits_total{limit=\"outbound_queue\"}"),
+        "{metrics}"
+    );
     // Reconnecting, it pulls every message from the store.
     let (again, _) = server.device("bob", "stuck").await;
     let got = Inbox::default().sync(&again, 500).await.unwrap();
@@ -193,12 +273,26 @@ async fn send_and_request_floods_are_rate_limited() {
     let (alice, _) = server.user("alice").await;
     let (_b, bob) = server.user("bob").await;
     for i in 0..5 {
-        alice.send_text(bob.user_id, &format!("ok{i}"), "hi").await.unwrap();
+        alice
+            .send_text(bob.user_id, &format!("ok{i}"), "hi")
+            .await
+            .unwrap();
     }
-    match alice.send_text(bob.user_id, "flood", "hi").await.unwrap_err() {
-        natter_client::ClientError::Server { code, retry_after_ms, .. } => {
+    match alice
+        .send_text(bob.user_id, "flood", "hi")
+        .await
+        .unwrap_err()
+    {
+        natter_client::ClientError::Server {
+            code,
+            retry_after_ms,
+            ..
+        } => {
             assert_eq!(code, pb::ErrorCode::RateLimited);
-            assert!(retry_after_ms > 0 && retry_after_ms <= 1000, "{retry_after_ms}");
+            assert!(
+                retry_after_ms > 0 && retry_after_ms <= 1000,
+                "{retry_after_ms}"
+            );
         }
         e => panic!("{e}"),
     }
@@ -211,7 +305,10 @@ async fn send_and_request_floods_are_rate_limited() {
     }
     assert!(limited > 0, "a request flood hits the limit");
     // The refused message was not stored.
-    let got = Inbox::default().sync(&server.device("bob", "x").await.0, 100).await.unwrap();
+    let got = Inbox::default()
+        .sync(&server.device("bob", "x").await.0, 100)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 5);
 }
 
@@ -222,7 +319,10 @@ async fn connections_past_the_limit_are_told_the_server_is_full() {
     let _b = server.client().await;
     let mut third = Raw::connect(&server.tcp).await;
     let frames = third.until_closed().await;
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::ServerFull));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::ServerFull)
+    );
     drop(a);
     // The slot comes back once a connection ends.
     let mut ok = None;
@@ -239,13 +339,22 @@ async fn connections_past_the_limit_are_told_the_server_is_full() {
 #[tokio::test]
 async fn websocket_text_messages_are_a_protocol_error() {
     let server = TestServer::start().await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws.as_str()).await.unwrap();
-    ws.send(tokio_tungstenite::tungstenite::Message::Text("hello".into())).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws.as_str())
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "hello".into(),
+    ))
+    .await
+    .unwrap();
     let mut saw = None;
     while let Some(Ok(m)) = ws.next().await {
         if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
             let mut buf = BytesMut::from(&b[..]);
-            let f = natter_proto::FrameDecoder::new(1 << 20).decode(&mut buf).unwrap().unwrap();
+            let f = natter_proto::FrameDecoder::new(1 << 20)
+                .decode(&mut buf)
+                .unwrap()
+                .unwrap();
             if let Ok(ServerFrame::Disconnect(d)) = ServerFrame::decode(&f) {
                 saw = Some(d.reason());
             }

@@ -17,7 +17,10 @@ async fn offline_recipient_gets_everything_in_order_on_login() {
     drop(bob_reg);
 
     for i in 1..=25 {
-        let ack = alice.send_text(bob_id, &format!("c{i}"), &format!("msg {i}")).await.unwrap();
+        let ack = alice
+            .send_text(bob_id, &format!("c{i}"), &format!("msg {i}"))
+            .await
+            .unwrap();
         assert_eq!(ack.seq, i, "ACK carries the dense seq");
         assert!(ack.msg_id > 0 && ack.server_ts_ms > 0);
     }
@@ -49,7 +52,11 @@ async fn concurrent_senders_get_dense_unique_seqs() {
             tasks.push(tokio::spawn(async move {
                 let mut acks = Vec::new();
                 for i in 0..40 {
-                    acks.push(dev.send_text(peer, &format!("d{d}-{i}"), "x").await.unwrap());
+                    acks.push(
+                        dev.send_text(peer, &format!("d{d}-{i}"), "x")
+                            .await
+                            .unwrap(),
+                    );
                 }
                 acks
             }));
@@ -65,12 +72,19 @@ async fn concurrent_senders_get_dense_unique_seqs() {
     }
     assert_eq!(convs.len(), 1);
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=240).collect::<Vec<_>>(), "dense, no gaps, no duplicates");
+    assert_eq!(
+        seqs,
+        (1..=240).collect::<Vec<_>>(),
+        "dense, no gaps, no duplicates"
+    );
 
     // A fresh device sees exactly those 240, in order.
     let (fresh, _) = server.device("bob", "fresh").await;
     let got = Inbox::default().sync(&fresh, 500).await.unwrap();
-    assert_eq!(got.iter().map(|m| m.seq).collect::<Vec<_>>(), (1..=240).collect::<Vec<_>>());
+    assert_eq!(
+        got.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=240).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -106,24 +120,47 @@ async fn resent_client_msg_id_returns_the_original_ack() {
     let server = TestServer::start().await;
     let (alice, _) = server.user("alice").await;
     let (mut bob, bob_login) = server.user("bob").await;
-    let first = alice.send_text(bob_login.user_id, "same-id", "once").await.unwrap();
+    let first = alice
+        .send_text(bob_login.user_id, "same-id", "once")
+        .await
+        .unwrap();
     assert!(!first.duplicate);
     // A resend after a "timeout", even with other text, and from another device.
-    let again = alice.send_text(bob_login.user_id, "same-id", "once").await.unwrap();
+    let again = alice
+        .send_text(bob_login.user_id, "same-id", "once")
+        .await
+        .unwrap();
     let (alice2, _) = server.device("alice", "tablet").await;
-    let third = alice2.send_text(bob_login.user_id, "same-id", "changed").await.unwrap();
+    let third = alice2
+        .send_text(bob_login.user_id, "same-id", "changed")
+        .await
+        .unwrap();
     for a in [&again, &third] {
         assert!(a.duplicate);
-        assert_eq!((a.seq, a.msg_id, a.conversation_id, a.server_ts_ms),
-                   (first.seq, first.msg_id, first.conversation_id, first.server_ts_ms));
+        assert_eq!(
+            (a.seq, a.msg_id, a.conversation_id, a.server_ts_ms),
+            (
+                first.seq,
+                first.msg_id,
+                first.conversation_id,
+                first.server_ts_ms
+            )
+        );
     }
-    let next = alice.send_text(bob_login.user_id, "other-id", "twice").await.unwrap();
+    let next = alice
+        .send_text(bob_login.user_id, "other-id", "twice")
+        .await
+        .unwrap();
     assert_eq!(next.seq, 2, "the duplicate used no seq");
 
     let m = next_message(&mut bob).await;
     assert_eq!((m.seq, text(&m)), (1, "once"));
     let m = next_message(&mut bob).await;
-    assert_eq!((m.seq, text(&m)), (2, "twice"), "the resend was not pushed again");
+    assert_eq!(
+        (m.seq, text(&m)),
+        (2, "twice"),
+        "the resend was not pushed again"
+    );
     let all = Inbox::default().sync(&bob, 100).await.unwrap();
     assert_eq!(all.len(), 2, "one stored message per client_msg_id");
 }
@@ -136,7 +173,10 @@ async fn every_device_of_both_users_sees_each_message_once() {
     let (mut bob1, bob) = server.user("bob").await;
     let (mut bob2, _) = server.device("bob", "laptop").await;
     for i in 1..=5 {
-        alice.send_text(bob.user_id, &format!("m{i}"), &format!("hello {i}")).await.unwrap();
+        alice
+            .send_text(bob.user_id, &format!("m{i}"), &format!("hello {i}"))
+            .await
+            .unwrap();
     }
     for c in [&mut bob1, &mut bob2, &mut alice_tablet] {
         let mut inbox = Inbox::default();
@@ -158,8 +198,14 @@ async fn delivery_acks_reach_the_sender_and_are_kept() {
     let server = TestServer::start().await;
     let (mut alice, alice_login) = server.user("alice").await;
     let (bob, bob_login) = server.user("bob").await;
-    let ack = alice.send_text(bob_login.user_id, "r1", "read me").await.unwrap();
-    alice.send_text(bob_login.user_id, "r2", "me too").await.unwrap();
+    let ack = alice
+        .send_text(bob_login.user_id, "r1", "read me")
+        .await
+        .unwrap();
+    alice
+        .send_text(bob_login.user_id, "r2", "me too")
+        .await
+        .unwrap();
     bob.delivery_ack(ack.conversation_id, 2).await.unwrap();
     let receipt = loop {
         match tokio::time::timeout(WAIT, alice.next_push()).await.unwrap() {
@@ -179,7 +225,11 @@ async fn delivery_acks_reach_the_sender_and_are_kept() {
     // An offline sender learns it from sync.
     let page = alice.sync_page(vec![], 10).await.unwrap();
     let conv = &page.conversations[0];
-    let bob_cursor = conv.delivered.iter().find(|c| c.user_id == bob_login.user_id).unwrap();
+    let bob_cursor = conv
+        .delivered
+        .iter()
+        .find(|c| c.user_id == bob_login.user_id)
+        .unwrap();
     assert_eq!(bob_cursor.seq, 2);
     assert_eq!(conv.last_seq, 2);
     let mut members = conv.member_ids.clone();
@@ -190,7 +240,10 @@ async fn delivery_acks_reach_the_sender_and_are_kept() {
     // Acks never move backwards nor past the last seq; strangers are refused.
     bob.delivery_ack(ack.conversation_id, 1).await.unwrap();
     let (carol, _) = server.user("carol").await;
-    let err = carol.delivery_ack(ack.conversation_id, 1).await.unwrap_err();
+    let err = carol
+        .delivery_ack(ack.conversation_id, 1)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some(pb::ErrorCode::Forbidden));
 }
 
@@ -201,24 +254,43 @@ async fn history_pages_backwards_and_is_members_only() {
     let (bob, bob_login) = server.user("bob").await;
     let mut conv = 0;
     for i in 1..=12 {
-        conv = alice.send_text(bob_login.user_id, &format!("h{i}"), &format!("{i}")).await.unwrap().conversation_id;
+        conv = alice
+            .send_text(bob_login.user_id, &format!("h{i}"), &format!("{i}"))
+            .await
+            .unwrap()
+            .conversation_id;
     }
     let p1 = bob.history(conv, 0, 5).await.unwrap();
-    assert_eq!(p1.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![12, 11, 10, 9, 8]);
+    assert_eq!(
+        p1.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![12, 11, 10, 9, 8]
+    );
     assert!(p1.has_more);
     let p2 = bob.history(conv, 8, 5).await.unwrap();
-    assert_eq!(p2.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![7, 6, 5, 4, 3]);
+    assert_eq!(
+        p2.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![7, 6, 5, 4, 3]
+    );
     let p3 = bob.history(conv, 3, 5).await.unwrap();
-    assert_eq!(p3.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        p3.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     assert!(!p3.has_more);
     let (eve, _) = server.user("eve").await;
-    assert_eq!(eve.history(conv, 0, 5).await.unwrap_err().code(), Some(pb::ErrorCode::Forbidden));
+    assert_eq!(
+        eve.history(conv, 0, 5).await.unwrap_err().code(),
+        Some(pb::ErrorCode::Forbidden)
+    );
     // Sending into a conversation one is not part of is refused too.
     let err = eve
         .send(pb::Send {
             client_msg_id: "x".into(),
             target: Some(pb::send::Target::ConversationId(conv)),
-            body: Some(pb::Body { kind: pb::BodyKind::Text as i32, content: "hi".into() }),
+            body: Some(pb::Body {
+                kind: pb::BodyKind::Text as i32,
+                content: "hi".into(),
+            }),
         })
         .await
         .unwrap_err();
@@ -230,7 +302,10 @@ async fn bad_sends_are_refused_with_clear_errors() {
     let server = TestServer::start_with(|c| c.limits.max_message_bytes = 100).await;
     let (alice, me) = server.user("alice").await;
     let (_bob, bob) = server.user("bob").await;
-    let e = alice.send_text(bob.user_id, "big", &"x".repeat(101)).await.unwrap_err();
+    let e = alice
+        .send_text(bob.user_id, "big", &"x".repeat(101))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::MessageTooLarge));
     let e = alice.send_text(999_999, "nobody", "hi").await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::NotFound));
@@ -241,7 +316,10 @@ async fn bad_sends_are_refused_with_clear_errors() {
     let custom = |content: &str| pb::Send {
         client_msg_id: format!("j{}", content.len()),
         target: Some(pb::send::Target::PeerUserId(bob.user_id)),
-        body: Some(pb::Body { kind: pb::BodyKind::Custom as i32, content: content.into() }),
+        body: Some(pb::Body {
+            kind: pb::BodyKind::Custom as i32,
+            content: content.into(),
+        }),
     };
     let e = alice.send(custom("{not json")).await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::InvalidArgument));
@@ -256,8 +334,12 @@ async fn websocket_and_tcp_clients_talk_to_each_other() {
     ws.register("wsuser", PASSWORD).await.unwrap();
     let ws_login = ws.login("wsuser", PASSWORD, "browser").await.unwrap();
     let (mut tcp, tcp_login) = server.user("tcpuser").await;
-    tcp.send_text(ws_login.user_id, "a", "over tcp").await.unwrap();
+    tcp.send_text(ws_login.user_id, "a", "over tcp")
+        .await
+        .unwrap();
     assert_eq!(text(&next_message(&mut ws).await), "over tcp");
-    ws.send_text(tcp_login.user_id, "b", "over ws").await.unwrap();
+    ws.send_text(tcp_login.user_id, "b", "over ws")
+        .await
+        .unwrap();
     assert_eq!(text(&next_message(&mut tcp).await), "over ws");
 }

@@ -15,16 +15,33 @@ async fn register_rules_and_wrong_credentials() {
     let c = server.client().await;
     c.register("Alice", PASSWORD).await.unwrap();
     let e = c.register("alice", PASSWORD).await.unwrap_err();
-    assert_eq!(e.code(), Some(pb::ErrorCode::UsernameTaken), "names are case-insensitive");
-    assert_eq!(c.register("x", PASSWORD).await.unwrap_err().code(), Some(pb::ErrorCode::InvalidArgument));
-    assert_eq!(c.register("bob", "short").await.unwrap_err().code(), Some(pb::ErrorCode::WeakPassword));
-    assert_eq!(c.register("bobbybob", "bobbybob").await.unwrap_err().code(), Some(pb::ErrorCode::WeakPassword));
+    assert_eq!(
+        e.code(),
+        Some(pb::ErrorCode::UsernameTaken),
+        "names are case-insensitive"
+    );
+    assert_eq!(
+        c.register("x", PASSWORD).await.unwrap_err().code(),
+        Some(pb::ErrorCode::InvalidArgument)
+    );
+    assert_eq!(
+        c.register("bob", "short").await.unwrap_err().code(),
+        Some(pb::ErrorCode::WeakPassword)
+    );
+    assert_eq!(
+        c.register("bobbybob", "bobbybob").await.unwrap_err().code(),
+        Some(pb::ErrorCode::WeakPassword)
+    );
 
     let mut c = server.client().await;
     let e = c.login("alice", "wrong password", "d").await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::BadCredentials));
     let e = c.login("nobody", PASSWORD, "d").await.unwrap_err();
-    assert_eq!(e.code(), Some(pb::ErrorCode::BadCredentials), "unknown users look like wrong passwords");
+    assert_eq!(
+        e.code(),
+        Some(pb::ErrorCode::BadCredentials),
+        "unknown users look like wrong passwords"
+    );
     // Not logged in: everything but the account requests is refused.
     let e = c.sync_page(vec![], 10).await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::NotAuthenticated));
@@ -39,18 +56,32 @@ async fn register_rules_and_wrong_credentials() {
 async fn token_resume_without_password_and_expiry() {
     let server = TestServer::start_with(|c| c.session.token_ttl_secs = 1).await;
     let (c, login) = server.user("alice").await;
-    assert!(login.heartbeat_interval_ms > 0 && login.heartbeat_timeout_ms > login.heartbeat_interval_ms);
+    assert!(
+        login.heartbeat_interval_ms > 0 && login.heartbeat_timeout_ms > login.heartbeat_interval_ms
+    );
     drop(c);
     let mut again = server.client().await;
     let resumed = again.resume(&login.token, "d1").await.unwrap();
-    assert_eq!((resumed.user_id, resumed.session_id), (login.user_id, login.session_id));
+    assert_eq!(
+        (resumed.user_id, resumed.session_id),
+        (login.user_id, login.session_id)
+    );
     // Wrong device or garbage token: invalid.
     let mut other = server.client().await;
-    assert_eq!(other.resume(&login.token, "d2").await.unwrap_err().code(), Some(pb::ErrorCode::TokenInvalid));
-    assert_eq!(other.resume("garbage", "d1").await.unwrap_err().code(), Some(pb::ErrorCode::TokenInvalid));
+    assert_eq!(
+        other.resume(&login.token, "d2").await.unwrap_err().code(),
+        Some(pb::ErrorCode::TokenInvalid)
+    );
+    assert_eq!(
+        other.resume("garbage", "d1").await.unwrap_err().code(),
+        Some(pb::ErrorCode::TokenInvalid)
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut late = server.client().await;
-    assert_eq!(late.resume(&login.token, "d1").await.unwrap_err().code(), Some(pb::ErrorCode::TokenExpired));
+    assert_eq!(
+        late.resume(&login.token, "d1").await.unwrap_err().code(),
+        Some(pb::ErrorCode::TokenExpired)
+    );
 }
 
 #[tokio::test]
@@ -58,7 +89,10 @@ async fn logout_revokes_the_token_and_closes() {
     let server = TestServer::start().await;
     let (mut c, login) = server.user("alice").await;
     c.logout().await.unwrap();
-    assert_eq!(next_disconnect(&mut c).await.reason(), pb::DisconnectReason::LoggedOut);
+    assert_eq!(
+        next_disconnect(&mut c).await.reason(),
+        pb::DisconnectReason::LoggedOut
+    );
     let mut again = server.client().await;
     let e = again.resume(&login.token, "d1").await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::TokenInvalid));
@@ -77,7 +111,10 @@ async fn replace_oldest_policy_kicks_the_oldest_session() {
     let d = next_disconnect(&mut first).await;
     assert_eq!(d.reason(), pb::DisconnectReason::Kicked);
     let mut c = server.client().await;
-    assert_eq!(c.resume(&first_login.token, "d1").await.unwrap_err().code(), Some(pb::ErrorCode::TokenInvalid));
+    assert_eq!(
+        c.resume(&first_login.token, "d1").await.unwrap_err().code(),
+        Some(pb::ErrorCode::TokenInvalid)
+    );
     third.ping().await.unwrap();
 }
 
@@ -104,10 +141,16 @@ async fn same_device_again_replaces_the_old_connection() {
     // Resuming the same session on a new connection replaces the old one.
     let mut new = server.client().await;
     new.resume(&login.token, "d1").await.unwrap();
-    assert_eq!(next_disconnect(&mut old).await.reason(), pb::DisconnectReason::Replaced);
+    assert_eq!(
+        next_disconnect(&mut old).await.reason(),
+        pb::DisconnectReason::Replaced
+    );
     // A fresh login of the same device ends the previous session.
     let (_newer, _) = server.device("alice", "d1").await;
-    assert_eq!(next_disconnect(&mut new).await.reason(), pb::DisconnectReason::Kicked);
+    assert_eq!(
+        next_disconnect(&mut new).await.reason(),
+        pb::DisconnectReason::Kicked
+    );
 }
 
 #[tokio::test]
@@ -115,13 +158,31 @@ async fn change_password_ends_other_sessions() {
     let server = TestServer::start().await;
     let (a, _) = server.user("alice").await;
     let (mut b, _) = server.device("alice", "d2").await;
-    assert_eq!(a.change_password("wrong one", "new password 1").await.unwrap_err().code(), Some(pb::ErrorCode::BadCredentials));
-    assert_eq!(a.change_password(PASSWORD, "short").await.unwrap_err().code(), Some(pb::ErrorCode::WeakPassword));
+    assert_eq!(
+        a.change_password("wrong one", "new password 1")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(pb::ErrorCode::BadCredentials)
+    );
+    assert_eq!(
+        a.change_password(PASSWORD, "short")
+            .await
+            .unwrap_err()
+            .code(),
+        Some(pb::ErrorCode::WeakPassword)
+    );
     a.change_password(PASSWORD, "new password 1").await.unwrap();
-    assert_eq!(next_disconnect(&mut b).await.reason(), pb::DisconnectReason::Kicked);
+    assert_eq!(
+        next_disconnect(&mut b).await.reason(),
+        pb::DisconnectReason::Kicked
+    );
     a.ping().await.expect("the changing session stays");
     let mut c = server.client().await;
-    assert_eq!(c.login("alice", PASSWORD, "x").await.unwrap_err().code(), Some(pb::ErrorCode::BadCredentials));
+    assert_eq!(
+        c.login("alice", PASSWORD, "x").await.unwrap_err().code(),
+        Some(pb::ErrorCode::BadCredentials)
+    );
     c.login("alice", "new password 1", "x").await.unwrap();
 }
 
@@ -131,13 +192,20 @@ async fn unauthenticated_connections_are_closed_after_the_auth_timeout() {
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
     // Pings do not buy time before login.
-    raw.request(2, ClientFrame::Ping(pb::Ping { client_time_ms: 0 })).await;
+    raw.request(2, ClientFrame::Ping(pb::Ping { client_time_ms: 0 }))
+        .await;
     let frames = raw.until_closed().await;
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::AuthTimeout));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::AuthTimeout)
+    );
     // A connection that never says anything is closed too.
     let mut silent = Raw::connect(&server.tcp).await;
     let frames = silent.until_closed().await;
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::AuthTimeout));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::AuthTimeout)
+    );
 }
 
 #[tokio::test]
@@ -154,16 +222,35 @@ async fn silent_sessions_time_out_and_pinging_ones_stay() {
 
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
-    raw.request(2, ClientFrame::Login(pb::Login { username: "alice".into(), password: PASSWORD.into(), device_id: "raw".into() }))
-        .await;
+    raw.request(
+        2,
+        ClientFrame::Login(pb::Login {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            device_id: "raw".into(),
+        }),
+    )
+    .await;
     match raw.frame().await {
-        Some((2, ServerFrame::LoginOk(ok))) => assert_eq!((ok.heartbeat_interval_ms, ok.heartbeat_timeout_ms), (100, 400)),
+        Some((2, ServerFrame::LoginOk(ok))) => assert_eq!(
+            (ok.heartbeat_interval_ms, ok.heartbeat_timeout_ms),
+            (100, 400)
+        ),
         other => panic!("expected LoginOk, got {other:?}"),
     }
     let started = std::time::Instant::now();
     let frames = raw.until_closed().await;
-    assert_eq!(disconnect_reason(&frames), Some(pb::DisconnectReason::HeartbeatTimeout));
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::HeartbeatTimeout)
+    );
     assert!(started.elapsed() >= Duration::from_millis(350));
-    pinging.ping().await.expect("a heartbeating session is still up");
-    assert!(pinging.try_push().iter().all(|f| !matches!(f, ServerFrame::Disconnect(_))));
+    pinging
+        .ping()
+        .await
+        .expect("a heartbeating session is still up");
+    assert!(pinging
+        .try_push()
+        .iter()
+        .all(|f| !matches!(f, ServerFrame::Disconnect(_))));
 }

@@ -28,8 +28,10 @@ pub struct TestServer {
 
 /// A configuration for tests: ephemeral ports, cheap hashing, generous rates.
 pub fn test_config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.to_path_buf();
+    let mut c = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     c.listen.tcp = "127.0.0.1:0".into();
     c.listen.ws = "127.0.0.1:0".into();
     c.listen.http = "127.0.0.1:0".into();
@@ -175,7 +177,11 @@ impl Raw {
     /// The next frame, or `None` when the server closed the connection.
     pub async fn frame(&mut self) -> Option<(u32, ServerFrame)> {
         loop {
-            if let Some(f) = self.decoder.decode(&mut self.buf).expect("server frames are valid") {
+            if let Some(f) = self
+                .decoder
+                .decode(&mut self.buf)
+                .expect("server frames are valid")
+            {
                 let Frame { request_id, .. } = f;
                 return Some((request_id, ServerFrame::decode(&f).expect("known frame")));
             }

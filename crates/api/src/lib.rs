@@ -53,7 +53,11 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
 }
 
 /// Serves HTTP until `shutdown` fires.
-pub async fn serve(listener: TcpListener, state: ApiState, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router(state))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

@@ -194,8 +194,18 @@ impl Client {
             .insert(id, tx);
         // The reader marks the connection closed before it drops waiters, so
         // a request registered after that is caught here.
-        if self.shared.closed.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
-            self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if self
+            .shared
+            .closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            self.shared
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
             return Err(self.closed_error());
         }
         self.out
@@ -205,7 +215,11 @@ impl Client {
             Ok(Ok(a)) => a,
             Ok(Err(_)) => return Err(self.closed_error()),
             Err(_) => {
-                self.shared.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                self.shared
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 return Err(ClientError::Timeout(self.options.request_timeout));
             }
         };
@@ -240,7 +254,12 @@ impl Client {
         expect_done(r)
     }
 
-    pub async fn login(&mut self, username: &str, password: &str, device_id: &str) -> Result<pb::LoginOk, ClientError> {
+    pub async fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+        device_id: &str,
+    ) -> Result<pb::LoginOk, ClientError> {
         let r = self
             .request(ClientFrame::Login(pb::Login {
                 username: username.into(),
@@ -251,7 +270,11 @@ impl Client {
         self.logged_in(r)
     }
 
-    pub async fn resume(&mut self, token: &str, device_id: &str) -> Result<pb::LoginOk, ClientError> {
+    pub async fn resume(
+        &mut self,
+        token: &str,
+        device_id: &str,
+    ) -> Result<pb::LoginOk, ClientError> {
         let r = self
             .request(ClientFrame::Resume(pb::Resume {
                 token: token.into(),
@@ -286,7 +309,12 @@ impl Client {
     }
 
     /// Sends a text message to a user.
-    pub async fn send_text(&self, peer_user_id: u64, client_msg_id: &str, text: &str) -> Result<pb::SendAck, ClientError> {
+    pub async fn send_text(
+        &self,
+        peer_user_id: u64,
+        client_msg_id: &str,
+        text: &str,
+    ) -> Result<pb::SendAck, ClientError> {
         self.send(pb::Send {
             client_msg_id: client_msg_id.into(),
             target: Some(pb::send::Target::PeerUserId(peer_user_id)),
@@ -305,14 +333,26 @@ impl Client {
         }
     }
 
-    pub async fn sync_page(&self, cursors: Vec<pb::Cursor>, limit: u32) -> Result<pb::SyncPage, ClientError> {
-        match self.request(ClientFrame::Sync(pb::Sync { cursors, limit })).await? {
+    pub async fn sync_page(
+        &self,
+        cursors: Vec<pb::Cursor>,
+        limit: u32,
+    ) -> Result<pb::SyncPage, ClientError> {
+        match self
+            .request(ClientFrame::Sync(pb::Sync { cursors, limit }))
+            .await?
+        {
             ServerFrame::SyncPage(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
     }
 
-    pub async fn history(&self, conversation_id: u64, before_seq: u64, limit: u32) -> Result<pb::HistoryPage, ClientError> {
+    pub async fn history(
+        &self,
+        conversation_id: u64,
+        before_seq: u64,
+        limit: u32,
+    ) -> Result<pb::HistoryPage, ClientError> {
         let q = pb::History {
             conversation_id,
             before_seq,
@@ -326,14 +366,24 @@ impl Client {
 
     pub async fn delivery_ack(&self, conversation_id: u64, seq: u64) -> Result<(), ClientError> {
         expect_done(
-            self.request(ClientFrame::DeliveryAck(pb::DeliveryAck { conversation_id, seq }))
-                .await?,
+            self.request(ClientFrame::DeliveryAck(pb::DeliveryAck {
+                conversation_id,
+                seq,
+            }))
+            .await?,
         )
     }
 
-    pub async fn users(&self, user_ids: Vec<u64>, usernames: Vec<String>) -> Result<Vec<pb::User>, ClientError> {
+    pub async fn users(
+        &self,
+        user_ids: Vec<u64>,
+        usernames: Vec<String>,
+    ) -> Result<Vec<pb::User>, ClientError> {
         match self
-            .request(ClientFrame::GetUsers(pb::GetUsers { user_ids, usernames }))
+            .request(ClientFrame::GetUsers(pb::GetUsers {
+                user_ids,
+                usernames,
+            }))
             .await?
         {
             ServerFrame::Users(u) => Ok(u.users),
@@ -365,7 +415,10 @@ impl Client {
     }
 
     pub async fn ping(&self) -> Result<pb::Pong, ClientError> {
-        match self.request(ClientFrame::Ping(pb::Ping { client_time_ms: 1 })).await? {
+        match self
+            .request(ClientFrame::Ping(pb::Ping { client_time_ms: 1 }))
+            .await?
+        {
             ServerFrame::Pong(p) => Ok(p),
             other => Err(unexpected(&other)),
         }
@@ -390,7 +443,10 @@ fn unexpected(f: &ServerFrame) -> ClientError {
 /// Where received bytes come from.
 trait Source: Send + 'static {
     /// Appends bytes to `buf`; false once the stream has ended.
-    fn fill(&mut self, buf: &mut BytesMut) -> impl std::future::Future<Output = Result<bool, String>> + Send;
+    fn fill(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send;
 }
 
 struct TcpSource(tokio::net::tcp::OwnedReadHalf);
@@ -398,7 +454,11 @@ struct TcpSource(tokio::net::tcp::OwnedReadHalf);
 impl Source for TcpSource {
     async fn fill(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
         buf.reserve(8192);
-        self.0.read_buf(buf).await.map(|n| n > 0).map_err(|e| e.to_string())
+        self.0
+            .read_buf(buf)
+            .await
+            .map(|n| n > 0)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -472,6 +532,10 @@ fn spawn_reader<S: Source>(
         }
         *shared.closed.lock().unwrap_or_else(|p| p.into_inner()) = Some(disconnect);
         // Waiters see the close through their dropped senders.
-        shared.pending.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     })
 }

@@ -31,7 +31,10 @@ impl Inbox {
     pub fn cursors(&self) -> Vec<pb::Cursor> {
         self.cursors
             .iter()
-            .map(|(&conversation_id, &seq)| pb::Cursor { conversation_id, seq })
+            .map(|(&conversation_id, &seq)| pb::Cursor {
+                conversation_id,
+                seq,
+            })
             .collect()
     }
 
@@ -62,7 +65,11 @@ impl Inbox {
 
     /// Pulls everything newer than the cursors, page by page, and returns
     /// the new messages in order (per conversation).
-    pub async fn sync(&mut self, client: &Client, page: u32) -> Result<Vec<pb::Message>, ClientError> {
+    pub async fn sync(
+        &mut self,
+        client: &Client,
+        page: u32,
+    ) -> Result<Vec<pb::Message>, ClientError> {
         let mut out = Vec::new();
         loop {
             let p = client.sync_page(self.cursors(), page).await?;

@@ -49,7 +49,9 @@ pub(crate) async fn serve(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr,
             run(gw, r, w, peer, kind, permit.ok()).await
         }
         Kind::WebSocket => {
-            let upgraded = tokio::time::timeout(gw.config.auth_timeout, transport::websocket(stream, max)).await;
+            let upgraded =
+                tokio::time::timeout(gw.config.auth_timeout, transport::websocket(stream, max))
+                    .await;
             match upgraded {
                 Ok(Ok((r, w))) => run(gw, r, w, peer, kind, permit.ok()).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
@@ -68,14 +70,20 @@ async fn run<R: FrameRead, W: FrameWrite>(
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     let (out, rx) = outbound::channel(gw.config.outbound_queue);
-    let writer = gw
-        .tracker
-        .spawn(outbound::writer(writer, rx, out.clone(), gw.config.flush_timeout));
+    let writer = gw.tracker.spawn(outbound::writer(
+        writer,
+        rx,
+        out.clone(),
+        gw.config.flush_timeout,
+    ));
     let Some(_permit) = permit else {
         metrics::counter!("natter_limit_hits_total", "limit" => "connections").increment(1);
         out.close(Close {
             reason: DisconnectReason::ServerFull,
-            message: format!("the server holds its maximum of {} connections", gw.config.max_connections),
+            message: format!(
+                "the server holds its maximum of {} connections",
+                gw.config.max_connections
+            ),
             flush: true,
             reconnect_after_ms: gw.config.reconnect_after.as_millis() as u32,
         });
@@ -141,13 +149,17 @@ impl Conn {
                         natter_proto::FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
                         natter_proto::FrameError::TooShort { .. } => ErrorCode::Malformed,
                     };
-                    metrics::counter!("natter_limit_hits_total", "limit" => "frame_size").increment(1);
+                    metrics::counter!("natter_limit_hits_total", "limit" => "frame_size")
+                        .increment(1);
                     self.reply(0, ServerFrame::error(code, e.to_string()));
                     self.close(DisconnectReason::ProtocolError, &e.to_string());
                     return;
                 }
                 Err(ReadError::TextMessage) => {
-                    self.close(DisconnectReason::ProtocolError, "send frames in binary WebSocket messages");
+                    self.close(
+                        DisconnectReason::ProtocolError,
+                        "send frames in binary WebSocket messages",
+                    );
                     return;
                 }
                 Err(e @ (ReadError::Truncated | ReadError::Io(_))) => {

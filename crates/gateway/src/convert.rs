@@ -63,7 +63,12 @@ pub fn body(b: Option<pb::Body>) -> Result<Body, ServiceError> {
     let kind = match pb::BodyKind::try_from(b.kind) {
         Ok(pb::BodyKind::Text) => BodyKind::Text,
         Ok(pb::BodyKind::Custom) => BodyKind::Custom,
-        _ => return Err(ServiceError::InvalidArgument(format!("unknown body kind {}", b.kind))),
+        _ => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "unknown body kind {}",
+                b.kind
+            )))
+        }
     };
     Ok(Body {
         kind,

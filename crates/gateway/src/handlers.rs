@@ -5,7 +5,7 @@ use crate::connection::{rate_limited, Conn, Flow, Phase};
 use crate::convert;
 use natter_proto::pb::{self, DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, ServerFrame, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use natter_service::{ServiceError, SendInput, SessionInfo};
+use natter_service::{SendInput, ServiceError, SessionInfo};
 use std::collections::HashMap;
 
 impl Conn {
@@ -13,12 +13,21 @@ impl Conn {
         let session = match (&self.phase, request) {
             (Phase::New, ClientFrame::Hello(h)) => return self.hello(id, h),
             (Phase::New, _) => {
-                self.reply(id, ServerFrame::error(ErrorCode::Protocol, "the first frame must be Hello"));
-                self.close(DisconnectReason::ProtocolError, "the first frame must be Hello");
+                self.reply(
+                    id,
+                    ServerFrame::error(ErrorCode::Protocol, "the first frame must be Hello"),
+                );
+                self.close(
+                    DisconnectReason::ProtocolError,
+                    "the first frame must be Hello",
+                );
                 return Flow::Stop;
             }
             (_, ClientFrame::Hello(_)) => {
-                self.reply(id, ServerFrame::error(ErrorCode::Protocol, "Hello was already received"));
+                self.reply(
+                    id,
+                    ServerFrame::error(ErrorCode::Protocol, "Hello was already received"),
+                );
                 return Flow::Continue;
             }
             (_, ClientFrame::Ping(p)) => {
@@ -37,7 +46,11 @@ impl Conn {
                 return Flow::Continue;
             }
             (Phase::Greeted, ClientFrame::Login(l)) => {
-                let r = self.gw.service.login(&l.username, &l.password, &l.device_id).await;
+                let r = self
+                    .gw
+                    .service
+                    .login(&l.username, &l.password, &l.device_id)
+                    .await;
                 return self.authenticated(id, r);
             }
             (Phase::Greeted, ClientFrame::Resume(r)) => {
@@ -47,12 +60,18 @@ impl Conn {
             (Phase::Authed(_), ClientFrame::Login(_) | ClientFrame::Resume(_)) => {
                 self.reply(
                     id,
-                    ServerFrame::error(ErrorCode::AlreadyAuthenticated, "this connection is already logged in"),
+                    ServerFrame::error(
+                        ErrorCode::AlreadyAuthenticated,
+                        "this connection is already logged in",
+                    ),
                 );
                 return Flow::Continue;
             }
             (Phase::Greeted, _) => {
-                self.reply(id, ServerFrame::error(ErrorCode::NotAuthenticated, "log in first"));
+                self.reply(
+                    id,
+                    ServerFrame::error(ErrorCode::NotAuthenticated, "log in first"),
+                );
                 return Flow::Continue;
             }
             (Phase::Authed(s), request) => (s.clone(), request),
@@ -67,7 +86,10 @@ impl Conn {
                 "this server speaks protocol versions {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}; the client asked for {}..={}",
                 h.min_version, h.max_version
             );
-            self.reply(id, ServerFrame::error(ErrorCode::UnsupportedVersion, why.clone()));
+            self.reply(
+                id,
+                ServerFrame::error(ErrorCode::UnsupportedVersion, why.clone()),
+            );
             self.close(DisconnectReason::ProtocolError, &why);
             return Flow::Stop;
         }
@@ -122,7 +144,8 @@ impl Conn {
         let answer = match request {
             ClientFrame::Send(m) => {
                 if let Err(wait) = self.gw.registry.take_send_token(s.user_id) {
-                    metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
+                    metrics::counter!("natter_limit_hits_total", "limit" => "send_rate")
+                        .increment(1);
                     self.reply(id, rate_limited("message rate limit reached", wait));
                     return Flow::Continue;
                 }
@@ -150,14 +173,26 @@ impl Conn {
                 }
             }
             ClientFrame::Sync(q) => {
-                let cursors: HashMap<u64, u64> = q.cursors.iter().map(|c| (c.conversation_id, c.seq)).collect();
-                let limit = if q.limit == 0 { usize::MAX } else { q.limit as usize };
+                let cursors: HashMap<u64, u64> = q
+                    .cursors
+                    .iter()
+                    .map(|c| (c.conversation_id, c.seq))
+                    .collect();
+                let limit = if q.limit == 0 {
+                    usize::MAX
+                } else {
+                    q.limit as usize
+                };
                 svc.sync(&s, cursors, limit)
                     .await
                     .map(|p| ServerFrame::SyncPage(convert::sync_page(&p)))
             }
             ClientFrame::History(q) => {
-                let limit = if q.limit == 0 { usize::MAX } else { q.limit as usize };
+                let limit = if q.limit == 0 {
+                    usize::MAX
+                } else {
+                    q.limit as usize
+                };
                 svc.history(&s, q.conversation_id, q.before_seq, limit)
                     .await
                     .map(|p| ServerFrame::HistoryPage(convert::history_page(&p)))

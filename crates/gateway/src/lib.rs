@@ -80,7 +80,12 @@ pub struct Gateway {
 
 impl Gateway {
     /// `shutdown` tells every connection to say GOING_AWAY and close.
-    pub fn new(service: Service, registry: Arc<Registry>, config: GatewayConfig, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn new(
+        service: Service,
+        registry: Arc<Registry>,
+        config: GatewayConfig,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         Arc::new(Gateway {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             service,
@@ -127,7 +132,9 @@ impl Gateway {
     /// Waits up to `grace` for every connection to finish closing.
     pub async fn drain(&self, grace: Duration) -> bool {
         self.tracker.close();
-        tokio::time::timeout(grace, self.tracker.wait()).await.is_ok()
+        tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_ok()
     }
 
     pub fn registry(&self) -> &Arc<Registry> {

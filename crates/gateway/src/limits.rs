@@ -31,7 +31,9 @@ impl TokenBucket {
         } else if self.rate <= 0.0 {
             Err(std::time::Duration::from_secs(1))
         } else {
-            Err(std::time::Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - self.tokens) / self.rate,
+            ))
         }
     }
 }

@@ -50,7 +50,8 @@ impl Outbound {
         match self.tx.try_send(frame) {
             Ok(()) => Pushed::Queued,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("natter_limit_hits_total", "limit" => "outbound_queue").increment(1);
+                metrics::counter!("natter_limit_hits_total", "limit" => "outbound_queue")
+                    .increment(1);
                 self.close(Close {
                     reason: DisconnectReason::SlowConsumer,
                     message: "outbound queue full: reconnect and sync".into(),
@@ -98,7 +99,12 @@ pub fn channel(depth: usize) -> (Outbound, mpsc::Receiver<Bytes>) {
 }
 
 /// Writes queued frames until the connection closes, then the last frame.
-pub async fn writer<W: FrameWrite>(mut io: W, mut rx: mpsc::Receiver<Bytes>, out: Outbound, flush_timeout: Duration) {
+pub async fn writer<W: FrameWrite>(
+    mut io: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    out: Outbound,
+    flush_timeout: Duration,
+) {
     let mut batch: Vec<Bytes> = Vec::new();
     let mut clean = true;
     loop {
@@ -129,13 +135,19 @@ pub async fn writer<W: FrameWrite>(mut io: W, mut rx: mpsc::Receiver<Bytes>, out
             }
         }
     }
-    let close = out.closer.close.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let close = out
+        .closer
+        .close
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     if clean {
         // Without a reason (the peer went away) what is queued is still
         // flushed, in case the peer only closed its sending side.
         let flush = close.as_ref().is_none_or(|c| c.flush);
         let last = close.map(|close| {
-            metrics::counter!("natter_disconnects_total", "reason" => close.reason.as_str_name()).increment(1);
+            metrics::counter!("natter_disconnects_total", "reason" => close.reason.as_str_name())
+                .increment(1);
             ServerFrame::Disconnect(natter_proto::pb::Disconnect {
                 reason: close.reason as i32,
                 message: close.message,

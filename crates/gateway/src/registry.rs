@@ -8,8 +8,8 @@ use crate::limits::TokenBucket;
 use crate::outbound::{Close, Outbound, Pushed};
 use bytes::Bytes;
 use natter_proto::{pb, ServerFrame};
-use natter_service::{Event, EventSink, RevokeReason};
 use natter_service::store::{SessionId, UserId};
+use natter_service::{Event, EventSink, RevokeReason};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -97,7 +97,10 @@ impl Registry {
 
     /// Connections currently attached for `user`.
     pub fn sessions_online(&self, user: UserId) -> usize {
-        self.shard(user).users.get(&user).map_or(0, |e| e.conns.len())
+        self.shard(user)
+            .users
+            .get(&user)
+            .map_or(0, |e| e.conns.len())
     }
 
     fn push_to(&self, user: UserId, frame: &Bytes, skip_session: Option<SessionId>) {

@@ -46,7 +46,10 @@ pub trait FrameRead: Send {
 }
 
 pub trait FrameWrite: Send + 'static {
-    fn write_frames(&mut self, frames: &[Bytes]) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn write_frames(
+        &mut self,
+        frames: &[Bytes],
+    ) -> impl Future<Output = std::io::Result<()>> + Send;
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
 }
 
@@ -182,7 +185,10 @@ impl FrameWrite for WsWrite {
     }
 }
 
-pub async fn websocket(stream: TcpStream, max_frame_bytes: usize) -> Result<(WsRead, WsWrite), ReadError> {
+pub async fn websocket(
+    stream: TcpStream,
+    max_frame_bytes: usize,
+) -> Result<(WsRead, WsWrite), ReadError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN))
         .max_frame_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN));

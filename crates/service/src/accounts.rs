@@ -24,7 +24,8 @@ impl Tokens {
     /// A fresh random token: 32 bytes from the OS, base64url.
     pub fn generate() -> Result<String, ServiceError> {
         let mut raw = [0u8; 32];
-        getrandom::fill(&mut raw).map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+        getrandom::fill(&mut raw)
+            .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
     }
 
@@ -46,14 +47,17 @@ fn normalize_username(name: &str) -> Result<String, ServiceError> {
         Ok(name)
     } else {
         Err(ServiceError::InvalidArgument(
-            "username must be 3-32 characters of a-z, 0-9, '_', '.', '-' and start with a letter".into(),
+            "username must be 3-32 characters of a-z, 0-9, '_', '.', '-' and start with a letter"
+                .into(),
         ))
     }
 }
 
 fn check_device_id(device_id: &str) -> Result<(), ServiceError> {
     if device_id.is_empty() || device_id.len() > 64 {
-        return Err(ServiceError::InvalidArgument("device_id must be 1-64 bytes".into()));
+        return Err(ServiceError::InvalidArgument(
+            "device_id must be 1-64 bytes".into(),
+        ));
     }
     Ok(())
 }
@@ -67,10 +71,14 @@ impl Service {
             )));
         }
         if password.len() > 1024 {
-            return Err(ServiceError::WeakPassword("password must be at most 1024 bytes".into()));
+            return Err(ServiceError::WeakPassword(
+                "password must be at most 1024 bytes".into(),
+            ));
         }
         if password.eq_ignore_ascii_case(username) {
-            return Err(ServiceError::WeakPassword("password must differ from the username".into()));
+            return Err(ServiceError::WeakPassword(
+                "password must differ from the username".into(),
+            ));
         }
         Ok(())
     }
@@ -79,13 +87,21 @@ impl Service {
         let username = normalize_username(username)?;
         self.check_password(&username, password)?;
         let hash = self.inner.hasher.hash(password.to_owned()).await?;
-        let id = self.inner.store.create_user(&username, &hash, now_ms()).await?;
+        let id = self
+            .inner
+            .store
+            .create_user(&username, &hash, now_ms())
+            .await?;
         metrics::counter!("natter_users_registered_total").increment(1);
         tracing::info!(user_id = id, %username, "registered");
         Ok(id)
     }
 
-    async fn authenticate(&self, username: &str, password: &str) -> Result<UserRecord, ServiceError> {
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<UserRecord, ServiceError> {
         let user = match normalize_username(username) {
             Ok(name) => self.inner.store.user_by_name(&name).await?,
             Err(_) => None,
@@ -93,7 +109,10 @@ impl Service {
         let ok = self
             .inner
             .hasher
-            .verify(password.to_owned(), user.as_ref().map(|u| u.password_hash.clone()))
+            .verify(
+                password.to_owned(),
+                user.as_ref().map(|u| u.password_hash.clone()),
+            )
             .await?;
         match user {
             Some(user) if ok => {
@@ -112,7 +131,12 @@ impl Service {
 
     /// Checks the password and opens a session for `device_id`, applying the
     /// device policy; sessions it ends are announced as revoked.
-    pub async fn login(&self, username: &str, password: &str, device_id: &str) -> Result<SessionInfo, ServiceError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        device_id: &str,
+    ) -> Result<SessionInfo, ServiceError> {
         check_device_id(device_id)?;
         let user = self.authenticate(username, password).await?;
         let token = Tokens::generate()?;
@@ -182,7 +206,12 @@ impl Service {
     }
 
     /// Changes the password and ends every other session of the user.
-    pub async fn change_password(&self, session: &SessionInfo, old: &str, new: &str) -> Result<(), ServiceError> {
+    pub async fn change_password(
+        &self,
+        session: &SessionInfo,
+        old: &str,
+        new: &str,
+    ) -> Result<(), ServiceError> {
         let user = self.authenticate(&session.username, old).await?;
         self.check_password(&user.username, new)?;
         let hash = self.inner.hasher.hash(new.to_owned()).await?;
@@ -201,11 +230,20 @@ impl Service {
         Ok(())
     }
 
-    pub async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<(UserId, String)>, ServiceError> {
+    pub async fn users(
+        &self,
+        ids: &[UserId],
+        names: &[String],
+    ) -> Result<Vec<(UserId, String)>, ServiceError> {
         if ids.len() + names.len() > 500 {
-            return Err(ServiceError::InvalidArgument("at most 500 users per lookup".into()));
+            return Err(ServiceError::InvalidArgument(
+                "at most 500 users per lookup".into(),
+            ));
         }
-        let names: Vec<String> = names.iter().filter_map(|n| normalize_username(n).ok()).collect();
+        let names: Vec<String> = names
+            .iter()
+            .filter_map(|n| normalize_username(n).ok())
+            .collect();
         let users = self.inner.store.users(ids, &names).await?;
         Ok(users.into_iter().map(|u| (u.id, u.username)).collect())
     }

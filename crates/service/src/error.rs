@@ -36,7 +36,9 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict("username") => ServiceError::UsernameTaken,
-            StoreError::Conflict(what) => ServiceError::InvalidArgument(format!("{what} already exists")),
+            StoreError::Conflict(what) => {
+                ServiceError::InvalidArgument(format!("{what} already exists"))
+            }
             StoreError::NotFound(what) => ServiceError::NotFound(what),
             StoreError::NotMember(_) => ServiceError::Forbidden(e.to_string()),
             StoreError::Invalid(why) => ServiceError::InvalidArgument(why.into()),

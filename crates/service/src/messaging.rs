@@ -23,11 +23,15 @@ impl Service {
             });
         }
         match body.kind {
-            BodyKind::Text if body.content.trim().is_empty() => {
-                Err(ServiceError::InvalidArgument("text message is empty".into()))
-            }
-            BodyKind::Custom if serde_json::from_str::<serde::de::IgnoredAny>(&body.content).is_err() => {
-                Err(ServiceError::InvalidArgument("custom message content is not valid JSON".into()))
+            BodyKind::Text if body.content.trim().is_empty() => Err(ServiceError::InvalidArgument(
+                "text message is empty".into(),
+            )),
+            BodyKind::Custom
+                if serde_json::from_str::<serde::de::IgnoredAny>(&body.content).is_err() =>
+            {
+                Err(ServiceError::InvalidArgument(
+                    "custom message content is not valid JSON".into(),
+                ))
             }
             _ => Ok(()),
         }
@@ -35,9 +39,15 @@ impl Service {
 
     /// Stores a message and returns its ACK data. Returns only after the
     /// store has committed; a repeated client_msg_id returns the original.
-    pub async fn send(&self, session: &SessionInfo, input: SendInput) -> Result<Appended, ServiceError> {
+    pub async fn send(
+        &self,
+        session: &SessionInfo,
+        input: SendInput,
+    ) -> Result<Appended, ServiceError> {
         if input.client_msg_id.is_empty() || input.client_msg_id.len() > 64 {
-            return Err(ServiceError::InvalidArgument("client_msg_id must be 1-64 bytes".into()));
+            return Err(ServiceError::InvalidArgument(
+                "client_msg_id must be 1-64 bytes".into(),
+            ));
         }
         self.check_body(&input.body)?;
         let appended = self
@@ -52,7 +62,11 @@ impl Service {
                 origin: Some(session.session_id),
             })
             .await?;
-        let outcome = if appended.duplicate { "duplicate" } else { "stored" };
+        let outcome = if appended.duplicate {
+            "duplicate"
+        } else {
+            "stored"
+        };
         metrics::counter!("natter_messages_total", "outcome" => outcome).increment(1);
         Ok(appended)
     }
@@ -67,7 +81,11 @@ impl Service {
             messages: limit.clamp(1, self.inner.config.max_sync_page),
             bytes: self.inner.config.max_page_bytes,
         };
-        Ok(self.inner.store.sync(session.user_id, &cursors, page).await?)
+        Ok(self
+            .inner
+            .store
+            .sync(session.user_id, &cursors, page)
+            .await?)
     }
 
     pub async fn history(
@@ -102,7 +120,11 @@ impl Service {
             .mark_delivered(session.user_id, conversation, seq)
             .await?;
         if let Some(d) = moved {
-            let to = d.members.into_iter().filter(|u| *u != session.user_id).collect();
+            let to = d
+                .members
+                .into_iter()
+                .filter(|u| *u != session.user_id)
+                .collect();
             self.inner.events.publish(Event::Receipt {
                 conversation_id: conversation,
                 user_id: session.user_id,

@@ -42,7 +42,11 @@ impl Hasher {
     }
 
     /// Checks `password` against `hash`, or against a dummy when `hash` is None.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, ServiceError> {
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, ServiceError> {
         let argon = self.argon.clone();
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.to_string());
@@ -56,8 +60,15 @@ impl Hasher {
         Ok(ok && real)
     }
 
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServiceError> {
-        let _permit = self.permits.acquire().await.map_err(|_| ServiceError::Unavailable)?;
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Unavailable)?;
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| ServiceError::Internal(format!("hashing task failed: {e}")))
@@ -66,7 +77,8 @@ impl Hasher {
 
 fn hash_with(argon: &Argon2<'_>, password: &str) -> Result<String, ServiceError> {
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut salt)
+        .map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| ServiceError::Internal(e.to_string()))?;
     argon
         .hash_password(password.as_bytes(), &salt)

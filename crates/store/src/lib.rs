@@ -35,7 +35,8 @@ pub fn commit_feed() -> (CommitFeedSender, CommitFeed) {
 pub trait Store: Send + Sync + 'static {
     // ---- accounts
     /// Fails with [`StoreError::Conflict`] when the name is taken.
-    async fn create_user(&self, username: &str, password_hash: &str, now_ms: i64) -> Result<UserId>;
+    async fn create_user(&self, username: &str, password_hash: &str, now_ms: i64)
+        -> Result<UserId>;
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>>;
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>>;
     /// Users named by id or by name; unknown ones are left out.

@@ -2,8 +2,8 @@
 //! decides which connection (writer transaction or reader) they run on.
 
 use crate::{
-    DevicePolicy, NewSession, Result, SessionGrant, SessionId, SessionRecord, StoreError,
-    UserId, UserRecord,
+    DevicePolicy, NewSession, Result, SessionGrant, SessionId, SessionRecord, StoreError, UserId,
+    UserRecord,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -43,7 +43,10 @@ pub fn user_by_name(conn: &Connection, username: &str) -> Result<Option<UserReco
 
 pub fn user_by_id(conn: &Connection, id: UserId) -> Result<Option<UserRecord>> {
     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id], user_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], user_row)
+        .optional()?)
 }
 
 pub fn set_password(conn: &Connection, id: UserId, hash: &str) -> Result<()> {
@@ -77,7 +80,8 @@ pub fn create_session(conn: &Connection, new: &NewSession) -> Result<SessionGran
         match new.policy {
             DevicePolicy::Reject => return Err(StoreError::TooManySessions),
             DevicePolicy::ReplaceOldest => {
-                let mut revoke = conn.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?;
+                let mut revoke =
+                    conn.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?;
                 for id in &live[..=live.len() - max] {
                     revoke.execute([id])?;
                     revoked.push(*id);
@@ -128,7 +132,11 @@ pub fn revoke_session(conn: &Connection, id: SessionId) -> Result<()> {
     Ok(())
 }
 
-pub fn revoke_other_sessions(conn: &Connection, user: UserId, keep: SessionId) -> Result<Vec<SessionId>> {
+pub fn revoke_other_sessions(
+    conn: &Connection,
+    user: UserId,
+    keep: SessionId,
+) -> Result<Vec<SessionId>> {
     Ok(conn
         .prepare_cached(
             "UPDATE sessions SET revoked = 1

@@ -36,7 +36,9 @@ pub struct AppendOutcome {
 }
 
 pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2");
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2"
+    );
     if let Some(message) = conn
         .prepare_cached(&sql)?
         .query_row(params![new.sender_id, new.client_msg_id], message_row)
@@ -93,13 +95,22 @@ pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
 }
 
 /// The 1:1 conversation of two users, created on first use.
-fn direct_conversation(conn: &Connection, a: UserId, b: UserId, now_ms: i64) -> Result<ConversationId> {
+fn direct_conversation(
+    conn: &Connection,
+    a: UserId,
+    b: UserId,
+    now_ms: i64,
+) -> Result<ConversationId> {
     if a == b {
-        return Err(StoreError::Invalid("cannot start a conversation with yourself"));
+        return Err(StoreError::Invalid(
+            "cannot start a conversation with yourself",
+        ));
     }
     let (lo, hi) = (a.min(b), a.max(b));
     let existing: Option<ConversationId> = conn
-        .prepare_cached("SELECT conversation_id FROM direct_pairs WHERE user_lo = ?1 AND user_hi = ?2")?
+        .prepare_cached(
+            "SELECT conversation_id FROM direct_pairs WHERE user_lo = ?1 AND user_hi = ?2",
+        )?
         .query_row([lo, hi], |r| r.get(0))
         .optional()?;
     if let Some(id) = existing {
@@ -117,9 +128,12 @@ fn direct_conversation(conn: &Connection, a: UserId, b: UserId, now_ms: i64) -> 
     )?
     .execute(params![ConversationKind::Direct as i64, now_ms])?;
     let id = conn.last_insert_rowid() as ConversationId;
-    conn.prepare_cached("INSERT INTO direct_pairs (user_lo, user_hi, conversation_id) VALUES (?1, ?2, ?3)")?
-        .execute(params![lo, hi, id])?;
-    let mut member = conn.prepare_cached("INSERT INTO members (user_id, conversation_id) VALUES (?1, ?2)")?;
+    conn.prepare_cached(
+        "INSERT INTO direct_pairs (user_lo, user_hi, conversation_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![lo, hi, id])?;
+    let mut member =
+        conn.prepare_cached("INSERT INTO members (user_id, conversation_id) VALUES (?1, ?2)")?;
     member.execute(params![lo, id])?;
     member.execute(params![hi, id])?;
     Ok(id)
@@ -214,14 +228,21 @@ pub fn history(
     if !is_member(conn, user, conversation)? {
         return Err(StoreError::NotMember(conversation));
     }
-    let before = if before_seq == 0 { i64::MAX } else { before_seq as i64 };
+    let before = if before_seq == 0 {
+        i64::MAX
+    } else {
+        before_seq as i64
+    };
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
     );
     let mut page = HistoryPage::default();
     let mut bytes = 0;
     let mut stmt = conn.prepare_cached(&sql)?;
-    for row in stmt.query_map(params![conversation, before, limit.messages as i64 + 1], message_row)? {
+    for row in stmt.query_map(
+        params![conversation, before, limit.messages as i64 + 1],
+        message_row,
+    )? {
         let m = row?;
         let over = !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes;
         if over || page.messages.len() == limit.messages {

@@ -7,8 +7,8 @@ mod schema;
 mod writer;
 
 use crate::{
-    Appended, CommitFeedSender, ConversationId, Delivered, HistoryPage, NewMessage, NewSession, Page,
-    Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
+    Appended, CommitFeedSender, ConversationId, Delivered, HistoryPage, NewMessage, NewSession,
+    Page, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
     UserRecord,
 };
 use async_trait::async_trait;
@@ -115,7 +115,10 @@ impl SqliteStore {
     }
 
     async fn submit(&self, job: Job) -> Result<()> {
-        self.writer.send(job).await.map_err(|_| StoreError::Unavailable)
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable)
     }
 
     /// Runs `f` on a reader connection off the async runtime.
@@ -137,9 +140,14 @@ impl SqliteStore {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop()
-                .ok_or_else(|| StoreError::Backend("reader pool: a permit without a connection".into()))?;
+                .ok_or_else(|| {
+                    StoreError::Backend("reader pool: a permit without a connection".into())
+                })?;
             let out = f(&conn);
-            pool.conns.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            pool.conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
             drop(permit);
             out
         })
@@ -150,9 +158,15 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_user(&self, username: &str, password_hash: &str, now_ms: i64) -> Result<UserId> {
+    async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<UserId> {
         let (u, h) = (username.to_owned(), password_hash.to_owned());
-        self.write(move |c| accounts::create_user(c, &u, &h, now_ms)).await
+        self.write(move |c| accounts::create_user(c, &u, &h, now_ms))
+            .await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
@@ -179,7 +193,8 @@ impl Store for SqliteStore {
     }
 
     async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>> {
-        self.read(move |c| accounts::session_by_token(c, &token_hash)).await
+        self.read(move |c| accounts::session_by_token(c, &token_hash))
+            .await
     }
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
@@ -187,7 +202,8 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_other_sessions(&self, user: UserId, keep: SessionId) -> Result<Vec<SessionId>> {
-        self.write(move |c| accounts::revoke_other_sessions(c, user, keep)).await
+        self.write(move |c| accounts::revoke_other_sessions(c, user, keep))
+            .await
     }
 
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
@@ -204,7 +220,8 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<SyncPage> {
         let cursors = cursors.clone();
-        self.read(move |c| messages::sync(c, user, &cursors, page)).await
+        self.read(move |c| messages::sync(c, user, &cursors, page))
+            .await
     }
 
     async fn history(
@@ -230,7 +247,11 @@ impl Store for SqliteStore {
 
     async fn close(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.submit(Box::new(writer::CloseJob(Some(reply)))).await.is_ok() {
+        if self
+            .submit(Box::new(writer::CloseJob(Some(reply))))
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         let thread = self

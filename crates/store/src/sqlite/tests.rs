@@ -4,7 +4,10 @@ use super::*;
 use crate::{commit_feed, Body, BodyKind, DevicePolicy, Target};
 
 fn pg(messages: usize) -> Page {
-    Page { messages, bytes: usize::MAX }
+    Page {
+        messages,
+        bytes: usize::MAX,
+    }
 }
 
 fn open(dir: &tempfile::TempDir) -> (SqliteStore, crate::CommitFeed) {
@@ -40,20 +43,35 @@ async fn seq_is_dense_and_resend_is_idempotent() {
     let mut seqs = Vec::new();
     for i in 0..5 {
         let (s, p) = if i % 2 == 0 { (a, b) } else { (b, a) };
-        seqs.push(store.append_message(msg(s, p, &format!("m{i}"))).await.unwrap().message.seq);
+        seqs.push(
+            store
+                .append_message(msg(s, p, &format!("m{i}")))
+                .await
+                .unwrap()
+                .message
+                .seq,
+        );
     }
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
     let again = store.append_message(msg(a, b, "m0")).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message.seq, 1);
-    let fed: Vec<u64> = std::iter::from_fn(|| feed.try_recv().ok()).map(|c| c.message.seq).collect();
+    let fed: Vec<u64> = std::iter::from_fn(|| feed.try_recv().ok())
+        .map(|c| c.message.seq)
+        .collect();
     assert_eq!(fed, vec![1, 2, 3, 4, 5], "duplicates are not republished");
     let page = store.sync(b, &HashMap::new(), pg(3)).await.unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert!(page.has_more);
     let cursors = HashMap::from([(page.messages[0].conversation_id, 3)]);
     let page = store.sync(b, &cursors, pg(3)).await.unwrap();
-    assert_eq!(page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
     assert!(!page.has_more);
     store.close().await;
 }
@@ -101,16 +119,30 @@ async fn device_policy_reject_and_replace() {
         policy,
         max_sessions: 2,
     };
-    let s1 = store.create_session(new("d1", 1, DevicePolicy::Reject)).await.unwrap();
-    let s2 = store.create_session(new("d2", 2, DevicePolicy::Reject)).await.unwrap();
+    let s1 = store
+        .create_session(new("d1", 1, DevicePolicy::Reject))
+        .await
+        .unwrap();
+    let s2 = store
+        .create_session(new("d2", 2, DevicePolicy::Reject))
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create_session(new("d3", 3, DevicePolicy::Reject)).await,
+        store
+            .create_session(new("d3", 3, DevicePolicy::Reject))
+            .await,
         Err(StoreError::TooManySessions)
     ));
     // The same device replaces itself even at the limit.
-    let s2b = store.create_session(new("d2", 4, DevicePolicy::Reject)).await.unwrap();
+    let s2b = store
+        .create_session(new("d2", 4, DevicePolicy::Reject))
+        .await
+        .unwrap();
     assert_eq!(s2b.revoked, vec![s2.session_id]);
-    let s3 = store.create_session(new("d3", 5, DevicePolicy::ReplaceOldest)).await.unwrap();
+    let s3 = store
+        .create_session(new("d3", 5, DevicePolicy::ReplaceOldest))
+        .await
+        .unwrap();
     assert_eq!(s3.revoked, vec![s1.session_id]);
     let rec = store.session_by_token([1; 32]).await.unwrap().unwrap();
     assert!(rec.revoked);
@@ -126,19 +158,36 @@ async fn pages_are_cut_by_bytes_but_never_empty() {
     for i in 0..6 {
         let mut m = msg(a, b, &format!("m{i}"));
         m.body.content = "x".repeat(1000);
-        conv = store.append_message(m).await.unwrap().message.conversation_id;
+        conv = store
+            .append_message(m)
+            .await
+            .unwrap()
+            .message
+            .conversation_id;
     }
-    let tight = Page { messages: 100, bytes: 2500 };
+    let tight = Page {
+        messages: 100,
+        bytes: 2500,
+    };
     let p = store.sync(b, &HashMap::new(), tight).await.unwrap();
     assert_eq!(p.messages.len(), 2);
     assert!(p.has_more);
-    let tiny = Page { messages: 100, bytes: 1 };
+    let tiny = Page {
+        messages: 100,
+        bytes: 1,
+    };
     let p = store.sync(b, &HashMap::new(), tiny).await.unwrap();
     assert_eq!(p.messages.len(), 1, "one message always fits");
     let h = store.history(b, conv, 0, tight).await.unwrap();
-    assert_eq!(h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![6, 5]);
+    assert_eq!(
+        h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![6, 5]
+    );
     assert!(h.has_more);
     let h = store.history(b, conv, 3, pg(10)).await.unwrap();
-    assert_eq!(h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![2, 1]);
+    assert_eq!(
+        h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
     assert!(!h.has_more);
 }

@@ -78,7 +78,11 @@ pub struct AppendJob {
 }
 
 impl AppendJob {
-    pub fn new(new: NewMessage, reply: oneshot::Sender<Result<Appended>>, feed: CommitFeedSender) -> Self {
+    pub fn new(
+        new: NewMessage,
+        reply: oneshot::Sender<Result<Appended>>,
+        feed: CommitFeedSender,
+    ) -> Self {
         AppendJob {
             new,
             out: None,

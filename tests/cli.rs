@@ -1,0 +1,173 @@
+//! The `natter client` command-line contract that scripts rely on.
+
+mod common;
+
+use common::*;
+
+async fn natter(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(args)
+        .output()
+        .await
+        .expect("run natter")
+}
+
+#[tokio::test]
+async fn register_send_and_sync_json() {
+    let server = TestServer::start().await;
+    let s = server.tcp.as_str();
+    for user in ["alice", "bob"] {
+        let out = natter(&["client", "--server", s, "register", user, PASSWORD]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for text in ["first", "second", "third"] {
+        let out = natter(&[
+            "client",
+            "--server",
+            s,
+            "send",
+            "--user",
+            "alice",
+            "--password",
+            PASSWORD,
+            "--to",
+            "bob",
+            text,
+        ])
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = natter(&[
+        "client",
+        "--server",
+        s,
+        "send",
+        "--user",
+        "bob",
+        "--password",
+        PASSWORD,
+        "--to",
+        "alice",
+        "--json",
+        "reply",
+    ])
+    .await;
+    let ack: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON ACK");
+    assert_eq!(ack["seq"], 4);
+
+    let out = natter(&[
+        "client",
+        "--server",
+        s,
+        "sync",
+        "--user",
+        "bob",
+        "--password",
+        PASSWORD,
+        "--json",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let got: Vec<(String, String, u64, String)> = lines
+        .iter()
+        .map(|v| {
+            assert!(v["msg_id"].as_u64().unwrap() > 0);
+            (
+                v["from"].as_str().unwrap().into(),
+                v["to"].as_str().unwrap().into(),
+                v["seq"].as_u64().unwrap(),
+                v["text"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = [
+        ("alice", "bob", 1, "first"),
+        ("alice", "bob", 2, "second"),
+        ("alice", "bob", 3, "third"),
+        ("bob", "alice", 4, "reply"),
+    ];
+    assert_eq!(
+        got,
+        want.map(|(f, t, s, x)| (f.to_string(), t.to_string(), s, x.to_string()))
+    );
+}
+
+#[tokio::test]
+async fn failures_exit_non_zero_with_a_readable_message() {
+    let server = TestServer::start().await;
+    let s = server.tcp.as_str();
+    natter(&["client", "--server", s, "register", "alice", PASSWORD]).await;
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["client", "--server", s, "register", "alice", PASSWORD],
+            "taken",
+        ),
+        (
+            &[
+                "client",
+                "--server",
+                s,
+                "sync",
+                "--user",
+                "alice",
+                "--password",
+                "wrong password",
+                "--json",
+            ],
+            "wrong username or password",
+        ),
+        (
+            &[
+                "client",
+                "--server",
+                s,
+                "send",
+                "--user",
+                "alice",
+                "--password",
+                PASSWORD,
+                "--to",
+                "nobody",
+                "hi",
+            ],
+            "nobody",
+        ),
+        (
+            &[
+                "client",
+                "--server",
+                "127.0.0.1:1",
+                "register",
+                "x",
+                PASSWORD,
+            ],
+            "cannot connect",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = natter(args).await;
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("error:") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+}

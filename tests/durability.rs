@@ -1,0 +1,192 @@
+//! Durability and lifecycle with the real binary: every ACKed message
+//! survives SIGKILL; SIGTERM and in-process shutdown drain with GOING_AWAY.
+
+mod common;
+
+use common::*;
+use natter_client::{pb, Client, Inbox};
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Starts `natter serve` on a free port over `dir`; returns it and its address.
+async fn spawn_server(dir: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args([
+            "serve",
+            "--tcp-addr",
+            "127.0.0.1:0",
+            "--ws-addr",
+            "",
+            "--http-addr",
+            "",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("NATTER_PASSWORD__ARGON2_MEMORY_KIB", "64")
+        .env("NATTER_PASSWORD__ARGON2_ITERATIONS", "1")
+        .env("NATTER_LIMITS__SEND_RATE_PER_SEC", "100000")
+        .env("NATTER_LIMITS__SEND_BURST", "100000")
+        .env("NATTER_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn natter");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(a) = line.strip_prefix("natter tcp=") {
+                return a.to_owned();
+            }
+        }
+        panic!("natter exited before printing its address");
+    })
+    .await
+    .expect("natter starts in time");
+    (child, addr)
+}
+
+async fn login(addr: &str, user: &str, device: &str) -> (Client, pb::LoginOk) {
+    let mut c = Client::connect(addr).await.expect("connect");
+    let ok = c.login(user, PASSWORD, device).await.expect("login");
+    (c, ok)
+}
+
+#[tokio::test]
+async fn acked_messages_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = spawn_server(dir.path()).await;
+    let c = Client::connect(&addr).await.unwrap();
+    c.register("alice", PASSWORD).await.unwrap();
+    c.register("bob", PASSWORD).await.unwrap();
+    let (_, bob) = login(&addr, "bob", "b1").await;
+
+    // Four devices send concurrently; every ACK is recorded. The server is
+    // killed while more sends are still in flight.
+    let mut acked: Vec<(String, pb::SendAck)> = Vec::new();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut senders = Vec::new();
+    for d in 0..4 {
+        let (dev, _) = login(&addr, "alice", &format!("a{d}")).await;
+        let tx = tx.clone();
+        let to = bob.user_id;
+        senders.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("a{d}-{i}");
+                match dev.send_text(to, &id, &format!("text of {id}")).await {
+                    Ok(ack) => {
+                        if tx.send((id, ack)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    drop(tx);
+    while acked.len() < 300 {
+        acked.push(rx.recv().await.expect("acks keep coming"));
+    }
+    server.start_kill().expect("SIGKILL");
+    server.wait().await.unwrap();
+    for s in senders {
+        let _ = s.await;
+    }
+    while let Ok(a) = rx.try_recv() {
+        acked.push(a);
+    }
+
+    eprintln!("acked {} messages before the kill", acked.len());
+    let (_server2, addr2) = spawn_server(dir.path()).await;
+    let (bob_again, _) = login(&addr2, "bob", "b2").await;
+    let stored = Inbox::default().sync(&bob_again, 500).await.unwrap();
+    let by_seq: HashMap<u64, &pb::Message> = stored.iter().map(|m| (m.seq, m)).collect();
+    for (id, ack) in &acked {
+        let m = by_seq
+            .get(&ack.seq)
+            .unwrap_or_else(|| panic!("ACKed seq {} lost", ack.seq));
+        assert_eq!((m.msg_id, &m.client_msg_id), (ack.msg_id, id));
+        assert_eq!(text(m), format!("text of {id}"));
+    }
+    let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=stored.len() as u64).collect::<Vec<_>>(),
+        "dense across the crash"
+    );
+
+    // Resending every id, ACKed or not, never creates a second message.
+    let (alice_again, _) = login(&addr2, "alice", "a0").await;
+    for (id, ack) in acked.iter().take(20) {
+        let again = alice_again
+            .send_text(bob.user_id, id, "resend")
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.seq, ack.seq);
+    }
+    let next = alice_again
+        .send_text(bob.user_id, "after-restart", "new")
+        .await
+        .unwrap();
+    assert_eq!(
+        next.seq,
+        stored.len() as u64 + 1,
+        "seq continues without reuse"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_drains_clients_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, addr) = spawn_server(dir.path()).await;
+    let c = Client::connect(&addr).await.unwrap();
+    c.register("alice", PASSWORD).await.unwrap();
+    let (mut alice, _) = login(&addr, "alice", "a").await;
+    let pid = server.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let d = next_disconnect(&mut alice).await;
+    assert_eq!(d.reason(), pb::DisconnectReason::GoingAway);
+    assert!(d.reconnect_after_ms > 0);
+    let exit = tokio::time::timeout(WAIT, server.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn shutdown_flushes_acks_says_going_away_and_keeps_data() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = server.user("alice").await;
+    let (mut bob, bob_login) = server.user("bob").await;
+    let ack = alice
+        .send_text(bob_login.user_id, "last", "last words")
+        .await
+        .unwrap();
+    server.shutdown.cancel();
+    for c in [&mut alice, &mut bob] {
+        let d = next_disconnect(c).await;
+        assert_eq!(d.reason(), pb::DisconnectReason::GoingAway);
+        assert_eq!(d.reconnect_after_ms, 1000);
+    }
+    // New connections are no longer accepted once draining starts.
+    let dir = server.stop().await;
+    let restarted = TestServer::start_in(dir, |_| {}).await;
+    let (b2, _) = restarted.device("bob", "again").await;
+    let got = Inbox::default().sync(&b2, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].seq, got[0].msg_id, text(&got[0])),
+        (ack.seq, ack.msg_id, "last words")
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
