@@ -229,7 +229,7 @@ impl Config {
         f.merge(
             Env::prefixed("NATTER_")
                 .split("__")
-                .filter(|k| !k.as_str().starts_with("test_")),
+                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_")),
         )
     }
 
