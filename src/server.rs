@@ -29,7 +29,7 @@ impl Listeners {
             if addr.is_empty() {
                 return Ok(None);
             }
-            let l = TcpListener::bind(addr)
+            let l = listen_on(addr)
                 .await
                 .with_context(|| format!("cannot bind the {what} listener to {addr}"))?;
             Ok(Some(l))
@@ -56,6 +56,26 @@ impl Listeners {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
     }
+}
+
+/// Binds with a deep accept backlog, so a reconnect storm of thousands of
+/// clients is queued by the kernel instead of dropped into SYN retries.
+async fn listen_on(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::other("address resolved to nothing");
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        if let Err(e) = socket.bind(a) {
+            last = e;
+            continue;
+        }
+        return socket.listen(8192);
+    }
+    Err(last)
 }
 
 /// The process-wide Prometheus recorder, installed on first use.

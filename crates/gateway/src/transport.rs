@@ -6,7 +6,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use natter_proto::{Frame, FrameDecoder, FrameError};
 use std::future::Future;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -53,8 +53,8 @@ pub trait FrameWrite: Send + 'static {
     fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
 }
 
-/// Reads whatever the socket has, a few KiB at a time, into a buffer that
-/// exists only while a frame is partly received.
+/// Reads whatever the socket has, up to this much at a time, into a buffer
+/// that exists only while a frame is partly received.
 const READ_CHUNK: usize = 4096;
 
 pub struct TcpRead {
@@ -69,22 +69,28 @@ impl FrameRead for TcpRead {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
-            if self.buf.is_empty() && self.buf.capacity() > 4 * READ_CHUNK {
-                // Give back what a large frame needed.
+            if self.buf.is_empty() && self.buf.capacity() > 0 {
+                // An idle connection holds no read buffer at all.
                 self.buf = BytesMut::new();
             }
-            self.buf.reserve(READ_CHUNK);
-            let n = self
-                .rd
-                .read_buf(&mut self.buf)
+            self.rd
+                .readable()
                 .await
                 .map_err(|e| ReadError::Io(e.to_string()))?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(ReadError::Truncated)
-                };
+            // The chunk lives only between awaits, so it costs the task's
+            // future nothing; only the bytes actually read are kept.
+            let mut chunk = [0u8; READ_CHUNK];
+            match self.rd.try_read(&mut chunk) {
+                Ok(0) => {
+                    return if self.buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(ReadError::Truncated)
+                    };
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(ReadError::Io(e.to_string())),
             }
         }
     }

@@ -8,8 +8,14 @@ use crate::{
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
 
-const MESSAGE_COLUMNS: &str =
-    "conversation_id, seq, id, sender_id, client_msg_id, created_at_ms, body_kind, body";
+macro_rules! select_messages {
+    ($($rest:literal),*) => {
+        concat!(
+            "SELECT conversation_id, seq, id, sender_id, client_msg_id, created_at_ms, body_kind, body FROM messages ",
+            $($rest),*
+        )
+    };
+}
 
 fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let kind: i64 = r.get(6)?;
@@ -36,11 +42,10 @@ pub struct AppendOutcome {
 }
 
 pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id = ?1 AND client_msg_id = ?2"
-    );
     if let Some(message) = conn
-        .prepare_cached(&sql)?
+        .prepare_cached(select_messages!(
+            "WHERE sender_id = ?1 AND client_msg_id = ?2"
+        ))?
         .query_row(params![new.sender_id, new.client_msg_id], message_row)
         .optional()?
     {
@@ -50,14 +55,19 @@ pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
             members: Vec::new(),
         });
     }
-    let conversation_id = match new.target {
-        Target::Peer(peer) => direct_conversation(conn, new.sender_id, peer, new.now_ms)?,
-        Target::Conversation(id) => id,
+    let (conversation_id, members) = match new.target {
+        Target::Peer(peer) => {
+            let id = direct_conversation(conn, new.sender_id, peer, new.now_ms)?;
+            (id, vec![new.sender_id.min(peer), new.sender_id.max(peer)])
+        }
+        Target::Conversation(id) => {
+            let members = members_of(conn, id)?;
+            if !members.contains(&new.sender_id) {
+                return Err(StoreError::NotMember(id));
+            }
+            (id, members)
+        }
     };
-    let members = members_of(conn, conversation_id)?;
-    if !members.contains(&new.sender_id) {
-        return Err(StoreError::NotMember(conversation_id));
-    }
     // The seq is taken in the same transaction that stores the message: a
     // rollback returns it, a commit makes it permanent, so seqs stay dense.
     let seq: u64 = conn
@@ -181,9 +191,7 @@ pub fn sync(
         )?
         .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-    );
+    let sql = select_messages!("WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
     let mut page = SyncPage::default();
     let mut bytes = 0;
     let mut full = false;
@@ -193,7 +201,7 @@ pub fn sync(
             page.has_more = true;
         } else if last_seq > cursor {
             let room = limit.messages.saturating_sub(page.messages.len());
-            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(sql)?;
             let mut reached = cursor;
             for row in stmt.query_map(params![id, cursor, room as i64], message_row)? {
                 let m = row?;
@@ -233,12 +241,11 @@ pub fn history(
     } else {
         before_seq as i64
     };
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-    );
+    let sql =
+        select_messages!("WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
     let mut page = HistoryPage::default();
     let mut bytes = 0;
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     for row in stmt.query_map(
         params![conversation, before, limit.messages as i64 + 1],
         message_row,

@@ -184,13 +184,19 @@ pub fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
 fn apply_batch(conn: &Connection, batch: &mut [Job]) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let applied = (|| -> Result<()> {
+        // Cached statements: parsing these three per write was a measurable
+        // share of the writer's time.
+        let mut savepoint = conn.prepare_cached("SAVEPOINT job")?;
+        let mut rollback = conn.prepare_cached("ROLLBACK TO job")?;
+        let mut release = conn.prepare_cached("RELEASE job")?;
         for job in batch.iter_mut() {
-            conn.execute_batch("SAVEPOINT job")?;
+            savepoint.execute([])?;
             if !job.apply(conn) {
-                conn.execute_batch("ROLLBACK TO job")?;
+                rollback.execute([])?;
             }
-            conn.execute_batch("RELEASE job")?;
+            release.execute([])?;
         }
+        drop((savepoint, rollback, release));
         conn.execute_batch("COMMIT")?;
         Ok(())
     })();
