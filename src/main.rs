@@ -1,4 +1,4 @@
-//! `natter`: the server, a command-line client and (later) tools, in one binary.
+//! `natter`: the server, a command-line client and a load generator, in one binary.
 #![forbid(unsafe_code)]
 
 use anyhow::Context;
@@ -25,6 +25,8 @@ enum Command {
     Serve(ServeArgs),
     /// Talk to a server from the command line.
     Client(cli_client::ClientArgs),
+    /// Generate load against a server and report latency and throughput.
+    Bench(natter_bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -62,6 +64,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Client(args) => cli_client::run(args).await,
+            Command::Bench(args) => natter_bench::run(args).await,
         }
     });
     match result {

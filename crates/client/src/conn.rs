@@ -51,6 +51,9 @@ pub struct ConnectOptions {
     pub max_frame_bytes: usize,
     /// Send Pings at the interval the server states at login.
     pub heartbeat: bool,
+    /// Source address for TCP connections (e.g. 127.0.0.2, to use another
+    /// range of ephemeral ports); `None` lets the OS choose.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for ConnectOptions {
@@ -60,6 +63,7 @@ impl Default for ConnectOptions {
             request_timeout: Duration::from_secs(30),
             max_frame_bytes: 16 * 1024 * 1024,
             heartbeat: true,
+            local_ip: None,
         }
     }
 }
@@ -121,7 +125,7 @@ impl Client {
             });
             vec![reader, writer]
         } else {
-            let stream = TcpStream::connect(addr)
+            let stream = tcp_connect(addr, options.local_ip)
                 .await
                 .map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
             let _ = stream.set_nodelay(true);
@@ -427,6 +431,26 @@ impl Client {
     pub async fn logout(&self) -> Result<(), ClientError> {
         expect_done(self.request(ClientFrame::Logout(pb::Logout {})).await?)
     }
+}
+
+async fn tcp_connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = local_ip else {
+        return TcpStream::connect(addr).await;
+    };
+    let mut last = std::io::Error::other("address resolved to nothing");
+    for target in tokio::net::lookup_host(addr).await? {
+        let socket = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        match socket.connect(target).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 fn expect_done(r: ServerFrame) -> Result<(), ClientError> {

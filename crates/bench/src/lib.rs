@@ -1,0 +1,112 @@
+//! `natter bench`: a load generator that measures what clients see.
+//!
+//! The parent process prepares accounts and tokens, spreads clients over
+//! worker processes (each may use its own source address, 127.0.0.2, ...),
+//! releases them together, samples the server's CPU and memory, and merges
+//! the workers' HDR histograms into one report. Sending is open-loop: each
+//! message has a scheduled time and latency is measured from it, so a slow
+//! server cannot hide its slowness by slowing the sender down.
+#![forbid(unsafe_code)]
+
+mod parent;
+mod procstat;
+mod report;
+mod setup;
+mod worker;
+
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+pub use report::Report;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// N clients log in (token resume) and hold idle, heartbeating connections.
+    Connect,
+    /// N/2 senders each send 1:1 to their own receiver at an offered rate.
+    Dm,
+    /// N clients resume with their tokens all at once (run right after a restart).
+    Storm,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Connect => "connect",
+            Scenario::Dm => "dm",
+            Scenario::Storm => "storm",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Server TCP address.
+    #[arg(long, global = true, default_value = "127.0.0.1:7700")]
+    pub server: String,
+    /// Number of clients (connections).
+    #[arg(long, global = true, default_value_t = 100)]
+    pub clients: usize,
+    /// Offered message rate for the whole run (dm).
+    #[arg(long, global = true, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Seconds of sending (dm) or holding (connect).
+    #[arg(long, global = true, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Message body size in bytes (dm).
+    #[arg(long, global = true, default_value_t = 64)]
+    pub size: usize,
+    /// Print the report as one JSON object.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Worker processes; default: one per 9,000 clients.
+    #[arg(long, global = true)]
+    pub procs: Option<usize>,
+    /// Give worker i the source address 127.0.0.(2+i).
+    #[arg(long, global = true)]
+    pub source_ips: bool,
+    /// The server's PID, to report its CPU per message and RSS per connection.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// Bench users are PREFIX0, PREFIX1, ...
+    #[arg(long, global = true, default_value = "bench")]
+    pub user_prefix: String,
+    /// Where login tokens are cached between runs.
+    #[arg(long, global = true, default_value = "natter-bench-tokens.json")]
+    pub tokens: PathBuf,
+    /// Connections opened at once while connecting (storm ignores it).
+    #[arg(long, global = true, default_value_t = 500)]
+    pub connect_concurrency: usize,
+    /// Internal: this process is worker I of P.
+    #[arg(long, global = true, hide = true)]
+    pub worker: Option<usize>,
+    #[arg(long, global = true, hide = true, default_value_t = 1)]
+    pub workers: usize,
+}
+
+pub const PASSWORD: &str = "bench-password";
+pub const DEVICE: &str = "bench";
+
+/// Runs the benchmark: as the parent, or as one worker when `--worker` is set.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.common.worker {
+        Some(index) => worker::run(args, index).await,
+        None => {
+            let report = parent::run(&args).await?;
+            if args.common.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! What a run measured: counters, histograms (HDR, microseconds), and the
+//! server's resource use; mergeable across workers.
+
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+pub fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour at 3 significant digits.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+pub fn encode(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    let _ = V2Serializer::new().serialize(h, &mut buf);
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+pub fn decode(s: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s)?;
+    Ok(Deserializer::new().deserialize(&mut &bytes[..])?)
+}
+
+/// Counters a worker reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub connected: u64,
+    pub connect_failed: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub send_failed: u64,
+    pub rate_limited: u64,
+    pub delivered: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub lost: u64,
+}
+
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.connected += o.connected;
+        self.connect_failed += o.connect_failed;
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.send_failed += o.send_failed;
+        self.rate_limited += o.rate_limited;
+        self.delivered += o.delivered;
+        self.duplicates += o.duplicates;
+        self.out_of_order += o.out_of_order;
+        self.lost += o.lost;
+    }
+}
+
+/// One worker's result, sent to the parent as JSON.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerResult {
+    pub totals: Totals,
+    /// Connect + login latency, µs.
+    pub connect_us: String,
+    /// Scheduled send to receipt, µs.
+    pub latency_us: String,
+    /// From the start signal until every connection was up, ms.
+    pub connect_wall_ms: u64,
+    /// Seconds spent in the send phase.
+    pub send_secs: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// In milliseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |v: u64| v as f64 / 1000.0;
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// The merged report.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub scenario: String,
+    pub clients: usize,
+    pub procs: usize,
+    pub offered_rate: f64,
+    pub duration_s: f64,
+    #[serde(flatten)]
+    pub totals: Totals,
+    pub connect_wall_ms: u64,
+    pub connect_ms: Percentiles,
+    pub latency_ms: Percentiles,
+    pub delivered_per_sec: f64,
+    pub server_cpu_us_per_msg: Option<f64>,
+    pub server_rss_bytes: Option<u64>,
+    pub server_rss_per_conn_bytes: Option<f64>,
+    pub server_cpu_percent: Option<f64>,
+}
+
+impl Report {
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let row = |t: &mut String, k: &str, v: String| t.push_str(&format!("{k:<28} {v}\n"));
+        row(
+            &mut t,
+            "scenario",
+            format!(
+                "{} ({} clients, {} procs)",
+                self.scenario, self.clients, self.procs
+            ),
+        );
+        row(
+            &mut t,
+            "connected / failed",
+            format!("{} / {}", self.totals.connected, self.totals.connect_failed),
+        );
+        row(
+            &mut t,
+            "all connected after",
+            format!("{} ms", self.connect_wall_ms),
+        );
+        let c = &self.connect_ms;
+        row(
+            &mut t,
+            "login ms p50/p99/max",
+            format!("{:.2} / {:.2} / {:.2}", c.p50, c.p99, c.max),
+        );
+        if self.scenario == "dm" {
+            row(
+                &mut t,
+                "offered rate",
+                format!(
+                    "{:.0} msg/s for {:.0} s",
+                    self.offered_rate, self.duration_s
+                ),
+            );
+            let s = &self.totals;
+            row(
+                &mut t,
+                "sent / acked / failed",
+                format!(
+                    "{} / {} / {} (rate limited {})",
+                    s.sent, s.acked, s.send_failed, s.rate_limited
+                ),
+            );
+            row(
+                &mut t,
+                "delivered",
+                format!("{} ({:.0} msg/s)", s.delivered, self.delivered_per_sec),
+            );
+            row(
+                &mut t,
+                "lost / dup / out of order",
+                format!("{} / {} / {}", s.lost, s.duplicates, s.out_of_order),
+            );
+            let l = &self.latency_ms;
+            row(
+                &mut t,
+                "latency ms p50/p90/p99",
+                format!("{:.2} / {:.2} / {:.2}", l.p50, l.p90, l.p99),
+            );
+            row(
+                &mut t,
+                "latency ms p99.9/max",
+                format!("{:.2} / {:.2}", l.p999, l.max),
+            );
+        }
+        if let Some(v) = self.server_cpu_us_per_msg {
+            row(&mut t, "server CPU per message", format!("{v:.2} µs"));
+        }
+        if let Some(v) = self.server_cpu_percent {
+            row(&mut t, "server CPU", format!("{v:.0} % of one core"));
+        }
+        if let Some(v) = self.server_rss_bytes {
+            row(
+                &mut t,
+                "server RSS",
+                format!("{:.1} MiB", v as f64 / 1048576.0),
+            );
+        }
+        if let Some(v) = self.server_rss_per_conn_bytes {
+            row(
+                &mut t,
+                "server RSS per connection",
+                format!("{:.0} bytes", v),
+            );
+        }
+        t
+    }
+}

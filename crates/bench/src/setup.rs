@@ -1,0 +1,65 @@
+//! Bench accounts and their tokens: registered and logged in once, cached in
+//! a file so later runs (and storms) resume without passwords.
+
+use crate::{Common, DEVICE, PASSWORD};
+use natter_client::{pb::ErrorCode, Client};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub fn username(prefix: &str, i: usize) -> String {
+    format!("{prefix}{i}")
+}
+
+pub fn load(c: &Common) -> HashMap<String, String> {
+    std::fs::read_to_string(&c.tokens)
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default()
+}
+
+/// Makes sure every bench user exists and has a working token.
+pub async fn ensure(c: &Common) -> anyhow::Result<HashMap<String, String>> {
+    let mut tokens = load(c);
+    // Tokens from another server (or a wiped one) are all stale: check one.
+    if let Some(t) = tokens.get(&username(&c.user_prefix, 0)) {
+        let mut probe = Client::connect(&c.server).await?;
+        if probe.resume(t, DEVICE).await.is_err() {
+            tokens.clear();
+        }
+    }
+    let missing: Vec<String> = (0..c.clients)
+        .map(|i| username(&c.user_prefix, i))
+        .filter(|u| !tokens.contains_key(u))
+        .collect();
+    if missing.is_empty() {
+        return Ok(tokens);
+    }
+    eprintln!("setting up {} bench accounts...", missing.len());
+    let permits = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for name in missing {
+        let permit = permits.clone().acquire_owned().await?;
+        let server = c.server.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let mut client = Client::connect(&server).await?;
+            match client.register(&name, PASSWORD).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(ErrorCode::UsernameTaken) => {}
+                Err(e) => return Err(anyhow::anyhow!("register {name}: {e}")),
+            }
+            let ok = client
+                .login(&name, PASSWORD, DEVICE)
+                .await
+                .map_err(|e| anyhow::anyhow!("login {name}: {e}"))?;
+            Ok::<_, anyhow::Error>((name, ok.token))
+        }));
+    }
+    for t in tasks {
+        let (name, token) = t.await??;
+        tokens.insert(name, token);
+    }
+    std::fs::write(&c.tokens, serde_json::to_string(&tokens)?)?;
+    Ok(tokens)
+}

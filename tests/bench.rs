@@ -1,0 +1,81 @@
+//! `natter bench` against a real server: the load generator's own counts
+//! must add up (every ACKed message delivered once, in order).
+
+mod common;
+
+use common::*;
+
+async fn bench(server: &TestServer, tokens: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["bench"])
+        .args(args)
+        .args(["--server", &server.tcp, "--json", "--tokens"])
+        .arg(tokens)
+        .output()
+        .await
+        .expect("run natter bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON report")
+}
+
+#[tokio::test]
+async fn dm_connect_and_storm_report_consistent_counts() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+
+    let r = bench(
+        &server,
+        &tokens,
+        &[
+            "dm",
+            "--clients",
+            "8",
+            "--rate",
+            "400",
+            "--duration",
+            "1",
+            "--procs",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(r["scenario"], "dm");
+    assert_eq!(r["connected"], 8);
+    let sent = r["sent"].as_u64().unwrap();
+    assert!(sent >= 300, "open loop at 400/s for 1 s sent {sent}");
+    assert_eq!(r["acked"], sent);
+    assert_eq!(r["delivered"], sent);
+    assert_eq!(
+        (
+            r["lost"].as_u64(),
+            r["duplicates"].as_u64(),
+            r["out_of_order"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert!(r["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+
+    // A second run reuses the cached tokens: no new accounts, same users.
+    let r = bench(
+        &server,
+        &tokens,
+        &["connect", "--clients", "8", "--duration", "0.2"],
+    )
+    .await;
+    assert_eq!(
+        (r["connected"].as_u64(), r["connect_failed"].as_u64()),
+        (Some(8), Some(0))
+    );
+    let r = bench(
+        &server,
+        &tokens,
+        &["storm", "--clients", "8", "--procs", "2", "--source-ips"],
+    )
+    .await;
+    assert_eq!(r["connected"], 8);
+}
