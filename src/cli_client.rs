@@ -234,6 +234,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let (mut c, me) = login(server, &l).await?;
             let mut inbox = Inbox::default();
             inbox.sync(&c, 500).await?;
+            eprintln!("listening as {} (Ctrl-C to stop)", me.username);
             let mut seen = 0;
             while count.is_none_or(|n| seen < n) {
                 let Some(push) = c.next_push().await else {

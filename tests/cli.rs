@@ -171,3 +171,101 @@ async fn failures_exit_non_zero_with_a_readable_message() {
         );
     }
 }
+
+#[tokio::test]
+async fn listen_prints_live_messages_and_history_prints_the_conversation() {
+    let server = TestServer::start().await;
+    let s = server.tcp.clone();
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    alice
+        .send_text(bob.user_id, "old", "before listening")
+        .await
+        .unwrap();
+    let mut listener = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args([
+            "client",
+            "--server",
+            &s,
+            "listen",
+            "--user",
+            "bob",
+            "--password",
+            PASSWORD,
+            "--device",
+            "cli-listen",
+            "--count",
+            "2",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The listener says on stderr when it has caught up and is live.
+    let stderr = listener.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let ready = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("listener ready in time")
+        .unwrap();
+    assert!(ready.is_some_and(|l| l.contains("listening")));
+    alice
+        .send_text(bob.user_id, "l1", "live one")
+        .await
+        .unwrap();
+    alice
+        .send_text(bob.user_id, "l2", "live two")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(WAIT, listener.wait_with_output())
+        .await
+        .expect("listen exits after --count")
+        .unwrap();
+    assert!(out.status.success());
+    let texts: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        vec!["live one", "live two"],
+        "only messages after the start, once each"
+    );
+
+    let out = natter(&[
+        "client",
+        "--server",
+        &s,
+        "history",
+        "--user",
+        "bob",
+        "--password",
+        PASSWORD,
+        "--with",
+        "alice",
+        "--json",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seqs: Vec<u64> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3], "oldest first");
+}
