@@ -169,12 +169,6 @@ impl Client {
         Ok(client)
     }
 
-    /// Sends raw bytes as they are; for tests of what the server does with
-    /// malformed input.
-    pub fn send_raw(&self, bytes: Bytes) -> Result<(), ClientError> {
-        self.out.send(bytes).map_err(|_| self.closed_error())
-    }
-
     fn closed_error(&self) -> ClientError {
         ClientError::Closed(
             self.shared

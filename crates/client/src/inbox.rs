@@ -24,10 +24,6 @@ pub enum Accepted {
 }
 
 impl Inbox {
-    pub fn cursor(&self, conversation_id: u64) -> u64 {
-        self.cursors.get(&conversation_id).copied().unwrap_or(0)
-    }
-
     pub fn cursors(&self) -> Vec<pb::Cursor> {
         self.cursors
             .iter()
@@ -36,18 +32,6 @@ impl Inbox {
                 seq,
             })
             .collect()
-    }
-
-    /// Records our own sent message (its ACK) so a later push or sync of it
-    /// counts as a duplicate, when nothing is missing before it.
-    pub fn sent(&mut self, ack: &pb::SendAck) -> bool {
-        let cur = self.cursors.entry(ack.conversation_id).or_insert(0);
-        if ack.seq == *cur + 1 {
-            *cur = ack.seq;
-            true
-        } else {
-            false
-        }
     }
 
     /// Classifies a pushed message.

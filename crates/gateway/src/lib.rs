@@ -136,8 +136,4 @@ impl Gateway {
             .await
             .is_ok()
     }
-
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
-    }
 }

@@ -95,14 +95,6 @@ impl Registry {
         }
     }
 
-    /// Connections currently attached for `user`.
-    pub fn sessions_online(&self, user: UserId) -> usize {
-        self.shard(user)
-            .users
-            .get(&user)
-            .map_or(0, |e| e.conns.len())
-    }
-
     fn push_to(&self, user: UserId, frame: &Bytes, skip_session: Option<SessionId>) {
         let shard = self.shard(user);
         let Some(entry) = shard.users.get(&user) else {

@@ -42,10 +42,6 @@ impl FrameDecoder {
         FrameDecoder { max_frame_bytes }
     }
 
-    pub fn max_frame_bytes(&self) -> usize {
-        self.max_frame_bytes
-    }
-
     /// Takes one whole frame off the front of `buf`, or returns `Ok(None)` and
     /// leaves `buf` untouched when more bytes are needed.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {

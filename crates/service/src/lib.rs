@@ -52,10 +52,6 @@ impl Service {
         &self.inner.config
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
     /// Forwards every newly committed message to the event sink, in commit
     /// order, until the feed closes. Run it as a task for the server's life.
     pub async fn dispatch(self, mut feed: CommitFeed) {
