@@ -19,6 +19,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub shutdown: Shutdown,
     pub log: Log,
+    pub social: Social,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -45,6 +46,39 @@ pub struct Limits {
     pub request_burst: f64,
     pub max_sync_page: usize,
     pub max_history_page: usize,
+}
+
+/// Friends, groups, rooms and message features.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Social {
+    /// Who may start a 1:1 conversation: "friends" or "anyone" (anyone who
+    /// has not blocked the sender).
+    pub direct_messages: DirectMessages,
+    /// The most members a group or room may have.
+    pub max_group_members: u32,
+    /// Messages before the join point that a new room member can read.
+    pub room_history: u32,
+    /// How long after sending a message may be recalled.
+    pub recall_window_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectMessages {
+    Friends,
+    Anyone,
+}
+
+impl Default for Social {
+    fn default() -> Self {
+        Social {
+            direct_messages: DirectMessages::Friends,
+            max_group_members: 5000,
+            room_history: 50,
+            recall_window_secs: 120,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -125,6 +159,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             shutdown: Shutdown::default(),
             log: Log::default(),
+            social: Social::default(),
         }
     }
 }
@@ -261,6 +296,11 @@ impl Config {
         check(!self.listen.tcp.is_empty(), "listen.tcp", || {
             "a TCP address is required".into()
         })?;
+        check(
+            (2..=100_000).contains(&self.social.max_group_members),
+            "social.max_group_members",
+            || "must be between 2 and 100000".into(),
+        )?;
         check(l.max_connections >= 1, "limits.max_connections", || {
             "must be at least 1".into()
         })?;

@@ -109,6 +109,10 @@ fn service_config(c: &Config) -> ServiceConfig {
         max_sync_page: c.limits.max_sync_page,
         max_history_page: c.limits.max_history_page,
         max_page_bytes: c.limits.max_frame_bytes / 2,
+        friends_only_dm: c.social.direct_messages == config::DirectMessages::Friends,
+        max_group_members: c.social.max_group_members,
+        room_history: c.social.room_history,
+        recall_window_secs: c.social.recall_window_secs,
     }
 }
 

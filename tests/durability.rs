@@ -30,6 +30,7 @@ async fn spawn_server(dir: &std::path::Path) -> (Child, String) {
         .env("NATTER_LIMITS__SEND_RATE_PER_SEC", "100000")
         .env("NATTER_LIMITS__SEND_BURST", "100000")
         .env("NATTER_LOG__LEVEL", "warn")
+        .env("NATTER_SOCIAL__DIRECT_MESSAGES", "anyone")
         // The test suite's own variables must not upset the server.
         .env("NATTER_TEST_POSTGRES_URL", "postgres://unused")
         .stdout(Stdio::piped())

@@ -291,6 +291,7 @@ async fn history_pages_backwards_and_is_members_only() {
                 kind: pb::BodyKind::Text as i32,
                 content: "hi".into(),
             }),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -320,6 +321,7 @@ async fn bad_sends_are_refused_with_clear_errors() {
             kind: pb::BodyKind::Custom as i32,
             content: content.into(),
         }),
+        ..Default::default()
     };
     let e = alice.send(custom("{not json")).await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::InvalidArgument));

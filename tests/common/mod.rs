@@ -42,6 +42,9 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.limits.request_rate_per_sec = 100_000.0;
     c.limits.request_burst = 100_000.0;
     c.shutdown.grace_ms = 3_000;
+    // Most tests are about delivery, not the social graph: they let anyone
+    // message anyone. The social tests turn the friends-only default back on.
+    c.social.direct_messages = natter::config::DirectMessages::Anyone;
     c
 }
 

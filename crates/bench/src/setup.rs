@@ -38,7 +38,7 @@ pub async fn ensure(c: &Common) -> anyhow::Result<HashMap<String, String>> {
     eprintln!("setting up {} bench accounts...", missing.len());
     let permits = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::new();
-    for name in missing {
+    for name in missing.clone() {
         let permit = permits.clone().acquire_owned().await?;
         let server = c.server.clone();
         tasks.push(tokio::spawn(async move {
@@ -60,6 +60,51 @@ pub async fn ensure(c: &Common) -> anyhow::Result<HashMap<String, String>> {
         let (name, token) = t.await??;
         tokens.insert(name, token);
     }
+    befriend_pairs(c, &tokens, &missing).await?;
     std::fs::write(&c.tokens, serde_json::to_string(&tokens)?)?;
     Ok(tokens)
+}
+
+/// The dm scenario pairs user k with user k + clients/2; servers allow 1:1
+/// messages between friends only by default, so new pairs become friends.
+async fn befriend_pairs(
+    c: &Common,
+    tokens: &HashMap<String, String>,
+    new: &[String],
+) -> anyhow::Result<()> {
+    let new: std::collections::HashSet<&String> = new.iter().collect();
+    let half = c.clients / 2;
+    let pairs: Vec<(String, String)> = (0..half)
+        .map(|k| {
+            (
+                username(&c.user_prefix, k),
+                username(&c.user_prefix, k + half),
+            )
+        })
+        .filter(|(a, b)| new.contains(a) || new.contains(b))
+        .collect();
+    let permits = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for (a, b) in pairs {
+        let permit = permits.clone().acquire_owned().await?;
+        let server = c.server.clone();
+        let (ta, tb) = (tokens[&a].clone(), tokens[&b].clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let mut ca = Client::connect(&server).await?;
+            ca.resume(&ta, DEVICE).await?;
+            let mut cb = Client::connect(&server).await?;
+            let me = cb.resume(&tb, DEVICE).await?;
+            match ca.befriend(&cb, me.user_id).await {
+                Err(e) if e.code() != Some(ErrorCode::InvalidArgument) => {
+                    Err(anyhow::anyhow!("befriend {a} and {b}: {e}"))
+                }
+                _ => Ok(()),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }

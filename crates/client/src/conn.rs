@@ -320,6 +320,7 @@ impl Client {
                 kind: pb::BodyKind::Text as i32,
                 content: text.into(),
             }),
+            ..Default::default()
         })
         .await
     }
@@ -447,14 +448,14 @@ async fn tcp_connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io:
     Err(last)
 }
 
-fn expect_done(r: ServerFrame) -> Result<(), ClientError> {
+pub(crate) fn expect_done(r: ServerFrame) -> Result<(), ClientError> {
     match r {
         ServerFrame::Done(_) => Ok(()),
         other => Err(unexpected(&other)),
     }
 }
 
-fn unexpected(f: &ServerFrame) -> ClientError {
+pub(crate) fn unexpected(f: &ServerFrame) -> ClientError {
     ClientError::Protocol(format!("unexpected answer {}", f.name()))
 }
 

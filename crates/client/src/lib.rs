@@ -6,6 +6,7 @@
 
 mod conn;
 mod inbox;
+mod social;
 
 pub use conn::{Client, ClientError, ConnectOptions};
 pub use inbox::{Accepted, Inbox};

@@ -102,7 +102,12 @@ async fn run<R: FrameRead, W: FrameWrite>(
     };
     conn.read_loop(&mut reader).await;
     if let Phase::Authed(s) = &conn.phase {
-        conn.gw.registry.detach(s.user_id, conn.conn_id);
+        let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
+        // Friends hear of the last session going; not during a drain, when
+        // everyone goes at once and nobody is left to tell.
+        if last && !conn.gw.shutdown.is_cancelled() {
+            conn.gw.service.presence_changed(s.user_id).await;
+        }
     }
     // Whatever ended the loop, the writer now finishes: with the close frame
     // when one was set, silently when the peer just went away.

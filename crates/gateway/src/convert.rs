@@ -4,7 +4,9 @@
 use natter_proto::pb::{self, ErrorCode};
 use natter_proto::ServerFrame;
 use natter_service::store::{
-    Body, BodyKind, ConversationState, HistoryPage, StoredMessage, SyncPage, Target,
+    Body, BodyKind, ConversationKind, ConversationState, ConversationSummary, FriendRequestRecord,
+    GroupRecord, HistoryPage, JoinPolicy, JoinRequestRecord, MemberRecord, RequestStatus, Role,
+    StoredMessage, SyncPage, Target,
 };
 use natter_service::ServiceError;
 
@@ -20,16 +22,150 @@ pub fn message(m: &StoredMessage) -> pb::Message {
             kind: match m.body.kind {
                 BodyKind::Text => pb::BodyKind::Text,
                 BodyKind::Custom => pb::BodyKind::Custom,
+                BodyKind::File => pb::BodyKind::File,
+                BodyKind::System => pb::BodyKind::System,
+                BodyKind::Recalled => pb::BodyKind::Recalled,
             } as i32,
             content: m.body.content.clone(),
         }),
+        mention_user_ids: m.mentions.clone(),
+        mention_all: m.mention_all,
+    }
+}
+
+pub fn conversation_kind(k: ConversationKind) -> i32 {
+    (match k {
+        ConversationKind::Direct => pb::ConversationKind::Direct,
+        ConversationKind::Group => pb::ConversationKind::Group,
+        ConversationKind::Room => pb::ConversationKind::Room,
+    }) as i32
+}
+
+pub fn role(r: Role) -> i32 {
+    (match r {
+        Role::Member => pb::Role::Member,
+        Role::Admin => pb::Role::Admin,
+        Role::Owner => pb::Role::Owner,
+    }) as i32
+}
+
+pub fn role_from(r: i32) -> Result<Role, ServiceError> {
+    match pb::Role::try_from(r) {
+        Ok(pb::Role::Member) => Ok(Role::Member),
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::Owner) => Ok(Role::Owner),
+        _ => Err(ServiceError::InvalidArgument(format!("unknown role {r}"))),
+    }
+}
+
+fn join_policy(p: JoinPolicy) -> i32 {
+    (match p {
+        JoinPolicy::Open => pb::JoinPolicy::Open,
+        JoinPolicy::Approval => pb::JoinPolicy::Approval,
+    }) as i32
+}
+
+/// UNSPECIFIED means OPEN.
+pub fn join_policy_from(p: i32) -> Result<JoinPolicy, ServiceError> {
+    match pb::JoinPolicy::try_from(p) {
+        Ok(pb::JoinPolicy::Unspecified | pb::JoinPolicy::Open) => Ok(JoinPolicy::Open),
+        Ok(pb::JoinPolicy::Approval) => Ok(JoinPolicy::Approval),
+        Err(_) => Err(ServiceError::InvalidArgument(format!(
+            "unknown join policy {p}"
+        ))),
+    }
+}
+
+/// UNSPECIFIED means GROUP; DIRECT is refused by the service.
+pub fn group_kind_from(k: i32) -> Result<ConversationKind, ServiceError> {
+    match pb::ConversationKind::try_from(k) {
+        Ok(pb::ConversationKind::Unspecified | pb::ConversationKind::Group) => {
+            Ok(ConversationKind::Group)
+        }
+        Ok(pb::ConversationKind::Room) => Ok(ConversationKind::Room),
+        Ok(pb::ConversationKind::Direct) => Ok(ConversationKind::Direct),
+        Err(_) => Err(ServiceError::InvalidArgument(format!(
+            "unknown conversation kind {k}"
+        ))),
+    }
+}
+
+pub fn friend_request(r: &FriendRequestRecord) -> pb::FriendRequest {
+    pb::FriendRequest {
+        request_id: r.id,
+        from_user_id: r.from,
+        from_username: r.from_name.clone(),
+        to_user_id: r.to,
+        to_username: r.to_name.clone(),
+        message: r.message.clone(),
+        status: (match r.status {
+            RequestStatus::Pending => pb::FriendRequestStatus::Pending,
+            RequestStatus::Accepted => pb::FriendRequestStatus::Accepted,
+            RequestStatus::Rejected => pb::FriendRequestStatus::Rejected,
+        }) as i32,
+        reply: r.reply.clone(),
+        created_at_ms: r.created_at_ms,
+        decided_at_ms: r.decided_at_ms,
+    }
+}
+
+pub fn join_request(r: &JoinRequestRecord) -> pb::JoinRequest {
+    pb::JoinRequest {
+        conversation_id: r.conversation_id,
+        user_id: r.user_id,
+        username: r.username.clone(),
+        message: r.message.clone(),
+        created_at_ms: r.created_at_ms,
+    }
+}
+
+pub fn group_info(g: &GroupRecord, max_members: u32) -> pb::GroupInfo {
+    pb::GroupInfo {
+        conversation_id: g.id,
+        kind: conversation_kind(g.kind),
+        name: g.name.clone(),
+        notice: g.notice.clone(),
+        owner_id: g.owner_id,
+        join_policy: join_policy(g.join_policy),
+        muted_all: g.muted_all,
+        dismissed: g.dismissed,
+        member_count: g.member_count,
+        max_members,
+        last_seq: g.last_seq,
+        created_at_ms: g.created_at_ms,
+        my_role: g.my_role.map(role).unwrap_or(0),
+    }
+}
+
+pub fn member(m: &MemberRecord) -> pb::Member {
+    pb::Member {
+        user_id: m.user_id,
+        username: m.username.clone(),
+        role: role(m.role),
+        muted_until_ms: m.muted_until_ms,
+        joined_at_ms: m.joined_at_ms,
+    }
+}
+
+pub fn summary(c: &ConversationSummary) -> pb::ConversationSummary {
+    pb::ConversationSummary {
+        conversation_id: c.id,
+        kind: conversation_kind(c.kind),
+        title: c.title.clone(),
+        peer_user_id: c.peer.unwrap_or(0),
+        last_seq: c.last_seq,
+        read_seq: c.read_seq,
+        unread: c.unread,
+        mentioned: c.mentioned,
+        last_message: c.last_message.as_ref().map(message),
+        last_activity_ms: c.last_activity_ms,
     }
 }
 
 fn conversation(c: &ConversationState) -> pb::Conversation {
     pb::Conversation {
         conversation_id: c.id,
-        kind: pb::ConversationKind::Direct as i32,
+        kind: conversation_kind(c.kind),
         member_ids: c.members.iter().map(|m| m.user_id).collect(),
         last_seq: c.last_seq,
         delivered: c
@@ -40,6 +176,8 @@ fn conversation(c: &ConversationState) -> pb::Conversation {
                 seq: m.delivered_seq,
             })
             .collect(),
+        joined_seq: c.joined_seq,
+        left_seq: c.left_seq,
     }
 }
 
@@ -48,6 +186,11 @@ pub fn sync_page(p: &SyncPage) -> pb::SyncPage {
         conversations: p.conversations.iter().map(conversation).collect(),
         messages: p.messages.iter().map(message).collect(),
         has_more: p.has_more,
+        pending_friend_requests: p
+            .pending_friend_requests
+            .iter()
+            .map(friend_request)
+            .collect(),
     }
 }
 
@@ -63,6 +206,9 @@ pub fn body(b: Option<pb::Body>) -> Result<Body, ServiceError> {
     let kind = match pb::BodyKind::try_from(b.kind) {
         Ok(pb::BodyKind::Text) => BodyKind::Text,
         Ok(pb::BodyKind::Custom) => BodyKind::Custom,
+        Ok(pb::BodyKind::File) => BodyKind::File,
+        Ok(pb::BodyKind::System) => BodyKind::System,
+        Ok(pb::BodyKind::Recalled) => BodyKind::Recalled,
         _ => {
             return Err(ServiceError::InvalidArgument(format!(
                 "unknown body kind {}",
@@ -99,6 +245,8 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         ServiceError::NotFound(_) => ErrorCode::NotFound,
         ServiceError::Forbidden(_) => ErrorCode::Forbidden,
         ServiceError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        ServiceError::Muted(_) => ErrorCode::Muted,
+        ServiceError::GroupFull(_) => ErrorCode::GroupFull,
         ServiceError::Unavailable => ErrorCode::Unavailable,
         ServiceError::Internal(_) => ErrorCode::Internal,
     };

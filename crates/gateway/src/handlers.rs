@@ -51,11 +51,11 @@ impl Conn {
                     .service
                     .login(&l.username, &l.password, &l.device_id)
                     .await;
-                return self.authenticated(id, r);
+                return self.authenticated(id, r).await;
             }
             (Phase::Greeted, ClientFrame::Resume(r)) => {
                 let r = self.gw.service.resume(&r.token, &r.device_id).await;
-                return self.authenticated(id, r);
+                return self.authenticated(id, r).await;
             }
             (Phase::Authed(_), ClientFrame::Login(_) | ClientFrame::Resume(_)) => {
                 self.reply(
@@ -108,7 +108,7 @@ impl Conn {
         Flow::Continue
     }
 
-    fn authenticated(&mut self, id: u32, result: Result<SessionInfo, ServiceError>) -> Flow {
+    async fn authenticated(&mut self, id: u32, result: Result<SessionInfo, ServiceError>) -> Flow {
         let s = match result {
             Ok(s) => s,
             Err(e) => {
@@ -131,11 +131,16 @@ impl Conn {
         );
         // Attach after the answer is queued: pushes start after LoginOk, and
         // anything committed before is found by the client's first Sync.
-        self.gw
-            .registry
-            .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
+        let first =
+            self.gw
+                .registry
+                .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
         tracing::debug!(peer = %self.peer, user = s.user_id, session = s.session_id, "authenticated");
+        let user = s.user_id;
         self.phase = Phase::Authed(s);
+        if first {
+            self.gw.service.presence_changed(user).await;
+        }
         Flow::Continue
     }
 
@@ -157,6 +162,8 @@ impl Conn {
                                 client_msg_id: m.client_msg_id,
                                 target,
                                 body,
+                                mentions: m.mention_user_ids,
+                                mention_all: m.mention_all,
                             },
                         )
                         .await
@@ -229,6 +236,7 @@ impl Conn {
             | ClientFrame::Register(_)
             | ClientFrame::Login(_)
             | ClientFrame::Resume(_) => return Flow::Continue,
+            other => self.social(&s, other).await,
         };
         self.answer(id, answer);
         Flow::Continue

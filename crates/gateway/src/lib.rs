@@ -9,6 +9,7 @@ mod handlers;
 mod limits;
 mod outbound;
 mod registry;
+mod social;
 mod transport;
 
 pub use registry::Registry;

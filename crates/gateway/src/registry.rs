@@ -56,7 +56,14 @@ impl Registry {
 
     /// Attaches a connection to its user. Another connection holding the same
     /// session is closed as REPLACED: a session lives on one connection.
-    pub(crate) fn attach(&self, user: UserId, session_id: SessionId, conn_id: u64, out: Outbound) {
+    /// Returns true when this is the user's only connection (they came online).
+    pub(crate) fn attach(
+        &self,
+        user: UserId,
+        session_id: SessionId,
+        conn_id: u64,
+        out: Outbound,
+    ) -> bool {
         let mut shard = self.shard(user);
         let entry = shard.users.entry(user).or_insert_with(|| UserEntry {
             conns: Vec::new(),
@@ -75,16 +82,21 @@ impl Registry {
             conn_id,
             out,
         });
+        entry.conns.len() == 1
     }
 
-    pub(crate) fn detach(&self, user: UserId, conn_id: u64) {
+    /// Returns true when the user has no connection left (they went offline).
+    pub(crate) fn detach(&self, user: UserId, conn_id: u64) -> bool {
         let mut shard = self.shard(user);
         if let Some(entry) = shard.users.get_mut(&user) {
+            let before = entry.conns.len();
             entry.conns.retain(|a| a.conn_id != conn_id);
             if entry.conns.is_empty() {
                 shard.users.remove(&user);
+                return before > 0;
             }
         }
+        false
     }
 
     /// Takes one message token from the user's bucket.
@@ -92,6 +104,13 @@ impl Registry {
         match self.shard(user).users.get_mut(&user) {
             Some(entry) => entry.send_bucket.take(Instant::now()),
             None => Ok(()),
+        }
+    }
+
+    fn push_all(&self, users: &[UserId], frame: ServerFrame) {
+        let frame = frame.to_bytes(0);
+        for user in users {
+            self.push_to(*user, &frame, None);
         }
     }
 
@@ -167,18 +186,63 @@ impl EventSink for Registry {
                 user_id,
                 seq,
                 to,
-            } => {
-                let frame = ServerFrame::ReceiptPush(pb::ReceiptPush {
+            } => self.push_all(
+                &to,
+                ServerFrame::ReceiptPush(pb::ReceiptPush {
                     conversation_id,
                     user_id,
                     seq,
-                })
-                .to_bytes(0);
-                for user in to {
-                    self.push_to(user, &frame, None);
-                }
-            }
+                }),
+            ),
+            Event::Read {
+                conversation_id,
+                user_id,
+                seq,
+                to,
+            } => self.push_all(
+                &to,
+                ServerFrame::ReadPush(pb::ReadPush {
+                    conversation_id,
+                    user_id,
+                    seq,
+                }),
+            ),
+            Event::Typing {
+                conversation_id,
+                user_id,
+                to,
+            } => self.push_all(
+                &to,
+                ServerFrame::TypingPush(pb::TypingPush {
+                    conversation_id,
+                    user_id,
+                }),
+            ),
+            Event::Presence {
+                user_id,
+                online,
+                to,
+            } => self.push_all(
+                &to,
+                ServerFrame::PresencePush(pb::PresencePush { user_id, online }),
+            ),
+            Event::FriendRequest { request, to } => self.push_all(
+                &to,
+                ServerFrame::FriendRequestPush(pb::FriendRequestPush {
+                    request: Some(convert::friend_request(&request)),
+                }),
+            ),
+            Event::JoinRequest { request, to } => self.push_all(
+                &to,
+                ServerFrame::JoinRequestPush(pb::JoinRequestPush {
+                    request: Some(convert::join_request(&request)),
+                }),
+            ),
             Event::Revoked { sessions, reason } => self.revoke(&sessions, reason),
         }
+    }
+
+    fn is_online(&self, user: UserId) -> bool {
+        self.shard(user).users.contains_key(&user)
     }
 }

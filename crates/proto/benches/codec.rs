@@ -23,6 +23,7 @@ fn codec(c: &mut Criterion) {
             client_msg_id: "0190f3a2-7c1e-7d2b-9a4e-1f2e3d4c5b6a".into(),
             server_ts_ms: 1_700_000_000_000,
             body: text(64),
+            ..Default::default()
         }),
     });
     let mut g = c.benchmark_group("codec");
@@ -39,6 +40,7 @@ fn codec(c: &mut Criterion) {
         client_msg_id: "0190f3a2-7c1e-7d2b-9a4e-1f2e3d4c5b6a".into(),
         target: Some(pb::send::Target::PeerUserId(7)),
         body: text(64),
+        ..Default::default()
     })
     .to_bytes(17);
     let decoder = FrameDecoder::new(1 << 20);

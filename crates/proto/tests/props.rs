@@ -38,6 +38,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                     kind: pb::BodyKind::Text as i32,
                     content: text
                 }),
+                ..Default::default()
             }
         )),
         any::<u64>().prop_map(|t| ClientFrame::Ping(pb::Ping { client_time_ms: t })),

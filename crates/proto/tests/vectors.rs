@@ -96,6 +96,7 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
                 client_msg_id: "m1".into(),
                 target: Some(pb::send::Target::PeerUserId(2)),
                 body: text("hi"),
+                ..Default::default()
             })),
         ),
         (
@@ -166,6 +167,7 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
                     client_msg_id: "b1".into(),
                     server_ts_ms: 1700000000001,
                     body: text("yo"),
+                    ..Default::default()
                 }),
             })),
         ),
@@ -185,6 +187,52 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
                 reason: pb::DisconnectReason::GoingAway as i32,
                 message: "bye".into(),
                 reconnect_after_ms: 1000,
+            })),
+        ),
+        (
+            "Create a group with users 2 and 3, open to join",
+            7,
+            C(ClientFrame::CreateGroup(pb::CreateGroup {
+                kind: pb::ConversationKind::Group as i32,
+                name: "team".into(),
+                notice: String::new(),
+                join_policy: pb::JoinPolicy::Open as i32,
+                member_ids: vec![2, 3],
+            })),
+        ),
+        (
+            "Send text into conversation 9, mentioning user 3",
+            8,
+            C(ClientFrame::Send(pb::Send {
+                client_msg_id: "g1".into(),
+                target: Some(pb::send::Target::ConversationId(9)),
+                body: text("@carol look"),
+                mention_user_ids: vec![3],
+                mention_all: false,
+            })),
+        ),
+        (
+            "Ask user 2 to be friends",
+            9,
+            C(ClientFrame::SendFriendRequest(pb::SendFriendRequest {
+                user_id: 2,
+                message: "hi, it's alice".into(),
+            })),
+        ),
+        (
+            "Mark conversation 9 read up to seq 4",
+            10,
+            C(ClientFrame::MarkRead(pb::MarkRead {
+                conversation_id: 9,
+                seq: 4,
+            })),
+        ),
+        (
+            "Push: user 2 is typing in conversation 9",
+            0,
+            S(ServerFrame::TypingPush(pb::TypingPush {
+                conversation_id: 9,
+                user_id: 2,
             })),
         ),
     ]

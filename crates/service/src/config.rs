@@ -40,6 +40,14 @@ pub struct ServiceConfig {
     /// Bytes of messages in one sync or history page, kept well below the
     /// frame limit so a page always fits in one frame.
     pub max_page_bytes: usize,
+    /// 1:1 messages only between friends (false: anyone may message anyone
+    /// who has not blocked them).
+    pub friends_only_dm: bool,
+    pub max_group_members: u32,
+    /// Messages before the join point a new room member can read.
+    pub room_history: u32,
+    /// How long after sending a message may be recalled.
+    pub recall_window_secs: u64,
 }
 
 impl Default for ServiceConfig {
@@ -53,6 +61,10 @@ impl Default for ServiceConfig {
             max_sync_page: 500,
             max_history_page: 200,
             max_page_bytes: 128 * 1024,
+            friends_only_dm: true,
+            max_group_members: 5000,
+            room_history: 50,
+            recall_window_secs: 120,
         }
     }
 }

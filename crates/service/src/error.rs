@@ -24,6 +24,10 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Muted(String),
+    #[error("the group is full ({0} members)")]
+    GroupFull(u32),
     #[error("message body is {size} bytes; the limit is {max}")]
     MessageTooLarge { size: usize, max: usize },
     #[error("the server is shutting down")]
@@ -42,6 +46,10 @@ impl From<StoreError> for ServiceError {
             StoreError::NotFound(what) => ServiceError::NotFound(what),
             StoreError::NotMember(_) => ServiceError::Forbidden(e.to_string()),
             StoreError::Invalid(why) => ServiceError::InvalidArgument(why.into()),
+            StoreError::InvalidArgument(why) => ServiceError::InvalidArgument(why),
+            StoreError::Forbidden(why) => ServiceError::Forbidden(why),
+            StoreError::Muted(why) => ServiceError::Muted(why),
+            StoreError::GroupFull(max) => ServiceError::GroupFull(max),
             StoreError::TooManySessions => ServiceError::TooManySessions,
             StoreError::Unavailable => ServiceError::Unavailable,
             StoreError::Backend(why) => {

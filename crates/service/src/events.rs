@@ -1,7 +1,9 @@
 //! What the service announces to whoever holds sessions: on one node the
 //! gateway's session registry, in a cluster a bus in front of it.
 
-use natter_store::{Committed, ConversationId, SessionId, UserId};
+use natter_store::{
+    Committed, ConversationId, FriendRequestRecord, JoinRequestRecord, SessionId, UserId,
+};
 
 #[derive(Clone, Debug)]
 pub enum Event {
@@ -13,6 +15,36 @@ pub enum Event {
         conversation_id: ConversationId,
         user_id: UserId,
         seq: u64,
+        to: Vec<UserId>,
+    },
+    /// `user_id` has read the conversation up to `seq`: their own sessions
+    /// move the cursor, a 1:1 peer shows "read".
+    Read {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        seq: u64,
+        to: Vec<UserId>,
+    },
+    /// Ephemeral: `user_id` is typing.
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        to: Vec<UserId>,
+    },
+    /// Ephemeral: a user came online or went offline; `to` are their friends.
+    Presence {
+        user_id: UserId,
+        online: bool,
+        to: Vec<UserId>,
+    },
+    /// A friend request was made or answered.
+    FriendRequest {
+        request: FriendRequestRecord,
+        to: Vec<UserId>,
+    },
+    /// Someone asks to join a group; `to` are its owner and admins.
+    JoinRequest {
+        request: JoinRequestRecord,
         to: Vec<UserId>,
     },
     /// These sessions are no longer valid: close their connections.
@@ -33,4 +65,6 @@ pub enum RevokeReason {
 /// Receives events. Must not block: implementations queue or drop.
 pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: Event);
+    /// Whether the user has a session attached right now.
+    fn is_online(&self, user: UserId) -> bool;
 }

@@ -9,8 +9,10 @@ mod accounts;
 mod config;
 mod error;
 mod events;
+mod groups;
 mod messaging;
 mod password;
+mod social;
 
 pub use accounts::{SessionInfo, Tokens};
 pub use config::{PasswordConfig, ServiceConfig};
@@ -18,6 +20,7 @@ pub use error::ServiceError;
 pub use events::{Event, EventSink, RevokeReason};
 pub use messaging::SendInput;
 pub use natter_store as store;
+pub use social::FriendView;
 
 use natter_store::{CommitFeed, Store};
 use std::sync::Arc;

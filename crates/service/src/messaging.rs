@@ -2,7 +2,8 @@
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
 use natter_store::{
-    Appended, Body, BodyKind, ConversationId, HistoryPage, NewMessage, Page, SyncPage, Target,
+    Appended, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage, Page,
+    SyncPage, Target, UserId,
 };
 use std::collections::HashMap;
 
@@ -11,6 +12,18 @@ pub struct SendInput {
     pub client_msg_id: String,
     pub target: Target,
     pub body: Body,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+}
+
+/// What a file reference must carry; the bytes live in the file service.
+#[derive(serde::Deserialize)]
+struct FileRef {
+    file_id: String,
+    name: String,
+    /// Must be present and a number; what it says is the client's business.
+    #[allow(dead_code)]
+    size: u64,
 }
 
 impl Service {
@@ -33,6 +46,15 @@ impl Service {
                     "custom message content is not valid JSON".into(),
                 ))
             }
+            BodyKind::File => match serde_json::from_str::<FileRef>(&body.content) {
+                Ok(f) if !f.file_id.is_empty() && !f.name.is_empty() => Ok(()),
+                _ => Err(ServiceError::InvalidArgument(
+                    "a file message is JSON with a non-empty file_id and name and a size".into(),
+                )),
+            },
+            BodyKind::System | BodyKind::Recalled => Err(ServiceError::InvalidArgument(
+                "system and recalled bodies are written by the server only".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -50,6 +72,11 @@ impl Service {
             ));
         }
         self.check_body(&input.body)?;
+        if input.mentions.len() > 100 {
+            return Err(ServiceError::InvalidArgument(
+                "at most 100 mentions per message".into(),
+            ));
+        }
         let appended = self
             .inner
             .store
@@ -58,6 +85,9 @@ impl Service {
                 target: input.target,
                 client_msg_id: input.client_msg_id,
                 body: input.body,
+                mentions: input.mentions,
+                mention_all: input.mention_all,
+                friends_only: self.inner.config.friends_only_dm,
                 now_ms: now_ms(),
                 origin: Some(session.session_id),
             })
@@ -133,5 +163,78 @@ impl Service {
             });
         }
         Ok(())
+    }
+
+    /// Moves the read cursor; the user's other sessions and a 1:1 peer hear.
+    pub async fn mark_read(
+        &self,
+        session: &SessionInfo,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<(), ServiceError> {
+        let moved = self
+            .inner
+            .store
+            .mark_read(session.user_id, conversation, seq)
+            .await?;
+        if let Some(r) = moved {
+            self.inner.events.publish(Event::Read {
+                conversation_id: conversation,
+                user_id: session.user_id,
+                seq: r.seq,
+                to: r.notify,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells the other members that this user is typing. Nothing is stored.
+    pub async fn typing(
+        &self,
+        session: &SessionInfo,
+        conversation: ConversationId,
+    ) -> Result<(), ServiceError> {
+        let members = self
+            .inner
+            .store
+            .audience(session.user_id, conversation)
+            .await?;
+        let to = members
+            .into_iter()
+            .filter(|u| *u != session.user_id)
+            .collect();
+        self.inner.events.publish(Event::Typing {
+            conversation_id: conversation,
+            user_id: session.user_id,
+            to,
+        });
+        Ok(())
+    }
+
+    pub async fn recall(
+        &self,
+        session: &SessionInfo,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<(), ServiceError> {
+        let window_ms = (self.inner.config.recall_window_secs * 1000) as i64;
+        Ok(self
+            .inner
+            .store
+            .recall(session.user_id, conversation, seq, window_ms, now_ms())
+            .await?)
+    }
+
+    pub async fn conversations(
+        &self,
+        session: &SessionInfo,
+        limit: usize,
+    ) -> Result<Vec<ConversationSummary>, ServiceError> {
+        let limit = if limit == 0 { 100 } else { limit.min(500) };
+        Ok(self
+            .inner
+            .store
+            .conversations(session.user_id, limit)
+            .await?)
     }
 }

@@ -18,6 +18,9 @@ fn message(sender: u64, peer: u64) -> NewMessage {
             kind: BodyKind::Text,
             content: "x".repeat(64),
         },
+        mentions: Vec::new(),
+        mention_all: false,
+        friends_only: false,
         now_ms: 1,
         origin: None,
     }

@@ -10,6 +10,14 @@ pub enum StoreError {
     NotMember(u64),
     #[error("{0}")]
     Invalid(&'static str),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Muted(String),
+    #[error("the group is full ({0} members)")]
+    GroupFull(u32),
     #[error("the user already has the maximum number of sessions")]
     TooManySessions,
     #[error("the store is shutting down")]

@@ -82,6 +82,96 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
     ) -> Result<Option<Delivered>>;
 
+    /// Moves `user`'s read cursor up; `None` when it did not move.
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<ReadMoved>>;
+    /// Makes a message a tombstone if `actor` may (sender, or a group admin)
+    /// and it is younger than `window_ms`; appends a "recalled" event.
+    async fn recall(
+        &self,
+        actor: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<()>;
+    /// Current members of a conversation `user` belongs to.
+    async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>>;
+    async fn conversations(&self, user: UserId, limit: usize) -> Result<Vec<ConversationSummary>>;
+
+    // ---- friends
+    async fn send_friend_request(
+        &self,
+        from: UserId,
+        to: UserId,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<FriendRequestOutcome>;
+    async fn respond_friend_request(
+        &self,
+        me: UserId,
+        request: u64,
+        accept: bool,
+        reply: &str,
+        now_ms: i64,
+    ) -> Result<FriendRequestRecord>;
+    /// (incoming, outgoing), newest first.
+    async fn friend_requests(
+        &self,
+        me: UserId,
+    ) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>)>;
+    async fn friends(&self, me: UserId) -> Result<FriendList>;
+    async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>>;
+    async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()>;
+    async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()>;
+    async fn set_blocked(&self, me: UserId, other: UserId, blocked: bool) -> Result<()>;
+    async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>>;
+
+    // ---- groups and rooms
+    async fn create_group(&self, new: NewGroup, limits: GroupLimits) -> Result<GroupRecord>;
+    async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord>;
+    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupRecord>>;
+    async fn rooms(
+        &self,
+        viewer: UserId,
+        prefix: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>>;
+    /// A page of members by user id, and whether more follow.
+    async fn members(
+        &self,
+        id: ConversationId,
+        viewer: UserId,
+        after: UserId,
+        limit: usize,
+    ) -> Result<(Vec<MemberRecord>, bool)>;
+    async fn join_group(
+        &self,
+        user: UserId,
+        id: ConversationId,
+        message: &str,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<JoinOutcome>;
+    async fn group_action(
+        &self,
+        actor: UserId,
+        id: ConversationId,
+        action: GroupAction,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<()>;
+    async fn join_requests(
+        &self,
+        actor: UserId,
+        id: ConversationId,
+    ) -> Result<Vec<JoinRequestRecord>>;
+
     /// Finishes queued writes and makes everything durable.
     async fn close(&self);
 }

@@ -56,6 +56,12 @@ pub struct SessionRecord {
 pub enum BodyKind {
     Text = 1,
     Custom = 2,
+    /// A reference to an uploaded file: JSON metadata.
+    File = 3,
+    /// Written by the store: a membership change or other event, as JSON.
+    System = 4,
+    /// A recalled message's tombstone; its content is empty.
+    Recalled = 5,
 }
 
 impl BodyKind {
@@ -63,6 +69,9 @@ impl BodyKind {
         match v {
             1 => Some(BodyKind::Text),
             2 => Some(BodyKind::Custom),
+            3 => Some(BodyKind::File),
+            4 => Some(BodyKind::System),
+            5 => Some(BodyKind::Recalled),
             _ => None,
         }
     }
@@ -87,6 +96,12 @@ pub struct NewMessage {
     pub target: Target,
     pub client_msg_id: String,
     pub body: Body,
+    /// Group and room members to flag as mentioned (others are ignored).
+    pub mentions: Vec<UserId>,
+    /// Mention everyone; owner and admins only.
+    pub mention_all: bool,
+    /// Whether a 1:1 message needs the two to be friends.
+    pub friends_only: bool,
     pub now_ms: i64,
     /// Passed through to the commit feed untouched (the sending session), so
     /// fan-out can skip the session that already has the ACK.
@@ -102,6 +117,8 @@ pub struct StoredMessage {
     pub client_msg_id: String,
     pub server_ts_ms: i64,
     pub body: Body,
+    pub mentions: Vec<UserId>,
+    pub mention_all: bool,
 }
 
 impl StoredMessage {
@@ -136,6 +153,19 @@ pub struct Committed {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConversationKind {
     Direct = 1,
+    Group = 2,
+    Room = 3,
+}
+
+impl ConversationKind {
+    pub fn from_i64(v: i64) -> Option<Self> {
+        match v {
+            1 => Some(ConversationKind::Direct),
+            2 => Some(ConversationKind::Group),
+            3 => Some(ConversationKind::Room),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,7 +179,12 @@ pub struct ConversationState {
     pub id: ConversationId,
     pub kind: ConversationKind,
     pub last_seq: u64,
+    /// 1:1 only: both members and their delivered cursors.
     pub members: Vec<MemberState>,
+    /// The user sees messages after this seq only.
+    pub joined_seq: u64,
+    /// Non-zero once the user left: nothing after it is theirs.
+    pub left_seq: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -157,6 +192,7 @@ pub struct SyncPage {
     pub conversations: Vec<ConversationState>,
     pub messages: Vec<StoredMessage>,
     pub has_more: bool,
+    pub pending_friend_requests: Vec<FriendRequestRecord>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -170,4 +206,213 @@ pub struct HistoryPage {
 pub struct Delivered {
     pub seq: u64,
     pub members: Vec<UserId>,
+}
+
+// ---- friends
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestStatus {
+    Pending = 1,
+    Accepted = 2,
+    Rejected = 3,
+}
+
+impl RequestStatus {
+    pub fn from_i64(v: i64) -> Self {
+        match v {
+            2 => RequestStatus::Accepted,
+            3 => RequestStatus::Rejected,
+            _ => RequestStatus::Pending,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FriendRequestRecord {
+    pub id: u64,
+    pub from: UserId,
+    pub from_name: String,
+    pub to: UserId,
+    pub to_name: String,
+    pub message: String,
+    pub status: RequestStatus,
+    pub reply: String,
+    pub created_at_ms: i64,
+    pub decided_at_ms: i64,
+}
+
+/// What became of a friend request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FriendRequestOutcome {
+    pub request: FriendRequestRecord,
+    /// Tell both users. False when the recipient has blocked the sender: the
+    /// request then waits unseen, and the sender is not told why.
+    pub notify: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FriendRecord {
+    pub user_id: UserId,
+    pub username: String,
+    pub remark: String,
+    pub since_ms: i64,
+    pub blocked: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FriendList {
+    pub friends: Vec<FriendRecord>,
+    /// Users this user has blocked: (id, name).
+    pub blocked: Vec<(UserId, String)>,
+}
+
+// ---- groups and rooms
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Member = 1,
+    Admin = 2,
+    Owner = 3,
+}
+
+impl Role {
+    pub fn from_i64(v: i64) -> Self {
+        match v {
+            3 => Role::Owner,
+            2 => Role::Admin,
+            _ => Role::Member,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Admin => "admin",
+            Role::Owner => "owner",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinPolicy {
+    Open = 1,
+    Approval = 2,
+}
+
+impl JoinPolicy {
+    pub fn from_i64(v: i64) -> Self {
+        if v == 2 {
+            JoinPolicy::Approval
+        } else {
+            JoinPolicy::Open
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub name: String,
+    pub notice: String,
+    pub owner_id: UserId,
+    pub join_policy: JoinPolicy,
+    pub muted_all: bool,
+    pub dismissed: bool,
+    pub member_count: u32,
+    pub last_seq: u64,
+    pub created_at_ms: i64,
+    /// The asking user's role, if a member.
+    pub my_role: Option<Role>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewGroup {
+    pub creator: UserId,
+    pub kind: ConversationKind,
+    pub name: String,
+    pub notice: String,
+    pub join_policy: JoinPolicy,
+    pub members: Vec<UserId>,
+    pub now_ms: i64,
+}
+
+/// Limits the service sets on group changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupLimits {
+    pub max_members: u32,
+    /// Messages before the join point a new room member may read.
+    pub room_history: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user_id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub muted_until_ms: i64,
+    pub joined_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinRequestRecord {
+    pub conversation_id: ConversationId,
+    pub user_id: UserId,
+    pub username: String,
+    pub message: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinOutcome {
+    Joined,
+    /// Approval needed: the request, and the owner and admins to tell.
+    Pending {
+        request: JoinRequestRecord,
+        approvers: Vec<UserId>,
+    },
+}
+
+/// A change to a group or room made by one of its members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupAction {
+    Invite(Vec<UserId>),
+    Leave,
+    Kick(UserId),
+    SetRole(UserId, Role),
+    Transfer(UserId),
+    /// Muted until this time; 0 unmutes.
+    Mute(UserId, i64),
+    Update {
+        name: Option<String>,
+        notice: Option<String>,
+        join_policy: Option<JoinPolicy>,
+        muted_all: Option<bool>,
+    },
+    Dismiss,
+    RespondJoin(UserId, bool),
+}
+
+// ---- conversation list and read state
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub title: String,
+    pub peer: Option<UserId>,
+    pub last_seq: u64,
+    pub read_seq: u64,
+    pub unread: u32,
+    pub mentioned: bool,
+    pub last_message: Option<StoredMessage>,
+    pub last_activity_ms: i64,
+}
+
+/// A read cursor that moved, and who hears of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadMoved {
+    pub seq: u64,
+    /// The user (for their other devices) and, in a 1:1, the peer.
+    pub notify: Vec<UserId>,
 }

@@ -1,24 +1,30 @@
 //! Conversations and messages: seq assignment, idempotent append, sync,
-//! history and delivery cursors.
+//! history, delivery and read cursors, recall, and the system events that
+//! record changes in a conversation's own sequence.
 
+use super::convs::ConvInfo;
+use super::writer::Tx;
 use crate::{
-    Body, BodyKind, ConversationId, ConversationKind, ConversationState, Delivered, HistoryPage,
-    MemberState, NewMessage, Page, Result, StoreError, StoredMessage, SyncPage, Target, UserId,
+    Body, BodyKind, Committed, ConversationId, ConversationKind, ConversationState, Delivered,
+    HistoryPage, MemberState, NewMessage, Page, ReadMoved, Result, Role, StoreError, StoredMessage,
+    SyncPage, Target, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 macro_rules! select_messages {
     ($($rest:literal),*) => {
         concat!(
-            "SELECT conversation_id, seq, id, sender_id, client_msg_id, created_at_ms, body_kind, body FROM messages ",
+            "SELECT conversation_id, seq, id, sender_id, client_msg_id, created_at_ms, body_kind, body, mentions, mention_all FROM messages ",
             $($rest),*
         )
     };
 }
 
-fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let kind: i64 = r.get(6)?;
+    let mentions: String = r.get(8)?;
     Ok(StoredMessage {
         conversation_id: r.get(0)?,
         seq: r.get(1)?,
@@ -31,6 +37,8 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
             kind: BodyKind::from_i64(kind).unwrap_or(BodyKind::Custom),
             content: r.get(7)?,
         },
+        mentions: mentions.split(' ').filter_map(|s| s.parse().ok()).collect(),
+        mention_all: r.get(9)?,
     })
 }
 
@@ -38,10 +46,12 @@ fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
 pub struct AppendOutcome {
     pub message: StoredMessage,
     pub duplicate: bool,
-    pub members: Vec<UserId>,
+    /// Who hears of a new message; `None` for a duplicate.
+    pub members: Option<Arc<[UserId]>>,
 }
 
-pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
+pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
+    let conn = tx.conn;
     if let Some(message) = conn
         .prepare_cached(select_messages!(
             "WHERE sender_id = ?1 AND client_msg_id = ?2"
@@ -52,33 +62,35 @@ pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
         return Ok(AppendOutcome {
             message,
             duplicate: true,
-            members: Vec::new(),
+            members: None,
         });
     }
-    let (conversation_id, members) = match new.target {
+    let (conversation_id, members, mentions) = match new.target {
         Target::Peer(peer) => {
+            may_message(conn, new.sender_id, peer, new.friends_only)?;
             let id = direct_conversation(conn, new.sender_id, peer, new.now_ms)?;
-            (id, vec![new.sender_id.min(peer), new.sender_id.max(peer)])
+            let members: Arc<[UserId]> =
+                Arc::new([new.sender_id.min(peer), new.sender_id.max(peer)]);
+            (id, members, Vec::new())
         }
         Target::Conversation(id) => {
-            let members = members_of(conn, id)?;
-            if !members.contains(&new.sender_id) {
-                return Err(StoreError::NotMember(id));
-            }
-            (id, members)
+            let info = tx.convs.get(conn, id).map_err(|e| match e {
+                StoreError::NotFound(_) => StoreError::NotMember(id),
+                e => e,
+            })?;
+            let mentions = may_send(conn, &info, id, new)?;
+            (id, info.members.clone(), mentions)
         }
     };
-    // The seq is taken in the same transaction that stores the message: a
-    // rollback returns it, a commit makes it permanent, so seqs stay dense.
-    let seq: u64 = conn
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_ms = ?2
-             WHERE id = ?1 RETURNING last_seq",
-        )?
-        .query_row(params![conversation_id, new.now_ms], |r| r.get(0))?;
+    let seq = next_seq(conn, conversation_id, new.now_ms)?;
+    let mention_text = mentions
+        .iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
     conn.prepare_cached(
-        "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body, mentions, mention_all)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         conversation_id,
@@ -87,35 +99,186 @@ pub fn append(conn: &Connection, new: &NewMessage) -> Result<AppendOutcome> {
         new.client_msg_id,
         new.now_ms,
         new.body.kind as i64,
-        new.body.content
+        new.body.content,
+        mention_text,
+        new.mention_all
     ])?;
+    let msg_id = conn.last_insert_rowid() as u64;
+    if !mentions.is_empty() {
+        let mut flag = conn.prepare_cached(
+            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
+        )?;
+        for u in &mentions {
+            flag.execute(params![u, conversation_id, seq])?;
+        }
+    }
     Ok(AppendOutcome {
         message: StoredMessage {
             conversation_id,
             seq,
-            msg_id: conn.last_insert_rowid() as u64,
+            msg_id,
             sender_id: new.sender_id,
             client_msg_id: new.client_msg_id.clone(),
             server_ts_ms: new.now_ms,
             body: new.body.clone(),
+            mentions,
+            mention_all: new.mention_all,
         },
         duplicate: false,
-        members,
+        members: Some(members),
     })
 }
 
-/// The 1:1 conversation of two users, created on first use.
+/// The next seq of a conversation, taken in the caller's transaction: a
+/// rollback returns it, a commit makes it permanent, so seqs stay dense.
+fn next_seq(conn: &Connection, conversation: ConversationId, now_ms: i64) -> Result<u64> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_ms = ?2
+             WHERE id = ?1 RETURNING last_seq",
+        )?
+        .query_row(params![conversation, now_ms], |r| r.get(0))?)
+}
+
+/// Why one user may not send a 1:1 message to another, if they may not. A
+/// block and the friends-only rule give the same answer, so a blocked
+/// sender cannot tell that they are blocked.
+fn may_message(conn: &Connection, from: UserId, to: UserId, friends_only: bool) -> Result<()> {
+    if from == to {
+        return Err(StoreError::Invalid(
+            "cannot start a conversation with yourself",
+        ));
+    }
+    let row: Option<(bool, bool, bool)> = conn
+        .prepare_cached(
+            "SELECT u.disabled,
+                    EXISTS (SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2),
+                    EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2)
+             FROM users u WHERE u.id = ?1",
+        )?
+        .query_row([to, from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    match row {
+        None | Some((true, _, _)) => Err(StoreError::NotFound("user")),
+        Some((_, friends, blocked)) if blocked || (friends_only && !friends) => Err(
+            StoreError::Forbidden("this user accepts messages from friends only".into()),
+        ),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks a send into an existing conversation and returns the mentions to
+/// flag (members only).
+fn may_send(
+    conn: &Connection,
+    info: &ConvInfo,
+    id: ConversationId,
+    new: &NewMessage,
+) -> Result<Vec<UserId>> {
+    let Some(&(role, muted_until)) = info.roles.get(&new.sender_id) else {
+        return Err(StoreError::NotMember(id));
+    };
+    if info.kind == ConversationKind::Direct {
+        let peer = info
+            .members
+            .iter()
+            .copied()
+            .find(|u| *u != new.sender_id)
+            .unwrap_or(new.sender_id);
+        may_message(conn, new.sender_id, peer, new.friends_only)?;
+        if !new.mentions.is_empty() || new.mention_all {
+            return Err(StoreError::Invalid("mentions are for groups and rooms"));
+        }
+        return Ok(Vec::new());
+    }
+    if info.dismissed {
+        return Err(StoreError::Forbidden("the group has been dismissed".into()));
+    }
+    if muted_until > new.now_ms {
+        return Err(StoreError::Muted(format!(
+            "you are muted in this conversation until {muted_until} (ms since the epoch)"
+        )));
+    }
+    if info.muted_all && role == Role::Member {
+        return Err(StoreError::Muted(
+            "only the owner and admins may send while the group is muted".into(),
+        ));
+    }
+    if new.mention_all && role == Role::Member {
+        return Err(StoreError::Forbidden(
+            "only the owner and admins may mention everyone".into(),
+        ));
+    }
+    let mut mentions: Vec<UserId> = new
+        .mentions
+        .iter()
+        .copied()
+        .filter(|u| info.roles.contains_key(u))
+        .collect();
+    mentions.sort_unstable();
+    mentions.dedup();
+    Ok(mentions)
+}
+
+/// Appends a server-written event (JSON) to a conversation in the caller's
+/// transaction and queues it for `to`: the members after the change plus
+/// anyone the change removed, so they see it too.
+pub fn system_event(
+    tx: &mut Tx<'_>,
+    conversation: ConversationId,
+    actor: UserId,
+    event: serde_json::Value,
+    now_ms: i64,
+    to: Arc<[UserId]>,
+) -> Result<StoredMessage> {
+    let conn = tx.conn;
+    let seq = next_seq(conn, conversation, now_ms)?;
+    let content = event.to_string();
+    // (sender, client_msg_id) is unique; (conversation, seq) makes it so.
+    let client_msg_id = format!("system-{conversation}-{seq}");
+    conn.prepare_cached(
+        "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        conversation,
+        seq,
+        actor,
+        client_msg_id,
+        now_ms,
+        BodyKind::System as i64,
+        content
+    ])?;
+    let message = StoredMessage {
+        conversation_id: conversation,
+        seq,
+        msg_id: conn.last_insert_rowid() as u64,
+        sender_id: actor,
+        client_msg_id,
+        server_ts_ms: now_ms,
+        body: Body {
+            kind: BodyKind::System,
+            content,
+        },
+        mentions: Vec::new(),
+        mention_all: false,
+    };
+    tx.publish(Committed {
+        message: Arc::new(message.clone()),
+        members: to,
+        origin: None,
+    });
+    Ok(message)
+}
+
+/// The 1:1 conversation of two users, created on first use. The caller has
+/// checked that the peer exists and accepts the message.
 fn direct_conversation(
     conn: &Connection,
     a: UserId,
     b: UserId,
     now_ms: i64,
 ) -> Result<ConversationId> {
-    if a == b {
-        return Err(StoreError::Invalid(
-            "cannot start a conversation with yourself",
-        ));
-    }
     let (lo, hi) = (a.min(b), a.max(b));
     let existing: Option<ConversationId> = conn
         .prepare_cached(
@@ -126,13 +289,6 @@ fn direct_conversation(
     if let Some(id) = existing {
         return Ok(id);
     }
-    let peer_ok: Option<bool> = conn
-        .prepare_cached("SELECT disabled FROM users WHERE id = ?1")?
-        .query_row([b], |r| r.get(0))
-        .optional()?;
-    if peer_ok != Some(false) {
-        return Err(StoreError::NotFound("user"));
-    }
     conn.prepare_cached(
         "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
     )?
@@ -142,16 +298,19 @@ fn direct_conversation(
         "INSERT INTO direct_pairs (user_lo, user_hi, conversation_id) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![lo, hi, id])?;
-    let mut member =
-        conn.prepare_cached("INSERT INTO members (user_id, conversation_id) VALUES (?1, ?2)")?;
-    member.execute(params![lo, id])?;
-    member.execute(params![hi, id])?;
+    let mut member = conn.prepare_cached(
+        "INSERT INTO members (user_id, conversation_id, joined_at_ms) VALUES (?1, ?2, ?3)",
+    )?;
+    member.execute(params![lo, id, now_ms])?;
+    member.execute(params![hi, id, now_ms])?;
     Ok(id)
 }
 
-fn members_of(conn: &Connection, conversation: ConversationId) -> Result<Vec<UserId>> {
+pub(crate) fn members_of(conn: &Connection, conversation: ConversationId) -> Result<Vec<UserId>> {
     Ok(conn
-        .prepare_cached("SELECT user_id FROM members WHERE conversation_id = ?1 ORDER BY user_id")?
+        .prepare_cached(
+            "SELECT user_id FROM members WHERE conversation_id = ?1 AND left_seq = 0 ORDER BY user_id",
+        )?
         .query_map([conversation], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?)
 }
@@ -170,12 +329,21 @@ fn member_states(conn: &Connection, conversation: ConversationId) -> Result<Vec<
         .collect::<rusqlite::Result<_>>()?)
 }
 
-fn is_member(conn: &Connection, user: UserId, conversation: ConversationId) -> Result<bool> {
+/// The seqs a member may see: after `joined_seq`, up to `left_seq` if they
+/// left. `None` when the user was never a member.
+fn visible_range(
+    conn: &Connection,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<Option<(u64, u64)>> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM members WHERE user_id = ?1 AND conversation_id = ?2")?
-        .query_row([user, conversation], |_| Ok(()))
-        .optional()?
-        .is_some())
+        .prepare_cached(
+            "SELECT m.joined_seq, CASE WHEN m.left_seq > 0 THEN m.left_seq ELSE c.last_seq END
+             FROM members m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.user_id = ?1 AND m.conversation_id = ?2",
+        )?
+        .query_row([user, conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
 }
 
 pub fn sync(
@@ -184,26 +352,36 @@ pub fn sync(
     cursors: &HashMap<ConversationId, u64>,
     limit: Page,
 ) -> Result<SyncPage> {
-    let convs: Vec<(ConversationId, u64)> = conn
+    let convs: Vec<(ConversationId, i64, u64, u64, u64)> = conn
         .prepare_cached(
-            "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+            "SELECT c.id, c.kind, c.last_seq, m.joined_seq, m.left_seq
+             FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = ?1 ORDER BY c.id",
         )?
-        .query_map([user], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([user], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
-    let sql = select_messages!("WHERE conversation_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
-    let mut page = SyncPage::default();
+    let sql = select_messages!(
+        "WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
+    );
+    let mut page = SyncPage {
+        pending_friend_requests: super::friends::pending_incoming(conn, user)?,
+        ..SyncPage::default()
+    };
     let mut bytes = 0;
     let mut full = false;
-    for (id, last_seq) in convs {
-        let cursor = cursors.get(&id).copied().unwrap_or(0);
-        if last_seq > cursor && full {
+    for (id, kind, last_seq, joined_seq, left_seq) in convs {
+        let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
+        let cursor = cursors.get(&id).copied().unwrap_or(0).max(joined_seq);
+        let upto = if left_seq > 0 { left_seq } else { last_seq };
+        if upto > cursor && full {
             page.has_more = true;
-        } else if last_seq > cursor {
+        } else if upto > cursor {
             let room = limit.messages.saturating_sub(page.messages.len());
             let mut stmt = conn.prepare_cached(sql)?;
             let mut reached = cursor;
-            for row in stmt.query_map(params![id, cursor, room as i64], message_row)? {
+            for row in stmt.query_map(params![id, cursor, upto, room as i64], message_row)? {
                 let m = row?;
                 if !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes {
                     full = true;
@@ -214,13 +392,19 @@ pub fn sync(
                 page.messages.push(m);
             }
             full |= page.messages.len() >= limit.messages;
-            page.has_more |= reached < last_seq;
+            page.has_more |= reached < upto;
         }
         page.conversations.push(ConversationState {
             id,
-            kind: ConversationKind::Direct,
+            kind,
             last_seq,
-            members: member_states(conn, id)?,
+            members: if kind == ConversationKind::Direct {
+                member_states(conn, id)?
+            } else {
+                Vec::new()
+            },
+            joined_seq,
+            left_seq,
         });
     }
     Ok(page)
@@ -233,21 +417,22 @@ pub fn history(
     before_seq: u64,
     limit: Page,
 ) -> Result<HistoryPage> {
-    if !is_member(conn, user, conversation)? {
+    let Some((joined, upto)) = visible_range(conn, user, conversation)? else {
         return Err(StoreError::NotMember(conversation));
-    }
-    let before = if before_seq == 0 {
-        i64::MAX
-    } else {
-        before_seq as i64
     };
-    let sql =
-        select_messages!("WHERE conversation_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
+    let before = if before_seq == 0 {
+        upto + 1
+    } else {
+        before_seq.min(upto + 1)
+    };
+    let sql = select_messages!(
+        "WHERE conversation_id = ?1 AND seq < ?2 AND seq > ?3 ORDER BY seq DESC LIMIT ?4"
+    );
     let mut page = HistoryPage::default();
     let mut bytes = 0;
     let mut stmt = conn.prepare_cached(sql)?;
     for row in stmt.query_map(
-        params![conversation, before, limit.messages as i64 + 1],
+        params![conversation, before, joined, limit.messages as i64 + 1],
         message_row,
     )? {
         let m = row?;
@@ -268,17 +453,10 @@ pub fn mark_delivered(
     conversation: ConversationId,
     seq: u64,
 ) -> Result<Option<Delivered>> {
-    let last_seq: Option<u64> = conn
-        .prepare_cached(
-            "SELECT c.last_seq FROM conversations c JOIN members m ON m.conversation_id = c.id
-             WHERE c.id = ?1 AND m.user_id = ?2",
-        )?
-        .query_row([conversation, user], |r| r.get(0))
-        .optional()?;
-    let Some(last_seq) = last_seq else {
+    let Some((_, upto)) = visible_range(conn, user, conversation)? else {
         return Err(StoreError::NotMember(conversation));
     };
-    let seq = seq.min(last_seq);
+    let seq = seq.min(upto);
     let moved = conn
         .prepare_cached(
             "UPDATE members SET delivered_seq = ?3
@@ -288,8 +466,110 @@ pub fn mark_delivered(
     if moved == 0 {
         return Ok(None);
     }
-    Ok(Some(Delivered {
-        seq,
-        members: members_of(conn, conversation)?,
-    }))
+    let kind: i64 = conn
+        .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
+        .query_row([conversation], |r| r.get(0))?;
+    // Delivery receipts are a 1:1 feature: in a group they would be one push
+    // per member per member.
+    let members = if kind == ConversationKind::Direct as i64 {
+        members_of(conn, conversation)?
+    } else {
+        vec![user]
+    };
+    Ok(Some(Delivered { seq, members }))
+}
+
+pub fn mark_read(
+    conn: &Connection,
+    user: UserId,
+    conversation: ConversationId,
+    seq: u64,
+) -> Result<Option<ReadMoved>> {
+    let Some((_, upto)) = visible_range(conn, user, conversation)? else {
+        return Err(StoreError::NotMember(conversation));
+    };
+    let seq = seq.min(upto);
+    let moved = conn
+        .prepare_cached(
+            "UPDATE members SET read_seq = ?3
+             WHERE user_id = ?1 AND conversation_id = ?2 AND read_seq < ?3",
+        )?
+        .execute(params![user, conversation, seq])?;
+    if moved == 0 {
+        return Ok(None);
+    }
+    let kind: i64 = conn
+        .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
+        .query_row([conversation], |r| r.get(0))?;
+    let notify = if kind == ConversationKind::Direct as i64 {
+        members_of(conn, conversation)?
+    } else {
+        vec![user]
+    };
+    Ok(Some(ReadMoved { seq, notify }))
+}
+
+/// Turns a message into a tombstone and appends a "recalled" event.
+pub fn recall(
+    tx: &mut Tx<'_>,
+    actor: UserId,
+    conversation: ConversationId,
+    seq: u64,
+    window_ms: i64,
+    now_ms: i64,
+) -> Result<()> {
+    let conn = tx.conn;
+    let info = tx.convs.get(conn, conversation).map_err(|e| match e {
+        StoreError::NotFound(_) => StoreError::NotMember(conversation),
+        e => e,
+    })?;
+    let Some(&(role, _)) = info.roles.get(&actor) else {
+        return Err(StoreError::NotMember(conversation));
+    };
+    let message = conn
+        .prepare_cached(select_messages!("WHERE conversation_id = ?1 AND seq = ?2"))?
+        .query_row(params![conversation, seq], message_row)
+        .optional()?
+        .ok_or(StoreError::NotFound("message"))?;
+    match message.body.kind {
+        BodyKind::Recalled => return Ok(()),
+        BodyKind::System => return Err(StoreError::Invalid("system events cannot be recalled")),
+        _ => {}
+    }
+    let moderator = info.kind != ConversationKind::Direct && role >= Role::Admin;
+    if message.sender_id != actor && !moderator {
+        return Err(StoreError::Forbidden(
+            "only the sender or a group admin may recall a message".into(),
+        ));
+    }
+    if now_ms - message.server_ts_ms > window_ms {
+        return Err(StoreError::Forbidden(format!(
+            "the recall window ({} s) has passed",
+            window_ms / 1000
+        )));
+    }
+    conn.prepare_cached(
+        "UPDATE messages SET body_kind = ?3, body = '', mentions = '', mention_all = 0
+         WHERE conversation_id = ?1 AND seq = ?2",
+    )?
+    .execute(params![conversation, seq, BodyKind::Recalled as i64])?;
+    conn.prepare_cached("DELETE FROM mentions WHERE conversation_id = ?1 AND seq = ?2")?
+        .execute(params![conversation, seq])?;
+    let event = serde_json::json!({"type": "recalled", "actor_id": actor, "seq": seq});
+    system_event(tx, conversation, actor, event, now_ms, info.members.clone())?;
+    Ok(())
+}
+
+/// Current members of a conversation the user belongs to (for ephemeral
+/// signals such as typing).
+pub fn audience(
+    conn: &Connection,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<Vec<UserId>> {
+    let members = members_of(conn, conversation)?;
+    if members.binary_search(&user).is_err() {
+        return Err(StoreError::NotMember(conversation));
+    }
+    Ok(members)
 }

@@ -2,13 +2,19 @@
 //! and a small pool of reader connections.
 
 mod accounts;
+mod convs;
+mod friends;
+mod groups;
 mod messages;
 mod schema;
+mod summaries;
 mod writer;
 
 use crate::{
-    Appended, CommitFeedSender, ConversationId, Delivered, HistoryPage, NewMessage, NewSession,
-    Page, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
+    Appended, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
+    FriendRequestOutcome, FriendRequestRecord, GroupAction, GroupLimits, GroupRecord, HistoryPage,
+    JoinOutcome, JoinRequestRecord, MemberRecord, NewGroup, NewMessage, NewSession, Page,
+    ReadMoved, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
     UserRecord,
 };
 use async_trait::async_trait;
@@ -17,7 +23,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use writer::{AppendJob, Job, WriteJob};
+use writer::{AppendJob, Job, Tx, WriteJob};
 
 /// How hard SQLite works to make a commit survive power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +62,6 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<ReadPool>,
-    feed: CommitFeedSender,
 }
 
 struct ReadPool {
@@ -90,7 +95,7 @@ impl SqliteStore {
         let max_batch = opts.max_batch.max(1);
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch))
+            .spawn(move || writer::run(conn, rx, max_batch, feed))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
@@ -99,7 +104,6 @@ impl SqliteStore {
                 permits: Arc::new(Semaphore::new(readers.len())),
                 conns: Mutex::new(readers),
             }),
-            feed,
         })
     }
 
@@ -107,7 +111,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         self.submit(Box::new(WriteJob::new(f, reply))).await?;
@@ -165,7 +169,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<UserId> {
         let (u, h) = (username.to_owned(), password_hash.to_owned());
-        self.write(move |c| accounts::create_user(c, &u, &h, now_ms))
+        self.write(move |t| accounts::create_user(t.conn, &u, &h, now_ms))
             .await
     }
 
@@ -185,11 +189,13 @@ impl Store for SqliteStore {
 
     async fn set_password(&self, id: UserId, password_hash: &str) -> Result<()> {
         let h = password_hash.to_owned();
-        self.write(move |c| accounts::set_password(c, id, &h)).await
+        self.write(move |t| accounts::set_password(t.conn, id, &h))
+            .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
-        self.write(move |c| accounts::create_session(c, &new)).await
+        self.write(move |t| accounts::create_session(t.conn, &new))
+            .await
     }
 
     async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>> {
@@ -198,18 +204,18 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
-        self.write(move |c| accounts::revoke_session(c, id)).await
+        self.write(move |t| accounts::revoke_session(t.conn, id))
+            .await
     }
 
     async fn revoke_other_sessions(&self, user: UserId, keep: SessionId) -> Result<Vec<SessionId>> {
-        self.write(move |c| accounts::revoke_other_sessions(c, user, keep))
+        self.write(move |t| accounts::revoke_other_sessions(t.conn, user, keep))
             .await
     }
 
     async fn append_message(&self, new: NewMessage) -> Result<Appended> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(AppendJob::new(new, reply, self.feed.clone())))
-            .await?;
+        self.submit(Box::new(AppendJob::new(new, reply))).await?;
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
@@ -241,7 +247,169 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<Option<Delivered>> {
-        self.write(move |c| messages::mark_delivered(c, user, conversation, seq))
+        self.write(move |t| messages::mark_delivered(t.conn, user, conversation, seq))
+            .await
+    }
+
+    async fn mark_read(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<ReadMoved>> {
+        self.write(move |t| messages::mark_read(t.conn, user, conversation, seq))
+            .await
+    }
+
+    async fn recall(
+        &self,
+        actor: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.write(move |t| messages::recall(t, actor, conversation, seq, window_ms, now_ms))
+            .await
+    }
+
+    async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>> {
+        self.read(move |c| messages::audience(c, user, conversation))
+            .await
+    }
+
+    async fn conversations(&self, user: UserId, limit: usize) -> Result<Vec<ConversationSummary>> {
+        self.read(move |c| summaries::conversations(c, user, limit))
+            .await
+    }
+
+    async fn send_friend_request(
+        &self,
+        from: UserId,
+        to: UserId,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<FriendRequestOutcome> {
+        let m = message.to_owned();
+        self.write(move |t| friends::send_request(t.conn, from, to, &m, now_ms))
+            .await
+    }
+
+    async fn respond_friend_request(
+        &self,
+        me: UserId,
+        request: u64,
+        accept: bool,
+        reply: &str,
+        now_ms: i64,
+    ) -> Result<FriendRequestRecord> {
+        let r = reply.to_owned();
+        self.write(move |t| friends::respond(t.conn, me, request, accept, &r, now_ms))
+            .await
+    }
+
+    async fn friend_requests(
+        &self,
+        me: UserId,
+    ) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>)> {
+        self.read(move |c| friends::requests(c, me)).await
+    }
+
+    async fn friends(&self, me: UserId) -> Result<FriendList> {
+        self.read(move |c| friends::friends(c, me)).await
+    }
+
+    async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>> {
+        self.read(move |c| friends::friend_ids(c, me)).await
+    }
+
+    async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()> {
+        let r = remark.to_owned();
+        self.write(move |t| friends::set_remark(t.conn, me, friend, &r))
+            .await
+    }
+
+    async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
+        self.write(move |t| friends::remove(t.conn, me, other))
+            .await
+    }
+
+    async fn set_blocked(&self, me: UserId, other: UserId, blocked: bool) -> Result<()> {
+        self.write(move |t| friends::set_blocked(t.conn, me, other, blocked))
+            .await
+    }
+
+    async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>> {
+        let p = prefix.to_owned();
+        self.read(move |c| friends::search(c, &p, limit)).await
+    }
+
+    async fn create_group(&self, new: NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
+        self.write(move |t| groups::create(t, &new, limits)).await
+    }
+
+    async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
+        self.read(move |c| groups::info(c, id, viewer)).await
+    }
+
+    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupRecord>> {
+        self.read(move |c| groups::of_user(c, user)).await
+    }
+
+    async fn rooms(
+        &self,
+        viewer: UserId,
+        prefix: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>> {
+        let p = prefix.to_owned();
+        self.read(move |c| groups::rooms(c, viewer, &p, after, limit))
+            .await
+    }
+
+    async fn members(
+        &self,
+        id: ConversationId,
+        viewer: UserId,
+        after: UserId,
+        limit: usize,
+    ) -> Result<(Vec<MemberRecord>, bool)> {
+        self.read(move |c| groups::members(c, id, viewer, after, limit))
+            .await
+    }
+
+    async fn join_group(
+        &self,
+        user: UserId,
+        id: ConversationId,
+        message: &str,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<JoinOutcome> {
+        let m = message.to_owned();
+        self.write(move |t| groups::join(t, user, id, &m, limits, now_ms))
+            .await
+    }
+
+    async fn group_action(
+        &self,
+        actor: UserId,
+        id: ConversationId,
+        action: GroupAction,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.write(move |t| groups::act(t, actor, id, &action, limits, now_ms))
+            .await
+    }
+
+    async fn join_requests(
+        &self,
+        actor: UserId,
+        id: ConversationId,
+    ) -> Result<Vec<JoinRequestRecord>> {
+        self.read(move |c| groups::join_requests_for(c, actor, id))
             .await
     }
 

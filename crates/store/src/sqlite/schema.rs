@@ -54,6 +54,67 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (conversation_id, seq)
     );
     CREATE UNIQUE INDEX messages_by_client_id ON messages(sender_id, client_msg_id);",
+    // 2: friends, blocks, groups and rooms, read cursors, mentions.
+    "ALTER TABLE members ADD COLUMN role INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE members ADD COLUMN joined_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN left_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN read_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN muted_until_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE members ADD COLUMN joined_at_ms INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX members_by_conversation;
+    -- Covers fan-out and member lists without touching the table.
+    CREATE INDEX members_by_conversation
+        ON members(conversation_id, left_seq, user_id, role, muted_until_ms);
+    ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN mention_all INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE groups (
+        conversation_id INTEGER PRIMARY KEY REFERENCES conversations(id),
+        name TEXT NOT NULL,
+        notice TEXT NOT NULL DEFAULT '',
+        owner_id INTEGER NOT NULL REFERENCES users(id),
+        join_policy INTEGER NOT NULL,
+        muted_all INTEGER NOT NULL DEFAULT 0,
+        dismissed INTEGER NOT NULL DEFAULT 0,
+        member_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX rooms_by_name ON groups(name COLLATE NOCASE);
+    CREATE TABLE join_requests (
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        message TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE mentions (
+        user_id INTEGER NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (user_id, conversation_id, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE friend_requests (
+        id INTEGER PRIMARY KEY,
+        from_id INTEGER NOT NULL REFERENCES users(id),
+        to_id INTEGER NOT NULL REFERENCES users(id),
+        message TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        reply TEXT NOT NULL DEFAULT '',
+        created_at_ms INTEGER NOT NULL,
+        decided_at_ms INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX friend_requests_to ON friend_requests(to_id, status);
+    CREATE INDEX friend_requests_from ON friend_requests(from_id, status);
+    CREATE TABLE friends (
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        friend_id INTEGER NOT NULL REFERENCES users(id),
+        remark TEXT NOT NULL DEFAULT '',
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (user_id, friend_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE blocks (
+        user_id INTEGER NOT NULL REFERENCES users(id),
+        blocked_id INTEGER NOT NULL REFERENCES users(id),
+        PRIMARY KEY (user_id, blocked_id)
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings the database up to the newest schema, one transaction per step.

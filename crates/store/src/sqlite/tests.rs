@@ -25,6 +25,9 @@ fn msg(sender: UserId, peer: UserId, id: &str) -> NewMessage {
             kind: BodyKind::Text,
             content: format!("text {id}"),
         },
+        mentions: Vec::new(),
+        mention_all: false,
+        friends_only: false,
         now_ms: 1,
         origin: None,
     }

@@ -2,6 +2,7 @@
 //! one transaction (each in its own savepoint, so one failure does not undo
 //! the others), commits once, and only then answers each caller.
 
+use super::convs::ConvCache;
 use super::messages;
 use crate::{Appended, CommitFeedSender, Committed, NewMessage, Result, StoreError};
 use rusqlite::Connection;
@@ -11,11 +12,27 @@ use tokio::sync::{mpsc, oneshot};
 
 pub type Job = Box<dyn Work>;
 
+/// What a write sees: the connection inside the open transaction, the
+/// conversation cache, and the messages to publish once the commit is done.
+pub struct Tx<'a> {
+    pub conn: &'a Connection,
+    pub convs: &'a mut ConvCache,
+    publish: &'a mut Vec<Committed>,
+}
+
+impl Tx<'_> {
+    /// Queues a newly stored message for the commit feed. It is published
+    /// after the commit, in order, and dropped if this write rolls back.
+    pub fn publish(&mut self, committed: Committed) {
+        self.publish.push(committed);
+    }
+}
+
 /// One queued write.
 pub trait Work: Send {
     /// Applies the write inside the open transaction; false means it failed
     /// and its savepoint must be rolled back.
-    fn apply(&mut self, conn: &Connection) -> bool;
+    fn apply(&mut self, tx: &mut Tx<'_>) -> bool;
     /// Answers the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, commit: Result<()>);
     /// True for the job that asks the writer to stop.
@@ -43,12 +60,12 @@ impl<F, T> WriteJob<F, T> {
 
 impl<F, T> Work for WriteJob<F, T>
 where
-    F: FnOnce(&Connection) -> Result<T> + Send,
+    F: FnOnce(&mut Tx<'_>) -> Result<T> + Send,
     T: Send,
 {
-    fn apply(&mut self, conn: &Connection) -> bool {
+    fn apply(&mut self, tx: &mut Tx<'_>) -> bool {
         let out = match self.f.take() {
-            Some(f) => f(conn),
+            Some(f) => f(tx),
             None => Err(StoreError::Backend("write applied twice".into())),
         };
         let ok = out.is_ok();
@@ -68,33 +85,40 @@ where
     }
 }
 
-/// A message append: besides answering the caller it publishes the new
-/// message on the commit feed, in commit order, after the commit.
+/// A message append: the hot path, so it has its own job type rather than a
+/// boxed closure. The new message is published on the commit feed.
 pub struct AppendJob {
     new: NewMessage,
-    out: Option<Result<messages::AppendOutcome>>,
+    out: Option<Result<Appended>>,
     reply: Option<oneshot::Sender<Result<Appended>>>,
-    feed: CommitFeedSender,
 }
 
 impl AppendJob {
-    pub fn new(
-        new: NewMessage,
-        reply: oneshot::Sender<Result<Appended>>,
-        feed: CommitFeedSender,
-    ) -> Self {
+    pub fn new(new: NewMessage, reply: oneshot::Sender<Result<Appended>>) -> Self {
         AppendJob {
             new,
             out: None,
             reply: Some(reply),
-            feed,
         }
     }
 }
 
 impl Work for AppendJob {
-    fn apply(&mut self, conn: &Connection) -> bool {
-        let out = messages::append(conn, &self.new);
+    fn apply(&mut self, tx: &mut Tx<'_>) -> bool {
+        let out = messages::append(tx, &self.new).map(|o| {
+            let message = Arc::new(o.message);
+            if let Some(members) = o.members {
+                tx.publish(Committed {
+                    message: message.clone(),
+                    members,
+                    origin: self.new.origin,
+                });
+            }
+            Appended {
+                message,
+                duplicate: o.duplicate,
+            }
+        });
         let ok = out.is_ok();
         self.out = Some(out);
         ok
@@ -102,22 +126,7 @@ impl Work for AppendJob {
 
     fn finish(mut self: Box<Self>, commit: Result<()>) {
         let out = match (commit, self.out.take()) {
-            (Ok(()), Some(Ok(o))) => {
-                let message = Arc::new(o.message);
-                if !o.duplicate {
-                    // The receiver lives as long as the service; if it is gone
-                    // the server is stopping and nobody is left to push to.
-                    let _ = self.feed.send(Committed {
-                        message: message.clone(),
-                        members: o.members.into(),
-                        origin: self.new.origin,
-                    });
-                }
-                Ok(Appended {
-                    message,
-                    duplicate: o.duplicate,
-                })
-            }
+            (Ok(()), Some(Ok(appended))) => Ok(appended),
             (Ok(()), Some(Err(e))) | (Err(e), _) => Err(e),
             (Ok(()), None) => Err(StoreError::Backend("append never applied".into())),
         };
@@ -131,7 +140,7 @@ impl Work for AppendJob {
 pub struct CloseJob(pub Option<oneshot::Sender<()>>);
 
 impl Work for CloseJob {
-    fn apply(&mut self, _conn: &Connection) -> bool {
+    fn apply(&mut self, _tx: &mut Tx<'_>) -> bool {
         true
     }
     fn finish(mut self: Box<Self>, _commit: Result<()>) {
@@ -144,8 +153,15 @@ impl Work for CloseJob {
     }
 }
 
-pub fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
+pub fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    feed: CommitFeedSender,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut convs = ConvCache::default();
+    let mut publish = Vec::new();
     let mut closing = false;
     while !closing {
         let Some(first) = rx.blocking_recv() else {
@@ -161,9 +177,19 @@ pub fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
         closing = batch.iter().any(|j| j.is_close());
         let started = Instant::now();
         let size = batch.len();
-        let commit = apply_batch(&conn, &mut batch);
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, size, "store transaction failed");
+        let commit = apply_batch(&conn, &mut convs, &mut publish, &mut batch);
+        match &commit {
+            // Published before the callers hear back, in commit order. The
+            // receiver lives as long as the service; if it is gone the server
+            // is stopping and nobody is left to push to.
+            Ok(()) => publish.drain(..).for_each(|c| {
+                let _ = feed.send(c);
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, size, "store transaction failed");
+                publish.clear();
+                convs.clear();
+            }
         }
         metrics::histogram!("natter_store_batch_size").record(size as f64);
         metrics::histogram!("natter_store_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -181,7 +207,12 @@ pub fn run(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize) {
     }
 }
 
-fn apply_batch(conn: &Connection, batch: &mut [Job]) -> Result<()> {
+fn apply_batch(
+    conn: &Connection,
+    convs: &mut ConvCache,
+    publish: &mut Vec<Committed>,
+    batch: &mut [Job],
+) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let applied = (|| -> Result<()> {
         // Cached statements: parsing these three per write was a measurable
@@ -191,8 +222,15 @@ fn apply_batch(conn: &Connection, batch: &mut [Job]) -> Result<()> {
         let mut release = conn.prepare_cached("RELEASE job")?;
         for job in batch.iter_mut() {
             savepoint.execute([])?;
-            if !job.apply(conn) {
+            let mark = publish.len();
+            let mut tx = Tx {
+                conn,
+                convs: &mut *convs,
+                publish: &mut *publish,
+            };
+            if !job.apply(&mut tx) {
                 rollback.execute([])?;
+                publish.truncate(mark);
             }
             release.execute([])?;
         }

@@ -1,0 +1,258 @@
+//! Typed calls for friends, groups and rooms, the conversation list, read
+//! cursors, typing and recall. Each sends one request and unwraps its answer.
+
+use crate::conn::{expect_done, unexpected};
+use crate::{Client, ClientError};
+use natter_proto::{pb, ClientFrame, ServerFrame};
+
+macro_rules! call {
+    ($client:expr, $req:ident { $($field:tt)* } => $answer:ident) => {
+        match $client
+            .request(ClientFrame::$req(pb::$req { $($field)* }))
+            .await?
+        {
+            ServerFrame::$answer(a) => Ok(a),
+            other => Err(unexpected(&other)),
+        }
+    };
+    ($client:expr, $req:ident { $($field:tt)* }) => {
+        expect_done(
+            $client
+                .request(ClientFrame::$req(pb::$req { $($field)* }))
+                .await?,
+        )
+    };
+}
+
+type R<T> = Result<T, ClientError>;
+
+impl Client {
+    // ---- friends
+
+    pub async fn friend_request(&self, user_id: u64, message: &str) -> R<pb::FriendRequest> {
+        call!(self, SendFriendRequest { user_id, message: message.into() } => FriendRequest)
+    }
+
+    pub async fn respond_friend_request(
+        &self,
+        request_id: u64,
+        accept: bool,
+        reply: &str,
+    ) -> R<pb::FriendRequest> {
+        call!(self, RespondFriendRequest { request_id, accept, reply: reply.into() } => FriendRequest)
+    }
+
+    pub async fn friend_requests(&self) -> R<pb::FriendRequests> {
+        call!(self, ListFriendRequests {} => FriendRequests)
+    }
+
+    pub async fn friends(&self) -> R<pb::Friends> {
+        call!(self, ListFriends {} => Friends)
+    }
+
+    pub async fn set_remark(&self, user_id: u64, remark: &str) -> R<()> {
+        call!(
+            self,
+            SetFriendRemark {
+                user_id,
+                remark: remark.into()
+            }
+        )
+    }
+
+    pub async fn remove_friend(&self, user_id: u64) -> R<()> {
+        call!(self, RemoveFriend { user_id })
+    }
+
+    pub async fn block(&self, user_id: u64, blocked: bool) -> R<()> {
+        call!(self, BlockUser { user_id, blocked })
+    }
+
+    pub async fn search_users(&self, prefix: &str, limit: u32) -> R<Vec<pb::User>> {
+        call!(self, SearchUsers { prefix: prefix.into(), limit } => Users).map(|u| u.users)
+    }
+
+    /// Makes two clients friends: `self` asks, `other` accepts.
+    pub async fn befriend(&self, other: &Client, other_id: u64) -> R<()> {
+        let r = self.friend_request(other_id, "").await?;
+        if r.status() == pb::FriendRequestStatus::Pending {
+            other.respond_friend_request(r.request_id, true, "").await?;
+        }
+        Ok(())
+    }
+
+    // ---- groups and rooms
+
+    pub async fn create_group(
+        &self,
+        kind: pb::ConversationKind,
+        name: &str,
+        join_policy: pb::JoinPolicy,
+        member_ids: Vec<u64>,
+    ) -> R<pb::GroupInfo> {
+        call!(self, CreateGroup {
+            kind: kind as i32,
+            name: name.into(),
+            notice: String::new(),
+            join_policy: join_policy as i32,
+            member_ids,
+        } => GroupInfo)
+    }
+
+    pub async fn group(&self, conversation_id: u64) -> R<pb::GroupInfo> {
+        call!(self, GetGroup { conversation_id } => GroupInfo)
+    }
+
+    pub async fn my_groups(&self) -> R<Vec<pb::GroupInfo>> {
+        call!(self, ListGroups {} => GroupList).map(|g| g.groups)
+    }
+
+    pub async fn rooms(&self, prefix: &str, after_id: u64, limit: u32) -> R<Vec<pb::GroupInfo>> {
+        call!(self, ListRooms { prefix: prefix.into(), after_id, limit } => GroupList)
+            .map(|g| g.groups)
+    }
+
+    pub async fn members(
+        &self,
+        conversation_id: u64,
+        after_user_id: u64,
+        limit: u32,
+    ) -> R<pb::Members> {
+        call!(self, GetMembers { conversation_id, after_user_id, limit } => Members)
+    }
+
+    pub async fn join_group(&self, conversation_id: u64, message: &str) -> R<pb::JoinResult> {
+        call!(self, JoinGroup { conversation_id, message: message.into() } => JoinResult)
+    }
+
+    pub async fn invite(&self, conversation_id: u64, user_ids: Vec<u64>) -> R<()> {
+        call!(
+            self,
+            InviteMembers {
+                conversation_id,
+                user_ids
+            }
+        )
+    }
+
+    pub async fn leave_group(&self, conversation_id: u64) -> R<()> {
+        call!(self, LeaveGroup { conversation_id })
+    }
+
+    pub async fn kick(&self, conversation_id: u64, user_id: u64) -> R<()> {
+        call!(
+            self,
+            KickMember {
+                conversation_id,
+                user_id
+            }
+        )
+    }
+
+    pub async fn set_role(&self, conversation_id: u64, user_id: u64, role: pb::Role) -> R<()> {
+        call!(
+            self,
+            SetRole {
+                conversation_id,
+                user_id,
+                role: role as i32
+            }
+        )
+    }
+
+    pub async fn transfer_ownership(&self, conversation_id: u64, user_id: u64) -> R<()> {
+        call!(
+            self,
+            TransferOwnership {
+                conversation_id,
+                user_id
+            }
+        )
+    }
+
+    pub async fn mute(&self, conversation_id: u64, user_id: u64, duration_secs: u32) -> R<()> {
+        call!(
+            self,
+            MuteMember {
+                conversation_id,
+                user_id,
+                duration_secs
+            }
+        )
+    }
+
+    pub async fn update_group(&self, update: pb::UpdateGroup) -> R<pb::GroupInfo> {
+        match self.request(ClientFrame::UpdateGroup(update)).await? {
+            ServerFrame::GroupInfo(g) => Ok(g),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    pub async fn dismiss(&self, conversation_id: u64) -> R<()> {
+        call!(self, DismissGroup { conversation_id })
+    }
+
+    pub async fn join_requests(&self, conversation_id: u64) -> R<Vec<pb::JoinRequest>> {
+        call!(self, ListJoinRequests { conversation_id } => JoinRequests).map(|j| j.requests)
+    }
+
+    pub async fn respond_join(&self, conversation_id: u64, user_id: u64, accept: bool) -> R<()> {
+        call!(
+            self,
+            RespondJoinRequest {
+                conversation_id,
+                user_id,
+                accept
+            }
+        )
+    }
+
+    // ---- conversations
+
+    /// Sends text into an existing conversation (1:1, group or room).
+    pub async fn send_to(
+        &self,
+        conversation_id: u64,
+        client_msg_id: &str,
+        text: &str,
+    ) -> R<pb::SendAck> {
+        self.send(pb::Send {
+            client_msg_id: client_msg_id.into(),
+            target: Some(pb::send::Target::ConversationId(conversation_id)),
+            body: Some(pb::Body {
+                kind: pb::BodyKind::Text as i32,
+                content: text.into(),
+            }),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn conversations(&self, limit: u32) -> R<Vec<pb::ConversationSummary>> {
+        call!(self, ListConversations { limit } => ConversationList).map(|c| c.conversations)
+    }
+
+    pub async fn mark_read(&self, conversation_id: u64, seq: u64) -> R<()> {
+        call!(
+            self,
+            MarkRead {
+                conversation_id,
+                seq
+            }
+        )
+    }
+
+    pub async fn typing(&self, conversation_id: u64) -> R<()> {
+        call!(self, Typing { conversation_id })
+    }
+
+    pub async fn recall(&self, conversation_id: u64, seq: u64) -> R<()> {
+        call!(
+            self,
+            Recall {
+                conversation_id,
+                seq
+            }
+        )
+    }
+}

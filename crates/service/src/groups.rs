@@ -1,0 +1,207 @@
+//! Groups and rooms: the rules on names and sizes, then the store does the
+//! change (with its system event) in one transaction.
+
+use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
+use natter_store::{
+    ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
+    JoinPolicy, JoinRequestRecord, MemberRecord, NewGroup, UserId,
+};
+
+const MAX_NAME_BYTES: usize = 64;
+const MAX_NOTICE_BYTES: usize = 2048;
+
+fn check_name(name: &str) -> Result<String, ServiceError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(ServiceError::InvalidArgument(format!(
+            "a group name must be 1-{MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_notice(notice: &str) -> Result<(), ServiceError> {
+    if notice.len() > MAX_NOTICE_BYTES {
+        return Err(ServiceError::InvalidArgument(format!(
+            "a group notice must be at most {MAX_NOTICE_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Service {
+    fn group_limits(&self) -> GroupLimits {
+        GroupLimits {
+            max_members: self.inner.config.max_group_members,
+            room_history: self.inner.config.room_history,
+        }
+    }
+
+    pub async fn create_group(
+        &self,
+        s: &SessionInfo,
+        kind: ConversationKind,
+        name: &str,
+        notice: &str,
+        join_policy: JoinPolicy,
+        members: Vec<UserId>,
+    ) -> Result<GroupRecord, ServiceError> {
+        if kind == ConversationKind::Direct {
+            return Err(ServiceError::InvalidArgument(
+                "kind must be GROUP or ROOM".into(),
+            ));
+        }
+        let name = check_name(name)?;
+        check_notice(notice)?;
+        let limits = self.group_limits();
+        if members.len() >= limits.max_members as usize {
+            return Err(ServiceError::GroupFull(limits.max_members));
+        }
+        let new = NewGroup {
+            creator: s.user_id,
+            kind,
+            name,
+            notice: notice.to_owned(),
+            join_policy,
+            members,
+            now_ms: now_ms(),
+        };
+        Ok(self.inner.store.create_group(new, limits).await?)
+    }
+
+    pub async fn group(
+        &self,
+        s: &SessionInfo,
+        id: ConversationId,
+    ) -> Result<GroupRecord, ServiceError> {
+        Ok(self.inner.store.group(id, s.user_id).await?)
+    }
+
+    pub async fn my_groups(&self, s: &SessionInfo) -> Result<Vec<GroupRecord>, ServiceError> {
+        Ok(self.inner.store.groups_of(s.user_id).await?)
+    }
+
+    pub async fn rooms(
+        &self,
+        s: &SessionInfo,
+        prefix: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>, ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .rooms(s.user_id, prefix.trim(), after, limit.clamp(1, 100))
+            .await?)
+    }
+
+    pub async fn members(
+        &self,
+        s: &SessionInfo,
+        id: ConversationId,
+        after: UserId,
+        limit: usize,
+    ) -> Result<(Vec<MemberRecord>, bool), ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .members(id, s.user_id, after, limit.clamp(1, 500))
+            .await?)
+    }
+
+    /// Joins at once when the group is open (rooms always are); otherwise
+    /// files a request and tells the owner and admins. Returns true when
+    /// now a member.
+    pub async fn join_group(
+        &self,
+        s: &SessionInfo,
+        id: ConversationId,
+        message: &str,
+    ) -> Result<bool, ServiceError> {
+        if message.len() > 256 {
+            return Err(ServiceError::InvalidArgument(
+                "the join message must be at most 256 bytes".into(),
+            ));
+        }
+        let out = self
+            .inner
+            .store
+            .join_group(s.user_id, id, message, self.group_limits(), now_ms())
+            .await?;
+        match out {
+            JoinOutcome::Joined => Ok(true),
+            JoinOutcome::Pending { request, approvers } => {
+                self.inner.events.publish(Event::JoinRequest {
+                    request,
+                    to: approvers,
+                });
+                Ok(false)
+            }
+        }
+    }
+
+    pub async fn group_action(
+        &self,
+        s: &SessionInfo,
+        id: ConversationId,
+        action: GroupAction,
+    ) -> Result<(), ServiceError> {
+        if let GroupAction::Update { name, notice, .. } = &action {
+            if let Some(n) = name {
+                check_name(n)?;
+            }
+            if let Some(n) = notice {
+                check_notice(n)?;
+            }
+        }
+        let action = match action {
+            GroupAction::Update {
+                name,
+                notice,
+                join_policy,
+                muted_all,
+            } => GroupAction::Update {
+                name: name.map(|n| n.trim().to_owned()),
+                notice,
+                join_policy,
+                muted_all,
+            },
+            GroupAction::Invite(users)
+                if users.len() > self.inner.config.max_group_members as usize =>
+            {
+                return Err(ServiceError::GroupFull(self.inner.config.max_group_members))
+            }
+            other => other,
+        };
+        Ok(self
+            .inner
+            .store
+            .group_action(s.user_id, id, action, self.group_limits(), now_ms())
+            .await?)
+    }
+
+    /// Mutes a member for `secs` seconds (0 unmutes).
+    pub async fn mute_member(
+        &self,
+        s: &SessionInfo,
+        id: ConversationId,
+        user: UserId,
+        secs: u32,
+    ) -> Result<(), ServiceError> {
+        let until = if secs == 0 {
+            0
+        } else {
+            now_ms() + secs as i64 * 1000
+        };
+        self.group_action(s, id, GroupAction::Mute(user, until))
+            .await
+    }
+
+    pub async fn join_requests(
+        &self,
+        s: &SessionInfo,
+        id: ConversationId,
+    ) -> Result<Vec<JoinRequestRecord>, ServiceError> {
+        Ok(self.inner.store.join_requests(s.user_id, id).await?)
+    }
+}

@@ -1,0 +1,161 @@
+//! Friends, friend requests, blocks, user search and presence.
+
+use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
+use natter_store::{FriendList, FriendRecord, FriendRequestRecord, UserId};
+
+/// The longest friend request message, reply or remark.
+const MAX_NOTE_BYTES: usize = 256;
+
+/// A friend as a client sees them: the stored record plus live presence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FriendView {
+    pub friend: FriendRecord,
+    pub online: bool,
+}
+
+fn check_note(what: &str, text: &str) -> Result<(), ServiceError> {
+    if text.len() > MAX_NOTE_BYTES {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} must be at most {MAX_NOTE_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Service {
+    pub async fn send_friend_request(
+        &self,
+        s: &SessionInfo,
+        to: UserId,
+        message: &str,
+    ) -> Result<FriendRequestRecord, ServiceError> {
+        check_note("the request message", message)?;
+        let out = self
+            .inner
+            .store
+            .send_friend_request(s.user_id, to, message, now_ms())
+            .await?;
+        if out.notify {
+            self.announce_request(&out.request);
+        }
+        Ok(out.request)
+    }
+
+    pub async fn respond_friend_request(
+        &self,
+        s: &SessionInfo,
+        request: u64,
+        accept: bool,
+        reply: &str,
+    ) -> Result<FriendRequestRecord, ServiceError> {
+        check_note("the reply", reply)?;
+        let r = self
+            .inner
+            .store
+            .respond_friend_request(s.user_id, request, accept, reply, now_ms())
+            .await?;
+        self.announce_request(&r);
+        Ok(r)
+    }
+
+    /// Both sides hear of a request and of its answer, on every device.
+    fn announce_request(&self, r: &FriendRequestRecord) {
+        self.inner.events.publish(Event::FriendRequest {
+            request: r.clone(),
+            to: vec![r.from, r.to],
+        });
+    }
+
+    pub async fn friend_requests(
+        &self,
+        s: &SessionInfo,
+    ) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>), ServiceError> {
+        Ok(self.inner.store.friend_requests(s.user_id).await?)
+    }
+
+    pub async fn friends(
+        &self,
+        s: &SessionInfo,
+    ) -> Result<(Vec<FriendView>, Vec<(UserId, String)>), ServiceError> {
+        let FriendList { friends, blocked } = self.inner.store.friends(s.user_id).await?;
+        let friends = friends
+            .into_iter()
+            .map(|friend| FriendView {
+                online: self.inner.events.is_online(friend.user_id),
+                friend,
+            })
+            .collect();
+        Ok((friends, blocked))
+    }
+
+    pub async fn set_remark(
+        &self,
+        s: &SessionInfo,
+        friend: UserId,
+        remark: &str,
+    ) -> Result<(), ServiceError> {
+        check_note("the remark", remark)?;
+        Ok(self
+            .inner
+            .store
+            .set_remark(s.user_id, friend, remark.trim())
+            .await?)
+    }
+
+    pub async fn remove_friend(&self, s: &SessionInfo, other: UserId) -> Result<(), ServiceError> {
+        Ok(self.inner.store.remove_friend(s.user_id, other).await?)
+    }
+
+    pub async fn set_blocked(
+        &self,
+        s: &SessionInfo,
+        other: UserId,
+        blocked: bool,
+    ) -> Result<(), ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .set_blocked(s.user_id, other, blocked)
+            .await?)
+    }
+
+    pub async fn search_users(
+        &self,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(UserId, String)>, ServiceError> {
+        let prefix = prefix.trim().to_ascii_lowercase();
+        if prefix.is_empty() || prefix.len() > 32 {
+            return Err(ServiceError::InvalidArgument(
+                "the search prefix must be 1-32 bytes".into(),
+            ));
+        }
+        let users = self
+            .inner
+            .store
+            .search_users(&prefix, limit.clamp(1, 50))
+            .await?;
+        Ok(users.into_iter().map(|u| (u.id, u.username)).collect())
+    }
+
+    /// Tells a user's online friends that their presence may have changed.
+    /// The state sent is the one at the time of sending, so a quick
+    /// disconnect and reconnect cannot leave friends with a stale answer.
+    pub async fn presence_changed(&self, user: UserId) {
+        let friends = match self.inner.store.friend_ids(user).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, user, "cannot load friends for presence");
+                return;
+            }
+        };
+        if friends.is_empty() {
+            return;
+        }
+        self.inner.events.publish(Event::Presence {
+            user_id: user,
+            online: self.inner.events.is_online(user),
+            to: friends,
+        });
+    }
+}

@@ -1,0 +1,295 @@
+//! Friends, friend requests and blocks.
+
+use crate::{
+    FriendList, FriendRecord, FriendRequestOutcome, FriendRequestRecord, RequestStatus, Result,
+    StoreError, UserId, UserRecord,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const REQUEST_SELECT: &str = "SELECT r.id, r.from_id, f.username, r.to_id, t.username, r.message,
+    r.status, r.reply, r.created_at_ms, r.decided_at_ms
+    FROM friend_requests r JOIN users f ON f.id = r.from_id JOIN users t ON t.id = r.to_id";
+
+/// Requests listed at most, each way.
+const MAX_LISTED: i64 = 200;
+
+fn request_row(r: &Row<'_>) -> rusqlite::Result<FriendRequestRecord> {
+    Ok(FriendRequestRecord {
+        id: r.get(0)?,
+        from: r.get(1)?,
+        from_name: r.get(2)?,
+        to: r.get(3)?,
+        to_name: r.get(4)?,
+        message: r.get(5)?,
+        status: RequestStatus::from_i64(r.get(6)?),
+        reply: r.get(7)?,
+        created_at_ms: r.get(8)?,
+        decided_at_ms: r.get(9)?,
+    })
+}
+
+fn request(conn: &Connection, id: u64) -> Result<Option<FriendRequestRecord>> {
+    let sql = format!("{REQUEST_SELECT} WHERE r.id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], request_row)
+        .optional()?)
+}
+
+pub fn are_friends(conn: &Connection, a: UserId, b: UserId) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2")?
+        .query_row([a, b], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn has_blocked(conn: &Connection, user: UserId, other: UserId) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2")?
+        .query_row([user, other], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+pub fn active_user(conn: &Connection, id: UserId) -> Result<()> {
+    let disabled: Option<bool> = conn
+        .prepare_cached("SELECT disabled FROM users WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    match disabled {
+        Some(false) => Ok(()),
+        _ => Err(StoreError::NotFound("user")),
+    }
+}
+
+fn befriend(conn: &Connection, a: UserId, b: UserId, now_ms: i64) -> Result<()> {
+    let mut add = conn.prepare_cached(
+        "INSERT OR IGNORE INTO friends (user_id, friend_id, since_ms) VALUES (?1, ?2, ?3)",
+    )?;
+    add.execute(params![a, b, now_ms])?;
+    add.execute(params![b, a, now_ms])?;
+    Ok(())
+}
+
+fn decide(
+    conn: &Connection,
+    id: u64,
+    status: RequestStatus,
+    reply: &str,
+    now_ms: i64,
+) -> Result<FriendRequestRecord> {
+    conn.prepare_cached(
+        "UPDATE friend_requests SET status = ?2, reply = ?3, decided_at_ms = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id, status as i64, reply, now_ms])?;
+    request(conn, id)?.ok_or(StoreError::NotFound("friend request"))
+}
+
+pub fn send_request(
+    conn: &Connection,
+    from: UserId,
+    to: UserId,
+    message: &str,
+    now_ms: i64,
+) -> Result<FriendRequestOutcome> {
+    if from == to {
+        return Err(StoreError::Invalid("cannot befriend yourself"));
+    }
+    active_user(conn, to)?;
+    if are_friends(conn, from, to)? {
+        return Err(StoreError::Invalid("already friends"));
+    }
+    let blocked = has_blocked(conn, to, from)?;
+    let pending = |a: UserId, b: UserId| -> Result<Option<u64>> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT id FROM friend_requests WHERE from_id = ?1 AND to_id = ?2 AND status = 1
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([a, b], |r| r.get(0))
+            .optional()?)
+    };
+    // Both asked: the second request accepts the first.
+    if let Some(theirs) = pending(to, from)? {
+        if !blocked {
+            befriend(conn, from, to, now_ms)?;
+            let request = decide(conn, theirs, RequestStatus::Accepted, message, now_ms)?;
+            return Ok(FriendRequestOutcome {
+                request,
+                notify: true,
+            });
+        }
+    }
+    let id = match pending(from, to)? {
+        Some(id) => {
+            conn.prepare_cached(
+                "UPDATE friend_requests SET message = ?2, created_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, message, now_ms])?;
+            id
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO friend_requests (from_id, to_id, message, status, created_at_ms)
+                 VALUES (?1, ?2, ?3, 1, ?4)",
+            )?
+            .execute(params![from, to, message, now_ms])?;
+            conn.last_insert_rowid() as u64
+        }
+    };
+    let request = request(conn, id)?.ok_or(StoreError::NotFound("friend request"))?;
+    Ok(FriendRequestOutcome {
+        request,
+        notify: !blocked,
+    })
+}
+
+pub fn respond(
+    conn: &Connection,
+    me: UserId,
+    id: u64,
+    accept: bool,
+    reply: &str,
+    now_ms: i64,
+) -> Result<FriendRequestRecord> {
+    let r = request(conn, id)?
+        .filter(|r| r.to == me && r.status == RequestStatus::Pending)
+        .ok_or(StoreError::NotFound("pending friend request"))?;
+    if accept {
+        active_user(conn, r.from)?;
+        befriend(conn, r.from, me, now_ms)?;
+    }
+    let status = if accept {
+        RequestStatus::Accepted
+    } else {
+        RequestStatus::Rejected
+    };
+    decide(conn, id, status, reply, now_ms)
+}
+
+/// Pending requests to `me`, hiding those from users `me` has blocked.
+pub fn pending_incoming(conn: &Connection, me: UserId) -> Result<Vec<FriendRequestRecord>> {
+    let sql = format!(
+        "{REQUEST_SELECT} WHERE r.to_id = ?1 AND r.status = 1
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = r.from_id)
+         ORDER BY r.id DESC LIMIT ?2"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_map(params![me, MAX_LISTED], request_row)?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn requests(
+    conn: &Connection,
+    me: UserId,
+) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>)> {
+    let incoming_sql = format!(
+        "{REQUEST_SELECT} WHERE r.to_id = ?1
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = r.from_id)
+         ORDER BY r.id DESC LIMIT ?2"
+    );
+    let outgoing_sql = format!("{REQUEST_SELECT} WHERE r.from_id = ?1 ORDER BY r.id DESC LIMIT ?2");
+    let incoming = conn
+        .prepare_cached(&incoming_sql)?
+        .query_map(params![me, MAX_LISTED], request_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let outgoing = conn
+        .prepare_cached(&outgoing_sql)?
+        .query_map(params![me, MAX_LISTED], request_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok((incoming, outgoing))
+}
+
+pub fn friends(conn: &Connection, me: UserId) -> Result<FriendList> {
+    let friends = conn
+        .prepare_cached(
+            "SELECT f.friend_id, u.username, f.remark, f.since_ms,
+                    EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = f.friend_id)
+             FROM friends f JOIN users u ON u.id = f.friend_id
+             WHERE f.user_id = ?1 ORDER BY u.username",
+        )?
+        .query_map([me], |r| {
+            Ok(FriendRecord {
+                user_id: r.get(0)?,
+                username: r.get(1)?,
+                remark: r.get(2)?,
+                since_ms: r.get(3)?,
+                blocked: r.get(4)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let blocked = conn
+        .prepare_cached(
+            "SELECT b.blocked_id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id
+             WHERE b.user_id = ?1 ORDER BY u.username",
+        )?
+        .query_map([me], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(FriendList { friends, blocked })
+}
+
+pub fn friend_ids(conn: &Connection, me: UserId) -> Result<Vec<UserId>> {
+    Ok(conn
+        .prepare_cached("SELECT friend_id FROM friends WHERE user_id = ?1")?
+        .query_map([me], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn set_remark(conn: &Connection, me: UserId, friend: UserId, remark: &str) -> Result<()> {
+    let n = conn
+        .prepare_cached("UPDATE friends SET remark = ?3 WHERE user_id = ?1 AND friend_id = ?2")?
+        .execute(params![me, friend, remark])?;
+    if n == 0 {
+        return Err(StoreError::NotFound("friend"));
+    }
+    Ok(())
+}
+
+pub fn remove(conn: &Connection, me: UserId, other: UserId) -> Result<()> {
+    let n = conn
+        .prepare_cached(
+            "DELETE FROM friends WHERE (user_id = ?1 AND friend_id = ?2)
+                OR (user_id = ?2 AND friend_id = ?1)",
+        )?
+        .execute([me, other])?;
+    if n == 0 {
+        return Err(StoreError::NotFound("friend"));
+    }
+    Ok(())
+}
+
+pub fn set_blocked(conn: &Connection, me: UserId, other: UserId, blocked: bool) -> Result<()> {
+    if me == other {
+        return Err(StoreError::Invalid("cannot block yourself"));
+    }
+    active_user(conn, other)?;
+    let sql = if blocked {
+        "INSERT OR IGNORE INTO blocks (user_id, blocked_id) VALUES (?1, ?2)"
+    } else {
+        "DELETE FROM blocks WHERE user_id = ?1 AND blocked_id = ?2"
+    };
+    conn.prepare_cached(sql)?.execute([me, other])?;
+    Ok(())
+}
+
+/// Users whose name starts with `prefix`, by name. Names are ASCII below
+/// 0x7f, so the range below is exactly the prefix and uses the name index.
+pub fn search(conn: &Connection, prefix: &str, limit: usize) -> Result<Vec<UserRecord>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, username, password_hash, disabled FROM users
+             WHERE username >= ?1 AND username < ?1 || char(127) AND disabled = 0
+             ORDER BY username LIMIT ?2",
+        )?
+        .query_map(params![prefix, limit as i64], |r| {
+            Ok(UserRecord {
+                id: r.get(0)?,
+                username: r.get(1)?,
+                password_hash: r.get(2)?,
+                disabled: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?)
+}
