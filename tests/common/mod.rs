@@ -221,3 +221,57 @@ pub fn disconnect_reason(frames: &[ServerFrame]) -> Option<pb::DisconnectReason>
         _ => None,
     })
 }
+
+/// Waits for the first push `pick` accepts, skipping the others.
+pub async fn next_push<T>(c: &mut Client, mut pick: impl FnMut(ServerFrame) -> Option<T>) -> T {
+    loop {
+        match tokio::time::timeout(WAIT, c.next_push()).await {
+            Ok(Some(f)) => {
+                if let Some(t) = pick(f) {
+                    return t;
+                }
+            }
+            Ok(None) => panic!("connection closed while waiting for a push"),
+            Err(_) => panic!("no matching push within {WAIT:?}"),
+        }
+    }
+}
+
+/// Every push that arrives within `quiet` of the previous one.
+pub async fn drain_pushes(c: &mut Client, quiet: Duration) -> Vec<ServerFrame> {
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = tokio::time::timeout(quiet, c.next_push()).await {
+        out.push(f);
+    }
+    out
+}
+
+/// The messages among some pushes.
+pub fn messages_in(frames: &[ServerFrame]) -> Vec<pb::Message> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::MessagePush(p) => p.message.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A system event's JSON, or None for other messages.
+pub fn system_event(m: &pb::Message) -> Option<serde_json::Value> {
+    let b = m.body.as_ref()?;
+    (b.kind() == pb::BodyKind::System).then(|| serde_json::from_str(&b.content).expect("JSON"))
+}
+
+/// The error code of a failed call.
+pub fn code<T: std::fmt::Debug>(r: Result<T, natter_client::ClientError>) -> pb::ErrorCode {
+    r.expect_err("the call should have failed")
+        .code()
+        .expect("a server error")
+}
+
+/// A server where 1:1 messages need friendship, as by default.
+pub async fn friends_only_server() -> TestServer {
+    TestServer::start_with(|c| c.social.direct_messages = natter::config::DirectMessages::Friends)
+        .await
+}

@@ -58,6 +58,9 @@ impl Inbox {
         loop {
             let p = client.sync_page(self.cursors(), page).await?;
             for c in p.conversations {
+                // A member of a group sees nothing before their join point.
+                let cur = self.cursors.entry(c.conversation_id).or_insert(0);
+                *cur = (*cur).max(c.joined_seq);
                 self.conversations.insert(c.conversation_id, c);
             }
             for m in p.messages {
