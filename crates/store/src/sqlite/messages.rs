@@ -67,6 +67,9 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     }
     let (conversation_id, members, mentions) = match new.target {
         Target::Peer(peer) => {
+            if !new.mentions.is_empty() || new.mention_all {
+                return Err(StoreError::Invalid("mentions are for groups and rooms"));
+            }
             may_message(conn, new.sender_id, peer, new.friends_only)?;
             let id = direct_conversation(conn, new.sender_id, peer, new.now_ms)?;
             let members: Arc<[UserId]> =
