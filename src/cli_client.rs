@@ -1,6 +1,7 @@
 //! `natter client ...`: a command-line client for people and scripts.
 //! Output with `--json` is one JSON object per line.
 
+use crate::cli_social::{self, FriendOp, GroupOp, Output};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use natter_client::{pb, Client, ConnectOptions, Inbox, ServerFrame};
@@ -63,6 +64,45 @@ pub enum ClientCommand {
         limit: u32,
         #[arg(long)]
         json: bool,
+    },
+    /// Friends: requests, list, remarks, blocks, search.
+    Friend {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        out: Output,
+        #[command(subcommand)]
+        op: FriendOp,
+    },
+    /// Groups and rooms: create, join, members, roles, moderation, send.
+    Group {
+        #[command(flatten)]
+        login: Login,
+        #[command(flatten)]
+        out: Output,
+        #[command(subcommand)]
+        op: GroupOp,
+    },
+    /// Every conversation with its last message and unread count.
+    Conversations {
+        #[command(flatten)]
+        login: Login,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a conversation read up to a seq.
+    Read {
+        #[command(flatten)]
+        login: Login,
+        conversation: u64,
+        seq: u64,
+    },
+    /// Recall one of your messages (or, as a group admin, anyone's).
+    Recall {
+        #[command(flatten)]
+        login: Login,
+        conversation: u64,
+        seq: u64,
     },
     /// Print messages as they arrive until interrupted (or --count arrive).
     Listen {
@@ -226,6 +266,46 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 print(m, &names, to, json_out);
             }
         }
+        ClientCommand::Friend { login: l, out, op } => {
+            let (c, _) = login(server, &l).await?;
+            cli_social::friend(&c, op, out.json).await?;
+        }
+        ClientCommand::Group { login: l, out, op } => {
+            let (c, _) = login(server, &l).await?;
+            cli_social::group(&c, op, out.json).await?;
+        }
+        ClientCommand::Conversations { login: l, json } => {
+            let (c, _) = login(server, &l).await?;
+            for s in c.conversations(0).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&s)?);
+                } else {
+                    let last = s.last_message.as_ref().and_then(|m| m.body.as_ref());
+                    let last = last.map(|b| b.content.as_str()).unwrap_or("");
+                    let flag = if s.mentioned { " @" } else { "" };
+                    println!(
+                        "[{}] {} unread {}{flag}: {last}",
+                        s.conversation_id, s.title, s.unread
+                    );
+                }
+            }
+        }
+        ClientCommand::Read {
+            login: l,
+            conversation,
+            seq,
+        } => {
+            let (c, _) = login(server, &l).await?;
+            c.mark_read(conversation, seq).await?;
+        }
+        ClientCommand::Recall {
+            login: l,
+            conversation,
+            seq,
+        } => {
+            let (c, _) = login(server, &l).await?;
+            c.recall(conversation, seq).await.context("recall failed")?;
+        }
         ClientCommand::Listen {
             login: l,
             count,
@@ -271,8 +351,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client message id unique enough for one user: time plus randomness.
-fn new_client_msg_id() -> String {
+/// A client message id unique enough for one user: time plus process id.
+pub(crate) fn new_client_msg_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

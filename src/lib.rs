@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli_client;
+pub mod cli_social;
 pub mod config;
 pub mod server;
 

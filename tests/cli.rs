@@ -269,3 +269,90 @@ async fn listen_prints_live_messages_and_history_prints_the_conversation() {
         .collect();
     assert_eq!(seqs, vec![1, 2, 3], "oldest first");
 }
+
+/// Runs `natter client <cmd> --user <user> ... --json` and returns its JSON
+/// lines, failing the test on a non-zero exit.
+async fn json_lines(server: &str, user: &str, cmd: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec!["client", "--server", server];
+    args.extend_from_slice(&cmd[..1]);
+    args.extend_from_slice(&["--user", user, "--password", PASSWORD]);
+    args.extend_from_slice(&cmd[1..]);
+    args.push("--json");
+    let out = natter(&args).await;
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn friends_groups_and_the_conversation_list_from_the_cli() {
+    let server = friends_only_server().await;
+    let s = server.tcp.as_str();
+    for user in ["alice", "bob", "carol"] {
+        server
+            .client()
+            .await
+            .register(user, PASSWORD)
+            .await
+            .unwrap();
+    }
+    let r = json_lines(s, "alice", &["friend", "add", "bob", "--message", "hi"]).await;
+    let request_id = r[0]["request_id"].as_u64().unwrap().to_string();
+    let incoming = json_lines(s, "bob", &["friend", "requests"]).await;
+    assert_eq!(incoming[0]["from_username"], "alice");
+    assert_eq!(incoming[0]["message"], "hi");
+    json_lines(
+        s,
+        "bob",
+        &["friend", "accept", &request_id, "--reply", "ok"],
+    )
+    .await;
+    let friends = json_lines(s, "alice", &["friend", "list"]).await;
+    assert_eq!(friends.len(), 1);
+    assert_eq!(friends[0]["username"], "bob");
+
+    let g = json_lines(s, "alice", &["group", "create", "team", "--members", "bob"]).await;
+    assert_eq!(g[0]["member_count"], 2);
+    let id = g[0]["conversation_id"].as_u64().unwrap().to_string();
+    let ack = json_lines(
+        s,
+        "bob",
+        &["group", "send", &id, "hello @alice", "--mention", "alice"],
+    )
+    .await;
+    assert_eq!(ack[0]["seq"], 2);
+    let list = json_lines(s, "alice", &["conversations"]).await;
+    assert_eq!(list[0]["title"], "team");
+    assert_eq!(list[0]["unread"], 1);
+    assert_eq!(list[0]["mentioned"], true);
+    let members = json_lines(s, "alice", &["group", "members", &id]).await;
+    assert_eq!(members.len(), 2);
+
+    // A refusal exits non-zero with the server's reason.
+    let out = natter(&[
+        "client",
+        "--server",
+        s,
+        "group",
+        "--user",
+        "carol",
+        "--password",
+        PASSWORD,
+        "send",
+        &id,
+        "let me in",
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a member"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
