@@ -233,6 +233,9 @@ pub fn target(t: Option<pb::send::Target>) -> Result<Target, ServiceError> {
 }
 
 pub fn error(e: &ServiceError) -> ServerFrame {
+    if let ServiceError::GroupFull(_) = e {
+        metrics::counter!("natter_limit_hits_total", "limit" => "group_size").increment(1);
+    }
     let code = match e {
         ServiceError::InvalidArgument(_) => ErrorCode::InvalidArgument,
         ServiceError::UsernameTaken => ErrorCode::UsernameTaken,
