@@ -36,6 +36,8 @@ argon2_memory_kib = 64
 argon2_iterations = 1
 [log]
 level = "warn"
+[social]
+max_group_members = 10000
 TOML
 
 start_server() {
@@ -48,7 +50,9 @@ stop_server() { kill -TERM "$SERVER"; wait "$SERVER" || true; }
 bench() { "$BIN" bench "$@" --server "127.0.0.1:$PORT" --server-pid "$SERVER" --tokens "$WORK/tokens.json" --json; }
 
 if [ -n "$QUICK" ]; then CONNS="500 1000"; BIG=2000; RATES="1000 5000"; DUR=3; DM_CLIENTS=200
+  GROUP=500; GROUP_RATES="20 50"
 else CONNS="1000 5000 10000 19000"; BIG=19000; RATES="5000 10000 15000 20000 30000 50000"; DUR=10; DM_CLIENTS=2000
+  GROUP=5000; GROUP_RATES="20 50 100"
 fi
 
 start_server
@@ -67,6 +71,12 @@ bench storm --clients "$BIG" --procs 3 --source-ips | tee "$OUT/storm.json"
 : > "$OUT/dm.jsonl"
 for r in $RATES; do
   bench dm --clients "$DM_CLIENTS" --rate "$r" --duration "$DUR" | tee -a "$OUT/dm.jsonl"
+done
+
+# One group of $GROUP members, 10 of them sending; each run makes a new group.
+: > "$OUT/group.jsonl"
+for r in $GROUP_RATES; do
+  bench group --clients "$GROUP" --senders 10 --rate "$r" --duration "$DUR" | tee -a "$OUT/group.jsonl"
 done
 stop_server
 

@@ -79,3 +79,40 @@ async fn dm_connect_and_storm_report_consistent_counts() {
     .await;
     assert_eq!(r["connected"], 8);
 }
+
+#[tokio::test]
+async fn group_scenario_counts_every_delivery_to_every_member() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    let r = bench(
+        &server,
+        &tokens,
+        &[
+            "group",
+            "--clients",
+            "30",
+            "--senders",
+            "3",
+            "--rate",
+            "60",
+            "--duration",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(r["scenario"], "group");
+    assert_eq!(r["connected"], 30);
+    let acked = r["acked"].as_u64().unwrap();
+    assert!(acked >= 45, "open loop at 60/s for 1 s acked {acked}");
+    // Every member but the 3 senders receives every message.
+    assert_eq!(r["delivered"].as_u64(), Some(acked * 27));
+    assert_eq!(
+        (
+            r["lost"].as_u64(),
+            r["duplicates"].as_u64(),
+            r["out_of_order"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+}

@@ -8,6 +8,7 @@
 //! server cannot hide its slowness by slowing the sender down.
 #![forbid(unsafe_code)]
 
+mod group;
 mod parent;
 mod procstat;
 mod report;
@@ -35,6 +36,11 @@ pub enum Scenario {
     Dm,
     /// N clients resume with their tokens all at once (run right after a restart).
     Storm,
+    /// One group of all N clients; --senders of them send into it at the
+    /// offered rate and every other member must receive each message once,
+    /// in order. One worker process (so N <= ~9,800); the server's
+    /// social.max_group_members must allow N.
+    Group,
 }
 
 impl Scenario {
@@ -43,6 +49,7 @@ impl Scenario {
             Scenario::Connect => "connect",
             Scenario::Dm => "dm",
             Scenario::Storm => "storm",
+            Scenario::Group => "group",
         }
     }
 }
@@ -61,6 +68,9 @@ pub struct Common {
     /// Seconds of sending (dm) or holding (connect).
     #[arg(long, global = true, default_value_t = 10.0)]
     pub duration: f64,
+    /// Members that send (group).
+    #[arg(long, global = true, default_value_t = 10)]
+    pub senders: usize,
     /// Message body size in bytes (dm).
     #[arg(long, global = true, default_value_t = 64)]
     pub size: usize,

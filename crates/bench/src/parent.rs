@@ -26,8 +26,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if args.scenario == Scenario::Dm && c.clients < 2 {
         bail!("dm needs at least 2 clients");
     }
+    if args.scenario == Scenario::Group && !(c.senders >= 1 && c.clients > c.senders) {
+        bail!("group needs more clients than --senders, and at least one sender");
+    }
     setup::ensure(c).await.context("preparing bench accounts")?;
-    let procs = c.procs.unwrap_or(c.clients.div_ceil(9000)).max(1);
+    let procs = match args.scenario {
+        // One group, one process: every receiver and sender in one place
+        // makes loss accounting exact.
+        Scenario::Group => 1,
+        _ => c.procs.unwrap_or(c.clients.div_ceil(9000)).max(1),
+    };
     let baseline = c.server_pid.map(procstat::sample).transpose()?;
 
     let exe = std::env::current_exe()?;
@@ -104,7 +112,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         stdin.flush().await?;
     }
     let total = match args.scenario {
-        Scenario::Dm => (c.rate * c.duration) as u64,
+        Scenario::Dm | Scenario::Group => (c.rate * c.duration) as u64,
         _ => expected_connections,
     };
     let progress = bar(total, args.scenario.name());
@@ -151,7 +159,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         scenario: args.scenario.name().into(),
         clients: c.clients,
         procs,
-        offered_rate: if args.scenario == Scenario::Dm {
+        offered_rate: if matches!(args.scenario, Scenario::Dm | Scenario::Group) {
             c.rate
         } else {
             0.0

@@ -140,7 +140,7 @@ impl Report {
             "login ms p50/p99/max",
             format!("{:.2} / {:.2} / {:.2}", c.p50, c.p99, c.max),
         );
-        if self.scenario == "dm" {
+        if self.scenario == "dm" || self.scenario == "group" {
             row(
                 &mut t,
                 "offered rate",

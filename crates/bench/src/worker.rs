@@ -18,13 +18,13 @@ use tokio::sync::Semaphore;
 
 /// After the last send, a receiver waits for missing messages until none has
 /// arrived for this long; what is still missing then counts as lost.
-const DRAIN: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
-fn emit(line: serde_json::Value) {
+pub(crate) fn emit(line: serde_json::Value) {
     println!("{line}");
 }
 
-async fn wait_for_go() -> anyhow::Result<()> {
+pub(crate) async fn wait_for_go() -> anyhow::Result<()> {
     let mut line = String::new();
     BufReader::new(tokio::io::stdin())
         .read_line(&mut line)
@@ -36,7 +36,7 @@ async fn wait_for_go() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -44,10 +44,10 @@ fn now_us() -> u64 {
 }
 
 /// Prints the counter as progress every 200 ms until dropped.
-struct Progress(tokio::task::JoinHandle<()>);
+pub(crate) struct Progress(tokio::task::JoinHandle<()>);
 
 impl Progress {
-    fn start(counter: Arc<AtomicU64>) -> Progress {
+    pub(crate) fn start(counter: Arc<AtomicU64>) -> Progress {
         Progress(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -63,15 +63,15 @@ impl Drop for Progress {
     }
 }
 
-struct Connected {
-    clients: Vec<Option<Client>>,
-    latency: Histogram<u64>,
-    totals: Totals,
-    wall: Duration,
+pub(crate) struct Connected {
+    pub(crate) clients: Vec<Option<Client>>,
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) totals: Totals,
+    pub(crate) wall: Duration,
 }
 
 /// Connects and resumes the given users, `concurrency` at a time.
-async fn connect_all(
+pub(crate) async fn connect_all(
     c: &Common,
     users: &[usize],
     tokens: &HashMap<String, String>,
@@ -183,6 +183,7 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
             }
         }
         Scenario::Dm => dm(c, index, &tokens, local_ip, counter).await?,
+        Scenario::Group => crate::group::run(c, &tokens, local_ip, counter).await?,
     };
     emit(serde_json::json!({ "result": result }));
     Ok(())
