@@ -526,3 +526,35 @@ async fn large_group_fan_out_is_exactly_once_in_order() {
         SENDERS * PER_SENDER
     );
 }
+
+#[tokio::test]
+async fn groups_roles_and_cursors_survive_a_restart() {
+    let server = TestServer::start().await;
+    let (alice, _) = server.user("alice").await;
+    let (bob, b) = server.user("bob").await;
+    let g = alice
+        .create_group(GROUP, "durable", OPEN, vec![b.user_id])
+        .await
+        .unwrap();
+    let id = g.conversation_id;
+    alice
+        .set_role(id, b.user_id, pb::Role::Admin)
+        .await
+        .unwrap();
+    alice.send_to(id, "a1", "before restart").await.unwrap();
+    bob.mark_read(id, 3).await.unwrap();
+    drop((alice, bob));
+    let dir = server.stop().await;
+
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let (bob, _) = server.device("bob", "d2").await;
+    let info = bob.group(id).await.unwrap();
+    assert_eq!(
+        (info.my_role(), info.member_count, info.last_seq),
+        (pb::Role::Admin, 2, 3)
+    );
+    let ack = bob.send_to(id, "b1", "after restart").await.unwrap();
+    assert_eq!(ack.seq, 4, "the group's seq continues");
+    let list = bob.conversations(0).await.unwrap();
+    assert_eq!((list[0].read_seq, list[0].unread), (3, 0));
+}
