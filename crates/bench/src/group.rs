@@ -6,22 +6,17 @@
 
 use crate::report::{self, Totals, WorkerResult};
 use crate::setup::username;
-use crate::worker::{connect_all, emit, now_us, wait_for_go, Progress, DRAIN};
+use crate::worker::{
+    connect_all, count_send, emit, now_us, receive, wait_for_go, Expected, Progress,
+};
 use crate::Common;
 use anyhow::Context;
-use natter_client::{pb, Client, ServerFrame};
+use natter_client::{pb, Client};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// What the senders share with the members: every acknowledged seq, and
-/// whether sending is over.
-struct Shared {
-    acked: Mutex<Vec<u64>>,
-    done: AtomicBool,
-}
 
 pub async fn run(
     c: &Common,
@@ -82,10 +77,7 @@ pub async fn run(
     let start = Instant::now();
     let start_wall = now_us();
     let end = start + Duration::from_secs_f64(c.duration);
-    let shared = Arc::new(Shared {
-        acked: Mutex::new(Vec::new()),
-        done: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Expected::default());
     let totals = Arc::new(Mutex::new(Totals::default()));
     let padding = "x".repeat(c.size.saturating_sub(20));
 
@@ -99,54 +91,7 @@ pub async fn run(
     let mut receiver_tasks = Vec::new();
     for mut r in receivers {
         let shared = shared.clone();
-        receiver_tasks.push(tokio::spawn(async move {
-            let mut latency = report::histogram();
-            let mut seqs = std::collections::HashSet::new();
-            let (mut duplicates, mut out_of_order, mut last) = (0u64, 0u64, 0u64);
-            let mut heard = Instant::now();
-            loop {
-                let done = shared.done.load(Ordering::Acquire);
-                let settled = done
-                    && shared
-                        .acked
-                        .lock()
-                        .map(|a| a.iter().all(|s| seqs.contains(s)))
-                        .unwrap_or(true);
-                if settled || (done && heard.elapsed() > DRAIN) {
-                    break;
-                }
-                let push =
-                    match tokio::time::timeout(Duration::from_millis(100), r.next_push()).await {
-                        Ok(Some(p)) => p,
-                        Ok(None) => break,
-                        Err(_) => continue,
-                    };
-                let ServerFrame::MessagePush(pb::MessagePush { message: Some(m) }) = push else {
-                    continue;
-                };
-                if m.body
-                    .as_ref()
-                    .is_some_and(|b| b.kind() == pb::BodyKind::System)
-                {
-                    continue;
-                }
-                heard = Instant::now();
-                let sent_us: u64 = m
-                    .body
-                    .as_ref()
-                    .and_then(|b| b.content.split(' ').next())
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
-                let _ = latency.record(now_us().saturating_sub(sent_us).max(1));
-                if !seqs.insert(m.seq) {
-                    duplicates += 1;
-                } else if m.seq < last {
-                    out_of_order += 1;
-                }
-                last = last.max(m.seq);
-            }
-            (latency, seqs, duplicates, out_of_order)
-        }));
+        receiver_tasks.push(tokio::spawn(async move { receive(&mut r, &shared).await }));
     }
 
     let mut sender_tasks = Vec::new();
@@ -177,23 +122,7 @@ pub async fn run(
                 let text = format!("{ts} {padding}");
                 let cid = format!("g{ts}-{i}-{n}");
                 inflight.push(tokio::spawn(async move {
-                    let r = sender.send_to(id, &cid, &text).await;
-                    let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
-                    t.sent += 1;
-                    match r {
-                        Ok(ack) => {
-                            t.acked += 1;
-                            shared
-                                .acked
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(ack.seq);
-                        }
-                        Err(e) if e.code() == Some(pb::ErrorCode::RateLimited) => {
-                            t.rate_limited += 1
-                        }
-                        Err(_) => t.send_failed += 1,
-                    }
+                    count_send(sender.send_to(id, &cid, &text).await, &shared, &totals);
                     counter.fetch_add(1, Ordering::Relaxed);
                 }));
             }
@@ -218,12 +147,9 @@ pub async fn run(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     for t in receiver_tasks {
-        let (h, seqs, duplicates, out_of_order) = t.await?;
-        latency.add(&h)?;
-        totals.delivered += seqs.len() as u64 + duplicates;
-        totals.duplicates += duplicates;
-        totals.out_of_order += out_of_order;
-        totals.lost += acked.iter().filter(|s| !seqs.contains(s)).count() as u64;
+        let got = t.await?;
+        latency.add(&got.latency)?;
+        got.tally(&acked, &mut totals);
     }
     drop(progress);
     Ok(WorkerResult {

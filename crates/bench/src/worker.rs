@@ -189,17 +189,103 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What one sender → receiver pair shares.
-struct Pair {
-    acked: Mutex<Vec<u64>>,
-    done: AtomicBool,
+/// What senders share with the receivers that check them: every ACKed seq,
+/// and whether sending is over.
+#[derive(Default)]
+pub(crate) struct Expected {
+    pub(crate) acked: Mutex<Vec<u64>>,
+    pub(crate) done: AtomicBool,
 }
 
-struct Received {
-    latency: Histogram<u64>,
-    seqs: HashSet<u64>,
-    duplicates: u64,
-    out_of_order: u64,
+pub(crate) struct Received {
+    pub(crate) latency: Histogram<u64>,
+    pub(crate) seqs: HashSet<u64>,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_order: u64,
+}
+
+impl Received {
+    /// Adds this receiver's counts to `totals`, judging loss against `acked`.
+    pub(crate) fn tally(&self, acked: &[u64], totals: &mut Totals) {
+        totals.delivered += self.seqs.len() as u64 + self.duplicates;
+        totals.duplicates += self.duplicates;
+        totals.out_of_order += self.out_of_order;
+        totals.lost += acked.iter().filter(|s| !self.seqs.contains(s)).count() as u64;
+    }
+}
+
+/// Receives pushed messages (system events aside) until sending is over and
+/// every ACKed seq has arrived, or nothing has arrived for [`DRAIN`]. Latency
+/// is measured from the send time at the start of each message's text.
+pub(crate) async fn receive(receiver: &mut Client, expected: &Expected) -> Received {
+    let mut got = Received {
+        latency: report::histogram(),
+        seqs: HashSet::new(),
+        duplicates: 0,
+        out_of_order: 0,
+    };
+    let mut last = 0;
+    let mut heard = Instant::now();
+    loop {
+        let done = expected.done.load(Ordering::Acquire);
+        let settled = done
+            && expected
+                .acked
+                .lock()
+                .map(|a| a.iter().all(|s| got.seqs.contains(s)))
+                .unwrap_or(true);
+        if settled || (done && heard.elapsed() > DRAIN) {
+            return got;
+        }
+        let push =
+            match tokio::time::timeout(Duration::from_millis(100), receiver.next_push()).await {
+                Ok(Some(p)) => p,
+                Ok(None) => return got,
+                Err(_) => continue,
+            };
+        let ServerFrame::MessagePush(pb::MessagePush { message: Some(m) }) = push else {
+            continue;
+        };
+        let Some(body) = m.body.as_ref().filter(|b| b.kind() != pb::BodyKind::System) else {
+            continue;
+        };
+        heard = Instant::now();
+        let sent_us: u64 = body
+            .content
+            .split(' ')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let _ = got.latency.record(now_us().saturating_sub(sent_us).max(1));
+        if !got.seqs.insert(m.seq) {
+            got.duplicates += 1;
+        } else if m.seq < last {
+            got.out_of_order += 1;
+        }
+        last = last.max(m.seq);
+    }
+}
+
+/// Counts one send's outcome.
+pub(crate) fn count_send(
+    r: Result<pb::SendAck, natter_client::ClientError>,
+    expected: &Expected,
+    totals: &Mutex<Totals>,
+) {
+    let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+    t.sent += 1;
+    match r {
+        Ok(ack) => {
+            t.acked += 1;
+            expected
+                .acked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(ack.seq);
+        }
+        Err(e) if e.code() == Some(pb::ErrorCode::RateLimited) => t.rate_limited += 1,
+        Err(_) => t.send_failed += 1,
+    }
 }
 
 async fn dm(
@@ -268,56 +354,10 @@ async fn dm(
     let mut receiver_tasks = Vec::new();
     let mut sender_tasks = Vec::new();
     for (i, (sender, mut receiver)) in senders.into_iter().zip(receivers).enumerate() {
-        let pair = Arc::new(Pair {
-            acked: Mutex::new(Vec::new()),
-            done: AtomicBool::new(false),
-        });
+        let pair = Arc::new(Expected::default());
         let p = pair.clone();
         receiver_tasks.push(tokio::spawn(async move {
-            let mut got = Received {
-                latency: report::histogram(),
-                seqs: HashSet::new(),
-                duplicates: 0,
-                out_of_order: 0,
-            };
-            let mut last = 0;
-            let mut heard = Instant::now();
-            loop {
-                let done = p.done.load(Ordering::Acquire);
-                let settled = done
-                    && p.acked
-                        .lock()
-                        .map(|a| a.iter().all(|s| got.seqs.contains(s)))
-                        .unwrap_or(true);
-                if settled || (done && heard.elapsed() > DRAIN) {
-                    break;
-                }
-                let push =
-                    match tokio::time::timeout(Duration::from_millis(100), receiver.next_push())
-                        .await
-                    {
-                        Ok(Some(p)) => p,
-                        Ok(None) => break,
-                        Err(_) => continue,
-                    };
-                let ServerFrame::MessagePush(pb::MessagePush { message: Some(m) }) = push else {
-                    continue;
-                };
-                heard = Instant::now();
-                let sent_us: u64 = m
-                    .body
-                    .as_ref()
-                    .and_then(|b| b.content.split(' ').next())
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
-                let _ = got.latency.record(now_us().saturating_sub(sent_us).max(1));
-                if !got.seqs.insert(m.seq) {
-                    got.duplicates += 1;
-                } else if m.seq < last {
-                    got.out_of_order += 1;
-                }
-                last = last.max(m.seq);
-            }
+            let got = receive(&mut receiver, &p).await;
             (got, p)
         }));
         let Some(sender) = sender else {
@@ -347,22 +387,7 @@ async fn dm(
                 let text = format!("{ts} {padding}");
                 let id = format!("{ts}-{i}-{n}");
                 inflight.push(tokio::spawn(async move {
-                    let r = sender.send_text(to, &id, &text).await;
-                    let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
-                    t.sent += 1;
-                    match r {
-                        Ok(ack) => {
-                            t.acked += 1;
-                            pair.acked
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push(ack.seq);
-                        }
-                        Err(e) if e.code() == Some(pb::ErrorCode::RateLimited) => {
-                            t.rate_limited += 1
-                        }
-                        Err(_) => t.send_failed += 1,
-                    }
+                    count_send(sender.send_text(to, &id, &text).await, &pair, &totals);
                     counter.fetch_add(1, Ordering::Relaxed);
                 }));
             }
@@ -383,11 +408,8 @@ async fn dm(
     for t in receiver_tasks {
         let (got, pair) = t.await?;
         latency.add(&got.latency)?;
-        totals.delivered += got.seqs.len() as u64 + got.duplicates;
-        totals.duplicates += got.duplicates;
-        totals.out_of_order += got.out_of_order;
         let acked = pair.acked.lock().unwrap_or_else(|p| p.into_inner());
-        totals.lost += acked.iter().filter(|s| !got.seqs.contains(s)).count() as u64;
+        got.tally(&acked, &mut totals);
     }
     drop(progress);
     Ok(WorkerResult {

@@ -450,36 +450,67 @@ pub fn history(
     Ok(page)
 }
 
+/// A per-member cursor into a conversation.
+#[derive(Clone, Copy)]
+enum Cursor {
+    Delivered,
+    Read,
+}
+
+/// Raises one of `user`'s cursors to `seq` (clamped to what they may see).
+/// Returns the new value and who hears of it: in a 1:1 both members, in a
+/// group the user alone (their other devices); `None` if it did not move.
+fn raise_cursor(
+    conn: &Connection,
+    user: UserId,
+    conversation: ConversationId,
+    seq: u64,
+    cursor: Cursor,
+) -> Result<Option<(u64, Vec<UserId>)>> {
+    let Some((_, upto)) = visible_range(conn, user, conversation)? else {
+        return Err(StoreError::NotMember(conversation));
+    };
+    let seq = seq.min(upto);
+    let sql = match cursor {
+        Cursor::Delivered => {
+            "UPDATE members SET delivered_seq = ?3
+             WHERE user_id = ?1 AND conversation_id = ?2 AND delivered_seq < ?3"
+        }
+        Cursor::Read => {
+            "UPDATE members SET read_seq = ?3
+             WHERE user_id = ?1 AND conversation_id = ?2 AND read_seq < ?3"
+        }
+    };
+    if conn
+        .prepare_cached(sql)?
+        .execute(params![user, conversation, seq])?
+        == 0
+    {
+        return Ok(None);
+    }
+    let kind: i64 = conn
+        .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
+        .query_row([conversation], |r| r.get(0))?;
+    // In a group, telling every member of every member's cursor would be one
+    // push per member per member.
+    let notify = if kind == ConversationKind::Direct as i64 {
+        members_of(conn, conversation)?
+    } else {
+        vec![user]
+    };
+    Ok(Some((seq, notify)))
+}
+
 pub fn mark_delivered(
     conn: &Connection,
     user: UserId,
     conversation: ConversationId,
     seq: u64,
 ) -> Result<Option<Delivered>> {
-    let Some((_, upto)) = visible_range(conn, user, conversation)? else {
-        return Err(StoreError::NotMember(conversation));
-    };
-    let seq = seq.min(upto);
-    let moved = conn
-        .prepare_cached(
-            "UPDATE members SET delivered_seq = ?3
-             WHERE user_id = ?1 AND conversation_id = ?2 AND delivered_seq < ?3",
-        )?
-        .execute(params![user, conversation, seq])?;
-    if moved == 0 {
-        return Ok(None);
-    }
-    let kind: i64 = conn
-        .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
-        .query_row([conversation], |r| r.get(0))?;
-    // Delivery receipts are a 1:1 feature: in a group they would be one push
-    // per member per member.
-    let members = if kind == ConversationKind::Direct as i64 {
-        members_of(conn, conversation)?
-    } else {
-        vec![user]
-    };
-    Ok(Some(Delivered { seq, members }))
+    Ok(
+        raise_cursor(conn, user, conversation, seq, Cursor::Delivered)?
+            .map(|(seq, members)| Delivered { seq, members }),
+    )
 }
 
 pub fn mark_read(
@@ -488,28 +519,8 @@ pub fn mark_read(
     conversation: ConversationId,
     seq: u64,
 ) -> Result<Option<ReadMoved>> {
-    let Some((_, upto)) = visible_range(conn, user, conversation)? else {
-        return Err(StoreError::NotMember(conversation));
-    };
-    let seq = seq.min(upto);
-    let moved = conn
-        .prepare_cached(
-            "UPDATE members SET read_seq = ?3
-             WHERE user_id = ?1 AND conversation_id = ?2 AND read_seq < ?3",
-        )?
-        .execute(params![user, conversation, seq])?;
-    if moved == 0 {
-        return Ok(None);
-    }
-    let kind: i64 = conn
-        .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
-        .query_row([conversation], |r| r.get(0))?;
-    let notify = if kind == ConversationKind::Direct as i64 {
-        members_of(conn, conversation)?
-    } else {
-        vec![user]
-    };
-    Ok(Some(ReadMoved { seq, notify }))
+    Ok(raise_cursor(conn, user, conversation, seq, Cursor::Read)?
+        .map(|(seq, notify)| ReadMoved { seq, notify }))
 }
 
 /// Turns a message into a tombstone and appends a "recalled" event.
