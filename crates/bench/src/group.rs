@@ -7,7 +7,7 @@
 use crate::report::{self, Totals, WorkerResult};
 use crate::setup::username;
 use crate::worker::{
-    connect_all, count_send, emit, now_us, receive, wait_for_go, Expected, Progress,
+    connect_all, count_send, emit, now_us, open_loop, receive, wait_for_go, Expected, Progress,
 };
 use crate::Common;
 use anyhow::Context;
@@ -105,30 +105,20 @@ pub async fn run(
         );
         let offset = period.mul_f64(i as f64 / senders_n as f64);
         sender_tasks.push(tokio::spawn(async move {
-            let mut inflight = Vec::new();
-            for n in 0u64.. {
-                let scheduled = start + offset + period.mul_f64(n as f64);
-                if scheduled >= end {
-                    break;
-                }
-                tokio::time::sleep_until(scheduled.into()).await;
-                let ts = start_wall + (scheduled - start).as_micros() as u64;
+            open_loop((start, start_wall), offset, period, end, |n, ts| {
                 let (sender, shared, totals, counter) = (
                     sender.clone(),
                     shared.clone(),
                     totals.clone(),
                     counter.clone(),
                 );
-                let text = format!("{ts} {padding}");
-                let cid = format!("g{ts}-{i}-{n}");
-                inflight.push(tokio::spawn(async move {
+                let (text, cid) = (format!("{ts} {padding}"), format!("g{ts}-{i}-{n}"));
+                async move {
                     count_send(sender.send_to(id, &cid, &text).await, &shared, &totals);
                     counter.fetch_add(1, Ordering::Relaxed);
-                }));
-            }
-            for f in inflight {
-                let _ = f.await;
-            }
+                }
+            })
+            .await;
         }));
     }
     for t in sender_tasks {

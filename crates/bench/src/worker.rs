@@ -266,6 +266,37 @@ pub(crate) async fn receive(receiver: &mut Client, expected: &Expected) -> Recei
     }
 }
 
+/// The send schedule of one sender: message n at `start + offset + n ×
+/// period`, until `end`, each sent without waiting for earlier ones (open
+/// loop). `send(n, ts)` gets the scheduled time as wall-clock µs, which the
+/// message carries so receivers can measure from it. Returns when every
+/// send has finished.
+pub(crate) async fn open_loop<F, Fut>(
+    clock: (Instant, u64),
+    offset: Duration,
+    period: Duration,
+    end: Instant,
+    mut send: F,
+) where
+    F: FnMut(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (start, start_wall) = clock;
+    let mut inflight = Vec::new();
+    for n in 0u64.. {
+        let scheduled = start + offset + period.mul_f64(n as f64);
+        if scheduled >= end {
+            break;
+        }
+        tokio::time::sleep_until(scheduled.into()).await;
+        let ts = start_wall + (scheduled - start).as_micros() as u64;
+        inflight.push(tokio::spawn(send(n, ts)));
+    }
+    for f in inflight {
+        let _ = f.await;
+    }
+}
+
 /// Counts one send's outcome.
 pub(crate) fn count_send(
     r: Result<pb::SendAck, natter_client::ClientError>,
@@ -372,28 +403,20 @@ async fn dm(
         // Spread the senders' first sends over one period.
         let offset = period.mul_f64(i as f64 / pairs.len().max(1) as f64);
         sender_tasks.push(tokio::spawn(async move {
-            let mut inflight = Vec::new();
-            for n in 0u64.. {
-                let scheduled = start + offset + period.mul_f64(n as f64);
-                if scheduled >= end {
-                    break;
-                }
-                tokio::time::sleep_until(scheduled.into()).await;
-                let ts = start_wall + (scheduled - start).as_micros() as u64;
-                let sender = sender.clone();
-                let pair = pair.clone();
-                let totals = totals.clone();
-                let counter = counter.clone();
-                let text = format!("{ts} {padding}");
-                let id = format!("{ts}-{i}-{n}");
-                inflight.push(tokio::spawn(async move {
+            open_loop((start, start_wall), offset, period, end, |n, ts| {
+                let (sender, pair, totals, counter) = (
+                    sender.clone(),
+                    pair.clone(),
+                    totals.clone(),
+                    counter.clone(),
+                );
+                let (text, id) = (format!("{ts} {padding}"), format!("{ts}-{i}-{n}"));
+                async move {
                     count_send(sender.send_text(to, &id, &text).await, &pair, &totals);
                     counter.fetch_add(1, Ordering::Relaxed);
-                }));
-            }
-            for f in inflight {
-                let _ = f.await;
-            }
+                }
+            })
+            .await;
             pair.done.store(true, Ordering::Release);
         }));
     }
