@@ -50,7 +50,7 @@ pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<Gro
         .ok_or(StoreError::NotFound("group"))?;
     if g.kind == ConversationKind::Group
         && g.my_role.is_none()
-        && !was_invited_to(conn, viewer, id)?
+        && !has_asked_to_join(conn, viewer, id)?
     {
         return Err(StoreError::NotFound("group"));
     }
@@ -58,7 +58,7 @@ pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<Gro
 }
 
 /// A pending join request lets its author see the group it asked to join.
-fn was_invited_to(conn: &Connection, user: UserId, id: ConversationId) -> Result<bool> {
+fn has_asked_to_join(conn: &Connection, user: UserId, id: ConversationId) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2")?
         .query_row([id, user], |_| Ok(()))
