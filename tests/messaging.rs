@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use natter_client::{pb, Accepted, Inbox, ServerFrame};
+use natter_proto::ClientFrame;
 use std::collections::HashSet;
 
 #[tokio::test]
@@ -344,4 +345,81 @@ async fn websocket_and_tcp_clients_talk_to_each_other() {
         .await
         .unwrap();
     assert_eq!(text(&next_message(&mut tcp).await), "over ws");
+}
+
+/// A client may send many Sends without waiting: they are stored in the
+/// order sent, and every answer (including those of other requests and of
+/// refused Sends in between) comes back in request order.
+#[tokio::test]
+async fn pipelined_sends_keep_request_order() {
+    let server = TestServer::start().await;
+    let (mut bob, b) = server.user("bob").await;
+    server
+        .client()
+        .await
+        .register("alice", PASSWORD)
+        .await
+        .unwrap();
+    let mut raw = Raw::connect(&server.tcp).await;
+    raw.hello().await;
+    raw.request(
+        2,
+        ClientFrame::Login(pb::Login {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            device_id: "raw".into(),
+        }),
+    )
+    .await;
+    assert!(matches!(
+        raw.frame().await,
+        Some((2, ServerFrame::LoginOk(_)))
+    ));
+
+    // 150 Sends in one write, with a Ping and a refused Send among them.
+    let mut bytes = Vec::new();
+    for i in 0..150u32 {
+        let id = 100 + i;
+        let frame = match i {
+            50 => ClientFrame::Ping(pb::Ping { client_time_ms: 7 }),
+            90 => ClientFrame::Send(pb::Send {
+                client_msg_id: String::new(), // refused: empty key
+                target: Some(pb::send::Target::PeerUserId(b.user_id)),
+                body: Some(pb::Body {
+                    kind: pb::BodyKind::Text as i32,
+                    content: "x".into(),
+                }),
+                ..Default::default()
+            }),
+            _ => ClientFrame::Send(pb::Send {
+                client_msg_id: format!("p{i}"),
+                target: Some(pb::send::Target::PeerUserId(b.user_id)),
+                body: Some(pb::Body {
+                    kind: pb::BodyKind::Text as i32,
+                    content: format!("n{i}"),
+                }),
+                ..Default::default()
+            }),
+        };
+        bytes.extend_from_slice(&frame.to_bytes(id));
+    }
+    raw.send(&bytes).await;
+    let mut next_seq = 1;
+    for i in 0..150u32 {
+        let (id, frame) = raw.frame().await.expect("an answer");
+        assert_eq!(id, 100 + i, "answers in request order");
+        match (i, frame) {
+            (50, ServerFrame::Pong(p)) => assert_eq!(p.client_time_ms, 7),
+            (90, f) => assert_eq!(error_code(&f), Some(pb::ErrorCode::InvalidArgument)),
+            (_, ServerFrame::SendAck(a)) => {
+                assert_eq!(a.seq, next_seq, "stored in the order sent");
+                next_seq += 1;
+            }
+            (_, other) => panic!("unexpected answer {other:?}"),
+        }
+    }
+    // The recipient sees them in that order too.
+    for i in (0..150u32).filter(|i| *i != 50 && *i != 90) {
+        assert_eq!(text(&next_message(&mut bob).await), format!("n{i}"));
+    }
 }

@@ -3,8 +3,10 @@
 
 use crate::limits::TokenBucket;
 use crate::outbound::{self, Close, Outbound};
+use crate::pipeline::{InFlight, MAX_IN_FLIGHT};
 use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
 use crate::Gateway;
+use futures_util::StreamExt;
 use natter_proto::pb::{DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
 use natter_service::SessionInfo;
@@ -38,6 +40,8 @@ pub(crate) struct Conn {
     pub conn_id: u64,
     pub peer: SocketAddr,
     requests: TokenBucket,
+    /// Answers owed to pipelined Sends, oldest first.
+    pub(crate) in_flight: InFlight,
 }
 
 pub(crate) async fn serve(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, kind: Kind) {
@@ -99,6 +103,7 @@ async fn run<R: FrameRead, W: FrameWrite>(
         phase: Phase::New,
         conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         peer,
+        in_flight: InFlight::new(),
     };
     conn.read_loop(&mut reader).await;
     if let Phase::Authed(s) = &conn.phase {
@@ -125,8 +130,13 @@ impl Conn {
                 biased;
                 _ = self.out.closed() => return,
                 _ = self.gw.shutdown.cancelled() => {
+                    self.finish_in_flight().await;
                     self.close(DisconnectReason::GoingAway, "server shutting down; reconnect");
                     return;
+                }
+                Some((id, frame)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.reply(id, frame);
+                    continue;
                 }
                 _ = sleep_until(deadline.into()) => {
                     let (reason, msg) = match self.phase {
@@ -136,7 +146,7 @@ impl Conn {
                     self.close(reason, msg);
                     return;
                 }
-                r = reader.read_frame() => r,
+                r = reader.read_frame(), if self.in_flight.len() < MAX_IN_FLIGHT => r,
             };
             match read {
                 Ok(Some(frame)) => {
@@ -179,7 +189,7 @@ impl Conn {
         let id = frame.request_id;
         if let Err(wait) = self.requests.take(Instant::now()) {
             metrics::counter!("natter_limit_hits_total", "limit" => "request_rate").increment(1);
-            self.reply(id, rate_limited("too many requests", wait));
+            self.answer_in_order(id, rate_limited("too many requests", wait));
             return Flow::Continue;
         }
         let request = match ClientFrame::decode(&frame) {
@@ -189,7 +199,7 @@ impl Conn {
                     DecodeError::UnknownType(_) => ErrorCode::UnknownType,
                     DecodeError::Malformed { .. } => ErrorCode::Malformed,
                 };
-                self.reply(id, ServerFrame::error(code, e.to_string()));
+                self.answer_in_order(id, ServerFrame::error(code, e.to_string()));
                 return self.stop_if_new("the first frame must be a valid Hello");
             }
         };

@@ -1,15 +1,20 @@
 //! Request handlers: each parses its payload, calls one service method and
 //! maps the result to a frame.
 
-use crate::connection::{rate_limited, Conn, Flow, Phase};
+use crate::connection::{Conn, Flow, Phase};
 use crate::convert;
 use natter_proto::pb::{self, DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, ServerFrame, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-use natter_service::{SendInput, ServiceError, SessionInfo};
+use natter_service::{ServiceError, SessionInfo};
 use std::collections::HashMap;
 
 impl Conn {
     pub(crate) async fn dispatch(&mut self, id: u32, request: ClientFrame) -> Flow {
+        // Anything but a Send waits for the Sends before it, so answers and
+        // their effects stay in request order.
+        if !matches!(request, ClientFrame::Send(_)) {
+            self.finish_in_flight().await;
+        }
         let session = match (&self.phase, request) {
             (Phase::New, ClientFrame::Hello(h)) => return self.hello(id, h),
             (Phase::New, _) => {
@@ -73,6 +78,10 @@ impl Conn {
                     ServerFrame::error(ErrorCode::NotAuthenticated, "log in first"),
                 );
                 return Flow::Continue;
+            }
+            (Phase::Authed(s), ClientFrame::Send(m)) => {
+                let s = s.clone();
+                return self.pipeline_send(id, s, m);
             }
             (Phase::Authed(s), request) => (s.clone(), request),
         };
@@ -147,38 +156,7 @@ impl Conn {
     async fn authed(&mut self, id: u32, s: SessionInfo, request: ClientFrame) -> Flow {
         let svc = &self.gw.service;
         let answer = match request {
-            ClientFrame::Send(m) => {
-                if let Err(wait) = self.gw.registry.take_send_token(s.user_id) {
-                    metrics::counter!("natter_limit_hits_total", "limit" => "send_rate")
-                        .increment(1);
-                    self.reply(id, rate_limited("message rate limit reached", wait));
-                    return Flow::Continue;
-                }
-                match (convert::target(m.target), convert::body(m.body)) {
-                    (Ok(target), Ok(body)) => svc
-                        .send(
-                            &s,
-                            SendInput {
-                                client_msg_id: m.client_msg_id,
-                                target,
-                                body,
-                                mentions: m.mention_user_ids,
-                                mention_all: m.mention_all,
-                            },
-                        )
-                        .await
-                        .map(|a| {
-                            ServerFrame::SendAck(pb::SendAck {
-                                conversation_id: a.message.conversation_id,
-                                seq: a.message.seq,
-                                msg_id: a.message.msg_id,
-                                server_ts_ms: a.message.server_ts_ms,
-                                duplicate: a.duplicate,
-                            })
-                        }),
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                }
-            }
+            ClientFrame::Send(m) => return self.pipeline_send(id, s, m),
             ClientFrame::Sync(q) => {
                 let cursors: HashMap<u64, u64> = q
                     .cursors

@@ -8,6 +8,7 @@ mod convert;
 mod handlers;
 mod limits;
 mod outbound;
+mod pipeline;
 mod registry;
 mod social;
 mod transport;

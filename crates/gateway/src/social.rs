@@ -23,7 +23,7 @@ fn users(list: Vec<(u64, String)>) -> ServerFrame {
 
 impl Conn {
     pub(crate) async fn social(
-        &self,
+        &mut self,
         s: &SessionInfo,
         request: ClientFrame,
     ) -> Result<ServerFrame, ServiceError> {

@@ -1,0 +1,90 @@
+//! Send pipelining: a connection may have several Sends waiting for their
+//! commit at once, so one client's messages can share a group commit instead
+//! of each waiting for the previous one's. Answers still leave in request
+//! order, and each Send reaches the store's queue before the next request is
+//! read, so a connection's messages are stored in the order it sent them.
+
+use crate::connection::{rate_limited, Conn, Flow};
+use crate::convert;
+use futures_util::stream::FuturesOrdered;
+use natter_proto::{pb, ServerFrame};
+use natter_service::{SendInput, Service, SessionInfo};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// Sends one connection may have in flight; past this the connection stops
+/// reading until the oldest is answered.
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
+
+/// A request's answer, once it is known.
+pub(crate) type Answer = Pin<Box<dyn Future<Output = (u32, ServerFrame)> + Send>>;
+
+/// The answers a connection still owes, oldest first.
+pub(crate) type InFlight = FuturesOrdered<Answer>;
+
+async fn send(svc: Service, s: SessionInfo, id: u32, m: pb::Send) -> (u32, ServerFrame) {
+    let input = match (convert::target(m.target), convert::body(m.body)) {
+        (Ok(target), Ok(body)) => SendInput {
+            client_msg_id: m.client_msg_id,
+            target,
+            body,
+            mentions: m.mention_user_ids,
+            mention_all: m.mention_all,
+        },
+        (Err(e), _) | (_, Err(e)) => return (id, convert::error(&e)),
+    };
+    let frame = match svc.send(&s, input).await {
+        Ok(a) => ServerFrame::SendAck(pb::SendAck {
+            conversation_id: a.message.conversation_id,
+            seq: a.message.seq,
+            msg_id: a.message.msg_id,
+            server_ts_ms: a.message.server_ts_ms,
+            duplicate: a.duplicate,
+        }),
+        Err(e) => convert::error(&e),
+    };
+    (id, frame)
+}
+
+impl Conn {
+    /// Starts a Send and keeps its answer in line behind the ones before it.
+    pub(crate) fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
+        if let Err(wait) = self.gw.registry.take_send_token(s.user_id) {
+            metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
+            self.answer_in_order(id, rate_limited("message rate limit reached", wait));
+            return Flow::Continue;
+        }
+        let mut answer: Answer = Box::pin(send(self.gw.service.clone(), s, id, m));
+        // Drive the Send to its first wait, which is for the commit: by then
+        // the write is in the store's queue (or in the queue's fair line for
+        // a slot), ahead of anything this connection sends next. The real
+        // waker is registered when the in-flight set polls it.
+        match answer
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready((id, frame)) => self.answer_in_order(id, frame),
+            Poll::Pending => self.in_flight.push_back(answer),
+        }
+        Flow::Continue
+    }
+
+    /// Answers now if nothing is owed, else after everything owed.
+    pub(crate) fn answer_in_order(&mut self, id: u32, frame: ServerFrame) {
+        if self.in_flight.is_empty() {
+            self.reply(id, frame);
+        } else {
+            self.in_flight
+                .push_back(Box::pin(std::future::ready((id, frame))));
+        }
+    }
+
+    /// Waits for and sends every owed answer.
+    pub(crate) async fn finish_in_flight(&mut self) {
+        use futures_util::StreamExt;
+        while let Some((id, frame)) = self.in_flight.next().await {
+            self.reply(id, frame);
+        }
+    }
+}
