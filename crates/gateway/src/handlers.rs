@@ -79,10 +79,6 @@ impl Conn {
                 );
                 return Flow::Continue;
             }
-            (Phase::Authed(s), ClientFrame::Send(m)) => {
-                let s = s.clone();
-                return self.pipeline_send(id, s, m);
-            }
             (Phase::Authed(s), request) => (s.clone(), request),
         };
         self.authed(id, session.0, session.1).await

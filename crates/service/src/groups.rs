@@ -146,30 +146,26 @@ impl Service {
         id: ConversationId,
         action: GroupAction,
     ) -> Result<(), ServiceError> {
-        if let GroupAction::Update { name, notice, .. } = &action {
-            if let Some(n) = name {
-                check_name(n)?;
-            }
-            if let Some(n) = notice {
-                check_notice(n)?;
-            }
-        }
+        let max = self.inner.config.max_group_members;
         let action = match action {
             GroupAction::Update {
                 name,
                 notice,
                 join_policy,
                 muted_all,
-            } => GroupAction::Update {
-                name: name.map(|n| n.trim().to_owned()),
-                notice,
-                join_policy,
-                muted_all,
-            },
-            GroupAction::Invite(users)
-                if users.len() > self.inner.config.max_group_members as usize =>
-            {
-                return Err(ServiceError::GroupFull(self.inner.config.max_group_members))
+            } => {
+                if let Some(n) = &notice {
+                    check_notice(n)?;
+                }
+                GroupAction::Update {
+                    name: name.as_deref().map(check_name).transpose()?,
+                    notice,
+                    join_policy,
+                    muted_all,
+                }
+            }
+            GroupAction::Invite(users) if users.len() > max as usize => {
+                return Err(ServiceError::GroupFull(max))
             }
             other => other,
         };

@@ -12,6 +12,7 @@ use crate::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 const GROUP_SELECT: &str = "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
@@ -137,9 +138,10 @@ pub fn members(
 
 pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
     let conn = tx.conn;
+    let mut seen = HashSet::from([new.creator]);
     let mut invited = Vec::new();
     for &u in &new.members {
-        if u == new.creator || invited.contains(&u) {
+        if !seen.insert(u) {
             continue;
         }
         active_user(conn, u)?;
@@ -358,16 +360,19 @@ pub fn act(
 ) -> Result<()> {
     let conn = tx.conn;
     let h = head(conn, id)?;
-    let Some(my_role) = role_of(conn, id, actor)? else {
+    // Roles come from the writer's cache: the same state a send is checked
+    // against, read once.
+    let info = tx.convs.get(conn, id)?;
+    let role = |u: UserId| info.roles.get(&u).map(|&(r, _)| r);
+    let Some(my_role) = role(actor) else {
         return Err(StoreError::NotMember(id));
     };
     if h.dismissed {
         return Err(forbidden("the group has been dismissed"));
     }
     let admin = my_role >= Role::Admin;
-    let target_role =
-        |u: UserId| -> Result<Role> { role_of(conn, id, u)?.ok_or(StoreError::NotFound("member")) };
-    let before = tx.convs.get(conn, id)?.members.clone();
+    let target_role = |u: UserId| role(u).ok_or(StoreError::NotFound("member"));
+    let before = info.members.clone();
     let event = match action {
         GroupAction::Invite(users) => {
             if !admin && h.kind == ConversationKind::Group && h.policy == JoinPolicy::Approval {
@@ -375,13 +380,11 @@ pub fn act(
                     "only the owner and admins may invite to a group that needs approval",
                 ));
             }
+            let mut seen = HashSet::new();
             let mut added = Vec::new();
             for &u in users {
                 active_user(conn, u)?;
-                if role_of(conn, id, u)?.is_some()
-                    || added.contains(&u)
-                    || has_blocked(conn, u, actor)?
-                {
+                if role(u).is_some() || !seen.insert(u) || has_blocked(conn, u, actor)? {
                     continue;
                 }
                 added.push(u);

@@ -21,6 +21,7 @@ macro_rules! select_messages {
         )
     };
 }
+pub(crate) use select_messages;
 
 pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let kind: i64 = r.get(6)?;
@@ -67,9 +68,7 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     }
     let (conversation_id, members, mentions) = match new.target {
         Target::Peer(peer) => {
-            if !new.mentions.is_empty() || new.mention_all {
-                return Err(StoreError::Invalid("mentions are for groups and rooms"));
-            }
+            no_mentions(new)?;
             may_message(conn, new.sender_id, peer, new.friends_only)?;
             let id = direct_conversation(conn, new.sender_id, peer, new.now_ms)?;
             let members: Arc<[UserId]> =
@@ -86,7 +85,37 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
         }
     };
     let seq = next_seq(conn, conversation_id, new.now_ms)?;
-    let mention_text = mentions
+    let message = StoredMessage {
+        conversation_id,
+        seq,
+        msg_id: 0,
+        sender_id: new.sender_id,
+        client_msg_id: new.client_msg_id.clone(),
+        server_ts_ms: new.now_ms,
+        body: new.body.clone(),
+        mentions,
+        mention_all: new.mention_all,
+    };
+    let message = insert(conn, message)?;
+    if !message.mentions.is_empty() {
+        let mut flag = conn.prepare_cached(
+            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
+        )?;
+        for u in &message.mentions {
+            flag.execute(params![u, conversation_id, seq])?;
+        }
+    }
+    Ok(AppendOutcome {
+        message,
+        duplicate: false,
+        members: Some(members),
+    })
+}
+
+/// Stores a message whose seq the caller has taken; returns it with its id.
+fn insert(conn: &Connection, mut m: StoredMessage) -> Result<StoredMessage> {
+    let mentions = m
+        .mentions
         .iter()
         .map(|u| u.to_string())
         .collect::<Vec<_>>()
@@ -96,40 +125,18 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
-        conversation_id,
-        seq,
-        new.sender_id,
-        new.client_msg_id,
-        new.now_ms,
-        new.body.kind as i64,
-        new.body.content,
-        mention_text,
-        new.mention_all
+        m.conversation_id,
+        m.seq,
+        m.sender_id,
+        m.client_msg_id,
+        m.server_ts_ms,
+        m.body.kind as i64,
+        m.body.content,
+        mentions,
+        m.mention_all
     ])?;
-    let msg_id = conn.last_insert_rowid() as u64;
-    if !mentions.is_empty() {
-        let mut flag = conn.prepare_cached(
-            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
-        )?;
-        for u in &mentions {
-            flag.execute(params![u, conversation_id, seq])?;
-        }
-    }
-    Ok(AppendOutcome {
-        message: StoredMessage {
-            conversation_id,
-            seq,
-            msg_id,
-            sender_id: new.sender_id,
-            client_msg_id: new.client_msg_id.clone(),
-            server_ts_ms: new.now_ms,
-            body: new.body.clone(),
-            mentions,
-            mention_all: new.mention_all,
-        },
-        duplicate: false,
-        members: Some(members),
-    })
+    m.msg_id = conn.last_insert_rowid() as u64;
+    Ok(m)
 }
 
 /// The next seq of a conversation, taken in the caller's transaction: a
@@ -170,6 +177,14 @@ fn may_message(conn: &Connection, from: UserId, to: UserId, friends_only: bool) 
     }
 }
 
+/// Mentions flag group and room members; a 1:1 has none.
+fn no_mentions(new: &NewMessage) -> Result<()> {
+    if !new.mentions.is_empty() || new.mention_all {
+        return Err(StoreError::Invalid("mentions are for groups and rooms"));
+    }
+    Ok(())
+}
+
 /// Checks a send into an existing conversation and returns the mentions to
 /// flag (members only).
 fn may_send(
@@ -188,10 +203,8 @@ fn may_send(
             .copied()
             .find(|u| *u != new.sender_id)
             .unwrap_or(new.sender_id);
+        no_mentions(new)?;
         may_message(conn, new.sender_id, peer, new.friends_only)?;
-        if !new.mentions.is_empty() || new.mention_all {
-            return Err(StoreError::Invalid("mentions are for groups and rooms"));
-        }
         return Ok(Vec::new());
     }
     if info.dismissed {
@@ -236,36 +249,24 @@ pub fn system_event(
 ) -> Result<StoredMessage> {
     let conn = tx.conn;
     let seq = next_seq(conn, conversation, now_ms)?;
-    let content = event.to_string();
-    // (sender, client_msg_id) is unique; (conversation, seq) makes it so.
-    let client_msg_id = format!("system-{conversation}-{seq}");
-    conn.prepare_cached(
-        "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        conversation,
-        seq,
-        actor,
-        client_msg_id,
-        now_ms,
-        BodyKind::System as i64,
-        content
-    ])?;
-    let message = StoredMessage {
-        conversation_id: conversation,
-        seq,
-        msg_id: conn.last_insert_rowid() as u64,
-        sender_id: actor,
-        client_msg_id,
-        server_ts_ms: now_ms,
-        body: Body {
-            kind: BodyKind::System,
-            content,
+    let message = insert(
+        conn,
+        StoredMessage {
+            conversation_id: conversation,
+            seq,
+            msg_id: 0,
+            sender_id: actor,
+            // (sender, client_msg_id) is unique; (conversation, seq) makes it so.
+            client_msg_id: format!("system-{conversation}-{seq}"),
+            server_ts_ms: now_ms,
+            body: Body {
+                kind: BodyKind::System,
+                content: event.to_string(),
+            },
+            mentions: Vec::new(),
+            mention_all: false,
         },
-        mentions: Vec::new(),
-        mention_all: false,
-    };
+    )?;
     tx.publish(Committed {
         message: Arc::new(message.clone()),
         members: to,

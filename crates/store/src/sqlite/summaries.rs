@@ -1,7 +1,7 @@
 //! The conversation list: every conversation of a user with its last
 //! message, read cursor, unread count and mention flag, newest first.
 
-use super::messages::message_row;
+use super::messages::{message_row, select_messages};
 use crate::{ConversationKind, ConversationSummary, Result, UserId};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -72,12 +72,9 @@ pub fn conversations(
                 )?
                 .query_row(params![id, read, user], |r| r.get::<_, bool>(0))?;
         let last_message = if last_seq > joined_seq {
-            conn.prepare_cached(
-                "SELECT conversation_id, seq, id, sender_id, client_msg_id, created_at_ms, body_kind, body, mentions, mention_all
-                 FROM messages WHERE conversation_id = ?1 AND seq = ?2",
-            )?
-            .query_row(params![id, last_seq], message_row)
-            .optional()?
+            conn.prepare_cached(select_messages!("WHERE conversation_id = ?1 AND seq = ?2"))?
+                .query_row(params![id, last_seq], message_row)
+                .optional()?
         } else {
             None
         };
