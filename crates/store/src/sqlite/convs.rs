@@ -1,12 +1,19 @@
 //! The writer's cache of what every send to a conversation needs: its kind,
-//! its flags and its members with their roles. Only the writer thread uses
+//! its flags and its members with their roles, which conversation two users
+//! share, and each busy conversation's last seq. Only the writer thread uses
 //! it. A change to a conversation drops its entry at the end of the change;
 //! a failed commit drops every entry, so the cache never holds state that
 //! did not commit.
+//!
+//! Seqs are the one thing the cache holds ahead of the database: a send takes
+//! the next seq here and the conversation row is written once per
+//! transaction ([`ConvCache::flush_seqs`]), before the commit and before any
+//! write that runs in its own savepoint, so such a write and everything that
+//! reads `conversations.last_seq` inside the transaction see the truth.
 
 use crate::{ConversationId, ConversationKind, Result, Role, StoreError, UserId};
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Entries kept before the cache starts over; each is small next to the
@@ -26,6 +33,22 @@ pub struct ConvInfo {
 #[derive(Default)]
 pub struct ConvCache {
     map: HashMap<ConversationId, Arc<ConvInfo>>,
+    /// The 1:1 conversation of each (lower, higher) user pair seen; a pair's
+    /// conversation never changes once created.
+    pairs: HashMap<(UserId, UserId), ConversationId>,
+    seqs: HashMap<ConversationId, Seq>,
+    /// (sender, recipient, friends-only rule) found allowed to talk 1:1;
+    /// every change to friends or blocks empties it.
+    allowed: HashSet<(UserId, UserId, bool)>,
+    /// Seqs ever taken, so the writer can tell whether a failed write took one.
+    taken: u64,
+}
+
+struct Seq {
+    last: u64,
+    activity_ms: i64,
+    /// Taken here and not yet written to the conversation row.
+    dirty: bool,
 }
 
 impl ConvCache {
@@ -45,8 +68,93 @@ impl ConvCache {
         self.map.remove(&id);
     }
 
+    pub fn pair(&self, lo: UserId, hi: UserId) -> Option<ConversationId> {
+        self.pairs.get(&(lo, hi)).copied()
+    }
+
+    /// Remembers a pair's conversation; only after it is known to exist in
+    /// the transaction that will commit (a failed commit clears the cache).
+    pub fn set_pair(&mut self, lo: UserId, hi: UserId, id: ConversationId) {
+        if self.pairs.len() >= MAX_ENTRIES * 5 {
+            self.pairs.clear();
+        }
+        self.pairs.insert((lo, hi), id);
+    }
+
+    /// The next seq of a conversation. Dense and never reused because only
+    /// the writer takes seqs, the row is written before the commit, and a
+    /// rolled-back transaction clears the cache.
+    pub fn next_seq(&mut self, conn: &Connection, id: ConversationId, now_ms: i64) -> Result<u64> {
+        let seq = match self.seqs.get_mut(&id) {
+            Some(seq) => seq,
+            None => {
+                let last: u64 = conn
+                    .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?
+                    .ok_or(StoreError::NotFound("conversation"))?;
+                self.seqs.entry(id).or_insert(Seq {
+                    last,
+                    activity_ms: now_ms,
+                    dirty: false,
+                })
+            }
+        };
+        seq.last += 1;
+        self.taken += 1;
+        seq.activity_ms = seq.activity_ms.max(now_ms);
+        seq.dirty = true;
+        Ok(seq.last)
+    }
+
+    pub fn is_allowed(&self, from: UserId, to: UserId, friends_only: bool) -> bool {
+        self.allowed.contains(&(from, to, friends_only))
+    }
+
+    pub fn set_allowed(&mut self, from: UserId, to: UserId, friends_only: bool) {
+        if self.allowed.len() >= MAX_ENTRIES * 5 {
+            self.allowed.clear();
+        }
+        self.allowed.insert((from, to, friends_only));
+    }
+
+    /// Called by every write to friends or blocks (and any future one that
+    /// disables an account) before it changes anything.
+    pub fn social_changed(&mut self) {
+        self.allowed.clear();
+    }
+
+    pub fn seqs_taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// Writes every seq taken since the last flush to its conversation row.
+    pub fn flush_seqs(&mut self, conn: &Connection) -> Result<()> {
+        let mut update = conn.prepare_cached(
+            "UPDATE conversations SET last_seq = ?2, last_activity_ms = ?3 WHERE id = ?1",
+        )?;
+        for (id, seq) in self.seqs.iter_mut().filter(|(_, s)| s.dirty) {
+            update.execute(rusqlite::params![id, seq.last, seq.activity_ms])?;
+            seq.dirty = false;
+        }
+        if self.seqs.len() >= MAX_ENTRIES {
+            self.seqs.clear();
+        }
+        Ok(())
+    }
+
+    /// Forgets every seq, to be read again from the conversation rows: a
+    /// write that ran in its own savepoint (which starts with everything
+    /// flushed) was rolled back, so the rows are the truth again.
+    pub fn forget_seqs(&mut self) {
+        self.seqs.clear();
+    }
+
     pub fn clear(&mut self) {
         self.map.clear();
+        self.pairs.clear();
+        self.seqs.clear();
+        self.allowed.clear();
     }
 }
 

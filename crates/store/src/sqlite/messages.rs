@@ -2,7 +2,7 @@
 //! history, delivery and read cursors, recall, and the system events that
 //! record changes in a conversation's own sequence.
 
-use super::convs::ConvInfo;
+use super::convs::{ConvCache, ConvInfo};
 use super::writer::Tx;
 use crate::{
     Body, BodyKind, Committed, ConversationId, ConversationKind, ConversationState, Delivered,
@@ -69,8 +69,8 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     let (conversation_id, members, mentions) = match new.target {
         Target::Peer(peer) => {
             no_mentions(new)?;
-            may_message(conn, new.sender_id, peer, new.friends_only)?;
-            let id = direct_conversation(conn, new.sender_id, peer, new.now_ms)?;
+            may_message(tx.convs, conn, new.sender_id, peer, new.friends_only)?;
+            let id = direct_conversation(tx.convs, conn, new.sender_id, peer, new.now_ms)?;
             let members: Arc<[UserId]> =
                 Arc::new([new.sender_id.min(peer), new.sender_id.max(peer)]);
             (id, members, Vec::new())
@@ -80,11 +80,11 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
                 StoreError::NotFound(_) => StoreError::NotMember(id),
                 e => e,
             })?;
-            let mentions = may_send(conn, &info, id, new)?;
+            let mentions = may_send(tx.convs, conn, &info, id, new)?;
             (id, info.members.clone(), mentions)
         }
     };
-    let seq = next_seq(conn, conversation_id, new.now_ms)?;
+    let seq = tx.convs.next_seq(conn, conversation_id, new.now_ms)?;
     let message = StoredMessage {
         conversation_id,
         seq,
@@ -139,25 +139,26 @@ fn insert(conn: &Connection, mut m: StoredMessage) -> Result<StoredMessage> {
     Ok(m)
 }
 
-/// The next seq of a conversation, taken in the caller's transaction: a
-/// rollback returns it, a commit makes it permanent, so seqs stay dense.
-fn next_seq(conn: &Connection, conversation: ConversationId, now_ms: i64) -> Result<u64> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_activity_ms = ?2
-             WHERE id = ?1 RETURNING last_seq",
-        )?
-        .query_row(params![conversation, now_ms], |r| r.get(0))?)
-}
-
 /// Why one user may not send a 1:1 message to another, if they may not. A
 /// block and the friends-only rule give the same answer, so a blocked
 /// sender cannot tell that they are blocked.
-fn may_message(conn: &Connection, from: UserId, to: UserId, friends_only: bool) -> Result<()> {
+///
+/// A yes is remembered in the writer's cache until friends, blocks or
+/// accounts change.
+fn may_message(
+    convs: &mut ConvCache,
+    conn: &Connection,
+    from: UserId,
+    to: UserId,
+    friends_only: bool,
+) -> Result<()> {
     if from == to {
         return Err(StoreError::Invalid(
             "cannot start a conversation with yourself",
         ));
+    }
+    if convs.is_allowed(from, to, friends_only) {
+        return Ok(());
     }
     let row: Option<(bool, bool, bool)> = conn
         .prepare_cached(
@@ -173,7 +174,10 @@ fn may_message(conn: &Connection, from: UserId, to: UserId, friends_only: bool) 
         Some((_, friends, blocked)) if blocked || (friends_only && !friends) => Err(
             StoreError::Forbidden("this user accepts messages from friends only".into()),
         ),
-        Some(_) => Ok(()),
+        Some(_) => {
+            convs.set_allowed(from, to, friends_only);
+            Ok(())
+        }
     }
 }
 
@@ -188,6 +192,7 @@ fn no_mentions(new: &NewMessage) -> Result<()> {
 /// Checks a send into an existing conversation and returns the mentions to
 /// flag (members only).
 fn may_send(
+    convs: &mut ConvCache,
     conn: &Connection,
     info: &ConvInfo,
     id: ConversationId,
@@ -204,7 +209,7 @@ fn may_send(
             .find(|u| *u != new.sender_id)
             .unwrap_or(new.sender_id);
         no_mentions(new)?;
-        may_message(conn, new.sender_id, peer, new.friends_only)?;
+        may_message(convs, conn, new.sender_id, peer, new.friends_only)?;
         return Ok(Vec::new());
     }
     if info.dismissed {
@@ -248,7 +253,10 @@ pub fn system_event(
     to: Arc<[UserId]>,
 ) -> Result<StoredMessage> {
     let conn = tx.conn;
-    let seq = next_seq(conn, conversation, now_ms)?;
+    let seq = tx.convs.next_seq(conn, conversation, now_ms)?;
+    // Events are rare and the changes that make them read the conversation
+    // row afterwards, so the row is brought up to date at once.
+    tx.convs.flush_seqs(conn)?;
     let message = insert(
         conn,
         StoredMessage {
@@ -278,12 +286,16 @@ pub fn system_event(
 /// The 1:1 conversation of two users, created on first use. The caller has
 /// checked that the peer exists and accepts the message.
 fn direct_conversation(
+    convs: &mut ConvCache,
     conn: &Connection,
     a: UserId,
     b: UserId,
     now_ms: i64,
 ) -> Result<ConversationId> {
     let (lo, hi) = (a.min(b), a.max(b));
+    if let Some(id) = convs.pair(lo, hi) {
+        return Ok(id);
+    }
     let existing: Option<ConversationId> = conn
         .prepare_cached(
             "SELECT conversation_id FROM direct_pairs WHERE user_lo = ?1 AND user_hi = ?2",
@@ -291,6 +303,7 @@ fn direct_conversation(
         .query_row([lo, hi], |r| r.get(0))
         .optional()?;
     if let Some(id) = existing {
+        convs.set_pair(lo, hi, id);
         return Ok(id);
     }
     conn.prepare_cached(
@@ -307,6 +320,7 @@ fn direct_conversation(
     )?;
     member.execute(params![lo, id, now_ms])?;
     member.execute(params![hi, id, now_ms])?;
+    convs.set_pair(lo, hi, id);
     Ok(id)
 }
 

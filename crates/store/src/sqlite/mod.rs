@@ -291,8 +291,11 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<FriendRequestOutcome> {
         let m = message.to_owned();
-        self.write(move |t| friends::send_request(t.conn, from, to, &m, now_ms))
-            .await
+        self.write(move |t| {
+            t.convs.social_changed();
+            friends::send_request(t.conn, from, to, &m, now_ms)
+        })
+        .await
     }
 
     async fn respond_friend_request(
@@ -304,8 +307,11 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<FriendRequestRecord> {
         let r = reply.to_owned();
-        self.write(move |t| friends::respond(t.conn, me, request, accept, &r, now_ms))
-            .await
+        self.write(move |t| {
+            t.convs.social_changed();
+            friends::respond(t.conn, me, request, accept, &r, now_ms)
+        })
+        .await
     }
 
     async fn friend_requests(
@@ -330,13 +336,19 @@ impl Store for SqliteStore {
     }
 
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
-        self.write(move |t| friends::remove(t.conn, me, other))
-            .await
+        self.write(move |t| {
+            t.convs.social_changed();
+            friends::remove(t.conn, me, other)
+        })
+        .await
     }
 
     async fn set_blocked(&self, me: UserId, other: UserId, blocked: bool) -> Result<()> {
-        self.write(move |t| friends::set_blocked(t.conn, me, other, blocked))
-            .await
+        self.write(move |t| {
+            t.convs.social_changed();
+            friends::set_blocked(t.conn, me, other, blocked)
+        })
+        .await
     }
 
     async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>> {

@@ -194,3 +194,105 @@ async fn pages_are_cut_by_bytes_but_never_empty() {
     );
     assert!(!h.has_more);
 }
+
+/// Sends take seqs from the writer's cache and group changes take theirs
+/// inside savepoints; mixed in the same transactions, with some of each
+/// refused, the seqs stay dense, and after a reopen the next one follows on.
+#[tokio::test]
+async fn seqs_stay_dense_across_sends_changes_and_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let store = Arc::new(store);
+    let owner = store.create_user("owner", "h", 0).await.unwrap();
+    let member = store.create_user("member", "h", 0).await.unwrap();
+    let outsider = store.create_user("outsider", "h", 0).await.unwrap();
+    let limits = GroupLimits {
+        max_members: 100,
+        room_history: 0,
+    };
+    let group = store
+        .create_group(
+            crate::NewGroup {
+                creator: owner,
+                kind: crate::ConversationKind::Group,
+                name: "g".into(),
+                notice: String::new(),
+                join_policy: crate::JoinPolicy::Open,
+                members: vec![member],
+                now_ms: 1,
+            },
+            limits,
+        )
+        .await
+        .unwrap()
+        .id;
+    let send = move |sender: UserId, id: String| NewMessage {
+        target: Target::Conversation(group),
+        ..msg(sender, 0, &id)
+    };
+    let mut tasks = Vec::new();
+    for i in 0..120u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match i % 6 {
+                // A rename: a system event with its own seq, in a savepoint.
+                0 => store
+                    .group_action(
+                        owner,
+                        group,
+                        GroupAction::Update {
+                            name: Some(format!("g{i}")),
+                            notice: None,
+                            join_policy: None,
+                            muted_all: None,
+                        },
+                        limits,
+                        1,
+                    )
+                    .await
+                    .is_ok(),
+                // Refused: a member may not kick the owner.
+                1 => store
+                    .group_action(member, group, GroupAction::Kick(owner), limits, 1)
+                    .await
+                    .map(|_| panic!("a member kicked the owner"))
+                    .is_ok(),
+                // Refused: not a member.
+                2 => store
+                    .append_message(send(outsider, format!("x{i}")))
+                    .await
+                    .is_ok(),
+                _ => store
+                    .append_message(send(member, format!("m{i}")))
+                    .await
+                    .is_ok(),
+            }
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        stored += t.await.unwrap() as u64;
+    }
+    // 20 renames and 60 sends, after the `created` event.
+    assert_eq!(stored, 80);
+    let history = |store: Arc<SqliteStore>| async move {
+        let page = store.sync(owner, &HashMap::new(), pg(1000)).await.unwrap();
+        page.messages
+            .iter()
+            .filter(|m| m.conversation_id == group)
+            .map(|m| m.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(history(store.clone()).await, (1..=81).collect::<Vec<_>>());
+    store.close().await;
+    drop(store);
+
+    let (store, _feed) = open(&dir);
+    let store = Arc::new(store);
+    let next = store
+        .append_message(send(member, "after".into()))
+        .await
+        .unwrap();
+    assert_eq!(next.message.seq, 82);
+    assert_eq!(history(store).await, (1..=82).collect::<Vec<_>>());
+}

@@ -1,6 +1,9 @@
 //! The writer thread: takes queued writes, applies as many as are waiting in
-//! one transaction (each in its own savepoint, so one failure does not undo
-//! the others), commits once, and only then answers each caller.
+//! one transaction, commits once, and only then answers each caller. One
+//! write's failure never undoes the others: most writes run in their own
+//! savepoint; a message append, the hot path, checks everything before it
+//! writes anything and so needs none (if it fails after writing, the whole
+//! transaction is rolled back and every caller in it is told).
 
 use super::convs::ConvCache;
 use super::messages;
@@ -38,6 +41,11 @@ pub trait Work: Send {
     /// True for the job that asks the writer to stop.
     fn is_close(&self) -> bool {
         false
+    }
+    /// False for a write that, when it fails, has written nothing, so it
+    /// needs no savepoint to be undone.
+    fn isolated(&self) -> bool {
+        true
     }
 }
 
@@ -122,6 +130,10 @@ impl Work for AppendJob {
         let ok = out.is_ok();
         self.out = Some(out);
         ok
+    }
+
+    fn isolated(&self) -> bool {
+        false
     }
 
     fn finish(mut self: Box<Self>, commit: Result<()>) {
@@ -221,20 +233,39 @@ fn apply_batch(
         let mut rollback = conn.prepare_cached("ROLLBACK TO job")?;
         let mut release = conn.prepare_cached("RELEASE job")?;
         for job in batch.iter_mut() {
-            savepoint.execute([])?;
+            let isolated = job.isolated();
+            if isolated {
+                // The savepoint's write sees, and on rollback returns to,
+                // the true last seqs.
+                convs.flush_seqs(conn)?;
+                savepoint.execute([])?;
+            }
             let mark = publish.len();
+            let changes = (conn.total_changes(), convs.seqs_taken());
             let mut tx = Tx {
                 conn,
                 convs: &mut *convs,
                 publish: &mut *publish,
             };
-            if !job.apply(&mut tx) {
-                rollback.execute([])?;
+            let ok = job.apply(&mut tx);
+            if isolated {
+                if !ok {
+                    rollback.execute([])?;
+                    convs.forget_seqs();
+                }
+                release.execute([])?;
+            } else if !ok && (conn.total_changes(), convs.seqs_taken()) != changes {
+                return Err(StoreError::Backend(
+                    "a write failed after changing rows or taking a seq; its transaction is rolled back"
+                        .into(),
+                ));
+            }
+            if !ok {
                 publish.truncate(mark);
             }
-            release.execute([])?;
         }
         drop((savepoint, rollback, release));
+        convs.flush_seqs(conn)?;
         conn.execute_batch("COMMIT")?;
         Ok(())
     })();
