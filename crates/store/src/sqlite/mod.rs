@@ -2,6 +2,7 @@
 //! and a small pool of reader connections.
 
 mod accounts;
+mod checkpoint;
 mod convs;
 mod friends;
 mod groups;
@@ -91,11 +92,14 @@ impl SqliteStore {
         let readers = (0..opts.readers.max(1))
             .map(|_| open_conn(&opts))
             .collect::<rusqlite::Result<Vec<_>>>()?;
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
+        let checkpointer = checkpoint::Checkpointer::spawn(open_conn(&opts)?)
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_batch = opts.max_batch.max(1);
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch, feed))
+            .spawn(move || writer::run(conn, rx, max_batch, feed, checkpointer))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,

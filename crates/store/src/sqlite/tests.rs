@@ -296,3 +296,30 @@ async fn seqs_stay_dense_across_sends_changes_and_refusals() {
     assert_eq!(next.message.seq, 82);
     assert_eq!(history(store).await, (1..=82).collect::<Vec<_>>());
 }
+
+/// Committed frames reach the database file without waiting for the
+/// writer's own (much later) automatic checkpoint.
+#[tokio::test]
+async fn the_checkpoint_thread_copies_the_wal_into_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    let db_len = || std::fs::metadata(dir.path().join("t.db")).unwrap().len();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = db_len();
+    for i in 0..300 {
+        let mut m = msg(a, b, &format!("m{i}"));
+        m.body.content = "x".repeat(1000);
+        store.append_message(m).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while db_len() < before + 300 * 1000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes",
+            db_len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -5,6 +5,7 @@
 //! writes anything and so needs none (if it fails after writing, the whole
 //! transaction is rolled back and every caller in it is told).
 
+use super::checkpoint::Checkpointer;
 use super::convs::ConvCache;
 use super::messages;
 use crate::{Appended, CommitFeedSender, Committed, NewMessage, Result, StoreError};
@@ -170,6 +171,7 @@ pub fn run(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     feed: CommitFeedSender,
+    mut checkpointer: Checkpointer,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut convs = ConvCache::default();
@@ -194,9 +196,12 @@ pub fn run(
             // Published before the callers hear back, in commit order. The
             // receiver lives as long as the service; if it is gone the server
             // is stopping and nobody is left to push to.
-            Ok(()) => publish.drain(..).for_each(|c| {
-                let _ = feed.send(c);
-            }),
+            Ok(()) => {
+                publish.drain(..).for_each(|c| {
+                    let _ = feed.send(c);
+                });
+                checkpointer.nudge();
+            }
             Err(e) => {
                 tracing::error!(error = %e, size, "store transaction failed");
                 publish.clear();
@@ -214,6 +219,7 @@ pub fn run(
     while let Ok(job) = rx.try_recv() {
         job.finish(Err(StoreError::Unavailable));
     }
+    checkpointer.stop();
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         tracing::warn!(error = %e, "final checkpoint failed");
     }

@@ -1,0 +1,89 @@
+//! Copies committed WAL frames into the database file on a thread of its
+//! own, so the writer thread spends its time on writes. The writer nudges it
+//! after each commit; it checkpoints at most a few times a second (passive:
+//! it never blocks the writer or readers). The writer keeps SQLite's own
+//! automatic checkpoint as a backstop with a higher threshold, in case this
+//! thread falls behind.
+
+use rusqlite::Connection;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Least time between two checkpoints.
+const PAUSE: Duration = Duration::from_millis(200);
+
+/// WAL pages after which the writer checkpoints by itself (32 MiB at 4 KiB
+/// pages), should this thread fall behind.
+pub const BACKSTOP_PAGES: u32 = 8192;
+
+pub struct Checkpointer {
+    nudge: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    pub fn spawn(conn: Connection) -> std::io::Result<Self> {
+        let (nudge, rx) = mpsc::sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("natter-sqlite-checkpoint".into())
+            .spawn(move || run(conn, rx))?;
+        Ok(Checkpointer {
+            nudge: Some(nudge),
+            thread: Some(thread),
+        })
+    }
+
+    /// Says that there are new frames; never blocks.
+    pub fn nudge(&self) {
+        if let Some(n) = &self.nudge {
+            match n.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
+        }
+    }
+
+    /// Stops the thread after its current checkpoint.
+    pub fn stop(&mut self) {
+        self.nudge = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(conn: Connection, rx: Receiver<()>) {
+    let mut nudged = false;
+    loop {
+        if !nudged && rx.recv().is_err() {
+            return;
+        }
+        let started = Instant::now();
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((wal_pages, copied)) => {
+                metrics::histogram!("natter_store_checkpoint_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                tracing::trace!(wal_pages, copied, "checkpoint");
+            }
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+        }
+        // Pause, remembering any nudge, but stop at once when told.
+        nudged = false;
+        let until = started + PAUSE;
+        loop {
+            match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(()) => nudged = true,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+}
