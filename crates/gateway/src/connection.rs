@@ -125,11 +125,17 @@ impl Conn {
     async fn read_loop<R: FrameRead>(&mut self, reader: &mut R) {
         let cfg = &self.gw.config;
         let mut deadline = Instant::now() + cfg.auth_timeout;
+        // Made once, not per frame: each of these registers with a lock or
+        // the timer wheel. The timer is moved only when it fires early.
+        let closed = self.out.closed();
+        let shutdown = self.gw.shutdown.clone().cancelled_owned();
+        let timer = sleep_until(deadline.into());
+        tokio::pin!(closed, shutdown, timer);
         loop {
             let read = tokio::select! {
                 biased;
-                _ = self.out.closed() => return,
-                _ = self.gw.shutdown.cancelled() => {
+                _ = &mut closed => return,
+                _ = &mut shutdown => {
                     self.finish_in_flight().await;
                     self.close(DisconnectReason::GoingAway, "server shutting down; reconnect");
                     return;
@@ -138,7 +144,11 @@ impl Conn {
                     self.reply(id, frame);
                     continue;
                 }
-                _ = sleep_until(deadline.into()) => {
+                _ = &mut timer => {
+                    if Instant::now() < deadline {
+                        timer.as_mut().reset(deadline.into());
+                        continue;
+                    }
                     let (reason, msg) = match self.phase {
                         Phase::Authed(_) => (DisconnectReason::HeartbeatTimeout, "no frame within the heartbeat timeout"),
                         _ => (DisconnectReason::AuthTimeout, "not authenticated in time"),
@@ -156,6 +166,10 @@ impl Conn {
                     }
                     if let Phase::Authed(_) = self.phase {
                         deadline = Instant::now() + self.gw.config.heartbeat_timeout;
+                        // Logging in can bring the deadline forward.
+                        if tokio::time::Instant::from(deadline) < timer.deadline() {
+                            timer.as_mut().reset(deadline.into());
+                        }
                     }
                 }
                 Ok(None) => return,

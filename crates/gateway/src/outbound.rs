@@ -81,8 +81,10 @@ impl Outbound {
         self.closer.token.cancel();
     }
 
-    pub async fn closed(&self) {
-        self.closer.token.cancelled().await
+    /// Resolves when the connection is closing. The future owns what it
+    /// waits on, so a loop makes it once and polls it every turn.
+    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.closer.token.clone().cancelled_owned()
     }
 }
 
@@ -107,10 +109,12 @@ pub async fn writer<W: FrameWrite>(
 ) {
     let mut batch: Vec<Bytes> = Vec::new();
     let mut clean = true;
+    let closed = out.closed();
+    tokio::pin!(closed);
     loop {
         tokio::select! {
             biased;
-            _ = out.closed() => break,
+            _ = &mut closed => break,
             next = rx.recv() => {
                 let Some(first) = next else { break };
                 batch.push(first);
@@ -124,7 +128,7 @@ pub async fn writer<W: FrameWrite>(
                     biased;
                     // Closing mid-write leaves half a frame on the wire: no
                     // last frame can follow it.
-                    _ = out.closed() => { clean = false; break }
+                    _ = &mut closed => { clean = false; break }
                     r = io.write_frames(&batch) => r,
                 };
                 batch.clear();
