@@ -116,3 +116,33 @@ async fn group_scenario_counts_every_delivery_to_every_member() {
         (Some(0), Some(0), Some(0))
     );
 }
+
+/// On a friends-only server the dm pairs must be friends, whatever client
+/// count made the accounts: here a connect run of 12 makes them, and dm runs
+/// of 8 pair users 0-3 with 4-7, which nobody had befriended.
+#[tokio::test]
+async fn dm_pairs_become_friends_whatever_run_made_the_accounts() {
+    let server = friends_only_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.json");
+    let r = bench(
+        &server,
+        &tokens,
+        &["connect", "--clients", "12", "--duration", "0"],
+    )
+    .await;
+    assert_eq!(r["connected"], 12);
+    for _ in 0..2 {
+        let r = bench(
+            &server,
+            &tokens,
+            &["dm", "--clients", "8", "--rate", "200", "--duration", "0.5"],
+        )
+        .await;
+        let sent = r["sent"].as_u64().unwrap();
+        assert!(sent >= 50, "sent {sent}");
+        assert_eq!(r["send_failed"], 0, "{r}");
+        assert_eq!(r["acked"], sent);
+        assert_eq!(r["delivered"], sent);
+    }
+}

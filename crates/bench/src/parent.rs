@@ -29,7 +29,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     if args.scenario == Scenario::Group && !(c.senders >= 1 && c.clients > c.senders) {
         bail!("group needs more clients than --senders, and at least one sender");
     }
-    setup::ensure(c).await.context("preparing bench accounts")?;
+    setup::ensure(c, args.scenario == Scenario::Dm)
+        .await
+        .context("preparing bench accounts")?;
     let procs = match args.scenario {
         // One group, one process: every receiver and sender in one place
         // makes loss accounting exact.

@@ -18,9 +18,23 @@ pub fn load(c: &Common) -> HashMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Makes sure every bench user exists and has a working token.
-pub async fn ensure(c: &Common) -> anyhow::Result<HashMap<String, String>> {
+/// Where the client counts whose dm pairs are already friends are kept,
+/// beside the tokens.
+fn paired_path(c: &Common) -> std::path::PathBuf {
+    let mut p = c.tokens.clone().into_os_string();
+    p.push(".paired");
+    p.into()
+}
+
+/// Makes sure every bench user exists and has a working token and, with
+/// `dm_pairs`, that the pairs of the dm scenario for this client count are
+/// friends (a run with another count pairs other users).
+pub async fn ensure(c: &Common, dm_pairs: bool) -> anyhow::Result<HashMap<String, String>> {
     let mut tokens = load(c);
+    let mut paired: Vec<usize> = std::fs::read_to_string(paired_path(c))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
     // Tokens from another server (or a wiped one) are all stale: check one.
     if let Some(t) = tokens.get(&username(&c.user_prefix, 0)) {
         let mut probe = Client::connect(&c.server).await?;
@@ -28,17 +42,35 @@ pub async fn ensure(c: &Common) -> anyhow::Result<HashMap<String, String>> {
             tokens.clear();
         }
     }
+    if tokens.is_empty() {
+        paired.clear();
+    }
     let missing: Vec<String> = (0..c.clients)
         .map(|i| username(&c.user_prefix, i))
         .filter(|u| !tokens.contains_key(u))
         .collect();
-    if missing.is_empty() {
-        return Ok(tokens);
+    if !missing.is_empty() {
+        register(c, &mut tokens, &missing).await?;
+        std::fs::write(&c.tokens, serde_json::to_string(&tokens)?)?;
     }
+    if dm_pairs && !paired.contains(&c.clients) {
+        befriend_pairs(c, &tokens).await?;
+        paired.push(c.clients);
+        std::fs::write(paired_path(c), serde_json::to_string(&paired)?)?;
+    }
+    Ok(tokens)
+}
+
+/// Registers (or finds) the missing users and logs them in.
+async fn register(
+    c: &Common,
+    tokens: &mut HashMap<String, String>,
+    missing: &[String],
+) -> anyhow::Result<()> {
     eprintln!("setting up {} bench accounts...", missing.len());
     let permits = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::new();
-    for name in missing.clone() {
+    for name in missing.iter().cloned() {
         let permit = permits.clone().acquire_owned().await?;
         let server = c.server.clone();
         tasks.push(tokio::spawn(async move {
@@ -60,20 +92,15 @@ pub async fn ensure(c: &Common) -> anyhow::Result<HashMap<String, String>> {
         let (name, token) = t.await??;
         tokens.insert(name, token);
     }
-    befriend_pairs(c, &tokens, &missing).await?;
-    std::fs::write(&c.tokens, serde_json::to_string(&tokens)?)?;
-    Ok(tokens)
+    Ok(())
 }
 
 /// The dm scenario pairs user k with user k + clients/2; servers allow 1:1
-/// messages between friends only by default, so new pairs become friends.
-async fn befriend_pairs(
-    c: &Common,
-    tokens: &HashMap<String, String>,
-    new: &[String],
-) -> anyhow::Result<()> {
-    let new: std::collections::HashSet<&String> = new.iter().collect();
+/// messages between friends only by default, so the pairs become friends
+/// (pairs that already are are left as they are).
+async fn befriend_pairs(c: &Common, tokens: &HashMap<String, String>) -> anyhow::Result<()> {
     let half = c.clients / 2;
+    eprintln!("making {half} dm pairs friends...");
     let pairs: Vec<(String, String)> = (0..half)
         .map(|k| {
             (
@@ -81,7 +108,6 @@ async fn befriend_pairs(
                 username(&c.user_prefix, k + half),
             )
         })
-        .filter(|(a, b)| new.contains(a) || new.contains(b))
         .collect();
     let permits = Arc::new(Semaphore::new(64));
     let mut tasks = Vec::new();
