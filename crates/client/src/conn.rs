@@ -439,6 +439,9 @@ async fn tcp_connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io:
         } else {
             tokio::net::TcpSocket::new_v6()?
         };
+        if target.is_ipv4() {
+            crate::sys::bind_port_at_connect(&socket)?;
+        }
         socket.bind(std::net::SocketAddr::new(ip, 0))?;
         match socket.connect(target).await {
             Ok(s) => return Ok(s),
