@@ -6,7 +6,9 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use natter_proto::{Frame, FrameDecoder, FrameError};
 use std::future::Future;
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
+use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -73,14 +75,26 @@ impl FrameRead for TcpRead {
                 // An idle connection holds no read buffer at all.
                 self.buf = BytesMut::new();
             }
-            self.rd
-                .readable()
-                .await
-                .map_err(|e| ReadError::Io(e.to_string()))?;
-            // The chunk lives only between awaits, so it costs the task's
-            // future nothing; only the bytes actually read are kept.
-            let mut chunk = [0u8; READ_CHUNK];
-            match self.rd.try_read(&mut chunk) {
+            let (rd, buf) = (&mut self.rd, &mut self.buf);
+            let read = std::future::poll_fn(|cx| {
+                // The chunk lives only inside one poll, so it costs the
+                // task's future nothing; only the bytes read are kept. A
+                // read through poll_read (unlike try_read) that comes back
+                // short marks the socket drained, which saves the read that
+                // would only have said "would block".
+                let mut chunk = [0u8; READ_CHUNK];
+                let mut rb = ReadBuf::new(&mut chunk);
+                match Pin::new(&mut *rd).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => {
+                        buf.extend_from_slice(rb.filled());
+                        Poll::Ready(Ok(rb.filled().len()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await;
+            match read {
                 Ok(0) => {
                     return if self.buf.is_empty() {
                         Ok(None)
@@ -88,8 +102,7 @@ impl FrameRead for TcpRead {
                         Err(ReadError::Truncated)
                     };
                 }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(_) => {}
                 Err(e) => return Err(ReadError::Io(e.to_string())),
             }
         }
