@@ -1,0 +1,11 @@
+//! What every layer of a natter process shares: one clock that tests can
+//! pause, panic capture that keeps the process up, rate limiters keyed by
+//! user or address, and the overload stage the node is in.
+//!
+//! It knows nothing of sockets, SQL or the wire format.
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod limits;
+pub mod load;
+pub mod panics;

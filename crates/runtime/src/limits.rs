@@ -1,0 +1,371 @@
+//! Rate limiters: a token bucket, a table of buckets keyed by user or
+//! address, and a table of escalating back-offs for repeated failures.
+//!
+//! Tables are sharded so unrelated keys do not contend, and bounded: an
+//! entry that has returned to its resting state (a full bucket, a back-off
+//! whose window passed) is indistinguishable from no entry and is swept;
+//! a table full of live entries stops tracking new keys (and counts it in
+//! `natter_limit_table_full_total`) rather than grow without bound.
+
+use crate::clock::Instant;
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+    }
+
+    fn wait(&self) -> Duration {
+        if self.rate <= 0.0 {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.001))
+        }
+    }
+
+    /// Takes one token, or says how long until one is available.
+    pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(self.wait())
+        }
+    }
+
+    /// Whether a token is available, without taking it.
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(self.wait())
+        }
+    }
+
+    /// Full again: the same as a bucket that was never touched.
+    fn is_rested(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
+    }
+}
+
+const SHARDS: usize = 16;
+
+/// A sharded, bounded map for the tables below.
+struct Table<K, V> {
+    shards: Box<[Mutex<HashMap<K, V>>]>,
+    hasher: RandomState,
+    max_per_shard: usize,
+    name: &'static str,
+}
+
+impl<K: Hash + Eq + Clone, V> Table<K, V> {
+    fn new(name: &'static str, max_entries: usize) -> Self {
+        Table {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            max_per_shard: (max_entries / SHARDS).max(1),
+            name,
+        }
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, V>> {
+        let i = (self.hasher.hash_one(key) as usize) % SHARDS;
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the key's entry, creating it with `new` if there is room.
+    /// `rested` says which entries may be swept to make room. Without room,
+    /// `f` sees a fresh value that is not kept.
+    fn with<R>(
+        &self,
+        key: &K,
+        new: impl FnOnce() -> V,
+        rested: impl Fn(&V) -> bool,
+        f: impl FnOnce(&mut V) -> R,
+    ) -> R {
+        let mut shard = self.shard(key);
+        if let Some(v) = shard.get_mut(key) {
+            return f(v);
+        }
+        if shard.len() >= self.max_per_shard {
+            shard.retain(|_, v| !rested(v));
+        }
+        if shard.len() >= self.max_per_shard {
+            metrics::counter!("natter_limit_table_full_total", "table" => self.name).increment(1);
+            let mut v = new();
+            return f(&mut v);
+        }
+        f(shard.entry(key.clone()).or_insert_with(new))
+    }
+
+    fn remove(&self, key: &K) {
+        self.shard(key).remove(key);
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+}
+
+/// A token bucket per key (a user, an address).
+pub struct KeyedBuckets<K> {
+    table: Table<K, TokenBucket>,
+    rate: f64,
+    burst: f64,
+}
+
+impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
+    /// `name` labels the table's metrics; at most about `max_entries` keys
+    /// are tracked at once.
+    pub fn new(name: &'static str, rate: f64, burst: f64, max_entries: usize) -> Self {
+        KeyedBuckets {
+            table: Table::new(name, max_entries),
+            rate,
+            burst,
+        }
+    }
+
+    pub fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        self.with(key, now, |b| b.take(now))
+    }
+
+    pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        self.with(key, now, |b| b.check(now))
+    }
+
+    fn with<R>(&self, key: &K, now: Instant, f: impl FnOnce(&mut TokenBucket) -> R) -> R {
+        self.table.with(
+            key,
+            || TokenBucket::new(self.rate, self.burst, now),
+            |b| b.is_rested(now),
+            f,
+        )
+    }
+
+    /// Keys tracked now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Escalating back-off after repeated failures, per key: the first `free`
+/// failures cost nothing, each further one doubles the wait from `base` up to
+/// `max`. A key that has not failed for `window` starts afresh; a success
+/// clears it. The wait never exceeds `max`, so nobody is locked out for good.
+pub struct Backoff<K> {
+    table: Table<K, Failures>,
+    pub free: u32,
+    pub base: Duration,
+    pub max: Duration,
+    pub window: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    until: Instant,
+}
+
+impl<K: Hash + Eq + Clone> Backoff<K> {
+    pub fn new(
+        name: &'static str,
+        free: u32,
+        base: Duration,
+        max: Duration,
+        window: Duration,
+        max_entries: usize,
+    ) -> Self {
+        Backoff {
+            table: Table::new(name, max_entries),
+            free,
+            base,
+            max,
+            window,
+        }
+    }
+
+    fn rested(&self, f: &Failures, now: Instant) -> bool {
+        now.saturating_duration_since(f.last) >= self.window && now >= f.until
+    }
+
+    /// How long the key must still wait, if it must.
+    pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        let mut shard = self.table.shard(key);
+        match shard.get(key) {
+            Some(f) if self.rested(f, now) => {
+                shard.remove(key);
+                Ok(())
+            }
+            Some(f) if now < f.until => Err(f.until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a failure; returns the wait it imposes from now.
+    pub fn fail(&self, key: &K, now: Instant) -> Duration {
+        let fresh = Failures {
+            count: 0,
+            last: now,
+            until: now,
+        };
+        self.table.with(
+            key,
+            || fresh,
+            |f| self.rested(f, now),
+            |f| {
+                if self.rested(f, now) {
+                    *f = fresh;
+                }
+                f.count += 1;
+                f.last = now;
+                if f.count > self.free {
+                    let doublings = (f.count - self.free - 1).min(30);
+                    let wait = self.base.saturating_mul(1 << doublings).min(self.max);
+                    f.until = now + wait;
+                }
+                f.until.saturating_duration_since(now)
+            },
+        )
+    }
+
+    pub fn succeed(&self, key: &K) {
+        self.table.remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn burst_then_refill() {
+        let t0 = t0();
+        let mut b = TokenBucket::new(10.0, 3.0, t0);
+        for _ in 0..3 {
+            assert!(b.take(t0).is_ok());
+        }
+        let wait = b.take(t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO);
+        assert!(b.take(t0 + Duration::from_millis(100)).is_ok());
+        assert!(b.take(t0 + Duration::from_millis(100)).is_err());
+        // Never more than the burst, however long it waited.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert!(b.take(later).is_ok());
+        }
+        assert!(b.take(later).is_err());
+    }
+
+    #[test]
+    fn check_does_not_take() {
+        let t0 = t0();
+        let mut b = TokenBucket::new(1.0, 1.0, t0);
+        assert!(b.check(t0).is_ok());
+        assert!(b.check(t0).is_ok());
+        assert!(b.take(t0).is_ok());
+        assert!(b.check(t0).is_err());
+    }
+
+    #[test]
+    fn keyed_buckets_are_independent_and_swept_when_rested() {
+        let t0 = t0();
+        let k = KeyedBuckets::new("test", 1.0, 2.0, SHARDS * 2);
+        let (a, b) = ("a".to_string(), "b".to_string());
+        assert!(k.take(&a, t0).is_ok());
+        assert!(k.take(&a, t0).is_ok());
+        assert!(k.take(&a, t0).is_err());
+        assert!(k.take(&b, t0).is_ok());
+        // Far later every bucket is full again; filling the table sweeps them.
+        let later = t0 + Duration::from_secs(10);
+        for i in 0..1000 {
+            let _ = k.take(&format!("x{i}"), later);
+        }
+        assert!(k.len() <= SHARDS * 2, "{}", k.len());
+        // "a" was swept or refilled: either way it has its burst again.
+        assert!(k.take(&a, later).is_ok());
+    }
+
+    #[test]
+    fn a_full_table_of_live_entries_stops_tracking_new_keys() {
+        let t0 = t0();
+        let k = KeyedBuckets::new("test", 0.001, 1.0, SHARDS);
+        for i in 0..200u32 {
+            let _ = k.take(&i, t0);
+        }
+        assert!(k.len() <= SHARDS);
+    }
+
+    #[test]
+    fn backoff_escalates_caps_and_forgets() {
+        let t0 = t0();
+        let b = Backoff::new(
+            "test",
+            3,
+            Duration::from_secs(1),
+            Duration::from_secs(8),
+            Duration::from_secs(60),
+            1000,
+        );
+        for _ in 0..3 {
+            assert_eq!(b.fail(&"u", t0), Duration::ZERO);
+            assert!(b.check(&"u", t0).is_ok());
+        }
+        let waits: Vec<u64> = (0..6).map(|_| b.fail(&"u", t0).as_secs()).collect();
+        assert_eq!(waits, vec![1, 2, 4, 8, 8, 8]);
+        assert_eq!(b.check(&"u", t0), Err(Duration::from_secs(8)));
+        // The owner waits at most `max`, never forever.
+        assert!(b.check(&"u", t0 + Duration::from_secs(8)).is_ok());
+        // A quiet window starts afresh.
+        let later = t0 + Duration::from_secs(120);
+        assert!(b.check(&"u", later).is_ok());
+        assert_eq!(b.fail(&"u", later), Duration::ZERO);
+        b.succeed(&"u");
+        assert!(b.is_empty());
+    }
+}
