@@ -31,6 +31,12 @@ send_rate_per_sec = 1000000.0
 send_burst = 1000000.0
 request_rate_per_sec = 1000000.0
 request_burst = 1000000.0
+max_unauthenticated_per_address = 20000
+[throttle]
+login_rate_per_address = 100000.0
+login_burst_per_address = 100000.0
+register_rate_per_address = 100000.0
+register_burst_per_address = 100000.0
 [password]
 argon2_memory_kib = 64
 argon2_iterations = 1

@@ -20,6 +20,9 @@ pub struct Config {
     pub shutdown: Shutdown,
     pub log: Log,
     pub social: Social,
+    pub http: Http,
+    pub throttle: Throttle,
+    pub overload: Overload,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -37,9 +40,14 @@ pub struct Listen {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_connections: usize,
+    pub max_unauthenticated_per_address: usize,
     pub max_frame_bytes: usize,
+    pub max_preauth_frame_bytes: usize,
     pub max_message_bytes: usize,
     pub outbound_queue: usize,
+    pub outbound_queue_bytes: usize,
+    pub fanout_workers: usize,
+    pub fanout_queue: usize,
     pub send_rate_per_sec: f64,
     pub send_burst: f64,
     pub request_rate_per_sec: f64,
@@ -61,6 +69,102 @@ pub struct Social {
     pub room_history: u32,
     /// How long after sending a message may be recalled.
     pub recall_window_secs: u64,
+    /// Typing is passed on only in conversations with at most this many members.
+    pub typing_max_members: usize,
+    /// Users one user may block.
+    pub max_blocked: usize,
+}
+
+/// The HTTP listener's own limits.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; it also bounds how long
+    /// an idle keep-alive connection waits for its next request.
+    pub header_timeout_ms: u64,
+    /// A connection on which no byte moves this long is closed.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            max_connections: 512,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Limits on logins, registrations and typing.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Throttle {
+    pub login_rate_per_address: f64,
+    pub login_burst_per_address: f64,
+    pub failed_login_rate_per_address: f64,
+    pub failed_login_burst_per_address: f64,
+    pub failed_login_free_per_user: u32,
+    pub failed_login_backoff_ms: u64,
+    pub failed_login_backoff_max_ms: u64,
+    pub failed_login_window_secs: u64,
+    pub register_rate_per_address: f64,
+    pub register_burst_per_address: f64,
+    pub typing_interval_ms: u64,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            login_rate_per_address: 2.0,
+            login_burst_per_address: 20.0,
+            failed_login_rate_per_address: 0.1,
+            failed_login_burst_per_address: 20.0,
+            failed_login_free_per_user: 5,
+            failed_login_backoff_ms: 1_000,
+            failed_login_backoff_max_ms: 60_000,
+            failed_login_window_secs: 900,
+            register_rate_per_address: 1.0 / 60.0,
+            register_burst_per_address: 5.0,
+            typing_interval_ms: 3_000,
+        }
+    }
+}
+
+/// Where the overload stages begin.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Overload {
+    /// 0: three quarters of the memory the machine (or its cgroup) has.
+    pub memory_budget_mb: u64,
+    pub shed_memory_pct: u32,
+    pub essential_memory_pct: u32,
+    pub shed_lag_ms: u64,
+    pub essential_lag_ms: u64,
+    pub shed_queue_pct: u32,
+    pub essential_queue_pct: u32,
+    pub calm_ms: u64,
+    pub interval_ms: u64,
+    /// Connections that may wait to log in, in all, while shedding.
+    pub max_unauthenticated: usize,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            memory_budget_mb: 0,
+            shed_memory_pct: 80,
+            essential_memory_pct: 90,
+            shed_lag_ms: 250,
+            essential_lag_ms: 1_000,
+            shed_queue_pct: 50,
+            essential_queue_pct: 90,
+            calm_ms: 5_000,
+            interval_ms: 250,
+            max_unauthenticated: 1_000,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -77,6 +181,8 @@ impl Default for Social {
             max_group_members: 5000,
             room_history: 50,
             recall_window_secs: 120,
+            typing_max_members: 500,
+            max_blocked: 500,
         }
     }
 }
@@ -107,6 +213,7 @@ pub struct Password {
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
     pub max_concurrent_hashes: usize,
+    pub max_queued_hashes: usize,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -160,6 +267,9 @@ impl Default for Config {
             shutdown: Shutdown::default(),
             log: Log::default(),
             social: Social::default(),
+            http: Http::default(),
+            throttle: Throttle::default(),
+            overload: Overload::default(),
         }
     }
 }
@@ -178,9 +288,14 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 19_000,
+            max_unauthenticated_per_address: 256,
             max_frame_bytes: 256 * 1024,
+            max_preauth_frame_bytes: 4096,
             max_message_bytes: 64 * 1024,
             outbound_queue: 1024,
+            outbound_queue_bytes: 2 * 1024 * 1024,
+            fanout_workers: 4,
+            fanout_queue: 65_536,
             send_rate_per_sec: 100.0,
             send_burst: 200.0,
             request_rate_per_sec: 500.0,
@@ -212,6 +327,7 @@ impl Default for Password {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            max_queued_hashes: 256,
         }
     }
 }
@@ -304,9 +420,116 @@ impl Config {
         check(l.max_connections >= 1, "limits.max_connections", || {
             "must be at least 1".into()
         })?;
-        check(l.max_frame_bytes >= 1024, "limits.max_frame_bytes", || {
-            "must be at least 1024".into()
+        check(
+            l.max_frame_bytes >= 65_536,
+            "limits.max_frame_bytes",
+            || "must be at least 65536".into(),
+        )?;
+        check(
+            (1024..=l.max_frame_bytes).contains(&l.max_preauth_frame_bytes),
+            "limits.max_preauth_frame_bytes",
+            || "must be between 1024 and limits.max_frame_bytes".into(),
+        )?;
+        check(
+            l.max_unauthenticated_per_address >= 1,
+            "limits.max_unauthenticated_per_address",
+            || "must be at least 1".into(),
+        )?;
+        check(
+            l.outbound_queue_bytes >= 2 * l.max_frame_bytes,
+            "limits.outbound_queue_bytes",
+            || "must hold at least two frames (2 × limits.max_frame_bytes)".into(),
+        )?;
+        check(l.fanout_workers >= 1, "limits.fanout_workers", || {
+            "must be at least 1".into()
         })?;
+        check(l.fanout_queue >= 1, "limits.fanout_queue", || {
+            "must be at least 1".into()
+        })?;
+        let h = &self.http;
+        check(h.max_connections >= 1, "http.max_connections", || {
+            "must be at least 1".into()
+        })?;
+        check(h.header_timeout_ms >= 1, "http.header_timeout_ms", || {
+            "must be at least 1".into()
+        })?;
+        check(h.idle_timeout_ms >= 1, "http.idle_timeout_ms", || {
+            "must be at least 1".into()
+        })?;
+        let t = &self.throttle;
+        for (ok, key) in [
+            (
+                t.login_rate_per_address > 0.0,
+                "throttle.login_rate_per_address",
+            ),
+            (
+                t.login_burst_per_address >= 1.0,
+                "throttle.login_burst_per_address",
+            ),
+            (
+                t.failed_login_rate_per_address > 0.0,
+                "throttle.failed_login_rate_per_address",
+            ),
+            (
+                t.failed_login_burst_per_address >= 1.0,
+                "throttle.failed_login_burst_per_address",
+            ),
+            (
+                t.register_rate_per_address > 0.0,
+                "throttle.register_rate_per_address",
+            ),
+            (
+                t.register_burst_per_address >= 1.0,
+                "throttle.register_burst_per_address",
+            ),
+            (
+                t.failed_login_backoff_ms >= 1,
+                "throttle.failed_login_backoff_ms",
+            ),
+            (
+                t.failed_login_window_secs >= 1,
+                "throttle.failed_login_window_secs",
+            ),
+            (t.typing_interval_ms >= 1, "throttle.typing_interval_ms"),
+        ] {
+            check(ok, key, || "must be positive (bursts at least 1)".into())?;
+        }
+        check(
+            t.failed_login_backoff_max_ms >= t.failed_login_backoff_ms,
+            "throttle.failed_login_backoff_max_ms",
+            || "must be at least throttle.failed_login_backoff_ms".into(),
+        )?;
+        let o = &self.overload;
+        for (lo, hi, key) in [
+            (
+                o.shed_memory_pct,
+                o.essential_memory_pct,
+                "overload.essential_memory_pct",
+            ),
+            (
+                o.shed_queue_pct,
+                o.essential_queue_pct,
+                "overload.essential_queue_pct",
+            ),
+        ] {
+            check(lo >= 1 && lo <= hi && hi <= 100, key, || {
+                "the shed and essential percentages must satisfy 1 <= shed <= essential <= 100"
+                    .into()
+            })?;
+        }
+        check(
+            o.shed_lag_ms >= 1 && o.shed_lag_ms <= o.essential_lag_ms,
+            "overload.essential_lag_ms",
+            || "must be at least overload.shed_lag_ms (itself at least 1)".into(),
+        )?;
+        check(o.interval_ms >= 10, "overload.interval_ms", || {
+            "must be at least 10".into()
+        })?;
+        check(
+            o.max_unauthenticated >= 1,
+            "overload.max_unauthenticated",
+            || "must be at least 1".into(),
+        )?;
         check(
             l.max_frame_bytes <= 64 * 1024 * 1024,
             "limits.max_frame_bytes",
@@ -316,11 +539,11 @@ impl Config {
             "must be at least 1".into()
         })?;
         check(
-            l.max_message_bytes + 1024 <= l.max_frame_bytes,
+            l.max_message_bytes + 4096 <= l.max_frame_bytes,
             "limits.max_message_bytes",
             || {
                 format!(
-                    "must leave 1024 bytes of room below limits.max_frame_bytes ({})",
+                    "must leave 4096 bytes of room below limits.max_frame_bytes ({})",
                     l.max_frame_bytes
                 )
             },
@@ -393,9 +616,9 @@ impl Config {
             || "must be at least 8 × password.argon2_parallelism".into(),
         )?;
         check(
-            p.max_concurrent_hashes >= 1,
+            (1..=256).contains(&p.max_concurrent_hashes),
             "password.max_concurrent_hashes",
-            || "must be at least 1".into(),
+            || "must be between 1 and 256".into(),
         )?;
         check(self.store.max_batch >= 1, "store.max_batch", || {
             "must be at least 1".into()

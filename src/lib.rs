@@ -5,6 +5,8 @@
 pub mod cli_client;
 pub mod cli_social;
 pub mod config;
+mod descriptors;
+mod metrics;
 pub mod server;
 
 pub use config::Config;

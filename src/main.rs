@@ -104,6 +104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
+    tokio::spawn(file_size_signals());
     server::run(config, listeners, shutdown)
         .await
         .context("server failed")
@@ -118,6 +119,21 @@ fn init_logging(config: &Config) {
     match config.log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Takes SIGXFSZ (a write past the process's file size limit), whose default
+/// would kill the process: the write fails with an error instead, which the
+/// store reports as a storage fault, and the server goes on.
+async fn file_size_signals() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut xfsz) = signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+            while xfsz.recv().await.is_some() {
+                tracing::warn!("a write went past the file size limit (SIGXFSZ); it failed");
+            }
+        }
     }
 }
 

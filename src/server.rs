@@ -1,20 +1,26 @@
 //! Wires store, service, gateway and HTTP API together and runs them until
-//! the shutdown signal, then drains: stop accepting, tell clients to go
-//! elsewhere, flush their queues, wait for connections, close the store.
+//! the shutdown signal, then drains: stop accepting, answer what clients
+//! already sent, tell them to go elsewhere, flush, wait for connections
+//! (refusing writes still queued when the grace period ends), close the
+//! store, and let fan-out finish.
 
 use crate::config::{self, Config};
+use crate::metrics as natter_metrics;
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use natter_api::{ApiState, HttpLimits, ReadinessCheck};
 use natter_gateway::{Gateway, GatewayConfig, Registry};
+use natter_runtime::load::{self, Load, Thresholds};
 use natter_service::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use natter_service::store::{self, DevicePolicy, Store};
-use natter_service::{PasswordConfig, Service, ServiceConfig};
+use natter_service::{PasswordConfig, Service, ServiceConfig, ThrottleConfig};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The sockets a server serves, bound before it starts (port 0 allowed).
 pub struct Listeners {
@@ -24,7 +30,10 @@ pub struct Listeners {
 }
 
 impl Listeners {
+    /// Binds every listener. The metrics recorder is installed first, so
+    /// that no connection is ever accepted before it can be counted.
     pub async fn bind(listen: &config::Listen) -> anyhow::Result<Listeners> {
+        metrics_handle();
         async fn bind(what: &str, addr: &str) -> anyhow::Result<Option<TcpListener>> {
             if addr.is_empty() {
                 return Ok(None);
@@ -78,19 +87,24 @@ async fn listen_on(addr: &str) -> std::io::Result<TcpListener> {
     Err(last)
 }
 
-/// The process-wide Prometheus recorder, installed on first use.
+/// The process-wide Prometheus recorder, installed on first use, with a
+/// description of every metric natter exports.
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok().map(|_| handle)
+            let installed = metrics::set_global_recorder(recorder).ok().map(|_| handle);
+            natter_metrics::describe();
+            installed
         })
         .clone()
 }
 
 fn service_config(c: &Config) -> ServiceConfig {
+    let ms = Duration::from_millis;
+    let t = &c.throttle;
     ServiceConfig {
         password: PasswordConfig {
             min_length: c.password.min_length,
@@ -98,6 +112,7 @@ fn service_config(c: &Config) -> ServiceConfig {
             argon2_iterations: c.password.argon2_iterations,
             argon2_parallelism: c.password.argon2_parallelism,
             max_concurrent_hashes: c.password.max_concurrent_hashes,
+            max_queued_hashes: c.password.max_queued_hashes,
         },
         token_ttl_secs: c.session.token_ttl_secs,
         device_policy: match c.session.device_policy {
@@ -113,16 +128,37 @@ fn service_config(c: &Config) -> ServiceConfig {
         max_group_members: c.social.max_group_members,
         room_history: c.social.room_history,
         recall_window_secs: c.social.recall_window_secs,
+        typing_max_members: c.social.typing_max_members,
+        max_blocked: c.social.max_blocked,
+        throttle: ThrottleConfig {
+            login_rate_per_address: t.login_rate_per_address,
+            login_burst_per_address: t.login_burst_per_address,
+            failed_login_rate_per_address: t.failed_login_rate_per_address,
+            failed_login_burst_per_address: t.failed_login_burst_per_address,
+            failed_login_free_per_user: t.failed_login_free_per_user,
+            failed_login_backoff: ms(t.failed_login_backoff_ms),
+            failed_login_backoff_max: ms(t.failed_login_backoff_max_ms),
+            failed_login_window: Duration::from_secs(t.failed_login_window_secs),
+            register_rate_per_address: t.register_rate_per_address,
+            register_burst_per_address: t.register_burst_per_address,
+            typing_interval: ms(t.typing_interval_ms),
+            max_tracked: 100_000,
+        },
     }
 }
 
-fn gateway_config(c: &Config) -> GatewayConfig {
+fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfig {
     let ms = Duration::from_millis;
     GatewayConfig {
         server_name: format!("natter/{}", env!("CARGO_PKG_VERSION")),
         max_frame_bytes: c.limits.max_frame_bytes,
-        max_connections: c.limits.max_connections,
+        max_preauth_frame_bytes: c.limits.max_preauth_frame_bytes,
+        max_preauth_bytes: 8 * c.limits.max_preauth_frame_bytes,
+        max_connections,
+        max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
+        max_unauthenticated_shedding: c.overload.max_unauthenticated,
         outbound_queue: c.limits.outbound_queue,
+        outbound_queue_bytes: c.limits.outbound_queue_bytes,
         auth_timeout: ms(c.session.auth_timeout_ms),
         heartbeat_interval: ms(c.session.heartbeat_interval_ms),
         heartbeat_timeout: ms(c.session.heartbeat_timeout_ms),
@@ -135,6 +171,45 @@ fn gateway_config(c: &Config) -> GatewayConfig {
     }
 }
 
+fn thresholds(c: &config::Overload) -> Thresholds {
+    let budget = match c.memory_budget_mb {
+        0 => load::memory_available().map_or(u64::MAX / 4, |m| m / 4 * 3),
+        mb => mb << 20,
+    };
+    Thresholds {
+        memory_budget_bytes: budget,
+        shed_memory: c.shed_memory_pct as f64 / 100.0,
+        essential_memory: c.essential_memory_pct as f64 / 100.0,
+        shed_lag: Duration::from_millis(c.shed_lag_ms),
+        essential_lag: Duration::from_millis(c.essential_lag_ms),
+        shed_queue: c.shed_queue_pct as f64 / 100.0,
+        essential_queue: c.essential_queue_pct as f64 / 100.0,
+        calm: Duration::from_millis(c.calm_ms),
+        interval: Duration::from_millis(c.interval_ms),
+    }
+}
+
+/// The readiness answer: not while draining or shedding load, and only when
+/// the store completes a round trip in time.
+fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) -> ReadinessCheck {
+    Arc::new(move || {
+        let (draining, load, store) = (draining.clone(), load.clone(), store.clone());
+        Box::pin(async move {
+            if draining.load(Ordering::Acquire) {
+                return Err("draining".into());
+            }
+            if !load.accepts_new() {
+                return Err(format!("shedding load (stage {})", load.stage().name()));
+            }
+            match tokio::time::timeout(Duration::from_secs(2), store.check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("storage: {e}")),
+                Err(_) => Err("storage: no answer within 2 s".into()),
+            }
+        })
+    })
+}
+
 /// Runs a server on `listeners` until `shutdown` is cancelled, then drains
 /// within `shutdown.grace_ms` and returns.
 pub async fn run(
@@ -143,10 +218,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    natter_runtime::panics::install_hook();
+    let budget = crate::descriptors::budget(&config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db = config.data_dir.join("natter.db");
-    let (feed_tx, feed_rx) = store::commit_feed();
+    let (feed_tx, feeds) =
+        store::commit_feed(config.limits.fanout_workers, config.limits.fanout_queue);
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(
             SqliteOptions {
@@ -163,13 +241,30 @@ pub async fn run(
         )
         .with_context(|| format!("cannot open the database {}", db.display()))?,
     );
-    let gw_config = gateway_config(&config);
-    let registry = Arc::new(Registry::new(
-        gw_config.send_rate_per_sec,
-        gw_config.send_burst,
+    let load = Arc::new(Load::default());
+    let gw_config = gateway_config(&config, budget.chat);
+    let registry = Arc::new(Registry::default());
+    let service = Service::new(
+        store.clone(),
+        registry.clone(),
+        service_config(&config),
+        load.clone(),
+    );
+    let background = TaskTracker::new();
+    for feed in feeds {
+        background.spawn(service.clone().dispatch(feed));
+    }
+    let monitor_stop = CancellationToken::new();
+    let s = store.clone();
+    background.spawn(load::monitor(
+        load.clone(),
+        thresholds(&config.overload),
+        move || {
+            let (queued, capacity) = s.queue();
+            queued as f64 / capacity.max(1) as f64
+        },
+        monitor_stop.clone(),
     ));
-    let service = Service::new(store.clone(), registry.clone(), service_config(&config));
-    let dispatcher = tokio::spawn(service.clone().dispatch(feed_rx));
     let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());
 
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
@@ -178,32 +273,57 @@ pub async fn run(
         tracing::info!(addr = %ws.local_addr()?, "listening for WebSocket");
         accept.push(tokio::spawn(gateway.clone().serve_ws(ws)));
     }
-    let ready = Arc::new(AtomicBool::new(true));
+    let draining = Arc::new(AtomicBool::new(false));
     let api_stop = CancellationToken::new();
     let api = listeners.http.map(|http| {
         if let Ok(addr) = http.local_addr() {
             tracing::info!(%addr, "listening for HTTP (/healthz, /readyz, /metrics)");
         }
-        let state = natter_api::ApiState {
+        let state = ApiState {
             metrics: metrics_handle(),
-            ready: ready.clone(),
+            ready: readiness(draining.clone(), load.clone(), store.clone()),
         };
-        tokio::spawn(natter_api::serve(http, state, api_stop.clone()))
+        let limits = HttpLimits {
+            max_connections: budget.http,
+            header_timeout: Duration::from_millis(config.http.header_timeout_ms),
+            idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
+        };
+        tokio::spawn(natter_api::serve(
+            http,
+            natter_api::router(state),
+            limits,
+            api_stop.clone(),
+        ))
     });
     tracing::info!(data_dir = %config.data_dir.display(), "natter is up");
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections");
-    ready.store(false, Ordering::Release);
+    draining.store(true, Ordering::Release);
     for a in accept {
         let _ = a.await;
     }
     let grace = Duration::from_millis(config.shutdown.grace_ms);
     if !gateway.drain(grace).await {
-        tracing::warn!(?grace, "connections still open after the grace period");
+        // Whatever is still queued will not be written: its callers hear
+        // UNAVAILABLE (not stored) and resend after reconnecting.
+        tracing::warn!(?grace, "grace period over: refusing queued writes");
+        store.stop_writes();
+        let flush = Duration::from_millis(config.shutdown.grace_ms.min(2_000));
+        if !gateway.drain(flush).await {
+            tracing::warn!("connections still open after the grace period");
+        }
     }
     store.close().await;
-    dispatcher.abort();
+    // The store has closed its feed: fan-out finishes what it holds and ends.
+    monitor_stop.cancel();
+    background.close();
+    if tokio::time::timeout(Duration::from_secs(2), background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("fan-out did not finish within 2 s");
+    }
     api_stop.cancel();
     if let Some(api) = api {
         let _ = api.await;

@@ -29,6 +29,8 @@ async fn spawn_server(dir: &std::path::Path) -> (Child, String) {
         .env("NATTER_PASSWORD__ARGON2_ITERATIONS", "1")
         .env("NATTER_LIMITS__SEND_RATE_PER_SEC", "100000")
         .env("NATTER_LIMITS__SEND_BURST", "100000")
+        .env("NATTER_THROTTLE__REGISTER_BURST_PER_ADDRESS", "100000")
+        .env("NATTER_THROTTLE__LOGIN_BURST_PER_ADDRESS", "100000")
         .env("NATTER_LOG__LEVEL", "warn")
         .env("NATTER_SOCIAL__DIRECT_MESSAGES", "anyone")
         // The test suite's own variables must not upset the server.

@@ -104,19 +104,32 @@ async fn first_frame_must_be_hello_and_versions_must_overlap() {
 #[tokio::test]
 async fn oversized_frame_is_refused_before_it_is_read() {
     let server = TestServer::start_with(|c| {
-        c.limits.max_frame_bytes = 4096;
+        c.limits.max_frame_bytes = 65_536;
         c.limits.max_message_bytes = 1024;
     })
     .await;
+    let (_c, login) = server.user("alice").await;
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
+    raw.request(
+        2,
+        ClientFrame::Resume(pb::Resume {
+            token: login.token.clone(),
+            device_id: "d1".into(),
+        }),
+    )
+    .await;
+    assert!(matches!(
+        raw.frame().await,
+        Some((2, ServerFrame::LoginOk(_)))
+    ));
     // Announce 1 MiB; send only the header.
-    raw.send(&header(1 << 20, 8, 2)).await;
+    raw.send(&header(1 << 20, 8, 3)).await;
     let frames = raw.until_closed().await;
     match &frames[0] {
         ServerFrame::Error(e) => {
             assert_eq!(e.code(), pb::ErrorCode::FrameTooLarge);
-            assert!(e.message.contains("4096"), "{}", e.message);
+            assert!(e.message.contains("65536"), "{}", e.message);
         }
         other => panic!("{other:?}"),
     }

@@ -41,6 +41,15 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.limits.send_burst = 100_000.0;
     c.limits.request_rate_per_sec = 100_000.0;
     c.limits.request_burst = 100_000.0;
+    // Every test client comes from 127.0.0.1: the per-address limits on
+    // logins and registrations would otherwise be the first thing hit. The
+    // tests of those limits set them back.
+    c.throttle.login_rate_per_address = 100_000.0;
+    c.throttle.login_burst_per_address = 100_000.0;
+    c.throttle.register_rate_per_address = 100_000.0;
+    c.throttle.register_burst_per_address = 100_000.0;
+    c.throttle.failed_login_burst_per_address = 100_000.0;
+    c.limits.max_unauthenticated_per_address = 100_000;
     c.shutdown.grace_ms = 3_000;
     // Most tests are about delivery, not the social graph: they let anyone
     // message anyone. The social tests turn the friends-only default back on.

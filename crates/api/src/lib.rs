@@ -1,5 +1,11 @@
-//! natter's HTTP API: liveness, readiness and Prometheus metrics.
+//! natter's HTTP API: liveness, readiness and Prometheus metrics, served
+//! with a connection cap and header and idle timeouts of its own, so HTTP
+//! clients can never take the descriptors or memory the chat ports need.
 #![forbid(unsafe_code)]
+
+mod listener;
+
+pub use listener::{serve, HttpLimits};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,18 +13,20 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+
+/// Answers whether the node should be sent new work, and if not, why.
+pub type ReadinessCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// What the HTTP handlers read.
 #[derive(Clone)]
 pub struct ApiState {
     /// Renders the process's metrics; `None` when no recorder is installed.
     pub metrics: Option<PrometheusHandle>,
-    /// True while the server accepts new work; false once draining starts.
-    pub ready: Arc<AtomicBool>,
+    pub ready: ReadinessCheck,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -30,10 +38,12 @@ pub fn router(state: ApiState) -> Router {
 }
 
 async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    match (s.ready)().await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
@@ -50,15 +60,4 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
             "metrics are disabled\n".to_owned(),
         ),
     }
-}
-
-/// Serves HTTP until `shutdown` fires.
-pub async fn serve(
-    listener: TcpListener,
-    state: ApiState,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }

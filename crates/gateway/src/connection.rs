@@ -1,23 +1,29 @@
-//! One connection's life: handshake, authentication, the request loop with
-//! its deadlines, and an orderly close.
+//! One connection's life: admission, handshake, authentication, the request
+//! loop with its deadlines, and an orderly close.
 
-use crate::limits::TokenBucket;
-use crate::outbound::{self, Close, Outbound};
+use crate::addresses::{Refused, Slot};
+use crate::outbound::{self, Close, Outbound, QueueLimits};
 use crate::pipeline::{InFlight, MAX_IN_FLIGHT};
 use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
-use crate::Gateway;
-use futures_util::StreamExt;
+use crate::{convert, Gateway};
+use futures_util::{FutureExt, StreamExt};
 use natter_proto::pb::{DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
-use natter_service::SessionInfo;
+use natter_runtime::clock::Instant;
+use natter_runtime::limits::TokenBucket;
+use natter_service::{ServiceError, SessionInfo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Frames answered at most from what a client had already sent when the
+/// server began to shut down.
+const MAX_ANSWERED_AT_SHUTDOWN: usize = 4096;
 
 pub(crate) enum Phase {
     /// Nothing received yet: only Hello is accepted.
@@ -42,22 +48,84 @@ pub(crate) struct Conn {
     requests: TokenBucket,
     /// Answers owed to pipelined Sends, oldest first.
     pub(crate) in_flight: InFlight,
+    /// Held until login: this connection's place among the unauthenticated.
+    pub(crate) unauth: Option<Slot>,
+}
+
+/// What a new connection is let in with, or the close that refuses it.
+struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    unauth: Slot,
+}
+
+impl Gateway {
+    fn admit(&self, peer: SocketAddr) -> Result<Admitted, Close> {
+        let cfg = &self.config;
+        let full = |what: &str, message: String| {
+            metrics::counter!("natter_limit_hits_total", "limit" => what.to_owned()).increment(1);
+            Close {
+                reason: DisconnectReason::ServerFull,
+                message,
+                flush: true,
+                reconnect_after_ms: cfg.reconnect_after.as_millis() as u32,
+            }
+        };
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return Err(full(
+                "connections",
+                format!(
+                    "the server holds its maximum of {} connections",
+                    cfg.max_connections
+                ),
+            ));
+        };
+        // While the node sheds load, only a few connections may wait to log
+        // in at once: enough for sessions to resume, not for a flood.
+        let total = if self.load.accepts_new() {
+            usize::MAX
+        } else {
+            cfg.max_unauthenticated_shedding
+        };
+        match self
+            .unauth
+            .admit(peer.ip(), cfg.max_unauthenticated_per_address, total)
+        {
+            Ok(unauth) => Ok(Admitted {
+                _permit: permit,
+                unauth,
+            }),
+            Err(Refused::Address) => Err(full(
+                "unauthenticated_per_address",
+                format!(
+                    "{} connections from this address are already waiting to log in",
+                    cfg.max_unauthenticated_per_address
+                ),
+            )),
+            Err(Refused::Total) => Err(full(
+                "overload",
+                "the server is overloaded; reconnect later".into(),
+            )),
+        }
+    }
 }
 
 pub(crate) async fn serve(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, kind: Kind) {
-    let max = gw.config.max_frame_bytes;
-    let permit = gw.slots.clone().try_acquire_owned();
+    let admitted = gw.admit(peer);
+    let cfg = &gw.config;
     match kind {
         Kind::Tcp => {
-            let (r, w) = transport::tcp(stream, max);
-            run(gw, r, w, peer, kind, permit.ok()).await
+            let (r, w) = transport::tcp(stream, cfg.max_preauth_frame_bytes);
+            run(gw, r, w, peer, kind, admitted).await
         }
         Kind::WebSocket => {
-            let upgraded =
-                tokio::time::timeout(gw.config.auth_timeout, transport::websocket(stream, max))
-                    .await;
-            match upgraded {
-                Ok(Ok((r, w))) => run(gw, r, w, peer, kind, permit.ok()).await,
+            let upgrade = transport::websocket(
+                stream,
+                cfg.max_frame_bytes,
+                cfg.max_preauth_frame_bytes,
+                cfg.max_preauth_bytes,
+            );
+            match tokio::time::timeout(cfg.auth_timeout, upgrade).await {
+                Ok(Ok((r, w))) => run(gw, r, w, peer, kind, admitted).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
                 Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
             }
@@ -71,41 +139,43 @@ async fn run<R: FrameRead, W: FrameWrite>(
     writer: W,
     peer: SocketAddr,
     kind: Kind,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    admitted: Result<Admitted, Close>,
 ) {
-    let (out, rx) = outbound::channel(gw.config.outbound_queue);
-    let writer = gw.tracker.spawn(outbound::writer(
-        writer,
-        rx,
-        out.clone(),
-        gw.config.flush_timeout,
+    let (out, rx) = outbound::channel(QueueLimits {
+        frames: gw.config.outbound_queue,
+        bytes: gw.config.outbound_queue_bytes,
+        max_frame: gw.config.max_frame_bytes,
+    });
+    let writer = gw.tracker.spawn(natter_runtime::panics::guard(
+        "connection_writer",
+        outbound::writer(writer, rx, out.clone(), gw.config.flush_timeout),
     ));
-    let Some(_permit) = permit else {
-        metrics::counter!("natter_limit_hits_total", "limit" => "connections").increment(1);
-        out.close(Close {
-            reason: DisconnectReason::ServerFull,
-            message: format!(
-                "the server holds its maximum of {} connections",
-                gw.config.max_connections
-            ),
-            flush: true,
-            reconnect_after_ms: gw.config.reconnect_after.as_millis() as u32,
-        });
-        let _ = writer.await;
-        return;
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(refusal) => {
+            out.close(refusal);
+            let _ = writer.await;
+            return;
+        }
     };
     metrics::counter!("natter_connections_total", "transport" => kind.as_str()).increment(1);
-    metrics::gauge!("natter_connections").increment(1.0);
+    gw.connection_opened();
     let mut conn = Conn {
-        requests: TokenBucket::new(gw.config.request_rate_per_sec, gw.config.request_burst),
+        requests: TokenBucket::new(
+            gw.config.request_rate_per_sec,
+            gw.config.request_burst,
+            Instant::now(),
+        ),
         gw,
         out,
         phase: Phase::New,
         conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         peer,
         in_flight: InFlight::new(),
+        unauth: Some(admitted.unauth),
     };
-    conn.read_loop(&mut reader).await;
+    // A panic ends this connection only; what follows still cleans up.
+    natter_runtime::panics::guard("connection", conn.read_loop(&mut reader)).await;
     if let Phase::Authed(s) = &conn.phase {
         let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
         // Friends hear of the last session going; not during a drain, when
@@ -118,24 +188,27 @@ async fn run<R: FrameRead, W: FrameWrite>(
     // when one was set, silently when the peer just went away.
     conn.out.abort();
     let _ = writer.await;
-    metrics::gauge!("natter_connections").decrement(1.0);
+    conn.gw.connection_closed();
+    drop(admitted._permit);
 }
 
 impl Conn {
     async fn read_loop<R: FrameRead>(&mut self, reader: &mut R) {
         let cfg = &self.gw.config;
         let mut deadline = Instant::now() + cfg.auth_timeout;
+        let mut lifted = false;
         // Made once, not per frame: each of these registers with a lock or
         // the timer wheel. The timer is moved only when it fires early.
         let closed = self.out.closed();
         let shutdown = self.gw.shutdown.clone().cancelled_owned();
-        let timer = sleep_until(deadline.into());
+        let timer = sleep_until(deadline);
         tokio::pin!(closed, shutdown, timer);
         loop {
             let read = tokio::select! {
                 biased;
                 _ = &mut closed => return,
                 _ = &mut shutdown => {
+                    self.answer_what_was_sent(reader).await;
                     self.finish_in_flight().await;
                     self.close(DisconnectReason::GoingAway, "server shutting down; reconnect");
                     return;
@@ -146,7 +219,7 @@ impl Conn {
                 }
                 _ = &mut timer => {
                     if Instant::now() < deadline {
-                        timer.as_mut().reset(deadline.into());
+                        timer.as_mut().reset(deadline);
                         continue;
                     }
                     let (reason, msg) = match self.phase {
@@ -165,10 +238,14 @@ impl Conn {
                         return;
                     }
                     if let Phase::Authed(_) = self.phase {
+                        if !lifted {
+                            reader.authenticated(self.gw.config.max_frame_bytes);
+                            lifted = true;
+                        }
                         deadline = Instant::now() + self.gw.config.heartbeat_timeout;
                         // Logging in can bring the deadline forward.
-                        if tokio::time::Instant::from(deadline) < timer.deadline() {
-                            timer.as_mut().reset(deadline.into());
+                        if deadline < timer.deadline() {
+                            timer.as_mut().reset(deadline);
                         }
                     }
                 }
@@ -178,10 +255,14 @@ impl Conn {
                         natter_proto::FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
                         natter_proto::FrameError::TooShort { .. } => ErrorCode::Malformed,
                     };
+                    let why = match (&self.phase, e) {
+                        (Phase::Authed(_), e) => e.to_string(),
+                        (_, e) => format!("{e} (before login)"),
+                    };
                     metrics::counter!("natter_limit_hits_total", "limit" => "frame_size")
                         .increment(1);
-                    self.reply(0, ServerFrame::error(code, e.to_string()));
-                    self.close(DisconnectReason::ProtocolError, &e.to_string());
+                    self.reply(0, ServerFrame::error(code, why.clone()));
+                    self.close(DisconnectReason::ProtocolError, &why);
                     return;
                 }
                 Err(ReadError::TextMessage) => {
@@ -195,6 +276,25 @@ impl Conn {
                     tracing::debug!(peer = %self.peer, error = %e, "connection ended");
                     return;
                 }
+            }
+        }
+    }
+
+    /// At shutdown: handles every request the client sent before the server
+    /// said it was going (whole frames already received or waiting in the
+    /// socket), so each gets its answer before GOING_AWAY.
+    async fn answer_what_was_sent<R: FrameRead>(&mut self, reader: &mut R) {
+        for _ in 0..MAX_ANSWERED_AT_SHUTDOWN {
+            if self.in_flight.len() >= MAX_IN_FLIGHT {
+                self.finish_in_flight().await;
+            }
+            match reader.read_frame().now_or_never() {
+                Some(Ok(Some(frame))) => {
+                    if let Flow::Stop = self.handle(frame).await {
+                        return;
+                    }
+                }
+                _ => return,
             }
         }
     }
@@ -229,8 +329,23 @@ impl Conn {
         }
     }
 
+    /// Queues an answer. One that would exceed the frame limit the client
+    /// was promised is replaced by an INTERNAL error (and counted): every
+    /// list the server sends pages within the limit, so this is a bug.
     pub(crate) fn reply(&self, request_id: u32, frame: ServerFrame) {
-        self.out.push(frame.to_bytes(request_id));
+        let bytes = frame.to_bytes(request_id);
+        if self.out.fits(&bytes) {
+            self.out.push(bytes);
+        } else {
+            metrics::counter!("natter_oversized_frames_total").increment(1);
+            tracing::error!(
+                request_id,
+                bytes = bytes.len(),
+                "an answer exceeded the frame limit"
+            );
+            let e = ServerFrame::error(ErrorCode::Internal, "the answer exceeded the frame limit");
+            self.out.push(e.to_bytes(request_id));
+        }
     }
 
     pub(crate) fn close(&self, reason: DisconnectReason, message: &str) {
@@ -247,10 +362,6 @@ impl Conn {
     }
 }
 
-pub(crate) fn rate_limited(what: &str, wait: std::time::Duration) -> ServerFrame {
-    ServerFrame::Error(natter_proto::pb::Error {
-        code: ErrorCode::RateLimited as i32,
-        message: format!("{what}; retry later"),
-        retry_after_ms: wait.as_millis().max(1) as u32,
-    })
+pub(crate) fn rate_limited(what: &'static str, retry_after: std::time::Duration) -> ServerFrame {
+    convert::error(&ServiceError::RateLimited { what, retry_after })
 }

@@ -3,6 +3,7 @@
 
 use natter_proto::pb::{self, ErrorCode};
 use natter_proto::ServerFrame;
+use natter_runtime::clock::millis;
 use natter_service::store::{
     Body, BodyKind, ConversationKind, ConversationState, ConversationSummary, FriendRequestRecord,
     GroupRecord, HistoryPage, JoinPolicy, JoinRequestRecord, MemberRecord, RequestStatus, Role,
@@ -250,8 +251,18 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         ServiceError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         ServiceError::Muted(_) => ErrorCode::Muted,
         ServiceError::GroupFull(_) => ErrorCode::GroupFull,
-        ServiceError::Unavailable => ErrorCode::Unavailable,
+        ServiceError::RateLimited { .. } => ErrorCode::RateLimited,
+        ServiceError::Unavailable(_) => ErrorCode::Unavailable,
         ServiceError::Internal(_) => ErrorCode::Internal,
     };
-    ServerFrame::error(code, e.to_string())
+    let retry_after_ms = match e {
+        ServiceError::RateLimited { retry_after, .. } => millis(*retry_after),
+        ServiceError::Unavailable(u) => millis(u.retry_after()),
+        _ => 0,
+    };
+    ServerFrame::Error(pb::Error {
+        code: code as i32,
+        message: e.to_string(),
+        retry_after_ms,
+    })
 }

@@ -46,7 +46,12 @@ impl Conn {
                 return Flow::Continue;
             }
             (_, ClientFrame::Register(r)) => {
-                let done = self.gw.service.register(&r.username, &r.password).await;
+                let from = self.peer.ip();
+                let done = self
+                    .gw
+                    .service
+                    .register(&r.username, &r.password, from)
+                    .await;
                 self.answer(id, done.map(|_| ServerFrame::Done(pb::Done {})));
                 return Flow::Continue;
             }
@@ -54,7 +59,7 @@ impl Conn {
                 let r = self
                     .gw
                     .service
-                    .login(&l.username, &l.password, &l.device_id)
+                    .login(&l.username, &l.password, &l.device_id, self.peer.ip())
                     .await;
                 return self.authenticated(id, r).await;
             }
@@ -134,6 +139,8 @@ impl Conn {
                 heartbeat_timeout_ms: cfg.heartbeat_timeout.as_millis() as u32,
             }),
         );
+        // No longer one of the connections waiting to log in.
+        self.unauth = None;
         // Attach after the answer is queued: pushes start after LoginOk, and
         // anything committed before is found by the client's first Sync.
         let first =

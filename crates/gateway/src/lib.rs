@@ -3,10 +3,10 @@
 //! shutdown. It knows nothing of SQL; it calls the service.
 #![forbid(unsafe_code)]
 
+mod addresses;
 mod connection;
 mod convert;
 mod handlers;
-mod limits;
 mod outbound;
 mod pipeline;
 mod registry;
@@ -15,7 +15,11 @@ mod transport;
 
 pub use registry::Registry;
 
+use natter_runtime::limits::KeyedBuckets;
+use natter_runtime::load::Load;
+use natter_service::store::UserId;
 use natter_service::Service;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -28,9 +32,19 @@ pub struct GatewayConfig {
     pub server_name: String,
     /// Largest accepted frame (the length field), both directions.
     pub max_frame_bytes: usize,
+    /// Largest frame accepted before login.
+    pub max_preauth_frame_bytes: usize,
+    /// Bytes a WebSocket client may send before login, the upgrade included.
+    pub max_preauth_bytes: usize,
     pub max_connections: usize,
+    /// Connections from one address that have not logged in yet.
+    pub max_unauthenticated_per_address: usize,
+    /// Connections waiting to log in, in all, while the node sheds load.
+    pub max_unauthenticated_shedding: usize,
     /// Frames queued for one connection before it counts as a slow consumer.
     pub outbound_queue: usize,
+    /// Bytes queued for one connection before it counts as a slow consumer.
+    pub outbound_queue_bytes: usize,
     /// Time a new connection has to log in.
     pub auth_timeout: Duration,
     /// How often an authenticated client should send something.
@@ -54,8 +68,13 @@ impl Default for GatewayConfig {
         GatewayConfig {
             server_name: "natter".into(),
             max_frame_bytes: 256 * 1024,
+            max_preauth_frame_bytes: 4096,
+            max_preauth_bytes: 32 * 1024,
             max_connections: 19_000,
+            max_unauthenticated_per_address: 256,
+            max_unauthenticated_shedding: 1000,
             outbound_queue: 1024,
+            outbound_queue_bytes: 2 * 1024 * 1024,
             auth_timeout: Duration::from_secs(10),
             heartbeat_interval: Duration::from_secs(30),
             heartbeat_timeout: Duration::from_secs(90),
@@ -76,6 +95,12 @@ pub struct Gateway {
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: GatewayConfig,
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) unauth: Arc<addresses::Unauthenticated>,
+    /// Each user's message bucket, shared by their sessions and kept when
+    /// they disconnect, so reconnecting does not refill the burst.
+    pub(crate) send_buckets: KeyedBuckets<UserId>,
+    pub(crate) load: Arc<Load>,
+    active: AtomicUsize,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
@@ -90,12 +115,41 @@ impl Gateway {
     ) -> Arc<Self> {
         Arc::new(Gateway {
             slots: Arc::new(Semaphore::new(config.max_connections)),
+            unauth: Arc::default(),
+            send_buckets: KeyedBuckets::new(
+                "send",
+                config.send_rate_per_sec,
+                config.send_burst,
+                1_000_000,
+            ),
+            load: service.load_handle(),
+            active: AtomicUsize::new(0),
             service,
             registry,
             config,
             tracker: TaskTracker::new(),
             shutdown,
         })
+    }
+
+    fn connection_opened(&self) {
+        let n = self.active.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("natter_connections").set(n as f64);
+    }
+
+    fn connection_closed(&self) {
+        let n = self.active.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!("natter_connections").set(n as f64);
+    }
+
+    /// Connections admitted and not yet closed.
+    pub fn connections(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Connections that have not logged in yet.
+    pub fn unauthenticated(&self) -> usize {
+        self.unauth.total()
     }
 
     /// Accepts raw TCP connections until shutdown.
@@ -128,6 +182,7 @@ impl Gateway {
             self.tracker.spawn(async move {
                 connection::serve(this, stream, peer, kind).await;
             });
+            metrics::gauge!("natter_unauthenticated_connections").set(self.unauth.total() as f64);
         }
     }
 

@@ -8,7 +8,8 @@
 
 use crate::transport::FrameWrite;
 use bytes::Bytes;
-use natter_proto::{pb::DisconnectReason, ServerFrame};
+use natter_proto::{pb::DisconnectReason, ServerFrame, LENGTH_LEN};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -24,10 +25,13 @@ pub struct Close {
     pub reconnect_after_ms: u32,
 }
 
-#[derive(Default)]
 struct Closer {
     token: CancellationToken,
     close: Mutex<Option<Close>>,
+    /// Bytes queued and not yet written.
+    queued: AtomicUsize,
+    max_queued: usize,
+    max_frame: usize,
 }
 
 /// The handle others hold to push to a connection or close it.
@@ -43,24 +47,52 @@ pub enum Pushed {
     SlowConsumer,
     /// The connection is already closing.
     Gone,
+    /// Larger than the frame limit the client was promised: not sent.
+    TooLarge,
 }
 
 impl Outbound {
+    /// Whether a frame (as encoded, length prefix included) is within the
+    /// frame limit told to the client.
+    pub fn fits(&self, frame: &Bytes) -> bool {
+        frame.len() <= self.closer.max_frame + LENGTH_LEN
+    }
+
     pub fn push(&self, frame: Bytes) -> Pushed {
-        match self.tx.try_send(frame) {
+        if !self.fits(&frame) {
+            metrics::counter!("natter_oversized_frames_total").increment(1);
+            tracing::error!(
+                bytes = frame.len(),
+                "a frame above the frame limit was not sent"
+            );
+            return Pushed::TooLarge;
+        }
+        let len = frame.len();
+        let queued = self.closer.queued.fetch_add(len, Ordering::Relaxed) + len;
+        let sent = if queued > self.closer.max_queued {
+            Err(mpsc::error::TrySendError::Full(frame))
+        } else {
+            self.tx.try_send(frame)
+        };
+        match sent {
             Ok(()) => Pushed::Queued,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("natter_limit_hits_total", "limit" => "outbound_queue")
-                    .increment(1);
-                self.close(Close {
-                    reason: DisconnectReason::SlowConsumer,
-                    message: "outbound queue full: reconnect and sync".into(),
-                    flush: false,
-                    reconnect_after_ms: 0,
-                });
-                Pushed::SlowConsumer
+            Err(e) => {
+                self.closer.queued.fetch_sub(len, Ordering::Relaxed);
+                match e {
+                    mpsc::error::TrySendError::Full(_) => {
+                        metrics::counter!("natter_limit_hits_total", "limit" => "outbound_queue")
+                            .increment(1);
+                        self.close(Close {
+                            reason: DisconnectReason::SlowConsumer,
+                            message: "outbound queue full: reconnect and sync".into(),
+                            flush: false,
+                            reconnect_after_ms: 0,
+                        });
+                        Pushed::SlowConsumer
+                    }
+                    mpsc::error::TrySendError::Closed(_) => Pushed::Gone,
+                }
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Pushed::Gone,
         }
     }
 
@@ -88,13 +120,28 @@ impl Outbound {
     }
 }
 
+/// How much a connection's queue may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueLimits {
+    pub frames: usize,
+    pub bytes: usize,
+    /// The largest frame (the length field) the client accepts.
+    pub max_frame: usize,
+}
+
 /// Creates the queue and the handle; `writer` is then run as a task.
-pub fn channel(depth: usize) -> (Outbound, mpsc::Receiver<Bytes>) {
-    let (tx, rx) = mpsc::channel(depth.max(1));
+pub fn channel(limits: QueueLimits) -> (Outbound, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel(limits.frames.max(1));
     (
         Outbound {
             tx,
-            closer: Arc::new(Closer::default()),
+            closer: Arc::new(Closer {
+                token: CancellationToken::new(),
+                close: Mutex::new(None),
+                queued: AtomicUsize::new(0),
+                max_queued: limits.bytes,
+                max_frame: limits.max_frame,
+            }),
         },
         rx,
     )
@@ -131,6 +178,8 @@ pub async fn writer<W: FrameWrite>(
                     _ = &mut closed => { clean = false; break }
                     r = io.write_frames(&batch) => r,
                 };
+                let bytes: usize = batch.iter().map(Bytes::len).sum();
+                out.closer.queued.fetch_sub(bytes, Ordering::Relaxed);
                 batch.clear();
                 if written.is_err() {
                     clean = false;

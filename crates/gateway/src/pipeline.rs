@@ -50,7 +50,8 @@ async fn send(svc: Service, s: SessionInfo, id: u32, m: pb::Send) -> (u32, Serve
 impl Conn {
     /// Starts a Send and keeps its answer in line behind the ones before it.
     pub(crate) fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
-        if let Err(wait) = self.gw.registry.take_send_token(s.user_id) {
+        let now = natter_runtime::clock::Instant::now();
+        if let Err(wait) = self.gw.send_buckets.take(&s.user_id, now) {
             metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
             self.answer_in_order(id, rate_limited("message rate limit reached", wait));
             return Flow::Continue;

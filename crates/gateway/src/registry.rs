@@ -4,7 +4,6 @@
 //! each once, and queues it on every target connection.
 
 use crate::convert;
-use crate::limits::TokenBucket;
 use crate::outbound::{Close, Outbound, Pushed};
 use bytes::Bytes;
 use natter_proto::{pb, ServerFrame};
@@ -12,14 +11,11 @@ use natter_service::store::{SessionId, UserId};
 use natter_service::{Event, EventSink, RevokeReason};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 const SHARDS: usize = 64;
 
 pub struct Registry {
     shards: Box<[Mutex<Shard>]>,
-    send_rate: f64,
-    send_burst: f64,
 }
 
 #[derive(Default)]
@@ -29,7 +25,6 @@ struct Shard {
 
 struct UserEntry {
     conns: Vec<Attached>,
-    send_bucket: TokenBucket,
 }
 
 struct Attached {
@@ -38,16 +33,15 @@ struct Attached {
     out: Outbound,
 }
 
-impl Registry {
-    /// `send_rate`/`send_burst` set each user's message token bucket.
-    pub fn new(send_rate: f64, send_burst: f64) -> Self {
+impl Default for Registry {
+    fn default() -> Self {
         Registry {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            send_rate,
-            send_burst,
         }
     }
+}
 
+impl Registry {
     fn shard(&self, user: UserId) -> std::sync::MutexGuard<'_, Shard> {
         self.shards[(user as usize) % SHARDS]
             .lock()
@@ -65,10 +59,10 @@ impl Registry {
         out: Outbound,
     ) -> bool {
         let mut shard = self.shard(user);
-        let entry = shard.users.entry(user).or_insert_with(|| UserEntry {
-            conns: Vec::new(),
-            send_bucket: TokenBucket::new(self.send_rate, self.send_burst),
-        });
+        let entry = shard
+            .users
+            .entry(user)
+            .or_insert_with(|| UserEntry { conns: Vec::new() });
         entry.conns.retain(|a| {
             if a.session_id == session_id {
                 a.out.close(replaced(RevokeReason::Replaced));
@@ -99,14 +93,6 @@ impl Registry {
         false
     }
 
-    /// Takes one message token from the user's bucket.
-    pub(crate) fn take_send_token(&self, user: UserId) -> Result<(), Duration> {
-        match self.shard(user).users.get_mut(&user) {
-            Some(entry) => entry.send_bucket.take(Instant::now()),
-            None => Ok(()),
-        }
-    }
-
     fn push_all(&self, users: &[UserId], frame: ServerFrame) {
         let frame = frame.to_bytes(0);
         for user in users {
@@ -128,7 +114,7 @@ impl Registry {
                 Pushed::SlowConsumer => {
                     tracing::info!(user, session = a.session_id, "slow consumer disconnected")
                 }
-                Pushed::Gone => {}
+                Pushed::Gone | Pushed::TooLarge => {}
             }
         }
     }

@@ -7,8 +7,10 @@ use futures_util::{SinkExt, StreamExt};
 use natter_proto::{Frame, FrameDecoder, FrameError};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -45,6 +47,9 @@ pub trait FrameRead: Send {
     /// The next whole frame, `None` on a clean end of stream. Cancel-safe:
     /// bytes already read stay buffered.
     fn read_frame(&mut self) -> impl Future<Output = Result<Option<Frame>, ReadError>> + Send;
+    /// Lifts the limits that hold before login: frames may now be as large
+    /// as `max_frame_bytes`.
+    fn authenticated(&mut self, max_frame_bytes: usize);
 }
 
 pub trait FrameWrite: Send + 'static {
@@ -107,6 +112,10 @@ impl FrameRead for TcpRead {
             }
         }
     }
+
+    fn authenticated(&mut self, max_frame_bytes: usize) {
+        self.decoder = FrameDecoder::new(max_frame_bytes);
+    }
 }
 
 pub struct TcpWrite {
@@ -139,6 +148,7 @@ impl FrameWrite for TcpWrite {
     }
 }
 
+/// `max_frame_bytes` is the limit before login; see [`FrameRead::authenticated`].
 pub fn tcp(stream: TcpStream, max_frame_bytes: usize) -> (TcpRead, TcpWrite) {
     let (rd, wr) = stream.into_split();
     (
@@ -154,10 +164,69 @@ pub fn tcp(stream: TcpStream, max_frame_bytes: usize) -> (TcpRead, TcpWrite) {
     )
 }
 
+/// A socket that lets through at most a budget of bytes, until the budget
+/// is lifted. A WebSocket library buffers whole messages before natter sees
+/// them, so before login the socket itself bounds what a client can make the
+/// server hold.
+pub struct Budgeted {
+    inner: TcpStream,
+    left: Arc<AtomicUsize>,
+}
+
+const UNLIMITED: usize = usize::MAX;
+
+impl AsyncRead for Budgeted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let left = self.left.load(Ordering::Relaxed);
+        if left == UNLIMITED {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        if left == 0 {
+            return Poll::Ready(Err(std::io::Error::other(
+                "too many bytes before logging in",
+            )));
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let n = left.min(buf.remaining()).min(READ_CHUNK);
+        let mut rb = ReadBuf::new(&mut chunk[..n]);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {
+                buf.put_slice(rb.filled());
+                self.left.fetch_sub(rb.filled().len(), Ordering::Relaxed);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Budgeted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 pub struct WsRead {
-    rd: SplitStream<WebSocketStream<TcpStream>>,
+    rd: SplitStream<WebSocketStream<Budgeted>>,
     buf: BytesMut,
     decoder: FrameDecoder,
+    budget: Arc<AtomicUsize>,
 }
 
 impl FrameRead for WsRead {
@@ -182,10 +251,15 @@ impl FrameRead for WsRead {
             }
         }
     }
+
+    fn authenticated(&mut self, max_frame_bytes: usize) {
+        self.decoder = FrameDecoder::new(max_frame_bytes);
+        self.budget.store(UNLIMITED, Ordering::Relaxed);
+    }
 }
 
 pub struct WsWrite {
-    wr: SplitSink<WebSocketStream<TcpStream>, Message>,
+    wr: SplitSink<WebSocketStream<Budgeted>, Message>,
 }
 
 impl FrameWrite for WsWrite {
@@ -204,13 +278,28 @@ impl FrameWrite for WsWrite {
     }
 }
 
+/// Upgrades to WebSocket. Until login the connection may send at most
+/// `preauth_bytes` (the HTTP upgrade included) in frames of at most
+/// `preauth_frame_bytes`; after it, frames up to `max_frame_bytes`.
 pub async fn websocket(
     stream: TcpStream,
     max_frame_bytes: usize,
+    preauth_frame_bytes: usize,
+    preauth_bytes: usize,
 ) -> Result<(WsRead, WsWrite), ReadError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN))
-        .max_frame_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN));
+        .max_frame_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN))
+        // The library's defaults (128 KiB each way, allocated up front) would
+        // be most of an idle connection's memory.
+        .read_buffer_size(READ_CHUNK)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(4 * max_frame_bytes);
+    let budget = Arc::new(AtomicUsize::new(preauth_bytes));
+    let stream = Budgeted {
+        inner: stream,
+        left: budget.clone(),
+    };
     let ws = tokio_tungstenite::accept_async_with_config(stream, Some(config))
         .await
         .map_err(|e| ReadError::Io(e.to_string()))?;
@@ -219,7 +308,8 @@ pub async fn websocket(
         WsRead {
             rd,
             buf: BytesMut::new(),
-            decoder: FrameDecoder::new(max_frame_bytes),
+            decoder: FrameDecoder::new(preauth_frame_bytes),
+            budget,
         },
         WsWrite { wr },
     ))

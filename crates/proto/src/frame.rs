@@ -11,6 +11,9 @@ pub const LENGTH_LEN: usize = 4;
 /// Bytes of the whole header: length, type and request id.
 pub const HEADER_LEN: usize = LENGTH_LEN + 2 + 4;
 
+/// The most the decoder reserves ahead of the bytes it has.
+const RESERVE_AHEAD: usize = 16 * 1024;
+
 /// One frame as it travels on the wire; `kind` stays raw so that unknown
 /// types can be answered instead of killing the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +62,9 @@ impl FrameDecoder {
             return Err(FrameError::TooShort { len });
         }
         if buf.len() < LENGTH_LEN + len {
-            buf.reserve(LENGTH_LEN + len - buf.len());
+            // Room for what is likely to arrive soon, not for everything the
+            // length field promises: memory follows bytes actually received.
+            buf.reserve((LENGTH_LEN + len - buf.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         let mut frame = buf.split_to(LENGTH_LEN + len);
@@ -133,6 +138,14 @@ mod tests {
         );
         let mut small = BytesMut::from(&5u32.to_be_bytes()[..]);
         assert_eq!(d.decode(&mut small), Err(FrameError::TooShort { len: 5 }));
+    }
+
+    #[test]
+    fn an_announced_length_reserves_little_ahead() {
+        let d = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::from(&(1u32 << 20).to_be_bytes()[..]);
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert!(buf.capacity() <= RESERVE_AHEAD + 64, "{}", buf.capacity());
     }
 
     #[test]

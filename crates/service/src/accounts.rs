@@ -1,9 +1,11 @@
 //! Registration, login, token resume, logout and password change.
 
-use crate::{now_ms, Event, RevokeReason, Service, ServiceError};
+use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Unavailable};
 use base64::Engine;
+use natter_runtime::clock::Instant;
 use natter_store::{NewSession, SessionId, UserId, UserRecord};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
 /// A live, authenticated session as the gateway holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +64,32 @@ fn check_device_id(device_id: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// The key a login is throttled by: the name as it would be stored, or, for
+/// a name that could never exist, a bounded form of what was typed, so that
+/// unknown names back off exactly like known ones.
+fn throttle_key(username: &str) -> String {
+    normalize_username(username).unwrap_or_else(|_| {
+        let mut s = username.trim().to_lowercase();
+        let mut end = s.len().min(64);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s
+    })
+}
+
 impl Service {
+    /// Refuses what creates new load while the node sheds it.
+    fn admit_new(&self) -> Result<(), ServiceError> {
+        if self.inner.load.accepts_new() {
+            Ok(())
+        } else {
+            metrics::counter!("natter_limit_hits_total", "limit" => "overload").increment(1);
+            Err(ServiceError::Unavailable(Unavailable::Overloaded))
+        }
+    }
+
     fn check_password(&self, username: &str, password: &str) -> Result<(), ServiceError> {
         let min = self.inner.config.password.min_length;
         if password.chars().count() < min {
@@ -83,9 +110,17 @@ impl Service {
         Ok(())
     }
 
-    pub async fn register(&self, username: &str, password: &str) -> Result<UserId, ServiceError> {
+    /// Creates an account; `from` is the address asking, for its limit.
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        from: IpAddr,
+    ) -> Result<UserId, ServiceError> {
+        self.admit_new()?;
         let username = normalize_username(username)?;
         self.check_password(&username, password)?;
+        self.inner.throttles.before_register(from, Instant::now())?;
         let hash = self.inner.hasher.hash(password.to_owned()).await?;
         let id = self
             .inner
@@ -97,11 +132,21 @@ impl Service {
         Ok(id)
     }
 
+    /// Checks a password under the failed-login limits: of the username
+    /// always, and of the address when there is one.
     async fn authenticate(
         &self,
         username: &str,
         password: &str,
+        from: Option<IpAddr>,
     ) -> Result<UserRecord, ServiceError> {
+        let throttles = &self.inner.throttles;
+        let key = throttle_key(username);
+        // An address that cannot be told is keyed as one unknown host.
+        let addr = from.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+        if from.is_some() {
+            throttles.before_login(&key, addr, Instant::now())?;
+        }
         let user = match normalize_username(username) {
             Ok(name) => self.inner.store.user_by_name(&name).await?,
             Err(_) => None,
@@ -116,6 +161,7 @@ impl Service {
             .await?;
         match user {
             Some(user) if ok => {
+                throttles.login_succeeded(&key);
                 if user.disabled {
                     Err(ServiceError::AccountDisabled)
                 } else {
@@ -124,21 +170,25 @@ impl Service {
             }
             _ => {
                 metrics::counter!("natter_login_failures_total").increment(1);
+                throttles.login_failed(&key, addr, Instant::now());
                 Err(ServiceError::BadCredentials)
             }
         }
     }
 
     /// Checks the password and opens a session for `device_id`, applying the
-    /// device policy; sessions it ends are announced as revoked.
+    /// device policy; sessions it ends are announced as revoked. `from` is
+    /// the address asking, for the login limits.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         device_id: &str,
+        from: IpAddr,
     ) -> Result<SessionInfo, ServiceError> {
         check_device_id(device_id)?;
-        let user = self.authenticate(username, password).await?;
+        self.admit_new()?;
+        let user = self.authenticate(username, password, Some(from)).await?;
         let token = Tokens::generate()?;
         let now = now_ms();
         let expires_at_ms = now + (self.inner.config.token_ttl_secs as i64).saturating_mul(1000);
@@ -205,21 +255,21 @@ impl Service {
         Ok(())
     }
 
-    /// Changes the password and ends every other session of the user.
+    /// Changes the password and ends every other session of the user, in
+    /// one store transaction.
     pub async fn change_password(
         &self,
         session: &SessionInfo,
         old: &str,
         new: &str,
     ) -> Result<(), ServiceError> {
-        let user = self.authenticate(&session.username, old).await?;
+        let user = self.authenticate(&session.username, old, None).await?;
         self.check_password(&user.username, new)?;
         let hash = self.inner.hasher.hash(new.to_owned()).await?;
-        self.inner.store.set_password(user.id, &hash).await?;
         let revoked = self
             .inner
             .store
-            .revoke_other_sessions(user.id, session.session_id)
+            .set_password(user.id, &hash, Some(session.session_id))
             .await?;
         if !revoked.is_empty() {
             self.inner.events.publish(Event::Revoked {

@@ -1,6 +1,7 @@
 //! Settings the service enforces. Built by the binary from the layered
 //! configuration; tests build them directly.
 
+use crate::ThrottleConfig;
 use natter_store::DevicePolicy;
 
 #[derive(Clone, Debug)]
@@ -10,9 +11,12 @@ pub struct PasswordConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
-    /// Password hashes computed at once; more wait, so a login flood cannot
-    /// take every core and all memory.
+    /// Password hashes computed at once, each on its own thread with its
+    /// own reused argon2 memory: memory for hashing is bounded by
+    /// `max_concurrent_hashes` × `argon2_memory_kib`.
     pub max_concurrent_hashes: usize,
+    /// Hashes that may wait for a free thread; more are answered UNAVAILABLE.
+    pub max_queued_hashes: usize,
 }
 
 impl Default for PasswordConfig {
@@ -24,6 +28,7 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 4,
+            max_queued_hashes: 256,
         }
     }
 }
@@ -48,6 +53,11 @@ pub struct ServiceConfig {
     pub room_history: u32,
     /// How long after sending a message may be recalled.
     pub recall_window_secs: u64,
+    /// Typing signals are passed on only in conversations this small.
+    pub typing_max_members: usize,
+    /// Users one user may block.
+    pub max_blocked: usize,
+    pub throttle: ThrottleConfig,
 }
 
 impl Default for ServiceConfig {
@@ -65,6 +75,9 @@ impl Default for ServiceConfig {
             max_group_members: 5000,
             room_history: 50,
             recall_window_secs: 120,
+            typing_max_members: 500,
+            max_blocked: 500,
+            throttle: ThrottleConfig::default(),
         }
     }
 }

@@ -13,15 +13,18 @@ mod groups;
 mod messaging;
 mod password;
 mod social;
+mod throttle;
 
 pub use accounts::{SessionInfo, Tokens};
 pub use config::{PasswordConfig, ServiceConfig};
-pub use error::ServiceError;
+pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, RevokeReason};
 pub use messaging::SendInput;
 pub use natter_store as store;
 pub use social::FriendView;
+pub use throttle::ThrottleConfig;
 
+use natter_runtime::load::Load;
 use natter_store::{CommitFeed, Store};
 use std::sync::Arc;
 
@@ -36,38 +39,65 @@ struct Inner {
     events: Arc<dyn EventSink>,
     config: ServiceConfig,
     hasher: password::Hasher,
+    throttles: throttle::Throttles,
+    load: Arc<Load>,
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, events: Arc<dyn EventSink>, config: ServiceConfig) -> Self {
-        let hasher = password::Hasher::new(&config.password);
+    /// `load` is the node's overload stage: while it sheds, new logins and
+    /// registrations are refused and ephemeral signals pause.
+    pub fn new(
+        store: Arc<dyn Store>,
+        events: Arc<dyn EventSink>,
+        config: ServiceConfig,
+        load: Arc<Load>,
+    ) -> Self {
+        let p = &config.password;
+        let hasher = password::Hasher::new(&password::PoolConfig {
+            memory_kib: p.argon2_memory_kib,
+            iterations: p.argon2_iterations,
+            parallelism: p.argon2_parallelism,
+            workers: p.max_concurrent_hashes,
+            queue: p.max_queued_hashes,
+        });
         Service {
             inner: Arc::new(Inner {
+                throttles: throttle::Throttles::new(&config.throttle),
                 store,
                 events,
                 config,
                 hasher,
+                load,
             }),
         }
+    }
+
+    /// The node's overload stage.
+    pub fn load(&self) -> &Load {
+        &self.inner.load
+    }
+
+    pub fn load_handle(&self) -> Arc<Load> {
+        self.inner.load.clone()
     }
 
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
     }
 
-    /// Forwards every newly committed message to the event sink, in commit
-    /// order, until the feed closes. Run it as a task for the server's life.
+    /// Forwards every newly committed message of one feed shard to the
+    /// event sink, in commit order, until the feed closes (when the store
+    /// has closed): run one per shard for the server's life, and wait for
+    /// them at shutdown. A panic while fanning out one message loses that
+    /// push only (sync recovers it).
     pub async fn dispatch(self, mut feed: CommitFeed) {
         while let Some(committed) = feed.recv().await {
-            self.inner.events.publish(Event::Message(committed));
+            let events = &self.inner.events;
+            natter_runtime::panics::catch("fanout", || {
+                events.publish(Event::Message(committed));
+            });
         }
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use natter_runtime::clock::now_ms;

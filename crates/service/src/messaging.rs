@@ -1,11 +1,18 @@
 //! Sending, syncing, history and delivery receipts.
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
+use natter_runtime::clock::Instant;
 use natter_store::{
     Appended, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage, Page,
     SyncPage, Target, UserId,
 };
 use std::collections::HashMap;
+
+/// The sync page served while the node is in its essential-only stage.
+const SMALL_PAGE: Page = Page {
+    messages: 50,
+    bytes: 32 * 1024,
+};
 
 #[derive(Clone, Debug)]
 pub struct SendInput {
@@ -107,10 +114,15 @@ impl Service {
         cursors: HashMap<ConversationId, u64>,
         limit: usize,
     ) -> Result<SyncPage, ServiceError> {
-        let page = Page {
+        let mut page = Page {
             messages: limit.clamp(1, self.inner.config.max_sync_page),
             bytes: self.inner.config.max_page_bytes,
         };
+        if !self.inner.load.serves_extras() {
+            // Under overload a sync still makes progress, in small steps.
+            page.messages = page.messages.min(SMALL_PAGE.messages);
+            page.bytes = page.bytes.min(SMALL_PAGE.bytes);
+        }
         Ok(self
             .inner
             .store
@@ -189,16 +201,33 @@ impl Service {
     }
 
     /// Tells the other members that this user is typing. Nothing is stored.
+    /// At most one signal per user and conversation per
+    /// `throttle.typing_interval` is passed on, none in conversations larger
+    /// than `social.typing_max_members`, and none while the node is in its
+    /// essential-only stage; the others are answered but dropped.
     pub async fn typing(
         &self,
         session: &SessionInfo,
         conversation: ConversationId,
     ) -> Result<(), ServiceError> {
+        let passed = self.inner.load.serves_extras()
+            && self
+                .inner
+                .throttles
+                .typing(session.user_id, conversation, Instant::now());
+        if !passed {
+            metrics::counter!("natter_typing_dropped_total").increment(1);
+            return Ok(());
+        }
         let members = self
             .inner
             .store
             .audience(session.user_id, conversation)
             .await?;
+        if members.len() > self.inner.config.typing_max_members {
+            metrics::counter!("natter_typing_dropped_total").increment(1);
+            return Ok(());
+        }
         let to = members
             .into_iter()
             .filter(|u| *u != session.user_id)

@@ -142,6 +142,9 @@ impl Service {
     /// The state sent is the one at the time of sending, so a quick
     /// disconnect and reconnect cannot leave friends with a stale answer.
     pub async fn presence_changed(&self, user: UserId) {
+        if !self.inner.load.serves_extras() {
+            return;
+        }
         let friends = match self.inner.store.friend_ids(user).await {
             Ok(f) => f,
             Err(e) => {

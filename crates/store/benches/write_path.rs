@@ -34,7 +34,8 @@ fn write_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("store");
     for sync in [Synchronous::Full, Synchronous::Normal] {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, mut feed) = commit_feed();
+        let (tx, mut feeds) = commit_feed(1, 1 << 20);
+        let mut feed = feeds.remove(0);
         let mut opts = SqliteOptions::new(dir.path().join("bench.db"));
         opts.synchronous = sync;
         let store = Arc::new(SqliteStore::open(opts, tx).unwrap());

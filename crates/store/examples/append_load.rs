@@ -52,7 +52,8 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (tx, mut feed) = commit_feed();
+    let (tx, mut feeds) = commit_feed(1, 1 << 20);
+    let mut feed = feeds.remove(0);
     let store = Arc::new(
         SqliteStore::open(SqliteOptions::new(dir.path().join("load.db")), tx).expect("open"),
     );

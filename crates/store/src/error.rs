@@ -1,4 +1,7 @@
-//! The store's error type: what callers can act on, and backend failures.
+//! The store's error type: what callers can act on, storage faults (with
+//! their source kept), and backend failures that are bugs.
+
+use std::sync::Arc;
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
@@ -20,14 +23,65 @@ pub enum StoreError {
     GroupFull(u32),
     #[error("the user already has the maximum number of sessions")]
     TooManySessions,
-    #[error("the store is shutting down")]
+    /// The store is closing or has stopped taking writes; nothing was done.
+    #[error("the store is not taking writes")]
     Unavailable,
+    /// The storage under the store failed (disk full, I/O error, ...); the
+    /// write was not done. Retrying later may succeed.
+    #[error("storage fault ({fault:?}): {source}")]
+    Fault {
+        fault: Fault,
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// A failure that is a bug (bad SQL, a broken invariant).
     #[error("storage backend error: {0}")]
     Backend(String),
 }
 
+/// What kind of storage fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No room left: the disk, a quota or a size limit.
+    Full,
+    /// Reading or writing the files failed.
+    Io,
+    /// The database stayed locked past the busy timeout.
+    Busy,
+    /// The files are damaged.
+    Corrupt,
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Backend(e.to_string())
+        use rusqlite::ErrorCode as C;
+        let fault = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                C::DiskFull => Some(Fault::Full),
+                C::SystemIoFailure | C::CannotOpen | C::ReadOnly | C::NoLargeFileSupport => {
+                    Some(Fault::Io)
+                }
+                C::DatabaseBusy | C::DatabaseLocked => Some(Fault::Busy),
+                C::DatabaseCorrupt | C::NotADatabase => Some(Fault::Corrupt),
+                _ => None,
+            },
+            _ => None,
+        };
+        match fault {
+            Some(fault) => StoreError::Fault {
+                fault,
+                source: Arc::new(e),
+            },
+            None => StoreError::Backend(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// A storage fault, as opposed to a refusal or a bug.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StoreError::Fault { fault, .. } => Some(*fault),
+            _ => None,
+        }
     }
 }

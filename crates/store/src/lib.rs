@@ -8,28 +8,18 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod feed;
 mod model;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use std::collections::HashMap;
 
-pub use error::StoreError;
+pub use error::{Fault, StoreError};
+pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
 pub use model::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// The receiving end of the commit feed: every newly stored message, once, in
-/// the order the store committed them.
-pub type CommitFeed = tokio::sync::mpsc::UnboundedReceiver<Committed>;
-
-/// The sending end of the commit feed, held by a store.
-pub type CommitFeedSender = tokio::sync::mpsc::UnboundedSender<Committed>;
-
-/// Creates the commit feed a store publishes on.
-pub fn commit_feed() -> (CommitFeedSender, CommitFeed) {
-    tokio::sync::mpsc::unbounded_channel()
-}
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -41,7 +31,14 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>>;
     /// Users named by id or by name; unknown ones are left out.
     async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>>;
-    async fn set_password(&self, id: UserId, password_hash: &str) -> Result<()>;
+    /// Sets the password and, in the same transaction, revokes every live
+    /// session of the user but `keep`; returns the revoked sessions.
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<SessionId>,
+    ) -> Result<Vec<SessionId>>;
 
     // ---- sessions
     /// Creates a session under the device policy. A previous session of the
@@ -49,8 +46,6 @@ pub trait Store: Send + Sync + 'static {
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant>;
     async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>>;
     async fn revoke_session(&self, id: SessionId) -> Result<()>;
-    /// Revokes every live session of `user` but `keep`; returns the revoked.
-    async fn revoke_other_sessions(&self, user: UserId, keep: SessionId) -> Result<Vec<SessionId>>;
 
     // ---- messages
     /// Stores a message, assigning the next seq of its conversation in the
@@ -172,6 +167,18 @@ pub trait Store: Send + Sync + 'static {
         id: ConversationId,
     ) -> Result<Vec<JoinRequestRecord>>;
 
+    // ---- life and health
+    /// A cheap round trip through the write path and a read: `Ok` when the
+    /// store can take writes now. After a storage fault it tries a small
+    /// write, so it turns healthy again once the fault has cleared.
+    async fn check(&self) -> Result<()>;
+    /// Queued writes and the queue's capacity.
+    fn queue(&self) -> (usize, usize);
+    /// From now on, refuses queued and new writes with
+    /// [`StoreError::Unavailable`]; the batch being applied finishes. Used
+    /// when shutdown's grace period runs out, so that every caller hears
+    /// whether its write was done.
+    fn stop_writes(&self);
     /// Finishes queued writes and makes everything durable.
     async fn close(&self);
 }

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use writer::{AppendJob, Job, Tx, WriteJob};
+use writer::{AppendJob, Health, Job, Tx, WriteJob};
 
 /// How hard SQLite works to make a commit survive power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +63,7 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<ReadPool>,
+    health: Arc<Health>,
 }
 
 struct ReadPool {
@@ -97,9 +98,11 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_batch = opts.max_batch.max(1);
+        let health = Arc::new(Health::default());
+        let h = health.clone();
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch, feed, checkpointer))
+            .spawn(move || writer::run(conn, rx, max_batch, feed, checkpointer, h))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             writer: tx,
@@ -108,6 +111,7 @@ impl SqliteStore {
                 permits: Arc::new(Semaphore::new(readers.len())),
                 conns: Mutex::new(readers),
             }),
+            health,
         })
     }
 
@@ -191,10 +195,18 @@ impl Store for SqliteStore {
         self.read(move |c| accounts::users(c, &ids, &names)).await
     }
 
-    async fn set_password(&self, id: UserId, password_hash: &str) -> Result<()> {
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: &str,
+        keep: Option<SessionId>,
+    ) -> Result<Vec<SessionId>> {
         let h = password_hash.to_owned();
-        self.write(move |t| accounts::set_password(t.conn, id, &h))
-            .await
+        self.write(move |t| {
+            accounts::set_password(t.conn, id, &h)?;
+            accounts::revoke_other_sessions(t.conn, id, keep.unwrap_or(0))
+        })
+        .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
@@ -209,11 +221,6 @@ impl Store for SqliteStore {
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
         self.write(move |t| accounts::revoke_session(t.conn, id))
-            .await
-    }
-
-    async fn revoke_other_sessions(&self, user: UserId, keep: SessionId) -> Result<Vec<SessionId>> {
-        self.write(move |t| accounts::revoke_other_sessions(t.conn, user, keep))
             .await
     }
 
@@ -427,6 +434,40 @@ impl Store for SqliteStore {
     ) -> Result<Vec<JoinRequestRecord>> {
         self.read(move |c| groups::join_requests_for(c, actor, id))
             .await
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await?;
+        match self.health.fault() {
+            // A write that reaches the disk: it clears the fault if it commits.
+            Some(_) => {
+                let now = natter_runtime::clock::now_ms();
+                self.write(move |t| {
+                    t.conn
+                        .prepare_cached(
+                            "INSERT INTO health (id, checked_at_ms) VALUES (1, ?1)
+                             ON CONFLICT (id) DO UPDATE SET checked_at_ms = ?1",
+                        )?
+                        .execute([now])?;
+                    Ok(())
+                })
+                .await
+            }
+            // The writer is alive and its queue moves.
+            None => self.write(|_| Ok(())).await,
+        }
+    }
+
+    fn queue(&self) -> (usize, usize) {
+        let max = self.writer.max_capacity();
+        (max - self.writer.capacity(), max)
+    }
+
+    fn stop_writes(&self) {
+        self.health
+            .refusing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     async fn close(&self) {

@@ -115,6 +115,12 @@ const MIGRATIONS: &[&str] = &[
         blocked_id INTEGER NOT NULL REFERENCES users(id),
         PRIMARY KEY (user_id, blocked_id)
     ) WITHOUT ROWID;",
+    // 3: a row the readiness check writes after a storage fault, to see
+    // whether writes work again.
+    "CREATE TABLE health (
+        id INTEGER PRIMARY KEY,
+        checked_at_ms INTEGER NOT NULL
+    );",
 ];
 
 /// Brings the database up to the newest schema, one transaction per step.

@@ -11,7 +11,8 @@ fn pg(messages: usize) -> Page {
 }
 
 fn open(dir: &tempfile::TempDir) -> (SqliteStore, crate::CommitFeed) {
-    let (tx, rx) = commit_feed();
+    let (tx, mut feeds) = commit_feed(1, 1 << 16);
+    let rx = feeds.remove(0);
     let store = SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx).unwrap();
     (store, rx)
 }

@@ -10,9 +10,29 @@ use super::convs::ConvCache;
 use super::messages;
 use crate::{Appended, CommitFeedSender, Committed, NewMessage, Result, StoreError};
 use rusqlite::Connection;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
+
+/// What the writer tells the rest of the store about its health.
+#[derive(Default)]
+pub struct Health {
+    /// Set by `stop_writes`: refuse everything still queued.
+    pub refusing: AtomicBool,
+    /// The last storage fault, until a transaction with writes commits.
+    pub fault: Mutex<Option<StoreError>>,
+}
+
+impl Health {
+    pub fn fault(&self) -> Option<StoreError> {
+        self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_fault(&self, f: Option<StoreError>) {
+        *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = f;
+    }
+}
 
 pub type Job = Box<dyn Work>;
 
@@ -172,6 +192,7 @@ pub fn run(
     max_batch: usize,
     feed: CommitFeedSender,
     mut checkpointer: Checkpointer,
+    health: Arc<Health>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut convs = ConvCache::default();
@@ -189,23 +210,51 @@ pub fn run(
             }
         }
         closing = batch.iter().any(|j| j.is_close());
+        metrics::gauge!("natter_store_queue_depth").set(rx.len() as f64);
+        if health.refusing.load(Ordering::Relaxed) {
+            for job in batch.drain(..) {
+                let refused = if job.is_close() {
+                    Ok(())
+                } else {
+                    Err(StoreError::Unavailable)
+                };
+                job.finish(refused);
+            }
+            continue;
+        }
         let started = Instant::now();
         let size = batch.len();
-        let commit = apply_batch(&conn, &mut convs, &mut publish, &mut batch);
+        let changes = conn.total_changes();
+        // A panic in a write rolls back this batch alone; its callers hear an
+        // error and the writer carries on with the next.
+        let commit = natter_runtime::panics::catch("store_writer", || {
+            apply_batch(&conn, &mut convs, &mut publish, &mut batch)
+        })
+        .unwrap_or_else(|| {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(StoreError::Backend(
+                "the write failed inside the store".into(),
+            ))
+        });
         match &commit {
-            // Published before the callers hear back, in commit order. The
-            // receiver lives as long as the service; if it is gone the server
-            // is stopping and nobody is left to push to.
+            // Published before the callers hear back, in commit order.
             Ok(()) => {
-                publish.drain(..).for_each(|c| {
-                    let _ = feed.send(c);
-                });
+                publish.drain(..).for_each(|c| feed.publish(c));
                 checkpointer.nudge();
+                // Only a transaction that wrote shows the storage works.
+                if conn.total_changes() != changes {
+                    health.set_fault(None);
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, size, "store transaction failed");
                 publish.clear();
                 convs.clear();
+                if e.fault().is_some() {
+                    health.set_fault(Some(e.clone()));
+                }
             }
         }
         metrics::histogram!("natter_store_batch_size").record(size as f64);

@@ -1,0 +1,217 @@
+//! Limits on what is costly or amplifying to ask for: password logins per
+//! address, failed logins per address and per username (an escalating,
+//! capped back-off, so the real owner is never locked out for good),
+//! registrations per address, and typing signals per user and conversation.
+//! Token resumes are never throttled here: a device with a session can
+//! always come back.
+
+use crate::ServiceError;
+use natter_runtime::clock::Instant;
+use natter_runtime::limits::{address_key, Backoff, KeyedBuckets};
+use natter_store::{ConversationId, UserId};
+use std::net::IpAddr;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct ThrottleConfig {
+    /// Password logins per second from one address, and the burst.
+    pub login_rate_per_address: f64,
+    pub login_burst_per_address: f64,
+    /// Failed logins from one address: the burst, refilled at this rate.
+    pub failed_login_rate_per_address: f64,
+    pub failed_login_burst_per_address: f64,
+    /// Failures of one username before its back-off starts.
+    pub failed_login_free_per_user: u32,
+    pub failed_login_backoff: Duration,
+    pub failed_login_backoff_max: Duration,
+    /// A username without a failure for this long starts afresh.
+    pub failed_login_window: Duration,
+    pub register_rate_per_address: f64,
+    pub register_burst_per_address: f64,
+    /// One typing signal per user and conversation per interval is passed on.
+    pub typing_interval: Duration,
+    /// Keys each table tracks at most.
+    pub max_tracked: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            login_rate_per_address: 2.0,
+            login_burst_per_address: 20.0,
+            failed_login_rate_per_address: 0.1,
+            failed_login_burst_per_address: 20.0,
+            failed_login_free_per_user: 5,
+            failed_login_backoff: Duration::from_secs(1),
+            failed_login_backoff_max: Duration::from_secs(60),
+            failed_login_window: Duration::from_secs(900),
+            register_rate_per_address: 1.0 / 60.0,
+            register_burst_per_address: 5.0,
+            typing_interval: Duration::from_secs(3),
+            max_tracked: 100_000,
+        }
+    }
+}
+
+pub(crate) struct Throttles {
+    logins: KeyedBuckets<IpAddr>,
+    failed_by_address: KeyedBuckets<IpAddr>,
+    failed_by_user: Backoff<String>,
+    registrations: KeyedBuckets<IpAddr>,
+    typing: KeyedBuckets<(UserId, ConversationId)>,
+}
+
+fn limited(what: &'static str, retry_after: Duration) -> ServiceError {
+    metrics::counter!("natter_limit_hits_total", "limit" => what).increment(1);
+    ServiceError::RateLimited {
+        what: match what {
+            "login_rate" => "too many logins from this address",
+            "failed_logins_address" => "too many failed logins from this address",
+            "failed_logins_user" => "too many failed logins for this account",
+            _ => "too many registrations from this address",
+        },
+        retry_after,
+    }
+}
+
+impl Throttles {
+    pub fn new(c: &ThrottleConfig) -> Self {
+        let n = c.max_tracked;
+        Throttles {
+            logins: KeyedBuckets::new(
+                "logins",
+                c.login_rate_per_address,
+                c.login_burst_per_address,
+                n,
+            ),
+            failed_by_address: KeyedBuckets::new(
+                "failed_logins_address",
+                c.failed_login_rate_per_address,
+                c.failed_login_burst_per_address,
+                n,
+            ),
+            failed_by_user: Backoff::new(
+                "failed_logins_user",
+                c.failed_login_free_per_user,
+                c.failed_login_backoff,
+                c.failed_login_backoff_max,
+                c.failed_login_window,
+                n,
+            ),
+            registrations: KeyedBuckets::new(
+                "registrations",
+                c.register_rate_per_address,
+                c.register_burst_per_address,
+                n,
+            ),
+            typing: KeyedBuckets::new(
+                "typing",
+                1.0 / c.typing_interval.as_secs_f64().max(0.001),
+                1.0,
+                n,
+            ),
+        }
+    }
+
+    /// Before a password is checked: is this address or username waiting?
+    pub fn before_login(&self, user: &str, from: IpAddr, now: Instant) -> Result<(), ServiceError> {
+        let addr = address_key(from);
+        self.failed_by_user
+            .check(&user.to_owned(), now)
+            .map_err(|d| limited("failed_logins_user", d))?;
+        self.failed_by_address
+            .check(&addr, now)
+            .map_err(|d| limited("failed_logins_address", d))?;
+        self.logins
+            .take(&addr, now)
+            .map_err(|d| limited("login_rate", d))
+    }
+
+    pub fn login_failed(&self, user: &str, from: IpAddr, now: Instant) {
+        let _ = self.failed_by_address.take(&address_key(from), now);
+        self.failed_by_user.fail(&user.to_owned(), now);
+    }
+
+    pub fn login_succeeded(&self, user: &str) {
+        self.failed_by_user.succeed(&user.to_owned());
+    }
+
+    pub fn before_register(&self, from: IpAddr, now: Instant) -> Result<(), ServiceError> {
+        self.registrations
+            .take(&address_key(from), now)
+            .map_err(|d| limited("registrations", d))
+    }
+
+    /// Whether this typing signal should be passed on.
+    pub fn typing(&self, user: UserId, conversation: ConversationId, now: Instant) -> bool {
+        self.typing.take(&(user, conversation), now).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_logins_back_off_per_user_and_per_address() {
+        let t = Throttles::new(&ThrottleConfig {
+            failed_login_burst_per_address: 8.0,
+            ..ThrottleConfig::default()
+        });
+        let now = Instant::now;
+        // A guesser spreads over addresses: the username backs off after 5.
+        for i in 0..5 {
+            let from = addr(&format!("10.0.0.{i}"));
+            t.before_login("alice", from, now()).unwrap();
+            t.login_failed("alice", from, now());
+        }
+        let from = addr("10.0.0.9");
+        t.before_login("alice", from, now()).unwrap();
+        t.login_failed("alice", from, now());
+        match t.before_login("alice", addr("10.9.9.9"), now()) {
+            Err(ServiceError::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_secs(1))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Other users from a clean address are untouched.
+        t.before_login("bob", addr("10.9.9.9"), now()).unwrap();
+        // The owner is let in once the (capped) back-off passes.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        t.before_login("alice", addr("10.9.9.9"), now()).unwrap();
+        t.login_succeeded("alice");
+        t.before_login("alice", addr("10.9.9.9"), now()).unwrap();
+        // One address guessing many names runs out of its failure burst.
+        let bad = addr("192.0.2.1");
+        let mut refused = 0;
+        for i in 0..20 {
+            match t.before_login(&format!("user{i}"), bad, now()) {
+                Ok(()) => t.login_failed(&format!("user{i}"), bad, now()),
+                Err(_) => refused += 1,
+            }
+        }
+        assert_eq!(refused, 12);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn registrations_and_typing_are_paced() {
+        let t = Throttles::new(&ThrottleConfig::default());
+        let from = addr("2001:db8::1");
+        for _ in 0..5 {
+            t.before_register(from, Instant::now()).unwrap();
+        }
+        // Another address in the same /64 shares the allowance.
+        assert!(t
+            .before_register(addr("2001:db8::2"), Instant::now())
+            .is_err());
+        assert!(t.typing(1, 7, Instant::now()));
+        assert!(!t.typing(1, 7, Instant::now()));
+        assert!(t.typing(1, 8, Instant::now()));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert!(t.typing(1, 7, Instant::now()));
+    }
+}

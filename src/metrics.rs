@@ -1,0 +1,117 @@
+//! Every metric natter exports, with its help text, in one place. The tidy
+//! test checks that each metric named in the code is described here.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+pub fn describe() {
+    // Connections
+    describe_gauge!(
+        "natter_connections",
+        "Chat connections (TCP and WebSocket) open now."
+    );
+    describe_counter!(
+        "natter_connections_total",
+        "Chat connections accepted, by transport."
+    );
+    describe_gauge!(
+        "natter_unauthenticated_connections",
+        "Chat connections that have not logged in yet."
+    );
+    describe_counter!(
+        "natter_disconnects_total",
+        "Connections the server closed with a Disconnect frame, by reason."
+    );
+    describe_counter!("natter_frames_in_total", "Frames received from clients.");
+    describe_gauge!("natter_http_connections", "HTTP connections open now.");
+    describe_counter!(
+        "natter_http_idle_closed_total",
+        "HTTP connections closed because no byte moved within http.idle_timeout_ms."
+    );
+    // Limits
+    describe_counter!(
+        "natter_limit_hits_total",
+        "Requests or connections refused by a limit, by limit."
+    );
+    describe_counter!(
+        "natter_limit_table_full_total",
+        "Times a rate-limit table was full of live entries and did not track a new key, by table."
+    );
+    describe_counter!(
+        "natter_oversized_frames_total",
+        "Frames not sent because they exceeded limits.max_frame_bytes (a bug if ever non-zero)."
+    );
+    describe_counter!(
+        "natter_typing_dropped_total",
+        "Typing signals answered but not passed on (throttled, large conversation, or overload)."
+    );
+    // Accounts
+    describe_counter!("natter_users_registered_total", "Accounts created.");
+    describe_counter!(
+        "natter_logins_total",
+        "Successful logins, by method (password or token)."
+    );
+    describe_counter!(
+        "natter_login_failures_total",
+        "Logins refused for a wrong username or password."
+    );
+    // Messages and fan-out
+    describe_counter!(
+        "natter_messages_total",
+        "Sends answered with an ACK, by outcome (stored or duplicate)."
+    );
+    describe_counter!(
+        "natter_pushes_total",
+        "Frames queued to connections by fan-out."
+    );
+    describe_counter!(
+        "natter_pushes_dropped_total",
+        "Pushes dropped before fan-out (recovered by Sync), by reason."
+    );
+    // Store
+    describe_histogram!(
+        "natter_store_batch_size",
+        "Writes per group-commit transaction."
+    );
+    describe_histogram!(
+        "natter_store_commit_seconds",
+        Unit::Seconds,
+        "Time to apply and commit one write transaction."
+    );
+    describe_histogram!(
+        "natter_store_checkpoint_seconds",
+        Unit::Seconds,
+        "Time of one WAL checkpoint."
+    );
+    describe_gauge!(
+        "natter_store_queue_depth",
+        "Writes waiting for the store's writer."
+    );
+    // Health and overload
+    describe_counter!(
+        "natter_panics_total",
+        "Panics caught (the unit of work was lost, the process went on), by component."
+    );
+    describe_gauge!(
+        "natter_memory_rss_bytes",
+        Unit::Bytes,
+        "Resident memory of the process."
+    );
+    describe_gauge!(
+        "natter_memory_budget_bytes",
+        Unit::Bytes,
+        "The memory budget the overload stages are measured against."
+    );
+    describe_gauge!(
+        "natter_event_loop_lag_seconds",
+        Unit::Seconds,
+        "How late the overload monitor woke up: the async runtime's lag."
+    );
+    describe_gauge!(
+        "natter_overload_stage",
+        "Overload stage: 0 normal, 1 shedding new work, 2 essential traffic only."
+    );
+    describe_counter!(
+        "natter_overload_transitions_total",
+        "Overload stage changes, by the stage entered."
+    );
+}
