@@ -247,7 +247,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 .user_id(&with)
                 .await
                 .with_context(|| format!("unknown user {with}"))?;
-            let page = c.sync_page(vec![], 1).await?;
+            let page = c.sync_page(vec![], 0, 1).await?;
             let Some(conv) = page
                 .conversations
                 .iter()

@@ -135,6 +135,7 @@ async fn typing_is_pushed_and_never_stored() {
                 conversation_id: ack.conversation_id,
                 seq: 1,
             }],
+            0,
             10,
         )
         .await
@@ -198,7 +199,7 @@ async fn recall_leaves_a_tombstone_everyone_learns_of() {
     let tomb = h.messages.iter().find(|m| m.seq == ack.seq).unwrap();
     assert_eq!(tomb.body.as_ref().unwrap().kind(), pb::BodyKind::Recalled);
     assert_eq!(text(tomb), "");
-    let page = bob.sync_page(vec![], 10).await.unwrap();
+    let page = bob.sync_page(vec![], 0, 10).await.unwrap();
     assert_eq!(
         page.messages[0].body.as_ref().unwrap().kind(),
         pb::BodyKind::Recalled

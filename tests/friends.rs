@@ -44,7 +44,7 @@ async fn request_accept_and_reject_reach_both_sides() {
     );
     assert_eq!(seen.from_username, "alice");
     // Also on the next sync.
-    let page = bob.sync_page(vec![], 10).await.unwrap();
+    let page = bob.sync_page(vec![], 0, 10).await.unwrap();
     assert_eq!(page.pending_friend_requests.len(), 1);
 
     // Only the recipient may answer.
@@ -59,7 +59,7 @@ async fn request_accept_and_reject_reach_both_sides() {
     assert_eq!(told.status(), pb::FriendRequestStatus::Accepted);
     assert_eq!(told.reply, "sure");
     assert!(bob
-        .sync_page(vec![], 10)
+        .sync_page(vec![], 0, 10)
         .await
         .unwrap()
         .pending_friend_requests
@@ -127,7 +127,7 @@ async fn requests_to_offline_users_wait_for_them() {
     alice.friend_request(dave_id, "ping me!").await.unwrap();
 
     let (dave, _) = server.device("dave", "phone").await;
-    let page = dave.sync_page(vec![], 10).await.unwrap();
+    let page = dave.sync_page(vec![], 0, 10).await.unwrap();
     assert_eq!(page.pending_friend_requests.len(), 1);
     assert_eq!(page.pending_friend_requests[0].message, "ping me!");
     let listed = dave.friend_requests().await.unwrap();
@@ -164,7 +164,7 @@ async fn a_block_is_silent_and_total() {
     assert!(pushes.is_empty(), "{pushes:?}");
     assert!(bob.friend_requests().await.unwrap().incoming.is_empty());
     assert!(bob
-        .sync_page(vec![], 10)
+        .sync_page(vec![], 0, 10)
         .await
         .unwrap()
         .pending_friend_requests

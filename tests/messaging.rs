@@ -224,7 +224,7 @@ async fn delivery_acks_reach_the_sender_and_are_kept() {
         }
     );
     // An offline sender learns it from sync.
-    let page = alice.sync_page(vec![], 10).await.unwrap();
+    let page = alice.sync_page(vec![], 0, 10).await.unwrap();
     let conv = &page.conversations[0];
     let bob_cursor = conv
         .delivered

@@ -43,7 +43,7 @@ async fn register_rules_and_wrong_credentials() {
         "unknown users look like wrong passwords"
     );
     // Not logged in: everything but the account requests is refused.
-    let e = c.sync_page(vec![], 10).await.unwrap_err();
+    let e = c.sync_page(vec![], 0, 10).await.unwrap_err();
     assert_eq!(e.code(), Some(pb::ErrorCode::NotAuthenticated));
     // The same connection can still log in.
     let ok = c.login("ALICE", PASSWORD, "d").await.unwrap();

@@ -332,13 +332,20 @@ impl Client {
         }
     }
 
+    /// One Sync page; `after_conversation_id` is the previous page's
+    /// `next_after_conversation_id` while it had more, else 0.
     pub async fn sync_page(
         &self,
         cursors: Vec<pb::Cursor>,
+        after_conversation_id: u64,
         limit: u32,
     ) -> Result<pb::SyncPage, ClientError> {
         match self
-            .request(ClientFrame::Sync(pb::Sync { cursors, limit }))
+            .request(ClientFrame::Sync(pb::Sync {
+                cursors,
+                limit,
+                after_conversation_id,
+            }))
             .await?
         {
             ServerFrame::SyncPage(p) => Ok(p),

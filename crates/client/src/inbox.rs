@@ -55,8 +55,10 @@ impl Inbox {
         page: u32,
     ) -> Result<Vec<pb::Message>, ClientError> {
         let mut out = Vec::new();
+        let mut after = 0;
         loop {
-            let p = client.sync_page(self.cursors(), page).await?;
+            let p = client.sync_page(self.cursors(), after, page).await?;
+            after = p.next_after_conversation_id;
             for c in p.conversations {
                 // A member of a group sees nothing before their join point.
                 let cur = self.cursors.entry(c.conversation_id).or_insert(0);

@@ -42,12 +42,51 @@ impl Client {
         call!(self, RespondFriendRequest { request_id, accept, reply: reply.into() } => FriendRequest)
     }
 
-    pub async fn friend_requests(&self) -> R<pb::FriendRequests> {
-        call!(self, ListFriendRequests {} => FriendRequests)
+    /// One page of friend requests below `before_id` (0: the newest).
+    pub async fn friend_requests_page(&self, before_id: u64, limit: u32) -> R<pb::FriendRequests> {
+        call!(self, ListFriendRequests { before_id, limit } => FriendRequests)
     }
 
+    /// Every friend request, page by page.
+    pub async fn friend_requests(&self) -> R<pb::FriendRequests> {
+        let mut all = pb::FriendRequests::default();
+        let mut before_id = 0;
+        loop {
+            let p = self.friend_requests_page(before_id, 0).await?;
+            before_id = p
+                .incoming
+                .iter()
+                .chain(&p.outgoing)
+                .map(|r| r.request_id)
+                .min()
+                .unwrap_or(0);
+            all.incoming.extend(p.incoming);
+            all.outgoing.extend(p.outgoing);
+            if !p.has_more || before_id == 0 {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// One page of friends after `after_username` ("" from the first).
+    pub async fn friends_page(&self, after_username: &str, limit: u32) -> R<pb::Friends> {
+        call!(self, ListFriends { after_username: after_username.into(), limit } => Friends)
+    }
+
+    /// Every friend, page by page, and the blocked list.
     pub async fn friends(&self) -> R<pb::Friends> {
-        call!(self, ListFriends {} => Friends)
+        let mut all = self.friends_page("", 0).await?;
+        while all.has_more {
+            let after = all
+                .friends
+                .last()
+                .map(|f| f.username.clone())
+                .unwrap_or_default();
+            let p = self.friends_page(&after, 0).await?;
+            all.friends.extend(p.friends);
+            all.has_more = p.has_more && !after.is_empty();
+        }
+        Ok(all)
     }
 
     pub async fn set_remark(&self, user_id: u64, remark: &str) -> R<()> {
@@ -103,13 +142,33 @@ impl Client {
         call!(self, GetGroup { conversation_id } => GroupInfo)
     }
 
+    /// One page of the user's groups and rooms after `after_id`.
+    pub async fn my_groups_page(&self, after_id: u64, limit: u32) -> R<pb::GroupList> {
+        call!(self, ListGroups { after_id, limit } => GroupList)
+    }
+
+    /// Every group and room of the user, page by page.
     pub async fn my_groups(&self) -> R<Vec<pb::GroupInfo>> {
-        call!(self, ListGroups {} => GroupList).map(|g| g.groups)
+        let mut all = Vec::new();
+        loop {
+            let after_id = all.last().map_or(0, |g: &pb::GroupInfo| g.conversation_id);
+            let p = self.my_groups_page(after_id, 0).await?;
+            let done = !p.has_more || p.groups.is_empty();
+            all.extend(p.groups);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn rooms(&self, prefix: &str, after_id: u64, limit: u32) -> R<Vec<pb::GroupInfo>> {
-        call!(self, ListRooms { prefix: prefix.into(), after_id, limit } => GroupList)
+        self.rooms_page(prefix, after_id, limit)
+            .await
             .map(|g| g.groups)
+    }
+
+    pub async fn rooms_page(&self, prefix: &str, after_id: u64, limit: u32) -> R<pb::GroupList> {
+        call!(self, ListRooms { prefix: prefix.into(), after_id, limit } => GroupList)
     }
 
     pub async fn members(
@@ -192,8 +251,28 @@ impl Client {
         call!(self, DismissGroup { conversation_id })
     }
 
+    /// One page of a group's join requests after `after_user_id`.
+    pub async fn join_requests_page(
+        &self,
+        conversation_id: u64,
+        after_user_id: u64,
+        limit: u32,
+    ) -> R<pb::JoinRequests> {
+        call!(self, ListJoinRequests { conversation_id, after_user_id, limit } => JoinRequests)
+    }
+
+    /// Every join request of a group, page by page.
     pub async fn join_requests(&self, conversation_id: u64) -> R<Vec<pb::JoinRequest>> {
-        call!(self, ListJoinRequests { conversation_id } => JoinRequests).map(|j| j.requests)
+        let mut all: Vec<pb::JoinRequest> = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |r| r.user_id);
+            let p = self.join_requests_page(conversation_id, after, 0).await?;
+            let done = !p.has_more || p.requests.is_empty();
+            all.extend(p.requests);
+            if done {
+                return Ok(all);
+            }
+        }
     }
 
     pub async fn respond_join(&self, conversation_id: u64, user_id: u64, accept: bool) -> R<()> {
@@ -228,8 +307,23 @@ impl Client {
         .await
     }
 
+    /// The first page of the conversation list, at most `limit` (0: 100).
     pub async fn conversations(&self, limit: u32) -> R<Vec<pb::ConversationSummary>> {
-        call!(self, ListConversations { limit } => ConversationList).map(|c| c.conversations)
+        self.conversations_page(None, limit)
+            .await
+            .map(|c| c.conversations)
+    }
+
+    /// A page of the conversation list after `before` (the last summary of
+    /// the previous page), most recent first.
+    pub async fn conversations_page(
+        &self,
+        before: Option<&pb::ConversationSummary>,
+        limit: u32,
+    ) -> R<pb::ConversationList> {
+        let (before_activity_ms, before_conversation_id) =
+            before.map_or((0, 0), |c| (c.last_activity_ms, c.conversation_id));
+        call!(self, ListConversations { limit, before_activity_ms, before_conversation_id } => ConversationList)
     }
 
     pub async fn mark_read(&self, conversation_id: u64, seq: u64) -> R<()> {

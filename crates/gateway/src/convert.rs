@@ -160,6 +160,7 @@ pub fn summary(c: &ConversationSummary) -> pb::ConversationSummary {
         mentioned: c.mentioned,
         last_message: c.last_message.as_ref().map(message),
         last_activity_ms: c.last_activity_ms,
+        preview_truncated: c.preview_truncated,
     }
 }
 
@@ -187,6 +188,7 @@ pub fn sync_page(p: &SyncPage) -> pb::SyncPage {
         conversations: p.conversations.iter().map(conversation).collect(),
         messages: p.messages.iter().map(message).collect(),
         has_more: p.has_more,
+        next_after_conversation_id: if p.has_more { p.next_after } else { 0 },
         pending_friend_requests: p
             .pending_friend_requests
             .iter()

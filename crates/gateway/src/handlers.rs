@@ -171,7 +171,7 @@ impl Conn {
                 } else {
                     q.limit as usize
                 };
-                svc.sync(&s, cursors, limit)
+                svc.sync(&s, cursors, q.after_conversation_id, limit)
                     .await
                     .map(|p| ServerFrame::SyncPage(convert::sync_page(&p)))
             }

@@ -5,7 +5,7 @@ use crate::connection::Conn;
 use crate::convert;
 use natter_proto::pb;
 use natter_proto::{ClientFrame, ServerFrame};
-use natter_service::store::GroupAction;
+use natter_service::store::{Before, GroupAction};
 use natter_service::{ServiceError, SessionInfo};
 
 fn done(r: Result<(), ServiceError>) -> Result<ServerFrame, ServiceError> {
@@ -30,9 +30,10 @@ impl Conn {
         let svc = &self.gw.service;
         let max = svc.config().max_group_members;
         let group = |g| ServerFrame::GroupInfo(convert::group_info(&g, max));
-        let groups = |list: Vec<_>| {
+        let groups = |(list, has_more): (Vec<_>, bool)| {
             ServerFrame::GroupList(pb::GroupList {
                 groups: list.iter().map(|g| convert::group_info(g, max)).collect(),
+                has_more,
             })
         };
         let act = |id, action| svc.group_action(s, id, action);
@@ -46,33 +47,39 @@ impl Conn {
                 .respond_friend_request(s, r.request_id, r.accept, &r.reply)
                 .await
                 .map(|r| ServerFrame::FriendRequest(convert::friend_request(&r))),
-            ClientFrame::ListFriendRequests(_) => {
-                svc.friend_requests(s).await.map(|(incoming, outgoing)| {
+            ClientFrame::ListFriendRequests(r) => svc
+                .friend_requests(s, r.before_id, r.limit as usize)
+                .await
+                .map(|p| {
                     ServerFrame::FriendRequests(pb::FriendRequests {
-                        incoming: incoming.iter().map(convert::friend_request).collect(),
-                        outgoing: outgoing.iter().map(convert::friend_request).collect(),
+                        incoming: p.incoming.iter().map(convert::friend_request).collect(),
+                        outgoing: p.outgoing.iter().map(convert::friend_request).collect(),
+                        has_more: p.has_more,
                     })
-                })
-            }
-            ClientFrame::ListFriends(_) => svc.friends(s).await.map(|(friends, blocked)| {
-                ServerFrame::Friends(pb::Friends {
-                    friends: friends
-                        .into_iter()
-                        .map(|f| pb::Friend {
-                            user_id: f.friend.user_id,
-                            username: f.friend.username,
-                            remark: f.friend.remark,
-                            online: f.online,
-                            since_ms: f.friend.since_ms,
-                            blocked: f.friend.blocked,
-                        })
-                        .collect(),
-                    blocked: blocked
-                        .into_iter()
-                        .map(|(user_id, username)| pb::User { user_id, username })
-                        .collect(),
-                })
-            }),
+                }),
+            ClientFrame::ListFriends(r) => svc
+                .friends(s, &r.after_username, r.limit as usize)
+                .await
+                .map(|(friends, blocked, has_more)| {
+                    ServerFrame::Friends(pb::Friends {
+                        has_more,
+                        friends: friends
+                            .into_iter()
+                            .map(|f| pb::Friend {
+                                user_id: f.friend.user_id,
+                                username: f.friend.username,
+                                remark: f.friend.remark,
+                                online: f.online,
+                                since_ms: f.friend.since_ms,
+                                blocked: f.friend.blocked,
+                            })
+                            .collect(),
+                        blocked: blocked
+                            .into_iter()
+                            .map(|(user_id, username)| pb::User { user_id, username })
+                            .collect(),
+                    })
+                }),
             ClientFrame::SetFriendRemark(r) => done(svc.set_remark(s, r.user_id, &r.remark).await),
             ClientFrame::RemoveFriend(r) => done(svc.remove_friend(s, r.user_id).await),
             ClientFrame::BlockUser(r) => done(svc.set_blocked(s, r.user_id, r.blocked).await),
@@ -90,7 +97,10 @@ impl Conn {
                     .map(group)
             }
             ClientFrame::GetGroup(r) => svc.group(s, r.conversation_id).await.map(group),
-            ClientFrame::ListGroups(_) => svc.my_groups(s).await.map(groups),
+            ClientFrame::ListGroups(r) => svc
+                .my_groups(s, r.after_id, r.limit as usize)
+                .await
+                .map(groups),
             ClientFrame::ListRooms(r) => svc
                 .rooms(s, &r.prefix, r.after_id, r.limit as usize)
                 .await
@@ -145,13 +155,15 @@ impl Conn {
             ClientFrame::DismissGroup(r) => {
                 done(act(r.conversation_id, GroupAction::Dismiss).await)
             }
-            ClientFrame::ListJoinRequests(r) => {
-                svc.join_requests(s, r.conversation_id).await.map(|list| {
+            ClientFrame::ListJoinRequests(r) => svc
+                .join_requests(s, r.conversation_id, r.after_user_id, r.limit as usize)
+                .await
+                .map(|(list, has_more)| {
                     ServerFrame::JoinRequests(pb::JoinRequests {
                         requests: list.iter().map(convert::join_request).collect(),
+                        has_more,
                     })
-                })
-            }
+                }),
             ClientFrame::RespondJoinRequest(r) => done(
                 act(
                     r.conversation_id,
@@ -162,11 +174,18 @@ impl Conn {
 
             // ---- conversations
             ClientFrame::ListConversations(r) => {
-                svc.conversations(s, r.limit as usize).await.map(|list| {
-                    ServerFrame::ConversationList(pb::ConversationList {
-                        conversations: list.iter().map(convert::summary).collect(),
+                let before = (r.before_conversation_id != 0).then_some(Before {
+                    activity_ms: r.before_activity_ms,
+                    id: r.before_conversation_id,
+                });
+                svc.conversations(s, before, r.limit as usize)
+                    .await
+                    .map(|(list, has_more)| {
+                        ServerFrame::ConversationList(pb::ConversationList {
+                            conversations: list.iter().map(convert::summary).collect(),
+                            has_more,
+                        })
                     })
-                })
             }
             ClientFrame::MarkRead(r) => done(svc.mark_read(s, r.conversation_id, r.seq).await),
             ClientFrame::Typing(r) => done(svc.typing(s, r.conversation_id).await),

@@ -119,6 +119,7 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
                     seq: 0,
                 }],
                 limit: 100,
+                after_conversation_id: 0,
             })),
         ),
         (

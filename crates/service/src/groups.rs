@@ -77,8 +77,15 @@ impl Service {
         Ok(self.inner.store.group(id, s.user_id).await?)
     }
 
-    pub async fn my_groups(&self, s: &SessionInfo) -> Result<Vec<GroupRecord>, ServiceError> {
-        Ok(self.inner.store.groups_of(s.user_id).await?)
+    /// A page of the user's groups and rooms by id after `after`.
+    pub async fn my_groups(
+        &self,
+        s: &SessionInfo,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<(Vec<GroupRecord>, bool), ServiceError> {
+        let page = self.list_page(limit, 100, 500);
+        Ok(self.inner.store.groups_of(s.user_id, after, page).await?)
     }
 
     pub async fn rooms(
@@ -87,11 +94,12 @@ impl Service {
         prefix: &str,
         after: ConversationId,
         limit: usize,
-    ) -> Result<Vec<GroupRecord>, ServiceError> {
+    ) -> Result<(Vec<GroupRecord>, bool), ServiceError> {
+        let page = self.list_page(limit, 100, 100);
         Ok(self
             .inner
             .store
-            .rooms(s.user_id, prefix.trim(), after, limit.clamp(1, 100))
+            .rooms(s.user_id, prefix.trim(), after, page)
             .await?)
     }
 
@@ -102,11 +110,8 @@ impl Service {
         after: UserId,
         limit: usize,
     ) -> Result<(Vec<MemberRecord>, bool), ServiceError> {
-        Ok(self
-            .inner
-            .store
-            .members(id, s.user_id, after, limit.clamp(1, 500))
-            .await?)
+        let page = self.list_page(limit, 500, 500);
+        Ok(self.inner.store.members(id, s.user_id, after, page).await?)
     }
 
     /// Joins at once when the group is open (rooms always are); otherwise
@@ -193,11 +198,19 @@ impl Service {
             .await
     }
 
+    /// A page of a group's join requests by user id after `after`.
     pub async fn join_requests(
         &self,
         s: &SessionInfo,
         id: ConversationId,
-    ) -> Result<Vec<JoinRequestRecord>, ServiceError> {
-        Ok(self.inner.store.join_requests(s.user_id, id).await?)
+        after: UserId,
+        limit: usize,
+    ) -> Result<(Vec<JoinRequestRecord>, bool), ServiceError> {
+        let page = self.list_page(limit, 100, 500);
+        Ok(self
+            .inner
+            .store
+            .join_requests(s.user_id, id, after, page)
+            .await?)
     }
 }

@@ -85,6 +85,15 @@ impl Service {
         &self.inner.config
     }
 
+    /// A list page: `limit` items (0: `default`, at most `max`) within the
+    /// page byte budget, so the answer fits in one frame.
+    pub(crate) fn list_page(&self, limit: usize, default: usize, max: usize) -> natter_store::Page {
+        natter_store::Page {
+            items: if limit == 0 { default } else { limit.min(max) },
+            bytes: self.inner.config.max_page_bytes,
+        }
+    }
+
     /// Forwards every newly committed message of one feed shard to the
     /// event sink, in commit order, until the feed closes (when the store
     /// has closed): run one per shard for the server's life, and wait for

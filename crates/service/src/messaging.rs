@@ -3,14 +3,14 @@
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
 use natter_runtime::clock::Instant;
 use natter_store::{
-    Appended, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage, Page,
-    SyncPage, Target, UserId,
+    Appended, Before, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage,
+    Page, SyncPage, Target, UserId,
 };
 use std::collections::HashMap;
 
 /// The sync page served while the node is in its essential-only stage.
 const SMALL_PAGE: Page = Page {
-    messages: 50,
+    items: 50,
     bytes: 32 * 1024,
 };
 
@@ -108,25 +108,27 @@ impl Service {
         Ok(appended)
     }
 
+    /// A page of what the user has not seen, in conversations after `after`.
     pub async fn sync(
         &self,
         session: &SessionInfo,
         cursors: HashMap<ConversationId, u64>,
+        after: ConversationId,
         limit: usize,
     ) -> Result<SyncPage, ServiceError> {
         let mut page = Page {
-            messages: limit.clamp(1, self.inner.config.max_sync_page),
+            items: limit.clamp(1, self.inner.config.max_sync_page),
             bytes: self.inner.config.max_page_bytes,
         };
         if !self.inner.load.serves_extras() {
             // Under overload a sync still makes progress, in small steps.
-            page.messages = page.messages.min(SMALL_PAGE.messages);
+            page.items = page.items.min(SMALL_PAGE.items);
             page.bytes = page.bytes.min(SMALL_PAGE.bytes);
         }
         Ok(self
             .inner
             .store
-            .sync(session.user_id, &cursors, page)
+            .sync(session.user_id, &cursors, after, page)
             .await?)
     }
 
@@ -138,7 +140,7 @@ impl Service {
         limit: usize,
     ) -> Result<HistoryPage, ServiceError> {
         let page = Page {
-            messages: limit.clamp(1, self.inner.config.max_history_page),
+            items: limit.clamp(1, self.inner.config.max_history_page),
             bytes: self.inner.config.max_page_bytes,
         };
         Ok(self
@@ -254,16 +256,18 @@ impl Service {
             .await?)
     }
 
+    /// A page of the conversation list, most recent first, after `before`.
     pub async fn conversations(
         &self,
         session: &SessionInfo,
+        before: Option<Before>,
         limit: usize,
-    ) -> Result<Vec<ConversationSummary>, ServiceError> {
-        let limit = if limit == 0 { 100 } else { limit.min(500) };
+    ) -> Result<(Vec<ConversationSummary>, bool), ServiceError> {
+        let page = self.list_page(limit, 100, 500);
         Ok(self
             .inner
             .store
-            .conversations(session.user_id, limit)
+            .conversations(session.user_id, before, page)
             .await?)
     }
 }

@@ -1,7 +1,7 @@
 //! Friends, friend requests, blocks, user search and presence.
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
-use natter_store::{FriendList, FriendRecord, FriendRequestRecord, UserId};
+use natter_store::{FriendList, FriendRecord, FriendRequestPage, FriendRequestRecord, UserId};
 
 /// The longest friend request message, reply or remark.
 const MAX_NOTE_BYTES: usize = 256;
@@ -66,18 +66,40 @@ impl Service {
         });
     }
 
+    /// A page of requests to and from the user with an id below `before_id`
+    /// (0: from the newest), newest first.
     pub async fn friend_requests(
         &self,
         s: &SessionInfo,
-    ) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>), ServiceError> {
-        Ok(self.inner.store.friend_requests(s.user_id).await?)
+        before_id: u64,
+        limit: usize,
+    ) -> Result<FriendRequestPage, ServiceError> {
+        let page = self.list_page(limit, 100, 200);
+        Ok(self
+            .inner
+            .store
+            .friend_requests(s.user_id, before_id, page)
+            .await?)
     }
 
+    /// A page of friends by username after `after` ("" for the first, which
+    /// also carries the blocked list), and whether more follow.
     pub async fn friends(
         &self,
         s: &SessionInfo,
-    ) -> Result<(Vec<FriendView>, Vec<(UserId, String)>), ServiceError> {
-        let FriendList { friends, blocked } = self.inner.store.friends(s.user_id).await?;
+        after: &str,
+        limit: usize,
+    ) -> Result<(Vec<FriendView>, Vec<(UserId, String)>, bool), ServiceError> {
+        let page = self.list_page(limit, 200, 500);
+        let FriendList {
+            friends,
+            blocked,
+            has_more,
+        } = self
+            .inner
+            .store
+            .friends(s.user_id, &after.to_ascii_lowercase(), page)
+            .await?;
         let friends = friends
             .into_iter()
             .map(|friend| FriendView {
@@ -85,7 +107,7 @@ impl Service {
                 friend,
             })
             .collect();
-        Ok((friends, blocked))
+        Ok((friends, blocked, has_more))
     }
 
     pub async fn set_remark(
@@ -112,10 +134,11 @@ impl Service {
         other: UserId,
         blocked: bool,
     ) -> Result<(), ServiceError> {
+        let max = self.inner.config.max_blocked;
         Ok(self
             .inner
             .store
-            .set_blocked(s.user_id, other, blocked)
+            .set_blocked(s.user_id, other, blocked, max)
             .await?)
     }
 

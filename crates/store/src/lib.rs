@@ -53,11 +53,15 @@ pub trait Store: Send + Sync + 'static {
     /// original message with `duplicate = true` and stores nothing.
     async fn append_message(&self, new: NewMessage) -> Result<Appended>;
     /// One page of everything `user` has not seen: messages with seq above the
-    /// cursor (0 when absent) in every conversation, ascending.
+    /// cursor (0 when absent) in every conversation with an id above
+    /// `after`, ascending by conversation and seq, with each covered
+    /// conversation's state. The page is cut so that, encoded, it fits in a
+    /// frame (see `SyncPage::next_after` for where the next one starts).
     async fn sync(
         &self,
         user: UserId,
         cursors: &HashMap<ConversationId, u64>,
+        after: ConversationId,
         page: Page,
     ) -> Result<SyncPage>;
     /// A page of messages with seq below `before_seq` (0: from the newest),
@@ -96,7 +100,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Current members of a conversation `user` belongs to.
     async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>>;
-    async fn conversations(&self, user: UserId, limit: usize) -> Result<Vec<ConversationSummary>>;
+    /// A page of the user's conversation list, most recent activity first,
+    /// starting after `before`; previews are cut short. Says whether more follow.
+    async fn conversations(
+        &self,
+        user: UserId,
+        before: Option<Before>,
+        page: Page,
+    ) -> Result<(Vec<ConversationSummary>, bool)>;
 
     // ---- friends
     async fn send_friend_request(
@@ -114,36 +125,54 @@ pub trait Store: Send + Sync + 'static {
         reply: &str,
         now_ms: i64,
     ) -> Result<FriendRequestRecord>;
-    /// (incoming, outgoing), newest first.
+    /// A page of requests to and from `me` with an id below `before_id`
+    /// (0: from the newest), newest first.
     async fn friend_requests(
         &self,
         me: UserId,
-    ) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>)>;
-    async fn friends(&self, me: UserId) -> Result<FriendList>;
+        before_id: u64,
+        page: Page,
+    ) -> Result<FriendRequestPage>;
+    /// A page of friends with a username after `after` ("" from the first),
+    /// by username; the blocked list comes with the first page.
+    async fn friends(&self, me: UserId, after: &str, page: Page) -> Result<FriendList>;
     async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>>;
     async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()>;
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()>;
-    async fn set_blocked(&self, me: UserId, other: UserId, blocked: bool) -> Result<()>;
+    /// Blocks or unblocks; a user may block at most `max_blocked` others.
+    async fn set_blocked(
+        &self,
+        me: UserId,
+        other: UserId,
+        blocked: bool,
+        max_blocked: usize,
+    ) -> Result<()>;
     async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>>;
 
     // ---- groups and rooms
     async fn create_group(&self, new: NewGroup, limits: GroupLimits) -> Result<GroupRecord>;
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord>;
-    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupRecord>>;
+    /// A page of the user's groups and rooms by id after `after`.
+    async fn groups_of(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        page: Page,
+    ) -> Result<(Vec<GroupRecord>, bool)>;
     async fn rooms(
         &self,
         viewer: UserId,
         prefix: &str,
         after: ConversationId,
-        limit: usize,
-    ) -> Result<Vec<GroupRecord>>;
+        page: Page,
+    ) -> Result<(Vec<GroupRecord>, bool)>;
     /// A page of members by user id, and whether more follow.
     async fn members(
         &self,
         id: ConversationId,
         viewer: UserId,
         after: UserId,
-        limit: usize,
+        page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)>;
     async fn join_group(
         &self,
@@ -161,11 +190,14 @@ pub trait Store: Send + Sync + 'static {
         limits: GroupLimits,
         now_ms: i64,
     ) -> Result<()>;
+    /// A page of a group's join requests by user id after `after`.
     async fn join_requests(
         &self,
         actor: UserId,
         id: ConversationId,
-    ) -> Result<Vec<JoinRequestRecord>>;
+        after: UserId,
+        page: Page,
+    ) -> Result<(Vec<JoinRequestRecord>, bool)>;
 
     // ---- life and health
     /// A cheap round trip through the write path and a read: `Ok` when the

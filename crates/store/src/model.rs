@@ -124,16 +124,35 @@ pub struct StoredMessage {
 impl StoredMessage {
     /// Roughly the bytes this message takes on the wire; pages are cut by it.
     pub fn size_hint(&self) -> usize {
-        self.body.content.len() + self.client_msg_id.len() + 64
+        self.body.content.len() + self.client_msg_id.len() + 10 * self.mentions.len() + 64
     }
 }
 
-/// How much one page of messages may hold: whichever bound is hit first.
-/// A page always holds at least one message if any is due.
+/// How much one page may hold: at most `items` items (messages, summaries,
+/// friends, groups, ...) and about `bytes` bytes on the wire, whichever
+/// bound is hit first. A page always holds at least one item if any is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {
-    pub messages: usize,
+    pub items: usize,
     pub bytes: usize,
+}
+
+impl Page {
+    /// Cuts `rows`, fetched as up to `items + 1` in order, to this page;
+    /// says whether more follow.
+    pub fn cut<T>(&self, rows: Vec<T>, size: impl Fn(&T) -> usize) -> (Vec<T>, bool) {
+        let mut out = Vec::with_capacity(rows.len().min(self.items));
+        let mut bytes = 0;
+        for r in rows {
+            let s = size(&r);
+            if out.len() >= self.items || (!out.is_empty() && bytes + s > self.bytes) {
+                return (out, true);
+            }
+            bytes += s;
+            out.push(r);
+        }
+        (out, false)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -174,6 +193,12 @@ pub struct MemberState {
     pub delivered_seq: u64,
 }
 
+impl ConversationState {
+    pub fn size_hint(&self) -> usize {
+        48 + 24 * self.members.len()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConversationState {
     pub id: ConversationId,
@@ -189,11 +214,19 @@ pub struct ConversationState {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncPage {
+    /// The conversations this page covered, in id order.
     pub conversations: Vec<ConversationState>,
     pub messages: Vec<StoredMessage>,
     pub has_more: bool,
+    /// With `has_more`: every conversation up to this id is complete; the
+    /// next page starts after it.
+    pub next_after: ConversationId,
+    /// On the first page only (none after a conversation cursor).
     pub pending_friend_requests: Vec<FriendRequestRecord>,
 }
+
+/// Friend requests listed on one sync page at most.
+pub const SYNC_FRIEND_REQUESTS: usize = 50;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HistoryPage {
@@ -225,6 +258,20 @@ impl RequestStatus {
             _ => RequestStatus::Pending,
         }
     }
+}
+
+impl FriendRequestRecord {
+    pub fn size_hint(&self) -> usize {
+        self.from_name.len() + self.to_name.len() + self.message.len() + self.reply.len() + 64
+    }
+}
+
+/// One page of a user's friend requests, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FriendRequestPage {
+    pub incoming: Vec<FriendRequestRecord>,
+    pub outgoing: Vec<FriendRequestRecord>,
+    pub has_more: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -259,11 +306,19 @@ pub struct FriendRecord {
     pub blocked: bool,
 }
 
+impl FriendRecord {
+    pub fn size_hint(&self) -> usize {
+        self.username.len() + self.remark.len() + 40
+    }
+}
+
+/// One page of a user's friends, by username.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FriendList {
     pub friends: Vec<FriendRecord>,
-    /// Users this user has blocked: (id, name).
+    /// Users this user has blocked: (id, name); on the first page only.
     pub blocked: Vec<(UserId, String)>,
+    pub has_more: bool,
 }
 
 // ---- groups and rooms
@@ -309,6 +364,12 @@ impl JoinPolicy {
     }
 }
 
+impl GroupRecord {
+    pub fn size_hint(&self) -> usize {
+        self.name.len() + self.notice.len() + 96
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupRecord {
     pub id: ConversationId,
@@ -345,6 +406,12 @@ pub struct GroupLimits {
     pub room_history: u32,
 }
 
+impl MemberRecord {
+    pub fn size_hint(&self) -> usize {
+        self.username.len() + 40
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberRecord {
     pub user_id: UserId,
@@ -352,6 +419,12 @@ pub struct MemberRecord {
     pub role: Role,
     pub muted_until_ms: i64,
     pub joined_at_ms: i64,
+}
+
+impl JoinRequestRecord {
+    pub fn size_hint(&self) -> usize {
+        self.username.len() + self.message.len() + 40
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -395,6 +468,45 @@ pub enum GroupAction {
 
 // ---- conversation list and read state
 
+/// Bytes of a last message kept in a conversation summary.
+pub const PREVIEW_BYTES: usize = 200;
+
+impl ConversationSummary {
+    pub fn size_hint(&self) -> usize {
+        self.title.len() + self.last_message.as_ref().map_or(0, |m| m.size_hint()) + 96
+    }
+
+    /// Cuts the last message down to a preview: text to its first
+    /// [`PREVIEW_BYTES`] (at a character boundary), other kinds to nothing
+    /// when longer (their JSON would not survive a cut).
+    pub fn truncate_preview(&mut self) {
+        let Some(m) = self.last_message.as_mut() else {
+            return;
+        };
+        let content = &mut m.body.content;
+        if content.len() <= PREVIEW_BYTES {
+            return;
+        }
+        let mut end = match m.body.kind {
+            BodyKind::Text => PREVIEW_BYTES,
+            _ => 0,
+        };
+        while !content.is_char_boundary(end) {
+            end -= 1;
+        }
+        content.truncate(end);
+        self.preview_truncated = true;
+    }
+}
+
+/// Where a page of the conversation list starts: before this activity time
+/// and id (the list runs newest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Before {
+    pub activity_ms: i64,
+    pub id: ConversationId,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConversationSummary {
     pub id: ConversationId,
@@ -406,6 +518,8 @@ pub struct ConversationSummary {
     pub unread: u32,
     pub mentioned: bool,
     pub last_message: Option<StoredMessage>,
+    /// The last message is a preview cut short (see `truncate_preview`).
+    pub preview_truncated: bool,
     pub last_activity_ms: i64,
 }
 
@@ -415,4 +529,74 @@ pub struct ReadMoved {
     pub seq: u64,
     /// The user (for their other devices) and, in a 1:1, the peer.
     pub notify: Vec<UserId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cut_by_count_and_bytes_and_keep_one() {
+        let p = Page {
+            items: 3,
+            bytes: 10,
+        };
+        let size = |n: &usize| *n;
+        // (rows fetched, kept, more)
+        let table: &[(&[usize], &[usize], bool)] = &[
+            (&[], &[], false),
+            (&[1, 2], &[1, 2], false),
+            (&[1, 2, 3, 4], &[1, 2, 3], true),
+            (&[4, 4, 4], &[4, 4], true),
+            (&[50, 1], &[50], true),
+            (&[5, 5], &[5, 5], false),
+        ];
+        for (rows, kept, more) in table {
+            assert_eq!(
+                p.cut(rows.to_vec(), size),
+                (kept.to_vec(), *more),
+                "{rows:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn previews_are_cut_at_characters_and_json_is_dropped() {
+        let summary = |kind, content: String| ConversationSummary {
+            id: 1,
+            kind: ConversationKind::Direct,
+            title: String::new(),
+            peer: None,
+            last_seq: 1,
+            read_seq: 0,
+            unread: 1,
+            mentioned: false,
+            last_message: Some(StoredMessage {
+                conversation_id: 1,
+                seq: 1,
+                msg_id: 1,
+                sender_id: 1,
+                client_msg_id: "c".into(),
+                server_ts_ms: 0,
+                body: Body { kind, content },
+                mentions: vec![],
+                mention_all: false,
+            }),
+            preview_truncated: false,
+            last_activity_ms: 0,
+        };
+        let mut s = summary(BodyKind::Text, "é".repeat(150));
+        s.truncate_preview();
+        let c = &s.last_message.as_ref().unwrap().body.content;
+        assert!(c.len() <= PREVIEW_BYTES && c.len() >= PREVIEW_BYTES - 1 && s.preview_truncated);
+        let mut s = summary(
+            BodyKind::Custom,
+            format!("{{\"x\":\"{}\"}}", "y".repeat(300)),
+        );
+        s.truncate_preview();
+        assert_eq!(s.last_message.as_ref().unwrap().body.content, "");
+        let mut s = summary(BodyKind::Text, "short".into());
+        s.truncate_preview();
+        assert!(!s.preview_truncated);
+    }
 }

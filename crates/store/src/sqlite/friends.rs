@@ -1,17 +1,14 @@
 //! Friends, friend requests and blocks.
 
 use crate::{
-    FriendList, FriendRecord, FriendRequestOutcome, FriendRequestRecord, RequestStatus, Result,
-    StoreError, UserId, UserRecord,
+    FriendList, FriendRecord, FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, Page,
+    RequestStatus, Result, StoreError, UserId, UserRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const REQUEST_SELECT: &str = "SELECT r.id, r.from_id, f.username, r.to_id, t.username, r.message,
     r.status, r.reply, r.created_at_ms, r.decided_at_ms
     FROM friend_requests r JOIN users f ON f.id = r.from_id JOIN users t ON t.id = r.to_id";
-
-/// Requests listed at most, each way.
-const MAX_LISTED: i64 = 200;
 
 fn request_row(r: &Row<'_>) -> rusqlite::Result<FriendRequestRecord> {
     Ok(FriendRequestRecord {
@@ -168,8 +165,13 @@ pub fn respond(
     decide(conn, id, status, reply, now_ms)
 }
 
-/// Pending requests to `me`, hiding those from users `me` has blocked.
-pub fn pending_incoming(conn: &Connection, me: UserId) -> Result<Vec<FriendRequestRecord>> {
+/// The newest pending requests to `me`, hiding those from users `me` has
+/// blocked.
+pub fn pending_incoming(
+    conn: &Connection,
+    me: UserId,
+    limit: usize,
+) -> Result<Vec<FriendRequestRecord>> {
     let sql = format!(
         "{REQUEST_SELECT} WHERE r.to_id = ?1 AND r.status = 1
          AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = r.from_id)
@@ -177,40 +179,61 @@ pub fn pending_incoming(conn: &Connection, me: UserId) -> Result<Vec<FriendReque
     );
     Ok(conn
         .prepare_cached(&sql)?
-        .query_map(params![me, MAX_LISTED], request_row)?
+        .query_map(params![me, limit as i64], request_row)?
         .collect::<rusqlite::Result<_>>()?)
 }
 
+/// Requests to and from `me` below `before_id`, newest first, as one list
+/// split into both directions.
 pub fn requests(
     conn: &Connection,
     me: UserId,
-) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>)> {
-    let incoming_sql = format!(
-        "{REQUEST_SELECT} WHERE r.to_id = ?1
-         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = r.from_id)
-         ORDER BY r.id DESC LIMIT ?2"
+    before_id: u64,
+    page: Page,
+) -> Result<FriendRequestPage> {
+    let sql = format!(
+        "{REQUEST_SELECT} WHERE r.id < ?2 AND (r.from_id = ?1 OR (r.to_id = ?1
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = r.from_id)))
+         ORDER BY r.id DESC LIMIT ?3"
     );
-    let outgoing_sql = format!("{REQUEST_SELECT} WHERE r.from_id = ?1 ORDER BY r.id DESC LIMIT ?2");
-    let incoming = conn
-        .prepare_cached(&incoming_sql)?
-        .query_map(params![me, MAX_LISTED], request_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let outgoing = conn
-        .prepare_cached(&outgoing_sql)?
-        .query_map(params![me, MAX_LISTED], request_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok((incoming, outgoing))
+    let before = if before_id == 0 {
+        i64::MAX
+    } else {
+        before_id.min(i64::MAX as u64) as i64
+    };
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![me, before, page.items as i64 + 1], request_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let (rows, has_more) = page.cut(rows, FriendRequestRecord::size_hint);
+    let (incoming, outgoing) = rows.into_iter().partition(|r| r.to == me);
+    Ok(FriendRequestPage {
+        incoming,
+        outgoing,
+        has_more,
+    })
 }
 
-pub fn friends(conn: &Connection, me: UserId) -> Result<FriendList> {
+pub fn friends(conn: &Connection, me: UserId, after: &str, page: Page) -> Result<FriendList> {
+    let blocked: Vec<(UserId, String)> = if after.is_empty() {
+        conn.prepare_cached(
+            "SELECT b.blocked_id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id
+             WHERE b.user_id = ?1 ORDER BY u.username",
+        )?
+        .query_map([me], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let blocked_bytes: usize = blocked.iter().map(|(_, n)| n.len() + 16).sum();
     let friends = conn
         .prepare_cached(
             "SELECT f.friend_id, u.username, f.remark, f.since_ms,
                     EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ?1 AND b.blocked_id = f.friend_id)
              FROM friends f JOIN users u ON u.id = f.friend_id
-             WHERE f.user_id = ?1 ORDER BY u.username",
+             WHERE f.user_id = ?1 AND u.username > ?2 ORDER BY u.username LIMIT ?3",
         )?
-        .query_map([me], |r| {
+        .query_map(params![me, after, page.items as i64 + 1], |r| {
             Ok(FriendRecord {
                 user_id: r.get(0)?,
                 username: r.get(1)?,
@@ -219,15 +242,17 @@ pub fn friends(conn: &Connection, me: UserId) -> Result<FriendList> {
                 blocked: r.get(4)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
-    let blocked = conn
-        .prepare_cached(
-            "SELECT b.blocked_id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id
-             WHERE b.user_id = ?1 ORDER BY u.username",
-        )?
-        .query_map([me], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(FriendList { friends, blocked })
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let room = Page {
+        items: page.items,
+        bytes: page.bytes.saturating_sub(blocked_bytes),
+    };
+    let (friends, has_more) = room.cut(friends, FriendRecord::size_hint);
+    Ok(FriendList {
+        friends,
+        blocked,
+        has_more,
+    })
 }
 
 pub fn friend_ids(conn: &Connection, me: UserId) -> Result<Vec<UserId>> {
@@ -260,11 +285,27 @@ pub fn remove(conn: &Connection, me: UserId, other: UserId) -> Result<()> {
     Ok(())
 }
 
-pub fn set_blocked(conn: &Connection, me: UserId, other: UserId, blocked: bool) -> Result<()> {
+pub fn set_blocked(
+    conn: &Connection,
+    me: UserId,
+    other: UserId,
+    blocked: bool,
+    max_blocked: usize,
+) -> Result<()> {
     if me == other {
         return Err(StoreError::Invalid("cannot block yourself"));
     }
     active_user(conn, other)?;
+    if blocked && !has_blocked(conn, me, other)? {
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM blocks WHERE user_id = ?1")?
+            .query_row([me], |r| r.get(0))?;
+        if n as usize >= max_blocked {
+            return Err(StoreError::InvalidArgument(format!(
+                "at most {max_blocked} users may be blocked"
+            )));
+        }
+    }
     let sql = if blocked {
         "INSERT OR IGNORE INTO blocks (user_id, blocked_id) VALUES (?1, ?2)"
     } else {

@@ -8,7 +8,7 @@ use super::messages::system_event;
 use super::writer::Tx;
 use crate::{
     ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
-    JoinPolicy, JoinRequestRecord, MemberRecord, NewGroup, Result, Role, StoreError, UserId,
+    JoinPolicy, JoinRequestRecord, MemberRecord, NewGroup, Page, Result, Role, StoreError, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
@@ -67,15 +67,22 @@ fn has_asked_to_join(conn: &Connection, user: UserId, id: ConversationId) -> Res
         .is_some())
 }
 
-pub fn of_user(conn: &Connection, user: UserId) -> Result<Vec<GroupRecord>> {
+pub fn of_user(
+    conn: &Connection,
+    user: UserId,
+    after: ConversationId,
+    page: Page,
+) -> Result<(Vec<GroupRecord>, bool)> {
     let sql = format!(
         "{GROUP_SELECT} JOIN members me ON me.conversation_id = g.conversation_id
-         WHERE me.user_id = ?1 AND me.left_seq = 0 AND g.dismissed = 0 ORDER BY g.conversation_id"
+         WHERE me.user_id = ?1 AND me.left_seq = 0 AND g.dismissed = 0 AND g.conversation_id > ?2
+         ORDER BY g.conversation_id LIMIT ?3"
     );
-    Ok(conn
+    let rows = conn
         .prepare_cached(&sql)?
-        .query_map([user], group_row)?
-        .collect::<rusqlite::Result<_>>()?)
+        .query_map(params![user, after, page.items as i64 + 1], group_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page.cut(rows, GroupRecord::size_hint))
 }
 
 pub fn rooms(
@@ -83,8 +90,8 @@ pub fn rooms(
     viewer: UserId,
     prefix: &str,
     after: ConversationId,
-    limit: usize,
-) -> Result<Vec<GroupRecord>> {
+    page: Page,
+) -> Result<(Vec<GroupRecord>, bool)> {
     let pattern = format!(
         "{}%",
         prefix
@@ -97,10 +104,14 @@ pub fn rooms(
          AND g.name LIKE ?3 ESCAPE '\\' ORDER BY g.conversation_id LIMIT ?4",
         ConversationKind::Room as i64
     );
-    Ok(conn
+    let rows = conn
         .prepare_cached(&sql)?
-        .query_map(params![viewer, after, pattern, limit as i64], group_row)?
-        .collect::<rusqlite::Result<_>>()?)
+        .query_map(
+            params![viewer, after, pattern, page.items as i64 + 1],
+            group_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page.cut(rows, GroupRecord::size_hint))
 }
 
 pub fn members(
@@ -108,20 +119,20 @@ pub fn members(
     id: ConversationId,
     viewer: UserId,
     after: UserId,
-    limit: usize,
+    page: Page,
 ) -> Result<(Vec<MemberRecord>, bool)> {
     let g = info(conn, id, viewer)?;
     if g.my_role.is_none() && g.kind == ConversationKind::Group {
         return Err(StoreError::NotMember(id));
     }
-    let mut out: Vec<MemberRecord> = conn
+    let rows: Vec<MemberRecord> = conn
         .prepare_cached(
             "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
              FROM members m JOIN users u ON u.id = m.user_id
              WHERE m.conversation_id = ?1 AND m.left_seq = 0 AND m.user_id > ?2
              ORDER BY m.user_id LIMIT ?3",
         )?
-        .query_map(params![id, after, limit as i64 + 1], |r| {
+        .query_map(params![id, after, page.items as i64 + 1], |r| {
             Ok(MemberRecord {
                 user_id: r.get(0)?,
                 username: r.get(1)?,
@@ -131,9 +142,7 @@ pub fn members(
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let more = out.len() > limit;
-    out.truncate(limit);
-    Ok((out, more))
+    Ok(page.cut(rows, MemberRecord::size_hint))
 }
 
 pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
@@ -301,9 +310,14 @@ pub fn join(
             )?
             .query_map(params![id, Role::Admin as i64], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let request = join_requests(conn, id)?
-            .into_iter()
-            .find(|r| r.user_id == user)
+        let one = Page {
+            items: 1,
+            bytes: usize::MAX,
+        };
+        let (mut requests, _) = join_requests(conn, id, user.saturating_sub(1), one)?;
+        let request = requests
+            .pop()
+            .filter(|r| r.user_id == user)
             .ok_or(StoreError::NotFound("join request"))?;
         return Ok(JoinOutcome::Pending { request, approvers });
     }
@@ -314,14 +328,20 @@ pub fn join(
     Ok(JoinOutcome::Joined)
 }
 
-pub fn join_requests(conn: &Connection, id: ConversationId) -> Result<Vec<JoinRequestRecord>> {
-    Ok(conn
+/// A page of a group's join requests by user id after `after`.
+pub fn join_requests(
+    conn: &Connection,
+    id: ConversationId,
+    after: UserId,
+    page: Page,
+) -> Result<(Vec<JoinRequestRecord>, bool)> {
+    let rows = conn
         .prepare_cached(
             "SELECT j.conversation_id, j.user_id, u.username, j.message, j.created_at_ms
              FROM join_requests j JOIN users u ON u.id = j.user_id
-             WHERE j.conversation_id = ?1 ORDER BY j.created_at_ms, j.user_id",
+             WHERE j.conversation_id = ?1 AND j.user_id > ?2 ORDER BY j.user_id LIMIT ?3",
         )?
-        .query_map([id], |r| {
+        .query_map(params![id, after, page.items as i64 + 1], |r| {
             Ok(JoinRequestRecord {
                 conversation_id: r.get(0)?,
                 user_id: r.get(1)?,
@@ -330,7 +350,8 @@ pub fn join_requests(conn: &Connection, id: ConversationId) -> Result<Vec<JoinRe
                 created_at_ms: r.get(4)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?)
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(page.cut(rows, JoinRequestRecord::size_hint))
 }
 
 /// The join requests of a group, for its owner and admins.
@@ -338,9 +359,11 @@ pub fn join_requests_for(
     conn: &Connection,
     actor: UserId,
     id: ConversationId,
-) -> Result<Vec<JoinRequestRecord>> {
+    after: UserId,
+    page: Page,
+) -> Result<(Vec<JoinRequestRecord>, bool)> {
     match role_of(conn, id, actor)? {
-        Some(r) if r >= Role::Admin => join_requests(conn, id),
+        Some(r) if r >= Role::Admin => join_requests(conn, id, after, page),
         Some(_) => Err(forbidden("only the owner and admins see join requests")),
         None => Err(StoreError::NotMember(id)),
     }

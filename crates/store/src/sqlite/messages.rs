@@ -6,8 +6,8 @@ use super::convs::{ConvCache, ConvInfo};
 use super::writer::Tx;
 use crate::{
     Body, BodyKind, Committed, ConversationId, ConversationKind, ConversationState, Delivered,
-    HistoryPage, MemberState, NewMessage, Page, ReadMoved, Result, Role, StoreError, StoredMessage,
-    SyncPage, Target, UserId,
+    FriendRequestRecord, HistoryPage, MemberState, NewMessage, Page, ReadMoved, Result, Role,
+    StoreError, StoredMessage, SyncPage, Target, UserId, SYNC_FRIEND_REQUESTS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
@@ -364,19 +364,26 @@ fn visible_range(
         .optional()?)
 }
 
+/// One sync page; see [`crate::Store::sync`]. Everything on the page counts
+/// against `limit.bytes` (states, messages, friend requests), except that a
+/// conversation whose next message alone is larger than the budget gets a
+/// page of its own holding just that message (one message always fits a
+/// frame). A conversation is passed (`next_after`) only once all its due
+/// messages are on a page.
 pub fn sync(
     conn: &Connection,
     user: UserId,
     cursors: &HashMap<ConversationId, u64>,
+    after: ConversationId,
     limit: Page,
 ) -> Result<SyncPage> {
     let convs: Vec<(ConversationId, i64, u64, u64, u64)> = conn
         .prepare_cached(
             "SELECT c.id, c.kind, c.last_seq, m.joined_seq, m.left_seq
              FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = ?1 ORDER BY c.id",
+             WHERE m.user_id = ?1 AND c.id > ?2 ORDER BY c.id",
         )?
-        .query_map([user], |r| {
+        .query_map(params![user, after], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -384,35 +391,26 @@ pub fn sync(
         "WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
     );
     let mut page = SyncPage {
-        pending_friend_requests: super::friends::pending_incoming(conn, user)?,
+        next_after: after,
         ..SyncPage::default()
     };
-    let mut bytes = 0;
-    let mut full = false;
+    let mut used = 0;
+    if after == 0 {
+        let pending = super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)?;
+        let room = Page {
+            items: SYNC_FRIEND_REQUESTS,
+            bytes: limit.bytes / 4,
+        };
+        (page.pending_friend_requests, _) = room.cut(pending, FriendRequestRecord::size_hint);
+        used = page
+            .pending_friend_requests
+            .iter()
+            .map(FriendRequestRecord::size_hint)
+            .sum();
+    }
     for (id, kind, last_seq, joined_seq, left_seq) in convs {
         let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
-        let cursor = cursors.get(&id).copied().unwrap_or(0).max(joined_seq);
-        let upto = if left_seq > 0 { left_seq } else { last_seq };
-        if upto > cursor && full {
-            page.has_more = true;
-        } else if upto > cursor {
-            let room = limit.messages.saturating_sub(page.messages.len());
-            let mut stmt = conn.prepare_cached(sql)?;
-            let mut reached = cursor;
-            for row in stmt.query_map(params![id, cursor, upto, room as i64], message_row)? {
-                let m = row?;
-                if !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes {
-                    full = true;
-                    break;
-                }
-                bytes += m.size_hint();
-                reached = m.seq;
-                page.messages.push(m);
-            }
-            full |= page.messages.len() >= limit.messages;
-            page.has_more |= reached < upto;
-        }
-        page.conversations.push(ConversationState {
+        let state = ConversationState {
             id,
             kind,
             last_seq,
@@ -423,7 +421,54 @@ pub fn sync(
             },
             joined_seq,
             left_seq,
-        });
+        };
+        let state_bytes = state.size_hint();
+        let alone = page.conversations.is_empty();
+        if !alone && used + state_bytes > limit.bytes {
+            page.has_more = true;
+            break;
+        }
+        let cursor = cursors.get(&id).copied().unwrap_or(0).max(joined_seq);
+        let upto = if left_seq > 0 { left_seq } else { last_seq };
+        let mut msgs = Vec::new();
+        let mut msg_bytes = 0;
+        let mut reached = cursor;
+        if upto > cursor {
+            let room = limit.items.saturating_sub(page.messages.len());
+            if room == 0 {
+                page.has_more = true;
+                break;
+            }
+            let mut stmt = conn.prepare_cached(sql)?;
+            for row in stmt.query_map(params![id, cursor, upto, room as i64], message_row)? {
+                let m = row?;
+                let over = used + state_bytes + msg_bytes + m.size_hint() > limit.bytes;
+                if over && !(alone && msgs.is_empty()) {
+                    break;
+                }
+                msg_bytes += m.size_hint();
+                reached = m.seq;
+                msgs.push(m);
+            }
+        }
+        let complete = reached >= upto;
+        if msgs.is_empty() && !complete && !alone {
+            // Nothing of it fits here: the next page starts with it.
+            page.has_more = true;
+            break;
+        }
+        if used + state_bytes + msg_bytes > limit.bytes {
+            // A lone message above the budget has the page to itself.
+            page.pending_friend_requests.clear();
+        }
+        used += state_bytes + msg_bytes;
+        page.conversations.push(state);
+        page.messages.extend(msgs);
+        if !complete {
+            page.has_more = true;
+            break;
+        }
+        page.next_after = id;
     }
     Ok(page)
 }
@@ -450,12 +495,12 @@ pub fn history(
     let mut bytes = 0;
     let mut stmt = conn.prepare_cached(sql)?;
     for row in stmt.query_map(
-        params![conversation, before, joined, limit.messages as i64 + 1],
+        params![conversation, before, joined, limit.items as i64 + 1],
         message_row,
     )? {
         let m = row?;
         let over = !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes;
-        if over || page.messages.len() == limit.messages {
+        if over || page.messages.len() == limit.items {
             page.has_more = true;
             break;
         }

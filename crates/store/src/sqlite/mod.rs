@@ -12,11 +12,11 @@ mod summaries;
 mod writer;
 
 use crate::{
-    Appended, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
-    FriendRequestOutcome, FriendRequestRecord, GroupAction, GroupLimits, GroupRecord, HistoryPage,
-    JoinOutcome, JoinRequestRecord, MemberRecord, NewGroup, NewMessage, NewSession, Page,
-    ReadMoved, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId,
-    UserRecord,
+    Appended, Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
+    FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, GroupAction, GroupLimits,
+    GroupRecord, HistoryPage, JoinOutcome, JoinRequestRecord, MemberRecord, NewGroup, NewMessage,
+    NewSession, Page, ReadMoved, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError,
+    SyncPage, UserId, UserRecord,
 };
 use async_trait::async_trait;
 use rusqlite::Connection;
@@ -234,10 +234,11 @@ impl Store for SqliteStore {
         &self,
         user: UserId,
         cursors: &HashMap<ConversationId, u64>,
+        after: ConversationId,
         page: Page,
     ) -> Result<SyncPage> {
         let cursors = cursors.clone();
-        self.read(move |c| messages::sync(c, user, &cursors, page))
+        self.read(move |c| messages::sync(c, user, &cursors, after, page))
             .await
     }
 
@@ -289,8 +290,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn conversations(&self, user: UserId, limit: usize) -> Result<Vec<ConversationSummary>> {
-        self.read(move |c| summaries::conversations(c, user, limit))
+    async fn conversations(
+        &self,
+        user: UserId,
+        before: Option<Before>,
+        page: Page,
+    ) -> Result<(Vec<ConversationSummary>, bool)> {
+        self.read(move |c| summaries::conversations(c, user, before, page))
             .await
     }
 
@@ -328,12 +334,17 @@ impl Store for SqliteStore {
     async fn friend_requests(
         &self,
         me: UserId,
-    ) -> Result<(Vec<FriendRequestRecord>, Vec<FriendRequestRecord>)> {
-        self.read(move |c| friends::requests(c, me)).await
+        before_id: u64,
+        page: Page,
+    ) -> Result<FriendRequestPage> {
+        self.read(move |c| friends::requests(c, me, before_id, page))
+            .await
     }
 
-    async fn friends(&self, me: UserId) -> Result<FriendList> {
-        self.read(move |c| friends::friends(c, me)).await
+    async fn friends(&self, me: UserId, after: &str, page: Page) -> Result<FriendList> {
+        let after = after.to_owned();
+        self.read(move |c| friends::friends(c, me, &after, page))
+            .await
     }
 
     async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>> {
@@ -354,10 +365,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_blocked(&self, me: UserId, other: UserId, blocked: bool) -> Result<()> {
+    async fn set_blocked(
+        &self,
+        me: UserId,
+        other: UserId,
+        blocked: bool,
+        max_blocked: usize,
+    ) -> Result<()> {
         self.write(move |t| {
             t.convs.social_changed();
-            friends::set_blocked(t.conn, me, other, blocked)
+            friends::set_blocked(t.conn, me, other, blocked, max_blocked)
         })
         .await
     }
@@ -375,8 +392,14 @@ impl Store for SqliteStore {
         self.read(move |c| groups::info(c, id, viewer)).await
     }
 
-    async fn groups_of(&self, user: UserId) -> Result<Vec<GroupRecord>> {
-        self.read(move |c| groups::of_user(c, user)).await
+    async fn groups_of(
+        &self,
+        user: UserId,
+        after: ConversationId,
+        page: Page,
+    ) -> Result<(Vec<GroupRecord>, bool)> {
+        self.read(move |c| groups::of_user(c, user, after, page))
+            .await
     }
 
     async fn rooms(
@@ -384,10 +407,10 @@ impl Store for SqliteStore {
         viewer: UserId,
         prefix: &str,
         after: ConversationId,
-        limit: usize,
-    ) -> Result<Vec<GroupRecord>> {
+        page: Page,
+    ) -> Result<(Vec<GroupRecord>, bool)> {
         let p = prefix.to_owned();
-        self.read(move |c| groups::rooms(c, viewer, &p, after, limit))
+        self.read(move |c| groups::rooms(c, viewer, &p, after, page))
             .await
     }
 
@@ -396,9 +419,9 @@ impl Store for SqliteStore {
         id: ConversationId,
         viewer: UserId,
         after: UserId,
-        limit: usize,
+        page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)> {
-        self.read(move |c| groups::members(c, id, viewer, after, limit))
+        self.read(move |c| groups::members(c, id, viewer, after, page))
             .await
     }
 
@@ -431,8 +454,10 @@ impl Store for SqliteStore {
         &self,
         actor: UserId,
         id: ConversationId,
-    ) -> Result<Vec<JoinRequestRecord>> {
-        self.read(move |c| groups::join_requests_for(c, actor, id))
+        after: UserId,
+        page: Page,
+    ) -> Result<(Vec<JoinRequestRecord>, bool)> {
+        self.read(move |c| groups::join_requests_for(c, actor, id, after, page))
             .await
     }
 

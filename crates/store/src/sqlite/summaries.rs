@@ -2,7 +2,7 @@
 //! message, read cursor, unread count and mention flag, newest first.
 
 use super::messages::{message_row, select_messages};
-use crate::{ConversationKind, ConversationSummary, Result, UserId};
+use crate::{Before, ConversationKind, ConversationSummary, Page, Result, UserId};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Unread counts stop here; a client shows "9999+".
@@ -14,27 +14,41 @@ type Row = (u64, i64, u64, i64, u64, u64, Option<String>);
 pub fn conversations(
     conn: &Connection,
     user: UserId,
-    limit: usize,
-) -> Result<Vec<ConversationSummary>> {
+    before: Option<Before>,
+    page: Page,
+) -> Result<(Vec<ConversationSummary>, bool)> {
+    let before = before.unwrap_or(Before {
+        activity_ms: i64::MAX,
+        id: u64::MAX,
+    });
     let rows: Vec<Row> = conn
         .prepare_cached(
             "SELECT c.id, c.kind, c.last_seq, c.last_activity_ms, m.read_seq, m.joined_seq, g.name
              FROM members m JOIN conversations c ON c.id = m.conversation_id
              LEFT JOIN groups g ON g.conversation_id = c.id
              WHERE m.user_id = ?1 AND m.left_seq = 0
-             ORDER BY c.last_activity_ms DESC, c.id DESC LIMIT ?2",
+               AND (c.last_activity_ms < ?2 OR (c.last_activity_ms = ?2 AND c.id < ?3))
+             ORDER BY c.last_activity_ms DESC, c.id DESC LIMIT ?4",
         )?
-        .query_map(params![user, limit as i64], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })?
+        .query_map(
+            params![
+                user,
+                before.activity_ms,
+                before.id.min(i64::MAX as u64),
+                page.items as i64 + 1
+            ],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            },
+        )?
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, kind, last_seq, last_activity_ms, read_seq, joined_seq, name) in rows {
@@ -78,7 +92,7 @@ pub fn conversations(
         } else {
             None
         };
-        out.push(ConversationSummary {
+        let mut summary = ConversationSummary {
             id,
             kind,
             title,
@@ -88,8 +102,11 @@ pub fn conversations(
             unread,
             mentioned,
             last_message,
+            preview_truncated: false,
             last_activity_ms,
-        });
+        };
+        summary.truncate_preview();
+        out.push(summary);
     }
-    Ok(out)
+    Ok(page.cut(out, ConversationSummary::size_hint))
 }

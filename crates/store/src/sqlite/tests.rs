@@ -3,9 +3,9 @@
 use super::*;
 use crate::{commit_feed, Body, BodyKind, DevicePolicy, Target};
 
-fn pg(messages: usize) -> Page {
+fn pg(items: usize) -> Page {
     Page {
-        messages,
+        items,
         bytes: usize::MAX,
     }
 }
@@ -64,14 +64,14 @@ async fn seq_is_dense_and_resend_is_idempotent() {
         .map(|c| c.message.seq)
         .collect();
     assert_eq!(fed, vec![1, 2, 3, 4, 5], "duplicates are not republished");
-    let page = store.sync(b, &HashMap::new(), pg(3)).await.unwrap();
+    let page = store.sync(b, &HashMap::new(), 0, pg(3)).await.unwrap();
     assert_eq!(
         page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
     assert!(page.has_more);
     let cursors = HashMap::from([(page.messages[0].conversation_id, 3)]);
-    let page = store.sync(b, &cursors, pg(3)).await.unwrap();
+    let page = store.sync(b, &cursors, 0, pg(3)).await.unwrap();
     assert_eq!(
         page.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
         vec![4, 5]
@@ -104,7 +104,7 @@ async fn failed_write_does_not_spoil_its_batch_neighbours() {
         }
     }
     assert_eq!(ok, 40);
-    let page = store.sync(a, &HashMap::new(), pg(100)).await.unwrap();
+    let page = store.sync(a, &HashMap::new(), 0, pg(100)).await.unwrap();
     let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
 }
@@ -170,17 +170,17 @@ async fn pages_are_cut_by_bytes_but_never_empty() {
             .conversation_id;
     }
     let tight = Page {
-        messages: 100,
+        items: 100,
         bytes: 2500,
     };
-    let p = store.sync(b, &HashMap::new(), tight).await.unwrap();
+    let p = store.sync(b, &HashMap::new(), 0, tight).await.unwrap();
     assert_eq!(p.messages.len(), 2);
     assert!(p.has_more);
     let tiny = Page {
-        messages: 100,
+        items: 100,
         bytes: 1,
     };
-    let p = store.sync(b, &HashMap::new(), tiny).await.unwrap();
+    let p = store.sync(b, &HashMap::new(), 0, tiny).await.unwrap();
     assert_eq!(p.messages.len(), 1, "one message always fits");
     let h = store.history(b, conv, 0, tight).await.unwrap();
     assert_eq!(
@@ -277,7 +277,10 @@ async fn seqs_stay_dense_across_sends_changes_and_refusals() {
     // 20 renames and 60 sends, after the `created` event.
     assert_eq!(stored, 80);
     let history = |store: Arc<SqliteStore>| async move {
-        let page = store.sync(owner, &HashMap::new(), pg(1000)).await.unwrap();
+        let page = store
+            .sync(owner, &HashMap::new(), 0, pg(1000))
+            .await
+            .unwrap();
         page.messages
             .iter()
             .filter(|m| m.conversation_id == group)
