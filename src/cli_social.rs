@@ -86,10 +86,14 @@ pub enum GroupOp {
     Members {
         id: u64,
     },
+    /// Join a room, or a group with its invite code (see `group info`).
     Join {
         id: u64,
         #[arg(long, default_value = "")]
         message: String,
+        /// The group's invite code; rooms need none.
+        #[arg(long, default_value = "")]
+        code: String,
     },
     Invite {
         id: u64,
@@ -301,7 +305,9 @@ pub async fn group(c: &Client, op: GroupOp, json: bool) -> anyhow::Result<()> {
                 }
             }
         }
-        GroupOp::Join { id, message } => print(json, &c.join_group(id, &message).await?),
+        GroupOp::Join { id, message, code } => {
+            print(json, &c.join_group(id, &message, &code).await?)
+        }
         GroupOp::Invite { id, names } => {
             c.invite(id, ids_of(c, &names).await?).await?;
             ok(json)

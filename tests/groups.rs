@@ -147,7 +147,7 @@ async fn new_members_see_history_from_their_join_point() {
         alice.send_to(id, &format!("m{i}"), "before").await.unwrap();
     }
     let (dave, _) = server.user("dave").await;
-    let joined = dave.join_group(id, "").await.unwrap();
+    let joined = dave.join_group(id, "", &g.invite_code).await.unwrap();
     assert!(joined.joined && !joined.pending);
     alice.send_to(id, "m5", "after").await.unwrap();
 
@@ -166,7 +166,12 @@ async fn new_members_see_history_from_their_join_point() {
     let h = dave.history(id, 0, 50).await.unwrap();
     assert_eq!(h.messages.len(), 2, "history starts at the join too");
     // Joining twice is harmless.
-    assert!(dave.join_group(id, "").await.unwrap().joined);
+    assert!(
+        dave.join_group(id, "", &g.invite_code)
+            .await
+            .unwrap()
+            .joined
+    );
 }
 
 #[tokio::test]
@@ -188,7 +193,10 @@ async fn approval_invitations_and_requests() {
         pb::ErrorCode::Forbidden
     );
 
-    let r = eve.join_group(id, "let me in").await.unwrap();
+    let r = eve
+        .join_group(id, "let me in", &g.invite_code)
+        .await
+        .unwrap();
     assert!(!r.joined && r.pending);
     let asked = next_push(&mut alice, |f| match f {
         ServerFrame::JoinRequestPush(p) => p.request,
@@ -199,7 +207,10 @@ async fn approval_invitations_and_requests() {
         (asked.user_id, asked.message.as_str()),
         (ev.user_id, "let me in")
     );
-    frank.join_group(id, "me too").await.unwrap();
+    frank
+        .join_group(id, "me too", &g.invite_code)
+        .await
+        .unwrap();
     assert_eq!(code(bob.join_requests(id).await), pb::ErrorCode::Forbidden);
     let listed = alice.join_requests(id).await.unwrap();
     assert_eq!(listed.len(), 2);
@@ -264,6 +275,7 @@ async fn mutes_rename_notice_and_dismissal() {
         notice: None,
         join_policy: None,
         muted_all,
+        reset_invite_code: false,
     };
     let info = carol.update_group(update(Some(true), None)).await.unwrap();
     assert!(info.muted_all);
@@ -338,7 +350,7 @@ async fn a_full_group_refuses_joins_and_invites() {
     assert_eq!(g.max_members, 3);
     let (dave, _) = server.device("dave", "d2").await;
     assert_eq!(
-        code(dave.join_group(g.conversation_id, "").await),
+        code(dave.join_group(g.conversation_id, "", &g.invite_code).await),
         pb::ErrorCode::GroupFull
     );
     assert_eq!(
@@ -388,7 +400,7 @@ async fn rooms_are_public_with_recent_history_and_moderation() {
     assert_eq!(bob.group(id).await.unwrap().name, "rust-lovers");
     assert_eq!(code(bob.history(id, 0, 10).await), pb::ErrorCode::Forbidden);
 
-    assert!(bob.join_group(id, "").await.unwrap().joined);
+    assert!(bob.join_group(id, "", "").await.unwrap().joined);
     let h = bob.history(id, 0, 100).await.unwrap();
     // The 10 messages before the join, then the join itself.
     assert_eq!(h.messages.len(), 11);
@@ -404,7 +416,7 @@ async fn rooms_are_public_with_recent_history_and_moderation() {
     alice.kick(id, b.user_id).await.unwrap();
     event_of(&mut bob, "kicked").await;
     // Rooms let anyone back in.
-    assert!(bob.join_group(id, "").await.unwrap().joined);
+    assert!(bob.join_group(id, "", "").await.unwrap().joined);
     bob.send_to(id, "b2", "back").await.unwrap();
     bob.leave_group(id).await.unwrap();
     assert!(bob.my_groups().await.unwrap().is_empty());

@@ -180,8 +180,14 @@ impl Client {
         call!(self, GetMembers { conversation_id, after_user_id, limit } => Members)
     }
 
-    pub async fn join_group(&self, conversation_id: u64, message: &str) -> R<pb::JoinResult> {
-        call!(self, JoinGroup { conversation_id, message: message.into() } => JoinResult)
+    /// Joins a room, or a group with its invite code ("" for a room).
+    pub async fn join_group(
+        &self,
+        conversation_id: u64,
+        message: &str,
+        invite_code: &str,
+    ) -> R<pb::JoinResult> {
+        call!(self, JoinGroup { conversation_id, message: message.into(), invite_code: invite_code.into() } => JoinResult)
     }
 
     pub async fn invite(&self, conversation_id: u64, user_ids: Vec<u64>) -> R<()> {

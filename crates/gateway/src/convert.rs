@@ -135,6 +135,7 @@ pub fn group_info(g: &GroupRecord, max_members: u32) -> pb::GroupInfo {
         last_seq: g.last_seq,
         created_at_ms: g.created_at_ms,
         my_role: g.my_role.map(role).unwrap_or(0),
+        invite_code: g.invite_code.clone(),
     }
 }
 

@@ -115,7 +115,7 @@ impl Conn {
                     })
                 }),
             ClientFrame::JoinGroup(r) => svc
-                .join_group(s, r.conversation_id, &r.message)
+                .join_group(s, r.conversation_id, &r.message, &r.invite_code)
                 .await
                 .map(|joined| {
                     ServerFrame::JoinResult(pb::JoinResult {
@@ -148,6 +148,7 @@ impl Conn {
                     notice: r.notice,
                     join_policy,
                     muted_all: r.muted_all,
+                    invite_code: r.reset_invite_code.then(String::new),
                 };
                 act(r.conversation_id, update).await?;
                 svc.group(s, r.conversation_id).await.map(group)

@@ -20,6 +20,21 @@ fn check_name(name: &str) -> Result<String, ServiceError> {
     Ok(name.to_owned())
 }
 
+/// A fresh invite code: 16 random bytes, hex.
+fn new_invite_code() -> Result<String, ServiceError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw).map_err(|e| ServiceError::Internal(format!("no randomness: {e}")))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Hides the invite code from viewers who may not see it.
+fn for_viewer(mut g: GroupRecord) -> GroupRecord {
+    if !g.invite_code_visible() {
+        g.invite_code.clear();
+    }
+    g
+}
+
 fn check_notice(notice: &str) -> Result<(), ServiceError> {
     if notice.len() > MAX_NOTICE_BYTES {
         return Err(ServiceError::InvalidArgument(format!(
@@ -64,9 +79,12 @@ impl Service {
             notice: notice.to_owned(),
             join_policy,
             members,
+            invite_code: new_invite_code()?,
             now_ms: now_ms(),
         };
-        Ok(self.inner.store.create_group(new, limits).await?)
+        Ok(for_viewer(
+            self.inner.store.create_group(new, limits).await?,
+        ))
     }
 
     pub async fn group(
@@ -74,7 +92,7 @@ impl Service {
         s: &SessionInfo,
         id: ConversationId,
     ) -> Result<GroupRecord, ServiceError> {
-        Ok(self.inner.store.group(id, s.user_id).await?)
+        Ok(for_viewer(self.inner.store.group(id, s.user_id).await?))
     }
 
     /// A page of the user's groups and rooms by id after `after`.
@@ -85,7 +103,8 @@ impl Service {
         limit: usize,
     ) -> Result<(Vec<GroupRecord>, bool), ServiceError> {
         let page = self.list_page(limit, 100, 500);
-        Ok(self.inner.store.groups_of(s.user_id, after, page).await?)
+        let (groups, more) = self.inner.store.groups_of(s.user_id, after, page).await?;
+        Ok((groups.into_iter().map(for_viewer).collect(), more))
     }
 
     pub async fn rooms(
@@ -96,11 +115,12 @@ impl Service {
         limit: usize,
     ) -> Result<(Vec<GroupRecord>, bool), ServiceError> {
         let page = self.list_page(limit, 100, 100);
-        Ok(self
+        let (rooms, more) = self
             .inner
             .store
             .rooms(s.user_id, prefix.trim(), after, page)
-            .await?)
+            .await?;
+        Ok((rooms.into_iter().map(for_viewer).collect(), more))
     }
 
     pub async fn members(
@@ -115,13 +135,14 @@ impl Service {
     }
 
     /// Joins at once when the group is open (rooms always are); otherwise
-    /// files a request and tells the owner and admins. Returns true when
-    /// now a member.
+    /// files a request and tells the owner and admins. A group (not a room)
+    /// needs its invite code. Returns true when now a member.
     pub async fn join_group(
         &self,
         s: &SessionInfo,
         id: ConversationId,
         message: &str,
+        invite_code: &str,
     ) -> Result<bool, ServiceError> {
         if message.len() > 256 {
             return Err(ServiceError::InvalidArgument(
@@ -131,7 +152,14 @@ impl Service {
         let out = self
             .inner
             .store
-            .join_group(s.user_id, id, message, self.group_limits(), now_ms())
+            .join_group(
+                s.user_id,
+                id,
+                message,
+                invite_code.trim(),
+                self.group_limits(),
+                now_ms(),
+            )
             .await?;
         match out {
             JoinOutcome::Joined => Ok(true),
@@ -158,6 +186,7 @@ impl Service {
                 notice,
                 join_policy,
                 muted_all,
+                invite_code,
             } => {
                 if let Some(n) = &notice {
                     check_notice(n)?;
@@ -167,6 +196,8 @@ impl Service {
                     notice,
                     join_policy,
                     muted_all,
+                    // Asking for a reset: the code itself is made here.
+                    invite_code: invite_code.map(|_| new_invite_code()).transpose()?,
                 }
             }
             GroupAction::Invite(users) if users.len() > max as usize => {

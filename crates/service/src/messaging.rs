@@ -78,6 +78,15 @@ impl Service {
                 "client_msg_id must be 1-64 bytes".into(),
             ));
         }
+        if input
+            .client_msg_id
+            .starts_with(natter_store::SYSTEM_ID_PREFIX)
+        {
+            return Err(ServiceError::InvalidArgument(format!(
+                "client_msg_id must not start with `{}` (the server's own events use it)",
+                natter_store::SYSTEM_ID_PREFIX
+            )));
+        }
         self.check_body(&input.body)?;
         if input.mentions.len() > 100 {
             return Err(ServiceError::InvalidArgument(

@@ -174,11 +174,13 @@ pub trait Store: Send + Sync + 'static {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)>;
+    /// Joins a room, or a group with its invite code.
     async fn join_group(
         &self,
         user: UserId,
         id: ConversationId,
         message: &str,
+        invite_code: &str,
         limits: GroupLimits,
         now_ms: i64,
     ) -> Result<JoinOutcome>;

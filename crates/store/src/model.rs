@@ -90,6 +90,10 @@ pub enum Target {
     Conversation(ConversationId),
 }
 
+/// The start of every system event's client_msg_id; refused in clients'
+/// ids, so no client can take the id of an event before it is written.
+pub const SYSTEM_ID_PREFIX: &str = "system-";
+
 #[derive(Clone, Debug)]
 pub struct NewMessage {
     pub sender_id: UserId,
@@ -385,6 +389,21 @@ pub struct GroupRecord {
     pub created_at_ms: i64,
     /// The asking user's role, if a member.
     pub my_role: Option<Role>,
+    /// What a group's joiners must present (rooms need none). The store
+    /// returns it always; who may see it is `invite_code_visible`.
+    pub invite_code: String,
+}
+
+impl GroupRecord {
+    /// Owners and admins see a group's invite code, and so do the members
+    /// of an OPEN group (who may invite anyway). Nobody else does.
+    pub fn invite_code_visible(&self) -> bool {
+        match self.my_role {
+            Some(Role::Owner | Role::Admin) => true,
+            Some(Role::Member) => self.join_policy == JoinPolicy::Open,
+            None => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -395,6 +414,8 @@ pub struct NewGroup {
     pub notice: String,
     pub join_policy: JoinPolicy,
     pub members: Vec<UserId>,
+    /// The group's invite code (see `GroupRecord::invite_code`).
+    pub invite_code: String,
     pub now_ms: i64,
 }
 
@@ -461,6 +482,8 @@ pub enum GroupAction {
         notice: Option<String>,
         join_policy: Option<JoinPolicy>,
         muted_all: Option<bool>,
+        /// A new invite code: the old one stops working.
+        invite_code: Option<String>,
     },
     Dismiss,
     RespondJoin(UserId, bool),

@@ -42,6 +42,9 @@ pub struct ConvCache {
     allowed: HashSet<(UserId, UserId, bool)>,
     /// Seqs ever taken, so the writer can tell whether a failed write took one.
     taken: u64,
+    /// Entries loaded since the current write began: a write that is rolled
+    /// back may have loaded state it had itself changed.
+    loaded: Vec<ConversationId>,
 }
 
 struct Seq {
@@ -61,7 +64,23 @@ impl ConvCache {
             self.map.clear();
         }
         self.map.insert(id, info.clone());
+        self.loaded.push(id);
         Ok(info)
+    }
+
+    /// A write that runs in its own savepoint begins.
+    pub fn begin_write(&mut self) {
+        self.loaded.clear();
+    }
+
+    /// That write's savepoint was rolled back: drop what it loaded (which
+    /// may show its own uncommitted changes) and every seq, so both are read
+    /// again from the rows.
+    pub fn undo_write(&mut self) {
+        for id in self.loaded.drain(..) {
+            self.map.remove(&id);
+        }
+        self.seqs.clear();
     }
 
     pub fn forget(&mut self, id: ConversationId) {
@@ -141,13 +160,6 @@ impl ConvCache {
             self.seqs.clear();
         }
         Ok(())
-    }
-
-    /// Forgets every seq, to be read again from the conversation rows: a
-    /// write that ran in its own savepoint (which starts with everything
-    /// flushed) was rolled back, so the rows are the truth again.
-    pub fn forget_seqs(&mut self) {
-        self.seqs.clear();
     }
 
     pub fn clear(&mut self) {

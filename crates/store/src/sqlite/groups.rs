@@ -18,7 +18,7 @@ use std::sync::Arc;
 const GROUP_SELECT: &str = "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
     g.join_policy, g.muted_all, g.dismissed, g.member_count, c.last_seq, c.created_at_ms,
     (SELECT m.role FROM members m WHERE m.user_id = ?1 AND m.conversation_id = g.conversation_id
-        AND m.left_seq = 0)
+        AND m.left_seq = 0), g.invite_code
     FROM groups g JOIN conversations c ON c.id = g.conversation_id";
 
 fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
@@ -37,11 +37,13 @@ fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
         last_seq: r.get(9)?,
         created_at_ms: r.get(10)?,
         my_role: role.map(Role::from_i64),
+        invite_code: r.get(12)?,
     })
 }
 
 /// A group as `viewer` may see it: rooms are public, groups are visible to
-/// their members only (to anyone else they do not exist).
+/// their members only (to anyone else, one who asked to join included,
+/// they do not exist).
 pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
     let sql = format!("{GROUP_SELECT} WHERE g.conversation_id = ?2");
     let g = conn
@@ -49,22 +51,19 @@ pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<Gro
         .query_row([viewer, id], group_row)
         .optional()?
         .ok_or(StoreError::NotFound("group"))?;
-    if g.kind == ConversationKind::Group
-        && g.my_role.is_none()
-        && !has_asked_to_join(conn, viewer, id)?
-    {
+    if g.kind == ConversationKind::Group && g.my_role.is_none() {
         return Err(StoreError::NotFound("group"));
     }
     Ok(g)
 }
 
-/// A pending join request lets its author see the group it asked to join.
-fn has_asked_to_join(conn: &Connection, user: UserId, id: ConversationId) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT 1 FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2")?
-        .query_row([id, user], |_| Ok(()))
-        .optional()?
-        .is_some())
+/// Compares invite codes in time that does not depend on where they differ.
+fn same_code(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 pub fn of_user(
@@ -168,15 +167,17 @@ pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<Gr
     .execute(params![new.kind as i64, new.now_ms])?;
     let id = conn.last_insert_rowid() as ConversationId;
     conn.prepare_cached(
-        "INSERT INTO groups (conversation_id, name, notice, owner_id, join_policy, member_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+        "INSERT INTO groups (conversation_id, name, notice, owner_id, join_policy, member_count,
+            invite_code)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6)",
     )?
     .execute(params![
         id,
         new.name,
         new.notice,
         new.creator,
-        new.join_policy as i64
+        new.join_policy as i64,
+        new.invite_code
     ])?;
     add_member(conn, id, new.creator, Role::Owner, 0, new.now_ms)?;
     for &u in &invited {
@@ -239,11 +240,12 @@ struct Head {
     dismissed: bool,
     member_count: u32,
     last_seq: u64,
+    invite_code: String,
 }
 
 fn head(conn: &Connection, id: ConversationId) -> Result<Head> {
     conn.prepare_cached(
-        "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq
+        "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code
          FROM groups g JOIN conversations c ON c.id = g.conversation_id WHERE g.conversation_id = ?1",
     )?
     .query_row([id], |r| {
@@ -253,6 +255,7 @@ fn head(conn: &Connection, id: ConversationId) -> Result<Head> {
             dismissed: r.get(2)?,
             member_count: r.get(3)?,
             last_seq: r.get(4)?,
+            invite_code: r.get(5)?,
         })
     })
     .optional()?
@@ -278,11 +281,14 @@ fn join_point(h: &Head, limits: GroupLimits) -> u64 {
     }
 }
 
+/// Joins a room, or a group with its invite code (without the right code a
+/// group does not exist, so ids cannot be probed).
 pub fn join(
     tx: &mut Tx<'_>,
     user: UserId,
     id: ConversationId,
     message: &str,
+    invite_code: &str,
     limits: GroupLimits,
     now_ms: i64,
 ) -> Result<JoinOutcome> {
@@ -293,6 +299,9 @@ pub fn join(
     }
     if role_of(conn, id, user)?.is_some() {
         return Ok(JoinOutcome::Joined);
+    }
+    if h.kind == ConversationKind::Group && !same_code(invite_code, &h.invite_code) {
+        return Err(StoreError::NotFound("group"));
     }
     if h.member_count >= limits.max_members {
         return Err(StoreError::GroupFull(limits.max_members));
@@ -493,6 +502,7 @@ pub fn act(
             notice,
             join_policy,
             muted_all,
+            invite_code,
         } => {
             if !admin {
                 return Err(forbidden("only the owner and admins may change the group"));
@@ -522,6 +532,14 @@ pub fn act(
                 conn.prepare_cached("UPDATE groups SET muted_all = ?2 WHERE conversation_id = ?1")?
                     .execute(params![id, m])?;
                 event["muted_all"] = json!(m);
+            }
+            if let Some(code) = invite_code {
+                conn.prepare_cached(
+                    "UPDATE groups SET invite_code = ?2 WHERE conversation_id = ?1",
+                )?
+                .execute(params![id, code])?;
+                // Not the code itself: not every member may see it.
+                event["invite_code_reset"] = json!(true);
             }
             event
         }

@@ -7,7 +7,7 @@ use super::writer::Tx;
 use crate::{
     Body, BodyKind, Committed, ConversationId, ConversationKind, ConversationState, Delivered,
     FriendRequestRecord, HistoryPage, MemberState, NewMessage, Page, ReadMoved, Result, Role,
-    StoreError, StoredMessage, SyncPage, Target, UserId, SYNC_FRIEND_REQUESTS,
+    StoreError, StoredMessage, SyncPage, Target, UserId, SYNC_FRIEND_REQUESTS, SYSTEM_ID_PREFIX,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
@@ -265,7 +265,7 @@ pub fn system_event(
             msg_id: 0,
             sender_id: actor,
             // (sender, client_msg_id) is unique; (conversation, seq) makes it so.
-            client_msg_id: format!("system-{conversation}-{seq}"),
+            client_msg_id: format!("{SYSTEM_ID_PREFIX}{conversation}-{seq}"),
             server_ts_ms: now_ms,
             body: Body {
                 kind: BodyKind::System,

@@ -430,11 +430,12 @@ impl Store for SqliteStore {
         user: UserId,
         id: ConversationId,
         message: &str,
+        invite_code: &str,
         limits: GroupLimits,
         now_ms: i64,
     ) -> Result<JoinOutcome> {
-        let m = message.to_owned();
-        self.write(move |t| groups::join(t, user, id, &m, limits, now_ms))
+        let (m, code) = (message.to_owned(), invite_code.to_owned());
+        self.write(move |t| groups::join(t, user, id, &m, &code, limits, now_ms))
             .await
     }
 
@@ -465,16 +466,20 @@ impl Store for SqliteStore {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |_| Ok(()))?))
             .await?;
         match self.health.fault() {
-            // A write that reaches the disk: it clears the fault if it commits.
+            // A write of a large message's size that reaches the disk: it
+            // clears the fault if it commits.
             Some(_) => {
                 let now = natter_runtime::clock::now_ms();
                 self.write(move |t| {
                     t.conn
                         .prepare_cached(
-                            "INSERT INTO health (id, checked_at_ms) VALUES (1, ?1)
-                             ON CONFLICT (id) DO UPDATE SET checked_at_ms = ?1",
+                            "INSERT INTO health (id, checked_at_ms, probe) VALUES (1, ?1, zeroblob(65536))
+                             ON CONFLICT (id) DO UPDATE SET checked_at_ms = ?1, probe = zeroblob(65536)",
                         )?
                         .execute([now])?;
+                    t.conn
+                        .prepare_cached("UPDATE health SET probe = NULL WHERE id = 1")?
+                        .execute([])?;
                     Ok(())
                 })
                 .await

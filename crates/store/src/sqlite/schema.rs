@@ -117,10 +117,15 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
     // 3: a row the readiness check writes after a storage fault, to see
     // whether writes work again.
+    // Groups get invite codes, so open groups cannot be joined by guessing
+    // sequential ids.
     "CREATE TABLE health (
         id INTEGER PRIMARY KEY,
-        checked_at_ms INTEGER NOT NULL
-    );",
+        checked_at_ms INTEGER NOT NULL,
+        probe BLOB
+    );
+    ALTER TABLE groups ADD COLUMN invite_code TEXT NOT NULL DEFAULT '';
+    UPDATE groups SET invite_code = lower(hex(randomblob(16)));",
 ];
 
 /// Brings the database up to the newest schema, one transaction per step.

@@ -220,6 +220,7 @@ async fn seqs_stay_dense_across_sends_changes_and_refusals() {
                 notice: String::new(),
                 join_policy: crate::JoinPolicy::Open,
                 members: vec![member],
+                invite_code: "code".into(),
                 now_ms: 1,
             },
             limits,
@@ -246,6 +247,7 @@ async fn seqs_stay_dense_across_sends_changes_and_refusals() {
                             notice: None,
                             join_policy: None,
                             muted_all: None,
+                            invite_code: None,
                         },
                         limits,
                         1,
@@ -326,4 +328,179 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+async fn group_of(store: &SqliteStore, owner: UserId, members: Vec<UserId>) -> u64 {
+    store
+        .create_group(
+            crate::NewGroup {
+                creator: owner,
+                kind: crate::ConversationKind::Group,
+                name: "g".into(),
+                notice: String::new(),
+                join_policy: crate::JoinPolicy::Open,
+                members,
+                invite_code: "code".into(),
+                now_ms: 1,
+            },
+            GroupLimits {
+                max_members: 100,
+                room_history: 0,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+/// A write in its own savepoint that loads membership it changed itself and
+/// then fails must not leave that membership in the writer's cache.
+#[tokio::test]
+async fn a_rolled_back_write_leaves_nothing_in_the_writers_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let owner = store.create_user("owner", "h", 0).await.unwrap();
+    let outsider = store.create_user("outsider", "h", 0).await.unwrap();
+    let group = group_of(&store, owner, vec![]).await;
+    let failed = store
+        .write(move |t| {
+            t.conn.execute(
+                "INSERT INTO members (user_id, conversation_id, joined_at_ms) VALUES (?1, ?2, 0)",
+                rusqlite::params![outsider, group],
+            )?;
+            t.convs.forget(group);
+            t.convs.get(t.conn, group)?;
+            Err::<(), _>(StoreError::Invalid("fails after loading"))
+        })
+        .await;
+    assert!(failed.is_err());
+    let send = NewMessage {
+        target: Target::Conversation(group),
+        ..msg(outsider, 0, "sneak")
+    };
+    assert!(
+        matches!(
+            store.append_message(send).await,
+            Err(StoreError::NotMember(_))
+        ),
+        "the rolled-back membership must not let the outsider send"
+    );
+}
+
+/// A panic inside a write fails that write's batch and nothing else: the
+/// writer goes on with the next.
+#[tokio::test]
+async fn a_panic_in_a_write_fails_its_batch_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let r = store
+        .write(|_| -> Result<()> { panic!("injected for the test") })
+        .await;
+    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    let m = store.append_message(msg(a, b, "after")).await.unwrap();
+    assert_eq!(m.message.seq, 1);
+    store.check().await.unwrap();
+}
+
+/// A full database is a storage fault: writes fail with it, the health
+/// check fails until a write succeeds again, and then it passes.
+#[tokio::test]
+async fn a_full_database_fails_the_check_until_writes_work_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    store.check().await.unwrap();
+    let pages: i64 = store
+        .write(|t| Ok(t.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    store
+        .write(move |t| {
+            t.conn
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut big = msg(a, b, "big");
+    big.body.content = "x".repeat(200_000);
+    let e = store.append_message(big.clone()).await.unwrap_err();
+    assert_eq!(e.fault(), Some(crate::Fault::Full), "{e:?}");
+    assert!(store.check().await.is_err(), "a full store is not healthy");
+    store
+        .write(|t| {
+            t.conn
+                .query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    store.check().await.unwrap();
+    store.append_message(big).await.unwrap();
+}
+
+/// Pages of every list stay within their byte budget and, followed by
+/// their cursors, reach every item once.
+#[tokio::test]
+async fn list_pages_keep_to_their_budget_and_cover_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let me = store.create_user("me", "h", 0).await.unwrap();
+    let mut groups = Vec::new();
+    for _ in 0..120 {
+        groups.push(group_of(&store, me, vec![]).await);
+    }
+    let page = Page {
+        items: 500,
+        bytes: 2000,
+    };
+    // Sync: conversation states page by the conversation cursor.
+    let (mut after, mut seen, mut pages) = (0, Vec::new(), 0);
+    loop {
+        let p = store.sync(me, &HashMap::new(), after, page).await.unwrap();
+        let bytes: usize = p.conversations.iter().map(|c| c.size_hint()).sum::<usize>()
+            + p.messages.iter().map(|m| m.size_hint()).sum::<usize>();
+        assert!(bytes <= page.bytes, "{bytes}");
+        seen.extend(p.conversations.iter().map(|c| c.id));
+        pages += 1;
+        if !p.has_more {
+            break;
+        }
+        assert!(p.next_after > after, "every page moves on");
+        after = p.next_after;
+    }
+    assert!(pages > 1);
+    // Each group's "created" event is due to a new device: it came too.
+    assert_eq!(seen, groups);
+    // The group list pages by id.
+    let (mut after, mut listed) = (0, Vec::new());
+    loop {
+        let (g, more) = store.groups_of(me, after, page).await.unwrap();
+        assert!(g.iter().map(|g| g.size_hint()).sum::<usize>() <= page.bytes);
+        after = g.last().map_or(after, |g| g.id);
+        listed.extend(g.into_iter().map(|g| g.id));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(listed, groups);
+    // The conversation list pages by activity.
+    let (mut before, mut listed) = (None, Vec::new());
+    loop {
+        let (c, more) = store.conversations(me, before, page).await.unwrap();
+        assert!(c.iter().map(|c| c.size_hint()).sum::<usize>() <= page.bytes);
+        before = c.last().map(|c| crate::Before {
+            activity_ms: c.last_activity_ms,
+            id: c.id,
+        });
+        listed.extend(c.into_iter().map(|c| c.id));
+        if !more {
+            break;
+        }
+    }
+    listed.sort_unstable();
+    assert_eq!(listed, groups);
 }

@@ -54,9 +54,9 @@ impl Tx<'_> {
 
 /// One queued write.
 pub trait Work: Send {
-    /// Applies the write inside the open transaction; false means it failed
-    /// and its savepoint must be rolled back.
-    fn apply(&mut self, tx: &mut Tx<'_>) -> bool;
+    /// Applies the write inside the open transaction; an error means it
+    /// failed and its savepoint must be rolled back.
+    fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()>;
     /// Answers the caller once the transaction's fate is known.
     fn finish(self: Box<Self>, commit: Result<()>);
     /// True for the job that asks the writer to stop.
@@ -92,14 +92,14 @@ where
     F: FnOnce(&mut Tx<'_>) -> Result<T> + Send,
     T: Send,
 {
-    fn apply(&mut self, tx: &mut Tx<'_>) -> bool {
+    fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         let out = match self.f.take() {
             Some(f) => f(tx),
             None => Err(StoreError::Backend("write applied twice".into())),
         };
-        let ok = out.is_ok();
+        let r = out.as_ref().map(|_| ()).map_err(Clone::clone);
         self.out = Some(out);
-        ok
+        r
     }
 
     fn finish(mut self: Box<Self>, commit: Result<()>) {
@@ -133,7 +133,7 @@ impl AppendJob {
 }
 
 impl Work for AppendJob {
-    fn apply(&mut self, tx: &mut Tx<'_>) -> bool {
+    fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         let out = messages::append(tx, &self.new).map(|o| {
             let message = Arc::new(o.message);
             if let Some(members) = o.members {
@@ -148,9 +148,9 @@ impl Work for AppendJob {
                 duplicate: o.duplicate,
             }
         });
-        let ok = out.is_ok();
+        let r = out.as_ref().map(|_| ()).map_err(Clone::clone);
         self.out = Some(out);
-        ok
+        r
     }
 
     fn isolated(&self) -> bool {
@@ -173,8 +173,8 @@ impl Work for AppendJob {
 pub struct CloseJob(pub Option<oneshot::Sender<()>>);
 
 impl Work for CloseJob {
-    fn apply(&mut self, _tx: &mut Tx<'_>) -> bool {
-        true
+    fn apply(&mut self, _tx: &mut Tx<'_>) -> Result<()> {
+        Ok(())
     }
     fn finish(mut self: Box<Self>, _commit: Result<()>) {
         if let Some(reply) = self.0.take() {
@@ -294,6 +294,7 @@ fn apply_batch(
                 // the true last seqs.
                 convs.flush_seqs(conn)?;
                 savepoint.execute([])?;
+                convs.begin_write();
             }
             let mark = publish.len();
             let changes = (conn.total_changes(), convs.seqs_taken());
@@ -302,20 +303,27 @@ fn apply_batch(
                 convs: &mut *convs,
                 publish: &mut *publish,
             };
-            let ok = job.apply(&mut tx);
+            let applied = job.apply(&mut tx);
             if isolated {
-                if !ok {
+                if applied.is_err() {
                     rollback.execute([])?;
-                    convs.forget_seqs();
+                    convs.undo_write();
                 }
                 release.execute([])?;
-            } else if !ok && (conn.total_changes(), convs.seqs_taken()) != changes {
-                return Err(StoreError::Backend(
-                    "a write failed after changing rows or taking a seq; its transaction is rolled back"
-                        .into(),
-                ));
+            } else if let Err(e) = &applied {
+                if (conn.total_changes(), convs.seqs_taken()) != changes {
+                    // A storage fault says so to every caller in the batch;
+                    // anything else here is a bug.
+                    return Err(match e.fault() {
+                        Some(_) => e.clone(),
+                        None => StoreError::Backend(
+                            "a write failed after changing rows or taking a seq; its transaction is rolled back"
+                                .into(),
+                        ),
+                    });
+                }
             }
-            if !ok {
+            if applied.is_err() {
                 publish.truncate(mark);
             }
         }
