@@ -147,6 +147,10 @@ fn service_config(c: &Config) -> ServiceConfig {
     }
 }
 
+/// How long a closing connection may take to write its last frames, and how
+/// long shutdown waits for the refusals once the grace period has run out.
+const FLUSH: Duration = Duration::from_secs(2);
+
 fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfig {
     let ms = Duration::from_millis;
     GatewayConfig {
@@ -166,7 +170,7 @@ fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfig {
         send_burst: c.limits.send_burst,
         request_rate_per_sec: c.limits.request_rate_per_sec,
         request_burst: c.limits.request_burst,
-        flush_timeout: ms(c.shutdown.grace_ms.min(2_000)),
+        flush_timeout: FLUSH,
         reconnect_after: ms(c.shutdown.reconnect_after_ms),
     }
 }
@@ -309,8 +313,7 @@ pub async fn run(
         // UNAVAILABLE (not stored) and resend after reconnecting.
         tracing::warn!(?grace, "grace period over: refusing queued writes");
         store.stop_writes();
-        let flush = Duration::from_millis(config.shutdown.grace_ms.min(2_000));
-        if !gateway.drain(flush).await {
+        if !gateway.drain(FLUSH).await {
             tracing::warn!("connections still open after the grace period");
         }
     }

@@ -262,7 +262,7 @@ async fn a_reader_that_stops_reading_is_cut_off_and_loses_nothing() {
         }
         buf.clear();
     }
-    let metrics = http_get(server.http, "/metrics").await;
+    let (_, metrics) = http_get(server.http, "/metrics").await;
     assert!(
         metrics.contains("natter_limit_hits_total{limit=\"outbound_queue\"}"),
         "{metrics}"
@@ -375,15 +375,4 @@ async fn websocket_text_messages_are_a_protocol_error() {
     }
     assert_eq!(saw, Some(pb::DisconnectReason::ProtocolError));
     still_serving(&server).await;
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }

@@ -161,6 +161,23 @@ impl Raw {
         }
     }
 
+    /// A raw connection from another loopback address (127.0.0.x).
+    pub async fn connect_from(addr: &str, ip: &str) -> Raw {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(ip.parse().expect("an address"), 0))
+            .expect("bind the source address");
+        let stream = socket
+            .connect(addr.parse().expect("an address"))
+            .await
+            .expect("connect");
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(16 * 1024 * 1024),
+        }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
     }
@@ -283,4 +300,143 @@ pub fn code<T: std::fmt::Debug>(r: Result<T, natter_client::ClientError>) -> pb:
 pub async fn friends_only_server() -> TestServer {
     TestServer::start_with(|c| c.social.direct_messages = natter::config::DirectMessages::Friends)
         .await
+}
+
+/// The real `natter` binary, started on free ports over a data directory.
+pub struct Binary {
+    pub child: tokio::process::Child,
+    pub tcp: String,
+    pub http: Option<SocketAddr>,
+}
+
+/// Settings every spawned binary gets: cheap hashing, no per-address
+/// limits in the way of a test's own clients.
+pub const BINARY_ENV: &[(&str, &str)] = &[
+    ("NATTER_PASSWORD__ARGON2_MEMORY_KIB", "64"),
+    ("NATTER_PASSWORD__ARGON2_ITERATIONS", "1"),
+    ("NATTER_LIMITS__SEND_RATE_PER_SEC", "100000"),
+    ("NATTER_LIMITS__SEND_BURST", "100000"),
+    ("NATTER_THROTTLE__REGISTER_BURST_PER_ADDRESS", "100000"),
+    ("NATTER_THROTTLE__LOGIN_BURST_PER_ADDRESS", "100000"),
+    ("NATTER_THROTTLE__FAILED_LOGIN_BURST_PER_ADDRESS", "100000"),
+    ("NATTER_LIMITS__MAX_UNAUTHENTICATED_PER_ADDRESS", "100000"),
+    ("NATTER_LOG__LEVEL", "warn"),
+    ("NATTER_SOCIAL__DIRECT_MESSAGES", "anyone"),
+];
+
+impl Binary {
+    /// Starts `natter serve` on `dir` with [`BINARY_ENV`], then `env` on
+    /// top; `prefix` runs it under another command (e.g. prlimit).
+    pub async fn start(dir: &std::path::Path, env: &[(&str, &str)], prefix: &[&str]) -> Binary {
+        use tokio::io::AsyncBufReadExt;
+        let bin = env!("CARGO_BIN_EXE_natter");
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = tokio::process::Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => tokio::process::Command::new(bin),
+        };
+        cmd.args(["serve", "--tcp-addr", "127.0.0.1:0", "--ws-addr", ""])
+            .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("NATTER_TEST_POSTGRES_URL", "postgres://unused")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true);
+        for (k, v) in BINARY_ENV.iter().chain(env) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn natter");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let (mut tcp, mut http) = (None, None);
+        tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(a) = line.strip_prefix("natter tcp=") {
+                    tcp = Some(a.to_owned());
+                }
+                if let Some(a) = line.strip_prefix("natter http=") {
+                    http = Some(a.parse().expect("an address"));
+                    return;
+                }
+            }
+            panic!("natter exited before printing its addresses");
+        })
+        .await
+        .expect("natter starts in time");
+        // Keep reading so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Binary {
+            child,
+            tcp: tcp.expect("a TCP address"),
+            http,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Resident memory of the server process.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.http.expect("an HTTP listener"), path).await
+    }
+}
+
+/// A plain HTTP/1.1 GET; (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.expect("connect to HTTP");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write the request");
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .expect("HTTP answers in time")
+        .expect("read the answer");
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one metric series in a Prometheus text page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// A client connected from `ip` (127.0.0.x), so per-address limits see
+/// another host.
+pub async fn client_from(addr: &str, ip: &str) -> Client {
+    Client::connect_with(
+        addr,
+        natter_client::ConnectOptions {
+            local_ip: Some(ip.parse().expect("an address")),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("connect")
 }

@@ -6,7 +6,7 @@ use crate::outbound::{self, Close, Outbound, QueueLimits};
 use crate::pipeline::{InFlight, MAX_IN_FLIGHT};
 use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
 use crate::{convert, Gateway};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use natter_proto::pb::{DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
 use natter_runtime::clock::Instant;
@@ -22,8 +22,11 @@ use tokio::time::sleep_until;
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Frames answered at most from what a client had already sent when the
-/// server began to shut down.
+/// server began to shut down, how long the socket may stay quiet before
+/// nothing more is taken to be waiting, and how long it all may take.
 const MAX_ANSWERED_AT_SHUTDOWN: usize = 4096;
+const QUIET_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(50);
+const ANSWERING_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(crate) enum Phase {
     /// Nothing received yet: only Hello is accepted.
@@ -284,12 +287,16 @@ impl Conn {
     /// said it was going (whole frames already received or waiting in the
     /// socket), so each gets its answer before GOING_AWAY.
     async fn answer_what_was_sent<R: FrameRead>(&mut self, reader: &mut R) {
+        let until = Instant::now() + ANSWERING_AT_SHUTDOWN;
         for _ in 0..MAX_ANSWERED_AT_SHUTDOWN {
             if self.in_flight.len() >= MAX_IN_FLIGHT {
                 self.finish_in_flight().await;
             }
-            match reader.read_frame().now_or_never() {
-                Some(Ok(Some(frame))) => {
+            // Bytes already in the socket may not have been seen by the
+            // runtime yet: wait a moment for them, never long.
+            let wait = QUIET_AT_SHUTDOWN.min(until.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait, reader.read_frame()).await {
+                Ok(Ok(Some(frame))) => {
                     if let Flow::Stop = self.handle(frame).await {
                         return;
                     }
