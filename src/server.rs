@@ -269,6 +269,10 @@ pub async fn run(
         },
         monitor_stop.clone(),
     ));
+    background.spawn(crate::memory::trimmer(
+        Duration::from_secs(5),
+        monitor_stop.clone(),
+    ));
     let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());
 
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");

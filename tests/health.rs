@@ -1,0 +1,246 @@
+//! The node is honest about its health: a store that cannot write says so
+//! to clients (UNAVAILABLE with retry_after_ms) and to the load balancer
+//! (/readyz 503), and recovers without a restart; metrics count from the
+//! first connection and describe themselves; under a flood the node sheds
+//! load in stages and comes back when the flood stops.
+
+mod common;
+
+use common::*;
+use natter_client::{pb, Client};
+use std::time::Duration;
+
+fn prlimit_fsize(pid: u32, limit: &str) {
+    let ok = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .expect("run prlimit");
+    assert!(ok.success());
+}
+
+async fn until_ready(server: &Binary, want: u16) -> String {
+    for _ in 0..100 {
+        let (status, body) = server.get("/readyz").await;
+        if status == want {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/readyz never answered {want}");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_write_says_so_and_recovers_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(dir.path(), &[], &[]).await;
+    let mut alice = Client::connect(&server.tcp).await.unwrap();
+    alice.register("alice", PASSWORD).await.unwrap();
+    alice.register("bob", PASSWORD).await.unwrap();
+    alice.login("alice", PASSWORD, "d1").await.unwrap();
+    let bob = alice.user_id("bob").await.unwrap();
+    alice
+        .send_text(bob, "before", "before the fault")
+        .await
+        .unwrap();
+    until_ready(&server, 200).await;
+
+    // No file of the process may grow past one byte: every write fails.
+    prlimit_fsize(server.pid(), "1");
+    let refused = alice.send_text(bob, "during", "during the fault").await;
+    match refused {
+        Err(natter_client::ClientError::Server {
+            code,
+            retry_after_ms,
+            message,
+        }) => {
+            assert_eq!(code, pb::ErrorCode::Unavailable);
+            assert!(retry_after_ms > 0);
+            assert!(message.contains("storage"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let body = until_ready(&server, 503).await;
+    assert!(body.contains("storage"), "{body}");
+    // Reading goes on.
+    let h = alice.history(1, 0, 10).await.unwrap();
+    assert_eq!(h.messages.len(), 1);
+
+    // Space again: readiness returns by itself, and the resend is stored once.
+    prlimit_fsize(server.pid(), "unlimited");
+    until_ready(&server, 200).await;
+    let ack = alice
+        .send_text(bob, "during", "during the fault")
+        .await
+        .unwrap();
+    assert!(!ack.duplicate);
+    assert_eq!(ack.seq, 2);
+}
+
+#[tokio::test]
+async fn connections_from_the_first_moment_are_counted_and_every_metric_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(dir.path(), &[], &[]).await;
+    // Connect and leave at once, racing the start-up.
+    let mut early = Vec::new();
+    for _ in 0..50 {
+        early.push(tokio::net::TcpStream::connect(&server.tcp).await.unwrap());
+    }
+    drop(early);
+    let mut page = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        page = server.get("/metrics").await.1;
+        if metric(&page, "natter_connections") == Some(0.0)
+            && metric(&page, "natter_connections_total{transport=\"tcp\"}") == Some(50.0)
+        {
+            break;
+        }
+    }
+    assert_eq!(metric(&page, "natter_connections"), Some(0.0), "{page}");
+    assert_eq!(
+        metric(&page, "natter_connections_total{transport=\"tcp\"}"),
+        Some(50.0)
+    );
+    let typed: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(typed.len() > 5, "{page}");
+    for name in typed {
+        assert!(
+            page.contains(&format!("# HELP {name} ")),
+            "{name} has no HELP line"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_recovers() {
+    const MIB: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(
+        dir.path(),
+        &[
+            ("NATTER_OVERLOAD__MEMORY_BUDGET_MB", "80"),
+            ("NATTER_OVERLOAD__SHED_MEMORY_PCT", "50"),
+            ("NATTER_OVERLOAD__ESSENTIAL_MEMORY_PCT", "75"),
+            ("NATTER_OVERLOAD__CALM_MS", "500"),
+            ("NATTER_OVERLOAD__INTERVAL_MS", "50"),
+            ("NATTER_OVERLOAD__MAX_UNAUTHENTICATED", "20"),
+        ],
+        &[],
+    )
+    .await;
+    let setup = Client::connect(&server.tcp).await.unwrap();
+    for i in 0..300 {
+        setup
+            .register(&format!("flood{i}"), PASSWORD)
+            .await
+            .unwrap();
+    }
+    setup.register("owner", PASSWORD).await.unwrap();
+    let (_, body) = server.get("/readyz").await;
+    assert_eq!(body, "ready\n");
+    let base = server.rss_bytes();
+
+    // Each flood connection logs in and holds most of a 256 KiB frame.
+    let partial = {
+        let mut v = (256u32 * 1024).to_be_bytes().to_vec();
+        v.extend_from_slice(&[0, 8, 0, 0, 0, 9]);
+        v.extend(std::iter::repeat_n(b'x', 200 * 1024));
+        v
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for t in 0..10 {
+        let (addr, partial, tx) = (server.tcp.clone(), partial.clone(), tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut held, mut refused) = (Vec::new(), 0);
+            for i in (t..300).step_by(10) {
+                let mut raw = Raw::connect(&addr).await;
+                raw.hello().await;
+                raw.request(
+                    2,
+                    natter_proto::ClientFrame::Login(pb::Login {
+                        username: format!("flood{i}"),
+                        password: PASSWORD.into(),
+                        device_id: "f".into(),
+                    }),
+                )
+                .await;
+                match raw.frame().await {
+                    Some((2, natter_client::ServerFrame::LoginOk(_))) => {
+                        use tokio::io::AsyncWriteExt;
+                        raw.stream.write_all(&partial).await.unwrap();
+                        held.push(raw);
+                    }
+                    Some((_, f)) => {
+                        let refusal = error_code(&f) == Some(pb::ErrorCode::Unavailable)
+                            || matches!(&f, natter_client::ServerFrame::Disconnect(d)
+                                if d.reason() == pb::DisconnectReason::ServerFull);
+                        assert!(refusal, "{f:?}");
+                        refused += 1;
+                    }
+                    None => refused += 1,
+                }
+            }
+            let _ = tx.send(refused);
+            held
+        }));
+    }
+    drop(tx);
+    // While it lasts: readiness says the node is shedding.
+    let mut shedding_seen = false;
+    let mut peak = 0;
+    for _ in 0..40 {
+        peak = peak.max(server.rss_bytes());
+        let (status, body) = server.get("/readyz").await;
+        if status == 503 && body.contains("shedding") {
+            shedding_seen = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut held = Vec::new();
+    for t in tasks {
+        held.extend(t.await.unwrap());
+    }
+    peak = peak.max(server.rss_bytes());
+    let mut refused = 0;
+    while let Some(r) = rx.recv().await {
+        refused += r;
+    }
+    let (_, page) = server.get("/metrics").await;
+    eprintln!(
+        "RSS {} MiB before, {} MiB peak (budget 80 MiB); {} held, {refused} refused",
+        base / MIB,
+        peak / MIB,
+        held.len()
+    );
+    assert!(shedding_seen, "/readyz never said it was shedding");
+    assert!(refused > 0, "the flood was never refused");
+    assert!(
+        metric(&page, "natter_overload_transitions_total{to=\"shed\"}").unwrap_or(0.0) >= 1.0,
+        "{page}"
+    );
+    assert!(
+        peak <= 88 * MIB,
+        "peak {} MiB: over the budget's margin",
+        peak / MIB
+    );
+
+    // The flood stops: memory comes back and so does the node.
+    drop(held);
+    let mut recovered = false;
+    for _ in 0..150 {
+        let (status, _) = server.get("/readyz").await;
+        if status == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the node did not leave its overload stage");
+    let mut again = Client::connect(&server.tcp).await.unwrap();
+    again.login("owner", PASSWORD, "d").await.unwrap();
+}
