@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use natter_client::{pb, Client, ConnectOptions, Inbox, ServerFrame};
 use serde_json::json;
 use std::collections::HashMap;
-use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
@@ -353,9 +352,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
 
 /// A client message id unique enough for one user: time plus process id.
 pub(crate) fn new_client_msg_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_nanos();
-    format!("cli-{nanos:x}-{:x}", std::process::id())
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ms = natter_runtime::clock::now_ms();
+    format!("cli-{ms:x}-{:x}-{n:x}", std::process::id())
 }

@@ -432,7 +432,7 @@ async fn large_group_fan_out_is_exactly_once_in_order() {
     const SENDERS: usize = 4;
     const PER_SENDER: usize = 25;
     let server = TestServer::start().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
 
     // Accounts, registered over several connections so the writer batches.
     let names: Vec<String> = (0..MEMBERS).map(|i| format!("m{i:04}")).collect();
@@ -481,7 +481,7 @@ async fn large_group_fan_out_is_exactly_once_in_order() {
     for n in &names[ONLINE..ONLINE + SENDERS] {
         senders.push(server.device(n, "sender").await.0);
     }
-    let sending = std::time::Instant::now();
+    let sending = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for (s, c) in senders.into_iter().enumerate() {
         tasks.push(tokio::spawn(async move {

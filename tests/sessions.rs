@@ -238,7 +238,7 @@ async fn silent_sessions_time_out_and_pinging_ones_stay() {
         ),
         other => panic!("expected LoginOk, got {other:?}"),
     }
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let frames = raw.until_closed().await;
     assert_eq!(
         disconnect_reason(&frames),
@@ -253,4 +253,24 @@ async fn silent_sessions_time_out_and_pinging_ones_stay() {
         .try_push()
         .iter()
         .all(|f| !matches!(f, ServerFrame::Disconnect(_))));
+}
+
+/// Connection deadlines read tokio's clock: with time paused, a silent
+/// connection is closed at its auth timeout without the test waiting.
+#[tokio::test(start_paused = true)]
+async fn the_auth_timeout_runs_on_the_paused_clock() {
+    let server = TestServer::start_with(|c| c.session.auth_timeout_ms = 5_000).await;
+    let started = tokio::time::Instant::now();
+    let mut raw = Raw::connect(&server.tcp).await;
+    raw.hello().await;
+    let frames = raw.until_closed().await;
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::AuthTimeout)
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(5_000),
+        "closed after {waited:?} of the paused clock"
+    );
 }

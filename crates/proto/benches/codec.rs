@@ -1,5 +1,6 @@
 //! Codec micro-benchmarks: encoding a message push and decoding a Send, the
 //! two frames on every message's path.
+#![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -1,5 +1,6 @@
 //! Property tests: arbitrary bytes never panic the decoder, and every frame
 //! survives an encode/decode round trip however the stream is chopped up.
+#![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
 
 use bytes::BytesMut;
 use natter_proto::{pb, ClientFrame, Frame, FrameDecoder, ServerFrame};

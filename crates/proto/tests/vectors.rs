@@ -4,6 +4,7 @@
 //!
 //! After a deliberate change to the wire format, regenerate it with
 //! `NATTER_BLESS=1 cargo test -p natter-proto --test vectors` and review the diff.
+#![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
 
 use bytes::BytesMut;
 use natter_proto::{pb, ClientFrame, FrameDecoder, ServerFrame};

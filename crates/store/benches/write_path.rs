@@ -1,5 +1,6 @@
 //! The store's message write path: appends through the group-commit writer,
 //! one at a time (latency of a lone commit) and 256 concurrent (batched).
+#![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};

@@ -4,6 +4,7 @@
 //!
 //!     cargo run --release -p natter-store --example append_load -- 200000 100 512
 //!     valgrind --tool=callgrind target/release/examples/append_load 20000 100 512
+#![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
 
 use natter_store::sqlite::{SqliteOptions, SqliteStore};
 use natter_store::{commit_feed, Body, BodyKind, NewMessage, Store, Target};
@@ -71,7 +72,7 @@ fn main() {
         v
     });
     let cpu_before = thread_cpu("natter-sqlite-w");
-    let started = std::time::Instant::now();
+    let started = natter_runtime::clock::Instant::now();
     rt.block_on(async {
         let permits = Arc::new(Semaphore::new(in_flight));
         let mut tasks = tokio::task::JoinSet::new();

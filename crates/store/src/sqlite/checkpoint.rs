@@ -5,10 +5,11 @@
 //! automatic checkpoint as a backstop with a higher threshold, in case this
 //! thread falls behind.
 
+use natter_runtime::clock::Instant;
 use rusqlite::Connection;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Least time between two checkpoints.
 const PAUSE: Duration = Duration::from_millis(200);

@@ -319,10 +319,10 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database() {
         m.body.content = "x".repeat(1000);
         store.append_message(m).await.unwrap();
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = natter_runtime::clock::Instant::now() + std::time::Duration::from_secs(5);
     while db_len() < before + 300 * 1000 {
         assert!(
-            std::time::Instant::now() < deadline,
+            natter_runtime::clock::Instant::now() < deadline,
             "the database file stayed at {} bytes",
             db_len()
         );

@@ -9,10 +9,10 @@ use super::checkpoint::Checkpointer;
 use super::convs::ConvCache;
 use super::messages;
 use crate::{Appended, CommitFeedSender, Committed, NewMessage, Result, StoreError};
+use natter_runtime::clock::Instant;
 use rusqlite::Connection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the writer tells the rest of the store about its health.

@@ -1,0 +1,224 @@
+//! The project's invariants, checked on every `cargo test`: which crate may
+//! depend on which, a `//!` header on every module, no ignored tests or
+//! unfinished markers, unsafe code only where it is allowed, and every
+//! metric described.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+fn sources() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in ["src", "crates", "tests", "fuzz/fuzz_targets"] {
+        rust_files(&root().join(d), &mut out);
+    }
+    out.sort();
+    out
+}
+
+/// The names under a manifest's `[dependencies]` (not dev or build ones).
+fn dependencies(manifest: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let mut deps = BTreeSet::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.', ' ']).next().unwrap().trim();
+            deps.insert(name.to_owned());
+        }
+    }
+    deps
+}
+
+const DATABASE_DRIVERS: &[&str] = &[
+    "rusqlite",
+    "tokio-postgres",
+    "postgres",
+    "sqlx",
+    "mysql",
+    "mysql_async",
+    "diesel",
+];
+
+#[test]
+fn crates_depend_only_on_what_their_layer_may_use() {
+    // (crate, natter crates it may use, other crates it must not use)
+    let rules: &[(&str, &[&str], &[&str])] = &[
+        ("proto", &[], &["tokio", "axum", "tokio-tungstenite"]),
+        ("runtime", &[], &["axum", "prost", "tokio-tungstenite"]),
+        (
+            "store",
+            &["natter-runtime"],
+            &["axum", "prost", "tokio-tungstenite"],
+        ),
+        (
+            "service",
+            &["natter-store", "natter-runtime"],
+            &["axum", "prost", "tokio-tungstenite", "hyper"],
+        ),
+        (
+            "gateway",
+            &["natter-proto", "natter-service", "natter-runtime"],
+            &["axum", "hyper"],
+        ),
+        ("api", &["natter-runtime"], &["prost", "tokio-tungstenite"]),
+        ("client", &["natter-proto"], &["axum"]),
+        ("bench", &["natter-proto", "natter-client"], &["axum"]),
+    ];
+    let dirs: BTreeSet<String> = std::fs::read_dir(root().join("crates"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let named: BTreeSet<String> = rules.iter().map(|r| r.0.to_owned()).collect();
+    assert_eq!(dirs, named, "every crate has a rule here");
+    for (krate, natter, banned) in rules {
+        let deps = dependencies(&root().join("crates").join(krate).join("Cargo.toml"));
+        for d in &deps {
+            if d.starts_with("natter-") {
+                assert!(
+                    natter.contains(&d.as_str()),
+                    "{krate} must not depend on {d}"
+                );
+            }
+            assert!(
+                !banned.contains(&d.as_str()),
+                "{krate} must not depend on {d}"
+            );
+            if *krate != "store" {
+                assert!(
+                    !DATABASE_DRIVERS.contains(&d.as_str()),
+                    "only store knows SQL: {krate} depends on {d}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_module_says_what_it_is_for() {
+    for f in sources() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        assert!(
+            first.starts_with("//!"),
+            "{} does not start with a //! header",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn no_ignored_tests_and_no_unfinished_markers() {
+    let markers = [
+        concat!("#[", "ignore"),
+        concat!("todo", "!("),
+        concat!("unimplemented", "!("),
+    ];
+    for f in sources() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for m in markers {
+            assert!(!text.contains(m), "{} contains {m}", f.display());
+        }
+    }
+}
+
+#[test]
+fn unsafe_code_lives_only_in_its_named_modules() {
+    let allowed = ["src/memory.rs", "crates/client/src/sys.rs"];
+    for f in sources() {
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let uses = text.contains(concat!("unsafe", " {"))
+            || text.contains(concat!("allow(", "unsafe_code)"));
+        if uses {
+            assert!(allowed.contains(&rel.as_str()), "unsafe code in {rel}");
+        }
+    }
+    // Every crate root refuses it (deny, so the named modules may opt in).
+    for lib in ["src/lib.rs", "src/main.rs"] {
+        let text = std::fs::read_to_string(root().join(lib)).unwrap();
+        assert!(
+            text.contains("#![forbid(unsafe_code)]") || text.contains("#![deny(unsafe_code)]"),
+            "{lib} must forbid or deny unsafe code"
+        );
+    }
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("unsafe_code = \"deny\""));
+}
+
+#[test]
+fn every_metric_in_the_code_is_described() {
+    let described = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
+    let (mut missing, mut seen) = (Vec::new(), 0);
+    for f in sources() {
+        if f.starts_with(root().join("tests")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for kind in ["counter!(", "gauge!(", "histogram!("] {
+            for piece in text.split(kind).skip(1) {
+                let name = piece.trim_start().trim_start_matches('"');
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.starts_with("natter_") {
+                    continue;
+                }
+                seen += 1;
+                if !described.contains(&format!("\"{name}\"")) {
+                    missing.push(format!("{name} ({})", f.display()));
+                }
+            }
+        }
+    }
+    assert!(seen > 30, "the metric names were not found ({seen})");
+    assert!(
+        missing.is_empty(),
+        "not described in src/metrics.rs: {missing:?}"
+    );
+}
+
+#[test]
+fn the_clippy_configuration_bans_what_the_house_rules_ban() {
+    let clippy = std::fs::read_to_string(root().join("clippy.toml")).unwrap();
+    for banned in [
+        "std::time::Instant::now",
+        "std::time::SystemTime::now",
+        "std::thread::sleep",
+    ] {
+        assert!(clippy.contains(banned), "clippy.toml does not ban {banned}");
+    }
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("unwrap_used = \"deny\""));
+}
