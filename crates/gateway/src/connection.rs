@@ -149,10 +149,12 @@ async fn run<R: FrameRead, W: FrameWrite>(
         bytes: gw.config.outbound_queue_bytes,
         max_frame: gw.config.max_frame_bytes,
     });
-    let writer = gw.tracker.spawn(natter_runtime::panics::guard(
-        "connection_writer",
-        outbound::writer(writer, rx, out.clone(), gw.config.flush_timeout),
-    ));
+    let (o, flush) = (out.clone(), gw.config.flush_timeout);
+    // The writer's future is made inside the task, so the task holds it once.
+    let writer = gw.tracker.spawn(async move {
+        let write = std::pin::pin!(outbound::writer(writer, rx, o, flush));
+        natter_runtime::panics::guard("connection_writer", write).await
+    });
     let admitted = match admitted {
         Ok(a) => a,
         Err(refusal) => {
@@ -178,7 +180,10 @@ async fn run<R: FrameRead, W: FrameWrite>(
         unauth: Some(admitted.unauth),
     };
     // A panic ends this connection only; what follows still cleans up.
-    natter_runtime::panics::guard("connection", conn.read_loop(&mut reader)).await;
+    {
+        let read = std::pin::pin!(conn.read_loop(&mut reader));
+        natter_runtime::panics::guard("connection", read).await;
+    }
     if let Phase::Authed(s) = &conn.phase {
         let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
         // Friends hear of the last session going; not during a drain, when

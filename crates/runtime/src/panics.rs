@@ -107,8 +107,12 @@ pub fn catch<R>(component: &'static str, f: impl FnOnce() -> R) -> Option<R> {
 }
 
 /// Drives `fut`; a panic in any poll is reported and ends it with `None`.
-pub async fn guard<F: Future>(component: &'static str, fut: F) -> Option<F::Output> {
-    let mut fut = std::pin::pin!(fut);
+/// The caller pins the future where it lives (`std::pin::pin!`), so the
+/// guard adds a pointer to it, not a second copy of it.
+pub async fn guard<F: Future>(
+    component: &'static str,
+    mut fut: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
     std::future::poll_fn(move |cx| {
         let _scope = Scope::enter(component);
         match panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
@@ -139,12 +143,15 @@ mod tests {
     #[tokio::test]
     async fn guard_ends_a_panicking_future() {
         install_hook();
-        let ok = guard("test", async { 1 }).await;
+        let ok = guard("test", std::pin::pin!(async { 1 })).await;
         assert_eq!(ok, Some(1));
-        let bad = guard("test", async {
-            tokio::task::yield_now().await;
-            panic!("in a later poll")
-        })
+        let bad = guard(
+            "test",
+            std::pin::pin!(async {
+                tokio::task::yield_now().await;
+                panic!("in a later poll")
+            }),
+        )
         .await;
         assert_eq!(bad, None::<()>);
     }
