@@ -1,0 +1,116 @@
+//! The HTTP listener's own limits, and fan-out that sheds pushes rather
+//! than memory: what it drops is counted and recovered by Sync.
+
+mod common;
+
+use common::*;
+use natter_client::{pb, Inbox, ServerFrame};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Reads until the server closes; the bytes read.
+async fn read_to_close(s: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    tokio::time::timeout(within, s.read_to_end(&mut out))
+        .await
+        .ok()
+        .map(|_| out)
+}
+
+#[tokio::test]
+async fn http_has_a_connection_cap_and_a_header_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.http.max_connections = 8;
+        c.http.header_timeout_ms = 300;
+        c.http.idle_timeout_ms = 1_000;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(server.http).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The ninth is answered 503 and closed without being read.
+    let mut ninth = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    let refused = read_to_close(&mut ninth, Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused).starts_with("HTTP/1.1 503"));
+    // The chat port is not affected.
+    let (alice, _) = server.user("alice").await;
+    alice.ping().await.unwrap();
+    // A slow sender of headers is cut off at the header timeout, and so are
+    // the silent ones.
+    idle[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    for s in idle.iter_mut() {
+        assert!(
+            read_to_close(s, Duration::from_secs(2)).await.is_some(),
+            "an idle HTTP connection stays open past the header timeout"
+        );
+    }
+    let (status, body) = http_get(server.http, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+
+#[tokio::test]
+async fn fan_out_that_falls_behind_drops_pushes_and_sync_recovers_them() {
+    let server = TestServer::start_with(|c| {
+        c.limits.fanout_workers = 1;
+        c.limits.fanout_queue = 1;
+    })
+    .await;
+    let (alice, _) = server.user("alice").await;
+    let mut members = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (c, l) = server.user(&format!("member{i}")).await;
+        members.push(c);
+        ids.push(l.user_id);
+    }
+    let g = alice
+        .create_group(
+            pb::ConversationKind::Group,
+            "busy",
+            pb::JoinPolicy::Open,
+            ids,
+        )
+        .await
+        .unwrap()
+        .conversation_id;
+    let keys: Vec<String> = (0..300).map(|i| format!("s{i}")).collect();
+    let sends: Vec<_> = keys.iter().map(|k| alice.send_to(g, k, "burst")).collect();
+    for r in futures_util::future::join_all(sends).await {
+        r.unwrap();
+    }
+    let (_, page) = http_get(server.http, "/metrics").await;
+    let dropped = metric(
+        &page,
+        "natter_pushes_dropped_total{reason=\"fanout_queue_full\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(
+        dropped > 0.0,
+        "a one-slot fan-out queue kept up with 300 sends?"
+    );
+    // Whatever a member missed, Sync gives it, in order, once.
+    let m = &mut members[0];
+    let mut inbox = Inbox::default();
+    let mut seen = Vec::new();
+    let mut gap = false;
+    for f in drain_pushes(m, Duration::from_millis(300)).await {
+        if let ServerFrame::MessagePush(p) = f {
+            match inbox.accept(p.message.unwrap()) {
+                natter_client::Accepted::New(msg) => seen.push(msg.seq),
+                natter_client::Accepted::Gap => gap = true,
+                natter_client::Accepted::Duplicate => {}
+            }
+        }
+    }
+    if gap || seen.len() < 301 {
+        seen.extend(inbox.sync(m, 0).await.unwrap().iter().map(|m| m.seq));
+    }
+    assert_eq!(seen, (1..=301).collect::<Vec<u64>>());
+}
