@@ -40,14 +40,16 @@ impl Unauthenticated {
             return Err(Refused::Address);
         }
         *n += 1;
-        self.total.fetch_add(1, Ordering::Relaxed);
+        let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::gauge!("natter_unauthenticated_connections").set(total as f64);
         Ok(Slot {
             table: self.clone(),
             key,
         })
     }
 
-    pub fn total(&self) -> usize {
+    #[cfg(test)]
+    fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
 }
@@ -71,7 +73,8 @@ impl Drop for Slot {
                 map.remove(&self.key);
             }
         }
-        self.table.total.fetch_sub(1, Ordering::Relaxed);
+        let total = self.table.total.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!("natter_unauthenticated_connections").set(total as f64);
     }
 }
 

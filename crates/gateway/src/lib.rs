@@ -142,15 +142,6 @@ impl Gateway {
         metrics::gauge!("natter_connections").set(n as f64);
     }
 
-    /// Connections admitted and not yet closed.
-    pub fn connections(&self) -> usize {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    /// Connections that have not logged in yet.
-    pub fn unauthenticated(&self) -> usize {
-        self.unauth.total()
-    }
 
     /// Accepts raw TCP connections until shutdown.
     pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
@@ -182,7 +173,6 @@ impl Gateway {
             self.tracker.spawn(async move {
                 connection::serve(this, stream, peer, kind).await;
             });
-            metrics::gauge!("natter_unauthenticated_connections").set(self.unauth.total() as f64);
         }
     }
 
