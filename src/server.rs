@@ -194,10 +194,15 @@ fn thresholds(c: &config::Overload) -> Thresholds {
 }
 
 /// The readiness answer: not while draining or shedding load, and only when
-/// the store completes a round trip in time.
+/// the store completes a round trip in time. The store's answer is reused for
+/// a second, and one check runs at a time, so polling /readyz cannot load
+/// the writer.
 fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) -> ReadinessCheck {
+    type Checked = Option<(natter_runtime::clock::Instant, Result<(), String>)>;
+    let last: Arc<tokio::sync::Mutex<Checked>> = Arc::default();
     Arc::new(move || {
-        let (draining, load, store) = (draining.clone(), load.clone(), store.clone());
+        let (draining, load, store, last) =
+            (draining.clone(), load.clone(), store.clone(), last.clone());
         Box::pin(async move {
             if draining.load(Ordering::Acquire) {
                 return Err("draining".into());
@@ -205,11 +210,19 @@ fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) 
             if !load.accepts_new() {
                 return Err(format!("shedding load (stage {})", load.stage().name()));
             }
-            match tokio::time::timeout(Duration::from_secs(2), store.check()).await {
+            let mut last = last.lock().await;
+            if let Some((at, answer)) = last.as_ref() {
+                if at.elapsed() < Duration::from_secs(1) {
+                    return answer.clone();
+                }
+            }
+            let answer = match tokio::time::timeout(Duration::from_secs(2), store.check()).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(format!("storage: {e}")),
                 Err(_) => Err("storage: no answer within 2 s".into()),
-            }
+            };
+            *last = Some((natter_runtime::clock::Instant::now(), answer.clone()));
+            answer
         })
     })
 }

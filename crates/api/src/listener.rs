@@ -66,13 +66,12 @@ pub async fn serve(
         };
         metrics::gauge!("natter_http_connections")
             .set((limits.max_connections - slots.available_permits()) as f64);
-        tracker.spawn(one(
-            stream,
-            router.clone(),
-            limits,
-            shutdown.clone(),
-            permit,
-        ));
+        let (router, stop, slots) = (router.clone(), shutdown.clone(), slots.clone());
+        tracker.spawn(async move {
+            one(stream, router, limits, stop, permit).await;
+            metrics::gauge!("natter_http_connections")
+                .set((limits.max_connections - slots.available_permits()) as f64);
+        });
     }
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;

@@ -53,6 +53,8 @@ pub(crate) struct Conn {
     pub(crate) in_flight: InFlight,
     /// Held until login: this connection's place among the unauthenticated.
     pub(crate) unauth: Option<Slot>,
+    /// The reader's pre-login limits have been lifted.
+    lifted: bool,
 }
 
 /// What a new connection is let in with, or the close that refuses it.
@@ -152,8 +154,15 @@ async fn run<R: FrameRead, W: FrameWrite>(
     let (o, flush) = (out.clone(), gw.config.flush_timeout);
     // The writer's future is made inside the task, so the task holds it once.
     let writer = gw.tracker.spawn(async move {
+        let closer = o.clone();
         let write = std::pin::pin!(outbound::writer(writer, rx, o, flush));
-        natter_runtime::panics::guard("connection_writer", write).await
+        if natter_runtime::panics::guard("connection_writer", write)
+            .await
+            .is_none()
+        {
+            // Nothing can be written any more: end the connection too.
+            closer.abort();
+        }
     });
     let admitted = match admitted {
         Ok(a) => a,
@@ -178,6 +187,7 @@ async fn run<R: FrameRead, W: FrameWrite>(
         peer,
         in_flight: InFlight::new(),
         unauth: Some(admitted.unauth),
+        lifted: false,
     };
     // A panic ends this connection only; what follows still cleans up.
     {
@@ -204,7 +214,6 @@ impl Conn {
     async fn read_loop<R: FrameRead>(&mut self, reader: &mut R) {
         let cfg = &self.gw.config;
         let mut deadline = Instant::now() + cfg.auth_timeout;
-        let mut lifted = false;
         // Made once, not per frame: each of these registers with a lock or
         // the timer wheel. The timer is moved only when it fires early.
         let closed = self.out.closed();
@@ -246,10 +255,7 @@ impl Conn {
                         return;
                     }
                     if let Phase::Authed(_) = self.phase {
-                        if !lifted {
-                            reader.authenticated(self.gw.config.max_frame_bytes);
-                            lifted = true;
-                        }
+                        self.lift_limits(reader);
                         deadline = Instant::now() + self.gw.config.heartbeat_timeout;
                         // Logging in can bring the deadline forward.
                         if deadline < timer.deadline() {
@@ -305,9 +311,18 @@ impl Conn {
                     if let Flow::Stop = self.handle(frame).await {
                         return;
                     }
+                    self.lift_limits(reader);
                 }
                 _ => return,
             }
+        }
+    }
+
+    /// Once logged in, frames may be as large as the frame limit.
+    fn lift_limits<R: FrameRead>(&mut self, reader: &mut R) {
+        if !self.lifted && matches!(self.phase, Phase::Authed(_)) {
+            reader.authenticated(self.gw.config.max_frame_bytes);
+            self.lifted = true;
         }
     }
 

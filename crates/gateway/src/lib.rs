@@ -142,7 +142,6 @@ impl Gateway {
         metrics::gauge!("natter_connections").set(n as f64);
     }
 
-
     /// Accepts raw TCP connections until shutdown.
     pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
         self.accept_loop(listener, transport::Kind::Tcp).await

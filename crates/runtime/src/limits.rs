@@ -73,6 +73,12 @@ impl TokenBucket {
         }
     }
 
+    /// Returns a token taken for something that did not happen after all.
+    pub fn give_back(&mut self, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens + 1.0).min(self.burst);
+    }
+
     /// Whether a token is available, without taking it.
     pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
         self.refill(now);
@@ -178,6 +184,10 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
         self.with(key, now, |b| b.check(now))
     }
 
+    pub fn give_back(&self, key: &K, now: Instant) {
+        self.with(key, now, |b| b.give_back(now))
+    }
+
     fn with<R>(&self, key: &K, now: Instant, f: impl FnOnce(&mut TokenBucket) -> R) -> R {
         self.table.with(
             key,
@@ -200,7 +210,8 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
 /// Escalating back-off after repeated failures, per key: the first `free`
 /// failures cost nothing, each further one doubles the wait from `base` up to
 /// `max`. A key that has not failed for `window` starts afresh; a success
-/// clears it. The wait never exceeds `max`, so nobody is locked out for good.
+/// clears it. One wait never exceeds `max` (though whoever keeps failing
+/// keeps the key waiting).
 pub struct Backoff<K> {
     table: Table<K, Failures>,
     pub free: u32,

@@ -133,7 +133,8 @@ impl Service {
     }
 
     /// Checks a password under the failed-login limits: of the username
-    /// always, and of the address when there is one.
+    /// always, and of the address when there is one (a login; a password
+    /// change comes from a session, and its address is not the point).
     async fn authenticate(
         &self,
         username: &str,
@@ -142,26 +143,29 @@ impl Service {
     ) -> Result<UserRecord, ServiceError> {
         let throttles = &self.inner.throttles;
         let key = throttle_key(username);
-        // An address that cannot be told is keyed as one unknown host.
-        let addr = from.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
-        if from.is_some() {
-            throttles.before_login(&key, addr, Instant::now())?;
-        }
+        throttles.before_password(&key, from, Instant::now())?;
         let user = match normalize_username(username) {
-            Ok(name) => self.inner.store.user_by_name(&name).await?,
-            Err(_) => None,
+            Ok(name) => self.inner.store.user_by_name(&name).await,
+            Err(_) => Ok(None),
         };
-        let ok = self
-            .inner
-            .hasher
-            .verify(
-                password.to_owned(),
-                user.as_ref().map(|u| u.password_hash.clone()),
-            )
-            .await?;
+        let checked = match user {
+            Ok(user) => {
+                let hash = user.as_ref().map(|u| u.password_hash.clone());
+                let ok = self.inner.hasher.verify(password.to_owned(), hash).await;
+                ok.map(|ok| (user, ok))
+            }
+            Err(e) => Err(e.into()),
+        };
+        let (user, ok) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                throttles.not_checked(from, Instant::now());
+                return Err(e);
+            }
+        };
         match user {
             Some(user) if ok => {
-                throttles.login_succeeded(&key);
+                throttles.password_right(&key, from, Instant::now());
                 if user.disabled {
                     Err(ServiceError::AccountDisabled)
                 } else {
@@ -170,7 +174,6 @@ impl Service {
             }
             _ => {
                 metrics::counter!("natter_login_failures_total").increment(1);
-                throttles.login_failed(&key, addr, Instant::now());
                 Err(ServiceError::BadCredentials)
             }
         }

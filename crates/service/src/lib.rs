@@ -73,10 +73,6 @@ impl Service {
     }
 
     /// The node's overload stage.
-    pub fn load(&self) -> &Load {
-        &self.inner.load
-    }
-
     pub fn load_handle(&self) -> Arc<Load> {
         self.inner.load.clone()
     }

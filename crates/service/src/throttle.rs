@@ -1,6 +1,6 @@
 //! Limits on what is costly or amplifying to ask for: password logins per
-//! address, failed logins per address and per username (an escalating,
-//! capped back-off, so the real owner is never locked out for good),
+//! address, failed logins per address and per username (an escalating
+//! back-off whose every wait is capped),
 //! registrations per address, and typing signals per user and conversation.
 //! Token resumes are never throttled here: a device with a session can
 //! always come back.
@@ -113,27 +113,46 @@ impl Throttles {
         }
     }
 
-    /// Before a password is checked: is this address or username waiting?
-    pub fn before_login(&self, user: &str, from: IpAddr, now: Instant) -> Result<(), ServiceError> {
-        let addr = address_key(from);
+    /// Before a password is checked: refuses when the username (or, with
+    /// one, the address) must wait, and otherwise counts the attempt as a
+    /// failure at once, so that guesses made in parallel cannot all pass the
+    /// check before the first one fails. A correct password takes it back.
+    pub fn before_password(
+        &self,
+        user: &str,
+        from: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), ServiceError> {
+        let user = user.to_owned();
         self.failed_by_user
-            .check(&user.to_owned(), now)
+            .check(&user, now)
             .map_err(|d| limited("failed_logins_user", d))?;
-        self.failed_by_address
-            .check(&addr, now)
-            .map_err(|d| limited("failed_logins_address", d))?;
-        self.logins
-            .take(&addr, now)
-            .map_err(|d| limited("login_rate", d))
+        if let Some(addr) = from.map(address_key) {
+            self.failed_by_address
+                .check(&addr, now)
+                .map_err(|d| limited("failed_logins_address", d))?;
+            self.logins
+                .take(&addr, now)
+                .map_err(|d| limited("login_rate", d))?;
+            let _ = self.failed_by_address.take(&addr, now);
+        }
+        self.failed_by_user.fail(&user, now);
+        Ok(())
     }
 
-    pub fn login_failed(&self, user: &str, from: IpAddr, now: Instant) {
-        let _ = self.failed_by_address.take(&address_key(from), now);
-        self.failed_by_user.fail(&user.to_owned(), now);
-    }
-
-    pub fn login_succeeded(&self, user: &str) {
+    /// The password was right: the attempt was no failure after all.
+    pub fn password_right(&self, user: &str, from: Option<IpAddr>, now: Instant) {
         self.failed_by_user.succeed(&user.to_owned());
+        self.not_checked(from, now);
+    }
+
+    /// The password could not be checked (the hashing line was full): the
+    /// address's failure is given back; the username's stays counted, so a
+    /// busy server never makes guessing cheaper.
+    pub fn not_checked(&self, from: Option<IpAddr>, now: Instant) {
+        if let Some(addr) = from.map(address_key) {
+            self.failed_by_address.give_back(&addr, now);
+        }
     }
 
     pub fn before_register(&self, from: IpAddr, now: Instant) -> Result<(), ServiceError> {
@@ -163,38 +182,38 @@ mod tests {
             ..ThrottleConfig::default()
         });
         let now = Instant::now;
+        let at = |s: &str| Some(addr(s));
         // A guesser spreads over addresses: the username backs off after 5.
-        for i in 0..5 {
-            let from = addr(&format!("10.0.0.{i}"));
-            t.before_login("alice", from, now()).unwrap();
-            t.login_failed("alice", from, now());
+        for i in 0..6 {
+            t.before_password("alice", at(&format!("10.0.0.{i}")), now())
+                .unwrap();
         }
-        let from = addr("10.0.0.9");
-        t.before_login("alice", from, now()).unwrap();
-        t.login_failed("alice", from, now());
-        match t.before_login("alice", addr("10.9.9.9"), now()) {
+        match t.before_password("alice", at("10.9.9.9"), now()) {
             Err(ServiceError::RateLimited { retry_after, .. }) => {
                 assert_eq!(retry_after, Duration::from_secs(1))
             }
             other => panic!("{other:?}"),
         }
         // Other users from a clean address are untouched.
-        t.before_login("bob", addr("10.9.9.9"), now()).unwrap();
+        t.before_password("bob", at("10.9.9.9"), now()).unwrap();
+        t.password_right("bob", at("10.9.9.9"), now());
         // The owner is let in once the (capped) back-off passes.
         tokio::time::advance(Duration::from_secs(1)).await;
-        t.before_login("alice", addr("10.9.9.9"), now()).unwrap();
-        t.login_succeeded("alice");
-        t.before_login("alice", addr("10.9.9.9"), now()).unwrap();
-        // One address guessing many names runs out of its failure burst.
-        let bad = addr("192.0.2.1");
-        let mut refused = 0;
-        for i in 0..20 {
-            match t.before_login(&format!("user{i}"), bad, now()) {
-                Ok(()) => t.login_failed(&format!("user{i}"), bad, now()),
-                Err(_) => refused += 1,
-            }
+        t.before_password("alice", at("10.9.9.9"), now()).unwrap();
+        t.password_right("alice", at("10.9.9.9"), now());
+        t.before_password("alice", at("10.9.9.9"), now()).unwrap();
+        // One address guessing many names runs out of its failure burst,
+        // however many guesses it has in flight at once.
+        let bad = at("192.0.2.1");
+        let passed = (0..20)
+            .filter(|i| t.before_password(&format!("user{i}"), bad, now()).is_ok())
+            .count();
+        assert_eq!(passed, 8);
+        // Without an address (a password change) only the username counts.
+        for _ in 0..6 {
+            t.before_password("carol", None, now()).unwrap();
         }
-        assert_eq!(refused, 12);
+        assert!(t.before_password("carol", None, now()).is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,6 +71,11 @@ impl From<rusqlite::Error> for StoreError {
                 fault,
                 source: Arc::new(e),
             },
+            // An id above what the database stores (SQLite's integers are
+            // i64): no such row, not a fault of the server.
+            None if matches!(e, rusqlite::Error::ToSqlConversionFailure(_)) => {
+                StoreError::NotFound("id")
+            }
             None => StoreError::Backend(e.to_string()),
         }
     }

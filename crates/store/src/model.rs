@@ -225,7 +225,7 @@ pub struct SyncPage {
     /// With `has_more`: every conversation up to this id is complete; the
     /// next page starts after it.
     pub next_after: ConversationId,
-    /// On the first page only (none after a conversation cursor).
+    /// On the last page of a pass (`has_more` false), as many as fit.
     pub pending_friend_requests: Vec<FriendRequestRecord>,
 }
 

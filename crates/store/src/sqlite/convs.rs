@@ -42,9 +42,10 @@ pub struct ConvCache {
     allowed: HashSet<(UserId, UserId, bool)>,
     /// Seqs ever taken, so the writer can tell whether a failed write took one.
     taken: u64,
-    /// Entries loaded since the current write began: a write that is rolled
-    /// back may have loaded state it had itself changed.
-    loaded: Vec<ConversationId>,
+    /// Entries loaded since the current savepointed write began (None
+    /// outside one): a write that is rolled back may have loaded state it
+    /// had itself changed.
+    loaded: Option<Vec<ConversationId>>,
 }
 
 struct Seq {
@@ -64,23 +65,30 @@ impl ConvCache {
             self.map.clear();
         }
         self.map.insert(id, info.clone());
-        self.loaded.push(id);
+        if let Some(loaded) = &mut self.loaded {
+            loaded.push(id);
+        }
         Ok(info)
     }
 
     /// A write that runs in its own savepoint begins.
     pub fn begin_write(&mut self) {
-        self.loaded.clear();
+        self.loaded = Some(Vec::new());
     }
 
     /// That write's savepoint was rolled back: drop what it loaded (which
     /// may show its own uncommitted changes) and every seq, so both are read
     /// again from the rows.
     pub fn undo_write(&mut self) {
-        for id in self.loaded.drain(..) {
+        for id in self.loaded.take().unwrap_or_default() {
             self.map.remove(&id);
         }
         self.seqs.clear();
+    }
+
+    /// The savepointed write is over (kept or undone).
+    pub fn end_write(&mut self) {
+        self.loaded = None;
     }
 
     pub fn forget(&mut self, id: ConversationId) {
@@ -163,6 +171,7 @@ impl ConvCache {
     }
 
     pub fn clear(&mut self) {
+        self.loaded = None;
         self.map.clear();
         self.pairs.clear();
         self.seqs.clear();

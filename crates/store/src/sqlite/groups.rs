@@ -319,15 +319,11 @@ pub fn join(
             )?
             .query_map(params![id, Role::Admin as i64], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
-        let one = Page {
-            items: 1,
-            bytes: usize::MAX,
-        };
-        let (mut requests, _) = join_requests(conn, id, user.saturating_sub(1), one)?;
-        let request = requests
-            .pop()
-            .filter(|r| r.user_id == user)
-            .ok_or(StoreError::NotFound("join request"))?;
+        let request = conn
+            .prepare_cached(&format!(
+                "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = ?1 AND j.user_id = ?2"
+            ))?
+            .query_row(params![id, user], join_request_row)?;
         return Ok(JoinOutcome::Pending { request, approvers });
     }
     add_member(conn, id, user, Role::Member, join_point(&h, limits), now_ms)?;
@@ -337,6 +333,20 @@ pub fn join(
     Ok(JoinOutcome::Joined)
 }
 
+const JOIN_REQUEST_SELECT: &str =
+    "SELECT j.conversation_id, j.user_id, u.username, j.message, j.created_at_ms
+     FROM join_requests j JOIN users u ON u.id = j.user_id";
+
+fn join_request_row(r: &Row<'_>) -> rusqlite::Result<JoinRequestRecord> {
+    Ok(JoinRequestRecord {
+        conversation_id: r.get(0)?,
+        user_id: r.get(1)?,
+        username: r.get(2)?,
+        message: r.get(3)?,
+        created_at_ms: r.get(4)?,
+    })
+}
+
 /// A page of a group's join requests by user id after `after`.
 pub fn join_requests(
     conn: &Connection,
@@ -344,21 +354,13 @@ pub fn join_requests(
     after: UserId,
     page: Page,
 ) -> Result<(Vec<JoinRequestRecord>, bool)> {
+    let sql = format!(
+        "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = ?1 AND j.user_id > ?2
+         ORDER BY j.user_id LIMIT ?3"
+    );
     let rows = conn
-        .prepare_cached(
-            "SELECT j.conversation_id, j.user_id, u.username, j.message, j.created_at_ms
-             FROM join_requests j JOIN users u ON u.id = j.user_id
-             WHERE j.conversation_id = ?1 AND j.user_id > ?2 ORDER BY j.user_id LIMIT ?3",
-        )?
-        .query_map(params![id, after, page.items as i64 + 1], |r| {
-            Ok(JoinRequestRecord {
-                conversation_id: r.get(0)?,
-                user_id: r.get(1)?,
-                username: r.get(2)?,
-                message: r.get(3)?,
-                created_at_ms: r.get(4)?,
-            })
-        })?
+        .prepare_cached(&sql)?
+        .query_map(params![id, after, page.items as i64 + 1], join_request_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(page.cut(rows, JoinRequestRecord::size_hint))
 }

@@ -395,19 +395,6 @@ pub fn sync(
         ..SyncPage::default()
     };
     let mut used = 0;
-    if after == 0 {
-        let pending = super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)?;
-        let room = Page {
-            items: SYNC_FRIEND_REQUESTS,
-            bytes: limit.bytes / 4,
-        };
-        (page.pending_friend_requests, _) = room.cut(pending, FriendRequestRecord::size_hint);
-        used = page
-            .pending_friend_requests
-            .iter()
-            .map(FriendRequestRecord::size_hint)
-            .sum();
-    }
     for (id, kind, last_seq, joined_seq, left_seq) in convs {
         let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
         let state = ConversationState {
@@ -457,10 +444,7 @@ pub fn sync(
             page.has_more = true;
             break;
         }
-        if used + state_bytes + msg_bytes > limit.bytes {
-            // A lone message above the budget has the page to itself.
-            page.pending_friend_requests.clear();
-        }
+        // (A lone message above the budget has the page to itself.)
         used += state_bytes + msg_bytes;
         page.conversations.push(state);
         page.messages.extend(msgs);
@@ -469,6 +453,25 @@ pub fn sync(
             break;
         }
         page.next_after = id;
+    }
+    if !page.has_more && used < limit.bytes {
+        // The last page of a pass carries the friend requests waiting for
+        // an answer, as many as fit.
+        let pending = super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)?;
+        let room = Page {
+            items: SYNC_FRIEND_REQUESTS,
+            bytes: (limit.bytes - used).min(limit.bytes / 4),
+        };
+        let (fit, _) = room.cut(pending, FriendRequestRecord::size_hint);
+        // `cut` keeps one even when it is over the room: not here.
+        if fit
+            .iter()
+            .map(FriendRequestRecord::size_hint)
+            .sum::<usize>()
+            <= room.bytes
+        {
+            page.pending_friend_requests = fit;
+        }
     }
     Ok(page)
 }

@@ -60,7 +60,7 @@ async fn seq_is_dense_and_resend_is_idempotent() {
     let again = store.append_message(msg(a, b, "m0")).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message.seq, 1);
-    let fed: Vec<u64> = std::iter::from_fn(|| feed.try_recv().ok())
+    let fed: Vec<u64> = std::iter::from_fn(|| feed.try_recv())
         .map(|c| c.message.seq)
         .collect();
     assert_eq!(fed, vec![1, 2, 3, 4, 5], "duplicates are not republished");

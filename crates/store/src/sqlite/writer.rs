@@ -224,11 +224,11 @@ pub fn run(
         }
         let started = Instant::now();
         let size = batch.len();
-        let changes = conn.total_changes();
+        let mut seen = Seen::default();
         // A panic in a write rolls back this batch alone; its callers hear an
         // error and the writer carries on with the next.
         let commit = natter_runtime::panics::catch("store_writer", || {
-            apply_batch(&conn, &mut convs, &mut publish, &mut batch)
+            apply_batch(&conn, &mut convs, &mut publish, &mut batch, &mut seen)
         })
         .unwrap_or_else(|| {
             if !conn.is_autocommit() {
@@ -243,9 +243,13 @@ pub fn run(
             Ok(()) => {
                 publish.drain(..).for_each(|c| feed.publish(c));
                 checkpointer.nudge();
-                // Only a transaction that wrote shows the storage works.
-                if conn.total_changes() != changes {
-                    health.set_fault(None);
+                // A write refused by the storage keeps the node unhealthy
+                // even when its neighbours committed; only a committed
+                // write shows the storage works again.
+                match seen.fault.take() {
+                    Some(f) => health.set_fault(Some(f)),
+                    None if seen.wrote => health.set_fault(None),
+                    None => {}
                 }
             }
             Err(e) => {
@@ -274,11 +278,21 @@ pub fn run(
     }
 }
 
+/// What a batch showed of the storage.
+#[derive(Default)]
+struct Seen {
+    /// The first storage fault a write hit.
+    fault: Option<StoreError>,
+    /// Some write that succeeded changed rows.
+    wrote: bool,
+}
+
 fn apply_batch(
     conn: &Connection,
     convs: &mut ConvCache,
     publish: &mut Vec<Committed>,
     batch: &mut [Job],
+    seen: &mut Seen,
 ) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let applied = (|| -> Result<()> {
@@ -304,12 +318,20 @@ fn apply_batch(
                 publish: &mut *publish,
             };
             let applied = job.apply(&mut tx);
+            match &applied {
+                Ok(()) => seen.wrote |= (conn.total_changes(), convs.seqs_taken()) != changes,
+                Err(e) if e.fault().is_some() && seen.fault.is_none() => {
+                    seen.fault = Some(e.clone())
+                }
+                Err(_) => {}
+            }
             if isolated {
                 if applied.is_err() {
                     rollback.execute([])?;
                     convs.undo_write();
                 }
                 release.execute([])?;
+                convs.end_write();
             } else if let Err(e) = &applied {
                 if (conn.total_changes(), convs.seqs_taken()) != changes {
                     // A storage fault says so to every caller in the batch;
