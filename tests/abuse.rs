@@ -312,3 +312,41 @@ async fn the_send_bucket_is_kept_across_reconnects() {
         "reconnecting does not refill the burst"
     );
 }
+
+#[tokio::test]
+async fn password_changes_are_under_the_accounts_back_off() {
+    let server = TestServer::start_with(|c| {
+        c.throttle.failed_login_free_per_user = 3;
+        c.throttle.failed_login_backoff_ms = 60_000;
+    })
+    .await;
+    let (alice, _) = server.user("alice").await;
+    for i in 0..4 {
+        assert_eq!(
+            code(
+                alice
+                    .change_password(&format!("guess {i}"), "new password")
+                    .await
+            ),
+            pb::ErrorCode::BadCredentials
+        );
+    }
+    assert_eq!(
+        code(alice.change_password(PASSWORD, "new password").await),
+        pb::ErrorCode::RateLimited,
+        "a stolen session cannot guess the password at the request rate"
+    );
+}
+
+#[tokio::test]
+async fn ids_beyond_what_is_stored_are_not_found_not_server_errors() {
+    let server = TestServer::start().await;
+    let (alice, _) = server.user("alice").await;
+    assert_eq!(code(alice.group(u64::MAX).await), pb::ErrorCode::NotFound);
+    assert_eq!(
+        code(alice.join_group(u64::MAX, "", "x").await),
+        pb::ErrorCode::NotFound
+    );
+    let page = alice.sync_page(vec![], u64::MAX, 10).await.unwrap();
+    assert!(page.conversations.is_empty() && !page.has_more);
+}

@@ -79,7 +79,10 @@ pub fn of_user(
     );
     let rows = conn
         .prepare_cached(&sql)?
-        .query_map(params![user, after, page.items as i64 + 1], group_row)?
+        .query_map(
+            params![user, after.min(i64::MAX as u64), page.items as i64 + 1],
+            group_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(page.cut(rows, GroupRecord::size_hint))
 }
@@ -106,7 +109,12 @@ pub fn rooms(
     let rows = conn
         .prepare_cached(&sql)?
         .query_map(
-            params![viewer, after, pattern, page.items as i64 + 1],
+            params![
+                viewer,
+                after.min(i64::MAX as u64),
+                pattern,
+                page.items as i64 + 1
+            ],
             group_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -360,7 +368,10 @@ pub fn join_requests(
     );
     let rows = conn
         .prepare_cached(&sql)?
-        .query_map(params![id, after, page.items as i64 + 1], join_request_row)?
+        .query_map(
+            params![id, after.min(i64::MAX as u64), page.items as i64 + 1],
+            join_request_row,
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(page.cut(rows, JoinRequestRecord::size_hint))
 }

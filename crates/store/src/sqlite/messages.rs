@@ -383,7 +383,8 @@ pub fn sync(
              FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = ?1 AND c.id > ?2 ORDER BY c.id",
         )?
-        .query_map(params![user, after], |r| {
+        // A cursor past every id SQLite can store: nothing is after it.
+        .query_map(params![user, after.min(i64::MAX as u64)], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
