@@ -163,19 +163,7 @@ async fn unauthenticated_connections_are_capped_per_address() {
     // Another host logs in, and a login frees a slot for this one.
     let mut other = client_from(&server.tcp, "127.0.0.2").await;
     other.login("alice", PASSWORD, "d2").await.unwrap();
-    idle[0]
-        .request(
-            2,
-            ClientFrame::Resume(pb::Resume {
-                token: login_ok.token.clone(),
-                device_id: "d1".into(),
-            }),
-        )
-        .await;
-    assert!(matches!(
-        idle[0].frame().await,
-        Some((2, ServerFrame::LoginOk(_)))
-    ));
+    idle[0].resume(&login_ok.token).await;
     let mut tenth = Raw::connect(&server.tcp).await;
     tenth.hello().await;
 }

@@ -111,18 +111,7 @@ async fn oversized_frame_is_refused_before_it_is_read() {
     let (_c, login) = server.user("alice").await;
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
-    raw.request(
-        2,
-        ClientFrame::Resume(pb::Resume {
-            token: login.token.clone(),
-            device_id: "d1".into(),
-        }),
-    )
-    .await;
-    assert!(matches!(
-        raw.frame().await,
-        Some((2, ServerFrame::LoginOk(_)))
-    ));
+    raw.resume(&login.token).await;
     // Announce 1 MiB; send only the header.
     raw.send(&header(1 << 20, 8, 3)).await;
     let frames = raw.until_closed().await;
@@ -146,18 +135,7 @@ async fn unknown_types_and_malformed_payloads_are_answered_and_survived() {
     let (_c, login) = server.user("alice").await;
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
-    raw.request(
-        2,
-        ClientFrame::Resume(pb::Resume {
-            token: login.token.clone(),
-            device_id: "d1".into(),
-        }),
-    )
-    .await;
-    assert!(matches!(
-        raw.frame().await,
-        Some((2, ServerFrame::LoginOk(_)))
-    ));
+    raw.resume(&login.token).await;
     let mut unknown = header(6, 4242, 3);
     // Payload of a Send that is not valid protobuf.
     let mut bad = header(6 + 3, 8, 4);

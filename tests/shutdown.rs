@@ -17,18 +17,7 @@ const SENDS: u32 = 1500;
 async fn sends_then_shutdown(server: &TestServer, token: &str, to: u64) -> Vec<(u32, ServerFrame)> {
     let mut raw = Raw::connect(&server.tcp).await;
     raw.hello().await;
-    raw.request(
-        2,
-        ClientFrame::Resume(pb::Resume {
-            token: token.into(),
-            device_id: "d1".into(),
-        }),
-    )
-    .await;
-    assert!(matches!(
-        raw.frame().await,
-        Some((2, ServerFrame::LoginOk(_)))
-    ));
+    raw.resume(token).await;
     let mut bytes = Vec::new();
     for i in 0..SENDS {
         let send = ClientFrame::Send(pb::Send {

@@ -203,6 +203,22 @@ impl Raw {
         }
     }
 
+    /// Resumes a session of device "d1" with `token` (request id 2).
+    pub async fn resume(&mut self, token: &str) {
+        self.request(
+            2,
+            ClientFrame::Resume(pb::Resume {
+                token: token.into(),
+                device_id: "d1".into(),
+            }),
+        )
+        .await;
+        match self.frame().await {
+            Some((2, ServerFrame::LoginOk(_))) => {}
+            other => panic!("expected LoginOk, got {other:?}"),
+        }
+    }
+
     /// The next frame, or `None` when the server closed the connection.
     pub async fn frame(&mut self) -> Option<(u32, ServerFrame)> {
         loop {

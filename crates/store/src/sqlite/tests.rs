@@ -211,23 +211,7 @@ async fn seqs_stay_dense_across_sends_changes_and_refusals() {
         max_members: 100,
         room_history: 0,
     };
-    let group = store
-        .create_group(
-            crate::NewGroup {
-                creator: owner,
-                kind: crate::ConversationKind::Group,
-                name: "g".into(),
-                notice: String::new(),
-                join_policy: crate::JoinPolicy::Open,
-                members: vec![member],
-                invite_code: "code".into(),
-                now_ms: 1,
-            },
-            limits,
-        )
-        .await
-        .unwrap()
-        .id;
+    let group = group_of(&store, owner, vec![member]).await;
     let send = move |sender: UserId, id: String| NewMessage {
         target: Target::Conversation(group),
         ..msg(sender, 0, &id)
