@@ -222,13 +222,7 @@ async fn before_login_only_small_frames_are_read() {
 async fn a_typing_flood_reaches_each_member_once_per_interval() {
     let server = TestServer::start_with(|c| c.social.typing_max_members = 8).await;
     let (alice, _) = server.user("alice").await;
-    let mut members = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let (c, l) = server.user(&format!("member{i}")).await;
-        members.push(c);
-        ids.push(l.user_id);
-    }
+    let (mut members, ids) = server.users("member", 5).await;
     let small = alice
         .create_group(
             pb::ConversationKind::Group,

@@ -63,13 +63,7 @@ async fn fan_out_that_falls_behind_drops_pushes_and_sync_recovers_them() {
     })
     .await;
     let (alice, _) = server.user("alice").await;
-    let mut members = Vec::new();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let (c, l) = server.user(&format!("member{i}")).await;
-        members.push(c);
-        ids.push(l.user_id);
-    }
+    let (mut members, ids) = server.users("member", 20).await;
     let g = alice
         .create_group(
             pb::ConversationKind::Group,

@@ -109,6 +109,19 @@ impl TestServer {
         (c, ok)
     }
 
+    /// Registers and logs in `n` users named `{prefix}{i}`: their clients
+    /// and user ids.
+    pub async fn users(&self, prefix: &str, n: usize) -> (Vec<Client>, Vec<u64>) {
+        let mut clients = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        for i in 0..n {
+            let (c, l) = self.user(&format!("{prefix}{i}")).await;
+            clients.push(c);
+            ids.push(l.user_id);
+        }
+        (clients, ids)
+    }
+
     /// Another session of an existing user.
     pub async fn device(&self, name: &str, device: &str) -> (Client, pb::LoginOk) {
         let mut c = self.client().await;
