@@ -1,5 +1,6 @@
 //! The service's error type; the gateway maps it to wire error codes.
 
+use natter_store::rules::{Refusal, RefusalKind};
 use natter_store::{Fault, StoreError};
 use std::time::Duration;
 
@@ -81,12 +82,7 @@ impl From<StoreError> for ServiceError {
             }
             StoreError::NotFound(what) => ServiceError::NotFound(what),
             StoreError::NotMember(_) => ServiceError::Forbidden(e.to_string()),
-            StoreError::Invalid(why) => ServiceError::InvalidArgument(why.into()),
-            StoreError::InvalidArgument(why) => ServiceError::InvalidArgument(why),
-            StoreError::Forbidden(why) => ServiceError::Forbidden(why),
-            StoreError::Muted(why) => ServiceError::Muted(why),
-            StoreError::GroupFull(max) => ServiceError::GroupFull(max),
-            StoreError::TooManySessions => ServiceError::TooManySessions,
+            StoreError::Refused(r) => refused(r),
             StoreError::Unavailable => ServiceError::Unavailable(Unavailable::ShuttingDown),
             StoreError::Fault { fault, source } => {
                 tracing::warn!(?fault, error = %source, "storage fault");
@@ -95,10 +91,56 @@ impl From<StoreError> for ServiceError {
                     Fault::Io | Fault::Busy | Fault::Corrupt => Unavailable::StorageFailing,
                 })
             }
-            StoreError::Backend(why) => {
-                tracing::error!(error = %why, "store failure");
+            e @ StoreError::Backend { .. } => {
+                tracing::error!(error = %e, "store failure");
                 ServiceError::Internal("storage failure".into())
             }
         }
+    }
+}
+
+/// The words for each refusal of the domain rules.
+fn refused(r: Refusal) -> ServiceError {
+    use Refusal::*;
+    let why: String = match r {
+        SelfConversation => "cannot start a conversation with yourself".into(),
+        SelfFriend => "cannot befriend yourself".into(),
+        SelfBlock => "cannot block yourself".into(),
+        AlreadyFriends => "already friends".into(),
+        MentionsOutsideGroups => "mentions are for groups and rooms".into(),
+        RecallSystemEvent => "system events cannot be recalled".into(),
+        OwnerByTransferOnly => "use a transfer to change the owner".into(),
+        AlreadyOwner => "already the owner".into(),
+        TooManyBlocked { max } => format!("at most {max} users may be blocked"),
+        FriendsOnly => "this user accepts messages from friends only".into(),
+        Dismissed => "the group has been dismissed".into(),
+        MentionAllAdminsOnly => "only the owner and admins may mention everyone".into(),
+        RecallSenderOrAdmin => "only the sender or a group admin may recall a message".into(),
+        RecallWindowPassed { window_ms } => {
+            format!("the recall window ({} s) has passed", window_ms / 1000)
+        }
+        InviteAdminsOnly => {
+            "only the owner and admins may invite to a group that needs approval".into()
+        }
+        OwnerCannotLeave => "the owner must transfer ownership or dismiss the group".into(),
+        KickNotAllowed => "the owner may remove anyone, admins may remove members".into(),
+        RolesOwnerOnly => "only the owner may change roles".into(),
+        TransferOwnerOnly => "only the owner may transfer ownership".into(),
+        MuteNotAllowed => "the owner may mute anyone, admins may mute members".into(),
+        UpdateAdminsOnly => "only the owner and admins may change the group".into(),
+        DismissOwnerOnly => "only the owner may dismiss the group".into(),
+        JoinRequestsAdminsOnly => "only the owner and admins see and answer join requests".into(),
+        Muted { until_ms } => {
+            format!("you are muted in this conversation until {until_ms} (ms since the epoch)")
+        }
+        MutedAll => "only the owner and admins may send while the group is muted".into(),
+        GroupFull { max } => return ServiceError::GroupFull(max),
+        TooManySessions => return ServiceError::TooManySessions,
+    };
+    match r.kind() {
+        RefusalKind::Invalid => ServiceError::InvalidArgument(why),
+        RefusalKind::Forbidden => ServiceError::Forbidden(why),
+        RefusalKind::Muted => ServiceError::Muted(why),
+        RefusalKind::GroupFull | RefusalKind::TooManySessions => ServiceError::Internal(why),
     }
 }

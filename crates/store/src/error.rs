@@ -1,6 +1,7 @@
 //! The store's error type: what callers can act on, storage faults (with
 //! their source kept), and backend failures that are bugs.
 
+use crate::rules::Refusal;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -11,18 +12,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("not a member of conversation {0}")]
     NotMember(u64),
-    #[error("{0}")]
-    Invalid(&'static str),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    Muted(String),
-    #[error("the group is full ({0} members)")]
-    GroupFull(u32),
-    #[error("the user already has the maximum number of sessions")]
-    TooManySessions,
+    /// A domain rule said no (see `rules`); the service words it.
+    #[error("refused: {0:?}")]
+    Refused(Refusal),
     /// The store is closing or has stopped taking writes; nothing was done.
     #[error("the store is not taking writes")]
     Unavailable,
@@ -33,9 +25,13 @@ pub enum StoreError {
         fault: Fault,
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
-    /// A failure that is a bug (bad SQL, a broken invariant).
-    #[error("storage backend error: {0}")]
-    Backend(String),
+    /// A failure that is a bug (bad SQL, a broken invariant), with what
+    /// was being done and the backend's own error when there is one.
+    #[error("storage backend error: {what}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
+    Backend {
+        what: &'static str,
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 /// What kind of storage fault.
@@ -76,12 +72,25 @@ impl From<rusqlite::Error> for StoreError {
             None if matches!(e, rusqlite::Error::ToSqlConversionFailure(_)) => {
                 StoreError::NotFound("id")
             }
-            None => StoreError::Backend(e.to_string()),
+            None => StoreError::backend("a query failed", e),
         }
     }
 }
 
 impl StoreError {
+    /// A broken invariant of the store itself.
+    pub fn bug(what: &'static str) -> Self {
+        StoreError::Backend { what, source: None }
+    }
+
+    /// A backend failure that is not a storage fault, keeping its source.
+    pub fn backend(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Backend {
+            what,
+            source: Some(Arc::new(e)),
+        }
+    }
+
     /// A storage fault, as opposed to a refusal or a bug.
     pub fn fault(&self) -> Option<Fault> {
         match self {

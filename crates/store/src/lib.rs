@@ -10,6 +10,7 @@
 mod error;
 mod feed;
 mod model;
+pub mod rules;
 pub mod sqlite;
 
 use async_trait::async_trait;

@@ -1,9 +1,9 @@
 //! Users and sessions, as plain functions over a connection; the caller
 //! decides which connection (writer transaction or reader) they run on.
 
+use crate::rules;
 use crate::{
-    DevicePolicy, NewSession, Result, SessionGrant, SessionId, SessionRecord, StoreError, UserId,
-    UserRecord,
+    NewSession, Result, SessionGrant, SessionId, SessionRecord, StoreError, UserId, UserRecord,
 };
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 
@@ -75,19 +75,10 @@ pub fn create_session(conn: &Connection, new: &NewSession) -> Result<SessionGran
         )?
         .query_map(params![new.user_id, new.now_ms], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let max = new.max_sessions.max(1);
-    if live.len() >= max {
-        match new.policy {
-            DevicePolicy::Reject => return Err(StoreError::TooManySessions),
-            DevicePolicy::ReplaceOldest => {
-                let mut revoke =
-                    conn.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?;
-                for id in &live[..=live.len() - max] {
-                    revoke.execute([id])?;
-                    revoked.push(*id);
-                }
-            }
-        }
+    let mut revoke = conn.prepare_cached("UPDATE sessions SET revoked = 1 WHERE id = ?1")?;
+    for id in rules::sessions_to_revoke(&live, new.policy, new.max_sessions)? {
+        revoke.execute([id])?;
+        revoked.push(id);
     }
     conn.prepare_cached(
         "INSERT INTO sessions (user_id, device_id, token_hash, created_at_ms, expires_at_ms)

@@ -11,6 +11,7 @@
 //! write that runs in its own savepoint, so such a write and everything that
 //! reads `conversations.last_seq` inside the transaction see the truth.
 
+use crate::rules::ConversationView;
 use crate::{ConversationId, ConversationKind, Result, Role, StoreError, UserId};
 use rusqlite::{Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
@@ -20,19 +21,9 @@ use std::sync::Arc;
 /// work of a send, and a reload is one indexed range scan.
 const MAX_ENTRIES: usize = 20_000;
 
-pub struct ConvInfo {
-    pub kind: ConversationKind,
-    pub dismissed: bool,
-    pub muted_all: bool,
-    /// Current members, ascending.
-    pub members: Arc<[UserId]>,
-    /// Role and muted-until of each current member.
-    pub roles: HashMap<UserId, (Role, i64)>,
-}
-
 #[derive(Default)]
 pub struct ConvCache {
-    map: HashMap<ConversationId, Arc<ConvInfo>>,
+    map: HashMap<ConversationId, Arc<ConversationView>>,
     /// The 1:1 conversation of each (lower, higher) user pair seen; a pair's
     /// conversation never changes once created.
     pairs: HashMap<(UserId, UserId), ConversationId>,
@@ -56,7 +47,7 @@ struct Seq {
 }
 
 impl ConvCache {
-    pub fn get(&mut self, conn: &Connection, id: ConversationId) -> Result<Arc<ConvInfo>> {
+    pub fn get(&mut self, conn: &Connection, id: ConversationId) -> Result<Arc<ConversationView>> {
         if let Some(info) = self.map.get(&id) {
             return Ok(info.clone());
         }
@@ -179,7 +170,7 @@ impl ConvCache {
     }
 }
 
-pub fn load(conn: &Connection, id: ConversationId) -> Result<ConvInfo> {
+pub fn load(conn: &Connection, id: ConversationId) -> Result<ConversationView> {
     let head: Option<(i64, bool, bool)> = conn
         .prepare_cached(
             "SELECT c.kind, COALESCE(g.dismissed, 0), COALESCE(g.muted_all, 0)
@@ -208,7 +199,7 @@ pub fn load(conn: &Connection, id: ConversationId) -> Result<ConvInfo> {
         members.push(user);
         roles.insert(user, (Role::from_i64(role), muted));
     }
-    Ok(ConvInfo {
+    Ok(ConversationView {
         kind: ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct),
         dismissed,
         muted_all,

@@ -1,5 +1,6 @@
 //! Friends, friend requests and blocks.
 
+use crate::rules::{self, RequestFacts, RequestStep};
 use crate::{
     FriendList, FriendRecord, FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, Page,
     RequestStatus, Result, StoreError, UserId, UserRecord,
@@ -83,6 +84,20 @@ fn decide(
     request(conn, id)?.ok_or(StoreError::NotFound("friend request"))
 }
 
+fn pending(conn: &Connection, from: UserId, to: UserId) -> Result<Option<u64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM friend_requests WHERE from_id = ?1 AND to_id = ?2 AND status = 1
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([from, to], |r| r.get(0))
+        .optional()?)
+}
+
+fn is_active(conn: &Connection, id: UserId) -> Result<bool> {
+    Ok(active_user(conn, id).is_ok())
+}
+
 pub fn send_request(
     conn: &Connection,
     from: UserId,
@@ -90,43 +105,32 @@ pub fn send_request(
     message: &str,
     now_ms: i64,
 ) -> Result<FriendRequestOutcome> {
-    if from == to {
-        return Err(StoreError::Invalid("cannot befriend yourself"));
-    }
-    active_user(conn, to)?;
-    if are_friends(conn, from, to)? {
-        return Err(StoreError::Invalid("already friends"));
-    }
-    let blocked = has_blocked(conn, to, from)?;
-    let pending = |a: UserId, b: UserId| -> Result<Option<u64>> {
-        Ok(conn
-            .prepare_cached(
-                "SELECT id FROM friend_requests WHERE from_id = ?1 AND to_id = ?2 AND status = 1
-                 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row([a, b], |r| r.get(0))
-            .optional()?)
+    let facts = if from == to {
+        RequestFacts::default()
+    } else {
+        RequestFacts {
+            to_active: is_active(conn, to)?,
+            friends: are_friends(conn, from, to)?,
+            blocked: has_blocked(conn, to, from)?,
+            theirs: pending(conn, to, from)?,
+            mine: pending(conn, from, to)?,
+        }
     };
-    // Both asked: the second request accepts the first.
-    if let Some(theirs) = pending(to, from)? {
-        if !blocked {
+    let (step, notify) = rules::send_request(from, to, facts)?;
+    let id = match step {
+        RequestStep::AcceptTheirs(theirs) => {
             befriend(conn, from, to, now_ms)?;
             let request = decide(conn, theirs, RequestStatus::Accepted, message, now_ms)?;
-            return Ok(FriendRequestOutcome {
-                request,
-                notify: true,
-            });
+            return Ok(FriendRequestOutcome { request, notify });
         }
-    }
-    let id = match pending(from, to)? {
-        Some(id) => {
+        RequestStep::Renew(id) => {
             conn.prepare_cached(
                 "UPDATE friend_requests SET message = ?2, created_at_ms = ?3 WHERE id = ?1",
             )?
             .execute(params![id, message, now_ms])?;
             id
         }
-        None => {
+        RequestStep::Create => {
             conn.prepare_cached(
                 "INSERT INTO friend_requests (from_id, to_id, message, status, created_at_ms)
                  VALUES (?1, ?2, ?3, 1, ?4)",
@@ -136,10 +140,7 @@ pub fn send_request(
         }
     };
     let request = request(conn, id)?.ok_or(StoreError::NotFound("friend request"))?;
-    Ok(FriendRequestOutcome {
-        request,
-        notify: !blocked,
-    })
+    Ok(FriendRequestOutcome { request, notify })
 }
 
 pub fn respond(
@@ -150,18 +151,15 @@ pub fn respond(
     reply: &str,
     now_ms: i64,
 ) -> Result<FriendRequestRecord> {
-    let r = request(conn, id)?
-        .filter(|r| r.to == me && r.status == RequestStatus::Pending)
-        .ok_or(StoreError::NotFound("pending friend request"))?;
-    if accept {
-        active_user(conn, r.from)?;
+    let r = request(conn, id)?;
+    let from_active = match &r {
+        Some(r) if accept => is_active(conn, r.from)?,
+        _ => false,
+    };
+    let status = rules::respond_request(r.as_ref(), me, accept, from_active)?;
+    if let (RequestStatus::Accepted, Some(r)) = (status, &r) {
         befriend(conn, r.from, me, now_ms)?;
     }
-    let status = if accept {
-        RequestStatus::Accepted
-    } else {
-        RequestStatus::Rejected
-    };
     decide(conn, id, status, reply, now_ms)
 }
 
@@ -292,20 +290,18 @@ pub fn set_blocked(
     blocked: bool,
     max_blocked: usize,
 ) -> Result<()> {
-    if me == other {
-        return Err(StoreError::Invalid("cannot block yourself"));
-    }
-    active_user(conn, other)?;
-    if blocked && !has_blocked(conn, me, other)? {
-        let n: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM blocks WHERE user_id = ?1")?
-            .query_row([me], |r| r.get(0))?;
-        if n as usize >= max_blocked {
-            return Err(StoreError::InvalidArgument(format!(
-                "at most {max_blocked} users may be blocked"
-            )));
-        }
-    }
+    let (active, already) = if me == other {
+        (true, false)
+    } else {
+        (is_active(conn, other)?, has_blocked(conn, me, other)?)
+    };
+    let count = if blocked && !already && me != other {
+        conn.prepare_cached("SELECT COUNT(*) FROM blocks WHERE user_id = ?1")?
+            .query_row([me], |r| r.get::<_, i64>(0))? as usize
+    } else {
+        0
+    };
+    rules::may_block(me, other, active, blocked, already, count, max_blocked)?;
     let sql = if blocked {
         "INSERT OR IGNORE INTO blocks (user_id, blocked_id) VALUES (?1, ?2)"
     } else {

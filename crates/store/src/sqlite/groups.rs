@@ -6,14 +6,12 @@
 use super::friends::{active_user, has_blocked};
 use super::messages::system_event;
 use super::writer::Tx;
+use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal, SystemEvent};
 use crate::{
     ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
     JoinPolicy, JoinRequestRecord, MemberRecord, NewGroup, Page, Result, Role, StoreError, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde_json::json;
-use std::collections::HashSet;
-use std::sync::Arc;
 
 const GROUP_SELECT: &str = "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
     g.join_policy, g.muted_all, g.dismissed, g.member_count, c.last_seq, c.created_at_ms,
@@ -55,15 +53,6 @@ pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<Gro
         return Err(StoreError::NotFound("group"));
     }
     Ok(g)
-}
-
-/// Compares invite codes in time that does not depend on where they differ.
-fn same_code(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 pub fn of_user(
@@ -152,23 +141,24 @@ pub fn members(
     Ok(page.cut(rows, MemberRecord::size_hint))
 }
 
+/// What the rules need to know of users someone adds.
+fn candidates(conn: &Connection, users: &[UserId], actor: UserId) -> Result<Vec<Candidate>> {
+    users
+        .iter()
+        .map(|&u| {
+            Ok(Candidate {
+                id: u,
+                active: active_user(conn, u).is_ok(),
+                blocked_actor: has_blocked(conn, u, actor)?,
+            })
+        })
+        .collect()
+}
+
 pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
     let conn = tx.conn;
-    let mut seen = HashSet::from([new.creator]);
-    let mut invited = Vec::new();
-    for &u in &new.members {
-        if !seen.insert(u) {
-            continue;
-        }
-        active_user(conn, u)?;
-        // Someone who blocked the creator is left out, without a word.
-        if !has_blocked(conn, u, new.creator)? {
-            invited.push(u);
-        }
-    }
-    if invited.len() + 1 > limits.max_members as usize {
-        return Err(StoreError::GroupFull(limits.max_members));
-    }
+    let found = candidates(conn, &new.members, new.creator)?;
+    let invited = rules::create_group(new.creator, &found, limits)?;
     conn.prepare_cached(
         "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
     )?
@@ -191,10 +181,16 @@ pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<Gr
     for &u in &invited {
         add_member(conn, id, u, Role::Member, 0, new.now_ms)?;
     }
-    let event =
-        json!({"type": "created", "actor_id": new.creator, "name": new.name, "user_ids": invited});
-    let to = current(tx, id)?;
-    system_event(tx, id, new.creator, event, new.now_ms, to)?;
+    let event = SystemEvent::Created {
+        actor: new.creator,
+        name: new.name.clone(),
+        users: invited.clone(),
+    };
+    let change = Change {
+        add: invited,
+        ..Change::default()
+    };
+    system_event(tx, id, &event, new.now_ms, change.audience(&[new.creator]))?;
     info(tx.conn, id, new.creator)
 }
 
@@ -236,28 +232,14 @@ fn remove_member(conn: &Connection, id: ConversationId, user: UserId, left_seq: 
     Ok(())
 }
 
-/// The members after a change: drops the cached entry and reloads it.
-fn current(tx: &mut Tx<'_>, id: ConversationId) -> Result<Arc<[UserId]>> {
-    tx.convs.forget(id);
-    Ok(tx.convs.get(tx.conn, id)?.members.clone())
-}
-
-struct Head {
-    kind: ConversationKind,
-    policy: JoinPolicy,
-    dismissed: bool,
-    member_count: u32,
-    last_seq: u64,
-    invite_code: String,
-}
-
-fn head(conn: &Connection, id: ConversationId) -> Result<Head> {
+fn head(conn: &Connection, id: ConversationId) -> Result<GroupHead> {
     conn.prepare_cached(
         "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code
          FROM groups g JOIN conversations c ON c.id = g.conversation_id WHERE g.conversation_id = ?1",
     )?
     .query_row([id], |r| {
-        Ok(Head {
+        Ok(GroupHead {
+            id,
             kind: ConversationKind::from_i64(r.get(0)?).unwrap_or(ConversationKind::Group),
             policy: JoinPolicy::from_i64(r.get(1)?),
             dismissed: r.get(2)?,
@@ -280,17 +262,7 @@ fn role_of(conn: &Connection, id: ConversationId, user: UserId) -> Result<Option
     Ok(role.map(Role::from_i64))
 }
 
-/// Where a new member's view starts: at the join in groups, a little before
-/// it in rooms so newcomers see the conversation they walk into.
-fn join_point(h: &Head, limits: GroupLimits) -> u64 {
-    match h.kind {
-        ConversationKind::Room => h.last_seq.saturating_sub(limits.room_history as u64),
-        _ => h.last_seq,
-    }
-}
-
-/// Joins a room, or a group with its invite code (without the right code a
-/// group does not exist, so ids cannot be probed).
+/// Joins a room, or a group with its invite code (see [`rules::join`]).
 pub fn join(
     tx: &mut Tx<'_>,
     user: UserId,
@@ -302,42 +274,42 @@ pub fn join(
 ) -> Result<JoinOutcome> {
     let conn = tx.conn;
     let h = head(conn, id)?;
-    if h.dismissed {
-        return Err(StoreError::NotFound("group"));
-    }
-    if role_of(conn, id, user)?.is_some() {
-        return Ok(JoinOutcome::Joined);
-    }
-    if h.kind == ConversationKind::Group && !same_code(invite_code, &h.invite_code) {
-        return Err(StoreError::NotFound("group"));
-    }
-    if h.member_count >= limits.max_members {
-        return Err(StoreError::GroupFull(limits.max_members));
-    }
-    if h.kind == ConversationKind::Group && h.policy == JoinPolicy::Approval {
-        conn.prepare_cached(
-            "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (conversation_id, user_id) DO UPDATE SET message = ?3, created_at_ms = ?4",
-        )?
-        .execute(params![id, user, message, now_ms])?;
-        let approvers = conn
-            .prepare_cached(
-                "SELECT user_id FROM members WHERE conversation_id = ?1 AND left_seq = 0 AND role >= ?2",
+    let member = role_of(conn, id, user)?.is_some();
+    let joined_seq = match rules::join(&h, member, invite_code, limits)? {
+        JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
+        JoinStep::Join { joined_seq } => joined_seq,
+        JoinStep::Request => {
+            conn.prepare_cached(
+                "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET message = ?3, created_at_ms = ?4",
             )?
-            .query_map(params![id, Role::Admin as i64], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let request = conn
-            .prepare_cached(&format!(
-                "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = ?1 AND j.user_id = ?2"
-            ))?
-            .query_row(params![id, user], join_request_row)?;
-        return Ok(JoinOutcome::Pending { request, approvers });
-    }
-    add_member(conn, id, user, Role::Member, join_point(&h, limits), now_ms)?;
-    let to = current(tx, id)?;
-    let event = json!({"type": "joined", "actor_id": user, "user_ids": [user]});
-    system_event(tx, id, user, event, now_ms, to)?;
+            .execute(params![id, user, message, now_ms])?;
+            let approvers = conn
+                .prepare_cached(
+                    "SELECT user_id FROM members WHERE conversation_id = ?1 AND left_seq = 0 AND role >= ?2",
+                )?
+                .query_map(params![id, Role::Admin as i64], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let request = conn
+                .prepare_cached(&format!(
+                    "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = ?1 AND j.user_id = ?2"
+                ))?
+                .query_row(params![id, user], join_request_row)?;
+            return Ok(JoinOutcome::Pending { request, approvers });
+        }
+    };
+    let before = tx.convs.get(conn, id)?.members.clone();
+    let change = Change {
+        add: vec![user],
+        joined_seq,
+        event: Some(SystemEvent::Joined {
+            actor: user,
+            users: vec![user],
+        }),
+        ..Change::default()
+    };
+    apply(tx, id, &before, change, now_ms)?;
     Ok(JoinOutcome::Joined)
 }
 
@@ -386,15 +358,12 @@ pub fn join_requests_for(
 ) -> Result<(Vec<JoinRequestRecord>, bool)> {
     match role_of(conn, id, actor)? {
         Some(r) if r >= Role::Admin => join_requests(conn, id, after, page),
-        Some(_) => Err(forbidden("only the owner and admins see join requests")),
+        Some(_) => Err(Refusal::JoinRequestsAdminsOnly.into()),
         None => Err(StoreError::NotMember(id)),
     }
 }
 
-fn forbidden(why: &str) -> StoreError {
-    StoreError::Forbidden(why.into())
-}
-
+/// Changes a group if [`rules::act`] allows, and records the event.
 pub fn act(
     tx: &mut Tx<'_>,
     actor: UserId,
@@ -407,187 +376,100 @@ pub fn act(
     let h = head(conn, id)?;
     // Roles come from the writer's cache: the same state a send is checked
     // against, read once.
-    let info = tx.convs.get(conn, id)?;
-    let role = |u: UserId| info.roles.get(&u).map(|&(r, _)| r);
-    let Some(my_role) = role(actor) else {
-        return Err(StoreError::NotMember(id));
+    let view = tx.convs.get(conn, id)?;
+    let found = match action {
+        GroupAction::Invite(users) => candidates(conn, users, actor)?,
+        _ => Vec::new(),
     };
-    if h.dismissed {
-        return Err(forbidden("the group has been dismissed"));
-    }
-    let admin = my_role >= Role::Admin;
-    let target_role = |u: UserId| role(u).ok_or(StoreError::NotFound("member"));
-    let before = info.members.clone();
-    let event = match action {
-        GroupAction::Invite(users) => {
-            if !admin && h.kind == ConversationKind::Group && h.policy == JoinPolicy::Approval {
-                return Err(forbidden(
-                    "only the owner and admins may invite to a group that needs approval",
-                ));
-            }
-            let mut seen = HashSet::new();
-            let mut added = Vec::new();
-            for &u in users {
-                active_user(conn, u)?;
-                if role(u).is_some() || !seen.insert(u) || has_blocked(conn, u, actor)? {
-                    continue;
-                }
-                added.push(u);
-            }
-            if added.is_empty() {
-                return Ok(());
-            }
-            if h.member_count as usize + added.len() > limits.max_members as usize {
-                return Err(StoreError::GroupFull(limits.max_members));
-            }
-            for &u in &added {
-                add_member(conn, id, u, Role::Member, join_point(&h, limits), now_ms)?;
-            }
-            json!({"type": "invited", "actor_id": actor, "user_ids": added})
-        }
-        GroupAction::Leave => {
-            if my_role == Role::Owner {
-                return Err(forbidden(
-                    "the owner must transfer ownership or dismiss the group",
-                ));
-            }
-            let event = json!({"type": "left", "actor_id": actor, "user_ids": [actor]});
-            let m = system_event(tx, id, actor, event, now_ms, before)?;
-            remove_member(tx.conn, id, actor, m.seq)?;
-            tx.convs.forget(id);
-            return Ok(());
-        }
-        GroupAction::Kick(u) => {
-            let theirs = target_role(*u)?;
-            if !admin || theirs >= my_role {
-                return Err(forbidden(
-                    "the owner may remove anyone, admins may remove members",
-                ));
-            }
-            let event = json!({"type": "kicked", "actor_id": actor, "user_ids": [u]});
-            let m = system_event(tx, id, actor, event, now_ms, before)?;
-            remove_member(tx.conn, id, *u, m.seq)?;
-            tx.convs.forget(id);
-            return Ok(());
-        }
-        GroupAction::SetRole(u, role) => {
-            if my_role != Role::Owner {
-                return Err(forbidden("only the owner may change roles"));
-            }
-            if target_role(*u)? == Role::Owner || *role == Role::Owner {
-                return Err(StoreError::Invalid("use a transfer to change the owner"));
-            }
-            set_role(conn, id, *u, *role)?;
-            json!({"type": "role_changed", "actor_id": actor, "user_ids": [u], "role": role.name()})
-        }
-        GroupAction::Transfer(u) => {
-            if my_role != Role::Owner {
-                return Err(forbidden("only the owner may transfer ownership"));
-            }
-            if *u == actor {
-                return Err(StoreError::Invalid("already the owner"));
-            }
-            target_role(*u)?;
-            set_role(conn, id, *u, Role::Owner)?;
-            set_role(conn, id, actor, Role::Admin)?;
-            conn.prepare_cached("UPDATE groups SET owner_id = ?2 WHERE conversation_id = ?1")?
-                .execute(params![id, u])?;
-            json!({"type": "owner_transferred", "actor_id": actor, "user_ids": [u]})
-        }
-        GroupAction::Mute(u, until_ms) => {
-            if !admin || target_role(*u)? >= my_role {
-                return Err(forbidden(
-                    "the owner may mute anyone, admins may mute members",
-                ));
-            }
-            conn.prepare_cached(
-                "UPDATE members SET muted_until_ms = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+    let asked = match action {
+        GroupAction::RespondJoin(u, _) => conn
+            .prepare_cached(
+                "SELECT 1 FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2",
             )?
-            .execute(params![id, u, until_ms])?;
-            if *until_ms > now_ms {
-                json!({"type": "muted", "actor_id": actor, "user_ids": [u], "until_ms": until_ms})
-            } else {
-                json!({"type": "unmuted", "actor_id": actor, "user_ids": [u]})
-            }
-        }
-        GroupAction::Update {
-            name,
-            notice,
-            join_policy,
-            muted_all,
-            invite_code,
-        } => {
-            if !admin {
-                return Err(forbidden("only the owner and admins may change the group"));
-            }
-            let mut event = json!({"type": "updated", "actor_id": actor});
-            if let Some(name) = name {
-                conn.prepare_cached("UPDATE groups SET name = ?2 WHERE conversation_id = ?1")?
-                    .execute(params![id, name])?;
-                event["name"] = json!(name);
-            }
-            if let Some(notice) = notice {
-                conn.prepare_cached("UPDATE groups SET notice = ?2 WHERE conversation_id = ?1")?
-                    .execute(params![id, notice])?;
-                event["notice"] = json!(notice);
-            }
-            if let Some(p) = join_policy {
-                conn.prepare_cached(
-                    "UPDATE groups SET join_policy = ?2 WHERE conversation_id = ?1",
-                )?
-                .execute(params![id, *p as i64])?;
-                event["join_policy"] = json!(match p {
-                    JoinPolicy::Open => "open",
-                    JoinPolicy::Approval => "approval",
-                });
-            }
-            if let Some(m) = muted_all {
-                conn.prepare_cached("UPDATE groups SET muted_all = ?2 WHERE conversation_id = ?1")?
-                    .execute(params![id, m])?;
-                event["muted_all"] = json!(m);
-            }
-            if let Some(code) = invite_code {
-                conn.prepare_cached(
-                    "UPDATE groups SET invite_code = ?2 WHERE conversation_id = ?1",
-                )?
-                .execute(params![id, code])?;
-                // Not the code itself: not every member may see it.
-                event["invite_code_reset"] = json!(true);
-            }
-            event
-        }
-        GroupAction::Dismiss => {
-            if my_role != Role::Owner {
-                return Err(forbidden("only the owner may dismiss the group"));
-            }
-            conn.prepare_cached("UPDATE groups SET dismissed = 1 WHERE conversation_id = ?1")?
-                .execute([id])?;
-            json!({"type": "dismissed", "actor_id": actor})
-        }
-        GroupAction::RespondJoin(u, accept) => {
-            if !admin {
-                return Err(forbidden("only the owner and admins answer join requests"));
-            }
-            let n = conn
-                .prepare_cached(
-                    "DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2",
-                )?
-                .execute([id, *u])?;
-            if n == 0 {
-                return Err(StoreError::NotFound("join request"));
-            }
-            if !accept {
-                return Ok(());
-            }
-            if h.member_count >= limits.max_members {
-                return Err(StoreError::GroupFull(limits.max_members));
-            }
-            add_member(conn, id, *u, Role::Member, join_point(&h, limits), now_ms)?;
-            json!({"type": "joined", "actor_id": actor, "user_ids": [u]})
-        }
+            .query_row([id, *u], |_| Ok(()))
+            .optional()?
+            .is_some(),
+        _ => false,
     };
-    let to = current(tx, id)?;
-    system_event(tx, id, actor, event, now_ms, to)?;
+    let change = rules::act(
+        &h,
+        &view.roles,
+        actor,
+        action,
+        &found,
+        asked,
+        limits,
+        now_ms,
+    )?;
+    match change {
+        Some(change) => apply(tx, id, &view.members, change, now_ms),
+        None => Ok(()),
+    }
+}
+
+/// Writes a change in the order [`Change`] gives.
+fn apply(
+    tx: &mut Tx<'_>,
+    id: ConversationId,
+    before: &[UserId],
+    change: Change,
+    now_ms: i64,
+) -> Result<()> {
+    let conn = tx.conn;
+    if let Some(u) = change.drop_join_request {
+        conn.prepare_cached(
+            "DELETE FROM join_requests WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute([id, u])?;
+    }
+    let u = &change.update;
+    let set = |column: &str, value: &dyn rusqlite::ToSql| -> Result<()> {
+        conn.prepare_cached(&format!(
+            "UPDATE groups SET {column} = ?2 WHERE conversation_id = ?1"
+        ))?
+        .execute(params![id, value])?;
+        Ok(())
+    };
+    if let Some(v) = &u.name {
+        set("name", v)?;
+    }
+    if let Some(v) = &u.notice {
+        set("notice", v)?;
+    }
+    if let Some(v) = u.join_policy {
+        set("join_policy", &(v as i64))?;
+    }
+    if let Some(v) = u.muted_all {
+        set("muted_all", &v)?;
+    }
+    if let Some(v) = &u.invite_code {
+        set("invite_code", v)?;
+    }
+    if let Some(v) = u.owner {
+        set("owner_id", &v)?;
+    }
+    if u.dismissed {
+        set("dismissed", &true)?;
+    }
+    for &(user, role) in &change.roles {
+        set_role(conn, id, user, role)?;
+    }
+    if let Some((user, until_ms)) = change.mute {
+        conn.prepare_cached(
+            "UPDATE members SET muted_until_ms = ?3 WHERE conversation_id = ?1 AND user_id = ?2",
+        )?
+        .execute(params![id, user, until_ms])?;
+    }
+    for &user in &change.add {
+        add_member(conn, id, user, Role::Member, change.joined_seq, now_ms)?;
+    }
+    if let Some(event) = &change.event {
+        let m = system_event(tx, id, event, now_ms, change.audience(before))?;
+        if let Some(user) = change.remove {
+            remove_member(tx.conn, id, user, m.seq)?;
+        }
+    }
+    tx.convs.forget(id);
     Ok(())
 }
 

@@ -2,12 +2,15 @@
 //! history, delivery and read cursors, recall, and the system events that
 //! record changes in a conversation's own sequence.
 
-use super::convs::{ConvCache, ConvInfo};
+use super::convs::ConvCache;
 use super::writer::Tx;
+use crate::rules::{
+    self, PeerFacts, RecallStep, Recallable, SendTo, SyncRow, SystemEvent, SYNC_CONVERSATIONS,
+};
 use crate::{
-    Body, BodyKind, Committed, ConversationId, ConversationKind, ConversationState, Delivered,
-    FriendRequestRecord, HistoryPage, MemberState, NewMessage, Page, ReadMoved, Result, Role,
-    StoreError, StoredMessage, SyncPage, Target, UserId, SYNC_FRIEND_REQUESTS, SYSTEM_ID_PREFIX,
+    Body, BodyKind, Committed, ConversationId, ConversationKind, Delivered, HistoryPage,
+    MemberState, NewMessage, Page, ReadMoved, Result, StoreError, StoredMessage, SyncPage, Target,
+    UserId, SYNC_FRIEND_REQUESTS,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashMap;
@@ -68,20 +71,26 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     }
     let (conversation_id, members, mentions) = match new.target {
         Target::Peer(peer) => {
-            no_mentions(new)?;
-            may_message(tx.convs, conn, new.sender_id, peer, new.friends_only)?;
+            rules::direct_target(new, peer)?;
+            peer_allows(tx.convs, conn, new.sender_id, peer, new.friends_only)?;
             let id = direct_conversation(tx.convs, conn, new.sender_id, peer, new.now_ms)?;
             let members: Arc<[UserId]> =
                 Arc::new([new.sender_id.min(peer), new.sender_id.max(peer)]);
             (id, members, Vec::new())
         }
         Target::Conversation(id) => {
-            let info = tx.convs.get(conn, id).map_err(|e| match e {
+            let view = tx.convs.get(conn, id).map_err(|e| match e {
                 StoreError::NotFound(_) => StoreError::NotMember(id),
                 e => e,
             })?;
-            let mentions = may_send(tx.convs, conn, &info, id, new)?;
-            (id, info.members.clone(), mentions)
+            let mentions = match rules::may_send(&view, id, new)? {
+                SendTo::Direct { peer } => {
+                    peer_allows(tx.convs, conn, new.sender_id, peer, new.friends_only)?;
+                    Vec::new()
+                }
+                SendTo::Group { mentions } => mentions,
+            };
+            (id, view.members.clone(), mentions)
         }
     };
     let seq = tx.convs.next_seq(conn, conversation_id, new.now_ms)?;
@@ -139,116 +148,45 @@ fn insert(conn: &Connection, mut m: StoredMessage) -> Result<StoredMessage> {
     Ok(m)
 }
 
-/// Why one user may not send a 1:1 message to another, if they may not. A
-/// block and the friends-only rule give the same answer, so a blocked
-/// sender cannot tell that they are blocked.
-///
-/// A yes is remembered in the writer's cache until friends, blocks or
-/// accounts change.
-fn may_message(
+/// Whether `to` accepts a 1:1 message from `from` (see
+/// [`rules::may_message`]). A yes is remembered in the writer's cache until
+/// friends, blocks or accounts change.
+fn peer_allows(
     convs: &mut ConvCache,
     conn: &Connection,
     from: UserId,
     to: UserId,
     friends_only: bool,
 ) -> Result<()> {
-    if from == to {
-        return Err(StoreError::Invalid(
-            "cannot start a conversation with yourself",
-        ));
-    }
     if convs.is_allowed(from, to, friends_only) {
         return Ok(());
     }
-    let row: Option<(bool, bool, bool)> = conn
+    let facts = conn
         .prepare_cached(
             "SELECT u.disabled,
                     EXISTS (SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2),
                     EXISTS (SELECT 1 FROM blocks WHERE user_id = ?1 AND blocked_id = ?2)
              FROM users u WHERE u.id = ?1",
         )?
-        .query_row([to, from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row([to, from], |r| {
+            Ok(PeerFacts {
+                active: !r.get::<_, bool>(0)?,
+                friends: r.get(1)?,
+                blocked: r.get(2)?,
+            })
+        })
         .optional()?;
-    match row {
-        None | Some((true, _, _)) => Err(StoreError::NotFound("user")),
-        Some((_, friends, blocked)) if blocked || (friends_only && !friends) => Err(
-            StoreError::Forbidden("this user accepts messages from friends only".into()),
-        ),
-        Some(_) => {
-            convs.set_allowed(from, to, friends_only);
-            Ok(())
-        }
-    }
-}
-
-/// Mentions flag group and room members; a 1:1 has none.
-fn no_mentions(new: &NewMessage) -> Result<()> {
-    if !new.mentions.is_empty() || new.mention_all {
-        return Err(StoreError::Invalid("mentions are for groups and rooms"));
-    }
+    rules::may_message(facts, friends_only)?;
+    convs.set_allowed(from, to, friends_only);
     Ok(())
 }
 
-/// Checks a send into an existing conversation and returns the mentions to
-/// flag (members only).
-fn may_send(
-    convs: &mut ConvCache,
-    conn: &Connection,
-    info: &ConvInfo,
-    id: ConversationId,
-    new: &NewMessage,
-) -> Result<Vec<UserId>> {
-    let Some(&(role, muted_until)) = info.roles.get(&new.sender_id) else {
-        return Err(StoreError::NotMember(id));
-    };
-    if info.kind == ConversationKind::Direct {
-        let peer = info
-            .members
-            .iter()
-            .copied()
-            .find(|u| *u != new.sender_id)
-            .unwrap_or(new.sender_id);
-        no_mentions(new)?;
-        may_message(convs, conn, new.sender_id, peer, new.friends_only)?;
-        return Ok(Vec::new());
-    }
-    if info.dismissed {
-        return Err(StoreError::Forbidden("the group has been dismissed".into()));
-    }
-    if muted_until > new.now_ms {
-        return Err(StoreError::Muted(format!(
-            "you are muted in this conversation until {muted_until} (ms since the epoch)"
-        )));
-    }
-    if info.muted_all && role == Role::Member {
-        return Err(StoreError::Muted(
-            "only the owner and admins may send while the group is muted".into(),
-        ));
-    }
-    if new.mention_all && role == Role::Member {
-        return Err(StoreError::Forbidden(
-            "only the owner and admins may mention everyone".into(),
-        ));
-    }
-    let mut mentions: Vec<UserId> = new
-        .mentions
-        .iter()
-        .copied()
-        .filter(|u| info.roles.contains_key(u))
-        .collect();
-    mentions.sort_unstable();
-    mentions.dedup();
-    Ok(mentions)
-}
-
-/// Appends a server-written event (JSON) to a conversation in the caller's
-/// transaction and queues it for `to`: the members after the change plus
-/// anyone the change removed, so they see it too.
+/// Appends a system event to a conversation in the caller's transaction
+/// and queues it for `to` (see [`rules::Change::audience`]).
 pub fn system_event(
     tx: &mut Tx<'_>,
     conversation: ConversationId,
-    actor: UserId,
-    event: serde_json::Value,
+    event: &SystemEvent,
     now_ms: i64,
     to: Arc<[UserId]>,
 ) -> Result<StoredMessage> {
@@ -263,13 +201,12 @@ pub fn system_event(
             conversation_id: conversation,
             seq,
             msg_id: 0,
-            sender_id: actor,
-            // (sender, client_msg_id) is unique; (conversation, seq) makes it so.
-            client_msg_id: format!("{SYSTEM_ID_PREFIX}{conversation}-{seq}"),
+            sender_id: event.actor(),
+            client_msg_id: SystemEvent::client_msg_id(conversation, seq),
             server_ts_ms: now_ms,
             body: Body {
                 kind: BodyKind::System,
-                content: event.to_string(),
+                content: event.to_json(),
             },
             mentions: Vec::new(),
             mention_all: false,
@@ -333,22 +270,8 @@ pub(crate) fn members_of(conn: &Connection, conversation: ConversationId) -> Res
         .collect::<rusqlite::Result<_>>()?)
 }
 
-fn member_states(conn: &Connection, conversation: ConversationId) -> Result<Vec<MemberState>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT user_id, delivered_seq FROM members WHERE conversation_id = ?1 ORDER BY user_id",
-        )?
-        .query_map([conversation], |r| {
-            Ok(MemberState {
-                user_id: r.get(0)?,
-                delivered_seq: r.get(1)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?)
-}
-
-/// The seqs a member may see: after `joined_seq`, up to `left_seq` if they
-/// left. `None` when the user was never a member.
+/// The seqs a member may see: after `joined_seq`, up to what
+/// [`rules::visible_upto`] says. `None` when the user was never a member.
 fn visible_range(
     conn: &Connection,
     user: UserId,
@@ -356,20 +279,20 @@ fn visible_range(
 ) -> Result<Option<(u64, u64)>> {
     Ok(conn
         .prepare_cached(
-            "SELECT m.joined_seq, CASE WHEN m.left_seq > 0 THEN m.left_seq ELSE c.last_seq END
+            "SELECT m.joined_seq, m.left_seq, c.last_seq
              FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = ?1 AND m.conversation_id = ?2",
         )?
-        .query_row([user, conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row([user, conversation], |r| {
+            Ok((r.get(0)?, rules::visible_upto(r.get(1)?, r.get(2)?)))
+        })
         .optional()?)
 }
 
-/// One sync page; see [`crate::Store::sync`]. Everything on the page counts
-/// against `limit.bytes` (states, messages, friend requests), except that a
-/// conversation whose next message alone is larger than the budget gets a
-/// page of its own holding just that message (one message always fits a
-/// frame). A conversation is passed (`next_after`) only once all its due
-/// messages are on a page.
+/// One sync page; see [`crate::Store::sync`] and [`rules::assemble_sync`].
+/// Four queries at most, whatever the number of conversations: the
+/// memberships, the 1:1 member states, the due messages and, on a last
+/// page, the friend requests.
 pub fn sync(
     conn: &Connection,
     user: UserId,
@@ -377,104 +300,94 @@ pub fn sync(
     after: ConversationId,
     limit: Page,
 ) -> Result<SyncPage> {
-    let convs: Vec<(ConversationId, i64, u64, u64, u64)> = conn
+    let rows: Vec<SyncRow> = conn
         .prepare_cached(
             "SELECT c.id, c.kind, c.last_seq, m.joined_seq, m.left_seq
              FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = ?1 AND c.id > ?2 ORDER BY c.id",
+             WHERE m.user_id = ?1 AND m.conversation_id > ?2
+             ORDER BY m.conversation_id LIMIT ?3",
         )?
         // A cursor past every id SQLite can store: nothing is after it.
-        .query_map(params![user, after.min(i64::MAX as u64)], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let sql = select_messages!(
-        "WHERE conversation_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4"
-    );
-    let mut page = SyncPage {
-        next_after: after,
-        ..SyncPage::default()
-    };
-    let mut used = 0;
-    for (id, kind, last_seq, joined_seq, left_seq) in convs {
-        let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
-        let state = ConversationState {
-            id,
-            kind,
-            last_seq,
-            members: if kind == ConversationKind::Direct {
-                member_states(conn, id)?
-            } else {
-                Vec::new()
+        .query_map(
+            params![
+                user,
+                after.min(i64::MAX as u64),
+                SYNC_CONVERSATIONS as i64 + 1
+            ],
+            |r| {
+                Ok(SyncRow {
+                    id: r.get(0)?,
+                    kind: ConversationKind::from_i64(r.get(1)?).unwrap_or(ConversationKind::Direct),
+                    last_seq: r.get(2)?,
+                    joined_seq: r.get(3)?,
+                    left_seq: r.get(4)?,
+                })
             },
-            joined_seq,
-            left_seq,
-        };
-        let state_bytes = state.size_hint();
-        let alone = page.conversations.is_empty();
-        if !alone && used + state_bytes > limit.bytes {
-            page.has_more = true;
-            break;
-        }
-        let cursor = cursors.get(&id).copied().unwrap_or(0).max(joined_seq);
-        let upto = if left_seq > 0 { left_seq } else { last_seq };
-        let mut msgs = Vec::new();
-        let mut msg_bytes = 0;
-        let mut reached = cursor;
-        if upto > cursor {
-            let room = limit.items.saturating_sub(page.messages.len());
-            if room == 0 {
-                page.has_more = true;
-                break;
-            }
-            let mut stmt = conn.prepare_cached(sql)?;
-            for row in stmt.query_map(params![id, cursor, upto, room as i64], message_row)? {
-                let m = row?;
-                let over = used + state_bytes + msg_bytes + m.size_hint() > limit.bytes;
-                if over && !(alone && msgs.is_empty()) {
-                    break;
-                }
-                msg_bytes += m.size_hint();
-                reached = m.seq;
-                msgs.push(m);
-            }
-        }
-        let complete = reached >= upto;
-        if msgs.is_empty() && !complete && !alone {
-            // Nothing of it fits here: the next page starts with it.
-            page.has_more = true;
-            break;
-        }
-        // (A lone message above the budget has the page to itself.)
-        used += state_bytes + msg_bytes;
-        page.conversations.push(state);
-        page.messages.extend(msgs);
-        if !complete {
-            page.has_more = true;
-            break;
-        }
-        page.next_after = id;
-    }
-    if !page.has_more && used < limit.bytes {
-        // The last page of a pass carries the friend requests waiting for
-        // an answer, as many as fit.
-        let pending = super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)?;
-        let room = Page {
-            items: SYNC_FRIEND_REQUESTS,
-            bytes: (limit.bytes - used).min(limit.bytes / 4),
-        };
-        let (fit, _) = room.cut(pending, FriendRequestRecord::size_hint);
-        // `cut` keeps one even when it is over the room: not here.
-        if fit
-            .iter()
-            .map(FriendRequestRecord::size_hint)
-            .sum::<usize>()
-            <= room.bytes
-        {
-            page.pending_friend_requests = fit;
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut members: HashMap<ConversationId, Vec<MemberState>> = HashMap::new();
+    let direct = rules::direct_ids(&rows);
+    if !direct.is_empty() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT conversation_id, user_id, delivered_seq FROM members
+             WHERE conversation_id IN (SELECT value FROM json_each(?1))
+             ORDER BY conversation_id, user_id",
+        )?;
+        let found = stmt.query_map([json_list(&direct)], |r| {
+            Ok((
+                r.get::<_, ConversationId>(0)?,
+                MemberState {
+                    user_id: r.get(1)?,
+                    delivered_seq: r.get(2)?,
+                },
+            ))
+        })?;
+        for row in found {
+            let (id, state) = row?;
+            members.entry(id).or_default().push(state);
         }
     }
-    Ok(page)
+    let ranges = rules::due_ranges(&rows, cursors);
+    let messages =
+        if ranges.is_empty() {
+            Vec::new()
+        } else {
+            let list = ranges
+                .iter()
+                .map(|(c, a, u)| format!("[{c},{a},{u}]"))
+                .collect::<Vec<_>>()
+                .join(",");
+            // CROSS JOIN keeps the ranges as the outer loop, in their order, and
+            // each range is read along the (conversation_id, seq) index, so the
+            // rows come in page order and the read stops at the limit.
+            conn.prepare_cached(
+            "SELECT m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id, m.created_at_ms,
+                    m.body_kind, m.body, m.mentions, m.mention_all
+             FROM json_each(?1) AS d CROSS JOIN messages m
+             ON m.conversation_id = d.value ->> 0 AND m.seq > d.value ->> 1
+                AND m.seq <= d.value ->> 2
+             LIMIT ?2",
+        )?
+        .query_map(params![format!("[{list}]"), limit.items as i64], message_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+    rules::assemble_sync(rows, cursors, members, messages, after, limit, || {
+        super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)
+    })
+}
+
+/// Ids as a JSON array, for `json_each`: one statement for any number.
+pub(crate) fn json_list(ids: &[u64]) -> String {
+    let mut s = String::with_capacity(ids.len() * 8 + 2);
+    s.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&id.to_string());
+    }
+    s.push(']');
+    s
 }
 
 pub fn history(
@@ -555,14 +468,12 @@ fn raise_cursor(
     let kind: i64 = conn
         .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
         .query_row([conversation], |r| r.get(0))?;
-    // In a group, telling every member of every member's cursor would be one
-    // push per member per member.
-    let notify = if kind == ConversationKind::Direct as i64 {
-        members_of(conn, conversation)?
-    } else {
-        vec![user]
+    let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
+    let members = match kind {
+        ConversationKind::Direct => members_of(conn, conversation)?,
+        _ => Vec::new(),
     };
-    Ok(Some((seq, notify)))
+    Ok(Some((seq, rules::cursor_audience(kind, user, &members))))
 }
 
 pub fn mark_delivered(
@@ -587,7 +498,8 @@ pub fn mark_read(
         .map(|(seq, notify)| ReadMoved { seq, notify }))
 }
 
-/// Turns a message into a tombstone and appends a "recalled" event.
+/// Turns a message into a tombstone and appends a "recalled" event, if
+/// [`rules::recall`] allows.
 pub fn recall(
     tx: &mut Tx<'_>,
     actor: UserId,
@@ -597,34 +509,26 @@ pub fn recall(
     now_ms: i64,
 ) -> Result<()> {
     let conn = tx.conn;
-    let info = tx.convs.get(conn, conversation).map_err(|e| match e {
+    let view = tx.convs.get(conn, conversation).map_err(|e| match e {
         StoreError::NotFound(_) => StoreError::NotMember(conversation),
         e => e,
     })?;
-    let Some(&(role, _)) = info.roles.get(&actor) else {
-        return Err(StoreError::NotMember(conversation));
-    };
     let message = conn
-        .prepare_cached(select_messages!("WHERE conversation_id = ?1 AND seq = ?2"))?
-        .query_row(params![conversation, seq], message_row)
-        .optional()?
-        .ok_or(StoreError::NotFound("message"))?;
-    match message.body.kind {
-        BodyKind::Recalled => return Ok(()),
-        BodyKind::System => return Err(StoreError::Invalid("system events cannot be recalled")),
-        _ => {}
-    }
-    let moderator = info.kind != ConversationKind::Direct && role >= Role::Admin;
-    if message.sender_id != actor && !moderator {
-        return Err(StoreError::Forbidden(
-            "only the sender or a group admin may recall a message".into(),
-        ));
-    }
-    if now_ms - message.server_ts_ms > window_ms {
-        return Err(StoreError::Forbidden(format!(
-            "the recall window ({} s) has passed",
-            window_ms / 1000
-        )));
+        .prepare_cached(
+            "SELECT sender_id, body_kind, created_at_ms FROM messages
+             WHERE conversation_id = ?1 AND seq = ?2",
+        )?
+        .query_row(params![conversation, seq], |r| {
+            Ok(Recallable {
+                sender: r.get(0)?,
+                kind: BodyKind::from_i64(r.get(1)?).unwrap_or(BodyKind::Custom),
+                server_ts_ms: r.get(2)?,
+            })
+        })
+        .optional()?;
+    match rules::recall(&view, conversation, actor, message, window_ms, now_ms)? {
+        RecallStep::Done => return Ok(()),
+        RecallStep::Recall => {}
     }
     conn.prepare_cached(
         "UPDATE messages SET body_kind = ?3, body = '', mentions = '', mention_all = 0
@@ -633,8 +537,8 @@ pub fn recall(
     .execute(params![conversation, seq, BodyKind::Recalled as i64])?;
     conn.prepare_cached("DELETE FROM mentions WHERE conversation_id = ?1 AND seq = ?2")?
         .execute(params![conversation, seq])?;
-    let event = serde_json::json!({"type": "recalled", "actor_id": actor, "seq": seq});
-    system_event(tx, conversation, actor, event, now_ms, info.members.clone())?;
+    let event = SystemEvent::Recalled { actor, seq };
+    system_event(tx, conversation, &event, now_ms, view.members.clone())?;
     Ok(())
 }
 

@@ -95,7 +95,7 @@ impl SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
         let checkpointer = checkpoint::Checkpointer::spawn(open_conn(&opts)?)
-            .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the checkpoint thread", e))?;
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let max_batch = opts.max_batch.max(1);
         let health = Arc::new(Health::default());
@@ -103,7 +103,7 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
             .spawn(move || writer::run(conn, rx, max_batch, feed, checkpointer, h))
-            .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         Ok(SqliteStore {
             writer: tx,
             writer_thread: Mutex::new(Some(thread)),
@@ -152,9 +152,7 @@ impl SqliteStore {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .pop()
-                .ok_or_else(|| {
-                    StoreError::Backend("reader pool: a permit without a connection".into())
-                })?;
+                .ok_or_else(|| StoreError::bug("reader pool: a permit without a connection"))?;
             let out = f(&conn);
             pool.conns
                 .lock()
@@ -164,7 +162,7 @@ impl SqliteStore {
             out
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+        .map_err(|e| StoreError::backend("a reader task failed", e))?
     }
 }
 

@@ -135,7 +135,7 @@ async fn device_policy_reject_and_replace() {
         store
             .create_session(new("d3", 3, DevicePolicy::Reject))
             .await,
-        Err(StoreError::TooManySessions)
+        Err(StoreError::Refused(crate::rules::Refusal::TooManySessions))
     ));
     // The same device replaces itself even at the limit.
     let s2b = store
@@ -354,7 +354,7 @@ async fn a_rolled_back_write_leaves_nothing_in_the_writers_cache() {
             )?;
             t.convs.forget(group);
             t.convs.get(t.conn, group)?;
-            Err::<(), _>(StoreError::Invalid("fails after loading"))
+            Err::<(), _>(StoreError::bug("fails after loading"))
         })
         .await;
     assert!(failed.is_err());
@@ -381,7 +381,7 @@ async fn a_panic_in_a_write_fails_its_batch_and_the_writer_goes_on() {
     let r = store
         .write(|_| -> Result<()> { panic!("injected for the test") })
         .await;
-    assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    assert!(matches!(r, Err(StoreError::Backend { .. })), "{r:?}");
     let b = store.create_user("b", "h", 0).await.unwrap();
     let m = store.append_message(msg(a, b, "after")).await.unwrap();
     assert_eq!(m.message.seq, 1);

@@ -95,7 +95,7 @@ where
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         let out = match self.f.take() {
             Some(f) => f(tx),
-            None => Err(StoreError::Backend("write applied twice".into())),
+            None => Err(StoreError::bug("write applied twice")),
         };
         let r = out.as_ref().map(|_| ()).map_err(Clone::clone);
         self.out = Some(out);
@@ -106,7 +106,7 @@ where
         let out = match (commit, self.out.take()) {
             (Ok(()), Some(out)) => out,
             (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StoreError::Backend("write never applied".into())),
+            (Ok(()), None) => Err(StoreError::bug("write never applied")),
         };
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(out);
@@ -161,7 +161,7 @@ impl Work for AppendJob {
         let out = match (commit, self.out.take()) {
             (Ok(()), Some(Ok(appended))) => Ok(appended),
             (Ok(()), Some(Err(e))) | (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StoreError::Backend("append never applied".into())),
+            (Ok(()), None) => Err(StoreError::bug("append never applied")),
         };
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(out);
@@ -234,9 +234,7 @@ pub fn run(
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
             }
-            Err(StoreError::Backend(
-                "the write failed inside the store".into(),
-            ))
+            Err(StoreError::bug("the write failed inside the store"))
         });
         match &commit {
             // Published before the callers hear back, in commit order.
@@ -338,10 +336,7 @@ fn apply_batch(
                     // anything else here is a bug.
                     return Err(match e.fault() {
                         Some(_) => e.clone(),
-                        None => StoreError::Backend(
-                            "a write failed after changing rows or taking a seq; its transaction is rolled back"
-                                .into(),
-                        ),
+                        None => StoreError::bug("a write failed after changing rows or taking a seq; its transaction is rolled back"),
                     });
                 }
             }

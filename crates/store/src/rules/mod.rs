@@ -1,0 +1,26 @@
+//! The domain rules, written once for every backend: pure functions over
+//! state a backend has loaded inside its transaction. Who may send, change a
+//! group, recall or befriend; which sessions a login revokes; where a new
+//! member's view starts; what system event a change records and who hears
+//! of it. A backend loads, asks the rule, and writes what it says.
+
+mod events;
+mod friends;
+mod groups;
+mod refusal;
+mod send;
+mod sessions;
+mod sync;
+
+pub use events::SystemEvent;
+pub use friends::{may_block, respond_request, send_request, RequestFacts, RequestStep};
+pub use groups::{
+    act, create_group, join, join_point, Candidate, Change, GroupHead, GroupUpdate, JoinStep,
+};
+pub use refusal::{Refusal, RefusalKind};
+pub use send::{
+    cursor_audience, direct_target, may_message, may_send, recall, visible_upto, ConversationView,
+    PeerFacts, RecallStep, Recallable, SendTo,
+};
+pub use sessions::sessions_to_revoke;
+pub use sync::{assemble_sync, direct_ids, due_ranges, SyncRow, SYNC_CONVERSATIONS};
