@@ -137,13 +137,17 @@ pub fn revoke_other_sessions(
         .collect::<rusqlite::Result<_>>()?)
 }
 
+/// Users named by id or by name, each once, by id: one statement.
 pub fn users(conn: &Connection, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>> {
-    let mut out = Vec::with_capacity(ids.len() + names.len());
-    for id in ids {
-        out.extend(user_by_id(conn, *id)?);
-    }
-    for name in names {
-        out.extend(user_by_name(conn, name)?);
-    }
-    Ok(out)
+    let names = serde_json::to_string(names).map_err(|e| StoreError::backend("names", e))?;
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users
+         WHERE id IN (SELECT value FROM json_each(?1))
+            OR username IN (SELECT value FROM json_each(?2))
+         ORDER BY id"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_map(params![super::messages::json_list(ids), names], user_row)?
+        .collect::<rusqlite::Result<_>>()?)
 }

@@ -24,7 +24,6 @@ macro_rules! select_messages {
         )
     };
 }
-pub(crate) use select_messages;
 
 pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let kind: i64 = r.get(6)?;

@@ -1,16 +1,33 @@
 //! The conversation list: every conversation of a user with its last
 //! message, read cursor, unread count and mention flag, newest first.
 
-use super::messages::{message_row, select_messages};
-use crate::{Before, ConversationKind, ConversationSummary, Page, Result, UserId};
-use rusqlite::{params, Connection, OptionalExtension};
+use super::messages::message_row;
+use crate::{
+    Before, ConversationId, ConversationKind, ConversationSummary, Page, Result, StoredMessage,
+    UserId,
+};
+use rusqlite::{params, Connection};
+use std::collections::HashMap;
 
 /// Unread counts stop here; a client shows "9999+".
 const MAX_UNREAD: i64 = 9999;
 
-/// One membership row: id, kind, last seq, last activity, read, joined, name.
-type Row = (u64, i64, u64, i64, u64, u64, Option<String>);
+/// One membership row as the list query reads it.
+struct Row {
+    id: u64,
+    kind: ConversationKind,
+    last_seq: u64,
+    last_activity_ms: i64,
+    read_seq: u64,
+    joined_seq: u64,
+    name: Option<String>,
+    peer: Option<(UserId, String)>,
+    unread: u32,
+    mentioned: bool,
+}
 
+/// A page of the list in two statements whatever its length: the
+/// memberships with their titles and counts, then the last messages.
 pub fn conversations(
     conn: &Connection,
     user: UserId,
@@ -23,9 +40,20 @@ pub fn conversations(
     });
     let rows: Vec<Row> = conn
         .prepare_cached(
-            "SELECT c.id, c.kind, c.last_seq, c.last_activity_ms, m.read_seq, m.joined_seq, g.name
+            "SELECT c.id, c.kind, c.last_seq, c.last_activity_ms, m.read_seq, m.joined_seq, g.name,
+                    p.user_id, pu.username,
+                    (SELECT COUNT(*) FROM (SELECT 1 FROM messages x
+                        WHERE x.conversation_id = c.id AND x.seq > max(m.read_seq, m.joined_seq)
+                          AND x.sender_id != ?1 AND x.body_kind NOT IN (4, 5) LIMIT ?5)),
+                    EXISTS (SELECT 1 FROM mentions x WHERE x.user_id = ?1
+                        AND x.conversation_id = c.id AND x.seq > max(m.read_seq, m.joined_seq))
+                    OR EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = c.id
+                        AND x.seq > max(m.read_seq, m.joined_seq) AND x.mention_all = 1
+                        AND x.sender_id != ?1)
              FROM members m JOIN conversations c ON c.id = m.conversation_id
              LEFT JOIN groups g ON g.conversation_id = c.id
+             LEFT JOIN members p ON c.kind = 1 AND p.conversation_id = c.id AND p.user_id != ?1
+             LEFT JOIN users pu ON pu.id = p.user_id
              WHERE m.user_id = ?1 AND m.left_seq = 0
                AND (c.last_activity_ms < ?2 OR (c.last_activity_ms = ?2 AND c.id < ?3))
              ORDER BY c.last_activity_ms DESC, c.id DESC LIMIT ?4",
@@ -35,78 +63,71 @@ pub fn conversations(
                 user,
                 before.activity_ms,
                 before.id.min(i64::MAX as u64),
-                page.items as i64 + 1
+                page.items as i64 + 1,
+                MAX_UNREAD
             ],
             |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                ))
+                let peer: Option<UserId> = r.get(7)?;
+                Ok(Row {
+                    id: r.get(0)?,
+                    kind: ConversationKind::from_i64(r.get(1)?).unwrap_or(ConversationKind::Direct),
+                    last_seq: r.get(2)?,
+                    last_activity_ms: r.get(3)?,
+                    read_seq: r.get(4)?,
+                    joined_seq: r.get(5)?,
+                    name: r.get(6)?,
+                    peer: match peer {
+                        Some(p) => Some((p, r.get(8)?)),
+                        None => None,
+                    },
+                    unread: r.get(9)?,
+                    mentioned: r.get(10)?,
+                })
             },
         )?
         .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (id, kind, last_seq, last_activity_ms, read_seq, joined_seq, name) in rows {
-        let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
-        let read = read_seq.max(joined_seq);
-        let (title, peer) = match (kind, name) {
-            (ConversationKind::Direct, _) => {
-                let peer: Option<(UserId, String)> = conn
-                    .prepare_cached(
-                        "SELECT u.id, u.username FROM members m JOIN users u ON u.id = m.user_id
-                         WHERE m.conversation_id = ?1 AND m.user_id != ?2",
-                    )?
-                    .query_row([id, user], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                match peer {
-                    Some((p, name)) => (name, Some(p)),
-                    None => (String::new(), None),
-                }
-            }
-            (_, name) => (name.unwrap_or_default(), None),
-        };
-        let unread: u32 = conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM messages
-                 WHERE conversation_id = ?1 AND seq > ?2 AND sender_id != ?3 AND body_kind NOT IN (4, 5)
-                 LIMIT ?4)",
-            )?
-            .query_row(params![id, read, user, MAX_UNREAD], |r| r.get(0))?;
-        let mentioned = unread > 0
-            && conn
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM mentions WHERE user_id = ?3 AND conversation_id = ?1 AND seq > ?2)
-                         OR EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?1 AND seq > ?2
-                                    AND mention_all = 1 AND sender_id != ?3)",
-                )?
-                .query_row(params![id, read, user], |r| r.get::<_, bool>(0))?;
-        let last_message = if last_seq > joined_seq {
-            conn.prepare_cached(select_messages!("WHERE conversation_id = ?1 AND seq = ?2"))?
-                .query_row(params![id, last_seq], message_row)
-                .optional()?
-        } else {
-            None
-        };
-        let mut summary = ConversationSummary {
-            id,
-            kind,
-            title,
-            peer,
-            last_seq,
-            read_seq: read,
-            unread,
-            mentioned,
-            last_message,
-            preview_truncated: false,
-            last_activity_ms,
-        };
-        summary.truncate_preview();
-        out.push(summary);
+    let wanted: Vec<String> = rows
+        .iter()
+        .filter(|r| r.last_seq > r.joined_seq)
+        .map(|r| format!("[{},{}]", r.id, r.last_seq))
+        .collect();
+    let mut last: HashMap<ConversationId, StoredMessage> = HashMap::new();
+    if !wanted.is_empty() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id, m.created_at_ms,
+                    m.body_kind, m.body, m.mentions, m.mention_all
+             FROM json_each(?1) AS d CROSS JOIN messages m
+             ON m.conversation_id = d.value ->> 0 AND m.seq = d.value ->> 1",
+        )?;
+        for m in stmt.query_map([format!("[{}]", wanted.join(","))], message_row)? {
+            let m = m?;
+            last.insert(m.conversation_id, m);
+        }
     }
+    let out = rows
+        .into_iter()
+        .map(|r| {
+            let (title, peer) = match (r.kind, r.peer) {
+                (ConversationKind::Direct, Some((p, name))) => (name, Some(p)),
+                (ConversationKind::Direct, None) => (String::new(), None),
+                (_, _) => (r.name.unwrap_or_default(), None),
+            };
+            let mut summary = ConversationSummary {
+                id: r.id,
+                kind: r.kind,
+                title,
+                peer,
+                last_seq: r.last_seq,
+                read_seq: r.read_seq.max(r.joined_seq),
+                unread: r.unread,
+                mentioned: r.unread > 0 && r.mentioned,
+                last_message: last.remove(&r.id),
+                preview_truncated: false,
+                last_activity_ms: r.last_activity_ms,
+            };
+            summary.truncate_preview();
+            summary
+        })
+        .collect();
     Ok(page.cut(out, ConversationSummary::size_hint))
 }
