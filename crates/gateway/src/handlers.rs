@@ -159,7 +159,7 @@ impl Conn {
     async fn authed(&mut self, id: u32, s: SessionInfo, request: ClientFrame) -> Flow {
         let svc = &self.gw.service;
         let answer = match request {
-            ClientFrame::Send(m) => return self.pipeline_send(id, s, m),
+            ClientFrame::Send(m) => return self.pipeline_send(id, s, m).await,
             ClientFrame::Sync(q) => {
                 let cursors: HashMap<u64, u64> = q
                     .cursors

@@ -1,17 +1,17 @@
 //! Send pipelining: a connection may have several Sends waiting for their
 //! commit at once, so one client's messages can share a group commit instead
 //! of each waiting for the previous one's. Answers still leave in request
-//! order, and each Send reaches the store's queue before the next request is
-//! read, so a connection's messages are stored in the order it sent them.
+//! order, and each Send is queued in the store (`Service::queue_send`)
+//! before the next request is read, so a connection's messages are stored in
+//! the order it sent them.
 
 use crate::connection::{rate_limited, Conn, Flow};
 use crate::convert;
 use futures_util::stream::FuturesOrdered;
 use natter_proto::{pb, ServerFrame};
-use natter_service::{SendInput, Service, SessionInfo};
+use natter_service::{SendInput, SessionInfo};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 
 /// Sends one connection may have in flight; past this the connection stops
 /// reading until the oldest is answered.
@@ -23,50 +23,51 @@ pub(crate) type Answer = Pin<Box<dyn Future<Output = (u32, ServerFrame)> + Send>
 /// The answers a connection still owes, oldest first.
 pub(crate) type InFlight = FuturesOrdered<Answer>;
 
-async fn send(svc: Service, s: SessionInfo, id: u32, m: pb::Send) -> (u32, ServerFrame) {
-    let input = match (convert::target(m.target), convert::body(m.body)) {
-        (Ok(target), Ok(body)) => SendInput {
-            client_msg_id: m.client_msg_id,
-            target,
-            body,
-            mentions: m.mention_user_ids,
-            mention_all: m.mention_all,
-        },
-        (Err(e), _) | (_, Err(e)) => return (id, convert::error(&e)),
-    };
-    let frame = match svc.send(&s, input).await {
-        Ok(a) => ServerFrame::SendAck(pb::SendAck {
-            conversation_id: a.message.conversation_id,
-            seq: a.message.seq,
-            msg_id: a.message.msg_id,
-            server_ts_ms: a.message.server_ts_ms,
-            duplicate: a.duplicate,
-        }),
-        Err(e) => convert::error(&e),
-    };
-    (id, frame)
+fn ack(a: natter_service::store::Appended) -> ServerFrame {
+    ServerFrame::SendAck(pb::SendAck {
+        conversation_id: a.message.conversation_id,
+        seq: a.message.seq,
+        msg_id: a.message.msg_id,
+        server_ts_ms: a.message.server_ts_ms,
+        duplicate: a.duplicate,
+    })
 }
 
 impl Conn {
-    /// Starts a Send and keeps its answer in line behind the ones before it.
-    pub(crate) fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
+    /// Queues a Send and keeps its answer in line behind the ones before
+    /// it. The Send is in the store's queue when this returns, ahead of
+    /// anything this connection sends next, so a connection's messages are
+    /// stored in the order it sent them; while the queue is full the
+    /// connection reads nothing more.
+    pub(crate) async fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
         let now = natter_runtime::clock::Instant::now();
         if let Err(wait) = self.gw.send_buckets.take(&s.user_id, now) {
             metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
             self.answer_in_order(id, rate_limited("message rate limit reached", wait));
             return Flow::Continue;
         }
-        let mut answer: Answer = Box::pin(send(self.gw.service.clone(), s, id, m));
-        // Drive the Send to its first wait, which is for the commit: by then
-        // the write is in the store's queue (or in the queue's fair line for
-        // a slot), ahead of anything this connection sends next. The real
-        // waker is registered when the in-flight set polls it.
-        match answer
-            .as_mut()
-            .poll(&mut Context::from_waker(Waker::noop()))
-        {
-            Poll::Ready((id, frame)) => self.answer_in_order(id, frame),
-            Poll::Pending => self.in_flight.push_back(answer),
+        let input = match (convert::target(m.target), convert::body(m.body)) {
+            (Ok(target), Ok(body)) => SendInput {
+                client_msg_id: m.client_msg_id,
+                target,
+                body,
+                mentions: m.mention_user_ids,
+                mention_all: m.mention_all,
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                self.answer_in_order(id, convert::error(&e));
+                return Flow::Continue;
+            }
+        };
+        match self.gw.service.queue_send(&s, input).await {
+            Ok(pending) => self.in_flight.push_back(Box::pin(async move {
+                let frame = match pending.await {
+                    Ok(a) => ack(a),
+                    Err(e) => convert::error(&e),
+                };
+                (id, frame)
+            })),
+            Err(e) => self.answer_in_order(id, convert::error(&e)),
         }
         Flow::Continue
     }

@@ -19,7 +19,7 @@ pub use accounts::{SessionInfo, Tokens};
 pub use config::{PasswordConfig, ServiceConfig};
 pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, RevokeReason};
-pub use messaging::SendInput;
+pub use messaging::{PendingSend, SendInput};
 pub use natter_store as store;
 pub use social::FriendView;
 pub use throttle::ThrottleConfig;

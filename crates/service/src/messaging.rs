@@ -4,9 +4,12 @@ use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
 use natter_runtime::clock::Instant;
 use natter_store::{
     Appended, Before, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage,
-    Page, SyncPage, Target, UserId,
+    Page, PendingAppend, SyncPage, Target, UserId,
 };
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// The sync page served while the node is in its essential-only stage.
 const SMALL_PAGE: Page = Page {
@@ -31,6 +34,26 @@ struct FileRef {
     /// Must be present and a number; what it says is the client's business.
     #[allow(dead_code)]
     size: u64,
+}
+
+/// A queued Send's outcome, once its commit is over.
+pub struct PendingSend(PendingAppend);
+
+impl Future for PendingSend {
+    type Output = Result<Appended, ServiceError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| {
+            let appended = r?;
+            let outcome = if appended.duplicate {
+                "duplicate"
+            } else {
+                "stored"
+            };
+            metrics::counter!("natter_messages_total", "outcome" => outcome).increment(1);
+            Ok(appended)
+        })
+    }
 }
 
 impl Service {
@@ -73,6 +96,18 @@ impl Service {
         session: &SessionInfo,
         input: SendInput,
     ) -> Result<Appended, ServiceError> {
+        self.queue_send(session, input).await?.await
+    }
+
+    /// Checks a message and queues it for the store; returns once it is
+    /// queued, with the commit still to come. Sends one session queues one
+    /// after another are stored in that order, so a connection may wait
+    /// for several commits at once without reordering its messages.
+    pub async fn queue_send(
+        &self,
+        session: &SessionInfo,
+        input: SendInput,
+    ) -> Result<PendingSend, ServiceError> {
         if input.client_msg_id.is_empty() || input.client_msg_id.len() > 64 {
             return Err(ServiceError::InvalidArgument(
                 "client_msg_id must be 1-64 bytes".into(),
@@ -93,10 +128,10 @@ impl Service {
                 "at most 100 mentions per message".into(),
             ));
         }
-        let appended = self
+        let pending = self
             .inner
             .store
-            .append_message(NewMessage {
+            .queue_append(NewMessage {
                 sender_id: session.user_id,
                 target: input.target,
                 client_msg_id: input.client_msg_id,
@@ -108,13 +143,7 @@ impl Service {
                 origin: Some(session.session_id),
             })
             .await?;
-        let outcome = if appended.duplicate {
-            "duplicate"
-        } else {
-            "stored"
-        };
-        metrics::counter!("natter_messages_total", "outcome" => outcome).increment(1);
-        Ok(appended)
+        Ok(PendingSend(pending))
     }
 
     /// A page of what the user has not seen, in conversations after `after`.

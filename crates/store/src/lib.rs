@@ -22,6 +22,31 @@ pub use model::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A queued append's outcome, once its transaction is over (see
+/// [`Store::queue_append`]).
+pub struct PendingAppend(tokio::sync::oneshot::Receiver<Result<Appended>>);
+
+impl PendingAppend {
+    pub fn new(rx: tokio::sync::oneshot::Receiver<Result<Appended>>) -> Self {
+        PendingAppend(rx)
+    }
+}
+
+impl std::future::Future for PendingAppend {
+    type Output = Result<Appended>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        // A writer that went away without answering stored nothing it
+        // could still report: the caller hears "not taking writes".
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StoreError::Unavailable)))
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ---- accounts
@@ -49,10 +74,19 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_session(&self, id: SessionId) -> Result<()>;
 
     // ---- messages
-    /// Stores a message, assigning the next seq of its conversation in the
-    /// same transaction. A (sender, client_msg_id) seen before returns the
-    /// original message with `duplicate = true` and stores nothing.
-    async fn append_message(&self, new: NewMessage) -> Result<Appended>;
+    /// Queues a message append and returns as soon as it is queued. Appends
+    /// are stored in the order they were queued: a caller that awaits one
+    /// `queue_append` before calling the next has its messages stored in
+    /// call order, even though it waits for their commits together. The
+    /// append assigns the next seq of its conversation in its transaction;
+    /// a (sender, client_msg_id) seen before resolves to the original
+    /// message with `duplicate = true` and stores nothing. The returned
+    /// future resolves once the outcome is durable.
+    async fn queue_append(&self, new: NewMessage) -> Result<PendingAppend>;
+    /// Queues an append and waits for its commit.
+    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+        self.queue_append(new).await?.await
+    }
     /// One page of everything `user` has not seen: messages with seq above the
     /// cursor (0 when absent) in every conversation with an id above
     /// `after`, ascending by conversation and seq, with each covered

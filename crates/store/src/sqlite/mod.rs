@@ -12,10 +12,10 @@ mod summaries;
 mod writer;
 
 use crate::{
-    Appended, Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
+    Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
     FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, GroupAction, GroupLimits,
     GroupRecord, HistoryPage, JoinOutcome, JoinRequestRecord, MemberRecord, NewGroup, NewMessage,
-    NewSession, Page, ReadMoved, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError,
+    NewSession, Page, PendingAppend, ReadMoved, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError,
     SyncPage, UserId, UserRecord,
 };
 use async_trait::async_trait;
@@ -222,10 +222,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn append_message(&self, new: NewMessage) -> Result<Appended> {
+    async fn queue_append(&self, new: NewMessage) -> Result<PendingAppend> {
         let (reply, rx) = oneshot::channel();
+        // The writer's queue is FIFO and applies jobs in order, so queueing
+        // order is storing order.
         self.submit(Box::new(AppendJob::new(new, reply))).await?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
+        Ok(PendingAppend::new(rx))
     }
 
     async fn sync(
