@@ -4,7 +4,7 @@
 use natter_proto::pb::{self, ErrorCode};
 use natter_proto::ServerFrame;
 use natter_runtime::clock::millis;
-use natter_service::store::{
+use natter_service::model::{
     Body, BodyKind, ConversationKind, ConversationState, ConversationSummary, FriendRequestRecord,
     GroupRecord, HistoryPage, JoinPolicy, JoinRequestRecord, MemberRecord, RequestStatus, Role,
     StoredMessage, SyncPage, Target,

@@ -17,7 +17,7 @@ pub use registry::Registry;
 
 use natter_runtime::limits::KeyedBuckets;
 use natter_runtime::load::Load;
-use natter_service::store::UserId;
+use natter_service::model::UserId;
 use natter_service::Service;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

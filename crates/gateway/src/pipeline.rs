@@ -23,7 +23,7 @@ pub(crate) type Answer = Pin<Box<dyn Future<Output = (u32, ServerFrame)> + Send>
 /// The answers a connection still owes, oldest first.
 pub(crate) type InFlight = FuturesOrdered<Answer>;
 
-fn ack(a: natter_service::store::Appended) -> ServerFrame {
+fn ack(a: natter_service::model::Appended) -> ServerFrame {
     ServerFrame::SendAck(pb::SendAck {
         conversation_id: a.message.conversation_id,
         seq: a.message.seq,

@@ -7,7 +7,7 @@ use crate::convert;
 use crate::outbound::{Close, Outbound, Pushed};
 use bytes::Bytes;
 use natter_proto::{pb, ServerFrame};
-use natter_service::store::{SessionId, UserId};
+use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, RevokeReason};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,7 +5,7 @@ use crate::connection::Conn;
 use crate::convert;
 use natter_proto::pb;
 use natter_proto::{ClientFrame, ServerFrame};
-use natter_service::store::{Before, GroupAction};
+use natter_service::model::{Before, GroupAction};
 use natter_service::{ServiceError, SessionInfo};
 
 fn done(r: Result<(), ServiceError>) -> Result<ServerFrame, ServiceError> {

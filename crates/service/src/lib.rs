@@ -20,7 +20,8 @@ pub use config::{PasswordConfig, ServiceConfig};
 pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
-pub use natter_store as store;
+/// The domain types callers of the service use; the backends stay below.
+pub use natter_store::model;
 pub use social::FriendView;
 pub use throttle::ThrottleConfig;
 

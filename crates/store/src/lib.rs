@@ -9,7 +9,7 @@
 
 mod error;
 mod feed;
-mod model;
+pub mod model;
 pub mod rules;
 pub mod sqlite;
 

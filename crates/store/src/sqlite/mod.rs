@@ -15,8 +15,8 @@ use crate::{
     Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
     FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, GroupAction, GroupLimits,
     GroupRecord, HistoryPage, JoinOutcome, JoinRequestRecord, MemberRecord, NewGroup, NewMessage,
-    NewSession, Page, PendingAppend, ReadMoved, Result, SessionGrant, SessionId, SessionRecord, Store, StoreError,
-    SyncPage, UserId, UserRecord,
+    NewSession, Page, PendingAppend, ReadMoved, Result, SessionGrant, SessionId, SessionRecord,
+    Store, StoreError, SyncPage, UserId, UserRecord,
 };
 use async_trait::async_trait;
 use rusqlite::Connection;
