@@ -59,6 +59,8 @@ pub enum Unavailable {
     StorageFull,
     #[error("the server's storage is failing; nothing was stored")]
     StorageFailing,
+    #[error("the server's database is unreachable; nothing was stored")]
+    DatabaseDown,
 }
 
 impl Unavailable {
@@ -69,6 +71,7 @@ impl Unavailable {
             Unavailable::Overloaded => Duration::from_secs(2),
             Unavailable::Busy(d) => *d,
             Unavailable::StorageFull | Unavailable::StorageFailing => Duration::from_secs(5),
+            Unavailable::DatabaseDown => Duration::from_secs(1),
         }
     }
 }
@@ -89,6 +92,7 @@ impl From<StoreError> for ServiceError {
                 ServiceError::Unavailable(match fault {
                     Fault::Full => Unavailable::StorageFull,
                     Fault::Io | Fault::Busy | Fault::Corrupt => Unavailable::StorageFailing,
+                    Fault::Down => Unavailable::DatabaseDown,
                 })
             }
             e @ StoreError::Backend { .. } => {

@@ -25,6 +25,10 @@ pub enum StoreError {
         fault: Fault,
         source: Arc<dyn std::error::Error + Send + Sync>,
     },
+    /// The database was migrated by a newer natter; this one must not
+    /// touch it.
+    #[error("the database schema is version {found}, newer than this binary knows ({known}); run a newer natter")]
+    NewerSchema { found: usize, known: usize },
     /// A failure that is a bug (bad SQL, a broken invariant), with what
     /// was being done and the backend's own error when there is one.
     #[error("storage backend error: {what}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
@@ -45,6 +49,8 @@ pub enum Fault {
     Busy,
     /// The files are damaged.
     Corrupt,
+    /// The database server cannot be reached, or went away mid-request.
+    Down,
 }
 
 impl From<rusqlite::Error> for StoreError {

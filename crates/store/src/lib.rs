@@ -10,6 +10,7 @@
 mod error;
 mod feed;
 pub mod model;
+pub mod postgres;
 pub mod rules;
 pub mod sqlite;
 

@@ -1,0 +1,137 @@
+//! Rows to records, and the one way ids cross into SQL: PostgreSQL's
+//! BIGINT is signed, the model's ids are not.
+
+use crate::{
+    Body, BodyKind, ConversationKind, FriendRequestRecord, GroupRecord, JoinPolicy,
+    JoinRequestRecord, MemberRecord, RequestStatus, Role, StoredMessage, UserRecord,
+};
+use tokio_postgres::Row;
+
+/// An id or seq as a query parameter. Nothing stored is above i64::MAX, so
+/// a larger one is clamped: no row has it, and nothing comes after it.
+pub fn key(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+pub fn keys(v: &[u64]) -> Vec<i64> {
+    v.iter().map(|&v| key(v)).collect()
+}
+
+/// A column the store wrote from a u64.
+pub fn id(r: &Row, i: usize) -> u64 {
+    r.get::<_, i64>(i) as u64
+}
+
+pub const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id, \
+    m.created_at_ms, m.body_kind, m.body, m.mentions, m.mention_all";
+
+/// A message read with [`MESSAGE_COLUMNS`] starting at column `at`.
+pub fn message_at(r: &Row, at: usize) -> StoredMessage {
+    let mentions: Vec<i64> = r.get(at + 8);
+    StoredMessage {
+        conversation_id: id(r, at),
+        seq: id(r, at + 1),
+        msg_id: id(r, at + 2),
+        sender_id: id(r, at + 3),
+        client_msg_id: r.get(at + 4),
+        server_ts_ms: r.get(at + 5),
+        body: Body {
+            // Only this crate writes body_kind, from a BodyKind.
+            kind: BodyKind::from_i64(r.get::<_, i16>(at + 6) as i64).unwrap_or(BodyKind::Custom),
+            content: r.get(at + 7),
+        },
+        mentions: mentions.into_iter().map(|u| u as u64).collect(),
+        mention_all: r.get(at + 9),
+    }
+}
+
+pub fn message(r: &Row) -> StoredMessage {
+    message_at(r, 0)
+}
+
+pub const USER_COLUMNS: &str = "id, username, password_hash, disabled";
+
+pub fn user(r: &Row) -> UserRecord {
+    UserRecord {
+        id: id(r, 0),
+        username: r.get(1),
+        password_hash: r.get(2),
+        disabled: r.get(3),
+    }
+}
+
+pub fn kind(v: i16) -> ConversationKind {
+    ConversationKind::from_i64(v as i64).unwrap_or(ConversationKind::Direct)
+}
+
+/// Reads a group with [`group_select`]'s columns.
+pub fn group(r: &Row) -> GroupRecord {
+    let role: Option<i16> = r.get(11);
+    GroupRecord {
+        id: id(r, 0),
+        kind: ConversationKind::from_i64(r.get::<_, i16>(1) as i64)
+            .unwrap_or(ConversationKind::Group),
+        name: r.get(2),
+        notice: r.get(3),
+        owner_id: id(r, 4),
+        join_policy: JoinPolicy::from_i64(r.get::<_, i16>(5) as i64),
+        muted_all: r.get(6),
+        dismissed: r.get(7),
+        member_count: r.get::<_, i32>(8).max(0) as u32,
+        last_seq: id(r, 9),
+        created_at_ms: r.get(10),
+        my_role: role.map(|v| Role::from_i64(v as i64)),
+        invite_code: r.get(12),
+    }
+}
+
+/// The select a group is read with; `$1` is the viewer (for `my_role`).
+pub const GROUP_SELECT: &str = "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
+    g.join_policy, g.muted_all, g.dismissed, g.member_count, c.last_seq, c.created_at_ms,
+    (SELECT m.role FROM members m WHERE m.user_id = $1 AND m.conversation_id = g.conversation_id
+        AND m.left_seq = 0), g.invite_code
+    FROM groups g JOIN conversations c ON c.id = g.conversation_id";
+
+pub const REQUEST_SELECT: &str =
+    "SELECT r.id, r.from_id, f.username, r.to_id, t.username, r.message,
+    r.status, r.reply, r.created_at_ms, r.decided_at_ms
+    FROM friend_requests r JOIN users f ON f.id = r.from_id JOIN users t ON t.id = r.to_id";
+
+pub fn request(r: &Row) -> FriendRequestRecord {
+    FriendRequestRecord {
+        id: id(r, 0),
+        from: id(r, 1),
+        from_name: r.get(2),
+        to: id(r, 3),
+        to_name: r.get(4),
+        message: r.get(5),
+        status: RequestStatus::from_i64(r.get::<_, i16>(6) as i64),
+        reply: r.get(7),
+        created_at_ms: r.get(8),
+        decided_at_ms: r.get(9),
+    }
+}
+
+pub const JOIN_REQUEST_SELECT: &str =
+    "SELECT j.conversation_id, j.user_id, u.username, j.message, j.created_at_ms
+     FROM join_requests j JOIN users u ON u.id = j.user_id";
+
+pub fn join_request(r: &Row) -> JoinRequestRecord {
+    JoinRequestRecord {
+        conversation_id: id(r, 0),
+        user_id: id(r, 1),
+        username: r.get(2),
+        message: r.get(3),
+        created_at_ms: r.get(4),
+    }
+}
+
+pub fn member(r: &Row) -> MemberRecord {
+    MemberRecord {
+        user_id: id(r, 0),
+        username: r.get(1),
+        role: Role::from_i64(r.get::<_, i16>(2) as i64),
+        muted_until_ms: r.get(3),
+        joined_at_ms: r.get(4),
+    }
+}
