@@ -223,14 +223,40 @@ pub enum Synchronous {
     Normal,
 }
 
+/// Which database the store uses.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Embedded, in `data_dir`; one process.
+    Sqlite,
+    /// A PostgreSQL server at `store.url`; one node or several.
+    Postgres,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `full`: an ACKed message survives power loss; `normal`: a crash.
+    pub backend: Backend,
+    /// PostgreSQL: `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// SQLite: `full`: an ACKed message survives power loss; `normal`: a crash.
     pub synchronous: Synchronous,
     pub max_batch: usize,
     pub queue_depth: usize,
+    /// SQLite: reader connections.
     pub readers: usize,
+    /// PostgreSQL: pooled connections (the writer has one more).
+    pub pool_size: usize,
+    /// PostgreSQL: how long a connection attempt may take.
+    pub connect_timeout_ms: u64,
+    /// PostgreSQL: how long one statement may run.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: how long a request waits for a free pooled connection.
+    pub pool_wait_ms: u64,
+    /// PostgreSQL: consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// PostgreSQL: how long the breaker stays open before a probe.
+    pub breaker_open_ms: u64,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -335,10 +361,18 @@ impl Default for Password {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: Backend::Sqlite,
+            url: String::new(),
             synchronous: Synchronous::Full,
             max_batch: 512,
             queue_depth: 8192,
             readers: 4,
+            pool_size: 16,
+            connect_timeout_ms: 3_000,
+            statement_timeout_ms: 5_000,
+            pool_wait_ms: 2_000,
+            breaker_failures: 3,
+            breaker_open_ms: 2_000,
         }
     }
 }
@@ -629,6 +663,35 @@ impl Config {
         check(self.store.readers >= 1, "store.readers", || {
             "must be at least 1".into()
         })?;
+        if self.store.backend == Backend::Postgres {
+            check(
+                self.store.url.starts_with("postgres://")
+                    || self.store.url.starts_with("postgresql://"),
+                "store.url",
+                || "the postgres backend needs a postgres:// URL".into(),
+            )?;
+            check(
+                (1..=1000).contains(&self.store.pool_size),
+                "store.pool_size",
+                || "must be between 1 and 1000".into(),
+            )?;
+            for (v, key) in [
+                (self.store.connect_timeout_ms, "store.connect_timeout_ms"),
+                (
+                    self.store.statement_timeout_ms,
+                    "store.statement_timeout_ms",
+                ),
+                (self.store.pool_wait_ms, "store.pool_wait_ms"),
+                (self.store.breaker_open_ms, "store.breaker_open_ms"),
+            ] {
+                check(v >= 1, key, || "must be at least 1".into())?;
+            }
+            check(
+                self.store.breaker_failures >= 1,
+                "store.breaker_failures",
+                || "must be at least 1".into(),
+            )?;
+        }
         check(
             self.log
                 .level

@@ -86,6 +86,10 @@ pub fn describe() {
         "natter_store_queue_depth",
         "Writes waiting for the store's writer."
     );
+    describe_gauge!(
+        "natter_store_breaker_state",
+        "The database circuit breaker (PostgreSQL): 0 closed, 1 half-open (probing), 2 open."
+    );
     // Health and overload
     describe_counter!(
         "natter_panics_total",

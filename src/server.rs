@@ -13,6 +13,7 @@ use natter_gateway::{Gateway, GatewayConfig, Registry};
 use natter_runtime::load::{self, Load, Thresholds};
 use natter_service::{PasswordConfig, Service, ServiceConfig, ThrottleConfig};
 use natter_store::model::DevicePolicy;
+use natter_store::postgres::{PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use natter_store::{self as store, Store};
 use std::net::SocketAddr;
@@ -228,6 +229,56 @@ fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) 
     })
 }
 
+/// Opens the configured backend; only here does the binary know which.
+async fn open_store(
+    config: &Config,
+    feed: store::CommitFeedSender,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let c = &config.store;
+    Ok(match c.backend {
+        config::Backend::Sqlite => {
+            let db = config.data_dir.join("natter.db");
+            Arc::new(
+                SqliteStore::open(
+                    SqliteOptions {
+                        path: db.clone(),
+                        synchronous: match c.synchronous {
+                            config::Synchronous::Full => Synchronous::Full,
+                            config::Synchronous::Normal => Synchronous::Normal,
+                        },
+                        max_batch: c.max_batch,
+                        queue_depth: c.queue_depth,
+                        readers: c.readers,
+                    },
+                    feed,
+                )
+                .with_context(|| format!("cannot open the database {}", db.display()))?,
+            )
+        }
+        config::Backend::Postgres => {
+            let ms = Duration::from_millis;
+            let opts = PgOptions {
+                url: c.url.clone(),
+                pool_size: c.pool_size,
+                connect_timeout: ms(c.connect_timeout_ms),
+                statement_timeout: ms(c.statement_timeout_ms),
+                pool_wait: ms(c.pool_wait_ms),
+                max_batch: c.max_batch,
+                queue_depth: c.queue_depth,
+                breaker: store::BreakerOptions {
+                    failures: c.breaker_failures,
+                    open_for: ms(c.breaker_open_ms),
+                },
+            };
+            Arc::new(
+                PgStore::open(opts, feed)
+                    .await
+                    .context("cannot open the PostgreSQL store (store.url)")?,
+            )
+        }
+    })
+}
+
 /// Runs a server on `listeners` until `shutdown` is cancelled, then drains
 /// within `shutdown.grace_ms` and returns.
 pub async fn run(
@@ -240,25 +291,9 @@ pub async fn run(
     let budget = crate::descriptors::budget(&config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let db = config.data_dir.join("natter.db");
     let (feed_tx, feeds) =
         store::commit_feed(config.limits.fanout_workers, config.limits.fanout_queue);
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(
-            SqliteOptions {
-                path: db.clone(),
-                synchronous: match config.store.synchronous {
-                    config::Synchronous::Full => Synchronous::Full,
-                    config::Synchronous::Normal => Synchronous::Normal,
-                },
-                max_batch: config.store.max_batch,
-                queue_depth: config.store.queue_depth,
-                readers: config.store.readers,
-            },
-            feed_tx,
-        )
-        .with_context(|| format!("cannot open the database {}", db.display()))?,
-    );
+    let store = open_store(&config, feed_tx).await?;
     let load = Arc::new(Load::default());
     let gw_config = gateway_config(&config, budget.chat);
     let registry = Arc::new(Registry::default());

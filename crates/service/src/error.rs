@@ -95,6 +95,8 @@ impl From<StoreError> for ServiceError {
                     Fault::Down => Unavailable::DatabaseDown,
                 })
             }
+            // Only opening a store fails this way.
+            e @ StoreError::NewerSchema { .. } => ServiceError::Internal(e.to_string()),
             e @ StoreError::Backend { .. } => {
                 tracing::error!(error = %e, "store failure");
                 ServiceError::Internal("storage failure".into())

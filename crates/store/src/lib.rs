@@ -7,6 +7,7 @@
 //! the commit feed, from which the service fans them out.
 #![forbid(unsafe_code)]
 
+mod breaker;
 mod error;
 mod feed;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
+pub use breaker::{Breaker, BreakerOptions};
 pub use error::{Fault, StoreError};
 pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
 pub use model::*;

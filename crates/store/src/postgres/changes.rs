@@ -1,0 +1,473 @@
+//! Changes that append a system event to a conversation: groups created,
+//! joined and changed, messages recalled. Each runs in its own transaction
+//! that first locks the conversation row, so it is ordered with the sends
+//! around it (on every node) and judged against the members as they are.
+
+use super::appends;
+use super::rows::{self, key, keys, JOIN_REQUEST_SELECT};
+use crate::rules::{
+    self, Candidate, Change, ConversationView, GroupHead, JoinStep, RecallStep, Recallable,
+    SystemEvent,
+};
+use crate::{
+    Body, BodyKind, Committed, ConversationId, ConversationKind, GroupAction, GroupLimits,
+    GroupRecord, JoinOutcome, JoinPolicy, NewGroup, Result, Role, StoreError, StoredMessage,
+    UserId,
+};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio_postgres::Transaction;
+
+/// What a change leaves to publish once it commits.
+pub type Published = Vec<Committed>;
+
+/// Locks a conversation row; its last seq, or `None` when there is none.
+async fn lock(tx: &Transaction<'_>, id: ConversationId) -> Result<Option<u64>> {
+    Ok(tx
+        .query_opt(
+            "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE",
+            &[&key(id)],
+        )
+        .await?
+        .map(|r| rows::id(&r, 0)))
+}
+
+async fn view(tx: &Transaction<'_>, id: ConversationId) -> Result<ConversationView> {
+    let head = tx
+        .query_opt(
+            "SELECT c.kind, COALESCE(g.dismissed, false), COALESCE(g.muted_all, false)
+             FROM conversations c LEFT JOIN groups g ON g.conversation_id = c.id WHERE c.id = $1",
+            &[&key(id)],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    let mut members = Vec::new();
+    let mut roles = HashMap::new();
+    for r in tx
+        .query(
+            "SELECT user_id, role, muted_until_ms FROM members
+             WHERE conversation_id = $1 AND left_seq = 0 ORDER BY user_id",
+            &[&key(id)],
+        )
+        .await?
+    {
+        let u = rows::id(&r, 0);
+        members.push(u);
+        roles.insert(u, (Role::from_i64(r.get::<_, i16>(1) as i64), r.get(2)));
+    }
+    Ok(ConversationView {
+        kind: rows::kind(head.get(0)),
+        dismissed: head.get(1),
+        muted_all: head.get(2),
+        members: members.into(),
+        roles,
+    })
+}
+
+async fn head(tx: &Transaction<'_>, id: ConversationId) -> Result<GroupHead> {
+    let r = tx
+        .query_opt(
+            "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code
+             FROM groups g JOIN conversations c ON c.id = g.conversation_id
+             WHERE g.conversation_id = $1",
+            &[&key(id)],
+        )
+        .await?
+        .ok_or(StoreError::NotFound("group"))?;
+    Ok(GroupHead {
+        id,
+        kind: ConversationKind::from_i64(r.get::<_, i16>(0) as i64)
+            .unwrap_or(ConversationKind::Group),
+        policy: JoinPolicy::from_i64(r.get::<_, i16>(1) as i64),
+        dismissed: r.get(2),
+        member_count: r.get::<_, i32>(3).max(0) as u32,
+        last_seq: rows::id(&r, 4),
+        invite_code: r.get(5),
+    })
+}
+
+/// Appends a system event after `last_seq` and queues it for `to`.
+async fn system_event(
+    tx: &Transaction<'_>,
+    conversation: ConversationId,
+    last_seq: u64,
+    event: &SystemEvent,
+    now_ms: i64,
+    to: Arc<[UserId]>,
+    publish: &mut Published,
+) -> Result<StoredMessage> {
+    let seq = last_seq + 1;
+    let mut m = StoredMessage {
+        conversation_id: conversation,
+        seq,
+        msg_id: 0,
+        sender_id: event.actor(),
+        client_msg_id: SystemEvent::client_msg_id(conversation, seq),
+        server_ts_ms: now_ms,
+        body: Body {
+            kind: BodyKind::System,
+            content: event.to_json(),
+        },
+        mentions: Vec::new(),
+        mention_all: false,
+    };
+    tx.execute(
+        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq)
+         VALUES ($1, $2, $3, $4)",
+        &[
+            &key(m.sender_id),
+            &m.client_msg_id,
+            &key(conversation),
+            &key(seq),
+        ],
+    )
+    .await?;
+    m.msg_id = appends::insert(tx, &[&m])
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(0);
+    tx.execute(
+        "UPDATE conversations SET last_seq = $2, last_activity_ms = GREATEST(last_activity_ms, $3)
+         WHERE id = $1",
+        &[&key(conversation), &key(seq), &now_ms],
+    )
+    .await?;
+    publish.push(Committed {
+        message: Arc::new(m.clone()),
+        members: to,
+        origin: None,
+    });
+    Ok(m)
+}
+
+/// What the rules need to know of users someone adds, in the order asked.
+async fn candidates(
+    tx: &Transaction<'_>,
+    users: &[UserId],
+    actor: UserId,
+) -> Result<Vec<Candidate>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: HashMap<u64, (bool, bool)> = tx
+        .query(
+            "SELECT u.id, u.disabled,
+                    EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.id AND b.blocked_id = $2)
+             FROM users u WHERE u.id = ANY($1)",
+            &[&keys(users), &key(actor)],
+        )
+        .await?
+        .iter()
+        .map(|r| (rows::id(r, 0), (r.get(1), r.get(2))))
+        .collect();
+    Ok(users
+        .iter()
+        .map(|&u| {
+            let (disabled, blocked) = found.get(&u).copied().unwrap_or((true, false));
+            Candidate {
+                id: u,
+                active: !disabled,
+                blocked_actor: blocked,
+            }
+        })
+        .collect())
+}
+
+async fn add_member(
+    tx: &Transaction<'_>,
+    id: ConversationId,
+    user: UserId,
+    role: Role,
+    joined_seq: u64,
+    now_ms: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO members (user_id, conversation_id, role, joined_seq, read_seq, delivered_seq, joined_at_ms)
+         VALUES ($1, $2, $3, $4, $4, $4, $5)
+         ON CONFLICT (user_id, conversation_id) DO UPDATE SET role = $3, joined_seq = $4,
+            read_seq = $4, delivered_seq = $4, left_seq = 0, muted_until_ms = 0, joined_at_ms = $5",
+        &[&key(user), &key(id), &(role as i16), &key(joined_seq), &now_ms],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE groups SET member_count = member_count + 1 WHERE conversation_id = $1",
+        &[&key(id)],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM join_requests WHERE conversation_id = $1 AND user_id = $2",
+        &[&key(id), &key(user)],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn create_group(
+    tx: &Transaction<'_>,
+    new: &NewGroup,
+    limits: GroupLimits,
+    publish: &mut Published,
+) -> Result<GroupRecord> {
+    let found = candidates(tx, &new.members, new.creator).await?;
+    let invited = rules::create_group(new.creator, &found, limits)?;
+    let id = rows::id(
+        &tx.query_one(
+            "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES ($1, $2, $2)
+             RETURNING id",
+            &[&(new.kind as i16), &new.now_ms],
+        )
+        .await?,
+        0,
+    );
+    tx.execute(
+        "INSERT INTO groups (conversation_id, name, notice, owner_id, join_policy, member_count,
+            invite_code) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        &[
+            &key(id),
+            &new.name,
+            &new.notice,
+            &key(new.creator),
+            &(new.join_policy as i16),
+            &new.invite_code,
+        ],
+    )
+    .await?;
+    add_member(tx, id, new.creator, Role::Owner, 0, new.now_ms).await?;
+    for &u in &invited {
+        add_member(tx, id, u, Role::Member, 0, new.now_ms).await?;
+    }
+    let event = SystemEvent::Created {
+        actor: new.creator,
+        name: new.name.clone(),
+        users: invited.clone(),
+    };
+    let change = Change {
+        add: invited,
+        ..Change::default()
+    };
+    let to = change.audience(&[new.creator]);
+    system_event(tx, id, 0, &event, new.now_ms, to, publish).await?;
+    super::reads::group(tx, id, new.creator).await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn join(
+    tx: &Transaction<'_>,
+    user: UserId,
+    id: ConversationId,
+    message: &str,
+    code: &str,
+    limits: GroupLimits,
+    now_ms: i64,
+    publish: &mut Published,
+) -> Result<JoinOutcome> {
+    lock(tx, id).await?.ok_or(StoreError::NotFound("group"))?;
+    let h = head(tx, id).await?;
+    let member = super::reads::role_of(tx, id, user).await?.is_some();
+    let joined_seq = match rules::join(&h, member, code, limits)? {
+        JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
+        JoinStep::Join { joined_seq } => joined_seq,
+        JoinStep::Request => {
+            tx.execute(
+                "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET message = $3, created_at_ms = $4",
+                &[&key(id), &key(user), &message, &now_ms],
+            )
+            .await?;
+            let approvers = tx
+                .query(
+                    "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq = 0
+                     AND role >= $2 ORDER BY user_id",
+                    &[&key(id), &(Role::Admin as i16)],
+                )
+                .await?
+                .iter()
+                .map(|r| rows::id(r, 0))
+                .collect();
+            let request = rows::join_request(
+                &tx.query_one(
+                    &format!(
+                        "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = $1 AND j.user_id = $2"
+                    ),
+                    &[&key(id), &key(user)],
+                )
+                .await?,
+            );
+            return Ok(JoinOutcome::Pending { request, approvers });
+        }
+    };
+    let before = view(tx, id).await?.members;
+    let change = Change {
+        add: vec![user],
+        joined_seq,
+        event: Some(SystemEvent::Joined {
+            actor: user,
+            users: vec![user],
+        }),
+        ..Change::default()
+    };
+    apply(tx, id, h.last_seq, &before, change, now_ms, publish).await?;
+    Ok(JoinOutcome::Joined)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn act(
+    tx: &Transaction<'_>,
+    actor: UserId,
+    id: ConversationId,
+    action: &GroupAction,
+    limits: GroupLimits,
+    now_ms: i64,
+    publish: &mut Published,
+) -> Result<()> {
+    lock(tx, id).await?.ok_or(StoreError::NotFound("group"))?;
+    let h = head(tx, id).await?;
+    let v = view(tx, id).await?;
+    let found = match action {
+        GroupAction::Invite(users) => candidates(tx, users, actor).await?,
+        _ => Vec::new(),
+    };
+    let asked = match action {
+        GroupAction::RespondJoin(u, _) => tx
+            .query_opt(
+                "SELECT 1 FROM join_requests WHERE conversation_id = $1 AND user_id = $2",
+                &[&key(id), &key(*u)],
+            )
+            .await?
+            .is_some(),
+        _ => false,
+    };
+    match rules::act(&h, &v.roles, actor, action, &found, asked, limits, now_ms)? {
+        Some(change) => apply(tx, id, h.last_seq, &v.members, change, now_ms, publish).await,
+        None => Ok(()),
+    }
+}
+
+/// Writes a change in the order [`Change`] gives.
+async fn apply(
+    tx: &Transaction<'_>,
+    id: ConversationId,
+    last_seq: u64,
+    before: &[UserId],
+    change: Change,
+    now_ms: i64,
+    publish: &mut Published,
+) -> Result<()> {
+    if let Some(u) = change.drop_join_request {
+        tx.execute(
+            "DELETE FROM join_requests WHERE conversation_id = $1 AND user_id = $2",
+            &[&key(id), &key(u)],
+        )
+        .await?;
+    }
+    let u = &change.update;
+    tx.execute(
+        "UPDATE groups SET name = COALESCE($2, name), notice = COALESCE($3, notice),
+            join_policy = COALESCE($4, join_policy), muted_all = COALESCE($5, muted_all),
+            invite_code = COALESCE($6, invite_code), owner_id = COALESCE($7, owner_id),
+            dismissed = dismissed OR $8
+         WHERE conversation_id = $1",
+        &[
+            &key(id),
+            &u.name,
+            &u.notice,
+            &u.join_policy.map(|p| p as i16),
+            &u.muted_all,
+            &u.invite_code,
+            &u.owner.map(key),
+            &u.dismissed,
+        ],
+    )
+    .await?;
+    for &(user, role) in &change.roles {
+        tx.execute(
+            "UPDATE members SET role = $3 WHERE conversation_id = $1 AND user_id = $2",
+            &[&key(id), &key(user), &(role as i16)],
+        )
+        .await?;
+    }
+    if let Some((user, until_ms)) = change.mute {
+        tx.execute(
+            "UPDATE members SET muted_until_ms = $3 WHERE conversation_id = $1 AND user_id = $2",
+            &[&key(id), &key(user), &until_ms],
+        )
+        .await?;
+    }
+    for &user in &change.add {
+        add_member(tx, id, user, Role::Member, change.joined_seq, now_ms).await?;
+    }
+    if let Some(event) = &change.event {
+        let to = change.audience(before);
+        let m = system_event(tx, id, last_seq, event, now_ms, to, publish).await?;
+        if let Some(user) = change.remove {
+            tx.execute(
+                "UPDATE members SET left_seq = $3 WHERE user_id = $1 AND conversation_id = $2",
+                &[&key(user), &key(id), &key(m.seq)],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE groups SET member_count = member_count - 1 WHERE conversation_id = $1",
+                &[&key(id)],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn recall(
+    tx: &Transaction<'_>,
+    actor: UserId,
+    conversation: ConversationId,
+    seq: u64,
+    window_ms: i64,
+    now_ms: i64,
+    publish: &mut Published,
+) -> Result<()> {
+    let last_seq = lock(tx, conversation)
+        .await?
+        .ok_or(StoreError::NotMember(conversation))?;
+    let v = view(tx, conversation).await?;
+    let message = tx
+        .query_opt(
+            "SELECT sender_id, body_kind, created_at_ms FROM messages
+             WHERE conversation_id = $1 AND seq = $2",
+            &[&key(conversation), &key(seq)],
+        )
+        .await?
+        .map(|r| Recallable {
+            sender: rows::id(&r, 0),
+            kind: BodyKind::from_i64(r.get::<_, i16>(1) as i64).unwrap_or(BodyKind::Custom),
+            server_ts_ms: r.get(2),
+        });
+    match rules::recall(&v, conversation, actor, message, window_ms, now_ms)? {
+        RecallStep::Done => return Ok(()),
+        RecallStep::Recall => {}
+    }
+    tx.execute(
+        "UPDATE messages SET body_kind = $3, body = '', mentions = '{}', mention_all = false
+         WHERE conversation_id = $1 AND seq = $2",
+        &[&key(conversation), &key(seq), &(BodyKind::Recalled as i16)],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM mentions WHERE conversation_id = $1 AND seq = $2",
+        &[&key(conversation), &key(seq)],
+    )
+    .await?;
+    let event = SystemEvent::Recalled { actor, seq };
+    system_event(
+        tx,
+        conversation,
+        last_seq,
+        &event,
+        now_ms,
+        v.members.clone(),
+        publish,
+    )
+    .await?;
+    Ok(())
+}

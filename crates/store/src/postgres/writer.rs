@@ -1,0 +1,370 @@
+//! The node's writer task: takes queued appends, runs as many as are
+//! waiting as one round in one transaction (group commit), commits, and
+//! only then answers each caller and publishes the new messages on the
+//! commit feed, in commit order. Changes that append a system event run
+//! through it too, one transaction each, so the feed stays in commit order.
+//! A round that raced another node's runs again; a round whose COMMIT's
+//! fate is unknown fails, and its callers' resends resolve by
+//! (sender, client_msg_id) to exactly one message.
+
+use super::appends::{self, Pairs, Round};
+use super::changes::{self, Published};
+use super::writes::collided;
+use crate::{
+    Appended, Breaker, CommitFeedSender, ConversationId, Fault, GroupAction, GroupLimits,
+    GroupRecord, JoinOutcome, NewGroup, NewMessage, Result, StoreError, UserId,
+};
+use natter_runtime::clock::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{Client, NoTls, Transaction};
+
+/// Times a round runs again after racing another transaction.
+const ATTEMPTS: usize = 4;
+
+pub enum Job {
+    Append(NewMessage, oneshot::Sender<Result<Appended>>),
+    Change(Change),
+    Close(oneshot::Sender<()>),
+}
+
+/// A change that appends a system event, with where its answer goes.
+pub enum Change {
+    CreateGroup(NewGroup, GroupLimits, oneshot::Sender<Result<GroupRecord>>),
+    Join {
+        user: UserId,
+        id: ConversationId,
+        message: String,
+        code: String,
+        limits: GroupLimits,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<JoinOutcome>>,
+    },
+    Act {
+        actor: UserId,
+        id: ConversationId,
+        action: GroupAction,
+        limits: GroupLimits,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Recall {
+        actor: UserId,
+        id: ConversationId,
+        seq: u64,
+        window_ms: i64,
+        now_ms: i64,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// A round trip on the writer's connection (readiness).
+    Probe(oneshot::Sender<Result<()>>),
+}
+
+enum Reply {
+    Group(GroupRecord),
+    Join(JoinOutcome),
+    Done,
+}
+
+impl Change {
+    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<Reply> {
+        Ok(match self {
+            Change::CreateGroup(new, limits, _) => {
+                Reply::Group(changes::create_group(tx, new, *limits, publish).await?)
+            }
+            Change::Join {
+                user,
+                id,
+                message,
+                code,
+                limits,
+                now_ms,
+                ..
+            } => Reply::Join(
+                changes::join(tx, *user, *id, message, code, *limits, *now_ms, publish).await?,
+            ),
+            Change::Act {
+                actor,
+                id,
+                action,
+                limits,
+                now_ms,
+                ..
+            } => {
+                changes::act(tx, *actor, *id, action, *limits, *now_ms, publish).await?;
+                Reply::Done
+            }
+            Change::Recall {
+                actor,
+                id,
+                seq,
+                window_ms,
+                now_ms,
+                ..
+            } => {
+                changes::recall(tx, *actor, *id, *seq, *window_ms, *now_ms, publish).await?;
+                Reply::Done
+            }
+            Change::Probe(_) => {
+                tx.query_one("SELECT 1", &[]).await?;
+                Reply::Done
+            }
+        })
+    }
+
+    fn answer(self, r: Result<Reply>) {
+        let wrong = || StoreError::bug("a change answered with another's reply");
+        match self {
+            Change::CreateGroup(_, _, reply) => {
+                let _ = reply.send(r.and_then(|x| match x {
+                    Reply::Group(g) => Ok(g),
+                    _ => Err(wrong()),
+                }));
+            }
+            Change::Join { reply, .. } => {
+                let _ = reply.send(r.and_then(|x| match x {
+                    Reply::Join(j) => Ok(j),
+                    _ => Err(wrong()),
+                }));
+            }
+            Change::Act { reply, .. } | Change::Recall { reply, .. } | Change::Probe(reply) => {
+                let _ = reply.send(r.map(|_| ()));
+            }
+        }
+    }
+}
+
+pub struct Writer {
+    pub rx: mpsc::Receiver<Job>,
+    pub config: tokio_postgres::Config,
+    /// The longest a round may take before the connection is given up.
+    pub op_timeout: Duration,
+    pub max_batch: usize,
+    pub feed: CommitFeedSender,
+    pub breaker: Arc<Breaker>,
+    pub refusing: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the database did not answer in time")]
+struct TimedOut;
+
+pub fn timed_out() -> StoreError {
+    StoreError::Fault {
+        fault: Fault::Down,
+        source: Arc::new(TimedOut),
+    }
+}
+
+/// The writer's connection, made (through the breaker) when missing.
+async fn connected<'c>(
+    client: &'c mut Option<Client>,
+    config: &tokio_postgres::Config,
+    breaker: &Breaker,
+    timeout: Duration,
+) -> Result<&'c mut Client> {
+    if client.as_ref().is_some_and(|c| c.is_closed()) {
+        *client = None;
+    }
+    breaker.admit()?;
+    if client.is_none() {
+        let made = match tokio::time::timeout(timeout, config.connect(NoTls)).await {
+            Ok(Ok((c, connection))) => {
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "writer connection ended");
+                    }
+                });
+                Ok(c)
+            }
+            Ok(Err(e)) => Err(StoreError::from(e)),
+            Err(_) => Err(timed_out()),
+        };
+        // A failure is recorded on the breaker by the caller, with the
+        // outcome of what it was connecting for.
+        *client = Some(made?);
+    }
+    client
+        .as_mut()
+        .ok_or(StoreError::bug("the writer's connection vanished"))
+}
+
+impl Writer {
+    pub async fn run(mut self) {
+        let mut client: Option<Client> = None;
+        let mut pairs = Pairs::new();
+        let mut carry: Option<Job> = None;
+        loop {
+            let job = match carry.take() {
+                Some(j) => j,
+                None => match self.rx.recv().await {
+                    Some(j) => j,
+                    None => break,
+                },
+            };
+            metrics::gauge!("natter_store_queue_depth").set(self.rx.len() as f64);
+            match job {
+                Job::Close(reply) => {
+                    let _ = reply.send(());
+                    break;
+                }
+                Job::Change(c) => {
+                    if self.refusing.load(Ordering::Relaxed) {
+                        c.answer(Err(StoreError::Unavailable));
+                        continue;
+                    }
+                    self.change(&mut client, c).await;
+                }
+                Job::Append(new, reply) => {
+                    let mut batch = vec![(new, reply)];
+                    while batch.len() < self.max_batch {
+                        match self.rx.try_recv() {
+                            Ok(Job::Append(n, r)) => batch.push((n, r)),
+                            Ok(other) => {
+                                carry = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if self.refusing.load(Ordering::Relaxed) {
+                        for (_, r) in batch {
+                            let _ = r.send(Err(StoreError::Unavailable));
+                        }
+                        continue;
+                    }
+                    self.appends(&mut client, &mut pairs, batch).await;
+                }
+            }
+        }
+        self.rx.close();
+        // Anything that raced the close is refused, not dropped silently.
+        while let Ok(job) = self.rx.try_recv() {
+            match job {
+                Job::Append(_, r) => {
+                    let _ = r.send(Err(StoreError::Unavailable));
+                }
+                Job::Change(c) => c.answer(Err(StoreError::Unavailable)),
+                Job::Close(r) => {
+                    let _ = r.send(());
+                }
+            }
+        }
+    }
+
+    async fn appends(
+        &self,
+        client: &mut Option<Client>,
+        pairs: &mut Pairs,
+        batch: Vec<(NewMessage, oneshot::Sender<Result<Appended>>)>,
+    ) {
+        let (news, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
+        let started = Instant::now();
+        let mut outcome = Err(StoreError::Unavailable);
+        for _ in 0..ATTEMPTS {
+            let c = match connected(client, &self.config, &self.breaker, self.op_timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
+            let round = async {
+                let tx = c.transaction().await?;
+                let out = appends::round(&tx, &news, pairs).await?;
+                tx.commit().await?;
+                Ok::<_, Round>(out)
+            };
+            let r = match tokio::time::timeout(self.op_timeout, round).await {
+                Ok(r) => r,
+                Err(_) => Err(Round::Failed(timed_out())),
+            };
+            match r {
+                Ok(out) => {
+                    outcome = Ok(out);
+                    break;
+                }
+                Err(Round::Raced) => {
+                    pairs.clear();
+                    continue;
+                }
+                Err(Round::Failed(e)) => {
+                    // Pairs found or made in a rolled-back round may not exist.
+                    pairs.clear();
+                    if e.fault() == Some(Fault::Down) {
+                        *client = None;
+                    }
+                    let again = collided(&e);
+                    outcome = Err(e);
+                    if !again {
+                        break;
+                    }
+                }
+            }
+        }
+        self.breaker.record(&outcome);
+        metrics::histogram!("natter_store_batch_size").record(news.len() as f64);
+        metrics::histogram!("natter_store_commit_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok((answers, publish)) => {
+                // Published before the callers hear back, in commit order.
+                for c in publish {
+                    self.feed.publish(c);
+                }
+                for (a, r) in answers.into_iter().zip(replies) {
+                    let _ = r.send(a);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, size = news.len(), "append round failed");
+                for r in replies {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    async fn change(&self, client: &mut Option<Client>, change: Change) {
+        let mut outcome = Err(StoreError::Unavailable);
+        let mut publish = Vec::new();
+        for _ in 0..ATTEMPTS {
+            publish.clear();
+            let c = match connected(client, &self.config, &self.breaker, self.op_timeout).await {
+                Ok(c) => c,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
+            let run = async {
+                let tx = c.transaction().await?;
+                let out = change.run(&tx, &mut publish).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(out)
+            };
+            let r = match tokio::time::timeout(self.op_timeout, run).await {
+                Ok(r) => r,
+                Err(_) => Err(timed_out()),
+            };
+            let again = matches!(&r, Err(e) if collided(e));
+            if let Err(e) = &r {
+                if e.fault() == Some(Fault::Down) {
+                    *client = None;
+                }
+            }
+            outcome = r;
+            if !again {
+                break;
+            }
+        }
+        self.breaker.record(&outcome);
+        if outcome.is_ok() {
+            for c in publish {
+                self.feed.publish(c);
+            }
+        }
+        change.answer(outcome);
+    }
+}

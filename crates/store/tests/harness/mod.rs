@@ -1,0 +1,197 @@
+//! The conformance suite's harness: a fresh database per test for each
+//! backend, and the few helpers every test uses.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use natter_store::model::*;
+use natter_store::postgres::{PgOptions, PgStore};
+use natter_store::sqlite::{SqliteOptions, SqliteStore};
+use natter_store::{commit_feed, CommitFeed, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub fn page(items: usize) -> Page {
+    Page {
+        items,
+        bytes: usize::MAX,
+    }
+}
+
+pub fn msg(sender: UserId, peer: UserId, id: &str) -> NewMessage {
+    NewMessage {
+        sender_id: sender,
+        target: Target::Peer(peer),
+        client_msg_id: id.into(),
+        body: Body {
+            kind: BodyKind::Text,
+            content: format!("text {id}"),
+        },
+        mentions: Vec::new(),
+        mention_all: false,
+        friends_only: false,
+        now_ms: 1,
+        origin: None,
+    }
+}
+
+enum Db {
+    Sqlite(tempfile::TempDir),
+    Postgres(Schema),
+}
+
+/// One test's database and the store open on it.
+pub struct Env {
+    store: Option<Arc<dyn Store>>,
+    feed: CommitFeed,
+    db: Db,
+}
+
+fn feed() -> (natter_store::CommitFeedSender, CommitFeed) {
+    let (tx, mut feeds) = commit_feed(1, 1 << 16);
+    (tx, feeds.remove(0))
+}
+
+pub async fn sqlite() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, feed) = open_sqlite(&dir);
+    Env {
+        store: Some(store),
+        feed,
+        db: Db::Sqlite(dir),
+    }
+}
+
+fn open_sqlite(dir: &tempfile::TempDir) -> (Arc<dyn Store>, CommitFeed) {
+    let (tx, rx) = feed();
+    let store = SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx).unwrap();
+    (Arc::new(store), rx)
+}
+
+/// A PostgreSQL store on a fresh schema, or `None` (with the reason
+/// printed) when NATTER_TEST_POSTGRES_URL is not set.
+pub async fn postgres() -> Option<Env> {
+    let Ok(base) = std::env::var("NATTER_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: NATTER_TEST_POSTGRES_URL is not set (PostgreSQL half of the suite)");
+        return None;
+    };
+    let schema = Schema::create(&base).await;
+    let (store, feed) = open_pg(&schema.url).await;
+    Some(Env {
+        store: Some(store),
+        feed,
+        db: Db::Postgres(schema),
+    })
+}
+
+async fn open_pg(url: &str) -> (Arc<dyn Store>, CommitFeed) {
+    let (tx, rx) = feed();
+    let mut opts = PgOptions::new(url);
+    opts.pool_size = 4;
+    let store = PgStore::open(opts, tx).await.unwrap();
+    (Arc::new(store), rx)
+}
+
+impl Env {
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_deref().unwrap()
+    }
+
+    pub fn shared(&self) -> Arc<dyn Store> {
+        self.store.clone().unwrap()
+    }
+
+    /// Everything published on the commit feed so far.
+    pub fn drain_feed(&mut self) -> Vec<Committed> {
+        std::iter::from_fn(|| self.feed.try_recv()).collect()
+    }
+
+    /// Closes the store and opens a new one on the same database, as a
+    /// restart would.
+    pub async fn reopen(&mut self) {
+        if let Some(s) = self.store.take() {
+            s.close().await;
+        }
+        let (store, feed) = match &self.db {
+            Db::Sqlite(dir) => open_sqlite(dir),
+            Db::Postgres(schema) => open_pg(&schema.url).await,
+        };
+        self.store = Some(store);
+        self.feed = feed;
+    }
+
+    /// A second store on the same database, as another node would open
+    /// it; `None` for a backend that is single-process.
+    pub async fn second_node(&self) -> Option<Arc<dyn Store>> {
+        match &self.db {
+            Db::Sqlite(_) => None,
+            Db::Postgres(schema) => Some(open_pg(&schema.url).await.0),
+        }
+    }
+
+    pub async fn close(mut self) {
+        if let Some(s) = self.store.take() {
+            s.close().await;
+        }
+    }
+}
+
+/// A schema of its own on the shared test database, dropped afterwards.
+pub struct Schema {
+    base: String,
+    name: String,
+    pub url: String,
+}
+
+static SCHEMAS: AtomicU64 = AtomicU64::new(0);
+
+impl Schema {
+    pub async fn create(base: &str) -> Schema {
+        let name = format!(
+            "natter_t_{}_{}",
+            std::process::id(),
+            SCHEMAS.fetch_add(1, Ordering::Relaxed)
+        );
+        let (c, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let task = tokio::spawn(conn);
+        c.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+        ))
+        .await
+        .unwrap();
+        drop(c);
+        let _ = task.await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
+        Schema {
+            base: base.to_owned(),
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on:
+        // the schema goes on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                    let task = tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .await;
+                    drop(c);
+                    let _ = task.await;
+                }
+            });
+        })
+        .join();
+    }
+}
