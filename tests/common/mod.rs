@@ -57,6 +57,47 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c
 }
 
+/// The store the black-box tests run on: `NATTER_TEST_BACKEND=sqlite`
+/// (the default) or `postgres` (on NATTER_TEST_POSTGRES_URL, which must
+/// then be set).
+pub fn backend() -> natter::config::Backend {
+    match std::env::var("NATTER_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => natter::config::Backend::Sqlite,
+        Ok("postgres") => natter::config::Backend::Postgres,
+        Ok(other) => panic!("NATTER_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
+/// Whether this run is on SQLite; tests of SQLite's own files say so and
+/// skip on other backends.
+pub fn on_sqlite(test: &str) -> bool {
+    let yes = backend() == natter::config::Backend::Sqlite;
+    if !yes {
+        eprintln!("skipped: {test} is about SQLite's own files; this run is on {:?}", backend());
+    }
+    yes
+}
+
+/// On PostgreSQL, the URL of the database belonging to data directory
+/// `dir`: a schema of its own, made on first use and kept with the
+/// directory, so a server restarted on the same directory finds its data.
+pub async fn postgres_url_for(dir: &std::path::Path) -> Option<String> {
+    if backend() != natter::config::Backend::Postgres {
+        return None;
+    }
+    let file = dir.join("postgres-url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return Some(url);
+    }
+    let base = std::env::var("NATTER_TEST_POSTGRES_URL")
+        .expect("NATTER_TEST_BACKEND=postgres needs NATTER_TEST_POSTGRES_URL");
+    let schema = natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
+        .await
+        .expect("a test schema");
+    std::fs::write(&file, &schema.url).expect("write the schema's URL");
+    Some(schema.url.clone())
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         TestServer::start_with(|_| {}).await
@@ -69,6 +110,10 @@ impl TestServer {
 
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = test_config(dir.path());
+        if let Some(url) = postgres_url_for(dir.path()).await {
+            config.store.backend = natter::config::Backend::Postgres;
+            config.store.url = url;
+        }
         tweak(&mut config);
         let listeners = Listeners::bind(&config.listen).await.expect("bind");
         let tcp = listeners.tcp_addr().to_string();
@@ -374,6 +419,10 @@ impl Binary {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);
+        if let Some(url) = postgres_url_for(dir).await {
+            cmd.env("NATTER_STORE__BACKEND", "postgres")
+                .env("NATTER_STORE__URL", url);
+        }
         for (k, v) in BINARY_ENV.iter().chain(env) {
             cmd.env(k, v);
         }

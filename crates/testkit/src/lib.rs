@@ -14,6 +14,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod pg;
 mod relay;
 
 use std::fmt;

@@ -6,7 +6,7 @@ use natter_store::model::*;
 use natter_store::postgres::{PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore};
 use natter_store::{commit_feed, CommitFeed, Store};
-use std::sync::atomic::{AtomicU64, Ordering};
+use natter_testkit::pg::Schema;
 use std::sync::Arc;
 
 pub fn page(items: usize) -> Page {
@@ -73,7 +73,7 @@ pub async fn postgres() -> Option<Env> {
         eprintln!("skipped: NATTER_TEST_POSTGRES_URL is not set (PostgreSQL half of the suite)");
         return None;
     };
-    let schema = Schema::create(&base).await;
+    let schema = Schema::create(&base, "natter_c_", true).await.unwrap();
     let (store, feed) = open_pg(&schema.url).await;
     Some(Env {
         store: Some(store),
@@ -134,64 +134,3 @@ impl Env {
     }
 }
 
-/// A schema of its own on the shared test database, dropped afterwards.
-pub struct Schema {
-    base: String,
-    name: String,
-    pub url: String,
-}
-
-static SCHEMAS: AtomicU64 = AtomicU64::new(0);
-
-impl Schema {
-    pub async fn create(base: &str) -> Schema {
-        let name = format!(
-            "natter_t_{}_{}",
-            std::process::id(),
-            SCHEMAS.fetch_add(1, Ordering::Relaxed)
-        );
-        let (c, conn) = tokio_postgres::connect(base, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        let task = tokio::spawn(conn);
-        c.batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
-        ))
-        .await
-        .unwrap();
-        drop(c);
-        let _ = task.await;
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{name}");
-        Schema {
-            base: base.to_owned(),
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (base, name) = (self.base.clone(), self.name.clone());
-        // Drop runs inside the test's runtime, which cannot be blocked on:
-        // the schema goes on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok((c, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
-                    let task = tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
-                        .await;
-                    drop(c);
-                    let _ = task.await;
-                }
-            });
-        })
-        .join();
-    }
-}
