@@ -1,5 +1,6 @@
 //! Durability and lifecycle with the real binary: every ACKed message
-//! survives SIGKILL; SIGTERM and in-process shutdown drain with GOING_AWAY.
+//! survives SIGKILL; SIGTERM and in-process shutdown drain with GOING_AWAY;
+//! a second server on the same data directory refuses to start.
 
 mod common;
 
@@ -143,6 +144,44 @@ async fn acked_messages_survive_sigkill() {
         stored.len() as u64 + 1,
         "seq continues without reuse"
     );
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Binary::start(dir.path(), &[], &[]).await;
+
+    let mut second = Command::new(env!("CARGO_BIN_EXE_natter"));
+    second
+        .args(["serve", "--tcp-addr", "127.0.0.1:0", "--ws-addr", ""])
+        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("NATTER_TEST_POSTGRES_URL", "postgres://unused")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in BINARY_ENV {
+        second.env(k, v);
+    }
+    let out = tokio::time::timeout(WAIT, second.output())
+        .await
+        .expect("the second server exits in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.contains("cannot open the database"), "{stderr}");
+    assert!(
+        stderr.contains("in use by another natter process"),
+        "{stderr}"
+    );
+
+    // The first server never noticed.
+    let c = Client::connect(&first.tcp).await.unwrap();
+    c.register("alice", PASSWORD).await.unwrap();
+    let (_alice, ok) = login(&first.tcp, "alice", "a").await;
+    assert!(ok.user_id > 0);
+    assert_eq!(first.get("/healthz").await.0, 200);
 }
 
 #[tokio::test]

@@ -73,7 +73,10 @@ pub fn backend() -> natter::config::Backend {
 pub fn on_sqlite(test: &str) -> bool {
     let yes = backend() == natter::config::Backend::Sqlite;
     if !yes {
-        eprintln!("skipped: {test} is about SQLite's own files; this run is on {:?}", backend());
+        eprintln!(
+            "skipped: {test} is about SQLite's own files; this run is on {:?}",
+            backend()
+        );
     }
     yes
 }

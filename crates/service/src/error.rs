@@ -87,6 +87,10 @@ impl From<StoreError> for ServiceError {
             StoreError::NotMember(_) => ServiceError::Forbidden(e.to_string()),
             StoreError::Refused(r) => refused(r),
             StoreError::Unavailable => ServiceError::Unavailable(Unavailable::ShuttingDown),
+            // Only `open` fails these ways, so no request ever gets here.
+            StoreError::Locked { .. } | StoreError::NewerSchema { .. } => {
+                ServiceError::Internal(e.to_string())
+            }
             StoreError::Fault { fault, source } => {
                 tracing::warn!(?fault, error = %source, "storage fault");
                 ServiceError::Unavailable(match fault {
@@ -95,8 +99,6 @@ impl From<StoreError> for ServiceError {
                     Fault::Down => Unavailable::DatabaseDown,
                 })
             }
-            // Only opening a store fails this way.
-            e @ StoreError::NewerSchema { .. } => ServiceError::Internal(e.to_string()),
             e @ StoreError::Backend { .. } => {
                 tracing::error!(error = %e, "store failure");
                 ServiceError::Internal("storage failure".into())

@@ -29,6 +29,11 @@ pub enum StoreError {
     /// touch it.
     #[error("the database schema is version {found}, newer than this binary knows ({known}); run a newer natter")]
     NewerSchema { found: usize, known: usize },
+    /// Another process (or another open store) holds the database's lock
+    /// file: two writers would each trust their own seq cache and hand out
+    /// the same seqs.
+    #[error("the data directory is in use by another natter process (lock held on {path}); stop it first, or use another data_dir")]
+    Locked { path: std::path::PathBuf },
     /// A failure that is a bug (bad SQL, a broken invariant), with what
     /// was being done and the backend's own error when there is one.
     #[error("storage backend error: {what}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]

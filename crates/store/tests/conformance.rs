@@ -57,6 +57,7 @@ conformance!(
     writes_stop_when_told,
     two_nodes_append_to_one_conversation,
     two_nodes_race_on_one_client_msg_id,
+    a_newer_schema_is_refused,
 );
 
 const LIMITS: GroupLimits = GroupLimits {
@@ -267,6 +268,7 @@ async fn seqs_are_dense_and_resends_idempotent(mut env: Env) {
     all.sort_unstable();
     assert_eq!(all, (6..=105).collect::<Vec<_>>());
     // After a restart the next seq follows on.
+    drop(s);
     env.reopen().await;
     let next = env
         .store()
@@ -1131,4 +1133,17 @@ async fn two_nodes_race_on_one_client_msg_id(env: Env) {
     );
     other.close().await;
     env.close().await;
+}
+
+async fn a_newer_schema_is_refused(mut env: Env) {
+    users(env.store(), &["a"]).await;
+    match env.open_as_if_newer().await {
+        Err(e @ StoreError::NewerSchema { found: 999, .. }) => {
+            assert!(
+                e.to_string().contains("newer than this binary knows"),
+                "{e}"
+            );
+        }
+        other => panic!("a newer schema was not refused: {other:?}"),
+    }
 }

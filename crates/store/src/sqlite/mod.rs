@@ -60,6 +60,9 @@ impl SqliteOptions {
 }
 
 pub struct SqliteStore {
+    /// The exclusive lock on `<db>.lock`, held for as long as the store
+    /// lives: the writer's caches assume it is the only writer.
+    _lock: std::fs::File,
     writer: mpsc::Sender<Job>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<ReadPool>,
@@ -84,10 +87,46 @@ fn open_conn(opts: &SqliteOptions) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// Takes the exclusive lock on `<db>.lock` without waiting. The lock file is
+/// never removed: the lock, not the file's existence, says who owns the
+/// database, so a crashed process leaves nothing stale behind.
+fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    let path = PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_fault)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_fault(e)),
+    }
+}
+
+fn io_fault(e: std::io::Error) -> StoreError {
+    StoreError::Fault {
+        fault: crate::Fault::Io,
+        source: Arc::new(e),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating and migrating as needed) the database at `opts.path`.
     /// Newly committed messages are published on `feed`.
+    ///
+    /// Fails with [`StoreError::Locked`] while another store (in this
+    /// process or another) has the same database open.
     pub fn open(opts: SqliteOptions, feed: CommitFeedSender) -> Result<Self> {
+        let lock = lock_database(&opts.path)?;
+        // The writer thread holds the lock too (the same open file, so the
+        // same lock): a store dropped without `close` leaves its writer
+        // finishing the queue, and nobody else may write until it has.
+        let writer_lock = lock.try_clone().map_err(io_fault)?;
         let mut conn = open_conn(&opts)?;
         schema::migrate(&mut conn)?;
         let readers = (0..opts.readers.max(1))
@@ -102,9 +141,13 @@ impl SqliteStore {
         let h = health.clone();
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_batch, feed, checkpointer, h))
+            .spawn(move || {
+                let _lock = writer_lock;
+                writer::run(conn, rx, max_batch, feed, checkpointer, h)
+            })
             .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         Ok(SqliteStore {
+            _lock: lock,
             writer: tx,
             writer_thread: Mutex::new(Some(thread)),
             readers: Arc::new(ReadPool {

@@ -128,9 +128,16 @@ const MIGRATIONS: &[&str] = &[
     UPDATE groups SET invite_code = lower(hex(randomblob(16)));",
 ];
 
-/// Brings the database up to the newest schema, one transaction per step.
-pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+/// Brings the database up to the newest schema, one transaction per step;
+/// refuses a database a newer natter has migrated.
+pub fn migrate(conn: &mut Connection) -> crate::Result<()> {
     let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if current > MIGRATIONS.len() {
+        return Err(crate::StoreError::NewerSchema {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;

@@ -56,6 +56,46 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database() {
     }
 }
 
+/// Opens a second store on `dir`'s database, with a feed of its own.
+fn open_again(dir: &tempfile::TempDir) -> Result<SqliteStore> {
+    let (tx, _feeds) = commit_feed(1, 1 << 16);
+    SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx)
+}
+
+/// Two stores on one file would each hand out seqs from their own cache:
+/// the second is refused for as long as the first lives, closed or not.
+#[tokio::test]
+async fn a_second_store_on_the_same_database_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _feed) = open(&dir);
+    first.create_user("a", "h", 0).await.unwrap();
+    let Err(e) = open_again(&dir) else {
+        panic!("a second store opened the same database");
+    };
+    let lock = dir.path().join("t.db.lock");
+    assert!(
+        matches!(&e, StoreError::Locked { path } if *path == lock),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "the data directory is in use by another natter process (lock held on {}); \
+             stop it first, or use another data_dir",
+            lock.display()
+        )
+    );
+    first.close().await;
+    assert!(
+        matches!(open_again(&dir), Err(StoreError::Locked { .. })),
+        "close must not give up the lock before the store is dropped"
+    );
+    drop(first);
+    let again = open_again(&dir).unwrap();
+    assert!(again.user_by_name("a").await.unwrap().is_some());
+    again.close().await;
+}
+
 async fn group_of(store: &SqliteStore, owner: UserId, members: Vec<UserId>) -> u64 {
     store
         .create_group(

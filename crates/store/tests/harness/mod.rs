@@ -127,10 +127,39 @@ impl Env {
         }
     }
 
+    /// Closes the store, marks its database as migrated by a newer binary,
+    /// and tries to open it again.
+    pub async fn open_as_if_newer(&mut self) -> Result<(), natter_store::StoreError> {
+        if let Some(s) = self.store.take() {
+            s.close().await;
+        }
+        match &self.db {
+            Db::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+                c.pragma_update(None, "user_version", 999).unwrap();
+                drop(c);
+                let (tx, _rx) = feed();
+                SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx).map(drop)
+            }
+            Db::Postgres(schema) => {
+                let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.execute("UPDATE natter_schema SET version = 999", &[])
+                    .await
+                    .unwrap();
+                let (tx, _rx) = feed();
+                PgStore::open(PgOptions::new(&schema.url), tx)
+                    .await
+                    .map(drop)
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         if let Some(s) = self.store.take() {
             s.close().await;
         }
     }
 }
-
