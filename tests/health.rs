@@ -31,6 +31,11 @@ async fn until_ready(server: &Binary, want: u16) -> String {
 
 #[tokio::test]
 async fn a_store_that_cannot_write_says_so_and_recovers_without_a_restart() {
+    // A file size limit on the server process stands for a full disk under
+    // SQLite; PostgreSQL's outages are tested through a proxy instead.
+    if !on_sqlite("a full disk under the SQLite file") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let server = Binary::start(dir.path(), &[], &[]).await;
     let mut alice = Client::connect(&server.tcp).await.unwrap();

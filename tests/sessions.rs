@@ -259,6 +259,11 @@ async fn silent_sessions_time_out_and_pinging_ones_stay() {
 /// connection is closed at its auth timeout without the test waiting.
 #[tokio::test(start_paused = true)]
 async fn the_auth_timeout_runs_on_the_paused_clock() {
+    // A paused clock jumps over every wait the runtime sees as idle,
+    // network round trips to a database server included.
+    if !on_sqlite("the paused-clock auth timeout") {
+        return;
+    }
     let server = TestServer::start_with(|c| c.session.auth_timeout_ms = 5_000).await;
     let started = tokio::time::Instant::now();
     let mut raw = Raw::connect(&server.tcp).await;

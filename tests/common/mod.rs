@@ -68,8 +68,8 @@ pub fn backend() -> natter::config::Backend {
     }
 }
 
-/// Whether this run is on SQLite; tests of SQLite's own files say so and
-/// skip on other backends.
+/// Whether this run is on SQLite; a test that holds only there (SQLite's
+/// own files, or a paused clock) says so and skips on other backends.
 pub fn on_sqlite(test: &str) -> bool {
     let yes = backend() == natter::config::Backend::Sqlite;
     if !yes {

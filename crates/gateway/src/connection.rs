@@ -303,6 +303,12 @@ impl Conn {
             if self.in_flight.len() >= MAX_IN_FLIGHT {
                 self.finish_in_flight().await;
             }
+            // Answers come faster than the socket takes them here (nothing
+            // waits for a commit any more): let the queue drain rather than
+            // close a client that is reading as a slow consumer.
+            while self.out.backlog().0 > self.out.backlog().1 / 2 && Instant::now() < until {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
             // Bytes already in the socket may not have been seen by the
             // runtime yet: wait a moment for them, never long.
             let wait = QUIET_AT_SHUTDOWN.min(until.saturating_duration_since(Instant::now()));

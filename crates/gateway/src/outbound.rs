@@ -52,6 +52,12 @@ pub enum Pushed {
 }
 
 impl Outbound {
+    /// Frames queued and not yet written, and how many the queue holds.
+    pub fn backlog(&self) -> (usize, usize) {
+        let max = self.tx.max_capacity();
+        (max - self.tx.capacity(), max)
+    }
+
     /// Whether a frame (as encoded, length prefix included) is within the
     /// frame limit told to the client.
     pub fn fits(&self, frame: &Bytes) -> bool {

@@ -1,5 +1,6 @@
 //! A circuit breaker in front of a database server. After `failures`
-//! consecutive failures that say the server is unreachable or stalled, it
+//! consecutive failures that say the server is unreachable or stalled
+//! (not merely busy), it
 //! opens: callers are refused at once (no connection attempts, no waits)
 //! for `open_for`. Then one probe goes through (half-open): success closes
 //! it, failure opens it again. Its state is the `natter_store_breaker_state`
@@ -84,10 +85,9 @@ impl Breaker {
     /// server is unreachable or stalled count; a refusal or a bug says the
     /// server answered.
     pub fn record<T>(&self, outcome: &Result<T, StoreError>) {
-        let down = matches!(
-            outcome,
-            Err(e) if matches!(e.fault(), Some(Fault::Down | Fault::Busy))
-        );
+        // Busy (pool exhausted, statement timeout, lock conflicts) is load
+        // on a server that answers: backing off is the callers' business.
+        let down = matches!(outcome, Err(e) if e.fault() == Some(Fault::Down));
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let next = match (*s, down) {
             (_, false) => State::Closed { failures: 0 },

@@ -193,8 +193,8 @@ impl PgStore {
     }
 }
 
-/// Runs a write transaction on a pooled connection; SERIALIZABLE ones are
-/// run again (a few times) when they collide with another.
+/// Runs a write transaction on a pooled connection, again (a few times)
+/// when the server picked it as a deadlock's victim.
 macro_rules! transaction {
     ($store:expr, $level:expr, |$tx:ident| $body:expr) => {{
         let mut attempt = 0;
@@ -221,7 +221,6 @@ macro_rules! transaction {
     }};
 }
 
-const SERIAL: IsolationLevel = IsolationLevel::Serializable;
 const COMMITTED: IsolationLevel = IsolationLevel::ReadCommitted;
 
 #[async_trait]
@@ -367,7 +366,7 @@ impl Store for PgStore {
         message: &str,
         now_ms: i64,
     ) -> Result<FriendRequestOutcome> {
-        transaction!(self, SERIAL, |tx| writes::send_friend_request(
+        transaction!(self, COMMITTED, |tx| writes::send_friend_request(
             tx, from, to, message, now_ms
         )
         .await?)
@@ -381,7 +380,7 @@ impl Store for PgStore {
         reply: &str,
         now_ms: i64,
     ) -> Result<FriendRequestRecord> {
-        transaction!(self, SERIAL, |tx| writes::respond_friend_request(
+        transaction!(self, COMMITTED, |tx| writes::respond_friend_request(
             tx, me, request, accept, reply, now_ms
         )
         .await?)
@@ -413,7 +412,7 @@ impl Store for PgStore {
     }
 
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
-        transaction!(self, SERIAL, |tx| writes::remove_friend(tx, me, other)
+        transaction!(self, COMMITTED, |tx| writes::remove_friend(tx, me, other)
             .await?)
     }
 
@@ -424,7 +423,7 @@ impl Store for PgStore {
         blocked: bool,
         max_blocked: usize,
     ) -> Result<()> {
-        transaction!(self, SERIAL, |tx| writes::set_blocked(
+        transaction!(self, COMMITTED, |tx| writes::set_blocked(
             tx,
             me,
             other,

@@ -1,8 +1,9 @@
 //! Writes that append nothing to a conversation: accounts, sessions,
 //! cursors, friends and blocks. Each is one transaction on a pooled
-//! connection; the social ones run SERIALIZABLE (and are retried when they
-//! race) so that two nodes cannot interleave, say, two crossing friend
-//! requests into a state a single writer could not produce.
+//! connection. A social write first locks the rows of the users it is
+//! about, in id order, so that two nodes cannot interleave, say, two
+//! crossing friend requests into a state a single writer could not produce
+//! (and never deadlock doing so).
 
 use super::rows::{self, key, keys, REQUEST_SELECT};
 use crate::rules::{self, RequestFacts, RequestStep};
@@ -199,6 +200,16 @@ pub async fn mark_read(
 
 // ---- friends and blocks
 
+/// Locks the users' rows, in id order, for the rest of the transaction.
+pub async fn lock_users(c: &impl GenericClient, users: &[UserId]) -> Result<()> {
+    c.query(
+        "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&keys(users)],
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn is_active(c: &impl GenericClient, id: UserId) -> Result<bool> {
     Ok(
         c.query_opt("SELECT disabled FROM users WHERE id = $1", &[&key(id)])
@@ -272,6 +283,7 @@ pub async fn send_friend_request(
     message: &str,
     now_ms: i64,
 ) -> Result<FriendRequestOutcome> {
+    lock_users(c, &[from, to]).await?;
     let facts = if from == to {
         RequestFacts::default()
     } else {
@@ -328,6 +340,10 @@ pub async fn respond_friend_request(
     reply: &str,
     now_ms: i64,
 ) -> Result<FriendRequestRecord> {
+    if let Some(r) = request(c, id).await? {
+        lock_users(c, &[r.from, r.to]).await?;
+    }
+    // Read again under the locks: another node may have answered it.
     let r = request(c, id).await?;
     let from_active = match &r {
         Some(r) if accept => is_active(c, r.from).await?,
@@ -359,6 +375,7 @@ pub async fn set_remark(
 }
 
 pub async fn remove_friend(c: &impl GenericClient, me: UserId, other: UserId) -> Result<()> {
+    lock_users(c, &[me, other]).await?;
     let n = c
         .execute(
             "DELETE FROM friends WHERE (user_id = $1 AND friend_id = $2)
@@ -379,6 +396,8 @@ pub async fn set_blocked(
     blocked: bool,
     max_blocked: usize,
 ) -> Result<()> {
+    // The blocker's row is what keeps two nodes from both passing the cap.
+    lock_users(c, &[me, other]).await?;
     let (active, already) = if me == other {
         (true, false)
     } else {
@@ -404,7 +423,8 @@ pub async fn set_blocked(
     Ok(())
 }
 
-/// Whether an error is two SERIALIZABLE transactions colliding.
+/// Whether an error is a transaction losing a race (a deadlock victim, a
+/// serialization failure): it can run again as it was.
 pub fn collided(e: &StoreError) -> bool {
     match e {
         StoreError::Fault { source, .. } => source
