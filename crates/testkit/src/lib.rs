@@ -44,6 +44,10 @@ pub enum Mode {
     /// Relay, delaying every chunk by this many milliseconds from when it
     /// arrived, in each direction, order preserved.
     Slow(u64),
+    /// Relay toward the server, but hold everything coming back (held,
+    /// not dropped): the server does what it is asked and its answers are
+    /// lost to the client, as when a link dies after a request went out.
+    HoldReplies,
 }
 
 /// A fault-injecting proxy on 127.0.0.1 in front of one upstream address.
@@ -291,6 +295,28 @@ mod tests {
             .expect("the late connection's bytes arrive after the stall")
             .unwrap();
         assert_eq!(&late_buf, b"late");
+    }
+
+    /// The request reaches the server (a second upstream connection shows
+    /// it was relayed: the echo server answers), but the answer is held.
+    #[tokio::test]
+    async fn hold_replies_lets_requests_through_and_keeps_the_answers() {
+        let proxy = FaultProxy::start(echo_server().await).await.unwrap();
+        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+        round_trip(&mut stream, b"warm").await;
+        proxy.set(Mode::HoldReplies);
+        stream.write_all(b"sent").await.unwrap();
+        let mut buf = [0u8; 4];
+        assert!(
+            timeout(NOT_YET, stream.read(&mut buf)).await.is_err(),
+            "an answer went through while replies were held"
+        );
+        proxy.set(Mode::Pass);
+        timeout(HAPPENS, stream.read_exact(&mut buf))
+            .await
+            .expect("the held answer arrives")
+            .unwrap();
+        assert_eq!(&buf, b"sent", "the request had reached the server");
     }
 
     #[tokio::test]

@@ -122,8 +122,8 @@ async fn relay(
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
         tokio::try_join!(
-            pump(client_read, server_write, mode.clone()),
-            pump(server_read, client_write, mode.clone()),
+            pump(client_read, server_write, mode.clone(), Toward::Server),
+            pump(server_read, client_write, mode.clone(), Toward::Client),
         )
     };
     // Either direction may notice first, and the other may already have
@@ -170,7 +170,19 @@ enum Event {
 /// arrived (a latency, not a bandwidth cap), and so that a mode change is seen
 /// even while the peer is not reading. Ends `Ok` after relaying the sender's
 /// end of stream.
-async fn pump<R, W>(mut from: R, mut to: W, mut mode: watch::Receiver<Mode>) -> Result<(), Stop>
+/// Which way a pump copies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Toward {
+    Server,
+    Client,
+}
+
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    mut mode: watch::Receiver<Mode>,
+    toward: Toward,
+) -> Result<(), Stop>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -190,7 +202,11 @@ where
         }
         // Stall reads nothing as well as writing nothing, so what the sender
         // writes meanwhile waits in the kernel and keeps its order.
-        let flowing = current != Mode::Stall;
+        let flowing = match current {
+            Mode::Stall => false,
+            Mode::HoldReplies => toward == Toward::Server,
+            _ => true,
+        };
         let can_read = flowing && !eof && held_bytes < MAX_HELD;
         let can_write = flowing && !held.is_empty();
         let event = tokio::select! {

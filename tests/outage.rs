@@ -1,0 +1,337 @@
+//! PostgreSQL misbehaving under a running server, through a fault-injecting
+//! proxy between natter and the database: cut, stalled, slow. Nothing
+//! uncommitted is ACKed, senders hear UNAVAILABLE with a retry hint quickly,
+//! /readyz says so while the breaker is open, the server recovers by itself
+//! when the database is back, and every ACKed message is stored exactly
+//! once, resends of unanswered ones included. Needs NATTER_TEST_POSTGRES_URL
+//! (skipped, with the reason printed, when it is unset).
+
+mod common;
+
+use common::*;
+use natter_client::{pb, Client, ClientError};
+use natter_testkit::{FaultProxy, Mode};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A server whose PostgreSQL connections all go through `proxy`.
+async fn behind_proxy(
+    tweak: impl FnOnce(&mut natter::Config),
+) -> Option<(TestServer, FaultProxy, String)> {
+    let Ok(base) = std::env::var("NATTER_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: NATTER_TEST_POSTGRES_URL is not set (PostgreSQL outage tests)");
+        return None;
+    };
+    let schema = natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
+        .await
+        .expect("a schema");
+    let (authority, upstream) = database_address(&schema.url);
+    let proxy = FaultProxy::start(upstream).await.expect("proxy");
+    let url = schema
+        .url
+        .replacen(&authority, &proxy.addr().to_string(), 1);
+    let direct = schema.url.clone();
+    let server = TestServer::start_with(|c| {
+        c.store.backend = natter::config::Backend::Postgres;
+        c.store.url = url;
+        c.store.connect_timeout_ms = 500;
+        c.store.statement_timeout_ms = 1_000;
+        c.store.pool_wait_ms = 500;
+        c.store.breaker_failures = 2;
+        c.store.breaker_open_ms = 300;
+        tweak(c);
+    })
+    .await;
+    Some((server, proxy, direct))
+}
+
+/// The `host:port` of a postgres:// URL, and it resolved.
+fn database_address(url: &str) -> (String, SocketAddr) {
+    let rest = url.split_once("://").expect("a URL").1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let authority = rest
+        .split(['/', '?'])
+        .next()
+        .expect("an authority")
+        .to_owned();
+    let addr = if authority.contains(':') {
+        authority.clone()
+    } else {
+        format!("{authority}:5432")
+    };
+    let addr = addr.replace("localhost", "127.0.0.1");
+    (authority, addr.parse().expect("an IP address and port"))
+}
+
+fn unavailable(r: &Result<pb::SendAck, ClientError>) -> bool {
+    matches!(r, Err(ClientError::Server { code, retry_after_ms, .. })
+        if *code == pb::ErrorCode::Unavailable && *retry_after_ms > 0)
+}
+
+/// Every message bob can sync, by client_msg_id, with how often it is there.
+async fn stored(server: &TestServer) -> BTreeMap<String, usize> {
+    let (bob, _) = server.device("bob", "check").await;
+    let mut out = BTreeMap::new();
+    for m in natter_client::Inbox::default().sync(&bob, 0).await.unwrap() {
+        *out.entry(m.client_msg_id).or_insert(0) += 1;
+    }
+    out
+}
+
+async fn ready(server: &TestServer) -> u16 {
+    http_get(server.http, "/readyz").await.0
+}
+
+/// Waits (a bounded while) for /readyz to give `status`.
+async fn until_ready_is(server: &TestServer, status: u16) {
+    let deadline = Instant::now() + WAIT;
+    while ready(server).await != status {
+        assert!(Instant::now() < deadline, "/readyz never became {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends until one is ACKed again (the server recovering by itself).
+async fn until_a_send_works(alice: &Client, to: u64, id: &str) -> pb::SendAck {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match alice.send_text(to, id, "back").await {
+            Ok(ack) => return ack,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "never recovered: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cut_database_gets_quick_unavailable_and_the_server_recovers_by_itself() {
+    let Some((server, proxy, _)) = behind_proxy(|_| {}).await else {
+        return;
+    };
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    let mut acked = BTreeSet::new();
+    for i in 0..20 {
+        alice
+            .send_text(bob.user_id, &format!("a{i}"), "before")
+            .await
+            .unwrap();
+        acked.insert(format!("a{i}"));
+    }
+    assert_eq!(ready(&server).await, 200);
+
+    proxy.set(Mode::Cut);
+    let mut refused = 0;
+    for i in 0..20 {
+        let started = Instant::now();
+        let r = alice
+            .send_text(bob.user_id, &format!("b{i}"), "during")
+            .await;
+        assert!(unavailable(&r), "send {i} during the outage: {r:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "answered quickly"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, 20);
+    until_ready_is(&server, 503).await;
+    let (_, page) = http_get(server.http, "/metrics").await;
+    assert!(metric(&page, "natter_store_breaker_state").unwrap_or(0.0) >= 1.0);
+
+    proxy.set(Mode::Pass);
+    let ack = until_a_send_works(&alice, bob.user_id, "c0").await;
+    assert!(!ack.duplicate);
+    acked.insert("c0".into());
+    until_ready_is(&server, 200).await;
+    let (_, page) = http_get(server.http, "/metrics").await;
+    assert_eq!(metric(&page, "natter_store_breaker_state"), Some(0.0));
+    let have = stored(&server).await;
+    assert!(
+        have.values().all(|&n| n == 1),
+        "each message once: {have:?}"
+    );
+    let ids: BTreeSet<String> = have.into_keys().collect();
+    assert_eq!(ids, acked, "exactly what was ACKed, none of the refused");
+    server.stop().await;
+}
+
+/// A database that stalls mid-load (and one whose link is cut while
+/// commits are in flight): sends are answered within the bound, and after
+/// recovery the client resends whatever was not ACKed with the same
+/// client_msg_ids; each message ends up stored exactly once, ACKed ones
+/// included.
+#[tokio::test]
+async fn stalls_and_cuts_mid_load_lose_nothing_and_store_nothing_twice() {
+    let Some((server, proxy, _)) = behind_proxy(|_| {}).await else {
+        return;
+    };
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    // Where the fault lands in a round of commits, in ms after the sends
+    // go out: a cut is swept finely so that some land during a COMMIT.
+    let stalls = (0..4).map(|i| (Mode::Stall, i * 100));
+    let cuts = (0..23).map(|i| (Mode::Cut, i * 15));
+    let (mut total, mut committed_unanswered) = (0, 0);
+    for (round, (fault, delay)) in stalls.chain(cuts).enumerate() {
+        {
+            let ids: Vec<String> = (0..60).map(|i| format!("{fault:?}-{round}-{i}")).collect();
+            total += ids.len();
+            let sends = ids
+                .iter()
+                .map(|id| alice.send_text(bob.user_id, id, "load"));
+            let all = futures_util::future::join_all(sends);
+            // A slow link spreads the sends over several commits; the fault
+            // lands somewhere among them (before, during, after a COMMIT).
+            proxy.set(Mode::Slow(5));
+            let fault_later = async {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                proxy.set(fault);
+            };
+            let started = Instant::now();
+            let (results, ()) = tokio::join!(all, fault_later);
+            assert!(
+                started.elapsed() < Duration::from_secs(8),
+                "bounded: {:?}",
+                started.elapsed()
+            );
+            let mut pending: Vec<&String> = Vec::new();
+            for (id, r) in ids.iter().zip(&results) {
+                match r {
+                    Ok(_) => {}
+                    Err(_) => {
+                        assert!(unavailable(r), "{id}: {r:?}");
+                        pending.push(id);
+                    }
+                }
+            }
+            eprintln!(
+                "{fault:?} after {delay} ms: {} of {} unanswered",
+                pending.len(),
+                ids.len()
+            );
+            proxy.set(Mode::Pass);
+            // The client's resends, until each is ACKed. A duplicate ACK is
+            // a COMMIT that went through while its answer was lost.
+            for id in pending {
+                if until_a_send_works(&alice, bob.user_id, id).await.duplicate {
+                    committed_unanswered += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{committed_unanswered} resends found their message already committed");
+    let have = stored(&server).await;
+    assert_eq!(have.len(), total, "every message is there");
+    assert!(have.values().all(|&n| n == 1), "and none twice");
+    server.stop().await;
+}
+
+/// A slow database with a tiny pool: requests wait a bounded time for a
+/// connection and are told UNAVAILABLE, never queued without end.
+#[tokio::test]
+async fn a_slow_database_and_an_exhausted_pool_give_bounded_waits() {
+    let Some((server, proxy, _)) = behind_proxy(|c| c.store.pool_size = 2).await else {
+        return;
+    };
+    let (alice, _) = server.user("alice").await;
+    proxy.set(Mode::Slow(300));
+    let started = Instant::now();
+    // Forty syncs at once on a slow link need more than the pool's two
+    // connections for longer than its wait.
+    let syncs = (0..40).map(|_| alice.sync_page(vec![], 0, 10));
+    let results = futures_util::future::join_all(syncs).await;
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(9), "bounded: {elapsed:?}");
+    let busy = results
+        .iter()
+        .filter(|r| {
+            matches!(r, Err(ClientError::Server { code, retry_after_ms, .. })
+            if *code == pb::ErrorCode::Unavailable && *retry_after_ms > 0)
+        })
+        .count();
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(
+        busy + ok,
+        results.len(),
+        "only pages and UNAVAILABLE: {results:?}"
+    );
+    assert!(busy > 0, "the pool's wait ran out for some");
+    proxy.set(Mode::Pass);
+    drop(alice);
+    server.stop().await;
+}
+
+/// A COMMIT that reached the database but whose answer never came back:
+/// natter cannot know it committed, so it answers UNAVAILABLE; the
+/// client's resends with the same client_msg_ids then resolve to the
+/// stored messages (duplicate ACKs), and each is stored exactly once. The
+/// database is watched directly (not through the proxy) to hold the
+/// answers the moment the round's rows are committed.
+#[tokio::test]
+async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
+    let Some((server, proxy, direct)) = behind_proxy(|_| {}).await else {
+        return;
+    };
+    let (alice, me) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    let (db, conn) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
+        .await
+        .expect("a direct connection");
+    tokio::spawn(conn);
+    let mut lost_commits = 0;
+    for attempt in 0..3 {
+        let ids: Vec<String> = (0..40).map(|i| format!("lost-{attempt}-{i}")).collect();
+        // Answers take a while to come back, long enough to catch them.
+        proxy.set(Mode::Slow(20));
+        let sends = futures_util::future::join_all(
+            ids.iter().map(|id| alice.send_text(bob.user_id, id, "x")),
+        );
+        let watch = async {
+            let pattern = format!("lost-{attempt}-%");
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                let n: i64 = db
+                    .query_one(
+                        "SELECT count(*) FROM message_ids WHERE sender_id = $1 AND client_msg_id LIKE $2",
+                        &[&(me.user_id as i64), &pattern],
+                    )
+                    .await
+                    .expect("count")
+                    .get(0);
+                if n == ids.len() as i64 {
+                    proxy.set(Mode::HoldReplies);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        let (results, ()) = tokio::join!(sends, watch);
+        proxy.set(Mode::Cut);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        proxy.set(Mode::Pass);
+        for (id, r) in ids.iter().zip(&results) {
+            match r {
+                Ok(ack) => assert!(!ack.duplicate, "{id}"),
+                Err(_) => {
+                    assert!(unavailable(r), "{id}: {r:?}");
+                    let again = until_a_send_works(&alice, bob.user_id, id).await;
+                    assert!(again.duplicate, "{id} was committed: its resend finds it");
+                    lost_commits += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        lost_commits > 0,
+        "no COMMIT's answer was caught in three tries"
+    );
+    let have = stored(&server).await;
+    assert_eq!(have.len(), 3 * 40);
+    assert!(have.values().all(|&n| n == 1), "each once");
+    server.stop().await;
+}
