@@ -27,6 +27,27 @@ enum Command {
     Client(cli_client::ClientArgs),
     /// Generate load against a server and report latency and throughput.
     Bench(natter_bench::BenchArgs),
+    /// Operate on a deployment's data.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Copy everything from a SQLite data directory into PostgreSQL and
+    /// verify the copy (row counts, each conversation's last seq). Stop the
+    /// server on the data directory first.
+    Migrate {
+        /// The SQLite data directory (the server's data_dir).
+        #[arg(long)]
+        from: PathBuf,
+        /// The target: postgres://user:password@host:port/database.
+        #[arg(long)]
+        to: String,
+        /// Continue a copy into a target that already holds some of it.
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -65,6 +86,9 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Client(args) => cli_client::run(args).await,
             Command::Bench(args) => natter_bench::run(args).await,
+            Command::Admin(AdminCommand::Migrate { from, to, resume }) => {
+                migrate(&from, &to, resume).await
+            }
         }
     });
     match result {
@@ -108,6 +132,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::run(config, listeners, shutdown)
         .await
         .context("server failed")
+}
+
+async fn migrate(from: &std::path::Path, to: &str, resume: bool) -> anyhow::Result<()> {
+    let db = from.join("natter.db");
+    anyhow::ensure!(db.exists(), "no natter database in {}", from.display());
+    let mut last = String::new();
+    let report = natter_store::migrate::sqlite_to_postgres(&db, to, resume, |table, rows| {
+        if table != last {
+            eprintln!("copying {table}...");
+            last = table.to_owned();
+        }
+        if rows % 100_000 == 0 {
+            eprintln!("  {rows} rows");
+        }
+    })
+    .await
+    .with_context(|| format!("migrating {} to PostgreSQL", db.display()))?;
+    for (table, rows) in &report.tables {
+        println!("{table}: {rows} rows");
+    }
+    println!(
+        "verified: row counts match, and so do the last seqs of all {} conversations",
+        report.conversations
+    );
+    Ok(())
 }
 
 fn init_logging(config: &Config) {

@@ -10,6 +10,7 @@
 mod breaker;
 mod error;
 mod feed;
+pub mod migrate;
 pub mod model;
 pub mod postgres;
 pub mod rules;

@@ -7,7 +7,7 @@ mod convs;
 mod friends;
 mod groups;
 mod messages;
-mod schema;
+pub(crate) mod schema;
 mod summaries;
 mod writer;
 
@@ -90,7 +90,7 @@ fn open_conn(opts: &SqliteOptions) -> rusqlite::Result<Connection> {
 /// Takes the exclusive lock on `<db>.lock` without waiting. The lock file is
 /// never removed: the lock, not the file's existence, says who owns the
 /// database, so a crashed process leaves nothing stale behind.
-fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
+pub(crate) fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
     let mut path = db.as_os_str().to_owned();
     path.push(".lock");
     let path = PathBuf::from(path);
