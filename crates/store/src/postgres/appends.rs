@@ -5,7 +5,7 @@
 //! unique (sender, client_msg_id) key, so a resend returns the original
 //! also when two nodes race on it.
 
-use super::rows::{self, key, keys, MESSAGE_COLUMNS};
+use super::rows::{self, key, keys};
 use crate::rules::{self, ConversationView, PeerFacts, SendTo};
 use crate::{
     Appended, Committed, ConversationId, ConversationKind, NewMessage, Result, Role, StoreError,
@@ -19,10 +19,31 @@ use tokio_postgres::Transaction;
 /// conversation never changes once created, so every node may cache it.
 pub type Pairs = HashMap<(UserId, UserId), ConversationId>;
 
+/// Statements prepared on the writer's connection, by their text: a round
+/// then costs one round trip per statement and no planning after the first
+/// few (PostgreSQL switches to a generic plan).
+#[derive(Default)]
+pub struct Statements(HashMap<&'static str, tokio_postgres::Statement>);
+
+impl Statements {
+    pub async fn get(
+        &mut self,
+        tx: &Transaction<'_>,
+        sql: &'static str,
+    ) -> Result<tokio_postgres::Statement> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = tx.prepare(sql).await?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
 /// Why a round must run again from the start.
 pub enum Round {
-    /// Another transaction took a (sender, client_msg_id) this round
-    /// meant to store: run again, and it is found as a duplicate.
+    /// A (sender, client_msg_id) this round meant to store was taken:
+    /// run again, looking first, and it is found as a duplicate.
     Raced,
     Failed(StoreError),
 }
@@ -52,12 +73,21 @@ struct Locked {
 }
 
 /// Runs one round in `tx`; the caller commits.
+/// With `look_first` false the round does not look for stored duplicates
+/// up front: claiming the keys finds any (the round then runs again,
+/// looking), which saves a lookup per message when nobody resends.
 pub async fn round(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     jobs: &[NewMessage],
     pairs: &mut Pairs,
+    look_first: bool,
 ) -> Result<Outcome, Round> {
-    let dups = committed_duplicates(tx, jobs).await?;
+    let dups = if look_first {
+        committed_duplicates(tx, st, jobs).await?
+    } else {
+        HashMap::new()
+    };
     // The pairs whose conversation is known; the others are created below,
     // only for sends the rules let through.
     let wanted: Vec<(UserId, UserId)> = jobs
@@ -70,15 +100,15 @@ pub async fn round(
         .collect();
     if !wanted.is_empty() {
         let (lo, hi): (Vec<u64>, Vec<u64>) = wanted.iter().copied().unzip();
-        for r in tx
-            .query(
+        let find = st
+            .get(
+                tx,
                 "SELECT p.user_lo, p.user_hi, p.conversation_id
                  FROM unnest($1::bigint[], $2::bigint[]) AS k(lo, hi)
                  JOIN direct_pairs p ON p.user_lo = k.lo AND p.user_hi = k.hi",
-                &[&keys(&lo), &keys(&hi)],
             )
-            .await?
-        {
+            .await?;
+        for r in tx.query(&find, &[&keys(&lo), &keys(&hi)]).await? {
             pairs.insert((rows::id(&r, 0), rows::id(&r, 1)), rows::id(&r, 2));
         }
     }
@@ -93,9 +123,9 @@ pub async fn round(
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut locked = lock(tx, &ids).await?;
-    load_views(tx, &mut locked).await?;
-    let facts = peer_facts(tx, jobs, &locked).await?;
+    let mut locked = lock(tx, st, &ids).await?;
+    load_views(tx, st, &mut locked).await?;
+    let facts = peer_facts(tx, st, jobs, &locked).await?;
 
     let mut answers: Vec<Result<Appended>> = Vec::with_capacity(jobs.len());
     let mut accepted: Vec<(usize, StoredMessage, Arc<[UserId]>)> = Vec::new();
@@ -117,7 +147,7 @@ pub async fn round(
             answers.push(Err(StoreError::bug("pending duplicate")));
             continue;
         }
-        let judged = judge(tx, j, pairs, &mut locked, &facts).await;
+        let judged = judge(tx, st, j, pairs, &mut locked, &facts).await;
         match judged {
             Ok((conversation, members, mentions)) => {
                 let Some(c) = locked.get_mut(&conversation) else {
@@ -155,17 +185,29 @@ pub async fn round(
         return Ok((answers, Vec::new()));
     }
     let messages: Vec<&StoredMessage> = accepted.iter().map(|(_, m, _)| m).collect();
-    claim_ids(tx, &messages).await?;
-    let msg_ids = insert(tx, &messages).await?;
+    claim_ids(tx, st, &messages).await?;
+    let msg_ids = insert(tx, st, &messages).await?;
     let touched: Vec<(&ConversationId, &Locked)> =
         locked.iter().filter(|(_, c)| c.touched).collect();
+    let update = st
+        .get(
+            tx,
+            "UPDATE conversations c SET last_seq = v.seq, last_activity_ms = GREATEST(c.last_activity_ms, v.ts)
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, seq, ts) WHERE c.id = v.id",
+        )
+        .await?;
     tx.execute(
-        "UPDATE conversations c SET last_seq = v.seq, last_activity_ms = GREATEST(c.last_activity_ms, v.ts)
-         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, seq, ts) WHERE c.id = v.id",
+        &update,
         &[
             &touched.iter().map(|(id, _)| key(**id)).collect::<Vec<_>>(),
-            &touched.iter().map(|(_, c)| key(c.last_seq)).collect::<Vec<_>>(),
-            &touched.iter().map(|(_, c)| c.activity_ms).collect::<Vec<_>>(),
+            &touched
+                .iter()
+                .map(|(_, c)| key(c.last_seq))
+                .collect::<Vec<_>>(),
+            &touched
+                .iter()
+                .map(|(_, c)| c.activity_ms)
+                .collect::<Vec<_>>(),
         ],
     )
     .await?;
@@ -197,17 +239,24 @@ pub async fn round(
 /// Messages stored before under the round's (sender, client_msg_id) keys.
 async fn committed_duplicates<'j>(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     jobs: &'j [NewMessage],
 ) -> Result<HashMap<(UserId, &'j str), StoredMessage>> {
     let senders: Vec<i64> = jobs.iter().map(|j| key(j.sender_id)).collect();
     let cmids: Vec<&str> = jobs.iter().map(|j| j.client_msg_id.as_str()).collect();
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM unnest($1::bigint[], $2::text[]) AS k(s, c)
-         JOIN message_ids i ON i.sender_id = k.s AND i.client_msg_id = k.c
-         JOIN messages m ON m.conversation_id = i.conversation_id AND m.seq = i.seq"
-    );
+    // The columns of `rows::MESSAGE_COLUMNS`, spelled out for a constant.
+    let find = st
+        .get(
+            tx,
+            "SELECT m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id,
+                    m.created_at_ms, m.body_kind, m.body, m.mentions, m.mention_all
+             FROM unnest($1::bigint[], $2::text[]) AS k(s, c)
+             JOIN message_ids i ON i.sender_id = k.s AND i.client_msg_id = k.c
+             JOIN messages m ON m.conversation_id = i.conversation_id AND m.seq = i.seq",
+        )
+        .await?;
     let mut out = HashMap::new();
-    for r in tx.query(&sql, &[&senders, &cmids]).await? {
+    for r in tx.query(&find, &[&senders, &cmids]).await? {
         let m = rows::message(&r);
         if let Some(j) = jobs
             .iter()
@@ -222,20 +271,21 @@ async fn committed_duplicates<'j>(
 /// Locks the conversations, in id order.
 async fn lock(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     ids: &[ConversationId],
 ) -> Result<HashMap<ConversationId, Locked>> {
     let mut out = HashMap::with_capacity(ids.len());
     if ids.is_empty() {
         return Ok(out);
     }
-    for r in tx
-        .query(
+    let lock = st
+        .get(
+            tx,
             "SELECT id, kind, last_seq, last_activity_ms FROM conversations
              WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[&keys(ids)],
         )
-        .await?
-    {
+        .await?;
+    for r in tx.query(&lock, &[&keys(ids)]).await? {
         out.insert(
             rows::id(&r, 0),
             Locked {
@@ -254,6 +304,7 @@ async fn lock(
 /// their locks: what every send of the round is checked against.
 async fn load_views(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     locked: &mut HashMap<ConversationId, Locked>,
 ) -> Result<()> {
     if locked.is_empty() {
@@ -262,27 +313,27 @@ async fn load_views(
     let ids: Vec<u64> = locked.keys().copied().collect();
     type Members = (Vec<UserId>, HashMap<UserId, (Role, i64)>);
     let mut views: HashMap<ConversationId, Members> = HashMap::new();
-    for r in tx
-        .query(
+    let members = st
+        .get(
+            tx,
             "SELECT conversation_id, user_id, role, muted_until_ms FROM members
              WHERE conversation_id = ANY($1) AND left_seq = 0 ORDER BY conversation_id, user_id",
-            &[&keys(&ids)],
         )
-        .await?
-    {
+        .await?;
+    for r in tx.query(&members, &[&keys(&ids)]).await? {
         let v = views.entry(rows::id(&r, 0)).or_default();
         let user = rows::id(&r, 1);
         v.0.push(user);
         v.1.insert(user, (Role::from_i64(r.get::<_, i16>(2) as i64), r.get(3)));
     }
     let mut flags: HashMap<ConversationId, (bool, bool)> = HashMap::new();
-    for r in tx
-        .query(
+    let groups = st
+        .get(
+            tx,
             "SELECT conversation_id, dismissed, muted_all FROM groups WHERE conversation_id = ANY($1)",
-            &[&keys(&ids)],
         )
-        .await?
-    {
+        .await?;
+    for r in tx.query(&groups, &[&keys(&ids)]).await? {
         flags.insert(rows::id(&r, 0), (r.get(1), r.get(2)));
     }
     for (id, c) in locked.iter_mut() {
@@ -302,6 +353,7 @@ async fn load_views(
 /// Whether each recipient of a 1:1 send in the round accepts its sender.
 async fn peer_facts(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     jobs: &[NewMessage],
     locked: &HashMap<ConversationId, Locked>,
 ) -> Result<HashMap<(UserId, UserId), PeerFacts>> {
@@ -325,16 +377,16 @@ async fn peer_facts(
         return Ok(out);
     }
     let (from, to): (Vec<u64>, Vec<u64>) = asks.iter().copied().unzip();
-    for r in tx
-        .query(
+    let facts = st
+        .get(
+            tx,
             "SELECT k.f, k.t, u.disabled,
                     EXISTS (SELECT 1 FROM friends WHERE user_id = k.t AND friend_id = k.f),
                     EXISTS (SELECT 1 FROM blocks WHERE user_id = k.t AND blocked_id = k.f)
              FROM unnest($1::bigint[], $2::bigint[]) AS k(f, t) JOIN users u ON u.id = k.t",
-            &[&keys(&from), &keys(&to)],
         )
-        .await?
-    {
+        .await?;
+    for r in tx.query(&facts, &[&keys(&from), &keys(&to)]).await? {
         out.insert(
             (rows::id(&r, 0), rows::id(&r, 1)),
             PeerFacts {
@@ -352,6 +404,7 @@ async fn peer_facts(
 /// conversation yet gets one here.
 async fn judge(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     j: &NewMessage,
     pairs: &mut Pairs,
     locked: &mut HashMap<ConversationId, Locked>,
@@ -364,7 +417,7 @@ async fn judge(
             let (lo, hi) = (j.sender_id.min(peer), j.sender_id.max(peer));
             let id = match pairs.get(&(lo, hi)) {
                 Some(&id) if locked.contains_key(&id) => id,
-                _ => direct_conversation(tx, lo, hi, j.now_ms, locked).await?,
+                _ => direct_conversation(tx, st, lo, hi, j.now_ms, locked).await?,
             };
             pairs.insert((lo, hi), id);
             Ok((id, Arc::new([lo, hi]), Vec::new()))
@@ -390,6 +443,7 @@ async fn judge(
 /// transaction created first, and locks it.
 async fn direct_conversation(
     tx: &Transaction<'_>,
+    st: &mut Statements,
     lo: UserId,
     hi: UserId,
     now_ms: i64,
@@ -430,21 +484,32 @@ async fn direct_conversation(
         ),
     };
     if !locked.contains_key(&id) {
-        let mut more = lock(tx, &[id]).await?;
-        load_views(tx, &mut more).await?;
+        let mut more = lock(tx, st, &[id]).await?;
+        load_views(tx, st, &mut more).await?;
         locked.extend(more);
     }
     Ok(id)
 }
 
-/// Takes the round's (sender, client_msg_id) keys. If another transaction
-/// took one since the round looked, the round runs again.
-async fn claim_ids(tx: &Transaction<'_>, messages: &[&StoredMessage]) -> Result<(), Round> {
-    let claimed = tx
-        .execute(
+/// Takes the round's (sender, client_msg_id) keys. If one is taken (stored
+/// before, or by another transaction since the round looked), the round
+/// runs again, looking for duplicates first.
+async fn claim_ids(
+    tx: &Transaction<'_>,
+    st: &mut Statements,
+    messages: &[&StoredMessage],
+) -> Result<(), Round> {
+    let claim = st
+        .get(
+            tx,
             "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq)
              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
              ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let claimed = tx
+        .execute(
+            &claim,
             &[
                 &messages
                     .iter()
@@ -469,7 +534,11 @@ async fn claim_ids(tx: &Transaction<'_>, messages: &[&StoredMessage]) -> Result<
 }
 
 /// Inserts the messages and their mention flags; returns their ids.
-pub async fn insert(tx: &Transaction<'_>, messages: &[&StoredMessage]) -> Result<Vec<u64>> {
+pub async fn insert(
+    tx: &Transaction<'_>,
+    st: &mut Statements,
+    messages: &[&StoredMessage],
+) -> Result<Vec<u64>> {
     let mentions: Vec<String> = messages
         .iter()
         .map(|m| {
@@ -477,8 +546,9 @@ pub async fn insert(tx: &Transaction<'_>, messages: &[&StoredMessage]) -> Result
             format!("{{{}}}", list.join(","))
         })
         .collect();
-    let rows = tx
-        .query(
+    let insert = st
+        .get(
+            tx,
             "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, created_at_ms,
                 body_kind, body, mentions, mention_all)
              SELECT k.c, k.s, k.u, k.i, k.t, k.k, k.b, k.m::bigint[], k.a
@@ -487,6 +557,11 @@ pub async fn insert(tx: &Transaction<'_>, messages: &[&StoredMessage]) -> Result
                   WITH ORDINALITY AS k(c, s, u, i, t, k, b, m, a, n)
              ORDER BY k.n
              RETURNING conversation_id, seq, id",
+        )
+        .await?;
+    let rows = tx
+        .query(
+            &insert,
             &[
                 &messages
                     .iter()
@@ -528,12 +603,14 @@ pub async fn insert(tx: &Transaction<'_>, messages: &[&StoredMessage]) -> Result
         }
     }
     if !mu.is_empty() {
-        tx.execute(
-            "INSERT INTO mentions (user_id, conversation_id, seq)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING",
-            &[&mu, &mc, &ms],
-        )
-        .await?;
+        let flag = st
+            .get(
+                tx,
+                "INSERT INTO mentions (user_id, conversation_id, seq)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        tx.execute(&flag, &[&mu, &mc, &ms]).await?;
     }
     messages
         .iter()

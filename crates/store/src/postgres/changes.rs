@@ -122,7 +122,7 @@ async fn system_event(
         ],
     )
     .await?;
-    m.msg_id = appends::insert(tx, &[&m])
+    m.msg_id = appends::insert(tx, &mut appends::Statements::default(), &[&m])
         .await?
         .first()
         .copied()

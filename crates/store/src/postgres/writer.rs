@@ -7,7 +7,7 @@
 //! fate is unknown fails, and its callers' resends resolve by
 //! (sender, client_msg_id) to exactly one message.
 
-use super::appends::{self, Pairs, Round};
+use super::appends::{self, Pairs, Round, Statements};
 use super::changes::{self, Published};
 use super::writes::collided;
 use crate::{
@@ -158,14 +158,20 @@ pub fn timed_out() -> StoreError {
     }
 }
 
+/// The writer's connection and what it has prepared.
+pub struct Conn {
+    client: Client,
+    statements: Statements,
+}
+
 /// The writer's connection, made (through the breaker) when missing.
 async fn connected<'c>(
-    client: &'c mut Option<Client>,
+    client: &'c mut Option<Conn>,
     config: &tokio_postgres::Config,
     breaker: &Breaker,
     timeout: Duration,
-) -> Result<&'c mut Client> {
-    if client.as_ref().is_some_and(|c| c.is_closed()) {
+) -> Result<&'c mut Conn> {
+    if client.as_ref().is_some_and(|c| c.client.is_closed()) {
         *client = None;
     }
     breaker.admit()?;
@@ -184,7 +190,10 @@ async fn connected<'c>(
         };
         // A failure is recorded on the breaker by the caller, with the
         // outcome of what it was connecting for.
-        *client = Some(made?);
+        *client = Some(Conn {
+            client: made?,
+            statements: Statements::default(),
+        });
     }
     client
         .as_mut()
@@ -193,7 +202,7 @@ async fn connected<'c>(
 
 impl Writer {
     pub async fn run(mut self) {
-        let mut client: Option<Client> = None;
+        let mut client: Option<Conn> = None;
         let mut pairs = Pairs::new();
         let mut carry: Option<Job> = None;
         loop {
@@ -256,14 +265,14 @@ impl Writer {
 
     async fn appends(
         &self,
-        client: &mut Option<Client>,
+        client: &mut Option<Conn>,
         pairs: &mut Pairs,
         batch: Vec<(NewMessage, oneshot::Sender<Result<Appended>>)>,
     ) {
         let (news, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
         let started = Instant::now();
         let mut outcome = Err(StoreError::Unavailable);
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
             let c = match connected(client, &self.config, &self.breaker, self.op_timeout).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -271,9 +280,10 @@ impl Writer {
                     break;
                 }
             };
+            let look_first = attempt > 0;
             let round = async {
-                let tx = c.transaction().await?;
-                let out = appends::round(&tx, &news, pairs).await?;
+                let tx = c.client.transaction().await?;
+                let out = appends::round(&tx, &mut c.statements, &news, pairs, look_first).await?;
                 tx.commit().await?;
                 Ok::<_, Round>(out)
             };
@@ -326,7 +336,7 @@ impl Writer {
         }
     }
 
-    async fn change(&self, client: &mut Option<Client>, change: Change) {
+    async fn change(&self, client: &mut Option<Conn>, change: Change) {
         let mut outcome = Err(StoreError::Unavailable);
         let mut publish = Vec::new();
         for _ in 0..ATTEMPTS {
@@ -339,7 +349,7 @@ impl Writer {
                 }
             };
             let run = async {
-                let tx = c.transaction().await?;
+                let tx = c.client.transaction().await?;
                 let out = change.run(&tx, &mut publish).await?;
                 tx.commit().await?;
                 Ok::<_, StoreError>(out)
