@@ -10,9 +10,8 @@ use crate::rules::{
     SystemEvent,
 };
 use crate::{
-    Body, BodyKind, Committed, ConversationId, ConversationKind, GroupAction, GroupLimits,
-    GroupRecord, JoinOutcome, JoinPolicy, NewGroup, Result, Role, StoreError, StoredMessage,
-    UserId,
+    BodyKind, Committed, ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord,
+    JoinOutcome, JoinPolicy, NewGroup, Result, Role, StoreError, StoredMessage, UserId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,20 +96,7 @@ async fn system_event(
     publish: &mut Published,
 ) -> Result<StoredMessage> {
     let seq = last_seq + 1;
-    let mut m = StoredMessage {
-        conversation_id: conversation,
-        seq,
-        msg_id: 0,
-        sender_id: event.actor(),
-        client_msg_id: SystemEvent::client_msg_id(conversation, seq),
-        server_ts_ms: now_ms,
-        body: Body {
-            kind: BodyKind::System,
-            content: event.to_json(),
-        },
-        mentions: Vec::new(),
-        mention_all: false,
-    };
+    let mut m = event.message(conversation, seq, now_ms);
     tx.execute(
         "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq)
          VALUES ($1, $2, $3, $4)",

@@ -12,6 +12,7 @@ use super::rows::{
     self, id, key, keys, GROUP_SELECT, JOIN_REQUEST_SELECT, MESSAGE_COLUMNS, REQUEST_SELECT,
     USER_COLUMNS,
 };
+use crate::rules::ListRow;
 use crate::rules::{self, Refusal, SyncRow, SYNC_CONVERSATIONS};
 use crate::{
     Before, BodyKind, ConversationId, ConversationKind, ConversationSummary, FriendList,
@@ -309,20 +310,6 @@ pub async fn audience(
 
 // ---- the conversation list
 
-/// One membership row as the list query reads it.
-struct Listed {
-    id: ConversationId,
-    kind: ConversationKind,
-    last_seq: u64,
-    last_activity_ms: i64,
-    read_seq: u64,
-    joined_seq: u64,
-    name: Option<String>,
-    peer: Option<(UserId, String)>,
-    unread: u32,
-    mentioned: bool,
-}
-
 /// A page of the list in two statements whatever its length: the
 /// memberships with their titles and counts, then the last messages. The
 /// counts are select-list subqueries rather than joins so that PostgreSQL
@@ -360,7 +347,7 @@ pub async fn conversations(
         recalled = BodyKind::Recalled as i16,
         direct = ConversationKind::Direct as i16,
     );
-    let listed: Vec<Listed> = c
+    let listed: Vec<ListRow> = c
         .query(
             &sql,
             &[
@@ -376,7 +363,7 @@ pub async fn conversations(
         .map(|r| {
             let peer: Option<i64> = r.get(7);
             let peer_name: Option<String> = r.get(8);
-            Listed {
+            ListRow {
                 id: id(r, 0),
                 kind: rows::kind(r.get(1)),
                 last_seq: id(r, 2),
@@ -409,26 +396,8 @@ pub async fn conversations(
     let out = listed
         .into_iter()
         .map(|r| {
-            let (title, peer) = match (r.kind, r.peer) {
-                (ConversationKind::Direct, Some((p, name))) => (name, Some(p)),
-                (ConversationKind::Direct, None) => (String::new(), None),
-                (_, _) => (r.name.unwrap_or_default(), None),
-            };
-            let mut summary = ConversationSummary {
-                id: r.id,
-                kind: r.kind,
-                title,
-                peer,
-                last_seq: r.last_seq,
-                read_seq: r.read_seq.max(r.joined_seq),
-                unread: r.unread,
-                mentioned: r.unread > 0 && r.mentioned,
-                last_message: last.remove(&r.id),
-                preview_truncated: false,
-                last_activity_ms: r.last_activity_ms,
-            };
-            summary.truncate_preview();
-            summary
+            let last = last.remove(&r.id);
+            crate::rules::summarize(r, last)
         })
         .collect();
     Ok(page.cut(out, ConversationSummary::size_hint))

@@ -2,7 +2,9 @@
 //! JSON is a client contract (docs/PROTOCOL.md, *System events*), so it has
 //! exactly one encoding, here.
 
-use crate::{ConversationId, JoinPolicy, Role, UserId, SYSTEM_ID_PREFIX};
+use crate::{
+    Body, BodyKind, ConversationId, JoinPolicy, Role, StoredMessage, UserId, SYSTEM_ID_PREFIX,
+};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +107,25 @@ impl SystemEvent {
     pub fn to_json(&self) -> String {
         // Serializing plain numbers and strings into a String cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The event as the message a backend stores at `seq` (its `msg_id` is
+    /// the backend's to fill in).
+    pub fn message(&self, conversation: ConversationId, seq: u64, now_ms: i64) -> StoredMessage {
+        StoredMessage {
+            conversation_id: conversation,
+            seq,
+            msg_id: 0,
+            sender_id: self.actor(),
+            client_msg_id: Self::client_msg_id(conversation, seq),
+            server_ts_ms: now_ms,
+            body: Body {
+                kind: BodyKind::System,
+                content: self.to_json(),
+            },
+            mentions: Vec::new(),
+            mention_all: false,
+        }
     }
 
     /// The client_msg_id an event is stored under: unique because

@@ -10,6 +10,7 @@ mod groups;
 mod refusal;
 mod send;
 mod sessions;
+mod summaries;
 mod sync;
 
 pub use events::SystemEvent;
@@ -23,4 +24,5 @@ pub use send::{
     PeerFacts, RecallStep, Recallable, SendTo,
 };
 pub use sessions::sessions_to_revoke;
+pub use summaries::{summarize, ListRow};
 pub use sync::{assemble_sync, direct_ids, due_ranges, SyncRow, SYNC_CONVERSATIONS};

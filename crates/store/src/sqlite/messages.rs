@@ -194,23 +194,7 @@ pub fn system_event(
     // Events are rare and the changes that make them read the conversation
     // row afterwards, so the row is brought up to date at once.
     tx.convs.flush_seqs(conn)?;
-    let message = insert(
-        conn,
-        StoredMessage {
-            conversation_id: conversation,
-            seq,
-            msg_id: 0,
-            sender_id: event.actor(),
-            client_msg_id: SystemEvent::client_msg_id(conversation, seq),
-            server_ts_ms: now_ms,
-            body: Body {
-                kind: BodyKind::System,
-                content: event.to_json(),
-            },
-            mentions: Vec::new(),
-            mention_all: false,
-        },
-    )?;
+    let message = insert(conn, event.message(conversation, seq, now_ms))?;
     tx.publish(Committed {
         message: Arc::new(message.clone()),
         members: to,

@@ -2,6 +2,7 @@
 //! message, read cursor, unread count and mention flag, newest first.
 
 use super::messages::message_row;
+use crate::rules::{self, ListRow};
 use crate::{
     Before, ConversationId, ConversationKind, ConversationSummary, Page, Result, StoredMessage,
     UserId,
@@ -11,20 +12,6 @@ use std::collections::HashMap;
 
 /// Unread counts stop here; a client shows "9999+".
 const MAX_UNREAD: i64 = 9999;
-
-/// One membership row as the list query reads it.
-struct Row {
-    id: u64,
-    kind: ConversationKind,
-    last_seq: u64,
-    last_activity_ms: i64,
-    read_seq: u64,
-    joined_seq: u64,
-    name: Option<String>,
-    peer: Option<(UserId, String)>,
-    unread: u32,
-    mentioned: bool,
-}
 
 /// A page of the list in two statements whatever its length: the
 /// memberships with their titles and counts, then the last messages.
@@ -38,7 +25,7 @@ pub fn conversations(
         activity_ms: i64::MAX,
         id: u64::MAX,
     });
-    let rows: Vec<Row> = conn
+    let rows: Vec<ListRow> = conn
         .prepare_cached(
             "SELECT c.id, c.kind, c.last_seq, c.last_activity_ms, m.read_seq, m.joined_seq, g.name,
                     p.user_id, pu.username,
@@ -68,7 +55,7 @@ pub fn conversations(
             ],
             |r| {
                 let peer: Option<UserId> = r.get(7)?;
-                Ok(Row {
+                Ok(ListRow {
                     id: r.get(0)?,
                     kind: ConversationKind::from_i64(r.get(1)?).unwrap_or(ConversationKind::Direct),
                     last_seq: r.get(2)?,
@@ -107,26 +94,8 @@ pub fn conversations(
     let out = rows
         .into_iter()
         .map(|r| {
-            let (title, peer) = match (r.kind, r.peer) {
-                (ConversationKind::Direct, Some((p, name))) => (name, Some(p)),
-                (ConversationKind::Direct, None) => (String::new(), None),
-                (_, _) => (r.name.unwrap_or_default(), None),
-            };
-            let mut summary = ConversationSummary {
-                id: r.id,
-                kind: r.kind,
-                title,
-                peer,
-                last_seq: r.last_seq,
-                read_seq: r.read_seq.max(r.joined_seq),
-                unread: r.unread,
-                mentioned: r.unread > 0 && r.mentioned,
-                last_message: last.remove(&r.id),
-                preview_truncated: false,
-                last_activity_ms: r.last_activity_ms,
-            };
-            summary.truncate_preview();
-            summary
+            let last = last.remove(&r.id);
+            rules::summarize(r, last)
         })
         .collect();
     Ok(page.cut(out, ConversationSummary::size_hint))
