@@ -257,6 +257,23 @@ pub struct StoreConfig {
     pub breaker_failures: u32,
     /// PostgreSQL: how long the breaker stays open before a probe.
     pub breaker_open_ms: u64,
+    /// PostgreSQL: the message table's partitioning, fixed when it is made.
+    pub partition: Partition,
+    /// PostgreSQL, `partition = "hash"`: how many partitions.
+    pub partitions: u32,
+    /// PostgreSQL, `partition = "monthly"`: months older than this many
+    /// days are dropped (0: keep everything).
+    pub retention_days: u32,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Partition {
+    None,
+    /// By hash of the conversation.
+    Hash,
+    /// By month of the message.
+    Monthly,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -373,6 +390,9 @@ impl Default for StoreConfig {
             pool_wait_ms: 2_000,
             breaker_failures: 3,
             breaker_open_ms: 2_000,
+            partition: Partition::None,
+            partitions: 16,
+            retention_days: 0,
         }
     }
 }

@@ -47,6 +47,10 @@ enum AdminCommand {
         /// Continue a copy into a target that already holds some of it.
         #[arg(long)]
         resume: bool,
+        /// A configuration file whose [store] partition settings the target
+        /// is made with (as `natter serve --config` would), if it is new.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -86,9 +90,12 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Client(args) => cli_client::run(args).await,
             Command::Bench(args) => natter_bench::run(args).await,
-            Command::Admin(AdminCommand::Migrate { from, to, resume }) => {
-                migrate(&from, &to, resume).await
-            }
+            Command::Admin(AdminCommand::Migrate {
+                from,
+                to,
+                resume,
+                config,
+            }) => migrate(&from, &to, resume, config.as_deref()).await,
         }
     });
     match result {
@@ -134,21 +141,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("server failed")
 }
 
-async fn migrate(from: &std::path::Path, to: &str, resume: bool) -> anyhow::Result<()> {
+async fn migrate(
+    from: &std::path::Path,
+    to: &str,
+    resume: bool,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let config = Config::from_figment(Config::figment(config))?;
+    let partitioning = server::partitioning(&config.store);
     let db = from.join("natter.db");
     anyhow::ensure!(db.exists(), "no natter database in {}", from.display());
     let mut last = String::new();
-    let report = natter_store::migrate::sqlite_to_postgres(&db, to, resume, |table, rows| {
-        if table != last {
-            eprintln!("copying {table}...");
-            last = table.to_owned();
-        }
-        if rows % 100_000 == 0 {
-            eprintln!("  {rows} rows");
-        }
-    })
-    .await
-    .with_context(|| format!("migrating {} to PostgreSQL", db.display()))?;
+    let report =
+        natter_store::migrate::sqlite_to_postgres(&db, to, partitioning, resume, |table, rows| {
+            if table != last {
+                eprintln!("copying {table}...");
+                last = table.to_owned();
+            }
+            if rows % 100_000 == 0 {
+                eprintln!("  {rows} rows");
+            }
+        })
+        .await
+        .with_context(|| format!("migrating {} to PostgreSQL", db.display()))?;
     for (table, rows) in &report.tables {
         println!("{table}: {rows} rows");
     }

@@ -13,7 +13,7 @@ use natter_gateway::{Gateway, GatewayConfig, Registry};
 use natter_runtime::load::{self, Load, Thresholds};
 use natter_service::{PasswordConfig, Service, ServiceConfig, ThrottleConfig};
 use natter_store::model::DevicePolicy;
-use natter_store::postgres::{PgOptions, PgStore};
+use natter_store::postgres::{Partitioning, PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use natter_store::{self as store, Store};
 use std::net::SocketAddr;
@@ -229,6 +229,19 @@ fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) 
     })
 }
 
+/// The message table's layout on PostgreSQL, as configured.
+pub fn partitioning(c: &config::StoreConfig) -> Partitioning {
+    match c.partition {
+        config::Partition::None => Partitioning::None,
+        config::Partition::Hash => Partitioning::Hash {
+            partitions: c.partitions,
+        },
+        config::Partition::Monthly => Partitioning::Monthly {
+            retention_days: c.retention_days,
+        },
+    }
+}
+
 /// Opens the configured backend; only here does the binary know which.
 async fn open_store(
     config: &Config,
@@ -269,6 +282,7 @@ async fn open_store(
                     failures: c.breaker_failures,
                     open_for: ms(c.breaker_open_ms),
                 },
+                partitioning: partitioning(c),
             };
             Arc::new(
                 PgStore::open(opts, feed)

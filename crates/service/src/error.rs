@@ -88,9 +88,9 @@ impl From<StoreError> for ServiceError {
             StoreError::Refused(r) => refused(r),
             StoreError::Unavailable => ServiceError::Unavailable(Unavailable::ShuttingDown),
             // Only `open` fails these ways, so no request ever gets here.
-            StoreError::Locked { .. } | StoreError::NewerSchema { .. } => {
-                ServiceError::Internal(e.to_string())
-            }
+            StoreError::Locked { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::PartitioningDiffers { .. } => ServiceError::Internal(e.to_string()),
             StoreError::Fault { fault, source } => {
                 tracing::warn!(?fault, error = %source, "storage fault");
                 ServiceError::Unavailable(match fault {

@@ -34,6 +34,13 @@ pub enum StoreError {
     /// the same seqs.
     #[error("the data directory is in use by another natter process (lock held on {path}); stop it first, or use another data_dir")]
     Locked { path: std::path::PathBuf },
+    /// The database's message table is partitioned otherwise than
+    /// configured; it cannot change in place.
+    #[error("the database's messages are partitioned as `{database}`, the configuration says `{configured}` (store.partition)")]
+    PartitioningDiffers {
+        database: String,
+        configured: String,
+    },
     /// A failure that is a bug (bad SQL, a broken invariant), with what
     /// was being done and the backend's own error when there is one.
     #[error("storage backend error: {what}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]

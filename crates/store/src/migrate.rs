@@ -320,6 +320,7 @@ fn insert_sql(t: &Table) -> String {
 pub async fn sqlite_to_postgres(
     from: &Path,
     to: &str,
+    partitioning: crate::postgres::Partitioning,
     resume: bool,
     mut progress: impl FnMut(&str, u64),
 ) -> Result<Report, CopyError> {
@@ -332,7 +333,9 @@ pub async fn sqlite_to_postgres(
         .connect(NoTls)
         .await?;
     let conn_task = tokio::spawn(connection);
-    pg_schema::migrate(&mut dst).await?;
+    pg_schema::migrate(&mut dst, partitioning).await?;
+    crate::postgres::partitions::maintain(&dst, partitioning, natter_runtime::clock::now_ms())
+        .await?;
     let users: i64 = dst
         .query_one("SELECT count(*) FROM users", &[])
         .await?
@@ -382,8 +385,8 @@ pub async fn sqlite_to_postgres(
     }
     // Idempotency keys come from the messages themselves.
     dst.execute(
-        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq)
-         SELECT sender_id, client_msg_id, conversation_id, seq FROM messages
+        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq, created_at_ms)
+         SELECT sender_id, client_msg_id, conversation_id, seq, created_at_ms FROM messages
          ON CONFLICT DO NOTHING",
         &[],
     )

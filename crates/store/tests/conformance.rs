@@ -35,6 +35,30 @@ macro_rules! conformance {
                 }
             )*
         }
+        /// Messages partitioned by conversation hash.
+        mod postgres_hash {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let p = natter_store::postgres::Partitioning::Hash { partitions: 4 };
+                    if let Some(env) = super::harness::postgres_with(p).await {
+                        super::$name(env).await
+                    }
+                }
+            )*
+        }
+        /// Messages partitioned by month.
+        mod postgres_monthly {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let p = natter_store::postgres::Partitioning::Monthly { retention_days: 0 };
+                    if let Some(env) = super::harness::postgres_with(p).await {
+                        super::$name(env).await
+                    }
+                }
+            )*
+        }
     };
 }
 
@@ -1146,4 +1170,60 @@ async fn a_newer_schema_is_refused(mut env: Env) {
         }
         other => panic!("a newer schema was not refused: {other:?}"),
     }
+}
+
+/// Monthly partitions with a retention: upkeep drops the months that ended
+/// before it, with their idempotency keys, and reads go on over the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_retention_drops_old_months_and_reads_go_on() {
+    use natter_store::postgres::{Partitioning, PgStore};
+    let p = Partitioning::Monthly { retention_days: 30 };
+    let Some(env) = harness::postgres_with(p).await else {
+        return;
+    };
+    let (url, _) = env.postgres_url().unwrap();
+    let (tx, _feed) = natter_store::commit_feed(1, 1 << 10);
+    let admin = PgStore::open(harness::pg_options(url, p), tx)
+        .await
+        .unwrap();
+    let now = natter_runtime::clock::now_ms();
+    let old = now - 120 * 86_400_000;
+    admin.maintain_partitions(p, old).await.unwrap();
+    let s = env.store();
+    let [a, b] = users(s, &["a", "b"]).await[..] else {
+        unreachable!()
+    };
+    let at = |id: &str, t: i64| NewMessage {
+        now_ms: t,
+        ..msg(a, b, id)
+    };
+    for i in 0..5 {
+        s.append_message(at(&format!("old{i}"), old)).await.unwrap();
+    }
+    let mut conv = 0;
+    for i in 0..5 {
+        conv = s
+            .append_message(at(&format!("new{i}"), now))
+            .await
+            .unwrap()
+            .message
+            .conversation_id;
+    }
+    let dropped = admin.maintain_partitions(p, now).await.unwrap();
+    assert!(!dropped.is_empty(), "the old month went");
+    let synced = s.sync(b, &HashMap::new(), 0, page(100)).await.unwrap();
+    assert_eq!(seqs(&synced, conv), vec![6, 7, 8, 9, 10]);
+    assert!(!synced.has_more, "the gap does not stall a sync");
+    let h = s.history(b, conv, 0, page(100)).await.unwrap();
+    assert_eq!(
+        h.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![10, 9, 8, 7, 6]
+    );
+    assert!(!h.has_more);
+    // A key of a dropped month is forgotten with it; a kept one is not.
+    let again = s.append_message(at("old0", now)).await.unwrap();
+    assert_eq!((again.duplicate, again.message.seq), (false, 11));
+    assert!(s.append_message(at("new0", now)).await.unwrap().duplicate);
+    admin.close().await;
+    env.close().await;
 }

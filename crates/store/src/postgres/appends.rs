@@ -502,8 +502,8 @@ async fn claim_ids(
     let claim = st
         .get(
             tx,
-            "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])
+            "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq, created_at_ms)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
              ON CONFLICT DO NOTHING",
         )
         .await?;
@@ -524,6 +524,7 @@ async fn claim_ids(
                     .map(|m| key(m.conversation_id))
                     .collect::<Vec<_>>(),
                 &messages.iter().map(|m| key(m.seq)).collect::<Vec<_>>(),
+                &messages.iter().map(|m| m.server_ts_ms).collect::<Vec<_>>(),
             ],
         )
         .await?;

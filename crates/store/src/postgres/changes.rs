@@ -98,13 +98,14 @@ async fn system_event(
     let seq = last_seq + 1;
     let mut m = event.message(conversation, seq, now_ms);
     tx.execute(
-        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq)
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq, created_at_ms)
+         VALUES ($1, $2, $3, $4, $5)",
         &[
             &key(m.sender_id),
             &m.client_msg_id,
             &key(conversation),
             &key(seq),
+            &now_ms,
         ],
     )
     .await?;

@@ -9,6 +9,7 @@
 mod appends;
 mod changes;
 mod faults;
+pub mod partitions;
 pub mod reads;
 pub mod rows;
 pub mod schema;
@@ -16,6 +17,7 @@ mod writer;
 pub mod writes;
 
 pub use faults::{is_retryable, pool_error};
+pub use partitions::Partitioning;
 
 use crate::{
     Before, Breaker, BreakerOptions, CommitFeedSender, ConversationId, ConversationSummary,
@@ -52,6 +54,8 @@ pub struct PgOptions {
     /// Writes queued for the writer before callers wait.
     pub queue_depth: usize,
     pub breaker: BreakerOptions,
+    /// How the message table is partitioned (fixed when it is made).
+    pub partitioning: Partitioning,
 }
 
 impl PgOptions {
@@ -65,6 +69,7 @@ impl PgOptions {
             max_batch: 512,
             queue_depth: 8192,
             breaker: BreakerOptions::default(),
+            partitioning: Partitioning::None,
         }
     }
 
@@ -97,6 +102,31 @@ pub struct PgStore {
     breaker: Arc<Breaker>,
     refusing: Arc<AtomicBool>,
     op_timeout: Duration,
+    /// Partition upkeep (monthly partitioning only), stopped by `close`.
+    upkeep: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
+}
+
+/// How often partitions are made ahead and old ones dropped.
+const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+async fn upkeep(pool: Pool, p: Partitioning, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(UPKEEP_EVERY) => {}
+        }
+        let done = match pool.get().await {
+            Ok(c) => partitions::maintain(&**c, p, natter_runtime::clock::now_ms()).await,
+            Err(e) => Err(pool_error(e)),
+        };
+        match done {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(?dropped, "retention dropped message partitions")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "partition upkeep failed; retrying later"),
+        }
+    }
 }
 
 impl PgStore {
@@ -110,7 +140,9 @@ impl PgStore {
                 Err(_) => return Err(timed_out()),
             };
         let conn_task = tokio::spawn(connection);
-        schema::migrate(&mut client).await?;
+        schema::migrate(&mut client, opts.partitioning).await?;
+        // Partitions for this month and the next exist before any write.
+        partitions::maintain(&client, opts.partitioning, natter_runtime::clock::now_ms()).await?;
         drop(client);
         let _ = conn_task.await;
         let manager = Manager::from_config(
@@ -143,6 +175,14 @@ impl PgStore {
             }
             .run(),
         );
+        let upkeep = match opts.partitioning {
+            Partitioning::Monthly { .. } => {
+                let (stop, stopped) = oneshot::channel();
+                let task = tokio::spawn(upkeep(pool.clone(), opts.partitioning, stopped));
+                Some((stop, task))
+            }
+            _ => None,
+        };
         Ok(PgStore {
             writer: tx,
             writer_task: Mutex::new(Some(task)),
@@ -150,7 +190,15 @@ impl PgStore {
             breaker,
             refusing,
             op_timeout: opts.op_timeout(),
+            upkeep: Mutex::new(upkeep),
         })
+    }
+
+    /// Makes and drops message partitions as of `now_ms` (the upkeep task
+    /// does this hourly); returns the partitions dropped.
+    pub async fn maintain_partitions(&self, p: Partitioning, now_ms: i64) -> Result<Vec<String>> {
+        self.with(|c| async move { partitions::maintain(&**c, p, now_ms).await })
+            .await
     }
 
     /// Runs `f` on a pooled connection, through the breaker and within the
@@ -562,6 +610,11 @@ impl Store for PgStore {
             .take();
         if let Some(t) = task {
             let _ = t.await;
+        }
+        let upkeep = self.upkeep.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((stop, task)) = upkeep {
+            let _ = stop.send(());
+            let _ = task.await;
         }
         self.pool.close();
     }

@@ -764,7 +764,9 @@ mod tests {
             ))
             .await
             .unwrap();
-        super::super::schema::migrate(&mut client).await.unwrap();
+        super::super::schema::migrate(&mut client, super::super::Partitioning::None)
+            .await
+            .unwrap();
         let client = Arc::new(client);
         let out = AssertUnwindSafe(body(client.clone())).catch_unwind().await;
         client

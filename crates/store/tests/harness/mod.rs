@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use natter_store::model::*;
-use natter_store::postgres::{PgOptions, PgStore};
+use natter_store::postgres::{Partitioning, PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore};
 use natter_store::{commit_feed, CommitFeed, Store};
 use natter_testkit::pg::Schema;
@@ -35,7 +35,7 @@ pub fn msg(sender: UserId, peer: UserId, id: &str) -> NewMessage {
 
 enum Db {
     Sqlite(tempfile::TempDir),
-    Postgres(Schema),
+    Postgres(Schema, Partitioning),
 }
 
 /// One test's database and the store open on it.
@@ -69,23 +69,34 @@ fn open_sqlite(dir: &tempfile::TempDir) -> (Arc<dyn Store>, CommitFeed) {
 /// A PostgreSQL store on a fresh schema, or `None` (with the reason
 /// printed) when NATTER_TEST_POSTGRES_URL is not set.
 pub async fn postgres() -> Option<Env> {
+    postgres_with(Partitioning::None).await
+}
+
+/// The same with the message table partitioned.
+pub async fn postgres_with(partitioning: Partitioning) -> Option<Env> {
     let Ok(base) = std::env::var("NATTER_TEST_POSTGRES_URL") else {
         eprintln!("skipped: NATTER_TEST_POSTGRES_URL is not set (PostgreSQL half of the suite)");
         return None;
     };
     let schema = Schema::create(&base, "natter_c_", true).await.unwrap();
-    let (store, feed) = open_pg(&schema.url).await;
+    let (store, feed) = open_pg(&schema.url, partitioning).await;
     Some(Env {
         store: Some(store),
         feed,
-        db: Db::Postgres(schema),
+        db: Db::Postgres(schema, partitioning),
     })
 }
 
-async fn open_pg(url: &str) -> (Arc<dyn Store>, CommitFeed) {
-    let (tx, rx) = feed();
+pub fn pg_options(url: &str, partitioning: Partitioning) -> PgOptions {
     let mut opts = PgOptions::new(url);
     opts.pool_size = 4;
+    opts.partitioning = partitioning;
+    opts
+}
+
+async fn open_pg(url: &str, partitioning: Partitioning) -> (Arc<dyn Store>, CommitFeed) {
+    let (tx, rx) = feed();
+    let opts = pg_options(url, partitioning);
     let store = PgStore::open(opts, tx).await.unwrap();
     (Arc::new(store), rx)
 }
@@ -112,7 +123,7 @@ impl Env {
         }
         let (store, feed) = match &self.db {
             Db::Sqlite(dir) => open_sqlite(dir),
-            Db::Postgres(schema) => open_pg(&schema.url).await,
+            Db::Postgres(schema, p) => open_pg(&schema.url, *p).await,
         };
         self.store = Some(store);
         self.feed = feed;
@@ -123,7 +134,7 @@ impl Env {
     pub async fn second_node(&self) -> Option<Arc<dyn Store>> {
         match &self.db {
             Db::Sqlite(_) => None,
-            Db::Postgres(schema) => Some(open_pg(&schema.url).await.0),
+            Db::Postgres(schema, p) => Some(open_pg(&schema.url, *p).await.0),
         }
     }
 
@@ -141,7 +152,7 @@ impl Env {
                 let (tx, _rx) = feed();
                 SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx).map(drop)
             }
-            Db::Postgres(schema) => {
+            Db::Postgres(schema, p) => {
                 let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
                     .await
                     .unwrap();
@@ -150,7 +161,7 @@ impl Env {
                     .await
                     .unwrap();
                 let (tx, _rx) = feed();
-                PgStore::open(PgOptions::new(&schema.url), tx)
+                PgStore::open(pg_options(&schema.url, *p), tx)
                     .await
                     .map(drop)
             }
@@ -160,6 +171,16 @@ impl Env {
     pub async fn close(mut self) {
         if let Some(s) = self.store.take() {
             s.close().await;
+        }
+    }
+}
+
+impl Env {
+    /// The PostgreSQL URL of this test's schema, if it has one.
+    pub fn postgres_url(&self) -> Option<(&str, Partitioning)> {
+        match &self.db {
+            Db::Postgres(schema, p) => Some((&schema.url, *p)),
+            Db::Sqlite(_) => None,
         }
     }
 }
