@@ -61,6 +61,8 @@ pub enum Unavailable {
     StorageFailing,
     #[error("the server's database is unreachable; nothing was stored")]
     DatabaseDown,
+    #[error("the server's database is busy; nothing was done, retry shortly")]
+    StorageBusy,
 }
 
 impl Unavailable {
@@ -71,7 +73,7 @@ impl Unavailable {
             Unavailable::Overloaded => Duration::from_secs(2),
             Unavailable::Busy(d) => *d,
             Unavailable::StorageFull | Unavailable::StorageFailing => Duration::from_secs(5),
-            Unavailable::DatabaseDown => Duration::from_secs(1),
+            Unavailable::DatabaseDown | Unavailable::StorageBusy => Duration::from_secs(1),
         }
     }
 }
@@ -95,7 +97,8 @@ impl From<StoreError> for ServiceError {
                 tracing::warn!(?fault, error = %source, "storage fault");
                 ServiceError::Unavailable(match fault {
                     Fault::Full => Unavailable::StorageFull,
-                    Fault::Io | Fault::Busy | Fault::Corrupt => Unavailable::StorageFailing,
+                    Fault::Io | Fault::Corrupt => Unavailable::StorageFailing,
+                    Fault::Busy => Unavailable::StorageBusy,
                     Fault::Down => Unavailable::DatabaseDown,
                 })
             }
