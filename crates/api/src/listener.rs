@@ -64,13 +64,13 @@ pub async fn serve(
             let _ = stream.try_write(REFUSAL);
             continue;
         };
-        metrics::gauge!("natter_http_connections")
-            .set((limits.max_connections - slots.available_permits()) as f64);
-        let (router, stop, slots) = (router.clone(), shutdown.clone(), slots.clone());
+        // By steps, not set from the permits: sets from several threads
+        // could land out of order.
+        metrics::gauge!("natter_http_connections").increment(1.0);
+        let (router, stop) = (router.clone(), shutdown.clone());
         tracker.spawn(async move {
             one(stream, router, limits, stop, permit).await;
-            metrics::gauge!("natter_http_connections")
-                .set((limits.max_connections - slots.available_permits()) as f64);
+            metrics::gauge!("natter_http_connections").decrement(1.0);
         });
     }
     tracker.close();

@@ -132,14 +132,16 @@ impl Gateway {
         })
     }
 
+    // The gauge moves by steps rather than being set from the counter: two
+    // threads setting it could land out of order and leave it off by one.
     fn connection_opened(&self) {
-        let n = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-        metrics::gauge!("natter_connections").set(n as f64);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!("natter_connections").increment(1.0);
     }
 
     fn connection_closed(&self) {
-        let n = self.active.fetch_sub(1, Ordering::Relaxed) - 1;
-        metrics::gauge!("natter_connections").set(n as f64);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!("natter_connections").decrement(1.0);
     }
 
     /// Accepts raw TCP connections until shutdown.
