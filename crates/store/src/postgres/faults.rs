@@ -47,13 +47,18 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-/// Whether a transaction failed only because it raced another one; it can
-/// be run again as it was.
-pub fn is_retryable(e: &tokio_postgres::Error) -> bool {
-    matches!(
-        e.code(),
-        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-    )
+/// Whether a transaction failed only because it lost a race with another
+/// (a deadlock's victim, a serialization failure): it can run again as it was.
+pub fn collided(e: &StoreError) -> bool {
+    match e {
+        StoreError::Fault { source, .. } => source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.code())
+            .is_some_and(|c| {
+                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+            }),
+        _ => false,
+    }
 }
 
 /// A pool that could not hand out a connection: a bounded wait that ran

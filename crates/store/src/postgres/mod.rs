@@ -16,7 +16,8 @@ pub mod schema;
 mod writer;
 pub mod writes;
 
-pub use faults::{is_retryable, pool_error};
+use faults::collided;
+pub use faults::pool_error;
 pub use partitions::Partitioning;
 
 use crate::{
@@ -262,7 +263,7 @@ macro_rules! transaction {
                 })
                 .await;
             match out {
-                Err(e) if writes::collided(&e) && attempt < 4 => continue,
+                Err(e) if collided(&e) && attempt < 4 => continue,
                 out => break out,
             }
         }

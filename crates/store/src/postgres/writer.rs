@@ -9,7 +9,7 @@
 
 use super::appends::{self, Pairs, Round, Statements};
 use super::changes::{self, Published};
-use super::writes::collided;
+use super::faults::collided;
 use crate::{
     Appended, Breaker, CommitFeedSender, ConversationId, Fault, GroupAction, GroupLimits,
     GroupRecord, JoinOutcome, NewGroup, NewMessage, Result, StoreError, UserId,

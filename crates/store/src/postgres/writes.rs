@@ -11,7 +11,6 @@ use crate::{
     ConversationId, ConversationKind, Delivered, FriendRequestOutcome, FriendRequestRecord,
     NewSession, ReadMoved, RequestStatus, Result, SessionGrant, SessionId, StoreError, UserId,
 };
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Transaction};
 
 pub async fn create_user(
@@ -421,18 +420,4 @@ pub async fn set_blocked(
     };
     c.execute(sql, &[&key(me), &key(other)]).await?;
     Ok(())
-}
-
-/// Whether an error is a transaction losing a race (a deadlock victim, a
-/// serialization failure): it can run again as it was.
-pub fn collided(e: &StoreError) -> bool {
-    match e {
-        StoreError::Fault { source, .. } => source
-            .downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.code())
-            .is_some_and(|c| {
-                *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
-            }),
-        _ => false,
-    }
 }
