@@ -23,6 +23,60 @@ pub struct Config {
     pub http: Http,
     pub throttle: Throttle,
     pub overload: Overload,
+    pub cluster: ClusterSection,
+}
+
+/// Several nodes on one PostgreSQL and one Redis. Off while `redis_url` is
+/// empty: the node then behaves as a single server.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `redis://host:port/db`; empty: no cluster.
+    pub redis_url: String,
+    /// The cluster's name: the prefix of its Redis keys and channels, so
+    /// several clusters can share one Redis.
+    pub name: String,
+    /// This node's name; empty: generated once and kept in
+    /// `data_dir/node-id`.
+    pub node_id: String,
+    /// The addresses clients are sent to for this node; empty: the bound
+    /// listener's address.
+    pub advertise_tcp: String,
+    pub advertise_ws: String,
+    pub advertise_http: String,
+    /// How the assignment endpoint picks a node.
+    pub assign: AssignStrategy,
+    /// How often the node reports its load; three missed reports make it dead.
+    pub report_interval_ms: u64,
+    /// How long a presence entry lives without being refreshed.
+    pub presence_ttl_ms: u64,
+    /// Events waiting to be published to other nodes.
+    pub bus_queue: usize,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignStrategy {
+    LeastLoaded,
+    RoundRobin,
+    Sticky,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            redis_url: String::new(),
+            name: "natter".into(),
+            node_id: String::new(),
+            advertise_tcp: String::new(),
+            advertise_ws: String::new(),
+            advertise_http: String::new(),
+            assign: AssignStrategy::LeastLoaded,
+            report_interval_ms: 2_000,
+            presence_ttl_ms: 60_000,
+            bus_queue: 65_536,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -313,6 +367,7 @@ impl Default for Config {
             http: Http::default(),
             throttle: Throttle::default(),
             overload: Overload::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -683,6 +738,45 @@ impl Config {
         check(self.store.readers >= 1, "store.readers", || {
             "must be at least 1".into()
         })?;
+        let cl = &self.cluster;
+        if !cl.redis_url.is_empty() {
+            check(
+                cl.redis_url.starts_with("redis://") || cl.redis_url.starts_with("rediss://"),
+                "cluster.redis_url",
+                || "must be a redis:// URL".into(),
+            )?;
+            check(
+                self.store.backend == Backend::Postgres,
+                "cluster.redis_url",
+                || "a cluster needs store.backend = \"postgres\": nodes share one database".into(),
+            )?;
+            let name_ok = |s: &str| {
+                s.len() <= 64
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            };
+            check(name_ok(&cl.node_id), "cluster.node_id", || {
+                "at most 64 of a-z A-Z 0-9 - _ .".into()
+            })?;
+            check(
+                !cl.name.is_empty() && name_ok(&cl.name),
+                "cluster.name",
+                || "1 to 64 of a-z A-Z 0-9 - _ .".into(),
+            )?;
+            check(
+                (100..=60_000).contains(&cl.report_interval_ms),
+                "cluster.report_interval_ms",
+                || "must be between 100 and 60000".into(),
+            )?;
+            check(
+                cl.presence_ttl_ms >= 3 * cl.report_interval_ms,
+                "cluster.presence_ttl_ms",
+                || "must be at least 3 × cluster.report_interval_ms".into(),
+            )?;
+            check(cl.bus_queue >= 1, "cluster.bus_queue", || {
+                "must be at least 1".into()
+            })?;
+        }
         if self.store.backend == Backend::Postgres {
             check(
                 self.store.url.starts_with("postgres://")

@@ -9,7 +9,13 @@ use crate::config::Config;
 /// Descriptors kept for everything but client connections: the database
 /// files of each store connection, listeners, the runtime, logs.
 fn reserve(c: &Config) -> u64 {
-    64 + 3 * (c.store.readers as u64 + 2)
+    let postgres = match c.store.backend {
+        crate::config::Backend::Postgres => c.store.pool_size as u64 + 1,
+        crate::config::Backend::Sqlite => 0,
+    };
+    // Redis: the command connection, the subscription, one reconnecting.
+    let cluster = if c.cluster.redis_url.is_empty() { 0 } else { 3 };
+    64 + 3 * (c.store.readers as u64 + 2) + postgres + cluster
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -30,6 +30,25 @@ enum Command {
     /// Operate on a deployment's data.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Look at a cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// List the nodes with their load and state, as Redis holds them now.
+    Status {
+        /// The cluster's Redis (default: cluster.redis_url of --config).
+        #[arg(long)]
+        redis: Option<String>,
+        /// A configuration file naming the cluster's Redis.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +115,11 @@ fn main() -> std::process::ExitCode {
                 resume,
                 config,
             }) => migrate(&from, &to, resume, config.as_deref()).await,
+            Command::Cluster(ClusterCommand::Status {
+                redis,
+                config,
+                json,
+            }) => cluster_status(redis, config.as_deref(), json).await,
         }
     });
     match result {
@@ -139,6 +163,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::run(config, listeners, shutdown)
         .await
         .context("server failed")
+}
+
+async fn cluster_status(
+    redis: Option<String>,
+    config: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let cluster = Config::from_figment(Config::figment(config))?.cluster;
+    let url = redis.unwrap_or(cluster.redis_url);
+    anyhow::ensure!(
+        !url.is_empty(),
+        "no cluster: give --redis URL or a --config with cluster.redis_url"
+    );
+    let nodes = natter_cluster::status(&url, &cluster.name)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the cluster from {url}: {e}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<9} {:<22} {:<22} {:>11} {:>6} {:>9}",
+        "node", "state", "tcp", "ws", "connections", "cpu", "msgs/s"
+    );
+    for n in &nodes {
+        println!(
+            "{:<20} {:<9} {:<22} {:<22} {:>11} {:>5.0}% {:>9.0}",
+            n.node_id,
+            n.state,
+            n.tcp,
+            n.ws,
+            n.connections,
+            n.cpu * 100.0,
+            n.messages_per_sec
+        );
+    }
+    if nodes.is_empty() {
+        println!("(no node has reported)");
+    }
+    Ok(())
 }
 
 async fn migrate(

@@ -67,6 +67,39 @@ pub fn describe() {
         "natter_pushes_dropped_total",
         "Pushes dropped before fan-out (recovered by Sync), by reason."
     );
+    // Cluster
+    describe_counter!(
+        "natter_bus_publishes_total",
+        "Batches published to other nodes (one per node per batch of events)."
+    );
+    describe_counter!(
+        "natter_bus_published_bytes_total",
+        "Bytes published to other nodes."
+    );
+    describe_counter!(
+        "natter_bus_received_total",
+        "Routed events received from other nodes."
+    );
+    describe_counter!(
+        "natter_bus_dropped_total",
+        "Events not delivered to other nodes (queue full, or Redis away too long); the nodes are told to resync."
+    );
+    describe_counter!(
+        "natter_bus_errors_total",
+        "Failed Redis operations of the cluster, by op (publish, subscribe, presence, report, decode)."
+    );
+    describe_counter!(
+        "natter_bus_resubscribes_total",
+        "Times this node subscribed again after losing its bus subscription."
+    );
+    describe_counter!(
+        "natter_bus_resyncs_total",
+        "Times every session on this node was asked to Sync (SyncHintPush)."
+    );
+    describe_counter!(
+        "natter_cluster_nodes_dead_total",
+        "Dead nodes whose presence this node cleared."
+    );
     // Store
     describe_histogram!(
         "natter_store_batch_size",

@@ -8,10 +8,11 @@ use crate::config::{self, Config};
 use crate::metrics as natter_metrics;
 use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use natter_api::{ApiState, HttpLimits, ReadinessCheck};
+use natter_api::{ApiState, ClusterView, HttpLimits, ReadinessCheck};
+use natter_cluster::{Cluster, ClusterConfig, NodeView, Strategy};
 use natter_gateway::{Gateway, GatewayConfig, Registry};
 use natter_runtime::load::{self, Load, Thresholds};
-use natter_service::{PasswordConfig, Service, ServiceConfig, ThrottleConfig};
+use natter_service::{EventSink, PasswordConfig, Presence, Service, ServiceConfig, ThrottleConfig};
 use natter_store::model::DevicePolicy;
 use natter_store::postgres::{Partitioning, PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -199,15 +200,28 @@ fn thresholds(c: &config::Overload) -> Thresholds {
 /// the store completes a round trip in time. The store's answer is reused for
 /// a second, and one check runs at a time, so polling /readyz cannot load
 /// the writer.
-fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) -> ReadinessCheck {
+fn readiness(
+    draining: Arc<AtomicBool>,
+    load: Arc<Load>,
+    store: Arc<dyn Store>,
+    cluster: Option<Cluster>,
+) -> ReadinessCheck {
     type Checked = Option<(natter_runtime::clock::Instant, Result<(), String>)>;
     let last: Arc<tokio::sync::Mutex<Checked>> = Arc::default();
     Arc::new(move || {
-        let (draining, load, store, last) =
-            (draining.clone(), load.clone(), store.clone(), last.clone());
+        let (draining, load, store, last, cluster) = (
+            draining.clone(),
+            load.clone(),
+            store.clone(),
+            last.clone(),
+            cluster.clone(),
+        );
         Box::pin(async move {
             if draining.load(Ordering::Acquire) {
                 return Err("draining".into());
+            }
+            if cluster.as_ref().is_some_and(|c| !c.connected()) {
+                return Err("cluster: no subscription to the bus (Redis)".into());
             }
             if !load.accepts_new() {
                 return Err(format!("shedding load (stage {})", load.stage().name()));
@@ -227,6 +241,127 @@ fn readiness(draining: Arc<AtomicBool>, load: Arc<Load>, store: Arc<dyn Store>) 
             answer
         })
     })
+}
+
+/// The addresses the listeners are bound to.
+struct Addrs {
+    tcp: String,
+    ws: String,
+    http: String,
+}
+
+impl Addrs {
+    fn of(l: &Listeners) -> Addrs {
+        let s = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        Addrs {
+            tcp: l.tcp_addr().to_string(),
+            ws: s(l.ws_addr()),
+            http: s(l.http_addr()),
+        }
+    }
+}
+
+fn or(configured: &str, bound: &str) -> String {
+    if configured.is_empty() {
+        bound.to_owned()
+    } else {
+        configured.to_owned()
+    }
+}
+
+/// This node's id: configured, or generated once and kept in the data
+/// directory so a restart is the same node (with a new incarnation).
+fn node_id(config: &Config) -> anyhow::Result<String> {
+    if !config.cluster.node_id.is_empty() {
+        return Ok(config.cluster.node_id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let id = format!("node-{:08x}", random as u32);
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+fn cluster_config(
+    config: &Config,
+    listeners: &Listeners,
+    max_connections: usize,
+) -> anyhow::Result<ClusterConfig> {
+    let c = &config.cluster;
+    let bound = Addrs::of(listeners);
+    let ms = Duration::from_millis;
+    Ok(ClusterConfig {
+        redis_url: c.redis_url.clone(),
+        name: c.name.clone(),
+        node_id: node_id(config)?,
+        advertise_tcp: or(&c.advertise_tcp, &bound.tcp),
+        advertise_ws: or(&c.advertise_ws, &bound.ws),
+        advertise_http: or(&c.advertise_http, &bound.http),
+        report_interval: ms(c.report_interval_ms),
+        presence_ttl: ms(c.presence_ttl_ms),
+        strategy: match c.assign {
+            config::AssignStrategy::LeastLoaded => Strategy::LeastLoaded,
+            config::AssignStrategy::RoundRobin => Strategy::RoundRobin,
+            config::AssignStrategy::Sticky => Strategy::Sticky,
+        },
+        bus_queue: c.bus_queue,
+        max_connections,
+    })
+}
+
+/// A node outside a cluster, as the cluster endpoints describe it.
+fn single_node(config: &Config, bound: &Addrs) -> NodeView {
+    let c = &config.cluster;
+    NodeView {
+        node_id: "local".into(),
+        tcp: or(&c.advertise_tcp, &bound.tcp),
+        ws: or(&c.advertise_ws, &bound.ws),
+        http: or(&c.advertise_http, &bound.http),
+        max_connections: config.limits.max_connections as u64,
+        state: "up".into(),
+        ..NodeView::default()
+    }
+}
+
+/// What `/v1/cluster/*` answers: the cluster's table, or this node alone.
+struct NodeTable {
+    cluster: Option<Cluster>,
+    me: NodeView,
+    gateway: Arc<Gateway>,
+}
+
+fn assignment(n: &NodeView) -> serde_json::Value {
+    serde_json::json!({ "node_id": n.node_id, "tcp": n.tcp, "ws": n.ws, "http": n.http })
+}
+
+impl ClusterView for NodeTable {
+    fn assign(&self, user: Option<&str>) -> Option<serde_json::Value> {
+        match &self.cluster {
+            Some(c) => c.assign(user, false).as_ref().map(assignment),
+            None => Some(assignment(&self.me)),
+        }
+    }
+
+    fn nodes(&self) -> serde_json::Value {
+        let nodes = match &self.cluster {
+            Some(c) => c.nodes(),
+            None => vec![NodeView {
+                connections: self.gateway.connections() as u64,
+                reported_at_ms: natter_runtime::clock::now_ms(),
+                ..self.me.clone()
+            }],
+        };
+        serde_json::to_value(nodes).unwrap_or_default()
+    }
 }
 
 /// The message table's layout on PostgreSQL, as configured.
@@ -311,13 +446,29 @@ pub async fn run(
     let load = Arc::new(Load::default());
     let gw_config = gateway_config(&config, budget.chat);
     let registry = Arc::new(Registry::default());
+    let background = TaskTracker::new();
+    let cluster_stop = CancellationToken::new();
+    let cluster = if config.cluster.redis_url.is_empty() {
+        None
+    } else {
+        let c = cluster_config(&config, &listeners, budget.chat)?;
+        Some(
+            Cluster::join(c, registry.clone(), &background, cluster_stop.clone())
+                .await
+                .context("cannot join the cluster")?,
+        )
+    };
+    let (events, presence): (Arc<dyn EventSink>, Arc<dyn Presence>) = match &cluster {
+        Some(c) => (Arc::new(c.clone()), Arc::new(c.clone())),
+        None => (registry.clone(), registry.clone()),
+    };
     let service = Service::new(
         store.clone(),
-        registry.clone(),
+        events,
+        presence,
         service_config(&config),
         load.clone(),
     );
-    let background = TaskTracker::new();
     for feed in feeds {
         background.spawn(service.clone().dispatch(feed));
     }
@@ -336,8 +487,19 @@ pub async fn run(
         Duration::from_secs(5),
         monitor_stop.clone(),
     ));
-    let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());
+    let limiter = cluster
+        .as_ref()
+        .map(|c| c.limiter(gw_config.send_rate_per_sec, gw_config.send_burst));
+    let gateway = Gateway::new(service, registry, gw_config, limiter, shutdown.clone());
+    if let Some(c) = &cluster {
+        // GOING_AWAY sends each client to another live node.
+        let c = c.clone();
+        gateway.set_reconnect_target(Arc::new(move || {
+            c.assign(None, true).map(|n| (n.tcp, n.ws))
+        }));
+    }
 
+    let listeners_addrs = Addrs::of(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
     let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp))];
     if let Some(ws) = listeners.ws {
@@ -352,7 +514,17 @@ pub async fn run(
         }
         let state = ApiState {
             metrics: metrics_handle(),
-            ready: readiness(draining.clone(), load.clone(), store.clone()),
+            ready: readiness(
+                draining.clone(),
+                load.clone(),
+                store.clone(),
+                cluster.clone(),
+            ),
+            cluster: Arc::new(NodeTable {
+                cluster: cluster.clone(),
+                me: single_node(&config, &listeners_addrs),
+                gateway: gateway.clone(),
+            }),
         };
         let limits = HttpLimits {
             max_connections: budget.http,
@@ -371,6 +543,9 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections");
     draining.store(true, Ordering::Release);
+    if let Some(c) = &cluster {
+        c.drain().await;
+    }
     for a in accept {
         let _ = a.await;
     }
@@ -384,9 +559,13 @@ pub async fn run(
             tracing::warn!("connections still open after the grace period");
         }
     }
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     store.close().await;
     // The store has closed its feed: fan-out finishes what it holds and ends.
     monitor_stop.cancel();
+    cluster_stop.cancel();
     background.close();
     if tokio::time::timeout(Duration::from_secs(2), background.wait())
         .await

@@ -88,7 +88,16 @@ fn crates_depend_only_on_what_their_layer_may_use() {
         ),
         ("api", &["natter-runtime"], &["prost", "tokio-tungstenite"]),
         ("client", &["natter-proto"], &["axum"]),
-        ("bench", &["natter-proto", "natter-client"], &["axum"]),
+        (
+            "bench",
+            &["natter-proto", "natter-client", "natter-runtime"],
+            &["axum"],
+        ),
+        (
+            "cluster",
+            &["natter-service", "natter-gateway", "natter-runtime"],
+            &["axum", "hyper"],
+        ),
         ("testkit", &[], &["axum", "prost", "tokio-tungstenite"]),
     ];
     let dirs: BTreeSet<String> = std::fs::read_dir(root().join("crates"))

@@ -2,6 +2,8 @@
 //! and a raw socket for speaking (and mangling) the protocol by hand.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use bytes::{Bytes, BytesMut};
 use natter::config::Config;
 use natter::server::{self, Listeners};

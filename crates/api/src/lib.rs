@@ -1,4 +1,5 @@
-//! natter's HTTP API: liveness, readiness and Prometheus metrics, served
+//! natter's HTTP API: liveness, readiness, Prometheus metrics and the
+//! cluster's assignment and node table, served
 //! with a connection cap and header and idle timeouts of its own, so HTTP
 //! clients can never take the descriptors or memory the chat ports need.
 #![forbid(unsafe_code)]
@@ -7,11 +8,11 @@ mod listener;
 
 pub use listener::{serve, HttpLimits};
 
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::future::Future;
 use std::pin::Pin;
@@ -21,12 +22,22 @@ use std::sync::Arc;
 pub type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// Which node a client should use, and the node table (JSON documents, so
+/// this crate needs no cluster types).
+pub trait ClusterView: Send + Sync + 'static {
+    /// The node for a client; `user` (an id or a name) keys the sticky
+    /// strategy. `None` when no node takes clients.
+    fn assign(&self, user: Option<&str>) -> Option<serde_json::Value>;
+    fn nodes(&self) -> serde_json::Value;
+}
+
 /// What the HTTP handlers read.
 #[derive(Clone)]
 pub struct ApiState {
     /// Renders the process's metrics; `None` when no recorder is installed.
     pub metrics: Option<PrometheusHandle>,
     pub ready: ReadinessCheck,
+    pub cluster: Arc<dyn ClusterView>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -34,7 +45,36 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/cluster/assign", get(assign))
+        .route("/v1/cluster/nodes", get(nodes))
         .with_state(state)
+}
+
+/// `GET /v1/cluster/assign[?user=ID_OR_NAME]`: `{node_id, tcp, ws, http}`, or
+/// 503 with `{code, message, retry_after_ms}` when no node takes clients.
+async fn assign(State(s): State<ApiState>, RawQuery(q): RawQuery) -> impl IntoResponse {
+    let user = q.as_deref().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "user")
+            .map(|(_, v)| v.to_owned())
+    });
+    match s.cluster.assign(user.as_deref()) {
+        Some(node) => (StatusCode::OK, Json(node)),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "code": "UNAVAILABLE",
+                "message": "no node takes clients now",
+                "retry_after_ms": 1000,
+            })),
+        ),
+    }
+}
+
+/// `GET /v1/cluster/nodes`: `{nodes: [...]}` with each node's load and state.
+async fn nodes(State(s): State<ApiState>) -> impl IntoResponse {
+    Json(serde_json::json!({ "nodes": s.cluster.nodes() }))
 }
 
 async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {

@@ -13,7 +13,6 @@
 
 mod group;
 mod parent;
-mod procstat;
 mod report;
 mod setup;
 mod worker;
@@ -59,7 +58,10 @@ impl Scenario {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Server TCP address.
+    /// Server TCP address; a comma-separated list spreads the clients over
+    /// several nodes of a cluster (client i on address i mod the count, so
+    /// with two nodes every dm sender and its receiver are on different
+    /// nodes).
     #[arg(long, global = true, default_value = "127.0.0.1:7700")]
     pub server: String,
     /// Number of clients (connections).
@@ -86,9 +88,10 @@ pub struct Common {
     /// Give worker i the source address 127.0.0.(2+i).
     #[arg(long, global = true)]
     pub source_ips: bool,
-    /// The server's PID, to report its CPU per message and RSS per connection.
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// The server's PID, to report its CPU per message and RSS per
+    /// connection; a comma-separated list sums several nodes.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Bench users are PREFIX0, PREFIX1, ...
     #[arg(long, global = true, default_value = "bench")]
     pub user_prefix: String,
@@ -103,6 +106,14 @@ pub struct Common {
     pub worker: Option<usize>,
     #[arg(long, global = true, hide = true, default_value_t = 1)]
     pub workers: usize,
+}
+
+impl Common {
+    /// The server client `user` connects to.
+    pub(crate) fn server_for(&self, user: usize) -> String {
+        let servers: Vec<&str> = self.server.split(',').map(str::trim).collect();
+        servers[user % servers.len()].to_owned()
+    }
 }
 
 pub const PASSWORD: &str = "bench-password";

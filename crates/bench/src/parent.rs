@@ -2,9 +2,10 @@
 //! them together, samples the server, and merges what they report.
 
 use crate::report::{self, Percentiles, Report, Totals, WorkerResult};
-use crate::{procstat, setup, BenchArgs, Scenario};
+use crate::{setup, BenchArgs, Scenario};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
+use natter_runtime::procstat;
 use serde::Deserialize;
 use std::process::Stdio;
 use std::time::Instant;
@@ -38,7 +39,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Group => 1,
         _ => c.procs.unwrap_or(c.clients.div_ceil(9000)).max(1),
     };
-    let baseline = c.server_pid.map(procstat::sample).transpose()?;
+    let baseline = sample(&c.server_pid)?;
 
     let exe = std::env::current_exe()?;
     let forwarded: Vec<String> = std::env::args().skip(1).collect();
@@ -107,7 +108,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     progress.finish_and_clear();
 
-    let at_go = c.server_pid.map(procstat::sample).transpose()?;
+    let at_go = sample(&c.server_pid)?;
     let started = Instant::now();
     for stdin in &mut stdins {
         stdin.write_all(b"go\n").await?;
@@ -140,7 +141,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     progress.finish_and_clear();
     let elapsed = started.elapsed();
-    let at_end = c.server_pid.map(procstat::sample).transpose()?;
+    let at_end = sample(&c.server_pid)?;
     for mut child in children {
         let _ = child.wait().await;
     }
@@ -196,4 +197,20 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         }
     }
     Ok(report)
+}
+
+/// The servers' CPU time and resident memory, summed; `None` without PIDs.
+fn sample(pids: &[u32]) -> anyhow::Result<Option<procstat::Sample>> {
+    let mut sum: Option<procstat::Sample> = None;
+    for pid in pids {
+        let s = procstat::sample(*pid)?;
+        sum = Some(match sum {
+            None => s,
+            Some(t) => procstat::Sample {
+                cpu: t.cpu + s.cpu,
+                rss_bytes: t.rss_bytes + s.rss_bytes,
+            },
+        });
+    }
+    Ok(sum)
 }

@@ -37,7 +37,7 @@ pub async fn ensure(c: &Common, dm_pairs: bool) -> anyhow::Result<HashMap<String
         .unwrap_or_default();
     // Tokens from another server (or a wiped one) are all stale: check one.
     if let Some(t) = tokens.get(&username(&c.user_prefix, 0)) {
-        let mut probe = Client::connect(&c.server).await?;
+        let mut probe = Client::connect(&c.server_for(0)).await?;
         if probe.resume(t, DEVICE).await.is_err() {
             tokens.clear();
         }
@@ -72,7 +72,7 @@ async fn register(
     let mut tasks = Vec::new();
     for name in missing.iter().cloned() {
         let permit = permits.clone().acquire_owned().await?;
-        let server = c.server.clone();
+        let server = c.server_for(0);
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
             let mut client = Client::connect(&server).await?;
@@ -113,7 +113,7 @@ async fn befriend_pairs(c: &Common, tokens: &HashMap<String, String>) -> anyhow:
     let mut tasks = Vec::new();
     for (a, b) in pairs {
         let permit = permits.clone().acquire_owned().await?;
-        let server = c.server.clone();
+        let server = c.server_for(0);
         let (ta, tb) = (tokens[&a].clone(), tokens[&b].clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permit;

@@ -85,7 +85,7 @@ pub(crate) async fn connect_all(
     for &u in users {
         let name = username(&c.user_prefix, u);
         let token = tokens.get(&name).cloned().unwrap_or_default();
-        let server = c.server.clone();
+        let server = c.server_for(u);
         let permits = permits.clone();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {

@@ -73,6 +73,8 @@ impl Gateway {
                 message,
                 flush: true,
                 reconnect_after_ms: cfg.reconnect_after.as_millis() as u32,
+                // In a cluster: try another node.
+                reconnect_to: self.reconnect_target(),
             }
         };
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
@@ -196,6 +198,7 @@ async fn run<R: FrameRead, W: FrameWrite>(
     }
     if let Phase::Authed(s) = &conn.phase {
         let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
+        conn.gw.service.presence().detached(s.user_id, last).await;
         // Friends hear of the last session going; not during a drain, when
         // everyone goes at once and nobody is left to tell.
         if last && !conn.gw.shutdown.is_cancelled() {
@@ -382,15 +385,19 @@ impl Conn {
     }
 
     pub(crate) fn close(&self, reason: DisconnectReason, message: &str) {
-        let reconnect_after_ms = match reason {
-            DisconnectReason::GoingAway => self.gw.config.reconnect_after.as_millis() as u32,
-            _ => 0,
+        let (reconnect_after_ms, reconnect_to) = match reason {
+            DisconnectReason::GoingAway => (
+                self.gw.config.reconnect_after.as_millis() as u32,
+                self.gw.reconnect_target(),
+            ),
+            _ => (0, None),
         };
         self.out.close(Close {
             reason,
             message: message.into(),
             flush: true,
             reconnect_after_ms,
+            reconnect_to,
         });
     }
 }

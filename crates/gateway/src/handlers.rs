@@ -147,6 +147,11 @@ impl Conn {
             self.gw
                 .registry
                 .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
+        self.gw
+            .service
+            .presence()
+            .attached(s.user_id, s.session_id, first)
+            .await;
         tracing::debug!(peer = %self.peer, user = s.user_id, session = s.session_id, "authenticated");
         let user = s.user_id;
         self.phase = Phase::Authed(s);

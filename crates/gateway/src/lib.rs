@@ -13,14 +13,14 @@ mod registry;
 mod social;
 mod transport;
 
-pub use registry::Registry;
+pub use registry::{route, sync_hint, Registry, Routed};
 
 use natter_runtime::limits::KeyedBuckets;
 use natter_runtime::load::Load;
 use natter_service::model::UserId;
-use natter_service::Service;
+use natter_service::{Limiter, Service};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -88,6 +88,31 @@ impl Default for GatewayConfig {
     }
 }
 
+/// Each user's message bucket on this node.
+pub struct SendBuckets(KeyedBuckets<UserId>);
+
+impl SendBuckets {
+    pub fn new(rate_per_sec: f64, burst: f64) -> Self {
+        SendBuckets(KeyedBuckets::new("send", rate_per_sec, burst, 1_000_000))
+    }
+
+    /// Takes one message, without waiting.
+    pub fn take(&self, user: UserId) -> Result<(), Duration> {
+        self.0.take(&user, natter_runtime::clock::Instant::now())
+    }
+}
+
+#[async_trait::async_trait]
+impl Limiter for SendBuckets {
+    async fn take_send(&self, user: UserId) -> Result<(), Duration> {
+        self.take(user)
+    }
+}
+
+/// Picks the node a closing connection is sent to: its frame and WebSocket
+/// addresses.
+pub type ReconnectTarget = dyn Fn() -> Option<(String, String)> + Send + Sync;
+
 /// One gateway serves any number of listeners; connections are tracked so
 /// shutdown can wait for them.
 pub struct Gateway {
@@ -96,34 +121,41 @@ pub struct Gateway {
     pub(crate) config: GatewayConfig,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) unauth: Arc<addresses::Unauthenticated>,
-    /// Each user's message bucket, shared by their sessions and kept when
-    /// they disconnect, so reconnecting does not refill the burst.
-    pub(crate) send_buckets: KeyedBuckets<UserId>,
+    /// Each user's message allowance, shared by their sessions (on every
+    /// node, in a cluster) and kept when they disconnect, so reconnecting
+    /// does not refill the burst.
+    pub(crate) limiter: Arc<dyn Limiter>,
     pub(crate) load: Arc<Load>,
     active: AtomicUsize,
+    /// Where GOING_AWAY sends clients (a cluster's choice of another node).
+    reconnect_to: Mutex<Option<Arc<ReconnectTarget>>>,
     pub(crate) tracker: TaskTracker,
     pub(crate) shutdown: CancellationToken,
 }
 
 impl Gateway {
     /// `shutdown` tells every connection to say GOING_AWAY and close.
+    /// `limiter` keeps per-user rates (`None`: this node's own buckets, at
+    /// `config`'s send rate).
     pub fn new(
         service: Service,
         registry: Arc<Registry>,
         config: GatewayConfig,
+        limiter: Option<Arc<dyn Limiter>>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Gateway {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             unauth: Arc::default(),
-            send_buckets: KeyedBuckets::new(
-                "send",
-                config.send_rate_per_sec,
-                config.send_burst,
-                1_000_000,
-            ),
+            limiter: limiter.unwrap_or_else(|| {
+                Arc::new(SendBuckets::new(
+                    config.send_rate_per_sec,
+                    config.send_burst,
+                ))
+            }),
             load: service.load_handle(),
             active: AtomicUsize::new(0),
+            reconnect_to: Mutex::new(None),
             service,
             registry,
             config,
@@ -142,6 +174,26 @@ impl Gateway {
     fn connection_closed(&self) {
         self.active.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("natter_connections").decrement(1.0);
+    }
+
+    /// Connections open now (authenticated or not).
+    pub fn connections(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Names the node GOING_AWAY sends each client to (its frame and
+    /// WebSocket addresses), asked once per connection as it closes.
+    pub fn set_reconnect_target(&self, target: Arc<ReconnectTarget>) {
+        *self.reconnect_to.lock().unwrap_or_else(|p| p.into_inner()) = Some(target);
+    }
+
+    pub(crate) fn reconnect_target(&self) -> Option<Arc<(String, String)>> {
+        let target = self
+            .reconnect_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        target().map(Arc::new)
     }
 
     /// Accepts raw TCP connections until shutdown.

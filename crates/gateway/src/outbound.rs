@@ -23,6 +23,9 @@ pub struct Close {
     /// Write what is already queued before the last frame.
     pub flush: bool,
     pub reconnect_after_ms: u32,
+    /// GOING_AWAY in a cluster: the frame and WebSocket addresses of the
+    /// node to reconnect to (empty: anywhere).
+    pub reconnect_to: Option<Arc<(String, String)>>,
 }
 
 struct Closer {
@@ -93,6 +96,7 @@ impl Outbound {
                             message: "outbound queue full: reconnect and sync".into(),
                             flush: false,
                             reconnect_after_ms: 0,
+                            reconnect_to: None,
                         });
                         Pushed::SlowConsumer
                     }
@@ -207,10 +211,16 @@ pub async fn writer<W: FrameWrite>(
         let last = close.map(|close| {
             metrics::counter!("natter_disconnects_total", "reason" => close.reason.as_str_name())
                 .increment(1);
+            let (reconnect_tcp, reconnect_ws) = close
+                .reconnect_to
+                .map(|t| t.as_ref().clone())
+                .unwrap_or_default();
             ServerFrame::Disconnect(natter_proto::pb::Disconnect {
                 reason: close.reason as i32,
                 message: close.message,
                 reconnect_after_ms: close.reconnect_after_ms,
+                reconnect_tcp,
+                reconnect_ws,
             })
             .to_bytes(0)
         });

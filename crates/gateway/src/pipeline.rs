@@ -40,8 +40,7 @@ impl Conn {
     /// stored in the order it sent them; while the queue is full the
     /// connection reads nothing more.
     pub(crate) async fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
-        let now = natter_runtime::clock::Instant::now();
-        if let Err(wait) = self.gw.send_buckets.take(&s.user_id, now) {
+        if let Err(wait) = self.gw.limiter.take_send(s.user_id).await {
             metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
             self.answer_in_order(id, rate_limited("message rate limit reached", wait));
             return Flow::Continue;

@@ -1,16 +1,19 @@
-//! Who is online where: user -> attached connections, sharded by user id so
-//! fan-out to different users does not contend on one lock. The registry is
-//! the in-process event sink: it turns service events into frames, encodes
-//! each once, and queues it on every target connection.
+//! Who is online here: user -> attached connections, sharded by user id so
+//! fan-out to different users does not contend on one lock. `route` turns a
+//! service event into a frame, encoded once, and its recipients; the
+//! registry queues it on every target connection here. On one node the
+//! registry is the whole event sink and presence directory; in a cluster
+//! the bus routes to other nodes and hands the registry what is local.
 
 use crate::convert;
 use crate::outbound::{Close, Outbound, Pushed};
+use async_trait::async_trait;
 use bytes::Bytes;
 use natter_proto::{pb, ServerFrame};
 use natter_service::model::{SessionId, UserId};
-use natter_service::{Event, EventSink, RevokeReason};
+use natter_service::{Event, EventSink, Presence, PresenceUnknown, RevokeReason};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
 
@@ -93,10 +96,10 @@ impl Registry {
         false
     }
 
-    fn push_all(&self, users: &[UserId], frame: ServerFrame) {
-        let frame = frame.to_bytes(0);
+    /// Queues `frame` on every session of `users` here, except `skip`.
+    pub fn push(&self, users: &[UserId], frame: &Bytes, skip: Option<SessionId>) {
         for user in users {
-            self.push_to(*user, &frame, None);
+            self.push_to(*user, frame, skip);
         }
     }
 
@@ -119,7 +122,8 @@ impl Registry {
         }
     }
 
-    fn revoke(&self, sessions: &[SessionId], reason: RevokeReason) {
+    /// Closes the connections holding any of `sessions` here.
+    pub fn revoke(&self, sessions: &[SessionId], reason: RevokeReason) {
         // Revocations are rare (logins past the device limit, password
         // changes), so a scan of every shard is fine.
         for shard in self.shards.iter() {
@@ -137,6 +141,160 @@ impl Registry {
             shard.users.retain(|_, e| !e.conns.is_empty());
         }
     }
+
+    /// Whether `user` has a connection here.
+    pub fn has(&self, user: UserId) -> bool {
+        self.shard(user).users.contains_key(&user)
+    }
+
+    /// Every user with a connection here, one shard at a time.
+    pub fn users(&self) -> Vec<UserId> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(shard.users.keys().copied());
+        }
+        out
+    }
+
+    /// Connections attached here.
+    pub fn connections(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.lock().unwrap_or_else(|p| p.into_inner());
+                s.users.values().map(|e| e.conns.len()).sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Hands a routed event to the sessions here.
+    pub fn deliver(&self, routed: &Routed) {
+        match routed {
+            Routed::Push { users, frame, skip } => self.push(users, frame, *skip),
+            Routed::Revoke {
+                sessions, reason, ..
+            } => self.revoke(sessions, *reason),
+        }
+    }
+}
+
+/// An event turned into what sessions receive: frames are encoded once,
+/// here, whichever node's sessions they end up on.
+#[derive(Clone, Debug)]
+pub enum Routed {
+    /// Queue `frame` on every session of `users`, except `skip`.
+    Push {
+        users: Arc<[UserId]>,
+        frame: Bytes,
+        skip: Option<SessionId>,
+    },
+    /// Close the connections of these sessions of `user`.
+    Revoke {
+        user: UserId,
+        sessions: Vec<SessionId>,
+        reason: RevokeReason,
+    },
+}
+
+impl Routed {
+    /// The users whose sessions this concerns.
+    pub fn users(&self) -> &[UserId] {
+        match self {
+            Routed::Push { users, .. } => users,
+            Routed::Revoke { user, .. } => std::slice::from_ref(user),
+        }
+    }
+}
+
+/// The frame telling a session that pushes may have been lost: Sync now.
+pub fn sync_hint() -> Bytes {
+    ServerFrame::SyncHintPush(pb::SyncHintPush {}).to_bytes(0)
+}
+
+/// Turns a service event into frames and their recipients.
+pub fn route(event: Event) -> Routed {
+    let push = |to: Vec<UserId>, frame: ServerFrame| Routed::Push {
+        users: to.into(),
+        frame: frame.to_bytes(0),
+        skip: None,
+    };
+    match event {
+        Event::Message(c) => Routed::Push {
+            frame: ServerFrame::MessagePush(pb::MessagePush {
+                message: Some(convert::message(&c.message)),
+            })
+            .to_bytes(0),
+            users: c.members,
+            skip: c.origin,
+        },
+        Event::Receipt {
+            conversation_id,
+            user_id,
+            seq,
+            to,
+        } => push(
+            to,
+            ServerFrame::ReceiptPush(pb::ReceiptPush {
+                conversation_id,
+                user_id,
+                seq,
+            }),
+        ),
+        Event::Read {
+            conversation_id,
+            user_id,
+            seq,
+            to,
+        } => push(
+            to,
+            ServerFrame::ReadPush(pb::ReadPush {
+                conversation_id,
+                user_id,
+                seq,
+            }),
+        ),
+        Event::Typing {
+            conversation_id,
+            user_id,
+            to,
+        } => push(
+            to,
+            ServerFrame::TypingPush(pb::TypingPush {
+                conversation_id,
+                user_id,
+            }),
+        ),
+        Event::Presence {
+            user_id,
+            online,
+            to,
+        } => push(
+            to,
+            ServerFrame::PresencePush(pb::PresencePush { user_id, online }),
+        ),
+        Event::FriendRequest { request, to } => push(
+            to,
+            ServerFrame::FriendRequestPush(pb::FriendRequestPush {
+                request: Some(convert::friend_request(&request)),
+            }),
+        ),
+        Event::JoinRequest { request, to } => push(
+            to,
+            ServerFrame::JoinRequestPush(pb::JoinRequestPush {
+                request: Some(convert::join_request(&request)),
+            }),
+        ),
+        Event::Revoked {
+            user,
+            sessions,
+            reason,
+        } => Routed::Revoke {
+            user,
+            sessions,
+            reason,
+        },
+    }
 }
 
 fn replaced(reason: RevokeReason) -> Close {
@@ -152,83 +310,24 @@ fn replaced(reason: RevokeReason) -> Close {
         message: message.into(),
         flush: true,
         reconnect_after_ms: 0,
+        reconnect_to: None,
     }
 }
 
 impl EventSink for Registry {
     fn publish(&self, event: Event) {
-        match event {
-            Event::Message(c) => {
-                let frame = ServerFrame::MessagePush(pb::MessagePush {
-                    message: Some(convert::message(&c.message)),
-                })
-                .to_bytes(0);
-                for user in c.members.iter() {
-                    self.push_to(*user, &frame, c.origin);
-                }
-            }
-            Event::Receipt {
-                conversation_id,
-                user_id,
-                seq,
-                to,
-            } => self.push_all(
-                &to,
-                ServerFrame::ReceiptPush(pb::ReceiptPush {
-                    conversation_id,
-                    user_id,
-                    seq,
-                }),
-            ),
-            Event::Read {
-                conversation_id,
-                user_id,
-                seq,
-                to,
-            } => self.push_all(
-                &to,
-                ServerFrame::ReadPush(pb::ReadPush {
-                    conversation_id,
-                    user_id,
-                    seq,
-                }),
-            ),
-            Event::Typing {
-                conversation_id,
-                user_id,
-                to,
-            } => self.push_all(
-                &to,
-                ServerFrame::TypingPush(pb::TypingPush {
-                    conversation_id,
-                    user_id,
-                }),
-            ),
-            Event::Presence {
-                user_id,
-                online,
-                to,
-            } => self.push_all(
-                &to,
-                ServerFrame::PresencePush(pb::PresencePush { user_id, online }),
-            ),
-            Event::FriendRequest { request, to } => self.push_all(
-                &to,
-                ServerFrame::FriendRequestPush(pb::FriendRequestPush {
-                    request: Some(convert::friend_request(&request)),
-                }),
-            ),
-            Event::JoinRequest { request, to } => self.push_all(
-                &to,
-                ServerFrame::JoinRequestPush(pb::JoinRequestPush {
-                    request: Some(convert::join_request(&request)),
-                }),
-            ),
-            Event::Revoked { sessions, reason } => self.revoke(&sessions, reason),
-        }
+        self.deliver(&route(event));
     }
+}
 
-    fn is_online(&self, user: UserId) -> bool {
-        self.shard(user).users.contains_key(&user)
+/// On one node the registry is the whole directory.
+#[async_trait]
+impl Presence for Registry {
+    async fn attached(&self, _user: UserId, _session: SessionId, _first_here: bool) {}
+
+    async fn detached(&self, _user: UserId, _last_here: bool) {}
+
+    async fn online(&self, users: &[UserId]) -> Result<Vec<bool>, PresenceUnknown> {
+        Ok(users.iter().map(|u| self.has(*u)).collect())
     }
 }

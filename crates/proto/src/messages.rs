@@ -146,6 +146,7 @@ frames! {
         PresencePush = 206,
         FriendRequestPush = 207,
         JoinRequestPush = 208,
+        SyncHintPush = 209,
     }
 }
 
@@ -165,6 +166,7 @@ impl ServerFrame {
             reason: reason as i32,
             message: message.into(),
             reconnect_after_ms: 0,
+            ..Default::default()
         })
     }
 }

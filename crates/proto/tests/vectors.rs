@@ -189,7 +189,24 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
                 reason: pb::DisconnectReason::GoingAway as i32,
                 message: "bye".into(),
                 reconnect_after_ms: 1000,
+                ..Default::default()
             })),
+        ),
+        (
+            "Push: the node is going away; reconnect to another node of the cluster",
+            0,
+            S(ServerFrame::Disconnect(pb::Disconnect {
+                reason: pb::DisconnectReason::GoingAway as i32,
+                message: "bye".into(),
+                reconnect_after_ms: 1000,
+                reconnect_tcp: "10.0.0.3:7700".into(),
+                reconnect_ws: "10.0.0.3:7701".into(),
+            })),
+        ),
+        (
+            "Push: pushes may have been lost, Sync now",
+            0,
+            S(ServerFrame::SyncHintPush(pb::SyncHintPush {})),
         ),
         (
             "Create a group with users 2 and 3, open to join",

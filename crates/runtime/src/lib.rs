@@ -1,6 +1,6 @@
 //! What every layer of a natter process shares: one clock that tests can
 //! pause, panic capture that keeps the process up, rate limiters keyed by
-//! user or address, and the overload stage the node is in.
+//! user or address, the overload stage the node is in, and /proc samples.
 //!
 //! It knows nothing of sockets, SQL or the wire format.
 #![forbid(unsafe_code)]
@@ -9,3 +9,4 @@ pub mod clock;
 pub mod limits;
 pub mod load;
 pub mod panics;
+pub mod procstat;

@@ -210,6 +210,7 @@ impl Service {
             .await?;
         if !grant.revoked.is_empty() {
             self.inner.events.publish(Event::Revoked {
+                user: user.id,
                 sessions: grant.revoked,
                 reason: RevokeReason::Kicked,
             });
@@ -276,6 +277,7 @@ impl Service {
             .await?;
         if !revoked.is_empty() {
             self.inner.events.publish(Event::Revoked {
+                user: user.id,
                 sessions: revoked,
                 reason: RevokeReason::Kicked,
             });

@@ -1,6 +1,11 @@
 //! What the service announces to whoever holds sessions: on one node the
-//! gateway's session registry, in a cluster a bus in front of it.
+//! gateway's session registry, in a cluster a bus in front of it. Three
+//! interfaces, so a cluster can put Redis behind each: [`EventSink`] routes
+//! events to sessions wherever they are, [`Presence`] is told of every
+//! session that attaches or detaches here and answers who is online, and
+//! [`Limiter`] keeps per-user rates across nodes.
 
+use async_trait::async_trait;
 use natter_store::{
     Committed, ConversationId, FriendRequestRecord, JoinRequestRecord, SessionId, UserId,
 };
@@ -47,8 +52,9 @@ pub enum Event {
         request: JoinRequestRecord,
         to: Vec<UserId>,
     },
-    /// These sessions are no longer valid: close their connections.
+    /// These sessions of `user` are no longer valid: close their connections.
     Revoked {
+        user: UserId,
         sessions: Vec<SessionId>,
         reason: RevokeReason,
     },
@@ -65,6 +71,34 @@ pub enum RevokeReason {
 /// Receives events. Must not block: implementations queue or drop.
 pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: Event);
-    /// Whether the user has a session attached right now.
-    fn is_online(&self, user: UserId) -> bool;
 }
+
+/// The directory of attached sessions.
+#[async_trait]
+pub trait Presence: Send + Sync + 'static {
+    /// A session of `user` attached on this node; `first_here` when the user
+    /// had no other session on this node. Any other connection of the same
+    /// session, here or on another node, is closed as REPLACED.
+    async fn attached(&self, user: UserId, session: SessionId, first_here: bool);
+    /// A connection of `user` closed; `last_here` when it was their last on
+    /// this node.
+    async fn detached(&self, user: UserId, last_here: bool);
+    /// Which of `users` have a session attached anywhere. A directory it
+    /// cannot reach is an error; callers fall back to "offline".
+    async fn online(&self, users: &[UserId]) -> Result<Vec<bool>, PresenceUnknown>;
+}
+
+/// Per-user allowances that hold wherever the user's sessions are: on one
+/// node a local token bucket, in a cluster one shared through Redis for
+/// users with sessions on several nodes.
+#[async_trait]
+pub trait Limiter: Send + Sync + 'static {
+    /// Takes one message from `user`'s send allowance; `Err(wait)` when it
+    /// is spent.
+    async fn take_send(&self, user: UserId) -> Result<(), std::time::Duration>;
+}
+
+/// The presence directory could not be asked (a cluster's Redis is away).
+#[derive(Debug, thiserror::Error)]
+#[error("presence is unknown: {0}")]
+pub struct PresenceUnknown(pub String);

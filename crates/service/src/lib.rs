@@ -18,7 +18,7 @@ mod throttle;
 pub use accounts::{SessionInfo, Tokens};
 pub use config::{PasswordConfig, ServiceConfig};
 pub use error::{ServiceError, Unavailable};
-pub use events::{Event, EventSink, RevokeReason};
+pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
 /// The domain types callers of the service use; the backends stay below.
 pub use natter_store::model;
@@ -38,6 +38,7 @@ pub struct Service {
 struct Inner {
     store: Arc<dyn Store>,
     events: Arc<dyn EventSink>,
+    presence: Arc<dyn Presence>,
     config: ServiceConfig,
     hasher: password::Hasher,
     throttles: throttle::Throttles,
@@ -46,10 +47,13 @@ struct Inner {
 
 impl Service {
     /// `load` is the node's overload stage: while it sheds, new logins and
-    /// registrations are refused and ephemeral signals pause.
+    /// registrations are refused and ephemeral signals pause. `events` and
+    /// `presence` are where sessions are: the gateway's registry on one
+    /// node, the cluster bus in front of it on several.
     pub fn new(
         store: Arc<dyn Store>,
         events: Arc<dyn EventSink>,
+        presence: Arc<dyn Presence>,
         config: ServiceConfig,
         load: Arc<Load>,
     ) -> Self {
@@ -66,6 +70,7 @@ impl Service {
                 throttles: throttle::Throttles::new(&config.throttle),
                 store,
                 events,
+                presence,
                 config,
                 hasher,
                 load,
@@ -76,6 +81,11 @@ impl Service {
     /// The node's overload stage.
     pub fn load_handle(&self) -> Arc<Load> {
         self.inner.load.clone()
+    }
+
+    /// The directory of attached sessions the service was built with.
+    pub fn presence(&self) -> &Arc<dyn Presence> {
+        &self.inner.presence
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -100,12 +100,12 @@ impl Service {
             .store
             .friends(s.user_id, &after.to_ascii_lowercase(), page)
             .await?;
+        let ids: Vec<UserId> = friends.iter().map(|f| f.user_id).collect();
+        let online = self.online(&ids).await;
         let friends = friends
             .into_iter()
-            .map(|friend| FriendView {
-                online: self.inner.events.is_online(friend.user_id),
-                friend,
-            })
+            .zip(online)
+            .map(|(friend, online)| FriendView { online, friend })
             .collect();
         Ok((friends, blocked, has_more))
     }
@@ -178,10 +178,27 @@ impl Service {
         if friends.is_empty() {
             return;
         }
+        let online = self.online(&[user]).await.first().copied().unwrap_or(false);
         self.inner.events.publish(Event::Presence {
             user_id: user,
-            online: self.inner.events.is_online(user),
+            online,
             to: friends,
         });
+    }
+
+    /// Who of `users` is online; all offline when the directory cannot be
+    /// asked (presence is best-effort).
+    async fn online(&self, users: &[UserId]) -> Vec<bool> {
+        if users.is_empty() {
+            return Vec::new();
+        }
+        match self.inner.presence.online(users).await {
+            Ok(v) if v.len() == users.len() => v,
+            Ok(_) => vec![false; users.len()],
+            Err(e) => {
+                tracing::debug!(error = %e, "presence unknown: shown as offline");
+                vec![false; users.len()]
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The server's CPU time and resident memory, read from /proc.
+//! A process's CPU time and resident memory, read from /proc: what the load
+//! generator samples of the server, and what a cluster node reports of itself.
 
 use std::time::Duration;
 
@@ -9,6 +10,11 @@ pub struct Sample {
 }
 
 fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(ask_clock_ticks)
+}
+
+fn ask_clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -18,13 +24,13 @@ fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-pub fn sample(pid: u32) -> anyhow::Result<Sample> {
+pub fn sample(pid: u32) -> std::io::Result<Sample> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat
         .rsplit_once(')')
         .map(|(_, r)| r)
-        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/{pid}/stat"))?;
+        .ok_or_else(|| std::io::Error::other(format!("unexpected /proc/{pid}/stat")))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name.
     let ticks: u64 = fields

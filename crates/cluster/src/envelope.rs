@@ -1,0 +1,101 @@
+//! What travels on the bus: batches of routed events, each narrowed to the
+//! users on the receiving node, with the frame already encoded. Protobuf, so
+//! nodes of neighbouring versions can read each other's batches.
+
+use bytes::Bytes;
+use natter_gateway::Routed;
+use natter_service::model::UserId;
+use natter_service::RevokeReason;
+use prost::Message;
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Batch {
+    #[prost(message, repeated, tag = "1")]
+    pub items: Vec<Envelope>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct Envelope {
+    /// The recipients on the receiving node.
+    #[prost(uint64, repeated, tag = "1")]
+    pub users: Vec<u64>,
+    /// The session that must not get the frame (the sender's, which has the ACK).
+    #[prost(uint64, optional, tag = "2")]
+    pub skip: Option<u64>,
+    /// The frame, encoded once by the node that routed it.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub frame: Bytes,
+    /// Sessions to close instead of a frame to queue.
+    #[prost(uint64, repeated, tag = "4")]
+    pub revoke: Vec<u64>,
+    /// 1: REPLACED, 2: KICKED.
+    #[prost(uint32, tag = "5")]
+    pub reason: u32,
+    /// Pushes to the receiving node may have been lost: every session there
+    /// should Sync.
+    #[prost(bool, tag = "6")]
+    pub resync: bool,
+}
+
+impl Envelope {
+    /// `routed`, for `users` only (those on the receiving node).
+    pub(crate) fn of(routed: &Routed, users: Vec<UserId>) -> Envelope {
+        match routed {
+            Routed::Push { frame, skip, .. } => Envelope {
+                users,
+                skip: *skip,
+                frame: frame.clone(),
+                ..Envelope::default()
+            },
+            Routed::Revoke {
+                sessions, reason, ..
+            } => Envelope {
+                users,
+                revoke: sessions.clone(),
+                reason: match reason {
+                    RevokeReason::Replaced => 1,
+                    RevokeReason::Kicked => 2,
+                },
+                ..Envelope::default()
+            },
+        }
+    }
+
+    pub(crate) fn resync() -> Envelope {
+        Envelope {
+            resync: true,
+            ..Envelope::default()
+        }
+    }
+
+    /// What the receiving node does with it.
+    pub(crate) fn into_routed(self) -> Option<Routed> {
+        if self.resync {
+            return None;
+        }
+        if !self.revoke.is_empty() {
+            let reason = match self.reason {
+                1 => RevokeReason::Replaced,
+                _ => RevokeReason::Kicked,
+            };
+            return Some(Routed::Revoke {
+                user: self.users.first().copied().unwrap_or(0),
+                sessions: self.revoke,
+                reason,
+            });
+        }
+        Some(Routed::Push {
+            users: self.users.into(),
+            frame: self.frame,
+            skip: self.skip,
+        })
+    }
+}
+
+pub(crate) fn encode(batch: &Batch) -> Vec<u8> {
+    batch.encode_to_vec()
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Batch, prost::DecodeError> {
+    Batch::decode(bytes)
+}

@@ -1,0 +1,308 @@
+//! natter's cluster: any number of `natter serve` processes on one database
+//! (the truth: seqs, messages, cursors) and one Redis (the doorbell: who is
+//! online where, load reports, and pub/sub between nodes).
+//!
+//! [`Cluster`] stands in front of the gateway's local [`Registry`]: it is the
+//! service's [`EventSink`] and [`Presence`]. An event is delivered to the
+//! sessions here at once and queued for the router, which looks up which
+//! other nodes hold a recipient (`natter:presence:{user}`) and publishes one
+//! batch per node; that node hands it to its own registry. Anything
+//! published may be lost, so a node whose subscription broke resubscribes,
+//! re-asserts its presence, and tells every session here to Sync
+//! (`SyncHintPush`): clients fill from the database, exactly once and in
+//! order by their cursors.
+#![forbid(unsafe_code)]
+
+mod bus;
+mod envelope;
+mod keys;
+mod limit;
+mod nodes;
+mod presence;
+
+pub use nodes::{status, NodeView, Strategy};
+
+use async_trait::async_trait;
+use natter_gateway::{route, Registry, Routed};
+use natter_service::model::{SessionId, UserId};
+use natter_service::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
+use redis::aio::ConnectionManager;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub redis_url: String,
+    /// Prefixes every key and channel, so clusters can share a Redis.
+    pub name: String,
+    /// This node's name in the cluster; stable across restarts.
+    pub node_id: String,
+    /// Addresses clients are sent to for this node.
+    pub advertise_tcp: String,
+    pub advertise_ws: String,
+    pub advertise_http: String,
+    /// How often the node reports its load and liveness.
+    pub report_interval: Duration,
+    /// How long a node's presence entries live without a refresh.
+    pub presence_ttl: Duration,
+    pub strategy: Strategy,
+    /// Events waiting for the router before new ones are dropped (and the
+    /// nodes told to resync).
+    pub bus_queue: usize,
+    /// The node's connection limit (its load is connections / this).
+    pub max_connections: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster.redis_url is not a Redis URL: {0}")]
+    Url(redis::RedisError),
+    #[error("cannot reach Redis at cluster.redis_url: {0}")]
+    Unreachable(String),
+}
+
+/// A node's part in the cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub config: ClusterConfig,
+    pub keys: keys::Keys,
+    /// A fresh id for every start: a restarted node is a new incarnation.
+    pub incarnation: u64,
+    pub registry: Arc<Registry>,
+    pub client: redis::Client,
+    pub redis: ConnectionManager,
+    outbox: mpsc::Sender<Routed>,
+    presence: mpsc::Sender<presence::Op>,
+    /// The node table as last read, live nodes first.
+    pub nodes: RwLock<Vec<NodeView>>,
+    /// The subscription to this node's channel is up.
+    pub subscribed: AtomicBool,
+    /// The router dropped something: tell every node to resync once it can.
+    pub lost: AtomicBool,
+    /// Messages committed on this node (its messages/s).
+    pub messages: AtomicU64,
+    pub round_robin: AtomicUsize,
+    pub draining: AtomicBool,
+    /// A presence write failed: re-assert every local user soon.
+    pub presence_stale: AtomicBool,
+    /// Reports sent since the start.
+    pub reports: AtomicU64,
+    pub last_load: std::sync::Mutex<nodes::Load>,
+    /// Users with sessions here and on another node (shared rate limits).
+    pub spread: std::sync::Mutex<std::collections::HashSet<UserId>>,
+}
+
+/// Bounds every Redis round trip: a Redis that hangs is a Redis that is away.
+pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(crate) async fn bounded<T>(
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(REDIS_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("Redis did not answer within 1 s".into()),
+    }
+}
+
+impl Cluster {
+    /// Joins the cluster: purges what a previous incarnation of this node
+    /// left in Redis, subscribes to the node's channel, reports, and starts
+    /// the router, presence and report tasks on `tracker` until `stop`.
+    pub async fn join(
+        config: ClusterConfig,
+        registry: Arc<Registry>,
+        tracker: &TaskTracker,
+        stop: CancellationToken,
+    ) -> Result<Cluster, ClusterError> {
+        let client = redis::Client::open(config.redis_url.as_str()).map_err(ClusterError::Url)?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let redis = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.get_connection_manager_with_config(manager),
+        )
+        .await
+        .map_err(|_| ClusterError::Unreachable("no answer within 5 s".into()))?
+        .map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        let (outbox, routed) = mpsc::channel(config.bus_queue.max(1));
+        let (presence, ops) = mpsc::channel(65_536);
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            incarnation: u64::from_le_bytes(seed) >> 1,
+            keys: keys::Keys::new(&config.name),
+            config,
+            registry,
+            client,
+            redis,
+            outbox,
+            presence,
+            nodes: RwLock::new(Vec::new()),
+            subscribed: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            messages: AtomicU64::new(0),
+            round_robin: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            presence_stale: AtomicBool::new(false),
+            reports: AtomicU64::new(0),
+            last_load: std::sync::Mutex::default(),
+            spread: std::sync::Mutex::default(),
+        });
+        shared
+            .purge_own()
+            .await
+            .map_err(ClusterError::Unreachable)?;
+        let subscription = bus::subscribe(&shared)
+            .await
+            .map_err(ClusterError::Unreachable)?;
+        shared
+            .report(nodes::Load::default())
+            .await
+            .map_err(ClusterError::Unreachable)?;
+        tracing::info!(
+            node = %shared.config.node_id,
+            incarnation = shared.incarnation,
+            "joined the cluster"
+        );
+        tracker.spawn(bus::listen(shared.clone(), subscription, stop.clone()));
+        tracker.spawn(bus::route_loop(shared.clone(), routed, stop.clone()));
+        tracker.spawn(presence::write_loop(shared.clone(), ops, stop.clone()));
+        tracker.spawn(presence::refresh_loop(shared.clone(), stop.clone()));
+        tracker.spawn(nodes::report_loop(shared.clone(), stop));
+        Ok(Cluster { shared })
+    }
+
+    /// Per-user send rates that hold across the cluster, at `rate_per_sec`
+    /// after a burst of `burst`.
+    pub fn limiter(&self, rate_per_sec: f64, burst: f64) -> Arc<dyn Limiter> {
+        Arc::new(limit::SharedLimiter::new(
+            self.shared.clone(),
+            rate_per_sec,
+            burst,
+        ))
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.shared.config.node_id
+    }
+
+    /// The node clients should connect to; `user` (an id or name) keys the
+    /// sticky strategy. `None` when no live node is known.
+    pub fn assign(&self, user: Option<&str>, exclude_self: bool) -> Option<NodeView> {
+        self.shared.assign(user, exclude_self)
+    }
+
+    /// The node table as last read (every ~report interval).
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.shared
+            .nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether this node can reach the others: its subscription is up.
+    pub fn connected(&self) -> bool {
+        self.shared.subscribed.load(Ordering::Acquire)
+    }
+
+    /// Stops taking new clients: the node reports itself draining, so
+    /// assignment sends nobody here.
+    pub async fn drain(&self) {
+        self.shared.draining.store(true, Ordering::Release);
+        if let Err(e) = self.shared.report(self.shared.last_load()).await {
+            tracing::warn!(error = %e, "cannot report draining");
+        }
+    }
+
+    /// Leaves the cluster: removes this node's report, liveness and presence
+    /// entries (its sessions are gone).
+    pub async fn leave(&self) {
+        if let Err(e) = self.shared.leave().await {
+            tracing::warn!(error = %e, "cannot leave the cluster cleanly; survivors will clear it");
+        }
+    }
+}
+
+impl EventSink for Cluster {
+    fn publish(&self, event: Event) {
+        if matches!(event, Event::Message(_)) {
+            self.shared.messages.fetch_add(1, Ordering::Relaxed);
+        }
+        let routed = route(event);
+        self.shared.registry.deliver(&routed);
+        self.shared.forward(routed);
+    }
+}
+
+#[async_trait]
+impl Presence for Cluster {
+    async fn attached(&self, user: UserId, session: SessionId, first_here: bool) {
+        // Wait for the directory to know: a message committed after this
+        // returns is routed here, and the client's Sync (its next request)
+        // finds anything committed before.
+        if first_here {
+            self.shared.presence_changed(user).await;
+        }
+        // The same session may be on a connection of another node.
+        self.shared.forward(Routed::Revoke {
+            user,
+            sessions: vec![session],
+            reason: RevokeReason::Replaced,
+        });
+    }
+
+    async fn detached(&self, user: UserId, last_here: bool) {
+        if last_here {
+            self.shared.unmark_spread(user);
+            self.shared.presence_changed(user).await;
+        }
+    }
+
+    async fn online(&self, users: &[UserId]) -> Result<Vec<bool>, PresenceUnknown> {
+        self.shared.online(users).await
+    }
+}
+
+impl Shared {
+    /// Queues a routed event for the other nodes; never waits.
+    pub(crate) fn forward(&self, routed: Routed) {
+        if let Err(e) = self.outbox.try_send(routed) {
+            metrics::counter!("natter_bus_dropped_total").increment(1);
+            self.lost.store(true, Ordering::Release);
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                tracing::debug!("bus queue full: dropped an event, nodes will resync");
+            }
+        }
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// Tells every session here to Sync, a few thousand users at a time so
+    /// a node of 19,000 does not send them all to the database at once.
+    pub(crate) async fn resync_local(&self) {
+        let users = self.registry.users();
+        let frame = natter_gateway::sync_hint();
+        metrics::counter!("natter_bus_resyncs_total").increment(1);
+        tracing::info!(users = users.len(), "asking every session here to sync");
+        for chunk in users.chunks(2000) {
+            self.registry.push(chunk, &frame, None);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Nodes, their load and assignment. Every node reports its load to
+//! `natter:nodes` every `report_interval` and renews `natter:node:{id}:alive`,
+//! which expires after three missed reports: that node is dead, and the first
+//! survivor to take `natter:reap:{id}` clears its presence entries. Every
+//! node keeps the table it read last, so assignment never waits on Redis.
+
+use crate::keys::Keys;
+use crate::{bounded, Shared};
+use natter_runtime::procstat;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A node as the cluster sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub node_id: String,
+    pub incarnation: u64,
+    /// Where clients connect: the frame port, WebSocket, HTTP.
+    pub tcp: String,
+    pub ws: String,
+    pub http: String,
+    /// Authenticated connections.
+    pub connections: u64,
+    pub max_connections: u64,
+    /// CPU used since the last report, in cores (1.0: one core busy).
+    pub cpu: f64,
+    /// Messages committed through this node per second.
+    pub messages_per_sec: f64,
+    pub reported_at_ms: i64,
+    /// "up", "draining" (shutting down: assign sends nobody) or "dead"
+    /// (three reports missed).
+    pub state: String,
+}
+
+impl NodeView {
+    fn takes_clients(&self) -> bool {
+        self.state == "up"
+    }
+
+    /// What least-loaded compares: the busier of its connection share and
+    /// its CPU.
+    fn load(&self) -> f64 {
+        let conns = self.connections as f64 / self.max_connections.max(1) as f64;
+        conns.max(self.cpu)
+    }
+}
+
+/// How `/v1/cluster/assign` picks a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Power of two choices over the reported load.
+    LeastLoaded,
+    /// Each live node in turn.
+    RoundRobin,
+    /// The same node for the same user while it lives (rendezvous hash).
+    Sticky,
+}
+
+/// What a node measured of itself since its last report.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Load {
+    pub cpu: f64,
+    pub messages_per_sec: f64,
+}
+
+/// Reports every `report_interval`, and reads the table four times as
+/// often, so a dead node is noticed within a quarter interval of its
+/// liveness lapsing.
+pub(crate) async fn report_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let every = shared.config.report_interval;
+    let mut tick = tokio::time::interval(every / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut ticks = 0u64;
+    let mut last_at = tokio::time::Instant::now();
+    let mut last_cpu = procstat::sample(std::process::id()).map(|s| s.cpu).ok();
+    let mut last_messages = shared.messages.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        ticks += 1;
+        if !ticks.is_multiple_of(4) {
+            if let Err(e) = shared.refresh_table().await {
+                tracing::debug!(error = %e, "cannot read the node table");
+            }
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        let secs = now.duration_since(last_at).as_secs_f64().max(0.001);
+        let cpu_now = procstat::sample(std::process::id()).map(|s| s.cpu).ok();
+        let messages = shared.messages.load(Ordering::Relaxed);
+        let load = Load {
+            cpu: match (last_cpu, cpu_now) {
+                (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() / secs,
+                _ => 0.0,
+            },
+            messages_per_sec: messages.saturating_sub(last_messages) as f64 / secs,
+        };
+        (last_at, last_cpu, last_messages) = (now, cpu_now, messages);
+        shared.set_last_load(load);
+        if let Err(e) = shared.report(load).await {
+            metrics::counter!("natter_bus_errors_total", "op" => "report").increment(1);
+            tracing::warn!(error = %e, "cannot report to the cluster");
+        }
+    }
+}
+
+impl Shared {
+    fn view(&self, load: Load) -> NodeView {
+        let c = &self.config;
+        NodeView {
+            node_id: c.node_id.clone(),
+            incarnation: self.incarnation,
+            tcp: c.advertise_tcp.clone(),
+            ws: c.advertise_ws.clone(),
+            http: c.advertise_http.clone(),
+            connections: self.registry.connections() as u64,
+            max_connections: c.max_connections as u64,
+            cpu: load.cpu,
+            messages_per_sec: load.messages_per_sec,
+            reported_at_ms: natter_runtime::clock::now_ms(),
+            state: if self.draining.load(Ordering::Acquire) {
+                "draining".into()
+            } else {
+                "up".into()
+            },
+        }
+    }
+
+    pub(crate) fn set_last_load(&self, load: Load) {
+        *self.last_load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+    }
+
+    pub(crate) fn last_load(&self) -> Load {
+        *self.last_load.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports this node, reads the table, and clears nodes found dead.
+    pub(crate) async fn report(&self, load: Load) -> Result<(), String> {
+        let me = self.config.node_id.as_str();
+        let view = self.view(load);
+        let json = serde_json::to_string(&view).map_err(|e| e.to_string())?;
+        let dead_after = self.dead_after().as_millis() as u64;
+        let mut conn = self.conn();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.keys.nodes())
+            .arg(me)
+            .arg(json)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(self.keys.alive(me))
+            .arg(self.incarnation)
+            .arg("PX")
+            .arg(dead_after)
+            .arg("GET");
+        let (before,): (Option<u64>,) = bounded(pipe.query_async(&mut conn)).await?;
+        let first = self.reports.fetch_add(1, Ordering::AcqRel) == 0;
+        match before {
+            Some(i) if i != self.incarnation => {
+                tracing::error!(
+                    node = me,
+                    other = i,
+                    "another process reports as this node: give each node its own cluster.node_id"
+                );
+            }
+            None if !first => {
+                // Counted dead (or Redis lost everything): this node's
+                // presence may be gone and pushes to it lost.
+                tracing::warn!("this node's liveness had lapsed: re-asserting presence");
+                self.presence_stale.store(true, Ordering::Release);
+                self.lost.store(true, Ordering::Release);
+            }
+            _ => {}
+        }
+        self.refresh_table().await
+    }
+
+    /// Reads the node table, clears nodes found dead, and keeps it for
+    /// assignment.
+    pub(crate) async fn refresh_table(&self) -> Result<(), String> {
+        let mut conn = self.conn();
+        let table = read_table(&self.keys, &mut conn).await?;
+        for dead in table.iter().filter(|n| n.state == "dead") {
+            self.reap(&dead.node_id).await?;
+        }
+        *self.nodes.write().unwrap_or_else(|p| p.into_inner()) = table;
+        Ok(())
+    }
+
+    /// A node is dead once three reports are missing: its liveness key
+    /// lives three intervals less the quarter interval the table is read
+    /// at, so survivors see it within three intervals of its last report.
+    pub(crate) fn dead_after(&self) -> Duration {
+        self.config.report_interval * 3 - self.config.report_interval / 4
+    }
+
+    /// Clears a dead node's entries, if no other survivor is doing it.
+    async fn reap(&self, node: &str) -> Result<(), String> {
+        let mut conn = self.conn();
+        let took: Option<String> = bounded(
+            redis::cmd("SET")
+                .arg(self.keys.reaper(node))
+                .arg(&self.config.node_id)
+                .arg("NX")
+                .arg("PX")
+                .arg(10_000)
+                .query_async(&mut conn),
+        )
+        .await?;
+        if took.is_none() {
+            return Ok(());
+        }
+        let users = self.clear_node(node).await?;
+        bounded(
+            redis::cmd("HDEL")
+                .arg(self.keys.nodes())
+                .arg(node)
+                .query_async::<()>(&mut conn),
+        )
+        .await?;
+        metrics::counter!("natter_cluster_nodes_dead_total").increment(1);
+        tracing::warn!(node, users, "node is dead: cleared its presence");
+        Ok(())
+    }
+
+    pub(crate) fn assign(&self, user: Option<&str>, exclude_self: bool) -> Option<NodeView> {
+        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+        let me = self.config.node_id.as_str();
+        let live: Vec<&NodeView> = nodes
+            .iter()
+            .filter(|n| n.takes_clients() && !(exclude_self && n.node_id == me))
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let pick = match (self.config.strategy, user) {
+            (Strategy::Sticky, Some(user)) => live
+                .iter()
+                .max_by_key(|n| rendezvous(user, &n.node_id))
+                .copied(),
+            (Strategy::RoundRobin, _) => {
+                let i = self.round_robin.fetch_add(1, Ordering::Relaxed);
+                live.get(i % live.len()).copied()
+            }
+            _ => {
+                let (a, b) = two_choices(live.len());
+                let (a, b) = (live[a], live[b]);
+                Some(if b.load() < a.load() { b } else { a })
+            }
+        };
+        pick.cloned()
+    }
+}
+
+/// The node table with each node's state: "dead" when its liveness key is gone.
+async fn read_table(
+    keys: &Keys,
+    conn: &mut redis::aio::ConnectionManager,
+) -> Result<Vec<NodeView>, String> {
+    let raw: HashMap<String, String> =
+        bounded(redis::cmd("HGETALL").arg(keys.nodes()).query_async(conn)).await?;
+    let mut nodes: Vec<NodeView> = raw
+        .into_iter()
+        .filter_map(|(id, json)| {
+            let mut v: NodeView = serde_json::from_str(&json).ok()?;
+            v.node_id = id;
+            Some(v)
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    if nodes.is_empty() {
+        return Ok(nodes);
+    }
+    let mut pipe = redis::pipe();
+    for n in &nodes {
+        pipe.cmd("GET").arg(keys.alive(&n.node_id));
+    }
+    let alive: Vec<Option<u64>> = bounded(pipe.query_async(conn)).await?;
+    for (n, a) in nodes.iter_mut().zip(alive) {
+        if a != Some(n.incarnation) {
+            n.state = "dead".into();
+        }
+    }
+    Ok(nodes)
+}
+
+/// The node table of cluster `name` as Redis holds it now (`natter cluster
+/// status`).
+pub async fn status(redis_url: &str, name: &str) -> Result<Vec<NodeView>, String> {
+    let client = redis::Client::open(redis_url).map_err(|e| e.to_string())?;
+    let mut conn = bounded(client.get_connection_manager()).await?;
+    read_table(&Keys::new(name), &mut conn).await
+}
+
+fn rendezvous(user: &str, node: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (user, node).hash(&mut h);
+    h.finish()
+}
+
+/// Two distinct indices below `n` (the same one when n is 1).
+fn two_choices(n: usize) -> (usize, usize) {
+    let mut seed = [0u8; 16];
+    let _ = getrandom::fill(&mut seed);
+    let a = u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()) as usize % n;
+    if n == 1 {
+        return (a, a);
+    }
+    let step = 1 + u64::from_le_bytes(seed[8..].try_into().unwrap_or_default()) as usize % (n - 1);
+    (a, (a + step) % n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_choices_are_distinct_and_in_range() {
+        for n in 1..6 {
+            for _ in 0..200 {
+                let (a, b) = two_choices(n);
+                assert!(a < n && b < n);
+                assert!(n == 1 || a != b, "n={n}: {a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn rendezvous_moves_only_the_users_of_a_node_that_goes() {
+        let nodes = ["a", "b", "c"];
+        fn pick(user: &str, nodes: &[&'static str]) -> &'static str {
+            nodes
+                .iter()
+                .max_by_key(|n| rendezvous(user, n))
+                .copied()
+                .unwrap_or("")
+        }
+        let mut moved = 0;
+        for u in 0..1000 {
+            let user = u.to_string();
+            let before = pick(&user, &nodes);
+            let after = pick(&user, &["a", "b"]);
+            if before != "c" {
+                assert_eq!(before, after, "user {user} moved off a node that stayed");
+            } else {
+                moved += 1;
+            }
+        }
+        assert!((200..500).contains(&moved), "{moved} of 1000 were on c");
+    }
+}

@@ -1,0 +1,532 @@
+//! The cluster, black-box: real `natter serve` processes on one PostgreSQL
+//! and one Redis, on their own ports. Cross-node delivery with every
+//! guarantee of one node, sessions and revocations across nodes,
+//! assignment, and failures: kill -9, SIGTERM, Redis restarted, a node's
+//! subscription cut. Skips (saying why) without NATTER_TEST_POSTGRES_URL and
+//! NATTER_TEST_REDIS_URL; .ci/run sets both.
+
+mod common;
+
+use common::cluster::{live, services, Device, LocalCluster, PrivateRedis};
+use common::{http_get, metric, next_disconnect, PASSWORD};
+use natter_client::{pb, Client, ServerFrame};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn text_send(peer: u64, id: &str) -> pb::Send {
+    pb::Send {
+        client_msg_id: id.into(),
+        target: Some(pb::send::Target::PeerUserId(peer)),
+        body: Some(pb::Body {
+            kind: pb::BodyKind::Text as i32,
+            content: format!("text of {id}"),
+        }),
+        ..Default::default()
+    }
+}
+
+fn group_send(conversation: u64, id: &str) -> pb::Send {
+    pb::Send {
+        target: Some(pb::send::Target::ConversationId(conversation)),
+        ..text_send(0, id)
+    }
+}
+
+/// The client ids shown in `conversation`, in order.
+fn shown_in(d: &Device, conversation: u64) -> Vec<String> {
+    d.audit().remove(&conversation).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_cross_nodes_exactly_once_in_order() {
+    let Some((pg, redis)) = services("messages_cross_nodes_exactly_once_in_order") else {
+        return;
+    };
+    let c = LocalCluster::start(&pg, &redis, 3, &[]).await;
+    let https = c.https();
+    let alice = c.user(0, "alice", "a1").await;
+    let mut bob1 = c.user(1, "bob", "b1").await;
+    let mut bob2 = c.user(2, "bob", "b2").await;
+    let mut carol = c.user(2, "carol", "c1").await;
+    assert_eq!(
+        c.presence(bob1.user_id).await,
+        ["n1", "n2"],
+        "bob is on two nodes"
+    );
+    assert_eq!(c.presence(alice.user_id).await, ["n0"]);
+
+    // 1:1 from node 0 to both of bob's devices, on nodes 1 and 2, pipelined.
+    let acks = futures_util::future::join_all(
+        (0..100).map(|i| alice.client.send(text_send(bob1.user_id, &format!("m{i}")))),
+    )
+    .await;
+    let seqs: Vec<u64> = acks.into_iter().map(|a| a.expect("ACK").seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=100).collect::<Vec<_>>(),
+        "dense seqs, in the order sent"
+    );
+    let conversation = {
+        let ack = alice
+            .client
+            .send(text_send(bob1.user_id, "m100"))
+            .await
+            .expect("ACK");
+        assert_eq!(ack.seq, 101);
+        ack.conversation_id
+    };
+    let want: Vec<String> = (0..=100).map(|i| format!("m{i}")).collect();
+    for bob in [&mut bob1, &mut bob2] {
+        bob.until(&https, LONG, |d| d.shown.len() >= 101).await;
+        assert_eq!(
+            shown_in(bob, conversation),
+            want,
+            "every message once, in order"
+        );
+    }
+
+    // A resend through another node is the same message.
+    let alice_again = c.user(2, "alice", "a2").await;
+    let again = alice_again
+        .client
+        .send(text_send(bob1.user_id, "m50"))
+        .await
+        .expect("ACK");
+    assert!(again.duplicate, "a resend is recognised on any node");
+    assert_eq!(again.seq, 51);
+
+    // Typing crosses nodes too.
+    alice.client.typing(conversation).await.expect("typing");
+    let typing = common::next_push(&mut bob1.client, |f| match f {
+        ServerFrame::TypingPush(t) => Some(t),
+        _ => None,
+    })
+    .await;
+    assert_eq!(typing.user_id, alice.user_id);
+
+    // A group spanning the three nodes, its members sending at once from
+    // their own nodes: the seq is taken once per message, none skipped.
+    let group = alice
+        .client
+        .create_group(
+            pb::ConversationKind::Group,
+            "three nodes",
+            pb::JoinPolicy::Open,
+            vec![bob1.user_id, carol.user_id],
+        )
+        .await
+        .expect("group")
+        .conversation_id;
+    let senders = [&alice.client, &bob1.client, &carol.client];
+    let sent =
+        futures_util::future::join_all(senders.iter().enumerate().map(|(s, client)| async move {
+            let acks = futures_util::future::join_all(
+                (0..50).map(|i| client.send(group_send(group, &format!("g{s}-{i}")))),
+            )
+            .await;
+            acks.into_iter()
+                .map(|a| a.expect("ACK").seq)
+                .collect::<Vec<u64>>()
+        }))
+        .await;
+    let mut all: Vec<u64> = sent.into_iter().flatten().collect();
+    all.sort_unstable();
+    let first = all[0];
+    assert_eq!(
+        all,
+        (first..first + 150).collect::<Vec<_>>(),
+        "dense across nodes"
+    );
+    // bob's second device sees all 150, bob's own included; carol sees the 100 of the others.
+    bob2.until(&https, LONG, |d| {
+        shown_in(d, group)
+            .iter()
+            .filter(|i| i.starts_with('g'))
+            .count()
+            >= 150
+    })
+    .await;
+    carol
+        .until(&https, LONG, |d| {
+            shown_in(d, group)
+                .iter()
+                .filter(|i| i.starts_with('g'))
+                .count()
+                >= 100
+        })
+        .await;
+    for s in 0..3 {
+        let mine: Vec<String> = shown_in(&bob2, group)
+            .into_iter()
+            .filter(|i| i.starts_with(&format!("g{s}-")))
+            .collect();
+        let want: Vec<String> = (0..50).map(|i| format!("g{s}-{i}")).collect();
+        assert_eq!(mine, want, "sender {s}'s messages in the order sent");
+    }
+    bob1.audit();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_are_replaced_and_kicked_on_any_node() {
+    let Some((pg, redis)) = services("sessions_are_replaced_and_kicked_on_any_node") else {
+        return;
+    };
+    let c = LocalCluster::start(&pg, &redis, 3, &[]).await;
+    let mut first = c.user(0, "dave", "phone").await;
+    // The same session resumed on node 1: node 0's connection is REPLACED.
+    let mut second = Client::connect(&c.nodes[1].tcp).await.expect("connect");
+    second.resume(&first.token, "phone").await.expect("resume");
+    let d = next_disconnect(&mut first.client).await;
+    assert_eq!(d.reason, pb::DisconnectReason::Replaced as i32);
+
+    // A password change on node 1 ends the session of another device on node 2.
+    let mut laptop = c.user(2, "dave", "laptop").await;
+    second
+        .change_password(PASSWORD, "a new horse battery")
+        .await
+        .expect("change password");
+    let d = next_disconnect(&mut laptop.client).await;
+    assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
+    // The session that changed it stays.
+    second.ping().await.expect("still connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn assignment_strategies() {
+    let Some((pg, redis)) = services("assignment_strategies") else {
+        return;
+    };
+    async fn assigned(c: &LocalCluster, from: usize, query: &str) -> String {
+        let (status, body) =
+            http_get(c.nodes[from].http, &format!("/v1/cluster/assign{query}")).await;
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert!(v["tcp"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+        v["node_id"].as_str().expect("node_id").to_owned()
+    }
+
+    let rr =
+        LocalCluster::start(&pg, &redis, 3, &[("NATTER_CLUSTER__ASSIGN", "round_robin")]).await;
+    let turns: Vec<String> =
+        futures_util::future::join_all((0..6).map(|_| assigned(&rr, 0, ""))).await;
+    let mut counts = std::collections::HashMap::new();
+    for t in &turns {
+        *counts.entry(t.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), 3, "every node in turn: {turns:?}");
+    assert!(counts.values().all(|n| *n == 2), "{turns:?}");
+    drop(rr);
+
+    let sticky = LocalCluster::start(&pg, &redis, 3, &[("NATTER_CLUSTER__ASSIGN", "sticky")]).await;
+    let mut spread = HashSet::new();
+    for u in 0..30 {
+        let q = format!("?user=user{u}");
+        let a = assigned(&sticky, 0, &q).await;
+        assert_eq!(a, assigned(&sticky, 1, &q).await, "every node agrees");
+        assert_eq!(a, assigned(&sticky, 2, &q).await, "every node agrees");
+        assert_eq!(a, assigned(&sticky, 0, &q).await, "the same node each time");
+        spread.insert(a);
+    }
+    assert!(spread.len() >= 2, "users spread over the nodes: {spread:?}");
+    drop(sticky);
+
+    // Least-loaded: node 0 holds 40 sessions, the others none; by power of
+    // two choices node 0 is never the pick.
+    let ll = LocalCluster::start(&pg, &redis, 3, &[]).await;
+    let mut held = Vec::new();
+    for i in 0..40 {
+        held.push(ll.user(0, &format!("load{i}"), "d").await);
+    }
+    ll.wait_for(1, |nodes| {
+        nodes
+            .iter()
+            .any(|n| n["node_id"] == "n0" && n["connections"].as_u64() >= Some(40))
+    })
+    .await;
+    for _ in 0..20 {
+        assert_ne!(
+            assigned(&ll, 1, "").await,
+            "n0",
+            "the loaded node is not picked"
+        );
+    }
+}
+
+/// Sends to `receivers` from `sender`, one message every `every`, until
+/// `stop`; returns the client ids ACKed per receiver.
+fn load(
+    sender: Arc<Client>,
+    receivers: Vec<u64>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Vec<String>>> {
+    tokio::spawn(async move {
+        let acked = Arc::new(Mutex::new(vec![Vec::new(); receivers.len()]));
+        let mut i = 0usize;
+        let mut tick = tokio::time::interval(every);
+        let mut inflight = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let r = i % receivers.len();
+            let id = format!("L{i}");
+            i += 1;
+            let (s, acked, peer) = (sender.clone(), acked.clone(), receivers[r]);
+            inflight.push(tokio::spawn(async move {
+                // A send the server could not take is resent with its id.
+                for _ in 0..50 {
+                    match s.send(text_send(peer, &id)).await {
+                        Ok(_) => {
+                            acked.lock().expect("lock")[r].push(id);
+                            return;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                panic!("{id} was never ACKed");
+            }));
+        }
+        for t in inflight {
+            t.await.expect("sender");
+        }
+        let out = acked.lock().expect("lock").clone();
+        out
+    })
+}
+
+/// Every receiver shows exactly what was ACKed for it.
+async fn all_arrive(
+    receivers: &mut [Device],
+    acked: &[Vec<String>],
+    https: &[std::net::SocketAddr],
+) {
+    for (d, want) in receivers.iter_mut().zip(acked) {
+        let want_set: HashSet<&String> = want.iter().collect();
+        d.until(https, LONG, |d| d.shown.len() >= want.len()).await;
+        let audit = d.audit();
+        let shown: Vec<String> = audit.into_values().flatten().collect();
+        let shown_set: HashSet<&String> = shown.iter().collect();
+        assert_eq!(
+            shown.len(),
+            want.len(),
+            "device {}: nothing extra",
+            d.device
+        );
+        assert_eq!(shown_set, want_set, "device {}: 0 lost", d.device);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
+    let Some((pg, redis)) = services("a_node_killed_is_declared_dead_and_its_clients_lose_nothing")
+    else {
+        return;
+    };
+    let mut c = LocalCluster::start(&pg, &redis, 3, &[]).await;
+    let sender = Arc::new(c.user(0, "sender", "s").await.client);
+    let mut receivers = Vec::new();
+    for i in 0..6 {
+        receivers.push(c.user(i % 3, &format!("recv{i}"), "d").await);
+    }
+    let ids: Vec<u64> = receivers.iter().map(|d| d.user_id).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = load(sender, ids.clone(), Duration::from_millis(5), stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    c.kill9(2).await;
+    let killed = tokio::time::Instant::now();
+    let https = c.https();
+    // Clients of the dead node reconnect through assignment; the rest keep
+    // their connections (their pushes wait in their sockets).
+    let (mut dying, mut staying): (Vec<Device>, Vec<Device>) = (Vec::new(), Vec::new());
+    for (i, d) in receivers.drain(..).enumerate() {
+        if i % 3 == 2 {
+            dying.push(d)
+        } else {
+            staying.push(d)
+        }
+    }
+    let mut handles = Vec::new();
+    for mut d in dying {
+        let https = https.clone();
+        handles.push(tokio::spawn(async move {
+            d.until(&https, LONG, |d| d.reconnects > 0).await;
+            d
+        }));
+    }
+    // The dead node is declared dead (and cleared) within 6 s.
+    let dead = c
+        .wait_for(0, |nodes| {
+            !nodes
+                .iter()
+                .any(|n| n["node_id"] == "n2" && n["state"] == "up")
+        })
+        .await;
+    let declared = killed.elapsed();
+    // (The table is polled every 100 ms, and an answer takes a moment.)
+    assert!(
+        declared <= Duration::from_millis(6_300),
+        "declared dead after {declared:?}: {dead:?}"
+    );
+    c.wait_for(0, |nodes| !nodes.iter().any(|n| n["node_id"] == "n2"))
+        .await;
+    for id in [ids[2], ids[5]] {
+        assert!(
+            !c.presence(id).await.contains(&"n2".to_owned()),
+            "its presence is gone"
+        );
+    }
+    let mut back = Vec::new();
+    for h in handles {
+        back.push(h.await.expect("reconnected"));
+    }
+    let all_back = killed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = sending.await.expect("sender");
+    let (mut b, mut o) = (back.into_iter(), staying.into_iter());
+    let mut receivers: Vec<Device> = Vec::new();
+    for i in 0..6 {
+        receivers.push(if i % 3 == 2 { b.next() } else { o.next() }.expect("a device"));
+    }
+    all_arrive(&mut receivers, &acked, &c.https()).await;
+    eprintln!(
+        "kill -9: declared dead after {declared:?}, its clients back after {all_back:?}; {} messages",
+        acked.iter().map(Vec::len).sum::<usize>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_sends_clients_to_another_node() {
+    let Some((pg, redis)) = services("sigterm_sends_clients_to_another_node") else {
+        return;
+    };
+    let mut c = LocalCluster::start(&pg, &redis, 3, &[]).await;
+    let sender = Arc::new(c.user(1, "sender", "s").await.client);
+    let mut receivers = vec![c.user(0, "recv0", "d").await, c.user(0, "recv1", "d").await];
+    let ids: Vec<u64> = receivers.iter().map(|d| d.user_id).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = load(sender, ids, Duration::from_millis(5), stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let others = [c.nodes[1].tcp.clone(), c.nodes[2].tcp.clone()];
+    let https: Vec<_> = vec![c.nodes[1].http, c.nodes[2].http];
+    let term = c.terminate(0);
+    let watch = async {
+        for d in receivers.iter_mut() {
+            d.until(&https, LONG, |d| d.disconnect.is_some() || d.reconnects > 0)
+                .await;
+        }
+    };
+    let ((), ()) = tokio::join!(term, watch);
+    for d in receivers.iter() {
+        if let Some(g) = &d.disconnect {
+            assert_eq!(g.reason, pb::DisconnectReason::GoingAway as i32);
+            assert!(
+                others.contains(&g.reconnect_tcp),
+                "sent to a live node: {g:?}"
+            );
+        }
+    }
+    c.wait_for(1, |nodes| {
+        live(nodes) == 2 && !nodes.iter().any(|n| n["node_id"] == "n0")
+    })
+    .await;
+    for d in receivers.iter_mut() {
+        d.until(&https, LONG, |d| d.reconnects > 0).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = sending.await.expect("sender");
+    all_arrive(&mut receivers, &acked, &https).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_restarted_and_subscriptions_cut_lose_nothing() {
+    let Some((pg, _)) = services("redis_restarted_and_subscriptions_cut_lose_nothing") else {
+        return;
+    };
+    let mut redis = PrivateRedis::start().await;
+    let c = LocalCluster::start(&pg, &redis.url(), 2, &[]).await;
+    let sender = Arc::new(c.user(0, "sender", "s").await.client);
+    let mut receivers = vec![c.user(1, "recv0", "d").await, c.user(1, "recv1", "d").await];
+    let ids: Vec<u64> = receivers.iter().map(|d| d.user_id).collect();
+    let https = c.https();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = load(sender, ids, Duration::from_millis(5), stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Redis dies and comes back empty.
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.restart().await;
+    c.wait_for(1, |nodes| live(nodes) == 2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Redis cuts the nodes' subscriptions (as its pub/sub buffer limit would).
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let killed: u64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT KILL");
+    assert!(killed >= 2, "both nodes were subscribed: {killed}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = sending.await.expect("sender");
+    all_arrive(&mut receivers, &acked, &https).await;
+    let (_, page) = http_get(c.nodes[1].http, "/metrics").await;
+    let resubscribed = metric(&page, "natter_bus_resubscribes_total").unwrap_or(0.0);
+    assert!(
+        resubscribed >= 2.0,
+        "resubscribed after the restart and the cut: {resubscribed}"
+    );
+    assert!(
+        receivers.iter().all(|d| d.hints >= 1),
+        "sessions were told to sync"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_users_send_rate_holds_across_nodes() {
+    let Some((pg, redis)) = services("a_users_send_rate_holds_across_nodes") else {
+        return;
+    };
+    let c = LocalCluster::start(
+        &pg,
+        &redis,
+        2,
+        &[
+            ("NATTER_LIMITS__SEND_RATE_PER_SEC", "1"),
+            ("NATTER_LIMITS__SEND_BURST", "10"),
+        ],
+    )
+    .await;
+    let peer = c.user(0, "peer", "p").await;
+    let one = c.user(0, "eve", "e1").await;
+    let two = c.user(1, "eve", "e2").await;
+    // The nodes learn that eve is on both from the login's REPLACED check.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sends = futures_util::future::join_all((0..30).map(|i| {
+        let client = if i % 2 == 0 { &one.client } else { &two.client };
+        client.send(text_send(peer.user_id, &format!("r{i}")))
+    }))
+    .await;
+    let acked = sends.iter().filter(|r| r.is_ok()).count();
+    let limited = sends
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == Some(pb::ErrorCode::RateLimited)))
+        .count();
+    assert_eq!(acked + limited, 30, "{sends:?}");
+    // One burst of 10 (and a message or two of refill) for both nodes
+    // together, not 10 on each.
+    assert!((10..=12).contains(&acked), "{acked} of 30 went through");
+}
