@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The cluster figures of docs/BENCHMARKS.md ("The cluster"): one node and
+# several in the same run, on one PostgreSQL database made for the run and
+# one Redis (keys under a name of the run's own). Writes JSON lines under
+# bench-results/cluster/.
+#
+#   scripts/cluster-bench.sh              # dm and group, 1 node vs 2, and 4 × 19,000 connections
+#   QUICK=1 scripts/cluster-bench.sh      # small and fast
+#   PG=postgres://postgres@127.0.0.1:5432/test REDIS=redis://127.0.0.1:6379 scripts/cluster-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PG=${PG:-postgres://postgres@127.0.0.1:5432/test}
+REDIS=${REDIS:-redis://127.0.0.1:6379}
+OUT=${OUT:-bench-results/cluster}
+QUICK=${QUICK:-}
+mkdir -p "$OUT"
+cargo build --release -q
+BIN=target/release/natter
+WORK=$(mktemp -d)
+RUN=cb$$
+DB="natter_$RUN"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  psql "$PG" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+psql "$PG" -qc "CREATE DATABASE $DB" >/dev/null
+URL="${PG%/*}/$DB"
+
+cat > "$WORK/node.toml" <<TOML
+[limits]
+send_rate_per_sec = 1000000.0
+send_burst = 1000000.0
+request_rate_per_sec = 1000000.0
+request_burst = 1000000.0
+max_unauthenticated_per_address = 20000
+[throttle]
+login_rate_per_address = 100000.0
+login_burst_per_address = 100000.0
+register_rate_per_address = 100000.0
+register_burst_per_address = 100000.0
+[password]
+argon2_memory_kib = 64
+argon2_iterations = 1
+[log]
+level = "warn"
+[social]
+max_group_members = 10000
+[store]
+backend = "postgres"
+TOML
+
+# start_nodes N [cluster|single]: node i on 127.0.0.1:(17700 + 10 i), http + 80.
+start_nodes() {
+  local n=$1 mode=$2
+  PIDS=(); TCPS=""
+  for i in $(seq 0 $((n - 1))); do
+    local tcp="127.0.0.1:$((17700 + 10 * i))" http="127.0.0.1:$((17780 + 10 * i))"
+    mkdir -p "$WORK/n$i"
+    if [ "$mode" = cluster ]; then
+      export NATTER_CLUSTER__REDIS_URL="$REDIS" NATTER_CLUSTER__NAME="$RUN" NATTER_CLUSTER__NODE_ID="n$i"
+    else
+      unset NATTER_CLUSTER__REDIS_URL NATTER_CLUSTER__NAME NATTER_CLUSTER__NODE_ID
+    fi
+    NATTER_STORE__URL="$URL" "$BIN" serve --config "$WORK/node.toml" --data-dir "$WORK/n$i" \
+      --tcp-addr "$tcp" --ws-addr "" --http-addr "$http" > "$WORK/n$i.out" 2> "$WORK/n$i.err" &
+    PIDS+=($!)
+    TCPS="${TCPS:+$TCPS,}$tcp"
+  done
+  for i in $(seq 0 $((n - 1))); do
+    for _ in $(seq 1 100); do grep -q "natter http=" "$WORK/n$i.out" 2>/dev/null && break; sleep 0.1; done
+  done
+  sleep 2   # every node has reported
+  SERVER_PIDS=$(IFS=,; echo "${PIDS[*]}")
+}
+stop_nodes() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+# metric NAME: the sum over the running nodes.
+metric() {
+  local sum=0
+  for i in $(seq 0 $((${#PIDS[@]} - 1))); do
+    v=$(curl -s "http://127.0.0.1:$((17780 + 10 * i))/metrics" | awk -v m="$1" '$1 == m {print $2}')
+    sum=$(python3 -c "print($sum + ${v:-0})")
+  done
+  echo "$sum"
+}
+bench() { "$BIN" bench "$@" --server "$TCPS" --server-pid "$SERVER_PIDS" --tokens "$WORK/tokens.json" --json; }
+
+if [ -n "$QUICK" ]; then RATES="2000"; DUR=3; GROUP=200; CONN=2000; CONN_PROCS=2
+else RATES="5000 10000 20000"; DUR=10; GROUP=1000; CONN=76000; CONN_PROCS=8
+fi
+
+: > "$OUT/dm.jsonl"
+for rate in $RATES; do
+  for shape in "1 single" "1 cluster" "2 cluster"; do
+    set -- $shape
+    start_nodes "$1" "$2"
+    p0=$(metric natter_bus_publishes_total); b0=$(metric natter_bus_published_bytes_total)
+    r=$(bench dm --clients 200 --rate "$rate" --duration "$DUR")
+    p1=$(metric natter_bus_publishes_total); b1=$(metric natter_bus_published_bytes_total)
+    echo "{\"nodes\": $1, \"mode\": \"$2\", \"publishes\": $(python3 -c "print($p1 - $p0)"), \"bytes\": $(python3 -c "print($b1 - $b0)"), \"report\": $r}" | tee -a "$OUT/dm.jsonl"
+    stop_nodes
+  done
+done
+
+: > "$OUT/group.jsonl"
+for shape in "1 cluster" "2 cluster"; do
+  set -- $shape
+  start_nodes "$1" "$2"
+  r=$(bench group --clients "$GROUP" --senders 10 --rate 100 --duration "$DUR")
+  echo "{\"nodes\": $1, \"mode\": \"$2\", \"report\": $r}" | tee -a "$OUT/group.jsonl"
+  stop_nodes
+done
+
+# Idle connections over four nodes, several generator processes and source addresses.
+start_nodes 4 cluster
+bench connect --clients "$CONN" --duration 20 --procs "$CONN_PROCS" --source-ips > "$OUT/connect.json" &
+BENCH=$!
+# The node table while they are held (the last 20 s of the run).
+for _ in $(seq 1 600); do
+  NATTER_CLUSTER__NAME="$RUN" "$BIN" cluster status --redis "$REDIS" --json > "$OUT/status.json"
+  held=$(python3 -c "import json; print(sum(n['connections'] for n in json.load(open('$OUT/status.json'))))")
+  [ "$held" -ge "$CONN" ] && break
+  kill -0 "$BENCH" 2>/dev/null || break
+  sleep 1
+done
+sleep 3
+NATTER_CLUSTER__NAME="$RUN" "$BIN" cluster status --redis "$REDIS" | tee "$OUT/status.txt"
+wait "$BENCH"; cat "$OUT/connect.json"
+stop_nodes
