@@ -52,6 +52,11 @@ pub struct ClusterSection {
     pub presence_ttl_ms: u64,
     /// Events waiting to be published to other nodes.
     pub bus_queue: usize,
+    /// Connections above the cluster's average before a node asks some of
+    /// its idle clients to move to less loaded nodes (0: never).
+    pub rebalance_min_excess: usize,
+    /// How many clients a node above it asks to move per second.
+    pub rebalance_per_sec: usize,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -75,6 +80,8 @@ impl Default for ClusterSection {
             report_interval_ms: 2_000,
             presence_ttl_ms: 60_000,
             bus_queue: 65_536,
+            rebalance_min_excess: 100,
+            rebalance_per_sec: 20,
         }
     }
 }

@@ -97,6 +97,10 @@ pub fn describe() {
         "Times every session on this node was asked to Sync (SyncHintPush)."
     );
     describe_counter!(
+        "natter_cluster_moved_total",
+        "Clients this node asked to reconnect to a less loaded node (rebalancing)."
+    );
+    describe_counter!(
         "natter_cluster_nodes_dead_total",
         "Dead nodes whose presence this node cleared."
     );

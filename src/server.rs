@@ -315,6 +315,9 @@ fn cluster_config(
         },
         bus_queue: c.bus_queue,
         max_connections,
+        rebalance_min_excess: c.rebalance_min_excess,
+        rebalance_per_sec: c.rebalance_per_sec,
+        reconnect_after: ms(config.shutdown.reconnect_after_ms),
     })
 }
 
@@ -469,6 +472,19 @@ pub async fn run(
         service_config(&config),
         load.clone(),
     );
+    if let Some(c) = &cluster {
+        // A dead node's users are gone from the directory: their friends
+        // hear it (one user at a time, in the background).
+        let service = service.clone();
+        c.on_users_gone(Arc::new(move |users| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                for user in users {
+                    service.presence_changed(user).await;
+                }
+            });
+        }));
+    }
     for feed in feeds {
         background.spawn(service.clone().dispatch(feed));
     }

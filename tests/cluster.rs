@@ -332,6 +332,14 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
         receivers.push(c.user(i % 3, &format!("recv{i}"), "d").await);
     }
     let ids: Vec<u64> = receivers.iter().map(|d| d.user_id).collect();
+    // A user on the node that dies, and a friend of theirs elsewhere.
+    let ghost = c.user(2, "ghost", "g").await;
+    let mut watcher = c.user(0, "watcher", "w").await;
+    watcher
+        .client
+        .befriend(&ghost.client, ghost.user_id)
+        .await
+        .expect("friends");
     let stop = Arc::new(AtomicBool::new(false));
     let sending = load(sender, ids.clone(), Duration::from_millis(5), stop.clone());
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -379,6 +387,14 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
             "its presence is gone"
         );
     }
+    // The friend hears that the ghost went, though its node said nothing.
+    let gone = common::next_push(&mut watcher.client, |f| match f {
+        ServerFrame::PresencePush(p) if p.user_id == ghost.user_id && !p.online => Some(p),
+        _ => None,
+    })
+    .await;
+    assert!(!gone.online);
+    drop(ghost);
     let mut back = Vec::new();
     for h in handles {
         back.push(h.await.expect("reconnected"));
@@ -436,6 +452,17 @@ async fn sigterm_sends_clients_to_another_node() {
     .await;
     for d in receivers.iter_mut() {
         d.until(&https, LONG, |d| d.reconnects > 0).await;
+        assert_eq!(
+            d.told.len(),
+            1,
+            "one GOING_AWAY naming a node: {:?}",
+            d.told
+        );
+        assert!(
+            others.contains(&d.told[0]),
+            "sent to a live node: {:?}",
+            d.told
+        );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -529,4 +556,65 @@ async fn a_users_send_rate_holds_across_nodes() {
     // One burst of 10 (and a message or two of refill) for both nodes
     // together, not 10 on each.
     assert!((10..=12).contains(&acked), "{acked} of 30 went through");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_far_above_the_average_moves_idle_clients_away() {
+    let Some((pg, redis)) = services("a_node_far_above_the_average_moves_idle_clients_away") else {
+        return;
+    };
+    let c = LocalCluster::start(
+        &pg,
+        &redis,
+        2,
+        &[("NATTER_CLUSTER__REBALANCE_MIN_EXCESS", "10")],
+    )
+    .await;
+    // As after a rolling restart: everyone on node 0, nobody on node 1.
+    let mut devices = Vec::new();
+    for i in 0..30 {
+        devices.push(c.user(0, &format!("idle{i}"), "d").await);
+    }
+    let https = c.https();
+    let n1 = c.nodes[1].tcp.clone();
+    let tasks: Vec<_> = devices
+        .into_iter()
+        .map(|mut d| {
+            let https = https.clone();
+            tokio::spawn(async move {
+                let moved = tokio::time::timeout(
+                    Duration::from_secs(12),
+                    d.until(&https, LONG, |d| d.reconnects > 0),
+                )
+                .await
+                .is_ok();
+                (moved, d)
+            })
+        })
+        .collect();
+    let mut moved = 0;
+    let mut kept = Vec::new();
+    for t in tasks {
+        let (m, d) = t.await.expect("device");
+        if m {
+            moved += 1;
+            assert_eq!(
+                d.client.ping().await.map(|_| ()).ok(),
+                Some(()),
+                "moved and connected"
+            );
+        }
+        if m {
+            assert_eq!(d.told, [n1.clone()], "sent to the less loaded node");
+        }
+        kept.push(d);
+    }
+    // About half the excess moves (30 vs an average of 15), not everyone.
+    assert!((5..=15).contains(&moved), "{moved} of 30 moved");
+    c.wait_for(0, |nodes| {
+        nodes
+            .iter()
+            .any(|n| n["node_id"] == "n1" && n["connections"].as_u64() >= Some(5))
+    })
+    .await;
 }

@@ -287,8 +287,10 @@ pub struct Device {
     pub shown: Vec<(u64, u64, String)>,
     pub reconnects: usize,
     pub hints: usize,
-    /// The last Disconnect received.
+    /// The last Disconnect received (until the reconnect it asked for).
     pub disconnect: Option<pb::Disconnect>,
+    /// Where GOING_AWAYs sent this device, in order.
+    pub told: Vec<String>,
 }
 
 impl Device {
@@ -303,6 +305,7 @@ impl Device {
             reconnects: 0,
             hints: 0,
             disconnect: None,
+            told: Vec::new(),
         }
     }
 
@@ -374,6 +377,7 @@ impl Device {
             .take()
             .map(|d| d.reconnect_tcp)
             .filter(|t| !t.is_empty());
+        self.told.extend(told.clone());
         let mut first = told;
         loop {
             assert!(

@@ -55,6 +55,13 @@ pub struct ClusterConfig {
     pub bus_queue: usize,
     /// The node's connection limit (its load is connections / this).
     pub max_connections: usize,
+    /// Connections above the cluster's average before this node asks some
+    /// of its clients to move (0: never).
+    pub rebalance_min_excess: usize,
+    /// Clients asked to move per second while above it.
+    pub rebalance_per_sec: usize,
+    /// Told to moved clients.
+    pub reconnect_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +105,12 @@ pub(crate) struct Shared {
     pub last_load: std::sync::Mutex<nodes::Load>,
     /// Users with sessions here and on another node (shared rate limits).
     pub spread: std::sync::Mutex<std::collections::HashSet<UserId>>,
+    /// Told the users of a node found dead (their friends hear of it).
+    pub on_gone: std::sync::OnceLock<Arc<UsersGone>>,
 }
+
+/// Called with the users a dead node held, once it has been cleared.
+pub type UsersGone = dyn Fn(Vec<UserId>) + Send + Sync;
 
 /// Bounds every Redis round trip: a Redis that hangs is a Redis that is away.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -159,6 +171,7 @@ impl Cluster {
             reports: AtomicU64::new(0),
             last_load: std::sync::Mutex::default(),
             spread: std::sync::Mutex::default(),
+            on_gone: std::sync::OnceLock::new(),
         });
         shared
             .purge_own()
@@ -192,6 +205,12 @@ impl Cluster {
             rate_per_sec,
             burst,
         ))
+    }
+
+    /// What to do with the users of a node found dead, after this node
+    /// cleared their presence (their friends should hear they went).
+    pub fn on_users_gone(&self, f: Arc<UsersGone>) {
+        let _ = self.shared.on_gone.set(f);
     }
 
     /// This node's id.

@@ -108,7 +108,9 @@ pub(crate) async fn report_loop(shared: Arc<Shared>, stop: CancellationToken) {
         if let Err(e) = shared.report(load).await {
             metrics::counter!("natter_bus_errors_total", "op" => "report").increment(1);
             tracing::warn!(error = %e, "cannot report to the cluster");
+            continue;
         }
+        shared.rebalance();
     }
 }
 
@@ -227,8 +229,55 @@ impl Shared {
         )
         .await?;
         metrics::counter!("natter_cluster_nodes_dead_total").increment(1);
-        tracing::warn!(node, users, "node is dead: cleared its presence");
+        tracing::warn!(
+            node,
+            users = users.len(),
+            "node is dead: cleared its presence"
+        );
+        if let Some(gone) = self.on_gone.get() {
+            gone(users);
+        }
         Ok(())
+    }
+
+    /// Well above the cluster's average (after a rolling restart, say), asks
+    /// a trickle of idle clients to reconnect to less loaded nodes.
+    fn rebalance(&self) {
+        let c = &self.config;
+        if c.rebalance_min_excess == 0 || self.draining.load(Ordering::Acquire) {
+            return;
+        }
+        let (total, live) = {
+            let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+            let up: Vec<&NodeView> = nodes.iter().filter(|n| n.takes_clients()).collect();
+            (up.iter().map(|n| n.connections).sum::<u64>(), up.len())
+        };
+        if live < 2 {
+            return;
+        }
+        let mine = self.registry.connections();
+        let average = (total as usize).div_ceil(live);
+        let excess = mine.saturating_sub(average);
+        if excess < c.rebalance_min_excess || mine * 10 < average * 12 {
+            return;
+        }
+        let per_report =
+            (c.rebalance_per_sec as f64 * c.report_interval.as_secs_f64()).ceil() as usize;
+        let n = (excess / 2).clamp(1, per_report.max(1));
+        let moved = self
+            .registry
+            .move_some(n, c.reconnect_after.as_millis() as u32, &|| {
+                self.assign(None, true).map(|n| (n.tcp, n.ws))
+            });
+        if moved > 0 {
+            metrics::counter!("natter_cluster_moved_total").increment(moved as u64);
+            tracing::info!(
+                moved,
+                mine,
+                average,
+                "asked clients to move to less loaded nodes"
+            );
+        }
     }
 
     pub(crate) fn assign(&self, user: Option<&str>, exclude_self: bool) -> Option<NodeView> {

@@ -168,8 +168,8 @@ impl Shared {
     }
 
     /// Clears what a node (this one in an earlier life, or a dead one) left
-    /// in the directory. Returns how many users it listed.
-    pub(crate) async fn clear_node(&self, node: &str) -> Result<usize, String> {
+    /// in the directory. Returns the users it listed.
+    pub(crate) async fn clear_node(&self, node: &str) -> Result<Vec<UserId>, String> {
         let mut conn = self.conn();
         let listed: Vec<UserId> = bounded(
             redis::cmd("SMEMBERS")
@@ -193,12 +193,12 @@ impl Shared {
                 .query_async::<()>(&mut conn),
         )
         .await?;
-        Ok(listed.len())
+        Ok(listed)
     }
 
     /// A restarted node first purges its own stale entries.
     pub(crate) async fn purge_own(&self) -> Result<(), String> {
-        let n = self.clear_node(&self.config.node_id).await?;
+        let n = self.clear_node(&self.config.node_id).await?.len();
         if n > 0 {
             tracing::info!(
                 users = n,

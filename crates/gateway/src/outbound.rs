@@ -117,6 +117,11 @@ impl Outbound {
         self.closer.token.cancel();
     }
 
+    /// Whether the connection is closing already.
+    pub fn is_closing(&self) -> bool {
+        self.closer.token.is_cancelled()
+    }
+
     /// Ends the connection without a last frame (the peer is gone, or the
     /// close was already decided).
     pub fn abort(&self) {

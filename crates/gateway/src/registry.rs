@@ -168,6 +168,41 @@ impl Registry {
             .sum()
     }
 
+    /// Asks up to `n` connections with nothing queued to reconnect to
+    /// another node (GOING_AWAY naming `target()`, asked per connection);
+    /// returns how many were asked.
+    pub fn move_some(
+        &self,
+        n: usize,
+        reconnect_after_ms: u32,
+        target: &(dyn Fn() -> Option<(String, String)> + Sync),
+    ) -> usize {
+        let mut moved = 0;
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for a in shard.users.values().flat_map(|e| e.conns.iter()) {
+                if moved >= n {
+                    return moved;
+                }
+                if a.out.is_closing() || a.out.backlog().0 > 0 {
+                    continue;
+                }
+                let Some(to) = target() else {
+                    return moved;
+                };
+                a.out.close(Close {
+                    reason: pb::DisconnectReason::GoingAway,
+                    message: "rebalancing: reconnect to the node named".into(),
+                    flush: true,
+                    reconnect_after_ms,
+                    reconnect_to: Some(Arc::new(to)),
+                });
+                moved += 1;
+            }
+        }
+        moved
+    }
+
     /// Hands a routed event to the sessions here.
     pub fn deliver(&self, routed: &Routed) {
         match routed {
