@@ -605,7 +605,11 @@ async fn a_node_far_above_the_average_moves_idle_clients_away() {
             );
         }
         if m {
-            assert_eq!(d.told, [n1.clone()], "sent to the less loaded node");
+            assert_eq!(
+                d.told,
+                std::slice::from_ref(&n1),
+                "sent to the less loaded node"
+            );
         }
         kept.push(d);
     }
