@@ -37,6 +37,7 @@ login_rate_per_address = 100000.0
 login_burst_per_address = 100000.0
 register_rate_per_address = 100000.0
 register_burst_per_address = 100000.0
+failed_login_burst_per_address = 100000.0
 [password]
 argon2_memory_kib = 64
 argon2_iterations = 1

@@ -14,8 +14,7 @@ REDIS=${REDIS:-redis://127.0.0.1:6379}
 OUT=${OUT:-bench-results/cluster}
 QUICK=${QUICK:-}
 mkdir -p "$OUT"
-cargo build --release -q
-BIN=target/release/natter
+if [ -z "${BIN:-}" ]; then cargo build --release -q; BIN=target/release/natter; fi
 WORK=$(mktemp -d)
 RUN=cb$$
 DB="natter_$RUN"
@@ -42,6 +41,7 @@ login_rate_per_address = 100000.0
 login_burst_per_address = 100000.0
 register_rate_per_address = 100000.0
 register_burst_per_address = 100000.0
+failed_login_burst_per_address = 100000.0
 [password]
 argon2_memory_kib = 64
 argon2_iterations = 1
@@ -72,6 +72,7 @@ start_nodes() {
   done
   for i in $(seq 0 $((n - 1))); do
     for _ in $(seq 1 100); do grep -q "natter http=" "$WORK/n$i.out" 2>/dev/null && break; sleep 0.1; done
+    grep -q "natter http=" "$WORK/n$i.out" || { echo "node n$i did not start:" >&2; cat "$WORK/n$i.err" >&2; exit 1; }
   done
   sleep 2   # every node has reported
   SERVER_PIDS=$(IFS=,; echo "${PIDS[*]}")
@@ -96,6 +97,8 @@ if [ -n "$QUICK" ]; then RATES="2000"; DUR=3; GROUP=200; CONN=2000; CONN_PROCS=2
 else RATES="5000 10000 20000"; DUR=10; GROUP=1000; CONN=76000; CONN_PROCS=8
 fi
 
+# ONLY=connect skips the message runs.
+if [ "${ONLY:-}" != connect ]; then
 : > "$OUT/dm.jsonl"
 for rate in $RATES; do
   for shape in "1 single" "1 cluster" "2 cluster"; do
@@ -118,9 +121,14 @@ for shape in "1 cluster" "2 cluster"; do
   stop_nodes
 done
 
-# Idle connections over four nodes, several generator processes and source addresses.
+fi
+
+# Idle connections over four nodes, several generator processes and source
+# addresses. Resumes read the session from the database: a few at a time
+# per generator process keep the pool from refusing them as busy.
 start_nodes 4 cluster
-bench connect --clients "$CONN" --duration 20 --procs "$CONN_PROCS" --source-ips > "$OUT/connect.json" &
+bench connect --clients "$CONN" --duration 20 --procs "$CONN_PROCS" --source-ips \
+  --connect-concurrency "${CONN_CONCURRENCY:-32}" > "$OUT/connect.json" &
 BENCH=$!
 # The node table while they are held (the last 20 s of the run).
 for _ in $(seq 1 600); do

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 #[derive(Args, Debug)]
 pub struct ClientArgs {
-    /// Server address: host:port (TCP) or ws://host:port (WebSocket).
+    /// Server address: host:port (TCP), ws://host:port (WebSocket), or
+    /// http://host:port of any cluster node, asked which node to use.
     #[arg(long, env = "NATTER_SERVER", default_value = "127.0.0.1:7700")]
     pub server: String,
     #[command(subcommand)]
@@ -178,7 +179,10 @@ fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool)
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
-    let server = args.server.as_str();
+    let server = natter_client::resolve(&args.server, None, false)
+        .await
+        .with_context(|| format!("cannot ask {} which node to use", args.server))?;
+    let server = server.as_str();
     match args.command {
         ClientCommand::Register { username, password } => {
             let c = Client::connect(server)

@@ -170,7 +170,11 @@ async fn cluster_status(
     config: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let cluster = Config::from_figment(Config::figment(config))?.cluster;
+    // Only the [cluster] section matters here (a node's environment may
+    // hold settings that are valid only together with others).
+    let cluster: natter::config::ClusterSection = Config::figment(config)
+        .extract_inner("cluster")
+        .context("the [cluster] settings")?;
     let url = redis.unwrap_or(cluster.redis_url);
     anyhow::ensure!(
         !url.is_empty(),

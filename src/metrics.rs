@@ -89,6 +89,10 @@ pub fn describe() {
         "Failed Redis operations of the cluster, by op (publish, subscribe, presence, report, decode)."
     );
     describe_counter!(
+        "natter_bus_order_released_total",
+        "Times pushes held for seq order were let go without the message before them (it came late or never)."
+    );
+    describe_counter!(
         "natter_bus_resubscribes_total",
         "Times this node subscribed again after losing its bus subscription."
     );

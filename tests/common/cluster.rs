@@ -287,6 +287,8 @@ pub struct Device {
     pub shown: Vec<(u64, u64, String)>,
     pub reconnects: usize,
     pub hints: usize,
+    /// Pushes that came ahead of the one before them (each cost a Sync).
+    pub gaps: usize,
     /// The last Disconnect received (until the reconnect it asked for).
     pub disconnect: Option<pb::Disconnect>,
     /// Where GOING_AWAYs sent this device, in order.
@@ -304,6 +306,7 @@ impl Device {
             shown: Vec::new(),
             reconnects: 0,
             hints: 0,
+            gaps: 0,
             disconnect: None,
             told: Vec::new(),
         }
@@ -354,7 +357,10 @@ impl Device {
                     match self.inbox.accept(m) {
                         Accepted::New(m) => self.show(vec![m]),
                         Accepted::Duplicate => {}
-                        Accepted::Gap => self.sync().await,
+                        Accepted::Gap => {
+                            self.gaps += 1;
+                            self.sync().await
+                        }
                     }
                 }
                 Ok(Some(ServerFrame::SyncHintPush(_))) => {

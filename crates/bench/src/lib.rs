@@ -59,11 +59,15 @@ impl Scenario {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Server TCP address; a comma-separated list spreads the clients over
-    /// several nodes of a cluster (client i on address i mod the count, so
-    /// with two nodes every dm sender and its receiver are on different
+    /// several nodes of a cluster (in turn, and every dm receiver on the
+    /// node after its sender's, so with two or more nodes every dm crosses
     /// nodes).
     #[arg(long, global = true, default_value = "127.0.0.1:7700")]
     pub server: String,
+    /// Ask this node's assignment endpoint (http://host:port) which node
+    /// each client connects to, instead of --server.
+    #[arg(long, global = true)]
+    pub assign: Option<String>,
     /// Number of clients (connections).
     #[arg(long, global = true, default_value_t = 100)]
     pub clients: usize,
@@ -109,10 +113,13 @@ pub struct Common {
 }
 
 impl Common {
-    /// The server client `user` connects to.
+    /// The server client `user` connects to: users in turn over the list,
+    /// a dm receiver (user k + clients/2) on the node after its sender's.
     pub(crate) fn server_for(&self, user: usize) -> String {
         let servers: Vec<&str> = self.server.split(',').map(str::trim).collect();
-        servers[user % servers.len()].to_owned()
+        let half = (self.clients / 2).max(1);
+        let i = if user < half { user } else { user - half + 1 };
+        servers[i % servers.len()].to_owned()
     }
 }
 

@@ -86,6 +86,7 @@ pub(crate) async fn connect_all(
         let name = username(&c.user_prefix, u);
         let token = tokens.get(&name).cloned().unwrap_or_default();
         let server = c.server_for(u);
+        let assign = c.assign.clone();
         let permits = permits.clone();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
@@ -94,6 +95,10 @@ pub(crate) async fn connect_all(
             let options = ConnectOptions {
                 local_ip,
                 ..ConnectOptions::default()
+            };
+            let server = match &assign {
+                Some(url) => natter_client::resolve(url, Some(&name), false).await?,
+                None => server,
             };
             let mut client = Client::connect_with(&server, options).await?;
             client.resume(&token, DEVICE).await?;

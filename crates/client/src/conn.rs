@@ -31,6 +31,8 @@ pub enum ClientError {
     Protocol(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("assignment failed: {0}")]
+    Assign(String),
 }
 
 impl ClientError {

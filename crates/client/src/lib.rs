@@ -5,11 +5,13 @@
 // Unsafe code only in `sys`, one socket option the standard library lacks.
 #![deny(unsafe_code)]
 
+mod assign;
 mod conn;
 mod inbox;
 mod social;
 mod sys;
 
+pub use assign::{assign, resolve, Assigned};
 pub use conn::{Client, ClientError, ConnectOptions};
 pub use inbox::{Accepted, Inbox};
 pub use natter_proto::{pb, ServerFrame};

@@ -281,7 +281,7 @@ fn deliver(shared: &Arc<Shared>, batch: Batch) {
                         shared.mark_spread(*user);
                     }
                 }
-                shared.registry.deliver(&routed)
+                shared.deliver_here(routed)
             }
             None => {
                 let s = shared.clone();

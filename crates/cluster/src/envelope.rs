@@ -35,16 +35,25 @@ pub(crate) struct Envelope {
     /// should Sync.
     #[prost(bool, tag = "6")]
     pub resync: bool,
+    /// A message's conversation and seq (0: not a message).
+    #[prost(uint64, tag = "7")]
+    pub conversation: u64,
+    #[prost(uint64, tag = "8")]
+    pub seq: u64,
 }
 
 impl Envelope {
     /// `routed`, for `users` only (those on the receiving node).
     pub(crate) fn of(routed: &Routed, users: Vec<UserId>) -> Envelope {
         match routed {
-            Routed::Push { frame, skip, .. } => Envelope {
+            Routed::Push {
+                frame, skip, order, ..
+            } => Envelope {
                 users,
                 skip: *skip,
                 frame: frame.clone(),
+                conversation: order.map_or(0, |o| o.0),
+                seq: order.map_or(0, |o| o.1),
                 ..Envelope::default()
             },
             Routed::Revoke {
@@ -88,6 +97,7 @@ impl Envelope {
             users: self.users.into(),
             frame: self.frame,
             skip: self.skip,
+            order: (self.seq > 0).then_some((self.conversation, self.seq)),
         })
     }
 }

@@ -18,6 +18,7 @@ mod envelope;
 mod keys;
 mod limit;
 mod nodes;
+mod order;
 mod presence;
 
 pub use nodes::{status, NodeView, Strategy};
@@ -107,6 +108,10 @@ pub(crate) struct Shared {
     pub spread: std::sync::Mutex<std::collections::HashSet<UserId>>,
     /// Told the users of a node found dead (their friends hear of it).
     pub on_gone: std::sync::OnceLock<Arc<UsersGone>>,
+    /// Puts each conversation's pushes back in seq order.
+    pub order: order::Sequencer,
+    /// Reports in a row that found this node far above the average.
+    pub over_average: AtomicU64,
 }
 
 /// Called with the users a dead node held, once it has been cleared.
@@ -172,6 +177,8 @@ impl Cluster {
             last_load: std::sync::Mutex::default(),
             spread: std::sync::Mutex::default(),
             on_gone: std::sync::OnceLock::new(),
+            order: order::Sequencer::default(),
+            over_average: AtomicU64::new(0),
         });
         shared
             .purge_own()
@@ -193,7 +200,8 @@ impl Cluster {
         tracker.spawn(bus::route_loop(shared.clone(), routed, stop.clone()));
         tracker.spawn(presence::write_loop(shared.clone(), ops, stop.clone()));
         tracker.spawn(presence::refresh_loop(shared.clone(), stop.clone()));
-        tracker.spawn(nodes::report_loop(shared.clone(), stop));
+        tracker.spawn(nodes::report_loop(shared.clone(), stop.clone()));
+        tracker.spawn(release_loop(shared.clone(), stop));
         Ok(Cluster { shared })
     }
 
@@ -262,7 +270,7 @@ impl EventSink for Cluster {
             self.shared.messages.fetch_add(1, Ordering::Relaxed);
         }
         let routed = route(event);
-        self.shared.registry.deliver(&routed);
+        self.shared.deliver_here(routed.clone());
         self.shared.forward(routed);
     }
 }
@@ -296,7 +304,39 @@ impl Presence for Cluster {
     }
 }
 
+/// Lets go of pushes held for order once they have waited long enough.
+async fn release_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(order::HOLD / 5);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        for r in shared.order.due(tokio::time::Instant::now()) {
+            shared.registry.deliver(&r);
+        }
+    }
+}
+
 impl Shared {
+    /// Delivers to the sessions here; a message in its conversation's seq
+    /// order (see `order`).
+    pub(crate) fn deliver_here(&self, routed: Routed) {
+        let order = match &routed {
+            Routed::Push { order, .. } => *order,
+            Routed::Revoke { .. } => None,
+        };
+        match order {
+            Some((conversation, seq)) => {
+                let now = tokio::time::Instant::now();
+                for r in self.order.offer(conversation, seq, routed, now) {
+                    self.registry.deliver(&r);
+                }
+            }
+            None => self.registry.deliver(&routed),
+        }
+    }
+
     /// Queues a routed event for the other nodes; never waits.
     pub(crate) fn forward(&self, routed: Routed) {
         if let Err(e) = self.outbox.try_send(routed) {

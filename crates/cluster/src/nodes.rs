@@ -145,7 +145,7 @@ impl Shared {
     }
 
     /// Reports this node, reads the table, and clears nodes found dead.
-    pub(crate) async fn report(&self, load: Load) -> Result<(), String> {
+    pub(crate) async fn report(self: &Arc<Self>, load: Load) -> Result<(), String> {
         let me = self.config.node_id.as_str();
         let view = self.view(load);
         let json = serde_json::to_string(&view).map_err(|e| e.to_string())?;
@@ -187,11 +187,19 @@ impl Shared {
 
     /// Reads the node table, clears nodes found dead, and keeps it for
     /// assignment.
-    pub(crate) async fn refresh_table(&self) -> Result<(), String> {
+    pub(crate) async fn refresh_table(self: &Arc<Self>) -> Result<(), String> {
         let mut conn = self.conn();
         let table = read_table(&self.keys, &mut conn).await?;
         for dead in table.iter().filter(|n| n.state == "dead") {
-            self.reap(&dead.node_id).await?;
+            // Clearing a node of 19,000 users takes a while: never in the
+            // way of this node's own reports (a late report would make it
+            // look dead in turn).
+            let (this, node) = (self.clone(), dead.node_id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = this.reap(&node).await {
+                    tracing::debug!(error = %e, node, "cannot clear a dead node yet");
+                }
+            });
         }
         *self.nodes.write().unwrap_or_else(|p| p.into_inner()) = table;
         Ok(())
@@ -218,6 +226,17 @@ impl Shared {
         )
         .await?;
         if took.is_none() {
+            return Ok(());
+        }
+        // A node restarted under the same id reports before it takes any
+        // session: if it is alive again, what it holds is its own.
+        let back: Option<u64> = bounded(
+            redis::cmd("GET")
+                .arg(self.keys.alive(node))
+                .query_async(&mut conn),
+        )
+        .await?;
+        if back.is_some() {
             return Ok(());
         }
         let users = self.clear_node(node).await?;
@@ -247,18 +266,33 @@ impl Shared {
         if c.rebalance_min_excess == 0 || self.draining.load(Ordering::Acquire) {
             return;
         }
-        let (total, live) = {
+        // Every figure from the same table (reports of about the same age),
+        // this node's included: live counts against stale ones would make
+        // every node that is still filling up look overloaded.
+        let (total, live, mine) = {
             let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
             let up: Vec<&NodeView> = nodes.iter().filter(|n| n.takes_clients()).collect();
-            (up.iter().map(|n| n.connections).sum::<u64>(), up.len())
+            let mine = up
+                .iter()
+                .find(|n| n.node_id == c.node_id)
+                .map_or(0, |n| n.connections as usize);
+            (
+                up.iter().map(|n| n.connections).sum::<u64>(),
+                up.len(),
+                mine,
+            )
         };
-        if live < 2 {
-            return;
-        }
-        let mine = self.registry.connections();
-        let average = (total as usize).div_ceil(live);
+        let average = (total as usize).div_ceil(live.max(1));
         let excess = mine.saturating_sub(average);
-        if excess < c.rebalance_min_excess || mine * 10 < average * 12 {
+        let over = live >= 2 && excess >= c.rebalance_min_excess && mine * 10 >= average * 12;
+        // Two reports in a row, so a ramp-up is not taken for an imbalance.
+        let streak = if over {
+            self.over_average.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.over_average.store(0, Ordering::Release);
+            0
+        };
+        if streak < 2 {
             return;
         }
         let per_report =

@@ -10,7 +10,7 @@ use crate::outbound::{Close, Outbound, Pushed};
 use async_trait::async_trait;
 use bytes::Bytes;
 use natter_proto::{pb, ServerFrame};
-use natter_service::model::{SessionId, UserId};
+use natter_service::model::{ConversationId, SessionId, UserId};
 use natter_service::{Event, EventSink, Presence, PresenceUnknown, RevokeReason};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -206,7 +206,9 @@ impl Registry {
     /// Hands a routed event to the sessions here.
     pub fn deliver(&self, routed: &Routed) {
         match routed {
-            Routed::Push { users, frame, skip } => self.push(users, frame, *skip),
+            Routed::Push {
+                users, frame, skip, ..
+            } => self.push(users, frame, *skip),
             Routed::Revoke {
                 sessions, reason, ..
             } => self.revoke(sessions, *reason),
@@ -223,6 +225,9 @@ pub enum Routed {
         users: Arc<[UserId]>,
         frame: Bytes,
         skip: Option<SessionId>,
+        /// A message's conversation and seq (pushes in a conversation
+        /// should reach each session in seq order).
+        order: Option<(ConversationId, u64)>,
     },
     /// Close the connections of these sessions of `user`.
     Revoke {
@@ -253,6 +258,7 @@ pub fn route(event: Event) -> Routed {
         users: to.into(),
         frame: frame.to_bytes(0),
         skip: None,
+        order: None,
     };
     match event {
         Event::Message(c) => Routed::Push {
@@ -260,6 +266,7 @@ pub fn route(event: Event) -> Routed {
                 message: Some(convert::message(&c.message)),
             })
             .to_bytes(0),
+            order: Some((c.message.conversation_id, c.message.seq)),
             users: c.members,
             skip: c.origin,
         },
