@@ -16,36 +16,17 @@ BIN=target/release/natter
 WORK=$(mktemp -d)
 trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-# The server as configured for benchmarking: limits that would otherwise
-# throttle the load generator are raised, and password hashing is cheap so
-# that setting up thousands of accounts takes seconds. Durability settings
-# are the defaults (synchronous = full).
-cat > "$WORK/bench.toml" <<TOML
+# The server as configured for benchmarking (scripts/bench-node.toml says how).
+{
+  cat <<TOML
 data_dir = "$WORK/data"
 [listen]
 tcp = "127.0.0.1:$PORT"
 ws = ""
 http = ""
-[limits]
-send_rate_per_sec = 1000000.0
-send_burst = 1000000.0
-request_rate_per_sec = 1000000.0
-request_burst = 1000000.0
-max_unauthenticated_per_address = 20000
-[throttle]
-login_rate_per_address = 100000.0
-login_burst_per_address = 100000.0
-register_rate_per_address = 100000.0
-register_burst_per_address = 100000.0
-failed_login_burst_per_address = 100000.0
-[password]
-argon2_memory_kib = 64
-argon2_iterations = 1
-[log]
-level = "warn"
-[social]
-max_group_members = 10000
 TOML
+  cat scripts/bench-node.toml
+} > "$WORK/bench.toml"
 
 start_server() {
   "$BIN" serve --config "$WORK/bench.toml" > "$WORK/server.out" 2>> "$WORK/server.err" &

@@ -29,29 +29,7 @@ trap cleanup EXIT
 psql "$PG" -qc "CREATE DATABASE $DB" >/dev/null
 URL="${PG%/*}/$DB"
 
-cat > "$WORK/node.toml" <<TOML
-[limits]
-send_rate_per_sec = 1000000.0
-send_burst = 1000000.0
-request_rate_per_sec = 1000000.0
-request_burst = 1000000.0
-max_unauthenticated_per_address = 20000
-[throttle]
-login_rate_per_address = 100000.0
-login_burst_per_address = 100000.0
-register_rate_per_address = 100000.0
-register_burst_per_address = 100000.0
-failed_login_burst_per_address = 100000.0
-[password]
-argon2_memory_kib = 64
-argon2_iterations = 1
-[log]
-level = "warn"
-[social]
-max_group_members = 10000
-[store]
-backend = "postgres"
-TOML
+{ cat scripts/bench-node.toml; printf '[store]\nbackend = "postgres"\n'; } > "$WORK/node.toml"
 
 # start_nodes N [cluster|single]: node i on 127.0.0.1:(17700 + 10 i), http + 80.
 start_nodes() {

@@ -4,14 +4,6 @@ mod common;
 
 use common::*;
 
-async fn natter(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args(args)
-        .output()
-        .await
-        .expect("run natter")
-}
-
 #[tokio::test]
 async fn register_send_and_sync_json() {
     let server = TestServer::start().await;

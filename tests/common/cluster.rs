@@ -7,8 +7,10 @@
 
 use super::{http_get, Binary, PASSWORD, WAIT};
 use natter_client::{pb, Accepted, Client, Inbox, ServerFrame};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The services a cluster test needs, or why it skips.
@@ -459,4 +461,83 @@ pub async fn assign(https: &[SocketAddr]) -> Option<String> {
         }
     }
     None
+}
+
+/// How long a cluster test waits for a device to see what it should.
+pub const LONG: Duration = Duration::from_secs(30);
+
+/// A text message to `peer` with client id `id`.
+pub fn text_send(peer: u64, id: &str) -> pb::Send {
+    pb::Send {
+        client_msg_id: id.into(),
+        target: Some(pb::send::Target::PeerUserId(peer)),
+        body: Some(pb::Body {
+            kind: pb::BodyKind::Text as i32,
+            content: format!("text of {id}"),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Sends to `receivers` from `sender`, one message every `every`, until
+/// `stop`; returns the client ids ACKed per receiver.
+pub fn load(
+    sender: Arc<Client>,
+    receivers: Vec<u64>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Vec<String>>> {
+    tokio::spawn(async move {
+        let acked = Arc::new(Mutex::new(vec![Vec::new(); receivers.len()]));
+        let mut i = 0usize;
+        let mut tick = tokio::time::interval(every);
+        let mut inflight = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            let r = i % receivers.len();
+            let id = format!("L{i}");
+            i += 1;
+            let (s, acked, peer) = (sender.clone(), acked.clone(), receivers[r]);
+            inflight.push(tokio::spawn(async move {
+                // A send the server could not take is resent with its id.
+                for _ in 0..50 {
+                    match s.send(text_send(peer, &id)).await {
+                        Ok(_) => {
+                            acked.lock().expect("lock")[r].push(id);
+                            return;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                panic!("{id} was never ACKed");
+            }));
+        }
+        for t in inflight {
+            t.await.expect("sender");
+        }
+        let out = acked.lock().expect("lock").clone();
+        out
+    })
+}
+
+/// Every receiver shows exactly what was ACKed for it.
+pub async fn all_arrive(
+    receivers: &mut [Device],
+    acked: &[Vec<String>],
+    https: &[std::net::SocketAddr],
+) {
+    for (d, want) in receivers.iter_mut().zip(acked) {
+        let want_set: HashSet<&String> = want.iter().collect();
+        d.until(https, LONG, |d| d.shown.len() >= want.len()).await;
+        let audit = d.audit();
+        let shown: Vec<String> = audit.into_values().flatten().collect();
+        let shown_set: HashSet<&String> = shown.iter().collect();
+        assert_eq!(
+            shown.len(),
+            want.len(),
+            "device {}: nothing extra",
+            d.device
+        );
+        assert_eq!(shown_set, want_set, "device {}: 0 lost", d.device);
+    }
 }

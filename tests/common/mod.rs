@@ -479,6 +479,15 @@ impl Binary {
     }
 }
 
+/// Runs the `natter` binary with `args` to the end.
+pub async fn natter(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(args)
+        .output()
+        .await
+        .expect("run natter")
+}
+
 /// A plain HTTP/1.1 GET; (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect to HTTP");

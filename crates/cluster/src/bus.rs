@@ -7,7 +7,7 @@
 //! presence, and asks every session here to Sync.
 
 use crate::envelope::{self, Batch, Envelope};
-use crate::{bounded, Shared};
+use crate::{bounded, next_batch, Shared};
 use futures_util::StreamExt;
 use natter_gateway::Routed;
 use natter_service::model::UserId;
@@ -31,20 +31,7 @@ pub(crate) async fn route_loop(
     stop: CancellationToken,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.cancelled() => None,
-        };
-        let Some(first) = first else { return };
-        batch.clear();
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut rx, &mut batch, MAX_BATCH, &stop).await {
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
@@ -195,8 +182,7 @@ pub(crate) async fn listen(shared: Arc<Shared>, first: Subscription, stop: Cance
                     // again before they are told to Sync, so whatever they
                     // miss in between is in the database when they ask.
                     reassert(&shared).await;
-                    let s2 = shared.clone();
-                    tokio::spawn(async move { s2.resync_local().await });
+                    shared.request_resync();
                     s
                 }
                 Err(e) => {
@@ -222,7 +208,7 @@ pub(crate) async fn listen(shared: Arc<Shared>, first: Subscription, stop: Cance
 
 /// Re-asserts this node's presence, trying for a few seconds (the command
 /// connection may still be reconnecting); then the refresh loop takes over.
-async fn reassert(shared: &Shared) {
+pub(crate) async fn reassert(shared: &Shared) {
     for _ in 0..30 {
         match shared.assert_presence().await {
             Ok(()) => return,
@@ -283,10 +269,7 @@ fn deliver(shared: &Arc<Shared>, batch: Batch) {
                 }
                 shared.deliver_here(routed)
             }
-            None => {
-                let s = shared.clone();
-                tokio::spawn(async move { s.resync_local().await });
-            }
+            None => shared.request_resync(),
         }
     }
 }

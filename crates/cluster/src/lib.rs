@@ -112,6 +112,9 @@ pub(crate) struct Shared {
     pub order: order::Sequencer,
     /// Reports in a row that found this node far above the average.
     pub over_average: AtomicU64,
+    /// A resync pass is running; another was asked for meanwhile.
+    pub resyncing: AtomicBool,
+    pub resync_again: AtomicBool,
 }
 
 /// Called with the users a dead node held, once it has been cleared.
@@ -179,6 +182,8 @@ impl Cluster {
             on_gone: std::sync::OnceLock::new(),
             order: order::Sequencer::default(),
             over_average: AtomicU64::new(0),
+            resyncing: AtomicBool::new(false),
+            resync_again: AtomicBool::new(false),
         });
         shared
             .purge_own()
@@ -304,6 +309,31 @@ impl Presence for Cluster {
     }
 }
 
+/// Waits for the next item (or `stop`), then takes whatever else is queued,
+/// up to `max` in all, into `batch` (emptied first). False once the queue
+/// has closed or the node stops.
+pub(crate) async fn next_batch<T>(
+    rx: &mut mpsc::Receiver<T>,
+    batch: &mut Vec<T>,
+    max: usize,
+    stop: &CancellationToken,
+) -> bool {
+    batch.clear();
+    let first = tokio::select! {
+        r = rx.recv() => r,
+        _ = stop.cancelled() => None,
+    };
+    let Some(first) = first else { return false };
+    batch.push(first);
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    true
+}
+
 /// Lets go of pushes held for order once they have waited long enough.
 async fn release_loop(shared: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(order::HOLD / 5);
@@ -352,9 +382,29 @@ impl Shared {
         self.redis.clone()
     }
 
+    /// Asks every session here to Sync, once: requests while a pass runs
+    /// make one more pass after it, never several at once.
+    pub(crate) fn request_resync(self: &Arc<Self>) {
+        self.resync_again.store(true, Ordering::Release);
+        if self.resyncing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            while this.resync_again.swap(false, Ordering::AcqRel) {
+                this.resync_local().await;
+            }
+            this.resyncing.store(false, Ordering::Release);
+            // A request that came between the last pass and now.
+            if this.resync_again.load(Ordering::Acquire) {
+                this.request_resync();
+            }
+        });
+    }
+
     /// Tells every session here to Sync, a few thousand users at a time so
     /// a node of 19,000 does not send them all to the database at once.
-    pub(crate) async fn resync_local(&self) {
+    async fn resync_local(&self) {
         let users = self.registry.users();
         let frame = natter_gateway::sync_hint();
         metrics::counter!("natter_bus_resyncs_total").increment(1);

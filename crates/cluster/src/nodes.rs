@@ -177,8 +177,13 @@ impl Shared {
                 // Counted dead (or Redis lost everything): this node's
                 // presence may be gone and pushes to it lost.
                 tracing::warn!("this node's liveness had lapsed: re-asserting presence");
-                self.presence_stale.store(true, Ordering::Release);
                 self.lost.store(true, Ordering::Release);
+                // As after a lost subscription: presence first, then Sync.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    crate::bus::reassert(&this).await;
+                    this.request_resync();
+                });
             }
             _ => {}
         }

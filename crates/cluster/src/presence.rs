@@ -4,7 +4,7 @@
 //! reads the registry when it applies them, so an attach and a detach that
 //! race can never leave the directory saying the opposite of the registry.
 
-use crate::{bounded, Shared};
+use crate::{bounded, next_batch, Shared};
 use natter_service::model::UserId;
 use natter_service::PresenceUnknown;
 use std::collections::HashSet;
@@ -28,20 +28,7 @@ pub(crate) async fn write_loop(
     stop: CancellationToken,
 ) {
     let mut ops = Vec::with_capacity(CHUNK);
-    loop {
-        let first = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.cancelled() => None,
-        };
-        let Some(first) = first else { return };
-        ops.clear();
-        ops.push(first);
-        while ops.len() < CHUNK {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
-            }
-        }
+    while next_batch(&mut rx, &mut ops, CHUNK, &stop).await {
         let users: HashSet<UserId> = ops.iter().map(|o| o.user).collect();
         let here: Vec<(UserId, bool)> = users
             .into_iter()
