@@ -347,9 +347,15 @@ fn assignment(n: &NodeView) -> serde_json::Value {
 }
 
 impl ClusterView for NodeTable {
-    fn assign(&self, user: Option<&str>) -> Option<serde_json::Value> {
+    fn assign(&self, user: Option<&str>, avoid: &[&str]) -> Option<serde_json::Value> {
         match &self.cluster {
-            Some(c) => c.assign(user, false).as_ref().map(assignment),
+            // Nodes a client could not reach are passed over while another
+            // is live (its view may be older than this node's table).
+            Some(c) => c
+                .assign(user, avoid)
+                .or_else(|| c.assign(user, &[]))
+                .as_ref()
+                .map(assignment),
             None => Some(assignment(&self.me)),
         }
     }
@@ -511,7 +517,7 @@ pub async fn run(
         // GOING_AWAY sends each client to another live node.
         let c = c.clone();
         gateway.set_reconnect_target(Arc::new(move || {
-            c.assign(None, true).map(|n| (n.tcp, n.ws))
+            c.assign(None, &[c.node_id()]).map(|n| (n.tcp, n.ws))
         }));
     }
 

@@ -26,8 +26,9 @@ pub type ReadinessCheck =
 /// this crate needs no cluster types).
 pub trait ClusterView: Send + Sync + 'static {
     /// The node for a client; `user` (an id or a name) keys the sticky
-    /// strategy. `None` when no node takes clients.
-    fn assign(&self, user: Option<&str>) -> Option<serde_json::Value>;
+    /// strategy; `avoid` names nodes the client could not reach. `None`
+    /// when no node takes clients.
+    fn assign(&self, user: Option<&str>, avoid: &[&str]) -> Option<serde_json::Value>;
     fn nodes(&self) -> serde_json::Value;
 }
 
@@ -50,16 +51,26 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// `GET /v1/cluster/assign[?user=ID_OR_NAME]`: `{node_id, tcp, ws, http}`, or
-/// 503 with `{code, message, retry_after_ms}` when no node takes clients.
+/// `GET /v1/cluster/assign[?user=ID_OR_NAME][&avoid=NODE,NODE]`: `{node_id,
+/// tcp, ws, http}`, or 503 with `{code, message, retry_after_ms}` when no
+/// node takes clients.
 async fn assign(State(s): State<ApiState>, RawQuery(q): RawQuery) -> impl IntoResponse {
-    let user = q.as_deref().and_then(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == "user")
-            .map(|(_, v)| v.to_owned())
-    });
-    match s.cluster.assign(user.as_deref()) {
+    let param = |name: &str| {
+        q.as_deref().and_then(|q| {
+            q.split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    let user = param("user");
+    let avoid = param("avoid").unwrap_or_default();
+    let avoid: Vec<&str> = avoid
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .take(16)
+        .collect();
+    match s.cluster.assign(user.as_deref(), &avoid) {
         Some(node) => (StatusCode::OK, Json(node)),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -18,12 +18,25 @@ pub struct Assigned {
 }
 
 /// Asks `http` (`http://host:port` of any node) which node to use; `user`
-/// (an id or a name) keys the sticky strategy.
-pub async fn assign(http: &str, user: Option<&str>) -> Result<Assigned, ClientError> {
+/// (an id or a name) keys the sticky strategy; `avoid` names nodes this
+/// client could not reach, passed over while another is live.
+pub async fn assign(
+    http: &str,
+    user: Option<&str>,
+    avoid: &[String],
+) -> Result<Assigned, ClientError> {
     let base = http.trim_end_matches('/');
-    let url = match user {
-        Some(u) => format!("{base}/v1/cluster/assign?user={u}"),
-        None => format!("{base}/v1/cluster/assign"),
+    let mut query = Vec::new();
+    if let Some(u) = user {
+        query.push(format!("user={u}"));
+    }
+    if !avoid.is_empty() {
+        query.push(format!("avoid={}", avoid.join(",")));
+    }
+    let url = if query.is_empty() {
+        format!("{base}/v1/cluster/assign")
+    } else {
+        format!("{base}/v1/cluster/assign?{}", query.join("&"))
     };
     tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -56,7 +69,7 @@ pub async fn resolve(server: &str, user: Option<&str>, ws: bool) -> Result<Strin
     if !server.starts_with("http://") {
         return Ok(server.to_owned());
     }
-    let a = assign(server, user).await?;
+    let a = assign(server, user, &[]).await?;
     Ok(if ws && !a.ws.is_empty() {
         format!("ws://{}", a.ws)
     } else {

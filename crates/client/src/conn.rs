@@ -172,14 +172,7 @@ impl Client {
     }
 
     fn closed_error(&self) -> ClientError {
-        ClientError::Closed(
-            self.shared
-                .closed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .flatten(),
-        )
+        ClientError::Closed(self.closed_by())
     }
 
     /// Sends one request and waits for its answer; an Error frame becomes
@@ -242,6 +235,23 @@ impl Client {
     /// A push already received, without waiting.
     pub fn try_push(&mut self) -> Option<ServerFrame> {
         self.pushes.try_recv().ok()
+    }
+
+    /// Hands this connection's pushes to someone else; `next_push` then
+    /// answers `None`.
+    pub(crate) fn take_pushes(&mut self) -> mpsc::UnboundedReceiver<ServerFrame> {
+        std::mem::replace(&mut self.pushes, mpsc::unbounded_channel().1)
+    }
+
+    /// The Disconnect the server sent before it closed, once the connection
+    /// is gone; `None` while it is open or when it closed without one.
+    pub fn closed_by(&self) -> Option<pb::Disconnect> {
+        self.shared
+            .closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .flatten()
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Result<(), ClientError> {
@@ -315,15 +325,11 @@ impl Client {
         client_msg_id: &str,
         text: &str,
     ) -> Result<pb::SendAck, ClientError> {
-        self.send(pb::Send {
-            client_msg_id: client_msg_id.into(),
-            target: Some(pb::send::Target::PeerUserId(peer_user_id)),
-            body: Some(pb::Body {
-                kind: pb::BodyKind::Text as i32,
-                content: text.into(),
-            }),
-            ..Default::default()
-        })
+        self.send(text_message(
+            pb::send::Target::PeerUserId(peer_user_id),
+            client_msg_id,
+            text,
+        ))
         .await
     }
 
@@ -434,6 +440,19 @@ impl Client {
 
     pub async fn logout(&self) -> Result<(), ClientError> {
         expect_done(self.request(ClientFrame::Logout(pb::Logout {})).await?)
+    }
+}
+
+/// A text message to `target` (a user, or a group or room).
+pub fn text_message(target: pb::send::Target, client_msg_id: &str, text: &str) -> pb::Send {
+    pb::Send {
+        client_msg_id: client_msg_id.into(),
+        target: Some(target),
+        body: Some(pb::Body {
+            kind: pb::BodyKind::Text as i32,
+            content: text.into(),
+        }),
+        ..Default::default()
     }
 }
 

@@ -34,6 +34,13 @@ impl Inbox {
             .collect()
     }
 
+    /// Counts a conversation's messages up to `seq` as seen (a client that
+    /// starts from the newest, not from the first message).
+    pub fn start_at(&mut self, conversation_id: u64, seq: u64) {
+        let cur = self.cursors.entry(conversation_id).or_insert(0);
+        *cur = (*cur).max(seq);
+    }
+
     /// Classifies a pushed message.
     pub fn accept(&mut self, m: pb::Message) -> Accepted {
         let cur = self.cursors.entry(m.conversation_id).or_insert(0);

@@ -301,15 +301,11 @@ impl Client {
         client_msg_id: &str,
         text: &str,
     ) -> R<pb::SendAck> {
-        self.send(pb::Send {
-            client_msg_id: client_msg_id.into(),
-            target: Some(pb::send::Target::ConversationId(conversation_id)),
-            body: Some(pb::Body {
-                kind: pb::BodyKind::Text as i32,
-                content: text.into(),
-            }),
-            ..Default::default()
-        })
+        self.send(crate::text_message(
+            pb::send::Target::ConversationId(conversation_id),
+            client_msg_id,
+            text,
+        ))
         .await
     }
 

@@ -231,10 +231,11 @@ impl Cluster {
         &self.shared.config.node_id
     }
 
-    /// The node clients should connect to; `user` (an id or name) keys the
-    /// sticky strategy. `None` when no live node is known.
-    pub fn assign(&self, user: Option<&str>, exclude_self: bool) -> Option<NodeView> {
-        self.shared.assign(user, exclude_self)
+    /// The node clients should connect to, never one of `avoid`; `user`
+    /// (an id or name) keys the sticky strategy. `None` when no live node
+    /// is left.
+    pub fn assign(&self, user: Option<&str>, avoid: &[&str]) -> Option<NodeView> {
+        self.shared.assign(user, avoid)
     }
 
     /// The node table as last read (every ~report interval).

@@ -29,6 +29,9 @@ pub struct NodeView {
     pub max_connections: u64,
     /// CPU used since the last report, in cores (1.0: one core busy).
     pub cpu: f64,
+    /// Cores the node may use.
+    #[serde(default)]
+    pub cpus: u32,
     /// Messages committed through this node per second.
     pub messages_per_sec: f64,
     pub reported_at_ms: i64,
@@ -42,11 +45,19 @@ impl NodeView {
         self.state == "up"
     }
 
-    /// What least-loaded compares: the busier of its connection share and
-    /// its CPU.
+    /// What least-loaded compares: the share of its connection capacity in
+    /// use, or full while its CPU is nearly saturated. Clients hold their
+    /// connections for hours, so their number is what spreads the work;
+    /// CPU read up to a report ago is too stale and too noisy to steer a
+    /// ramp of logins by (one busy moment would send every login
+    /// elsewhere), so it only keeps a struggling node out of the running.
     fn load(&self) -> f64 {
         let conns = self.connections as f64 / self.max_connections.max(1) as f64;
-        conns.max(self.cpu)
+        if self.cpu >= 0.9 * self.cpus.max(1) as f64 {
+            1.0 + conns
+        } else {
+            conns
+        }
     }
 }
 
@@ -126,6 +137,7 @@ impl Shared {
             connections: self.registry.connections() as u64,
             max_connections: c.max_connections as u64,
             cpu: load.cpu,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             messages_per_sec: load.messages_per_sec,
             reported_at_ms: natter_runtime::clock::now_ms(),
             state: if self.draining.load(Ordering::Acquire) {
@@ -206,7 +218,19 @@ impl Shared {
                 }
             });
         }
-        *self.nodes.write().unwrap_or_else(|p| p.into_inner()) = table;
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        // Clients this node sent to a node since its last report count
+        // until the next one (see `assign`).
+        let mut table = table;
+        for n in table.iter_mut() {
+            if let Some(o) = nodes
+                .iter()
+                .find(|o| o.node_id == n.node_id && o.reported_at_ms == n.reported_at_ms)
+            {
+                n.connections = n.connections.max(o.connections);
+            }
+        }
+        *nodes = table;
         Ok(())
     }
 
@@ -306,7 +330,8 @@ impl Shared {
         let moved = self
             .registry
             .move_some(n, c.reconnect_after.as_millis() as u32, &|| {
-                self.assign(None, true).map(|n| (n.tcp, n.ws))
+                self.assign(None, &[self.config.node_id.as_str()])
+                    .map(|n| (n.tcp, n.ws))
             });
         if moved > 0 {
             metrics::counter!("natter_cluster_moved_total").increment(moved as u64);
@@ -319,12 +344,15 @@ impl Shared {
         }
     }
 
-    pub(crate) fn assign(&self, user: Option<&str>, exclude_self: bool) -> Option<NodeView> {
-        let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
-        let me = self.config.node_id.as_str();
-        let live: Vec<&NodeView> = nodes
-            .iter()
-            .filter(|n| n.takes_clients() && !(exclude_self && n.node_id == me))
+    /// Picks a node for one client. Reports come every couple of seconds
+    /// and a ramp of logins is faster than that, so the node picked counts
+    /// one more connection in this node's copy of the table until its next
+    /// report: a burst is spread, not sent to whichever node looked
+    /// emptiest two seconds ago.
+    pub(crate) fn assign(&self, user: Option<&str>, avoid: &[&str]) -> Option<NodeView> {
+        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let live: Vec<usize> = (0..nodes.len())
+            .filter(|&i| nodes[i].takes_clients() && !avoid.contains(&nodes[i].node_id.as_str()))
             .collect();
         if live.is_empty() {
             return None;
@@ -332,8 +360,8 @@ impl Shared {
         let pick = match (self.config.strategy, user) {
             (Strategy::Sticky, Some(user)) => live
                 .iter()
-                .max_by_key(|n| rendezvous(user, &n.node_id))
-                .copied(),
+                .copied()
+                .max_by_key(|&i| rendezvous(user, &nodes[i].node_id)),
             (Strategy::RoundRobin, _) => {
                 let i = self.round_robin.fetch_add(1, Ordering::Relaxed);
                 live.get(i % live.len()).copied()
@@ -341,10 +369,15 @@ impl Shared {
             _ => {
                 let (a, b) = two_choices(live.len());
                 let (a, b) = (live[a], live[b]);
-                Some(if b.load() < a.load() { b } else { a })
+                Some(if nodes[b].load() < nodes[a].load() {
+                    b
+                } else {
+                    a
+                })
             }
-        };
-        pick.cloned()
+        }?;
+        nodes[pick].connections += 1;
+        Some(nodes[pick].clone())
     }
 }
 
