@@ -7,11 +7,13 @@
 use crate::report::{self, Totals, WorkerResult};
 use crate::setup::username;
 use crate::worker::{
-    connect_all, count_send, emit, now_us, open_loop, receive, wait_for_go, Expected, Progress,
+    connect_all, count_send, emit, now_us, open_loop, outages, receive, start_at_head, wait_for_go,
+    Expected, Progress,
 };
 use crate::Common;
 use anyhow::Context;
-use natter_client::{pb, Client};
+use natter_client::pb::{self, send::Target};
+use natter_client::{text_message, Feed, Session};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +38,7 @@ pub async fn run(
     )
     .await;
     drop(progress);
-    let clients: Vec<Client> = conn
+    let clients: Vec<Session> = conn
         .clients
         .drain(..)
         .map(|c| c.context("a member failed to connect"))
@@ -51,13 +53,15 @@ pub async fn run(
     for chunk in names.chunks(500) {
         ids.extend(
             owner
-                .users(vec![], chunk.to_vec())
+                .call(|c| async move { c.users(vec![], chunk.to_vec()).await })
                 .await?
                 .into_iter()
                 .map(|u| u.user_id),
         );
     }
+    // Not repeated if cut: creating a group twice would make two.
     let group = owner
+        .client()
         .create_group(
             pb::ConversationKind::Group,
             "bench",
@@ -67,6 +71,16 @@ pub async fn run(
         .await
         .context("creating the bench group (is social.max_group_members high enough?)")?;
     let id = group.conversation_id;
+    // Members 1..=senders send; the owner and the rest receive.
+    let mut clients = clients.into_iter();
+    let owner = clients.next().context("no owner")?;
+    let senders: Vec<Session> = clients.by_ref().take(c.senders).collect();
+    let mut receivers: Vec<Feed> = Vec::new();
+    for r in clients.chain([owner]) {
+        let mut feed = r.feed();
+        start_at_head(&mut feed).await?;
+        receivers.push(feed);
+    }
     emit(serde_json::json!("ready"));
     wait_for_go().await?;
 
@@ -81,22 +95,17 @@ pub async fn run(
     let totals = Arc::new(Mutex::new(Totals::default()));
     let padding = "x".repeat(c.size.saturating_sub(20));
 
-    // Members 1..=senders send; the owner and the rest receive.
-    let mut clients = clients.into_iter();
-    let owner = clients.next().context("no owner")?;
-    let senders: Vec<Client> = clients.by_ref().take(senders_n).collect();
-    let mut receivers: Vec<Client> = clients.collect();
-    receivers.push(owner);
-
     let mut receiver_tasks = Vec::new();
     for mut r in receivers {
         let shared = shared.clone();
-        receiver_tasks.push(tokio::spawn(async move { receive(&mut r, &shared).await }));
+        receiver_tasks.push(tokio::spawn(async move {
+            let got = receive(&mut r, &shared).await;
+            (got, r)
+        }));
     }
 
     let mut sender_tasks = Vec::new();
-    for (i, sender) in senders.into_iter().enumerate() {
-        let sender = Arc::new(sender);
+    for (i, sender) in senders.iter().cloned().enumerate() {
         let (shared, totals, counter, padding) = (
             shared.clone(),
             totals.clone(),
@@ -114,7 +123,8 @@ pub async fn run(
                 );
                 let (text, cid) = (format!("{ts} {padding}"), format!("g{ts}-{i}-{n}"));
                 async move {
-                    count_send(sender.send_to(id, &cid, &text).await, &shared, &totals);
+                    let send = text_message(Target::ConversationId(id), &cid, &text);
+                    count_send(sender.send(send).await, &shared, &totals);
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -136,17 +146,21 @@ pub async fn run(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    let mut feeds = Vec::new();
     for t in receiver_tasks {
-        let got = t.await?;
+        let (got, feed) = t.await?;
         latency.add(&got.latency)?;
         got.tally(&acked, &mut totals);
+        feeds.push(feed);
     }
     drop(progress);
+    let outages = outages(feeds.iter().map(Feed::session).chain(&senders));
     Ok(WorkerResult {
         totals,
         connect_us: report::encode(&conn.latency),
         latency_us: report::encode(&latency),
         connect_wall_ms: conn.wall.as_millis() as u64,
         send_secs,
+        outages: outages.encode(),
     })
 }

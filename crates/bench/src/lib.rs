@@ -113,13 +113,28 @@ pub struct Common {
 }
 
 impl Common {
-    /// The server client `user` connects to: users in turn over the list,
-    /// a dm receiver (user k + clients/2) on the node after its sender's.
-    pub(crate) fn server_for(&self, user: usize) -> String {
+    /// The servers client `user` tries, first to last: users in turn over
+    /// the list, a dm receiver (user k + clients/2) on the node after its
+    /// sender's; a reconnect goes on to the next.
+    pub(crate) fn servers_for(&self, user: usize) -> Vec<String> {
         let servers: Vec<&str> = self.server.split(',').map(str::trim).collect();
         let half = (self.clients / 2).max(1);
         let i = if user < half { user } else { user - half + 1 };
-        servers[i % servers.len()].to_owned()
+        (0..servers.len())
+            .map(|k| servers[(i + k) % servers.len()].to_owned())
+            .collect()
+    }
+
+    /// A node to set accounts up on: the one assignment names, or the first
+    /// of --server.
+    pub(crate) async fn setup_server(&self) -> anyhow::Result<String> {
+        Ok(match &self.assign {
+            Some(url) => {
+                let first = url.split(',').next().unwrap_or_default().trim();
+                natter_client::resolve(first, None, false).await?
+            }
+            None => self.servers_for(0).swap_remove(0),
+        })
     }
 }
 

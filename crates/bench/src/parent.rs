@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 pub enum WorkerLine {
     Ready,
     Progress(u64),
-    Result(WorkerResult),
+    Result(Box<WorkerResult>),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
@@ -126,7 +126,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         match rx.recv().await {
             Some((i, Some(WorkerLine::Result(r)))) => {
                 reported[i] = true;
-                results.push(r);
+                results.push(*r);
             }
             // A worker that has reported may exit before the others finish.
             Some((i, None)) if reported[i] => {}
@@ -151,7 +151,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut latency = report::histogram();
     let mut connect_wall_ms = 0;
     let mut send_secs: f64 = 0.0;
+    let mut outages = report::Outages::default();
     for r in &results {
+        outages.merge(&r.outages)?;
         totals.add(&r.totals);
         connect.add(report::decode(&r.connect_us)?)?;
         latency.add(report::decode(&r.latency_us)?)?;
@@ -177,6 +179,12 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             0.0
         },
         totals,
+        reconnects: outages.took.len(),
+        moved: outages.moved,
+        reconnect_ms: Percentiles::of(&outages.took),
+        all_back_after_ms: outages
+            .first_lost_us
+            .map(|f| outages.last_back_us.saturating_sub(f) as f64 / 1000.0),
         ..Report::default()
     };
     if let (Some(base), Some(go), Some(end)) = (baseline, at_go, at_end) {
@@ -200,10 +208,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 }
 
 /// The servers' CPU time and resident memory, summed; `None` without PIDs.
+/// A server that has gone (killed during the run) is left out, so the
+/// figures of a run that lost one cover the others only.
 fn sample(pids: &[u32]) -> anyhow::Result<Option<procstat::Sample>> {
     let mut sum: Option<procstat::Sample> = None;
     for pid in pids {
-        let s = procstat::sample(*pid)?;
+        let Ok(s) = procstat::sample(*pid) else {
+            eprintln!("server {pid} has gone; its CPU and memory are left out");
+            continue;
+        };
         sum = Some(match sum {
             None => s,
             Some(t) => procstat::Sample {

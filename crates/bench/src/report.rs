@@ -32,9 +32,20 @@ pub struct Totals {
     pub send_failed: u64,
     pub rate_limited: u64,
     pub delivered: u64,
+    /// Messages a receiver showed twice, or out of seq order (faults).
     pub duplicates: u64,
     pub out_of_order: u64,
     pub lost: u64,
+    /// Pushes of a message already shown, dropped by the client.
+    #[serde(default)]
+    pub duplicate_pushes: u64,
+    /// Syncs a receiver made because a push came ahead of a gap or the
+    /// server hinted it.
+    #[serde(default)]
+    pub gap_syncs: u64,
+    /// Sessions that gave up (could not reconnect in time, or were ended).
+    #[serde(default)]
+    pub sessions_failed: u64,
 }
 
 impl Totals {
@@ -49,6 +60,63 @@ impl Totals {
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
         self.lost += o.lost;
+        self.duplicate_pushes += o.duplicate_pushes;
+        self.gap_syncs += o.gap_syncs;
+        self.sessions_failed += o.sessions_failed;
+    }
+}
+
+/// Lost connections and their return.
+pub struct Outages {
+    /// Sessions that moved because the server asked (GOING_AWAY).
+    pub moved: u64,
+    /// From a connection that just went to the session resumed elsewhere, µs.
+    pub took: Histogram<u64>,
+    /// Wall-clock µs of the first loss and the last return.
+    pub first_lost_us: Option<u64>,
+    pub last_back_us: u64,
+}
+
+impl Default for Outages {
+    fn default() -> Self {
+        Outages {
+            moved: 0,
+            took: histogram(),
+            first_lost_us: None,
+            last_back_us: 0,
+        }
+    }
+}
+
+/// [`Outages`] as a worker reports them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OutagesWire {
+    pub moved: u64,
+    pub took_us: String,
+    pub first_lost_us: Option<u64>,
+    pub last_back_us: u64,
+}
+
+impl Outages {
+    pub fn encode(&self) -> OutagesWire {
+        OutagesWire {
+            moved: self.moved,
+            took_us: encode(&self.took),
+            first_lost_us: self.first_lost_us,
+            last_back_us: self.last_back_us,
+        }
+    }
+
+    pub fn merge(&mut self, w: &OutagesWire) -> anyhow::Result<()> {
+        self.moved += w.moved;
+        if !w.took_us.is_empty() {
+            self.took.add(decode(&w.took_us)?)?;
+        }
+        if let Some(f) = w.first_lost_us {
+            self.first_lost_us = Some(self.first_lost_us.map_or(f, |x| x.min(f)));
+        }
+        self.last_back_us = self.last_back_us.max(w.last_back_us);
+        Ok(())
     }
 }
 
@@ -64,6 +132,8 @@ pub struct WorkerResult {
     pub connect_wall_ms: u64,
     /// Seconds spent in the send phase.
     pub send_secs: f64,
+    #[serde(default)]
+    pub outages: OutagesWire,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -110,6 +180,14 @@ pub struct Report {
     pub server_rss_bytes: Option<u64>,
     pub server_rss_per_conn_bytes: Option<f64>,
     pub server_cpu_percent: Option<f64>,
+    /// Connections that just went (a node died) and came back elsewhere.
+    pub reconnects: u64,
+    /// Per such reconnect: from the loss to the session resumed, ms.
+    pub reconnect_ms: Percentiles,
+    /// From the first such loss to the last session back, ms.
+    pub all_back_after_ms: Option<f64>,
+    /// Sessions that moved because the server asked (GOING_AWAY).
+    pub moved: u64,
 }
 
 impl Report {
@@ -168,6 +246,11 @@ impl Report {
                 "lost / dup / out of order",
                 format!("{} / {} / {}", s.lost, s.duplicates, s.out_of_order),
             );
+            row(
+                &mut t,
+                "dup pushes / gap syncs",
+                format!("{} / {}", s.duplicate_pushes, s.gap_syncs),
+            );
             let l = &self.latency_ms;
             row(
                 &mut t,
@@ -179,6 +262,25 @@ impl Report {
                 "latency ms p99.9/max",
                 format!("{:.2} / {:.2}", l.p999, l.max),
             );
+        }
+        if self.reconnects > 0 || self.moved > 0 || self.totals.sessions_failed > 0 {
+            let r = &self.reconnect_ms;
+            row(
+                &mut t,
+                "reconnects / moved / gave up",
+                format!(
+                    "{} / {} / {}",
+                    self.reconnects, self.moved, self.totals.sessions_failed
+                ),
+            );
+            row(
+                &mut t,
+                "reconnect ms p50/p99/max",
+                format!("{:.1} / {:.1} / {:.1}", r.p50, r.p99, r.max),
+            );
+            if let Some(v) = self.all_back_after_ms {
+                row(&mut t, "all back after first loss", format!("{v:.0} ms"));
+            }
         }
         if let Some(v) = self.server_cpu_us_per_msg {
             row(&mut t, "server CPU per message", format!("{v:.2} µs"));

@@ -31,13 +31,14 @@ fn paired_path(c: &Common) -> std::path::PathBuf {
 /// friends (a run with another count pairs other users).
 pub async fn ensure(c: &Common, dm_pairs: bool) -> anyhow::Result<HashMap<String, String>> {
     let mut tokens = load(c);
+    let server = c.setup_server().await?;
     let mut paired: Vec<usize> = std::fs::read_to_string(paired_path(c))
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or_default();
     // Tokens from another server (or a wiped one) are all stale: check one.
     if let Some(t) = tokens.get(&username(&c.user_prefix, 0)) {
-        let mut probe = Client::connect(&c.server_for(0)).await?;
+        let mut probe = Client::connect(&server).await?;
         if probe.resume(t, DEVICE).await.is_err() {
             tokens.clear();
         }
@@ -50,11 +51,11 @@ pub async fn ensure(c: &Common, dm_pairs: bool) -> anyhow::Result<HashMap<String
         .filter(|u| !tokens.contains_key(u))
         .collect();
     if !missing.is_empty() {
-        register(c, &mut tokens, &missing).await?;
+        register(&server, &mut tokens, &missing).await?;
         std::fs::write(&c.tokens, serde_json::to_string(&tokens)?)?;
     }
     if dm_pairs && !paired.contains(&c.clients) {
-        befriend_pairs(c, &tokens).await?;
+        befriend_pairs(c, &server, &tokens).await?;
         paired.push(c.clients);
         std::fs::write(paired_path(c), serde_json::to_string(&paired)?)?;
     }
@@ -63,7 +64,7 @@ pub async fn ensure(c: &Common, dm_pairs: bool) -> anyhow::Result<HashMap<String
 
 /// Registers (or finds) the missing users and logs them in.
 async fn register(
-    c: &Common,
+    server: &str,
     tokens: &mut HashMap<String, String>,
     missing: &[String],
 ) -> anyhow::Result<()> {
@@ -72,7 +73,7 @@ async fn register(
     let mut tasks = Vec::new();
     for name in missing.iter().cloned() {
         let permit = permits.clone().acquire_owned().await?;
-        let server = c.server_for(0);
+        let server = server.to_owned();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
             let mut client = Client::connect(&server).await?;
@@ -98,7 +99,11 @@ async fn register(
 /// The dm scenario pairs user k with user k + clients/2; servers allow 1:1
 /// messages between friends only by default, so the pairs become friends
 /// (pairs that already are are left as they are).
-async fn befriend_pairs(c: &Common, tokens: &HashMap<String, String>) -> anyhow::Result<()> {
+async fn befriend_pairs(
+    c: &Common,
+    server: &str,
+    tokens: &HashMap<String, String>,
+) -> anyhow::Result<()> {
     let half = c.clients / 2;
     eprintln!("making {half} dm pairs friends...");
     let pairs: Vec<(String, String)> = (0..half)
@@ -113,7 +118,7 @@ async fn befriend_pairs(c: &Common, tokens: &HashMap<String, String>) -> anyhow:
     let mut tasks = Vec::new();
     for (a, b) in pairs {
         let permit = permits.clone().acquire_owned().await?;
-        let server = c.server_for(0);
+        let server = server.to_owned();
         let (ta, tb) = (tokens[&a].clone(), tokens[&b].clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permit;

@@ -6,7 +6,8 @@ use crate::setup::{self, username};
 use crate::{BenchArgs, Common, Scenario, DEVICE};
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use natter_client::{pb, Client, ConnectOptions, ServerFrame};
+use natter_client::pb::{self, send::Target};
+use natter_client::{text_message, ConnectOptions, Delivery, Feed, Route, Session, SessionOptions};
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -64,13 +65,15 @@ impl Drop for Progress {
 }
 
 pub(crate) struct Connected {
-    pub(crate) clients: Vec<Option<Client>>,
+    pub(crate) clients: Vec<Option<Session>>,
     pub(crate) latency: Histogram<u64>,
     pub(crate) totals: Totals,
     pub(crate) wall: Duration,
 }
 
-/// Connects and resumes the given users, `concurrency` at a time.
+/// Connects and resumes the given users, `concurrency` at a time, each as a
+/// session that reconnects (through assignment, or to the next of the
+/// --server list) when its node goes away.
 pub(crate) async fn connect_all(
     c: &Common,
     users: &[usize],
@@ -85,25 +88,26 @@ pub(crate) async fn connect_all(
     for &u in users {
         let name = username(&c.user_prefix, u);
         let token = tokens.get(&name).cloned().unwrap_or_default();
-        let server = c.server_for(u);
-        let assign = c.assign.clone();
+        let route = match &c.assign {
+            Some(url) => Route::parse(url),
+            None => Route::Servers(c.servers_for(u)),
+        };
         let permits = permits.clone();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.ok();
             let t = Instant::now();
-            let options = ConnectOptions {
-                local_ip,
-                ..ConnectOptions::default()
+            let options = SessionOptions {
+                connect: ConnectOptions {
+                    local_ip,
+                    ..ConnectOptions::default()
+                },
+                user: Some(name),
+                ..SessionOptions::default()
             };
-            let server = match &assign {
-                Some(url) => natter_client::resolve(url, Some(&name), false).await?,
-                None => server,
-            };
-            let mut client = Client::connect_with(&server, options).await?;
-            client.resume(&token, DEVICE).await?;
+            let session = Session::open(route, &token, DEVICE, options).await?;
             counter.fetch_add(1, Ordering::Relaxed);
-            Ok::<_, natter_client::ClientError>((client, t.elapsed()))
+            Ok::<_, natter_client::ClientError>((session, t.elapsed()))
         }));
     }
     let mut out = Connected {
@@ -170,6 +174,7 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
                 latency_us: report::encode(&report::histogram()),
                 connect_wall_ms: conn.wall.as_millis() as u64,
                 send_secs: 0.0,
+                outages: report::OutagesWire::default(),
             }
         }
         Scenario::Storm => {
@@ -185,6 +190,7 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
                 latency_us: report::encode(&report::histogram()),
                 connect_wall_ms: conn.wall.as_millis() as u64,
                 send_secs: 0.0,
+                outages: report::OutagesWire::default(),
             }
         }
         Scenario::Dm => dm(c, index, &tokens, local_ip, counter).await?,
@@ -205,29 +211,63 @@ pub(crate) struct Expected {
 pub(crate) struct Received {
     pub(crate) latency: Histogram<u64>,
     pub(crate) seqs: HashSet<u64>,
-    pub(crate) duplicates: u64,
+    /// Messages shown more than once, or below one shown before: what the
+    /// user would see wrong (the client dedupes and orders by seq, so any
+    /// count here is a fault).
+    pub(crate) shown_twice: u64,
     pub(crate) out_of_order: u64,
+    /// Pushes of messages already shown (at-least-once at work), pushes
+    /// that came ahead of a gap, and SyncHints (each cost a Sync).
+    pub(crate) duplicate_pushes: u64,
+    pub(crate) gap_syncs: u64,
+    pub(crate) hints: u64,
+    /// Why the session ended before the run did (it could not reconnect).
+    pub(crate) failed: Option<String>,
 }
 
 impl Received {
     /// Adds this receiver's counts to `totals`, judging loss against `acked`.
     pub(crate) fn tally(&self, acked: &[u64], totals: &mut Totals) {
-        totals.delivered += self.seqs.len() as u64 + self.duplicates;
-        totals.duplicates += self.duplicates;
+        totals.delivered += self.seqs.len() as u64 + self.shown_twice;
+        totals.duplicates += self.shown_twice;
         totals.out_of_order += self.out_of_order;
+        totals.duplicate_pushes += self.duplicate_pushes;
+        totals.gap_syncs += self.gap_syncs + self.hints;
         totals.lost += acked.iter().filter(|s| !self.seqs.contains(s)).count() as u64;
+        if let Some(why) = &self.failed {
+            eprintln!("a receiver gave up: {why}");
+            totals.sessions_failed += 1;
+        }
     }
 }
 
-/// Receives pushed messages (system events aside) until sending is over and
-/// every ACKed seq has arrived, or nothing has arrived for [`DRAIN`]. Latency
-/// is measured from the send time at the start of each message's text.
-pub(crate) async fn receive(receiver: &mut Client, expected: &Expected) -> Received {
+/// Counts every message of the receiver's conversations so far as seen:
+/// the run audits only what is sent from now on.
+pub(crate) async fn start_at_head(feed: &mut Feed) -> anyhow::Result<()> {
+    let list = feed
+        .session()
+        .call(|c| async move { c.conversations(200).await })
+        .await?;
+    for c in list {
+        feed.inbox.start_at(c.conversation_id, c.last_seq);
+    }
+    Ok(())
+}
+
+/// Shows messages (system events aside) as a client would, across
+/// reconnects, until sending is over and every ACKed seq has arrived, or
+/// nothing has arrived for [`DRAIN`]. Latency is measured from the send time
+/// at the start of each message's text.
+pub(crate) async fn receive(feed: &mut Feed, expected: &Expected) -> Received {
     let mut got = Received {
         latency: report::histogram(),
         seqs: HashSet::new(),
-        duplicates: 0,
+        shown_twice: 0,
         out_of_order: 0,
+        duplicate_pushes: 0,
+        gap_syncs: 0,
+        hints: 0,
+        failed: None,
     };
     let mut last = 0;
     let mut heard = Instant::now();
@@ -240,16 +280,15 @@ pub(crate) async fn receive(receiver: &mut Client, expected: &Expected) -> Recei
                 .map(|a| a.iter().all(|s| got.seqs.contains(s)))
                 .unwrap_or(true);
         if settled || (done && heard.elapsed() > DRAIN) {
-            return got;
+            break;
         }
-        let push =
-            match tokio::time::timeout(Duration::from_millis(100), receiver.next_push()).await {
-                Ok(Some(p)) => p,
-                Ok(None) => return got,
-                Err(_) => continue,
-            };
-        let ServerFrame::MessagePush(pb::MessagePush { message: Some(m) }) = push else {
-            continue;
+        let m = match tokio::time::timeout(Duration::from_millis(100), feed.next()).await {
+            Ok(Ok(Delivery::Message(m))) => m,
+            Ok(Ok(Delivery::Other(_))) | Err(_) => continue,
+            Ok(Err(e)) => {
+                got.failed = Some(e.to_string());
+                break;
+            }
         };
         let Some(body) = m.body.as_ref().filter(|b| b.kind() != pb::BodyKind::System) else {
             continue;
@@ -263,12 +302,37 @@ pub(crate) async fn receive(receiver: &mut Client, expected: &Expected) -> Recei
             .unwrap_or(0);
         let _ = got.latency.record(now_us().saturating_sub(sent_us).max(1));
         if !got.seqs.insert(m.seq) {
-            got.duplicates += 1;
+            got.shown_twice += 1;
         } else if m.seq < last {
             got.out_of_order += 1;
         }
         last = last.max(m.seq);
     }
+    got.duplicate_pushes = feed.duplicates;
+    got.gap_syncs = feed.gaps;
+    got.hints = feed.hints;
+    got
+}
+
+/// The outages of these sessions: how many moved because the server asked
+/// (GOING_AWAY), and for connections that just went (a node died) how long
+/// each took to come back, and the first loss and last return as
+/// wall-clock µs.
+pub(crate) fn outages<'a>(sessions: impl Iterator<Item = &'a Session>) -> report::Outages {
+    let (now, now_wall) = (tokio::time::Instant::now(), now_us());
+    let wall = |t: tokio::time::Instant| now_wall - now.duration_since(t).as_micros() as u64;
+    let mut out = report::Outages::default();
+    for o in sessions.flat_map(Session::outages) {
+        if o.told {
+            out.moved += 1;
+            continue;
+        }
+        let _ = out.took.record((o.back - o.lost).as_micros().max(1) as u64);
+        let lost = wall(o.lost);
+        out.first_lost_us = Some(out.first_lost_us.map_or(lost, |f| f.min(lost)));
+        out.last_back_us = out.last_back_us.max(wall(o.back));
+    }
+    out
 }
 
 /// The send schedule of one sender: message n at `start + offset + n ×
@@ -360,7 +424,10 @@ async fn dm(
             .collect();
         let mut ids = HashMap::new();
         for chunk in names.chunks(500) {
-            for u in probe.users(vec![], chunk.to_vec()).await? {
+            let users = probe
+                .call(|c| async move { c.users(vec![], chunk.to_vec()).await })
+                .await?;
+            for u in users {
                 ids.insert(u.username, u.user_id);
             }
         }
@@ -369,6 +436,12 @@ async fn dm(
             .map(|n| ids.get(n).copied().unwrap_or(0))
             .collect()
     };
+    let mut receivers = Vec::with_capacity(pairs.len());
+    for r in conn.clients.drain(pairs.len()..) {
+        let mut feed = r.context("a receiver failed to connect")?.feed();
+        start_at_head(&mut feed).await?;
+        receivers.push(feed);
+    }
     emit(serde_json::json!("ready"));
     wait_for_go().await?;
 
@@ -381,26 +454,20 @@ async fn dm(
     let totals = Arc::new(Mutex::new(Totals::default()));
     let padding = "x".repeat(c.size.saturating_sub(20));
 
-    let receivers: Vec<Client> = conn
-        .clients
-        .drain(pairs.len()..)
-        .map(|c| c.context("a receiver failed to connect"))
-        .collect::<anyhow::Result<_>>()?;
-    let senders: Vec<Option<Client>> = conn.clients;
+    let senders: Vec<Option<Session>> = conn.clients;
     let mut receiver_tasks = Vec::new();
     let mut sender_tasks = Vec::new();
-    for (i, (sender, mut receiver)) in senders.into_iter().zip(receivers).enumerate() {
+    for (i, (sender, mut receiver)) in senders.iter().cloned().zip(receivers).enumerate() {
         let pair = Arc::new(Expected::default());
         let p = pair.clone();
         receiver_tasks.push(tokio::spawn(async move {
             let got = receive(&mut receiver, &p).await;
-            (got, p)
+            (got, p, receiver)
         }));
         let Some(sender) = sender else {
             pair.done.store(true, Ordering::Release);
             continue;
         };
-        let sender = Arc::new(sender);
         let to = receiver_ids[i];
         let totals = totals.clone();
         let counter = counter.clone();
@@ -417,7 +484,8 @@ async fn dm(
                 );
                 let (text, id) = (format!("{ts} {padding}"), format!("{ts}-{i}-{n}"));
                 async move {
-                    count_send(sender.send_text(to, &id, &text).await, &pair, &totals);
+                    let send = text_message(Target::PeerUserId(to), &id, &text);
+                    count_send(sender.send(send).await, &pair, &totals);
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -433,18 +501,23 @@ async fn dm(
     let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     totals.connected = conn.totals.connected;
     totals.connect_failed = conn.totals.connect_failed;
+    let mut feeds = Vec::new();
     for t in receiver_tasks {
-        let (got, pair) = t.await?;
+        let (got, pair, feed) = t.await?;
         latency.add(&got.latency)?;
         let acked = pair.acked.lock().unwrap_or_else(|p| p.into_inner());
         got.tally(&acked, &mut totals);
+        feeds.push(feed);
     }
     drop(progress);
+    let sessions = feeds.iter().map(Feed::session);
+    let outages = outages(sessions.chain(senders.iter().flatten()));
     Ok(WorkerResult {
         totals,
         connect_us: report::encode(&conn.latency),
         latency_us: report::encode(&latency),
         connect_wall_ms: conn.wall.as_millis() as u64,
         send_secs,
+        outages: outages.encode(),
     })
 }
