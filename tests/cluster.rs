@@ -8,7 +8,7 @@
 mod common;
 
 use common::cluster::{live, services, text_send, Device, LocalCluster, LONG};
-use common::{http_get, natter, next_disconnect, PASSWORD};
+use common::{http_get, natter, PASSWORD};
 use natter_client::{pb, Client, ServerFrame};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -17,6 +17,13 @@ fn group_send(conversation: u64, id: &str) -> pb::Send {
     pb::Send {
         target: Some(pb::send::Target::ConversationId(conversation)),
         ..text_send(0, id)
+    }
+}
+
+fn disconnect_in(f: ServerFrame) -> Option<pb::Disconnect> {
+    match f {
+        ServerFrame::Disconnect(d) => Some(d),
+        _ => None,
     }
 }
 
@@ -31,7 +38,6 @@ async fn messages_cross_nodes_exactly_once_in_order() {
         return;
     };
     let c = LocalCluster::start(&pg, &redis, 3, &[]).await;
-    let https = c.https();
     let alice = c.user(0, "alice", "a1").await;
     let mut bob1 = c.user(1, "bob", "b1").await;
     let mut bob2 = c.user(2, "bob", "b2").await;
@@ -44,8 +50,9 @@ async fn messages_cross_nodes_exactly_once_in_order() {
     assert_eq!(c.presence(alice.user_id).await, ["n0"]);
 
     // 1:1 from node 0 to both of bob's devices, on nodes 1 and 2, pipelined.
+    let a = alice.client();
     let acks = futures_util::future::join_all(
-        (0..100).map(|i| alice.client.send(text_send(bob1.user_id, &format!("m{i}")))),
+        (0..100).map(|i| a.send(text_send(bob1.user_id, &format!("m{i}")))),
     )
     .await;
     let seqs: Vec<u64> = acks.into_iter().map(|a| a.expect("ACK").seq).collect();
@@ -56,7 +63,7 @@ async fn messages_cross_nodes_exactly_once_in_order() {
     );
     let conversation = {
         let ack = alice
-            .client
+            .client()
             .send(text_send(bob1.user_id, "m100"))
             .await
             .expect("ACK");
@@ -65,7 +72,7 @@ async fn messages_cross_nodes_exactly_once_in_order() {
     };
     let want: Vec<String> = (0..=100).map(|i| format!("m{i}")).collect();
     for bob in [&mut bob1, &mut bob2] {
-        bob.until(&https, LONG, |d| d.shown.len() >= 101).await;
+        bob.until(LONG, |d| d.shown.len() >= 101).await;
         assert_eq!(
             shown_in(bob, conversation),
             want,
@@ -76,7 +83,7 @@ async fn messages_cross_nodes_exactly_once_in_order() {
     // A resend through another node is the same message.
     let alice_again = c.user(2, "alice", "a2").await;
     let again = alice_again
-        .client
+        .client()
         .send(text_send(bob1.user_id, "m50"))
         .await
         .expect("ACK");
@@ -84,18 +91,19 @@ async fn messages_cross_nodes_exactly_once_in_order() {
     assert_eq!(again.seq, 51);
 
     // Typing crosses nodes too.
-    alice.client.typing(conversation).await.expect("typing");
-    let typing = common::next_push(&mut bob1.client, |f| match f {
-        ServerFrame::TypingPush(t) => Some(t),
-        _ => None,
-    })
-    .await;
+    alice.client().typing(conversation).await.expect("typing");
+    let typing = bob1
+        .next_other(|f| match f {
+            ServerFrame::TypingPush(t) => Some(t),
+            _ => None,
+        })
+        .await;
     assert_eq!(typing.user_id, alice.user_id);
 
     // A group spanning the three nodes, its members sending at once from
     // their own nodes: the seq is taken once per message, none skipped.
     let group = alice
-        .client
+        .client()
         .create_group(
             pb::ConversationKind::Group,
             "three nodes",
@@ -105,7 +113,7 @@ async fn messages_cross_nodes_exactly_once_in_order() {
         .await
         .expect("group")
         .conversation_id;
-    let senders = [&alice.client, &bob1.client, &carol.client];
+    let senders = [alice.client(), bob1.client(), carol.client()];
     let sent =
         futures_util::future::join_all(senders.iter().enumerate().map(|(s, client)| async move {
             let acks = futures_util::future::join_all(
@@ -126,7 +134,7 @@ async fn messages_cross_nodes_exactly_once_in_order() {
         "dense across nodes"
     );
     // bob's second device sees all 150, bob's own included; carol sees the 100 of the others.
-    bob2.until(&https, LONG, |d| {
+    bob2.until(LONG, |d| {
         shown_in(d, group)
             .iter()
             .filter(|i| i.starts_with('g'))
@@ -135,7 +143,7 @@ async fn messages_cross_nodes_exactly_once_in_order() {
     })
     .await;
     carol
-        .until(&https, LONG, |d| {
+        .until(LONG, |d| {
             shown_in(d, group)
                 .iter()
                 .filter(|i| i.starts_with('g'))
@@ -145,12 +153,12 @@ async fn messages_cross_nodes_exactly_once_in_order() {
         .await;
     // Three writers commit into the group at once, yet pushes arrive in seq
     // order: each node holds one that comes ahead of the one before it.
-    eprintln!("gaps: bob2 {} carol {}", bob2.gaps, carol.gaps);
+    eprintln!("gaps: bob2 {} carol {}", bob2.feed.gaps, carol.feed.gaps);
     assert!(
-        bob2.gaps + carol.gaps <= 10,
+        bob2.feed.gaps + carol.feed.gaps <= 10,
         "pushes out of order: {} and {}",
-        bob2.gaps,
-        carol.gaps
+        bob2.feed.gaps,
+        carol.feed.gaps
     );
     for s in 0..3 {
         let mine: Vec<String> = shown_in(&bob2, group)
@@ -173,7 +181,7 @@ async fn sessions_are_replaced_and_kicked_on_any_node() {
     // The same session resumed on node 1: node 0's connection is REPLACED.
     let mut second = Client::connect(&c.nodes[1].tcp).await.expect("connect");
     second.resume(&first.token, "phone").await.expect("resume");
-    let d = next_disconnect(&mut first.client).await;
+    let d = first.next_other(disconnect_in).await;
     assert_eq!(d.reason, pb::DisconnectReason::Replaced as i32);
 
     // A password change on node 1 ends the session of another device on node 2.
@@ -182,7 +190,7 @@ async fn sessions_are_replaced_and_kicked_on_any_node() {
         .change_password(PASSWORD, "a new horse battery")
         .await
         .expect("change password");
-    let d = next_disconnect(&mut laptop.client).await;
+    let d = laptop.next_other(disconnect_in).await;
     assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
     // The session that changed it stays.
     second.ping().await.expect("still connected");
@@ -269,8 +277,9 @@ async fn a_users_send_rate_holds_across_nodes() {
     let two = c.user(1, "eve", "e2").await;
     // The nodes learn that eve is on both from the login's REPLACED check.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (one, two) = (one.client(), two.client());
     let sends = futures_util::future::join_all((0..30).map(|i| {
-        let client = if i % 2 == 0 { &one.client } else { &two.client };
+        let client = if i % 2 == 0 { &one } else { &two };
         client.send(text_send(peer.user_id, &format!("r{i}")))
     }))
     .await;
@@ -302,16 +311,14 @@ async fn a_node_far_above_the_average_moves_idle_clients_away() {
     for i in 0..30 {
         devices.push(c.user(0, &format!("idle{i}"), "d").await);
     }
-    let https = c.https();
     let n1 = c.nodes[1].tcp.clone();
     let tasks: Vec<_> = devices
         .into_iter()
         .map(|mut d| {
-            let https = https.clone();
             tokio::spawn(async move {
                 let moved = tokio::time::timeout(
                     Duration::from_secs(12),
-                    d.until(&https, LONG, |d| d.reconnects > 0),
+                    d.until(LONG, |d| d.reconnects() > 0),
                 )
                 .await
                 .is_ok();
@@ -326,7 +333,7 @@ async fn a_node_far_above_the_average_moves_idle_clients_away() {
         if m {
             moved += 1;
             assert_eq!(
-                d.client.ping().await.map(|_| ()).ok(),
+                d.client().ping().await.map(|_| ()).ok(),
                 Some(()),
                 "moved and connected"
             );

@@ -21,7 +21,7 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
         return;
     };
     let mut c = LocalCluster::start(&pg, &redis, 3, &[]).await;
-    let sender = Arc::new(c.user(0, "sender", "s").await.client);
+    let sender = c.user(0, "sender", "s").await.client();
     let mut receivers = Vec::new();
     for i in 0..6 {
         receivers.push(c.user(i % 3, &format!("recv{i}"), "d").await);
@@ -31,8 +31,8 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
     let ghost = c.user(2, "ghost", "g").await;
     let mut watcher = c.user(0, "watcher", "w").await;
     watcher
-        .client
-        .befriend(&ghost.client, ghost.user_id)
+        .client()
+        .befriend(&ghost.client(), ghost.user_id)
         .await
         .expect("friends");
     let stop = Arc::new(AtomicBool::new(false));
@@ -41,7 +41,6 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
 
     c.kill9(2).await;
     let killed = tokio::time::Instant::now();
-    let https = c.https();
     // Clients of the dead node reconnect through assignment; the rest keep
     // their connections (their pushes wait in their sockets).
     let (mut dying, mut staying): (Vec<Device>, Vec<Device>) = (Vec::new(), Vec::new());
@@ -54,9 +53,8 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
     }
     let mut handles = Vec::new();
     for mut d in dying {
-        let https = https.clone();
         handles.push(tokio::spawn(async move {
-            d.until(&https, LONG, |d| d.reconnects > 0).await;
+            d.until(LONG, |d| d.reconnects() > 0).await;
             d
         }));
     }
@@ -83,11 +81,12 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
         );
     }
     // The friend hears that the ghost went, though its node said nothing.
-    let gone = common::next_push(&mut watcher.client, |f| match f {
-        ServerFrame::PresencePush(p) if p.user_id == ghost.user_id && !p.online => Some(p),
-        _ => None,
-    })
-    .await;
+    let gone = watcher
+        .next_other(|f| match f {
+            ServerFrame::PresencePush(p) if p.user_id == ghost.user_id && !p.online => Some(p),
+            _ => None,
+        })
+        .await;
     assert!(!gone.online);
     drop(ghost);
     let mut back = Vec::new();
@@ -103,7 +102,7 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
     for i in 0..6 {
         receivers.push(if i % 3 == 2 { b.next() } else { o.next() }.expect("a device"));
     }
-    all_arrive(&mut receivers, &acked, &c.https()).await;
+    all_arrive(&mut receivers, &acked).await;
     eprintln!(
         "kill -9: declared dead after {declared:?}, its clients back after {all_back:?}; {} messages",
         acked.iter().map(Vec::len).sum::<usize>()
@@ -116,18 +115,17 @@ async fn sigterm_sends_clients_to_another_node() {
         return;
     };
     let mut c = LocalCluster::start(&pg, &redis, 3, &[]).await;
-    let sender = Arc::new(c.user(1, "sender", "s").await.client);
+    let sender = c.user(1, "sender", "s").await.client();
     let mut receivers = vec![c.user(0, "recv0", "d").await, c.user(0, "recv1", "d").await];
     let ids: Vec<u64> = receivers.iter().map(|d| d.user_id).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let sending = load(sender, ids, Duration::from_millis(5), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let others = [c.nodes[1].tcp.clone(), c.nodes[2].tcp.clone()];
-    let https: Vec<_> = vec![c.nodes[1].http, c.nodes[2].http];
     let term = c.terminate(0);
     let watch = async {
         for d in receivers.iter_mut() {
-            d.until(&https, LONG, |d| d.disconnect.is_some() || d.reconnects > 0)
+            d.until(LONG, |d| d.disconnect.is_some() || d.reconnects() > 0)
                 .await;
         }
     };
@@ -146,7 +144,7 @@ async fn sigterm_sends_clients_to_another_node() {
     })
     .await;
     for d in receivers.iter_mut() {
-        d.until(&https, LONG, |d| d.reconnects > 0).await;
+        d.until(LONG, |d| d.reconnects() > 0).await;
         assert_eq!(
             d.told.len(),
             1,
@@ -162,7 +160,7 @@ async fn sigterm_sends_clients_to_another_node() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let acked = sending.await.expect("sender");
-    all_arrive(&mut receivers, &acked, &https).await;
+    all_arrive(&mut receivers, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -172,10 +170,9 @@ async fn redis_restarted_and_subscriptions_cut_lose_nothing() {
     };
     let mut redis = PrivateRedis::start().await;
     let c = LocalCluster::start(&pg, &redis.url(), 2, &[]).await;
-    let sender = Arc::new(c.user(0, "sender", "s").await.client);
+    let sender = c.user(0, "sender", "s").await.client();
     let mut receivers = vec![c.user(1, "recv0", "d").await, c.user(1, "recv1", "d").await];
     let ids: Vec<u64> = receivers.iter().map(|d| d.user_id).collect();
-    let https = c.https();
     let stop = Arc::new(AtomicBool::new(false));
     let sending = load(sender, ids, Duration::from_millis(5), stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -204,7 +201,7 @@ async fn redis_restarted_and_subscriptions_cut_lose_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let acked = sending.await.expect("sender");
-    all_arrive(&mut receivers, &acked, &https).await;
+    all_arrive(&mut receivers, &acked).await;
     let (_, page) = http_get(c.nodes[1].http, "/metrics").await;
     let resubscribed = metric(&page, "natter_bus_resubscribes_total").unwrap_or(0.0);
     assert!(
@@ -212,7 +209,60 @@ async fn redis_restarted_and_subscriptions_cut_lose_nothing() {
         "resubscribed after the restart and the cut: {resubscribed}"
     );
     assert!(
-        receivers.iter().all(|d| d.hints >= 1),
+        receivers.iter().all(|d| d.feed.hints >= 1),
         "sessions were told to sync"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_load_generator_audits_across_a_node_killed_under_it() {
+    let Some((pg, redis)) = services("the_load_generator_audits_across_a_node_killed_under_it")
+    else {
+        return;
+    };
+    let mut c = LocalCluster::start(&pg, &redis, 3, &[]).await;
+    let assign: Vec<String> = c.https().iter().map(|h| format!("http://{h}")).collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["bench", "dm", "--clients", "60", "--rate", "600"])
+        .args(["--duration", "6", "--json", "--assign", &assign.join(",")])
+        .arg("--tokens")
+        .arg(dir.path().join("tokens.json"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("natter bench");
+    // Once every client is connected and sending has begun, node 2 dies.
+    c.wait_for(0, |nodes| {
+        nodes
+            .iter()
+            .filter_map(|n| n["connections"].as_u64())
+            .sum::<u64>()
+            >= 60
+            && nodes
+                .iter()
+                .any(|n| n["messages_per_sec"].as_f64() > Some(0.0))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.kill9(2).await;
+    let out = tokio::time::timeout(Duration::from_secs(60), bench.wait_with_output())
+        .await
+        .expect("the bench ends")
+        .expect("natter bench");
+    assert!(out.status.success(), "bench failed");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    eprintln!("{r}");
+    assert_eq!(r["connected"], 60, "{r}");
+    assert!(
+        r["reconnects"].as_u64() > Some(0),
+        "clients of n2 came back: {r}"
+    );
+    assert_eq!(r["sessions_failed"], 0, "{r}");
+    assert_eq!(r["send_failed"], 0, "every send ACKed, resent if cut: {r}");
+    assert_eq!(r["acked"], r["sent"], "{r}");
+    for k in ["lost", "duplicates", "out_of_order"] {
+        assert_eq!(r[k], 0, "{k}: {r}");
+    }
+    assert_eq!(r["delivered"], r["acked"], "{r}");
+    assert!(r["all_back_after_ms"].as_f64() < Some(10_000.0), "{r}");
 }

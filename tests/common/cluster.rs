@@ -1,12 +1,12 @@
 //! A local cluster for black-box tests: N real `natter serve` processes on
 //! one PostgreSQL schema and one Redis (the shared one from
 //! NATTER_TEST_REDIS_URL under a cluster name of their own, or a private
-//! redis-server the test can restart), and clients that audit what they
-//! see across reconnects the way a real client must: by cursor, with Sync
-//! on a gap, on a SyncHint, and after every reconnect.
+//! redis-server the test can restart), and devices that audit what they
+//! see across reconnects: sessions of the client library, which syncs by
+//! cursor on a gap, on a SyncHint, and after every reconnect.
 
 use super::{http_get, Binary, PASSWORD, WAIT};
-use natter_client::{pb, Accepted, Client, Inbox, ServerFrame};
+use natter_client::{pb, Client, Delivery, Feed, Route, ServerFrame, Session, SessionOptions};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -234,9 +234,11 @@ impl LocalCluster {
         }
     }
 
-    /// A user registered through node `i` and logged in there on `device`.
+    /// A user registered through node `i` and logged in there on `device`;
+    /// it reconnects through the assignment of the nodes running now.
     pub async fn user(&self, i: usize, name: &str, device: &str) -> Device {
-        let mut c = Client::connect(&self.nodes[i].tcp).await.expect("connect");
+        let address = &self.nodes[i].tcp;
+        let mut c = Client::connect(address).await.expect("connect");
         if let Err(e) = c.register(name, PASSWORD).await {
             assert_eq!(
                 e.code(),
@@ -245,7 +247,7 @@ impl LocalCluster {
             );
         }
         let ok = c.login(name, PASSWORD, device).await.expect("login");
-        Device::new(c, ok, device)
+        Device::new(c, address, ok, device, &self.https())
     }
 
     /// The nodes listed in Redis as holding `user` (the presence directory).
@@ -277,67 +279,89 @@ fn rand_u32() -> u32 {
         .finish() as u32
 }
 
-/// One device of a user, keeping its cursors across reconnects and
-/// recording every message it shows, in the order shown.
+/// One device of a user: a session of the client library (which reconnects
+/// through assignment and resumes), recording every message it shows, in
+/// the order shown.
 pub struct Device {
-    pub client: Client,
+    pub session: Session,
+    pub feed: Feed,
     pub user_id: u64,
     pub token: String,
     pub device: String,
-    pub inbox: Inbox,
     /// What the user saw: (conversation, seq, client_msg_id).
     pub shown: Vec<(u64, u64, String)>,
-    pub reconnects: usize,
-    pub hints: usize,
-    /// Pushes that came ahead of the one before them (each cost a Sync).
-    pub gaps: usize,
-    /// The last Disconnect received (until the reconnect it asked for).
+    /// The last Disconnect received.
     pub disconnect: Option<pb::Disconnect>,
     /// Where GOING_AWAYs sent this device, in order.
     pub told: Vec<String>,
+    /// Other pushes, oldest first, for `next_other`.
+    others: std::collections::VecDeque<ServerFrame>,
 }
 
 impl Device {
-    pub fn new(client: Client, ok: pb::LoginOk, device: &str) -> Device {
+    /// Takes over `client`, logged in at `address`; reconnects ask the
+    /// assignment endpoints `https`.
+    pub fn new(
+        client: Client,
+        address: &str,
+        ok: pb::LoginOk,
+        device: &str,
+        https: &[SocketAddr],
+    ) -> Device {
+        let route = Route::Assign(https.iter().map(|h| format!("http://{h}")).collect());
+        let options = SessionOptions {
+            reconnect_for: Duration::from_secs(30),
+            ..SessionOptions::default()
+        };
+        let session = Session::adopt(client, address, &ok.token, device, route, options);
         Device {
-            client,
+            feed: session.feed(),
+            session,
             user_id: ok.user_id,
             token: ok.token,
             device: device.to_owned(),
-            inbox: Inbox::default(),
             shown: Vec::new(),
-            reconnects: 0,
-            hints: 0,
-            gaps: 0,
             disconnect: None,
             told: Vec::new(),
+            others: Default::default(),
         }
     }
 
-    fn show(&mut self, messages: Vec<pb::Message>) {
-        for m in messages {
-            self.shown.push((m.conversation_id, m.seq, m.client_msg_id));
-        }
+    /// The current connection.
+    pub fn client(&self) -> Arc<Client> {
+        self.session.client()
     }
 
-    pub async fn sync(&mut self) {
-        let got = self
-            .inbox
-            .sync(&self.client, 500)
-            .await
-            .expect("sync succeeds");
-        self.show(got);
+    pub fn reconnects(&self) -> usize {
+        self.session.outages().len()
+    }
+
+    /// Takes one delivery (at most `wait`): a message is shown, anything
+    /// else kept for `next_other`. False when nothing came.
+    async fn step(&mut self, wait: Duration) -> bool {
+        match tokio::time::timeout(wait, self.feed.next()).await {
+            Err(_) => false,
+            Ok(Err(e)) => panic!("device {}: the session ended: {e}", self.device),
+            Ok(Ok(Delivery::Message(m))) => {
+                self.shown.push((m.conversation_id, m.seq, m.client_msg_id));
+                true
+            }
+            Ok(Ok(Delivery::Other(f))) => {
+                if let ServerFrame::Disconnect(d) = &f {
+                    if !d.reconnect_tcp.is_empty() {
+                        self.told.push(d.reconnect_tcp.clone());
+                    }
+                    self.disconnect = Some(d.clone());
+                }
+                self.others.push_back(f);
+                true
+            }
+        }
     }
 
     /// Handles pushes until `done` holds for what was shown, reconnecting
-    /// through the assignment endpoint of any of `https` when the
-    /// connection ends. Panics after `limit`.
-    pub async fn until(
-        &mut self,
-        https: &[SocketAddr],
-        limit: Duration,
-        done: impl Fn(&Device) -> bool,
-    ) {
+    /// as the session must. Panics after `limit`.
+    pub async fn until(&mut self, limit: Duration, done: impl Fn(&Device) -> bool) {
         let deadline = tokio::time::Instant::now() + limit;
         while !done(self) {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -347,66 +371,23 @@ impl Device {
                 self.device,
                 self.shown.len()
             );
-            let push = tokio::time::timeout(
-                left.min(Duration::from_millis(500)),
-                self.client.next_push(),
-            )
-            .await;
-            match push {
-                Err(_) => continue,
-                Ok(Some(ServerFrame::MessagePush(p))) => {
-                    let Some(m) = p.message else { continue };
-                    match self.inbox.accept(m) {
-                        Accepted::New(m) => self.show(vec![m]),
-                        Accepted::Duplicate => {}
-                        Accepted::Gap => {
-                            self.gaps += 1;
-                            self.sync().await
-                        }
-                    }
-                }
-                Ok(Some(ServerFrame::SyncHintPush(_))) => {
-                    self.hints += 1;
-                    self.sync().await;
-                }
-                Ok(Some(ServerFrame::Disconnect(d))) => self.disconnect = Some(d),
-                Ok(Some(_)) => {}
-                Ok(None) => self.reconnect(https).await,
-            }
+            self.step(left.min(Duration::from_millis(500))).await;
         }
     }
 
-    /// Connects where GOING_AWAY said, or where assignment says, resumes
-    /// the session and syncs.
-    pub async fn reconnect(&mut self, https: &[SocketAddr]) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let told = self
-            .disconnect
-            .take()
-            .map(|d| d.reconnect_tcp)
-            .filter(|t| !t.is_empty());
-        self.told.extend(told.clone());
-        let mut first = told;
+    /// The next push other than a message that `pick` takes (within WAIT),
+    /// showing messages on the way.
+    pub async fn next_other<T>(&mut self, mut pick: impl FnMut(ServerFrame) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no node to reconnect to"
-            );
-            let target = match first.take() {
-                Some(t) => Some(t),
-                None => assign(https).await,
-            };
-            if let Some(tcp) = target {
-                if let Ok(mut c) = Client::connect(&tcp).await {
-                    if c.resume(&self.token, &self.device).await.is_ok() {
-                        self.client = c;
-                        self.reconnects += 1;
-                        self.sync().await;
-                        return;
-                    }
+            while let Some(f) = self.others.pop_front() {
+                if let Some(t) = pick(f) {
+                    return t;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(!left.is_zero(), "device {}: no matching push", self.device);
+            self.step(left).await;
         }
     }
 
@@ -440,27 +421,6 @@ impl Device {
         }
         out
     }
-}
-
-/// The tcp address assignment names, asking each node in turn.
-pub async fn assign(https: &[SocketAddr]) -> Option<String> {
-    for h in https {
-        let Ok(Ok(s)) =
-            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(h)).await
-        else {
-            continue;
-        };
-        drop(s);
-        let (status, body) = http_get(*h, "/v1/cluster/assign").await;
-        if status != 200 {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        if let Some(t) = v["tcp"].as_str() {
-            return Some(t.to_owned());
-        }
-    }
-    None
 }
 
 /// How long a cluster test waits for a device to see what it should.
@@ -521,14 +481,10 @@ pub fn load(
 }
 
 /// Every receiver shows exactly what was ACKed for it.
-pub async fn all_arrive(
-    receivers: &mut [Device],
-    acked: &[Vec<String>],
-    https: &[std::net::SocketAddr],
-) {
+pub async fn all_arrive(receivers: &mut [Device], acked: &[Vec<String>]) {
     for (d, want) in receivers.iter_mut().zip(acked) {
         let want_set: HashSet<&String> = want.iter().collect();
-        d.until(https, LONG, |d| d.shown.len() >= want.len()).await;
+        d.until(LONG, |d| d.shown.len() >= want.len()).await;
         let audit = d.audit();
         let shown: Vec<String> = audit.into_values().flatten().collect();
         let shown_set: HashSet<&String> = shown.iter().collect();
