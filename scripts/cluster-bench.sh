@@ -4,7 +4,7 @@
 # one Redis (keys under a name of the run's own). Writes JSON lines under
 # bench-results/cluster/.
 #
-#   scripts/cluster-bench.sh              # dm and group, 1 node vs 2, and 4 × 19,000 connections
+#   scripts/cluster-bench.sh              # dm and group, 1 node vs 2, kill -9 under load, 4 × 19,000 connections
 #   QUICK=1 scripts/cluster-bench.sh      # small and fast
 #   PG=postgres://postgres@127.0.0.1:5432/test REDIS=redis://127.0.0.1:6379 scripts/cluster-bench.sh
 set -euo pipefail
@@ -72,11 +72,45 @@ metric() {
 bench() { "$BIN" bench "$@" --server "$TCPS" --server-pid "$SERVER_PIDS" --tokens "$WORK/tokens.json" --json; }
 
 if [ -n "$QUICK" ]; then RATES="2000"; DUR=3; GROUP=200; CONN=2000; CONN_PROCS=2
+  KILL_CLIENTS=${KILL_CLIENTS:-600}; KILL_RATE=${KILL_RATE:-1000}; KILL_DUR=${KILL_DUR:-6}
 else RATES="5000 10000 20000"; DUR=10; GROUP=1000; CONN=76000; CONN_PROCS=8
+  KILL_CLIENTS=${KILL_CLIENTS:-12000}; KILL_RATE=${KILL_RATE:-5000}; KILL_DUR=${KILL_DUR:-20}
 fi
 
-# ONLY=connect skips the message runs.
-if [ "${ONLY:-}" != connect ]; then
+# ONLY=kill runs only the kill -9 part; ONLY=connect only the connections.
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = kill ]; then
+# Three nodes, clients placed by assignment, node n2 killed (-9) a third of
+# the way into sending. Its clients reconnect through assignment and sync;
+# the audit spans the reconnect (lost, shown twice, out of order), and the
+# report says how long until every client was back.
+start_nodes 3 cluster
+ASSIGN="http://127.0.0.1:17780,http://127.0.0.1:17790,http://127.0.0.1:17800"
+"$BIN" bench dm --clients "$KILL_CLIENTS" --rate "$KILL_RATE" --duration "$KILL_DUR" \
+  --assign "$ASSIGN" --procs 2 --source-ips --connect-concurrency 32 \
+  --tokens "$WORK/tokens.json" --json > "$OUT/kill.json" &
+BENCH=$!
+for _ in $(seq 1 600); do
+  held=$(NATTER_CLUSTER__NAME="$RUN" "$BIN" cluster status --redis "$REDIS" --json \
+    | python3 -c "import json,sys; print(sum(n['connections'] for n in json.load(sys.stdin)))")
+  [ "$held" -ge "$KILL_CLIENTS" ] && break
+  kill -0 "$BENCH" 2>/dev/null || { wait "$BENCH"; exit 1; }
+  sleep 0.5
+done
+sleep $((KILL_DUR / 3))
+NATTER_CLUSTER__NAME="$RUN" "$BIN" cluster status --redis "$REDIS" > "$OUT/kill-before.txt"
+kill -KILL "${PIDS[2]}"
+killed=$(date +%s.%N)
+until NATTER_CLUSTER__NAME="$RUN" "$BIN" cluster status --redis "$REDIS" --json \
+  | python3 -c "import json,sys; sys.exit(0 if all(n['state'] != 'up' for n in json.load(sys.stdin) if n['node_id'] == 'n2') else 1)"; do
+  sleep 0.1
+done
+dead=$(python3 -c "print(round($(date +%s.%N) - $killed, 2))")
+wait "$BENCH"
+echo "{\"declared_dead_after_s\": $dead, \"report\": $(cat "$OUT/kill.json")}" | tee "$OUT/kill.jsonl"
+stop_nodes
+fi
+
+if [ -z "${ONLY:-}" ]; then
 : > "$OUT/dm.jsonl"
 for rate in $RATES; do
   for shape in "1 single" "1 cluster" "2 cluster"; do
@@ -101,6 +135,7 @@ done
 
 fi
 
+if [ -z "${ONLY:-}" ] || [ "$ONLY" = connect ]; then
 # Idle connections over four nodes, several generator processes and source
 # addresses. Resumes read the session from the database: a few at a time
 # per generator process keep the pool from refusing them as busy.
@@ -120,3 +155,4 @@ sleep 3
 NATTER_CLUSTER__NAME="$RUN" "$BIN" cluster status --redis "$REDIS" | tee "$OUT/status.txt"
 wait "$BENCH"; cat "$OUT/connect.json"
 stop_nodes
+fi
