@@ -119,6 +119,19 @@ pub fn describe() {
         "Time to apply and commit one write transaction."
     );
     describe_histogram!(
+        "natter_store_copy_seconds",
+        Unit::Seconds,
+        "Time to copy one chunk of message log records into the SQLite database."
+    );
+    describe_histogram!(
+        "natter_store_copy_size",
+        "Message log records copied into the SQLite database per chunk."
+    );
+    describe_gauge!(
+        "natter_store_log_waiting",
+        "Message log records not yet copied into the SQLite database."
+    );
+    describe_histogram!(
         "natter_store_checkpoint_seconds",
         Unit::Seconds,
         "Time of one WAL checkpoint."

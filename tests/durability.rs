@@ -237,3 +237,87 @@ async fn shutdown_flushes_acks_says_going_away_and_keeps_data() {
     );
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// New messages and cursor raises are durable in the message log before
+/// the database has them (`crates/store/src/sqlite/log.rs`): after SIGKILL
+/// the next start copies them in, over and over, and a clean stop leaves
+/// no log behind.
+#[tokio::test]
+async fn messages_and_cursors_in_the_log_survive_repeated_sigkills() {
+    if !on_sqlite("the SQLite message log") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log_segments = || {
+        std::fs::read_dir(dir.path().join("natter.db-log"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let (mut server, mut addr) = spawn_server(dir.path()).await;
+    let c = Client::connect(&addr).await.unwrap();
+    c.register("alice", PASSWORD).await.unwrap();
+    c.register("bob", PASSWORD).await.unwrap();
+    let mut sent = 0u64;
+    for round in 1..=3u64 {
+        let (alice, _) = login(&addr, "alice", "a").await;
+        let (bob, bob_ok) = login(&addr, "bob", "b").await;
+        let mut conversation = 0;
+        for i in 0..40 {
+            let id = format!("r{round}-{i}");
+            let ack = alice
+                .send_text(bob_ok.user_id, &id, &format!("text of {id}"))
+                .await
+                .unwrap();
+            sent += 1;
+            assert_eq!(ack.seq, sent, "dense across restarts");
+            conversation = ack.conversation_id;
+        }
+        // Bob got all but the last 10, and read all but the last 20.
+        bob.delivery_ack(conversation, sent - 10).await.unwrap();
+        bob.mark_read(conversation, sent - 20).await.unwrap();
+        assert!(log_segments() > 0, "the log holds them");
+        drop((alice, bob));
+        server.start_kill().expect("SIGKILL");
+        server.wait().await.unwrap();
+
+        (server, addr) = spawn_server(dir.path()).await;
+        let (bob, _) = login(&addr, "bob", "b").await;
+        let got = Inbox::default().sync(&bob, 500).await.unwrap();
+        let ids: Vec<String> = got.iter().map(|m| m.client_msg_id.clone()).collect();
+        let want: Vec<String> = (1..=round)
+            .flat_map(|r| (0..40).map(move |i| format!("r{r}-{i}")))
+            .collect();
+        assert_eq!(ids, want, "every message once, in order");
+        let list = bob.conversations(10).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!((list[0].last_seq, list[0].read_seq), (sent, sent - 20));
+        assert_eq!(list[0].unread, 20);
+        let (alice, _) = login(&addr, "alice", "a").await;
+        let page = alice.sync_page(vec![], 0, 1).await.unwrap();
+        let delivered: Vec<(u64, u64)> = page.conversations[0]
+            .delivered
+            .iter()
+            .map(|d| (d.user_id, d.seq))
+            .collect();
+        assert!(
+            delivered.contains(&(bob_ok.user_id, sent - 10)),
+            "bob's delivery cursor: {delivered:?}"
+        );
+    }
+    // A clean stop copies everything in and removes the log.
+    let pid = server.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(WAIT, server.wait())
+        .await
+        .expect("exits in time")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(log_segments(), 0, "no log after a clean stop");
+    let (_server, addr) = spawn_server(dir.path()).await;
+    let (bob, _) = login(&addr, "bob", "b").await;
+    assert_eq!(Inbox::default().sync(&bob, 500).await.unwrap().len(), 120);
+}

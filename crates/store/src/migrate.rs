@@ -327,6 +327,8 @@ pub async fn sqlite_to_postgres(
     let _lock = crate::sqlite::lock_database(from)?;
     let mut src = rusqlite::Connection::open(from)?;
     sqlite_schema::migrate(&mut src)?;
+    // A server that did not stop cleanly leaves messages in its log.
+    crate::sqlite::recover(&mut src, from)?;
     let (mut dst, connection) = to
         .parse::<tokio_postgres::Config>()
         .map_err(|e| CopyError::Store(StoreError::backend("the PostgreSQL URL is not valid", e)))?

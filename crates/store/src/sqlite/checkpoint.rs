@@ -38,10 +38,13 @@ impl Checkpointer {
     /// Says that there are new frames; never blocks.
     pub fn nudge(&self) {
         if let Some(n) = &self.nudge {
-            match n.try_send(()) {
-                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
-            }
+            Nudge(n.clone()).nudge();
         }
+    }
+
+    /// A handle another thread can nudge with.
+    pub fn nudger(&self) -> Option<Nudge> {
+        self.nudge.clone().map(Nudge)
     }
 
     /// Stops the thread after its current checkpoint.
@@ -53,6 +56,18 @@ impl Checkpointer {
     }
 }
 
+/// Nudges the checkpoint thread from elsewhere.
+#[derive(Clone)]
+pub struct Nudge(SyncSender<()>);
+
+impl Nudge {
+    pub fn nudge(&self) {
+        match self.0.try_send(()) {
+            Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+        }
+    }
+}
+
 impl Drop for Checkpointer {
     fn drop(&mut self) {
         self.stop();
@@ -60,6 +75,11 @@ impl Drop for Checkpointer {
 }
 
 fn run(conn: Connection, rx: Receiver<()>) {
+    // Background work: whatever else wants the core goes first.
+    let me = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(me), super::copier::COPY_NICE) {
+        tracing::debug!(error = %e, "cannot lower the checkpoint thread's priority");
+    }
     let mut nudged = false;
     loop {
         if !nudged && rx.recv().is_err() {

@@ -5,12 +5,10 @@
 //! a failed commit drops every entry, so the cache never holds state that
 //! did not commit.
 //!
-//! Seqs are the one thing the cache holds ahead of the database: a send takes
-//! the next seq here and the conversation row is written once per
-//! transaction ([`ConvCache::flush_seqs`]), before the commit and before any
-//! write that runs in its own savepoint, so such a write and everything that
-//! reads `conversations.last_seq` inside the transaction see the truth.
+//! Seqs are the one thing the cache holds ahead of the database: see
+//! `seqs.rs`.
 
+use super::seqs::{Mark, Seqs};
 use crate::rules::ConversationView;
 use crate::{ConversationId, ConversationKind, Result, Role, StoreError, UserId};
 use rusqlite::{Connection, OptionalExtension};
@@ -27,23 +25,16 @@ pub struct ConvCache {
     /// The 1:1 conversation of each (lower, higher) user pair seen; a pair's
     /// conversation never changes once created.
     pairs: HashMap<(UserId, UserId), ConversationId>,
-    seqs: HashMap<ConversationId, Seq>,
+    pub seqs: Seqs,
     /// (sender, recipient, friends-only rule) found allowed to talk 1:1;
     /// every change to friends or blocks empties it.
     allowed: HashSet<(UserId, UserId, bool)>,
-    /// Seqs ever taken, so the writer can tell whether a failed write took one.
-    taken: u64,
     /// Entries loaded since the current savepointed write began (None
     /// outside one): a write that is rolled back may have loaded state it
     /// had itself changed.
     loaded: Option<Vec<ConversationId>>,
-}
-
-struct Seq {
-    last: u64,
-    activity_ms: i64,
-    /// Taken here and not yet written to the conversation row.
-    dirty: bool,
+    /// Where the seqs stood when the current savepointed write began.
+    savepoint: Option<Mark>,
 }
 
 impl ConvCache {
@@ -65,21 +56,24 @@ impl ConvCache {
     /// A write that runs in its own savepoint begins.
     pub fn begin_write(&mut self) {
         self.loaded = Some(Vec::new());
+        self.savepoint = Some(self.seqs.mark());
     }
 
     /// That write's savepoint was rolled back: drop what it loaded (which
-    /// may show its own uncommitted changes) and every seq, so both are read
-    /// again from the rows.
+    /// may show its own uncommitted changes) and put back the seqs it took.
     pub fn undo_write(&mut self) {
         for id in self.loaded.take().unwrap_or_default() {
             self.map.remove(&id);
         }
-        self.seqs.clear();
+        if let Some(m) = self.savepoint.take() {
+            self.seqs.undo(m);
+        }
     }
 
     /// The savepointed write is over (kept or undone).
     pub fn end_write(&mut self) {
         self.loaded = None;
+        self.savepoint = None;
     }
 
     pub fn forget(&mut self, id: ConversationId) {
@@ -102,29 +96,6 @@ impl ConvCache {
     /// The next seq of a conversation. Dense and never reused because only
     /// the writer takes seqs, the row is written before the commit, and a
     /// rolled-back transaction clears the cache.
-    pub fn next_seq(&mut self, conn: &Connection, id: ConversationId, now_ms: i64) -> Result<u64> {
-        let seq = match self.seqs.get_mut(&id) {
-            Some(seq) => seq,
-            None => {
-                let last: u64 = conn
-                    .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
-                    .query_row([id], |r| r.get(0))
-                    .optional()?
-                    .ok_or(StoreError::NotFound("conversation"))?;
-                self.seqs.entry(id).or_insert(Seq {
-                    last,
-                    activity_ms: now_ms,
-                    dirty: false,
-                })
-            }
-        };
-        seq.last += 1;
-        self.taken += 1;
-        seq.activity_ms = seq.activity_ms.max(now_ms);
-        seq.dirty = true;
-        Ok(seq.last)
-    }
-
     pub fn is_allowed(&self, from: UserId, to: UserId, friends_only: bool) -> bool {
         self.allowed.contains(&(from, to, friends_only))
     }
@@ -142,30 +113,14 @@ impl ConvCache {
         self.allowed.clear();
     }
 
-    pub fn seqs_taken(&self) -> u64 {
-        self.taken
-    }
-
-    /// Writes every seq taken since the last flush to its conversation row.
-    pub fn flush_seqs(&mut self, conn: &Connection) -> Result<()> {
-        let mut update = conn.prepare_cached(
-            "UPDATE conversations SET last_seq = ?2, last_activity_ms = ?3 WHERE id = ?1",
-        )?;
-        for (id, seq) in self.seqs.iter_mut().filter(|(_, s)| s.dirty) {
-            update.execute(rusqlite::params![id, seq.last, seq.activity_ms])?;
-            seq.dirty = false;
-        }
-        if self.seqs.len() >= MAX_ENTRIES {
-            self.seqs.clear();
-        }
-        Ok(())
-    }
-
-    pub fn clear(&mut self) {
+    /// After a failed commit: drops everything the database can give back
+    /// (the seqs of conversations whose messages wait in the log stay).
+    pub fn clear(&mut self, waiting: impl Fn(ConversationId) -> bool) {
         self.loaded = None;
+        self.savepoint = None;
         self.map.clear();
         self.pairs.clear();
-        self.seqs.clear();
+        self.seqs.reload(waiting);
         self.allowed.clear();
     }
 }

@@ -3,6 +3,7 @@
 //! record changes in a conversation's own sequence.
 
 use super::convs::ConvCache;
+use super::log::CursorKind;
 use super::writer::Tx;
 use crate::rules::{
     self, PeerFacts, RecallStep, Recallable, SendTo, SyncRow, SystemEvent, SYNC_CONVERSATIONS,
@@ -45,23 +46,30 @@ pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     })
 }
 
-/// The outcome of an append inside the writer's transaction.
+/// The outcome of an append in the writer's round.
 pub struct AppendOutcome {
-    pub message: StoredMessage,
+    pub message: Arc<StoredMessage>,
     pub duplicate: bool,
     /// Who hears of a new message; `None` for a duplicate.
     pub members: Option<Arc<[UserId]>>,
 }
 
+/// Checks a new message, takes its seq and stages it for the message log;
+/// a resend of a known client_msg_id is answered with the original.
 pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
-    let conn = tx.conn;
-    if let Some(message) = conn
-        .prepare_cached(select_messages!(
-            "WHERE sender_id = ?1 AND client_msg_id = ?2"
-        ))?
-        .query_row(params![new.sender_id, new.client_msg_id], message_row)
-        .optional()?
-    {
+    tx.may_stage()?;
+    let original = match tx.pending.original(new.sender_id, &new.client_msg_id) {
+        Some(m) => Some(m),
+        None => tx
+            .conn
+            .prepare_cached(select_messages!(
+                "WHERE sender_id = ?1 AND client_msg_id = ?2"
+            ))?
+            .query_row(params![new.sender_id, new.client_msg_id], message_row)
+            .optional()?
+            .map(Arc::new),
+    };
+    if let Some(message) = original {
         return Ok(AppendOutcome {
             message,
             duplicate: true,
@@ -71,20 +79,20 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     let (conversation_id, members, mentions) = match new.target {
         Target::Peer(peer) => {
             rules::direct_target(new, peer)?;
-            peer_allows(tx.convs, conn, new.sender_id, peer, new.friends_only)?;
-            let id = direct_conversation(tx.convs, conn, new.sender_id, peer, new.now_ms)?;
+            peer_allows(tx.convs, tx.conn, new.sender_id, peer, new.friends_only)?;
+            let id = direct_conversation(tx, new.sender_id, peer, new.now_ms)?;
             let members: Arc<[UserId]> =
                 Arc::new([new.sender_id.min(peer), new.sender_id.max(peer)]);
             (id, members, Vec::new())
         }
         Target::Conversation(id) => {
-            let view = tx.convs.get(conn, id).map_err(|e| match e {
+            let view = tx.convs.get(tx.conn, id).map_err(|e| match e {
                 StoreError::NotFound(_) => StoreError::NotMember(id),
                 e => e,
             })?;
             let mentions = match rules::may_send(&view, id, new)? {
                 SendTo::Direct { peer } => {
-                    peer_allows(tx.convs, conn, new.sender_id, peer, new.friends_only)?;
+                    peer_allows(tx.convs, tx.conn, new.sender_id, peer, new.friends_only)?;
                     Vec::new()
                 }
                 SendTo::Group { mentions } => mentions,
@@ -92,27 +100,19 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
             (id, view.members.clone(), mentions)
         }
     };
-    let seq = tx.convs.next_seq(conn, conversation_id, new.now_ms)?;
-    let message = StoredMessage {
+    let seq = tx.convs.seqs.stage(tx.conn, conversation_id, new.now_ms)?;
+    let message = Arc::new(StoredMessage {
         conversation_id,
         seq,
-        msg_id: 0,
+        msg_id: tx.next_msg_id(),
         sender_id: new.sender_id,
         client_msg_id: new.client_msg_id.clone(),
         server_ts_ms: new.now_ms,
         body: new.body.clone(),
         mentions,
         mention_all: new.mention_all,
-    };
-    let message = insert(conn, message)?;
-    if !message.mentions.is_empty() {
-        let mut flag = conn.prepare_cached(
-            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
-        )?;
-        for u in &message.mentions {
-            flag.execute(params![u, conversation_id, seq])?;
-        }
-    }
+    });
+    tx.stage_message(message.clone());
     Ok(AppendOutcome {
         message,
         duplicate: false,
@@ -120,30 +120,27 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     })
 }
 
-/// Stores a message whose seq the caller has taken; returns it with its id.
-fn insert(conn: &Connection, mut m: StoredMessage) -> Result<StoredMessage> {
-    let mentions = m
-        .mentions
-        .iter()
-        .map(|u| u.to_string())
-        .collect::<Vec<_>>()
-        .join(" ");
-    conn.prepare_cached(
-        "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body, mentions, mention_all)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        m.conversation_id,
-        m.seq,
-        m.sender_id,
-        m.client_msg_id,
-        m.server_ts_ms,
-        m.body.kind as i64,
-        m.body.content,
-        mentions,
-        m.mention_all
-    ])?;
-    m.msg_id = conn.last_insert_rowid() as u64;
+/// Stores a message whose seq the caller has taken, in the writer's
+/// transaction; returns it with its id.
+fn insert(tx: &mut Tx<'_>, mut m: StoredMessage) -> Result<StoredMessage> {
+    m.msg_id = tx.next_msg_id();
+    tx.conn
+        .prepare_cached(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body, mentions, mention_all)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?
+        .execute(params![
+            m.msg_id,
+            m.conversation_id,
+            m.seq,
+            m.sender_id,
+            m.client_msg_id,
+            m.server_ts_ms,
+            m.body.kind as i64,
+            m.body.content,
+            super::pending::mentions_text(&m.mentions),
+            m.mention_all
+        ])?;
     Ok(m)
 }
 
@@ -189,12 +186,11 @@ pub fn system_event(
     now_ms: i64,
     to: Arc<[UserId]>,
 ) -> Result<StoredMessage> {
-    let conn = tx.conn;
-    let seq = tx.convs.next_seq(conn, conversation, now_ms)?;
+    let seq = tx.convs.seqs.next(tx.conn, conversation, now_ms)?;
     // Events are rare and the changes that make them read the conversation
     // row afterwards, so the row is brought up to date at once.
-    tx.convs.flush_seqs(conn)?;
-    let message = insert(conn, event.message(conversation, seq, now_ms))?;
+    tx.convs.seqs.flush(tx.conn)?;
+    let message = insert(tx, event.message(conversation, seq, now_ms))?;
     tx.publish(Committed {
         message: Arc::new(message.clone()),
         members: to,
@@ -203,19 +199,20 @@ pub fn system_event(
     Ok(message)
 }
 
-/// The 1:1 conversation of two users, created on first use. The caller has
-/// checked that the peer exists and accepts the message.
+/// The 1:1 conversation of two users, created on first use (in the round's
+/// transaction). The caller has checked that the peer exists and accepts
+/// the message.
 fn direct_conversation(
-    convs: &mut ConvCache,
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     a: UserId,
     b: UserId,
     now_ms: i64,
 ) -> Result<ConversationId> {
     let (lo, hi) = (a.min(b), a.max(b));
-    if let Some(id) = convs.pair(lo, hi) {
+    if let Some(id) = tx.convs.pair(lo, hi) {
         return Ok(id);
     }
+    let conn = tx.conn;
     let existing: Option<ConversationId> = conn
         .prepare_cached(
             "SELECT conversation_id FROM direct_pairs WHERE user_lo = ?1 AND user_hi = ?2",
@@ -223,9 +220,10 @@ fn direct_conversation(
         .query_row([lo, hi], |r| r.get(0))
         .optional()?;
     if let Some(id) = existing {
-        convs.set_pair(lo, hi, id);
+        tx.convs.set_pair(lo, hi, id);
         return Ok(id);
     }
+    tx.begin()?;
     conn.prepare_cached(
         "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
     )?
@@ -240,7 +238,7 @@ fn direct_conversation(
     )?;
     member.execute(params![lo, id, now_ms])?;
     member.execute(params![hi, id, now_ms])?;
-    convs.set_pair(lo, hi, id);
+    tx.convs.set_pair(lo, hi, id);
     Ok(id)
 }
 
@@ -410,74 +408,67 @@ pub fn history(
     Ok(page)
 }
 
-/// A per-member cursor into a conversation.
-#[derive(Clone, Copy)]
-enum Cursor {
-    Delivered,
-    Read,
-}
-
-/// Raises one of `user`'s cursors to `seq` (clamped to what they may see).
-/// Returns the new value and who hears of it: in a 1:1 both members, in a
-/// group the user alone (their other devices); `None` if it did not move.
+/// Raises one of `user`'s cursors to `seq` (clamped to what they may see),
+/// staged for the message log. `None` when it was there already.
 fn raise_cursor(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     user: UserId,
     conversation: ConversationId,
     seq: u64,
-    cursor: Cursor,
+    kind: CursorKind,
 ) -> Result<Option<(u64, Vec<UserId>)>> {
-    let Some((_, upto)) = visible_range(conn, user, conversation)? else {
+    tx.may_stage()?;
+    let conn = tx.conn;
+    let column = match kind {
+        CursorKind::Delivered => "delivered_seq",
+        CursorKind::Read => "read_seq",
+    };
+    let row: Option<(u64, u64)> = conn
+        .prepare_cached(&format!(
+            "SELECT left_seq, {column} FROM members WHERE user_id = ?1 AND conversation_id = ?2"
+        ))?
+        .query_row([user, conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((left, stored)) = row else {
         return Err(StoreError::NotMember(conversation));
     };
-    let seq = seq.min(upto);
-    let sql = match cursor {
-        Cursor::Delivered => {
-            "UPDATE members SET delivered_seq = ?3
-             WHERE user_id = ?1 AND conversation_id = ?2 AND delivered_seq < ?3"
-        }
-        Cursor::Read => {
-            "UPDATE members SET read_seq = ?3
-             WHERE user_id = ?1 AND conversation_id = ?2 AND read_seq < ?3"
-        }
-    };
-    if conn
-        .prepare_cached(sql)?
-        .execute(params![user, conversation, seq])?
-        == 0
-    {
+    // The writer's seqs are ahead of the row while messages wait in the log.
+    let last = tx.convs.seqs.last(conn, conversation)?;
+    let seq = seq.min(rules::visible_upto(left, last));
+    let current = tx
+        .pending
+        .cursor(user, conversation, kind)
+        .map_or(stored, |p| p.max(stored));
+    if seq <= current {
         return Ok(None);
     }
-    let kind: i64 = conn
-        .prepare_cached("SELECT kind FROM conversations WHERE id = ?1")?
-        .query_row([conversation], |r| r.get(0))?;
-    let kind = ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct);
-    let members = match kind {
-        ConversationKind::Direct => members_of(conn, conversation)?,
-        _ => Vec::new(),
-    };
-    Ok(Some((seq, rules::cursor_audience(kind, user, &members))))
+    let view = tx.convs.get(conn, conversation)?;
+    tx.stage_cursor(user, conversation, kind, seq);
+    Ok(Some((
+        seq,
+        rules::cursor_audience(view.kind, user, &view.members),
+    )))
 }
 
 pub fn mark_delivered(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     user: UserId,
     conversation: ConversationId,
     seq: u64,
 ) -> Result<Option<Delivered>> {
     Ok(
-        raise_cursor(conn, user, conversation, seq, Cursor::Delivered)?
+        raise_cursor(tx, user, conversation, seq, CursorKind::Delivered)?
             .map(|(seq, members)| Delivered { seq, members }),
     )
 }
 
 pub fn mark_read(
-    conn: &Connection,
+    tx: &mut Tx<'_>,
     user: UserId,
     conversation: ConversationId,
     seq: u64,
 ) -> Result<Option<ReadMoved>> {
-    Ok(raise_cursor(conn, user, conversation, seq, Cursor::Read)?
+    Ok(raise_cursor(tx, user, conversation, seq, CursorKind::Read)?
         .map(|(seq, notify)| ReadMoved { seq, notify }))
 }
 

@@ -1,13 +1,19 @@
-//! The embedded SQLite backend: WAL, one writer thread that group-commits,
-//! and a small pool of reader connections.
+//! The embedded SQLite backend: WAL, one writer thread that group-commits
+//! (new messages and cursor raises through the message log, `log.rs`), and a
+//! small pool of reader connections.
 
 mod accounts;
 mod checkpoint;
 mod convs;
+mod copier;
 mod friends;
 mod groups;
+mod log;
 mod messages;
+mod pending;
+mod round;
 pub(crate) mod schema;
+mod seqs;
 mod summaries;
 mod writer;
 
@@ -22,16 +28,18 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use writer::{AppendJob, Health, Job, Tx, WriteJob};
+use writer::{AppendJob, FlushJob, Health, Job, Tx, WriteJob};
 
-/// How hard SQLite works to make a commit survive power loss.
+/// How hard the store works to make a write survive power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Synchronous {
-    /// fsync the WAL on every commit: an ACKed message survives power loss.
+    /// Sync the message log (and the WAL, for other writes) before every
+    /// answer: an ACKed message survives power loss.
     Full,
-    /// fsync only at checkpoints: survives a process crash, not power loss.
+    /// Sync only now and then: survives a process crash, not power loss.
     Normal,
 }
 
@@ -59,6 +67,9 @@ impl SqliteOptions {
     }
 }
 
+/// The writer connection's page cache.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 pub struct SqliteStore {
     /// The exclusive lock on `<db>.lock`, held for as long as the store
     /// lives: the writer's caches assume it is the only writer.
@@ -67,6 +78,9 @@ pub struct SqliteStore {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<ReadPool>,
     health: Arc<Health>,
+    /// Records in the message log that the database does not have yet: a
+    /// read of messages or cursors waits for them to be copied in.
+    pending: Arc<AtomicUsize>,
 }
 
 struct ReadPool {
@@ -78,11 +92,9 @@ fn open_conn(opts: &SqliteOptions) -> rusqlite::Result<Connection> {
     let conn = Connection::open(&opts.path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    let sync = match opts.synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    conn.pragma_update(None, "synchronous", sync)?;
+    // Commits are not synced by SQLite: the writer syncs the message log,
+    // and the WAL after a transaction that must be durable (`round.rs`).
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -110,9 +122,46 @@ pub(crate) fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
 
 fn io_fault(e: std::io::Error) -> StoreError {
     StoreError::Fault {
-        fault: crate::Fault::Io,
+        fault: io_fault_kind(&e),
         source: Arc::new(e),
     }
+}
+
+/// What an I/O error says of the storage.
+pub(crate) fn io_fault_kind(e: &std::io::Error) -> crate::Fault {
+    // ENOSPC, EFBIG (past a file size limit), EDQUOT.
+    match e.raw_os_error() {
+        Some(28 | 27 | 122) => crate::Fault::Full,
+        _ => crate::Fault::Io,
+    }
+}
+
+/// Brings the database up to date with the message log left by the last
+/// run (a crash, or a kill, leaves records the database lacks), syncs it,
+/// and deletes the log's segments. Returns the number of the last segment
+/// there was, so a new log numbers on from it.
+pub(crate) fn recover(conn: &mut Connection, db: &std::path::Path) -> Result<Option<u64>> {
+    let dir = log::dir_of(db);
+    let replay = log::replay(&dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => StoreError::Fault {
+            fault: crate::Fault::Corrupt,
+            source: Arc::new(e),
+        },
+        _ => io_fault(e),
+    })?;
+    if !replay.records.is_empty() {
+        let tx = conn.transaction()?;
+        let applied = pending::replay(&tx, &replay.records)?;
+        tx.commit()?;
+        round::sync_wal(db).map_err(io_fault)?;
+        tracing::info!(
+            records = replay.records.len(),
+            applied,
+            "brought the database up to date from the message log"
+        );
+    }
+    log::delete(&dir, &replay.segments).map_err(io_fault)?;
+    Ok(replay.segments.last().copied())
 }
 
 impl SqliteStore {
@@ -128,7 +177,23 @@ impl SqliteStore {
         // finishing the queue, and nobody else may write until it has.
         let writer_lock = lock.try_clone().map_err(io_fault)?;
         let mut conn = open_conn(&opts)?;
+        // The writer copies records in chunks that touch a page per message
+        // in each index: a cache that holds the hot pages keeps it from
+        // spilling mid-transaction and from reading them back.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         schema::migrate(&mut conn)?;
+        let log_dir = log::dir_of(&opts.path);
+        let last_segment = recover(&mut conn, &opts.path)?;
+        let log = log::Log::start(
+            &log_dir,
+            last_segment,
+            opts.synchronous == Synchronous::Full,
+        )
+        .map_err(io_fault)?;
+        let next_id: u64 =
+            conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM messages", [], |r| {
+                r.get(0)
+            })?;
         let readers = (0..opts.readers.max(1))
             .map(|_| open_conn(&opts))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -136,14 +201,28 @@ impl SqliteStore {
         let checkpointer = checkpoint::Checkpointer::spawn(open_conn(&opts)?)
             .map_err(|e| StoreError::backend("cannot start the checkpoint thread", e))?;
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
-        let max_batch = opts.max_batch.max(1);
         let health = Arc::new(Health::default());
-        let h = health.clone();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let copy_conn = open_conn(&opts)?;
+        copy_conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        let writer = round::Writer::new(round::Start {
+            conn,
+            copy_conn,
+            db: opts.path.clone(),
+            log,
+            next_id,
+            sync: opts.synchronous == Synchronous::Full,
+            max_batch: opts.max_batch.max(1),
+            feed,
+            checkpointer,
+            health: health.clone(),
+            pending: pending::Pending::new(pending.clone()),
+        });
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
             .spawn(move || {
                 let _lock = writer_lock;
-                writer::run(conn, rx, max_batch, feed, checkpointer, h)
+                writer.run(rx)
             })
             .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         Ok(SqliteStore {
@@ -155,6 +234,7 @@ impl SqliteStore {
                 conns: Mutex::new(readers),
             }),
             health,
+            pending,
         })
     }
 
@@ -169,11 +249,38 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
+    /// Runs `f` in the writer's round as a staged (logged) write.
+    async fn staged<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(WriteJob::staged(f, reply))).await?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
     async fn submit(&self, job: Job) -> Result<()> {
         self.writer
             .send(job)
             .await
             .map_err(|_| StoreError::Unavailable)
+    }
+
+    /// Like [`SqliteStore::read`], for a read of messages, seqs or cursors:
+    /// first waits until every record the log holds is in the database, so
+    /// the read sees every write answered before it.
+    async fn fresh<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        if self.pending.load(Ordering::Acquire) > 0 {
+            let (reply, rx) = oneshot::channel();
+            self.submit(Box::new(FlushJob(Some(reply)))).await?;
+            rx.await.map_err(|_| StoreError::Unavailable)??;
+        }
+        self.read(f).await
     }
 
     /// Runs `f` on a reader connection off the async runtime.
@@ -281,7 +388,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<SyncPage> {
         let cursors = cursors.clone();
-        self.read(move |c| messages::sync(c, user, &cursors, after, page))
+        self.fresh(move |c| messages::sync(c, user, &cursors, after, page))
             .await
     }
 
@@ -292,7 +399,7 @@ impl Store for SqliteStore {
         before_seq: u64,
         page: Page,
     ) -> Result<HistoryPage> {
-        self.read(move |c| messages::history(c, user, conversation, before_seq, page))
+        self.fresh(move |c| messages::history(c, user, conversation, before_seq, page))
             .await
     }
 
@@ -302,7 +409,7 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<Option<Delivered>> {
-        self.write(move |t| messages::mark_delivered(t.conn, user, conversation, seq))
+        self.staged(move |t| messages::mark_delivered(t, user, conversation, seq))
             .await
     }
 
@@ -312,7 +419,7 @@ impl Store for SqliteStore {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<Option<ReadMoved>> {
-        self.write(move |t| messages::mark_read(t.conn, user, conversation, seq))
+        self.staged(move |t| messages::mark_read(t, user, conversation, seq))
             .await
     }
 
@@ -339,7 +446,7 @@ impl Store for SqliteStore {
         before: Option<Before>,
         page: Page,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        self.read(move |c| summaries::conversations(c, user, before, page))
+        self.fresh(move |c| summaries::conversations(c, user, before, page))
             .await
     }
 
@@ -432,7 +539,7 @@ impl Store for SqliteStore {
     }
 
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
-        self.read(move |c| groups::info(c, id, viewer)).await
+        self.fresh(move |c| groups::info(c, id, viewer)).await
     }
 
     async fn groups_of(
@@ -441,7 +548,7 @@ impl Store for SqliteStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.read(move |c| groups::of_user(c, user, after, page))
+        self.fresh(move |c| groups::of_user(c, user, after, page))
             .await
     }
 
@@ -453,7 +560,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
         let p = prefix.to_owned();
-        self.read(move |c| groups::rooms(c, viewer, &p, after, page))
+        self.fresh(move |c| groups::rooms(c, viewer, &p, after, page))
             .await
     }
 

@@ -170,14 +170,19 @@ async fn a_panic_in_a_write_fails_its_batch_and_the_writer_goes_on() {
     store.check().await.unwrap();
 }
 
-/// A full database is a storage fault: writes fail with it, the health
-/// check fails until a write succeeds again, and then it passes.
+/// A full database is a storage fault. A message is durable once its log
+/// record is, so an append still succeeds; the database cannot take it,
+/// so reads that must see it fail with the fault, and so does the health
+/// check, until the database has room again; then both pass and the
+/// message is there.
 #[tokio::test]
 async fn a_full_database_fails_the_check_until_writes_work_again() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _feed) = open(&dir);
     let a = store.create_user("a", "h", 0).await.unwrap();
     let b = store.create_user("b", "h", 0).await.unwrap();
+    // Their conversation exists before the database fills.
+    store.append_message(msg(a, b, "first")).await.unwrap();
     store.check().await.unwrap();
     let pages: i64 = store
         .write(|t| Ok(t.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?))
@@ -193,11 +198,25 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
         .unwrap();
     let mut big = msg(a, b, "big");
     big.body.content = "x".repeat(200_000);
-    let e = store.append_message(big.clone()).await.unwrap_err();
+    let ack = store.append_message(big.clone()).await.unwrap();
+    let e = store
+        .history(
+            a,
+            ack.message.conversation_id,
+            0,
+            Page {
+                items: 50,
+                bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e.fault(), Some(crate::Fault::Full), "{e:?}");
     assert!(store.check().await.is_err(), "a full store is not healthy");
+    // A write in the database cannot run now (the database must first take
+    // the message before it); a staged job reaches the writer's connection.
     store
-        .write(|t| {
+        .staged(|t| {
             t.conn
                 .query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))?;
             Ok(())
@@ -205,5 +224,20 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
         .await
         .unwrap();
     store.check().await.unwrap();
-    store.append_message(big).await.unwrap();
+    let page = store
+        .history(
+            a,
+            ack.message.conversation_id,
+            0,
+            Page {
+                items: 50,
+                bytes: 1 << 20,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 2);
+    assert_eq!(page.messages[0].body.content.len(), 200_000);
+    let again = store.append_message(big).await.unwrap();
+    assert!(again.duplicate);
 }

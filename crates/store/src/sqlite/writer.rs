@@ -1,26 +1,33 @@
-//! The writer thread: takes queued writes, applies as many as are waiting in
-//! one transaction, commits once, and only then answers each caller. One
-//! write's failure never undoes the others: most writes run in their own
-//! savepoint; a message append, the hot path, checks everything before it
-//! writes anything and so needs none (if it fails after writing, the whole
-//! transaction is rolled back and every caller in it is told).
+//! The writer's jobs and what a job sees. One thread (`round.rs`) takes
+//! queued jobs, applies as many as are waiting as one round, makes the round
+//! durable once, and only then answers each caller.
+//!
+//! A job goes one of two ways:
+//! - **log**: new messages and cursor raises. The job checks what it must
+//!   against the writer's caches and the database, takes its seq, and stages
+//!   a record for the message log; the round appends its records with one
+//!   write and one fdatasync. The records reach the database later, in large
+//!   batches (`pending.rs`).
+//! - **database**: everything else, in the round's transaction. Before the
+//!   first such job the round copies every staged record into the database,
+//!   so the job sees (and orders itself after) every message before it.
+//!   Most run in their own savepoint; one that fails leaves no trace.
 
-use super::checkpoint::Checkpointer;
 use super::convs::ConvCache;
-use super::messages;
-use crate::{Appended, CommitFeedSender, Committed, NewMessage, Result, StoreError};
-use natter_runtime::clock::Instant;
+use super::log::{self, CursorKind};
+use super::pending::Pending;
+use crate::{Appended, Committed, ConversationId, NewMessage, Result, StoreError, StoredMessage};
 use rusqlite::Connection;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// What the writer tells the rest of the store about its health.
 #[derive(Default)]
 pub struct Health {
     /// Set by `stop_writes`: refuse everything still queued.
     pub refusing: AtomicBool,
-    /// The last storage fault, until a transaction with writes commits.
+    /// The last storage fault, until a write that reached the disk succeeds.
     pub fault: Mutex<Option<StoreError>>,
 }
 
@@ -29,36 +36,131 @@ impl Health {
         self.fault.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set_fault(&self, f: Option<StoreError>) {
+    pub(crate) fn set_fault(&self, f: Option<StoreError>) {
         *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = f;
     }
 }
 
 pub type Job = Box<dyn Work>;
 
-/// What a write sees: the connection inside the open transaction, the
-/// conversation cache, and the messages to publish once the commit is done.
+/// How a job is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Staged for the message log.
+    Log,
+    /// In the round's database transaction.
+    Database,
+    /// Copies every staged record into the database (for a read that must
+    /// see them).
+    Flush,
+}
+
+/// The round's state a job can reach beyond the connection and the caches.
+pub struct Stage {
+    /// The round's records, for the log.
+    pub records: Vec<u8>,
+    /// The log segment the round's records go to.
+    pub segment: u64,
+    /// The next message id.
+    pub next_id: u64,
+    /// The round has opened its database transaction.
+    pub open: bool,
+    /// ... and written something that must be synced before the answers.
+    pub durable: bool,
+}
+
+/// What a write sees: the connection, the conversation cache, the round's
+/// stage, and the messages to publish once the round is durable.
 pub struct Tx<'a> {
     pub conn: &'a Connection,
     pub convs: &'a mut ConvCache,
+    pub(crate) stage: &'a mut Stage,
+    /// Records in the log that the database does not have yet.
+    pub(crate) pending: &'a mut Pending,
     publish: &'a mut Vec<Committed>,
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    pub(crate) fn new(
+        conn: &'a Connection,
+        convs: &'a mut ConvCache,
+        stage: &'a mut Stage,
+        pending: &'a mut Pending,
+        publish: &'a mut Vec<Committed>,
+    ) -> Tx<'a> {
+        Tx {
+            conn,
+            convs,
+            stage,
+            pending,
+            publish,
+        }
+    }
+
     /// Queues a newly stored message for the commit feed. It is published
-    /// after the commit, in order, and dropped if this write rolls back.
+    /// once the round is durable, in order, and dropped if this write fails.
     pub fn publish(&mut self, committed: Committed) {
         self.publish.push(committed);
+    }
+
+    /// An id for a new message.
+    pub fn next_msg_id(&mut self) -> u64 {
+        let id = self.stage.next_id;
+        self.stage.next_id += 1;
+        id
+    }
+
+    /// Opens the round's database transaction for a write the answer must
+    /// wait for (it is synced before the round answers).
+    pub fn begin(&mut self) -> Result<()> {
+        if !self.stage.open {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.stage.open = true;
+        }
+        self.stage.durable = true;
+        Ok(())
+    }
+
+    /// Fails while the writer takes no more staged writes.
+    pub(crate) fn may_stage(&self) -> Result<()> {
+        match &self.pending.refuse {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stages a new message for the log.
+    pub(crate) fn stage_message(&mut self, m: Arc<StoredMessage>) {
+        log::encode_message(&m, &mut self.stage.records);
+        let segment = self.stage.segment;
+        self.pending.push_message(m, segment);
+    }
+
+    /// Stages a cursor raise for the log.
+    pub(crate) fn stage_cursor(
+        &mut self,
+        user: crate::UserId,
+        conversation: ConversationId,
+        kind: CursorKind,
+        seq: u64,
+    ) {
+        log::encode_cursor(user, conversation, kind, seq, &mut self.stage.records);
+        let segment = self.stage.segment;
+        self.pending
+            .push_cursor(user, conversation, kind, seq, segment);
     }
 }
 
 /// One queued write.
 pub trait Work: Send {
-    /// Applies the write inside the open transaction; an error means it
-    /// failed and its savepoint must be rolled back.
+    fn route(&self) -> Route {
+        Route::Database
+    }
+    /// Applies the write; an error means it failed (and, if isolated, its
+    /// savepoint is rolled back).
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()>;
-    /// Answers the caller once the transaction's fate is known.
-    fn finish(self: Box<Self>, commit: Result<()>);
+    /// Answers the caller once the round's fate is known.
+    fn finish(self: Box<Self>, outcome: Result<()>);
     /// True for the job that asks the writer to stop.
     fn is_close(&self) -> bool {
         false
@@ -66,23 +168,34 @@ pub trait Work: Send {
     /// False for a write that, when it fails, has written nothing, so it
     /// needs no savepoint to be undone.
     fn isolated(&self) -> bool {
-        true
+        self.route() == Route::Database
     }
 }
 
 /// A write whose result goes straight back to the caller.
 pub struct WriteJob<F, T> {
     f: Option<F>,
+    route: Route,
     out: Option<Result<T>>,
     reply: Option<oneshot::Sender<Result<T>>>,
 }
 
 impl<F, T> WriteJob<F, T> {
+    /// A write in the round's database transaction.
     pub fn new(f: F, reply: oneshot::Sender<Result<T>>) -> Self {
         WriteJob {
             f: Some(f),
+            route: Route::Database,
             out: None,
             reply: Some(reply),
+        }
+    }
+
+    /// A write that stages log records (and checks before it stages).
+    pub fn staged(f: F, reply: oneshot::Sender<Result<T>>) -> Self {
+        WriteJob {
+            route: Route::Log,
+            ..WriteJob::new(f, reply)
         }
     }
 }
@@ -92,6 +205,10 @@ where
     F: FnOnce(&mut Tx<'_>) -> Result<T> + Send,
     T: Send,
 {
+    fn route(&self) -> Route {
+        self.route
+    }
+
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         let out = match self.f.take() {
             Some(f) => f(tx),
@@ -102,8 +219,8 @@ where
         r
     }
 
-    fn finish(mut self: Box<Self>, commit: Result<()>) {
-        let out = match (commit, self.out.take()) {
+    fn finish(mut self: Box<Self>, outcome: Result<()>) {
+        let out = match (outcome, self.out.take()) {
             (Ok(()), Some(out)) => out,
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(StoreError::bug("write never applied")),
@@ -133,18 +250,21 @@ impl AppendJob {
 }
 
 impl Work for AppendJob {
+    fn route(&self) -> Route {
+        Route::Log
+    }
+
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        let out = messages::append(tx, &self.new).map(|o| {
-            let message = Arc::new(o.message);
+        let out = super::messages::append(tx, &self.new).map(|o| {
             if let Some(members) = o.members {
                 tx.publish(Committed {
-                    message: message.clone(),
+                    message: o.message.clone(),
                     members,
                     origin: self.new.origin,
                 });
             }
             Appended {
-                message,
+                message: o.message,
                 duplicate: o.duplicate,
             }
         });
@@ -153,12 +273,8 @@ impl Work for AppendJob {
         r
     }
 
-    fn isolated(&self) -> bool {
-        false
-    }
-
-    fn finish(mut self: Box<Self>, commit: Result<()>) {
-        let out = match (commit, self.out.take()) {
+    fn finish(mut self: Box<Self>, outcome: Result<()>) {
+        let out = match (outcome, self.out.take()) {
             (Ok(()), Some(Ok(appended))) => Ok(appended),
             (Ok(()), Some(Err(e))) | (Err(e), _) => Err(e),
             (Ok(()), None) => Err(StoreError::bug("append never applied")),
@@ -169,14 +285,35 @@ impl Work for AppendJob {
     }
 }
 
+/// Copies every staged record into the database, for a read that must see
+/// them; answers once they are committed there.
+pub struct FlushJob(pub Option<oneshot::Sender<Result<()>>>);
+
+impl Work for FlushJob {
+    fn route(&self) -> Route {
+        Route::Flush
+    }
+    fn apply(&mut self, _tx: &mut Tx<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn finish(mut self: Box<Self>, outcome: Result<()>) {
+        if let Some(reply) = self.0.take() {
+            let _ = reply.send(outcome);
+        }
+    }
+}
+
 /// Asks the writer to finish what is queued before it and stop.
 pub struct CloseJob(pub Option<oneshot::Sender<()>>);
 
 impl Work for CloseJob {
+    fn route(&self) -> Route {
+        Route::Flush
+    }
     fn apply(&mut self, _tx: &mut Tx<'_>) -> Result<()> {
         Ok(())
     }
-    fn finish(mut self: Box<Self>, _commit: Result<()>) {
+    fn finish(mut self: Box<Self>, _outcome: Result<()>) {
         if let Some(reply) = self.0.take() {
             let _ = reply.send(());
         }
@@ -184,173 +321,4 @@ impl Work for CloseJob {
     fn is_close(&self) -> bool {
         true
     }
-}
-
-pub fn run(
-    conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    feed: CommitFeedSender,
-    mut checkpointer: Checkpointer,
-    health: Arc<Health>,
-) {
-    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut convs = ConvCache::default();
-    let mut publish = Vec::new();
-    let mut closing = false;
-    while !closing {
-        let Some(first) = rx.blocking_recv() else {
-            break;
-        };
-        batch.push(first);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        closing = batch.iter().any(|j| j.is_close());
-        metrics::gauge!("natter_store_queue_depth").set(rx.len() as f64);
-        if health.refusing.load(Ordering::Relaxed) {
-            for job in batch.drain(..) {
-                let refused = if job.is_close() {
-                    Ok(())
-                } else {
-                    Err(StoreError::Unavailable)
-                };
-                job.finish(refused);
-            }
-            continue;
-        }
-        let started = Instant::now();
-        let size = batch.len();
-        let mut seen = Seen::default();
-        // A panic in a write rolls back this batch alone; its callers hear an
-        // error and the writer carries on with the next.
-        let commit = natter_runtime::panics::catch("store_writer", || {
-            apply_batch(&conn, &mut convs, &mut publish, &mut batch, &mut seen)
-        })
-        .unwrap_or_else(|| {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            Err(StoreError::bug("the write failed inside the store"))
-        });
-        match &commit {
-            // Published before the callers hear back, in commit order.
-            Ok(()) => {
-                publish.drain(..).for_each(|c| feed.publish(c));
-                checkpointer.nudge();
-                // A write refused by the storage keeps the node unhealthy
-                // even when its neighbours committed; only a committed
-                // write shows the storage works again.
-                match seen.fault.take() {
-                    Some(f) => health.set_fault(Some(f)),
-                    None if seen.wrote => health.set_fault(None),
-                    None => {}
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, size, "store transaction failed");
-                publish.clear();
-                convs.clear();
-                if e.fault().is_some() {
-                    health.set_fault(Some(e.clone()));
-                }
-            }
-        }
-        metrics::histogram!("natter_store_batch_size").record(size as f64);
-        metrics::histogram!("natter_store_commit_seconds").record(started.elapsed().as_secs_f64());
-        for job in batch.drain(..) {
-            job.finish(commit.clone());
-        }
-    }
-    rx.close();
-    // Anything that raced the close request is refused, not dropped silently.
-    while let Ok(job) = rx.try_recv() {
-        job.finish(Err(StoreError::Unavailable));
-    }
-    checkpointer.stop();
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(error = %e, "final checkpoint failed");
-    }
-}
-
-/// What a batch showed of the storage.
-#[derive(Default)]
-struct Seen {
-    /// The first storage fault a write hit.
-    fault: Option<StoreError>,
-    /// Some write that succeeded changed rows.
-    wrote: bool,
-}
-
-fn apply_batch(
-    conn: &Connection,
-    convs: &mut ConvCache,
-    publish: &mut Vec<Committed>,
-    batch: &mut [Job],
-    seen: &mut Seen,
-) -> Result<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let applied = (|| -> Result<()> {
-        // Cached statements: parsing these three per write was a measurable
-        // share of the writer's time.
-        let mut savepoint = conn.prepare_cached("SAVEPOINT job")?;
-        let mut rollback = conn.prepare_cached("ROLLBACK TO job")?;
-        let mut release = conn.prepare_cached("RELEASE job")?;
-        for job in batch.iter_mut() {
-            let isolated = job.isolated();
-            if isolated {
-                // The savepoint's write sees, and on rollback returns to,
-                // the true last seqs.
-                convs.flush_seqs(conn)?;
-                savepoint.execute([])?;
-                convs.begin_write();
-            }
-            let mark = publish.len();
-            let changes = (conn.total_changes(), convs.seqs_taken());
-            let mut tx = Tx {
-                conn,
-                convs: &mut *convs,
-                publish: &mut *publish,
-            };
-            let applied = job.apply(&mut tx);
-            match &applied {
-                Ok(()) => seen.wrote |= (conn.total_changes(), convs.seqs_taken()) != changes,
-                Err(e) if e.fault().is_some() && seen.fault.is_none() => {
-                    seen.fault = Some(e.clone())
-                }
-                Err(_) => {}
-            }
-            if isolated {
-                if applied.is_err() {
-                    rollback.execute([])?;
-                    convs.undo_write();
-                }
-                release.execute([])?;
-                convs.end_write();
-            } else if let Err(e) = &applied {
-                if (conn.total_changes(), convs.seqs_taken()) != changes {
-                    // A storage fault says so to every caller in the batch;
-                    // anything else here is a bug.
-                    return Err(match e.fault() {
-                        Some(_) => e.clone(),
-                        None => StoreError::bug("a write failed after changing rows or taking a seq; its transaction is rolled back"),
-                    });
-                }
-            }
-            if applied.is_err() {
-                publish.truncate(mark);
-            }
-        }
-        drop((savepoint, rollback, release));
-        convs.flush_seqs(conn)?;
-        conn.execute_batch("COMMIT")?;
-        Ok(())
-    })();
-    if applied.is_err() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    applied
 }

@@ -1,0 +1,137 @@
+//! The log's format and its recovery rules: what is replayed and what is
+//! not after a torn write, a damaged record, or a round cut off.
+
+use super::*;
+use std::io::Seek;
+
+fn message(conversation: u64, seq: u64, text: &str) -> Record {
+    Record::Message(StoredMessage {
+        conversation_id: conversation,
+        seq,
+        msg_id: 100 + seq,
+        sender_id: 7,
+        client_msg_id: format!("c-{seq}"),
+        server_ts_ms: 1_700_000_000_000 + seq as i64,
+        body: Body {
+            kind: BodyKind::Text,
+            content: text.to_owned(),
+        },
+        mentions: vec![3, 4],
+        mention_all: seq.is_multiple_of(2),
+    })
+}
+
+fn cursor(seq: u64) -> Record {
+    Record::Cursor {
+        user: 9,
+        conversation: 2,
+        kind: CursorKind::Read,
+        seq,
+    }
+}
+
+fn bytes(records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        r.encode(&mut out);
+    }
+    out
+}
+
+fn append_raw(dir: &Path, segment: u64, raw: &[u8]) {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(segment_path(dir, segment))
+        .unwrap();
+    f.write_all(raw).unwrap();
+}
+
+#[test]
+fn records_come_back_as_written_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    let first = vec![message(1, 1, "hello"), cursor(1), message(1, 2, "é ✓ 😀")];
+    log.append(&bytes(&first)).unwrap();
+    log.rotate(WHOLE).unwrap();
+    let second = vec![message(2, 1, ""), cursor(5)];
+    log.append(&bytes(&second)).unwrap();
+    let r = replay(&d).unwrap();
+    assert_eq!(r.records, [first, second].concat());
+    assert_eq!(r.segments, vec![1, 2]);
+}
+
+#[test]
+fn a_torn_or_damaged_tail_ends_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    log.append(&bytes(&[message(1, 1, "a"), message(1, 2, "b")]))
+        .unwrap();
+    // Half a record, as a crash mid-write leaves it.
+    let whole = bytes(&[message(1, 3, "c")]);
+    append_raw(&d, 1, &whole[..whole.len() / 2]);
+    let r = replay(&d).unwrap();
+    assert_eq!(r.records, vec![message(1, 1, "a"), message(1, 2, "b")]);
+
+    // A record whose bytes do not match its checksum ends it too.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    let mut raw = bytes(&[message(1, 1, "a"), message(1, 2, "b")]);
+    let last = raw.len() - 3;
+    raw[last] ^= 0xff;
+    log.append(&raw).unwrap();
+    assert_eq!(replay(&d).unwrap().records, vec![message(1, 1, "a")]);
+}
+
+#[test]
+fn a_failed_round_is_never_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    log.append(&bytes(&[message(1, 1, "kept")])).unwrap();
+    // A round whose bytes reached the file although its write (or sync)
+    // failed: well-formed records the writer did not acknowledge.
+    let end = log.end;
+    append_raw(&d, 1, &bytes(&[message(1, 2, "failed round")]));
+    log.file.seek(io::SeekFrom::End(0)).unwrap();
+    log.cut_at = Some(end);
+    // The next round starts a segment that cuts the old one off.
+    log.append(&bytes(&[message(1, 2, "the real seq 2")]))
+        .unwrap();
+    assert_eq!(log.segment(), 2);
+    assert_eq!(
+        replay(&d).unwrap().records,
+        vec![message(1, 1, "kept"), message(1, 2, "the real seq 2")]
+    );
+}
+
+#[test]
+fn a_segment_whose_header_never_became_whole_is_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    log.append(&bytes(&[message(1, 1, "a")])).unwrap();
+    std::fs::write(segment_path(&d, 2), &header(2, 0)[..10]).unwrap();
+    assert_eq!(replay(&d).unwrap().records, vec![message(1, 1, "a")]);
+    // A damaged header with segments after it is damage, not a crash.
+    std::fs::write(segment_path(&d, 3), header(3, WHOLE)).unwrap();
+    assert!(replay(&d).is_err());
+}
+
+#[test]
+fn segments_are_deleted_and_numbering_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    log.append(&bytes(&[message(1, 1, "a")])).unwrap();
+    log.rotate(WHOLE).unwrap();
+    assert_eq!(log.older_than(2).unwrap(), vec![1]);
+    delete(&d, &[1]).unwrap();
+    let r = replay(&d).unwrap();
+    assert!(r.records.is_empty());
+    assert_eq!(r.segments, vec![2]);
+    let next = Log::start(&d, r.segments.last().copied(), true).unwrap();
+    assert_eq!(next.segment(), 3);
+}

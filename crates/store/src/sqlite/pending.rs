@@ -1,0 +1,556 @@
+//! What is durable in the message log but not yet in the database: new
+//! messages per conversation and cursor raises, with what the writer must
+//! answer from them meanwhile (a resend's original message, a cursor's
+//! current value).
+//!
+//! Records wait a few seconds before they are copied into the database, a
+//! conversation at a time: a message lands on its conversation's last page
+//! of the message index, so a conversation's messages copied together cost
+//! one page write instead of one each. A cursor raised several times while
+//! it waits is copied once. A read that must see everything waits for all
+//! of it to be copied (`SqliteStore::fresh`).
+
+use super::log::{CursorKind, Record};
+use crate::{ConversationId, Result, StoredMessage, UserId};
+use natter_runtime::clock::Instant;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long records wait before they are copied ...
+pub const COPY_AGE: Duration = Duration::from_secs(5);
+/// ... unless this many wait: then the oldest are copied at once.
+pub const COPY_HIGH: usize = 100_000;
+
+pub type CursorKey = (UserId, ConversationId, CursorKind);
+
+struct Waiting {
+    /// In seq order, each with the log segment that holds it.
+    messages: Vec<(Arc<StoredMessage>, u64)>,
+    /// When the oldest came.
+    since: Instant,
+    /// How many from the front the open transaction has copied.
+    copied: usize,
+}
+
+struct Raise {
+    seq: u64,
+    segment: u64,
+    since: Instant,
+    /// The value the open transaction has copied.
+    copied: Option<u64>,
+}
+
+/// How to take back one record of a failed round.
+enum Undo {
+    Message(ConversationId),
+    Cursor(CursorKey, Option<Raise>),
+}
+
+pub struct Pending {
+    convs: HashMap<ConversationId, Waiting>,
+    /// Conversations by the time their oldest record came (an entry whose
+    /// time no longer matches its conversation's is stale).
+    order: VecDeque<(Instant, ConversationId)>,
+    cursors: HashMap<CursorKey, Raise>,
+    cursor_order: VecDeque<(Instant, CursorKey)>,
+    /// Sender → client_msg_id → the message.
+    keys: HashMap<UserId, HashMap<String, Arc<StoredMessage>>>,
+    /// Records not yet copied, per log segment.
+    segments: BTreeMap<u64, usize>,
+    /// Records waiting, shared with readers deciding whether to wait.
+    count: Arc<AtomicUsize>,
+    len: usize,
+    /// The current round's records, to take back if it fails.
+    journal: Vec<Undo>,
+    /// What the open transaction has copied from.
+    copied_convs: Vec<ConversationId>,
+    copied_cursors: Vec<CursorKey>,
+    /// Why nothing more is staged for now: the database has fallen far
+    /// behind the log and keeps failing to take the records.
+    pub refuse: Option<crate::StoreError>,
+}
+
+impl Pending {
+    pub fn new(count: Arc<AtomicUsize>) -> Pending {
+        Pending {
+            convs: HashMap::new(),
+            order: VecDeque::new(),
+            cursors: HashMap::new(),
+            cursor_order: VecDeque::new(),
+            keys: HashMap::new(),
+            segments: BTreeMap::new(),
+            count,
+            len: 0,
+            journal: Vec::new(),
+            copied_convs: Vec::new(),
+            copied_cursors: Vec::new(),
+            refuse: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// When the oldest record comes due for copying.
+    pub fn next_due(&self) -> Option<Instant> {
+        let a = self.order.front().map(|f| f.0);
+        let b = self.cursor_order.front().map(|f| f.0);
+        a.into_iter().chain(b).min().map(|t| t + COPY_AGE)
+    }
+
+    /// The oldest log segment still holding a record the database lacks.
+    pub fn oldest_segment(&self) -> Option<u64> {
+        self.segments.keys().next().copied()
+    }
+
+    /// The stored message a resend of `(sender, client_msg_id)` stands for.
+    pub fn original(&self, sender: UserId, client_msg_id: &str) -> Option<Arc<StoredMessage>> {
+        self.keys.get(&sender)?.get(client_msg_id).cloned()
+    }
+
+    /// The value a cursor has been raised to here, if it has.
+    pub fn cursor(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        kind: CursorKind,
+    ) -> Option<u64> {
+        self.cursors.get(&(user, conversation, kind)).map(|c| c.seq)
+    }
+
+    /// Adds a message the current round writes to the log in `segment`.
+    pub fn push_message(&mut self, m: Arc<StoredMessage>, segment: u64) {
+        let now = Instant::now();
+        self.keys
+            .entry(m.sender_id)
+            .or_default()
+            .insert(m.client_msg_id.clone(), m.clone());
+        let id = m.conversation_id;
+        let w = self.convs.entry(id).or_insert_with(|| Waiting {
+            messages: Vec::new(),
+            since: now,
+            copied: 0,
+        });
+        if w.messages.is_empty() {
+            w.since = now;
+            self.order.push_back((now, id));
+        }
+        w.messages.push((m, segment));
+        *self.segments.entry(segment).or_default() += 1;
+        self.journal.push(Undo::Message(id));
+        self.grew(1);
+    }
+
+    /// Adds a cursor raise the current round writes to the log in `segment`.
+    pub fn push_cursor(
+        &mut self,
+        user: UserId,
+        conversation: ConversationId,
+        kind: CursorKind,
+        seq: u64,
+        segment: u64,
+    ) {
+        let key = (user, conversation, kind);
+        let now = Instant::now();
+        *self.segments.entry(segment).or_default() += 1;
+        let before = self.cursors.insert(
+            key,
+            Raise {
+                seq,
+                segment,
+                since: now,
+                copied: None,
+            },
+        );
+        match &before {
+            // The new raise stands for the old one, which no longer pins
+            // its segment.
+            Some(old) => {
+                self.release(old.segment);
+                if let Some(r) = self.cursors.get_mut(&key) {
+                    r.since = old.since;
+                }
+            }
+            None => {
+                self.cursor_order.push_back((now, key));
+                self.grew(1);
+            }
+        }
+        self.journal.push(Undo::Cursor(key, before));
+    }
+
+    /// The current round is durable: its records stay.
+    pub fn round_done(&mut self) {
+        self.journal.clear();
+    }
+
+    /// The current round failed: takes its records back.
+    pub fn round_failed(&mut self) {
+        while let Some(u) = self.journal.pop() {
+            match u {
+                Undo::Message(id) => {
+                    let Some(w) = self.convs.get_mut(&id) else {
+                        continue;
+                    };
+                    let Some((m, segment)) = w.messages.pop() else {
+                        continue;
+                    };
+                    w.copied = w.copied.min(w.messages.len());
+                    if w.messages.is_empty() {
+                        self.convs.remove(&id);
+                    }
+                    self.forget_key(&m);
+                    self.release(segment);
+                    self.grew(-1);
+                }
+                Undo::Cursor(key, before) => {
+                    if let Some(now) = self.cursors.remove(&key) {
+                        self.release(now.segment);
+                    }
+                    match before {
+                        Some(old) => {
+                            *self.segments.entry(old.segment).or_default() += 1;
+                            self.cursors.insert(key, old);
+                        }
+                        None => self.grew(-1),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether conversation `id` has messages waiting.
+    pub fn waiting(&self, id: ConversationId) -> bool {
+        self.convs.contains_key(&id)
+    }
+
+    /// Whether a copy is due: something waited [`COPY_AGE`], or more than
+    /// [`COPY_HIGH`] wait.
+    pub fn due(&self, now: Instant) -> bool {
+        self.len > COPY_HIGH || self.next_due().is_some_and(|d| d <= now)
+    }
+
+    /// Takes every waiting record to copy (marked as being copied until
+    /// [`Pending::copied_committed`] or [`Pending::copied_rolled_back`]).
+    pub fn take_all(&mut self) -> Chunk {
+        let ids: Vec<ConversationId> = self.convs.keys().copied().collect();
+        let keys: Vec<CursorKey> = self.cursors.keys().copied().collect();
+        self.take(&ids, &keys)
+    }
+
+    /// Takes the records that waited longest, a conversation at a time,
+    /// about `max` of them. (A whole chunk once anything is due, not just
+    /// what is due, keeps each transaction large enough to be worth its
+    /// commit.)
+    pub fn take_oldest(&mut self, max: usize) -> Chunk {
+        let mut ids = Vec::new();
+        let mut taking = 0;
+        for &(since, id) in &self.order {
+            if taking >= max {
+                break;
+            }
+            let Some(w) = self.convs.get(&id).filter(|w| w.since == since) else {
+                continue;
+            };
+            taking += w.messages.len() - w.copied;
+            ids.push(id);
+        }
+        let mut keys = Vec::new();
+        for &(since, key) in &self.cursor_order {
+            if keys.len() >= max {
+                break;
+            }
+            if self.cursors.get(&key).is_some_and(|r| r.since == since) {
+                keys.push(key);
+            }
+        }
+        self.take(&ids, &keys)
+    }
+
+    fn take(&mut self, ids: &[ConversationId], keys: &[CursorKey]) -> Chunk {
+        let mut chunk = Chunk::default();
+        for id in ids {
+            let Some(w) = self.convs.get_mut(id) else {
+                continue;
+            };
+            if w.copied == w.messages.len() {
+                continue;
+            }
+            chunk
+                .messages
+                .extend(w.messages[w.copied..].iter().map(|(m, _)| m.clone()));
+            if w.copied == 0 {
+                self.copied_convs.push(*id);
+            }
+            w.copied = w.messages.len();
+        }
+        for key in keys {
+            let Some(r) = self.cursors.get_mut(key) else {
+                continue;
+            };
+            if r.copied == Some(r.seq) {
+                continue;
+            }
+            chunk.cursors.push((*key, r.seq));
+            if r.copied.is_none() {
+                self.copied_cursors.push(*key);
+            }
+            r.copied = Some(r.seq);
+        }
+        chunk
+    }
+
+    /// The open transaction committed: what it copied is the database's now.
+    pub fn copied_committed(&mut self) {
+        if self.copied_convs.is_empty() && self.copied_cursors.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        for id in std::mem::take(&mut self.copied_convs) {
+            let Some(w) = self.convs.get_mut(&id) else {
+                continue;
+            };
+            let copied: Vec<(Arc<StoredMessage>, u64)> = w.messages.drain(..w.copied).collect();
+            w.copied = 0;
+            let left = !w.messages.is_empty();
+            if left {
+                w.since = now;
+                self.order.push_back((now, id));
+            } else {
+                self.convs.remove(&id);
+            }
+            for (m, segment) in &copied {
+                self.forget_key(m);
+                self.release(*segment);
+            }
+            self.grew(-(copied.len() as isize));
+        }
+        for key in std::mem::take(&mut self.copied_cursors) {
+            let Some(r) = self.cursors.get_mut(&key) else {
+                continue;
+            };
+            if r.copied == Some(r.seq) {
+                let segment = r.segment;
+                self.cursors.remove(&key);
+                self.release(segment);
+                self.grew(-1);
+            } else {
+                // Raised again since: the newer value waits its turn.
+                r.copied = None;
+                r.since = now;
+                self.cursor_order.push_back((now, key));
+            }
+        }
+        self.tidy_order();
+    }
+
+    /// The open transaction rolled back: nothing it copied counts.
+    pub fn copied_rolled_back(&mut self) {
+        for id in std::mem::take(&mut self.copied_convs) {
+            if let Some(w) = self.convs.get_mut(&id) {
+                w.copied = 0;
+            }
+        }
+        for key in std::mem::take(&mut self.copied_cursors) {
+            if let Some(r) = self.cursors.get_mut(&key) {
+                r.copied = None;
+            }
+        }
+    }
+
+    /// Drops stale entries from the front of the orders.
+    fn tidy_order(&mut self) {
+        while let Some(&(since, id)) = self.order.front() {
+            if self.convs.get(&id).is_some_and(|w| w.since == since) {
+                break;
+            }
+            self.order.pop_front();
+        }
+        while let Some(&(since, key)) = self.cursor_order.front() {
+            if self.cursors.get(&key).is_some_and(|r| r.since == since) {
+                break;
+            }
+            self.cursor_order.pop_front();
+        }
+    }
+
+    fn forget_key(&mut self, m: &Arc<StoredMessage>) {
+        if let Some(of) = self.keys.get_mut(&m.sender_id) {
+            if of.get(&m.client_msg_id).is_some_and(|k| Arc::ptr_eq(k, m)) {
+                of.remove(&m.client_msg_id);
+            }
+            if of.is_empty() {
+                self.keys.remove(&m.sender_id);
+            }
+        }
+    }
+
+    fn release(&mut self, segment: u64) {
+        if let Some(c) = self.segments.get_mut(&segment) {
+            *c -= 1;
+            if *c == 0 {
+                self.segments.remove(&segment);
+            }
+        }
+    }
+
+    fn grew(&mut self, by: isize) {
+        self.len = self.len.saturating_add_signed(by);
+        self.count.store(self.len, Ordering::Release);
+    }
+}
+
+/// Records taken to be copied into the database.
+#[derive(Default)]
+pub struct Chunk {
+    /// Each conversation's in seq order.
+    pub messages: Vec<Arc<StoredMessage>>,
+    pub cursors: Vec<(CursorKey, u64)>,
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        self.messages.len() + self.cursors.len()
+    }
+
+    /// Writes the records into the database, inside the open transaction.
+    pub fn write(&self, conn: &Connection) -> Result<()> {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
+                 created_at_ms, body_kind, body, mentions, mention_all)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut mention = conn.prepare_cached(
+            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut row = conn.prepare_cached(
+            "UPDATE conversations SET last_seq = max(last_seq, ?2),
+                    last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
+        )?;
+        let mut i = 0;
+        while i < self.messages.len() {
+            // One conversation's run: its messages, then its row once.
+            let id = self.messages[i].conversation_id;
+            let (mut seq, mut ts) = (0, 0);
+            while let Some(m) = self.messages.get(i).filter(|m| m.conversation_id == id) {
+                insert_message(&mut insert, m)?;
+                for u in &m.mentions {
+                    mention.execute(params![u, m.conversation_id, m.seq])?;
+                }
+                (seq, ts) = (m.seq, ts.max(m.server_ts_ms));
+                i += 1;
+            }
+            row.execute(params![id, seq, ts])?;
+        }
+        for ((user, conversation, kind), seq) in &self.cursors {
+            raise(conn, *user, *conversation, *kind, *seq)?;
+        }
+        Ok(())
+    }
+}
+
+fn insert_message(stmt: &mut rusqlite::CachedStatement<'_>, m: &StoredMessage) -> Result<()> {
+    stmt.execute(params![
+        m.msg_id,
+        m.conversation_id,
+        m.seq,
+        m.sender_id,
+        m.client_msg_id,
+        m.server_ts_ms,
+        m.body.kind as i64,
+        m.body.content,
+        mentions_text(&m.mentions),
+        m.mention_all
+    ])?;
+    Ok(())
+}
+
+/// Mentioned user ids as the messages table keeps them.
+pub(crate) fn mentions_text(mentions: &[UserId]) -> String {
+    let mut s = String::new();
+    for (i, u) in mentions.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&u.to_string());
+    }
+    s
+}
+
+fn raise(
+    conn: &Connection,
+    user: UserId,
+    conversation: ConversationId,
+    kind: CursorKind,
+    seq: u64,
+) -> Result<()> {
+    let sql = match kind {
+        CursorKind::Delivered => {
+            "UPDATE members SET delivered_seq = ?3
+             WHERE user_id = ?1 AND conversation_id = ?2 AND delivered_seq < ?3"
+        }
+        CursorKind::Read => {
+            "UPDATE members SET read_seq = ?3
+             WHERE user_id = ?1 AND conversation_id = ?2 AND read_seq < ?3"
+        }
+    };
+    conn.prepare_cached(sql)?
+        .execute(params![user, conversation, seq])?;
+    Ok(())
+}
+
+/// Applies records read back from the log at start-up, inside the open
+/// transaction. Records the database already has are left alone, and so are
+/// records of conversations that never committed (nothing of those was
+/// acknowledged).
+pub fn replay(conn: &Connection, records: &[Record]) -> Result<usize> {
+    let mut applied = 0;
+    let mut exists = conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
+             created_at_ms, body_kind, body, mentions, mention_all)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut mention = conn.prepare_cached(
+        "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut row = conn.prepare_cached(
+        "UPDATE conversations SET last_seq = max(last_seq, ?2),
+                last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
+    )?;
+    for r in records {
+        match r {
+            Record::Message(m) => {
+                let known: Option<i64> = exists
+                    .query_row([m.conversation_id], |r| r.get(0))
+                    .optional()?;
+                if known.is_none() {
+                    continue;
+                }
+                insert_message(&mut insert, m)?;
+                if conn.changes() > 0 {
+                    applied += 1;
+                    for u in &m.mentions {
+                        mention.execute(params![u, m.conversation_id, m.seq])?;
+                    }
+                    row.execute(params![m.conversation_id, m.seq, m.server_ts_ms])?;
+                }
+            }
+            Record::Cursor {
+                user,
+                conversation,
+                kind,
+                seq,
+            } => raise(conn, *user, *conversation, *kind, *seq)?,
+        }
+    }
+    Ok(applied)
+}

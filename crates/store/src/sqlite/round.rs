@@ -1,0 +1,417 @@
+//! The writer thread: takes whatever jobs are queued (up to
+//! `store.max_batch`) as one round, applies them in queue order, makes the
+//! round durable once, and only then publishes its messages and answers.
+//!
+//! A round is durable when its log records are fdatasynced (one write, one
+//! sync) and, if it opened a database transaction for anything but copying
+//! records, that transaction is committed and the WAL synced. The log is
+//! appended before the commit, so a failed append rolls the whole round
+//! back. The copy thread (`copier.rs`) brings logged records into the
+//! database behind; a round that writes the database itself first copies
+//! every waiting record, under the copy gate, so that its write sees them.
+
+use super::checkpoint::Checkpointer;
+use super::convs::ConvCache;
+use super::copier::{Copier, Shared};
+use super::log::{self, Log};
+use super::pending::Pending;
+use super::writer::{Health, Job, Route, Stage, Tx};
+use crate::{CommitFeedSender, Committed, Result, StoreError};
+use natter_runtime::clock::Instant;
+use rusqlite::Connection;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub(crate) struct Writer {
+    conn: Connection,
+    /// The database file (its WAL is synced beside it).
+    db: PathBuf,
+    convs: ConvCache,
+    stage: Stage,
+    log: Log,
+    /// `synchronous = "full"`: sync before answering.
+    sync: bool,
+    max_batch: usize,
+    feed: CommitFeedSender,
+    checkpointer: Checkpointer,
+    health: Arc<Health>,
+    shared: Arc<Shared>,
+    /// The copy thread, until the writer stops it; its connection until then.
+    copier: Option<Copier>,
+    publish: Vec<Committed>,
+}
+
+/// What a round showed of the storage.
+#[derive(Default)]
+struct Seen {
+    /// The first storage fault a write hit.
+    fault: Option<StoreError>,
+    /// Something reached the disk.
+    wrote: bool,
+}
+
+/// How a round ended.
+enum Outcome {
+    /// Durable; answer as each job said.
+    Done,
+    /// Nothing of it happened.
+    RolledBack(StoreError),
+    /// Committed, but the sync after it failed: nothing is undone (a caller
+    /// that retries finds its write), but nobody is told it is durable.
+    NotSynced(StoreError),
+}
+
+/// How the writer starts.
+pub(crate) struct Start {
+    pub conn: Connection,
+    /// The copy thread's own connection.
+    pub copy_conn: Connection,
+    pub db: PathBuf,
+    pub log: Log,
+    pub next_id: u64,
+    pub sync: bool,
+    pub max_batch: usize,
+    pub feed: CommitFeedSender,
+    pub checkpointer: Checkpointer,
+    pub health: Arc<Health>,
+    pub pending: Pending,
+}
+
+impl Writer {
+    pub(crate) fn new(s: Start) -> Writer {
+        let shared = Arc::new(Shared::new(s.pending, s.log.segment()));
+        let copier = Copier::new(
+            s.copy_conn,
+            s.db.clone(),
+            s.log.segment(),
+            shared.clone(),
+            s.health.clone(),
+            s.checkpointer.nudger(),
+        );
+        Writer {
+            conn: s.conn,
+            db: s.db,
+            convs: ConvCache::default(),
+            stage: Stage {
+                records: Vec::new(),
+                segment: s.log.segment(),
+                next_id: s.next_id,
+                open: false,
+                durable: false,
+            },
+            log: s.log,
+            sync: s.sync,
+            max_batch: s.max_batch,
+            feed: s.feed,
+            checkpointer: s.checkpointer,
+            health: s.health,
+            shared,
+            copier: Some(copier),
+            publish: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        let copier = self.copier.take().and_then(|c| {
+            std::thread::Builder::new()
+                .name("natter-sqlite-copy".into())
+                .spawn(move || c.run())
+                .map_err(|e| tracing::error!(error = %e, "cannot start the copy thread"))
+                .ok()
+        });
+        let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
+        let mut closing = false;
+        while !closing {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            closing = batch.iter().any(|j| j.is_close());
+            metrics::gauge!("natter_store_queue_depth").set(rx.len() as f64);
+            if self.health.refusing.load(Ordering::Relaxed) {
+                for job in batch.drain(..) {
+                    let refused = if job.is_close() {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Unavailable)
+                    };
+                    job.finish(refused);
+                }
+                continue;
+            }
+            let started = Instant::now();
+            let size = batch.len();
+            let outcome = self.round(&mut batch);
+            metrics::histogram!("natter_store_batch_size").record(size as f64);
+            metrics::histogram!("natter_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let answer = match outcome {
+                Outcome::Done => Ok(()),
+                Outcome::RolledBack(e) | Outcome::NotSynced(e) => Err(e),
+            };
+            for job in batch.drain(..) {
+                job.finish(answer.clone());
+            }
+        }
+        rx.close();
+        // Anything that raced the close request is refused, not dropped silently.
+        while let Ok(job) = rx.try_recv() {
+            job.finish(Err(StoreError::Unavailable));
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake.notify_all();
+        if let Some(t) = copier {
+            let _ = t.join();
+        }
+        self.close();
+    }
+
+    /// At the end: everything waiting goes into the database, which is
+    /// checkpointed and synced; then the log has nothing left to hold.
+    fn close(&mut self) {
+        let shared = self.shared.clone();
+        let mut pending = shared.pending();
+        let copied = (|| -> Result<()> {
+            let chunk = pending.take_all();
+            if chunk.len() > 0 {
+                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                chunk.write(&self.conn)?;
+                self.conn.execute_batch("COMMIT")?;
+            }
+            Ok(())
+        })();
+        match copied {
+            Ok(()) => pending.copied_committed(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot copy the message log into the database at the close; the next start will");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                pending.copied_rolled_back();
+            }
+        }
+        self.checkpointer.stop();
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        if pending.is_empty() {
+            // Everything is in the (checkpointed, synced) database file.
+            let all = log::all_segments(self.log.dir()).unwrap_or_default();
+            if let Err(e) = sync_file(&self.db).and_then(|()| log::delete(self.log.dir(), &all)) {
+                tracing::warn!(error = %e, "cannot remove the message log after the final checkpoint");
+            }
+        }
+    }
+
+    /// Applies a round and makes it durable; on failure undoes all of it.
+    fn round(&mut self, batch: &mut [Job]) -> Outcome {
+        let shared = self.shared.clone();
+        // A round that writes the database copies every waiting record
+        // first: no copy may be half done meanwhile.
+        let _gate = batch
+            .iter()
+            .any(|j| j.route() != Route::Log)
+            .then(|| shared.gate());
+        let mut pending = shared.pending();
+        let mark = self.convs.seqs.mark();
+        self.stage.records.clear();
+        self.stage.segment = self.log.segment();
+        let mut seen = Seen::default();
+        // A panic in a write fails this round alone; its callers hear an
+        // error and the writer carries on with the next.
+        let applied = natter_runtime::panics::catch("store_writer", || {
+            self.apply(batch, &mut pending, &mut seen)
+        })
+        .unwrap_or_else(|| Err(StoreError::bug("the write failed inside the store")));
+        let outcome = match applied {
+            Ok(()) => self.make_durable(&mut seen),
+            Err(e) => Outcome::RolledBack(e),
+        };
+        self.shared
+            .segment
+            .store(self.log.segment(), Ordering::Release);
+        match &outcome {
+            Outcome::Done => {
+                pending.copied_committed();
+                pending.round_done();
+                self.convs.seqs.settle(|id| pending.waiting(id));
+                // Published before the callers hear back, in commit order.
+                self.publish.drain(..).for_each(|c| self.feed.publish(c));
+            }
+            Outcome::NotSynced(_) => {
+                pending.copied_committed();
+                pending.round_done();
+                self.convs.seqs.settle(|id| pending.waiting(id));
+                self.publish.clear();
+            }
+            Outcome::RolledBack(e) => {
+                tracing::error!(error = %e, size = batch.len(), "store round failed");
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                pending.copied_rolled_back();
+                pending.round_failed();
+                self.convs.seqs.undo(mark);
+                self.convs.clear(|id| pending.waiting(id));
+                self.publish.clear();
+            }
+        }
+        if pending.due(Instant::now()) {
+            shared.wake.notify_one();
+        }
+        drop(pending);
+        self.stage.open = false;
+        self.stage.durable = false;
+        match (&outcome, seen.fault) {
+            (Outcome::Done, Some(f)) => self.health.set_fault(Some(f)),
+            (Outcome::Done, None) if seen.wrote => self.health.set_fault(None),
+            (Outcome::Done, None) => {}
+            (Outcome::RolledBack(e) | Outcome::NotSynced(e), _) => {
+                if e.fault().is_some() {
+                    self.health.set_fault(Some(e.clone()));
+                }
+            }
+        }
+        outcome
+    }
+
+    fn apply(&mut self, batch: &mut [Job], pending: &mut Pending, seen: &mut Seen) -> Result<()> {
+        for job in batch.iter_mut() {
+            let route = job.route();
+            if route != Route::Log {
+                // The database sees every message before this job first.
+                self.open()?;
+                pending.take_all().write(&self.conn)?;
+            }
+            if route == Route::Flush {
+                continue;
+            }
+            let isolated = job.isolated();
+            if isolated {
+                // The savepoint's write sees, and on rollback returns to,
+                // the true last seqs.
+                self.convs.seqs.flush(&self.conn)?;
+                self.conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+                self.convs.begin_write();
+                self.stage.durable = true;
+            }
+            let mark = self.publish.len();
+            let before = self.footprint();
+            let applied = {
+                let mut tx = Tx::new(
+                    &self.conn,
+                    &mut self.convs,
+                    &mut self.stage,
+                    pending,
+                    &mut self.publish,
+                );
+                job.apply(&mut tx)
+            };
+            match &applied {
+                Ok(()) => seen.wrote |= self.footprint() != before,
+                Err(e) if e.fault().is_some() && seen.fault.is_none() => {
+                    seen.fault = Some(e.clone())
+                }
+                Err(_) => {}
+            }
+            if isolated {
+                if applied.is_err() {
+                    self.conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+                    self.convs.undo_write();
+                }
+                self.conn.prepare_cached("RELEASE job")?.execute([])?;
+                self.convs.end_write();
+            } else if let Err(e) = &applied {
+                if self.footprint() != before {
+                    // A storage fault says so to every caller in the round;
+                    // anything else here is a bug.
+                    return Err(match e.fault() {
+                        Some(_) => e.clone(),
+                        None => StoreError::bug("a write failed after changing rows, taking a seq or staging a record; its round is rolled back"),
+                    });
+                }
+            }
+            if applied.is_err() {
+                self.publish.truncate(mark);
+            }
+        }
+        Ok(())
+    }
+
+    /// What a job has done so far: rows changed, seqs taken, bytes staged.
+    fn footprint(&self) -> (u64, u64, usize) {
+        (
+            self.conn.total_changes(),
+            self.convs.seqs.taken(),
+            self.stage.records.len(),
+        )
+    }
+
+    fn open(&mut self) -> Result<()> {
+        if !self.stage.open {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.stage.open = true;
+        }
+        Ok(())
+    }
+
+    /// Appends the round's records to the log, then commits its
+    /// transaction (and syncs the WAL if it holds more than copies).
+    fn make_durable(&mut self, seen: &mut Seen) -> Outcome {
+        if !self.stage.records.is_empty() {
+            if let Err(e) = self.log.append(&self.stage.records) {
+                return Outcome::RolledBack(io_fault(e));
+            }
+            seen.wrote = true;
+        }
+        if !self.stage.open {
+            return Outcome::Done;
+        }
+        let committed = self
+            .convs
+            .seqs
+            .flush(&self.conn)
+            .and_then(|()| Ok(self.conn.execute_batch("COMMIT")?));
+        if let Err(e) = committed {
+            return Outcome::RolledBack(e);
+        }
+        self.checkpointer.nudge();
+        if self.stage.durable && self.sync {
+            if let Err(e) = sync_wal(&self.db) {
+                return Outcome::NotSynced(io_fault(e));
+            }
+        }
+        Outcome::Done
+    }
+}
+
+fn io_fault(e: std::io::Error) -> StoreError {
+    StoreError::Fault {
+        fault: super::io_fault_kind(&e),
+        source: Arc::new(e),
+    }
+}
+
+/// Syncs the database's WAL file: every transaction committed so far is
+/// then durable (one checkpointed before is in the synced database file).
+pub(crate) fn sync_wal(db: &std::path::Path) -> std::io::Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match std::fs::File::open(PathBuf::from(wal)) {
+        Ok(f) => f.sync_data(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
