@@ -23,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Records copied per transaction.
+/// Records copied per transaction: a round that needs the database waits
+/// for the chunk in hand, so it stays short.
 const CHUNK: usize = 1024;
 /// After a failed copy, the next try waits this long.
 const RETRY: Duration = Duration::from_millis(500);

@@ -214,11 +214,14 @@ impl Writer {
     /// Applies a round and makes it durable; on failure undoes all of it.
     fn round(&mut self, batch: &mut [Job]) -> Outcome {
         let shared = self.shared.clone();
-        // A round that writes the database copies every waiting record
-        // first: no copy may be half done meanwhile.
+        // A round that writes the database (or may: a first message between
+        // two users creates their conversation) holds the copy gate, so no
+        // copy is half done meanwhile and its transaction does not wait on
+        // the copy thread's; one that writes more than that copies every
+        // waiting record first.
         let _gate = batch
             .iter()
-            .any(|j| j.route() != Route::Log)
+            .any(|j| j.route() != Route::Log || j.may_write_database(&self.convs))
             .then(|| shared.gate());
         let mut pending = shared.pending();
         let mark = self.convs.seqs.mark();

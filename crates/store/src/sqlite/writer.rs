@@ -165,6 +165,12 @@ pub trait Work: Send {
     fn is_close(&self) -> bool {
         false
     }
+    /// Whether a staged job may have to write the database too (say, to
+    /// create a 1:1 conversation), so its round takes the copy gate first
+    /// rather than wait on the copy thread's transaction.
+    fn may_write_database(&self, _convs: &ConvCache) -> bool {
+        false
+    }
     /// False for a write that, when it fails, has written nothing, so it
     /// needs no savepoint to be undone.
     fn isolated(&self) -> bool {
@@ -252,6 +258,16 @@ impl AppendJob {
 impl Work for AppendJob {
     fn route(&self) -> Route {
         Route::Log
+    }
+
+    fn may_write_database(&self, convs: &ConvCache) -> bool {
+        match self.new.target {
+            crate::Target::Peer(peer) => {
+                let (lo, hi) = (peer.min(self.new.sender_id), peer.max(self.new.sender_id));
+                convs.pair(lo, hi).is_none()
+            }
+            crate::Target::Conversation(_) => false,
+        }
     }
 
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
