@@ -913,6 +913,33 @@ mod tests {
     }
 
     #[test]
+    fn log_settings_are_checked() {
+        for (toml, key) in [
+            ("[log]\nstdout = false", "log.stdout"),
+            ("[log]\nbuffer_lines = 0", "log.buffer_lines"),
+            (
+                "[log]\nfile = \"n.log\"\nrotate_bytes = 10",
+                "log.rotate_bytes",
+            ),
+            ("[log]\nrotate_every = \"weekly\"", "log.rotate_every"),
+            ("[log]\nmax_files = 0", "log.max_files"),
+            (
+                "[log]\nrotate_bytes = 4096\nmax_total_bytes = 4095",
+                "log.max_total_bytes",
+            ),
+            ("[log]\nrepeat_window_ms = 0", "log.repeat_window_ms"),
+        ] {
+            let e = from_toml(toml).unwrap_err();
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        }
+        let c =
+            from_toml("[log]\nstdout = false\nfile = \"n.log\"\nrotate_every = \"6h\"").unwrap();
+        assert_eq!(c.log.file, PathBuf::from("n.log"));
+        let c = from_toml("[log]\nrepeat_burst = 0\nrepeat_window_ms = 0").unwrap();
+        assert_eq!(c.log.repeat_burst, 0);
+    }
+
+    #[test]
     fn layers_override_in_order() {
         let c = from_toml("data_dir = \"/tmp/x\"\n[limits]\nmax_connections = 7").unwrap();
         assert_eq!(c.limits.max_connections, 7);

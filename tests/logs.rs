@@ -157,7 +157,10 @@ async fn the_log_file_rotates_and_keeps_its_caps_under_a_burst() {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().into_string().unwrap(), e.metadata().unwrap().len())
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
         })
         .collect();
     files.sort();
@@ -180,11 +183,16 @@ async fn the_log_file_rotates_and_keeps_its_caps_under_a_burst() {
         let text = std::fs::read_to_string(logs.join(name)).unwrap();
         assert!(text.ends_with('\n'), "{name}: {text}");
         kept.extend(text.lines().filter_map(|l| {
-            l.split("username=u").nth(1).map(|n| n.parse::<u32>().unwrap())
+            l.split("username=u")
+                .nth(1)
+                .map(|n| n.parse::<u32>().unwrap())
         }));
     }
     assert!(kept.contains(&399), "{kept:?}");
-    assert!(!kept.contains(&0), "the oldest lines were deleted: {kept:?}");
+    assert!(
+        !kept.contains(&0),
+        "the oldest lines were deleted: {kept:?}"
+    );
     // Nothing went to stdout.
     assert!(
         server.seen().iter().all(|l| !l.contains("registered")),
@@ -210,7 +218,10 @@ async fn a_stalled_stdout_drops_lines_and_they_are_counted_exactly() {
     let names: Vec<String> = (0..produced).map(|i| format!("u{i:04}")).collect();
     register_all(&server.tcp, names, 16).await;
     let dropped = server.metric("natter_log_dropped_lines_total").await;
-    assert!(dropped > 0.0, "nothing was dropped: the test did not stall the log");
+    assert!(
+        dropped > 0.0,
+        "nothing was dropped: the test did not stall the log"
+    );
 
     // Read everything now: the lines written, and the log saying how many
     // it dropped.
@@ -241,7 +252,12 @@ async fn a_stalled_stdout_drops_lines_and_they_are_counted_exactly() {
     }
     let distinct: std::collections::BTreeSet<&&str> = users.iter().collect();
     assert_eq!(distinct.len(), users.len(), "no line was written twice");
-    assert_eq!(server.metric("natter_log_write_errors_total{sink=\"stdout\"}").await, 0.0);
+    assert_eq!(
+        server
+            .metric("natter_log_write_errors_total{sink=\"stdout\"}")
+            .await,
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -280,10 +296,14 @@ async fn a_failing_store_logs_a_bounded_number_of_lines() {
     let started = tokio::time::Instant::now();
     let mut failed = 0u64;
     for i in 0..300 {
-        match alice.send_text(bob, &format!("m{i}"), "during the fault").await {
-            Err(ClientError::Server { code, .. }) if code == pb::ErrorCode::Unavailable => {
-                failed += 1
-            }
+        match alice
+            .send_text(bob, &format!("m{i}"), "during the fault")
+            .await
+        {
+            Err(ClientError::Server {
+                code: pb::ErrorCode::Unavailable,
+                ..
+            }) => failed += 1,
             other => panic!("{other:?}"),
         }
     }
@@ -333,4 +353,65 @@ async fn a_failing_store_logs_a_bounded_number_of_lines() {
     assert_eq!(faults + fault_suppressed, failed);
     // And the whole log stayed small, whatever else complained.
     assert!(seen.len() < 100, "{} lines", seen.len());
+}
+
+#[tokio::test]
+async fn sighup_reopens_the_log_file_after_an_external_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, mut server) = spawn(
+        dir.path(),
+        &[
+            ("NATTER_LOG__LEVEL", MARKERS_ONLY),
+            ("NATTER_LOG__FILE", "natter.log"),
+            ("NATTER_LOG__FORMAT", "json"),
+        ],
+    )
+    .await;
+    server.drain();
+    let current = dir.path().join("natter.log");
+    let moved = dir.path().join("natter.log.old");
+    let wait_for = |path: std::path::PathBuf, user: &'static str| async move {
+        for _ in 0..100 {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.contains(user) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{user} never reached {}", path.display());
+    };
+    register_all(&server.tcp, vec!["before".into()], 1).await;
+    wait_for(current.clone(), "before").await;
+    // What logrotate does: rename, then SIGHUP.
+    std::fs::rename(&current, &moved).unwrap();
+    let pid = child.id().expect("running").to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // The signal is taken asynchronously: lines may still go to the old
+    // file until it is, so keep registering until one reaches the new file.
+    let mut reopened = String::new();
+    for i in 0..100 {
+        register_all(&server.tcp, vec![format!("after{i}")], 1).await;
+        reopened = std::fs::read_to_string(&current).unwrap_or_default();
+        if reopened.contains("after") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.contains("after"), "no line in the reopened file");
+    let old = std::fs::read_to_string(&moved).unwrap();
+    assert!(old.contains("\"before\""), "{old}");
+    assert!(!reopened.contains("\"before\""), "{reopened}");
+    // Every line is JSON, in both files.
+    for line in old.lines().chain(reopened.lines()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect(line);
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP did not stop the server"
+    );
 }

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// followed by `s`, `m`, `h` or `d`. `None`: no rotation by time.
 pub fn parse_every(s: &str) -> Result<Option<u64>, String> {
     let s = s.trim();
-    let bad = || format!("`{s}`: use never, hourly, daily, or a number with s, m, h or d (e.g. 6h)");
+    let bad =
+        || format!("`{s}`: use never, hourly, daily, or a number with s, m, h or d (e.g. 6h)");
     match s {
         "never" => return Ok(None),
         "hourly" => return Ok(Some(3600)),

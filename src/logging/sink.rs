@@ -257,7 +257,7 @@ mod tests {
         let (queue, writer) = start(8, outputs).unwrap();
         let produced = 1000;
         for i in 0..produced {
-            write!(queue.make_writer(), "line {i}\n").unwrap();
+            writeln!(queue.make_writer(), "line {i}").unwrap();
         }
         open.send(()).unwrap();
         writer.close(Duration::from_secs(10));
@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn a_notice_is_a_log_line_in_either_format() {
         let text = notice(7, false);
-        assert!(text.contains(" WARN natter::logging: 7 log lines dropped"), "{text}");
+        assert!(
+            text.contains(" WARN natter::logging: 7 log lines dropped"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::from_str(&notice(7, true)).unwrap();
         assert_eq!(json["fields"]["dropped"], 7);
         assert_eq!(json["level"], "WARN");

@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(ended.len(), 2, "{ended:?}");
         let counts: Vec<u64> = ended.iter().map(|s| s.count).collect();
         assert!(counts.contains(&990) && counts.contains(&10), "{ended:?}");
-        assert!(ended.iter().any(|s| s.from.contains("suppress.rs")), "{ended:?}");
+        assert!(
+            ended.iter().any(|s| s.from.contains("suppress.rs")),
+            "{ended:?}"
+        );
         // A new window lets a new burst through.
         let subscriber = tracing_subscriber::registry()
             .with(suppress.clone())
