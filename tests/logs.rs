@@ -1,7 +1,9 @@
 //! Logs that never lie, against the real binary: the log file rotates and
 //! keeps its caps under a burst; a log nobody reads drops lines, and the
 //! counter and the log itself say exactly how many; a failing store logs a
-//! bounded number of lines, and says how many it held back.
+//! bounded number of lines, and says how many it held back; a log file that
+//! cannot be written is counted and written again when it can; SIGHUP
+//! reopens the file.
 
 mod common;
 
@@ -272,6 +274,7 @@ async fn a_failing_store_logs_a_bounded_number_of_lines() {
         dir.path(),
         &[
             ("NATTER_LOG__LEVEL", "warn"),
+            ("NATTER_LOG__FILE", "natter.log"),
             ("NATTER_LOG__REPEAT_BURST", &burst.to_string()),
             ("NATTER_LOG__REPEAT_WINDOW_MS", &window_ms.to_string()),
         ],
@@ -351,6 +354,14 @@ async fn a_failing_store_logs_a_bounded_number_of_lines() {
         .filter_map(|l| l.split("suppressed=").nth(1)?.trim().parse::<u64>().ok())
         .sum();
     assert_eq!(faults + fault_suppressed, failed);
+    // The log file could not be written either: counted, and written
+    // again once the disk has room (the summaries came after).
+    let file_errors = server
+        .metric("natter_log_write_errors_total{sink=\"file\"}")
+        .await;
+    assert!(file_errors > 0.0, "no write error counted for the file");
+    let file = std::fs::read_to_string(dir.path().join("natter.log")).unwrap();
+    assert!(file.contains("similar lines from"), "{file}");
     // And the whole log stayed small, whatever else complained.
     assert!(seen.len() < 100, "{} lines", seen.len());
 }

@@ -76,8 +76,10 @@ impl Queue {
         match self.tx.try_send(Msg::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.shared.unreported.fetch_add(1, Ordering::Relaxed);
+                // Counted before the writer can report it, so the log never
+                // says more than the counter.
                 metrics::counter!("natter_log_dropped_lines_total").increment(1);
+                self.shared.unreported.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
