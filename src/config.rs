@@ -357,6 +357,23 @@ pub struct Log {
     /// A tracing filter, e.g. `info` or `natter_gateway=debug,info`.
     pub level: String,
     pub format: LogFormat,
+    /// Log lines to stdout (with or without a file).
+    pub stdout: bool,
+    /// A log file; empty: none. A relative path is under `data_dir`.
+    pub file: PathBuf,
+    /// Lines queued for the writer; past that they are dropped and counted.
+    pub buffer_lines: usize,
+    /// The file is rotated before a line would take it past this size.
+    pub rotate_bytes: u64,
+    /// And when this much time has passed: never, hourly, daily, or e.g. 6h.
+    pub rotate_every: String,
+    /// Log files kept, the current one included.
+    pub max_files: u32,
+    /// Bytes of log files kept, the current one included.
+    pub max_total_bytes: u64,
+    /// Warnings and errors let through per callsite per window; 0: all.
+    pub repeat_burst: u32,
+    pub repeat_window_ms: u64,
 }
 
 impl Default for Config {
@@ -473,6 +490,15 @@ impl Default for Log {
         Log {
             level: "info".into(),
             format: LogFormat::Text,
+            stdout: true,
+            file: PathBuf::new(),
+            buffer_lines: 8192,
+            rotate_bytes: 64 * 1024 * 1024,
+            rotate_every: "daily".into(),
+            max_files: 10,
+            max_total_bytes: 1024 * 1024 * 1024,
+            repeat_burst: 10,
+            repeat_window_ms: 10_000,
         }
     }
 }
@@ -821,6 +847,36 @@ impl Config {
             "log.level",
             || format!("`{}` is not a valid log filter", self.log.level),
         )?;
+        let g = &self.log;
+        check(
+            g.stdout || !g.file.as_os_str().is_empty(),
+            "log.stdout",
+            || "with no log.file, logs would go nowhere (log.level = \"off\" silences them)".into(),
+        )?;
+        check(
+            (1..=1_000_000).contains(&g.buffer_lines),
+            "log.buffer_lines",
+            || "must be between 1 and 1000000".into(),
+        )?;
+        check(g.rotate_bytes >= 1024, "log.rotate_bytes", || {
+            "must be at least 1024".into()
+        })?;
+        if let Err(why) = crate::logging::rotate::parse_every(&g.rotate_every) {
+            check(false, "log.rotate_every", || why)?;
+        }
+        check(g.max_files >= 1, "log.max_files", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            g.max_total_bytes >= g.rotate_bytes,
+            "log.max_total_bytes",
+            || "must be at least log.rotate_bytes".into(),
+        )?;
+        check(
+            g.repeat_burst == 0 || g.repeat_window_ms >= 1,
+            "log.repeat_window_ms",
+            || "must be at least 1".into(),
+        )?;
         Ok(())
     }
 }
@@ -854,6 +910,33 @@ mod tests {
         assert!(e.to_string().contains("max_connections"), "{e}");
         let e = from_toml("[session]\ndevice_policy = \"sometimes\"").unwrap_err();
         assert!(e.to_string().contains("device_policy"), "{e}");
+    }
+
+    #[test]
+    fn log_settings_are_checked() {
+        for (toml, key) in [
+            ("[log]\nstdout = false", "log.stdout"),
+            ("[log]\nbuffer_lines = 0", "log.buffer_lines"),
+            (
+                "[log]\nfile = \"n.log\"\nrotate_bytes = 10",
+                "log.rotate_bytes",
+            ),
+            ("[log]\nrotate_every = \"weekly\"", "log.rotate_every"),
+            ("[log]\nmax_files = 0", "log.max_files"),
+            (
+                "[log]\nrotate_bytes = 4096\nmax_total_bytes = 4095",
+                "log.max_total_bytes",
+            ),
+            ("[log]\nrepeat_window_ms = 0", "log.repeat_window_ms"),
+        ] {
+            let e = from_toml(toml).unwrap_err();
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        }
+        let c =
+            from_toml("[log]\nstdout = false\nfile = \"n.log\"\nrotate_every = \"6h\"").unwrap();
+        assert_eq!(c.log.file, PathBuf::from("n.log"));
+        let c = from_toml("[log]\nrepeat_burst = 0\nrepeat_window_ms = 0").unwrap();
+        assert_eq!(c.log.repeat_burst, 0);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod cli_client;
 pub mod cli_social;
 pub mod config;
 mod descriptors;
+pub mod logging;
 mod memory;
 mod metrics;
 pub mod server;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use natter::config::{Config, LogFormat};
+use natter::config::Config;
 use natter::{cli_client, server};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
@@ -147,7 +147,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         figment = figment.merge(Serialized::default("listen.http", a));
     }
     let config = Config::from_figment(figment)?;
-    init_logging(&config);
+    // Held to the end: dropping it writes out the queued log lines.
+    let _logging = natter::logging::init(&config).context("cannot start logging")?;
     let listeners = server::Listeners::bind(&config.listen).await?;
     // Printed plainly as well, so scripts that start on port 0 can find us.
     println!("natter tcp={}", listeners.tcp_addr());
@@ -240,23 +241,6 @@ async fn migrate(
         report.conversations
     );
     Ok(())
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        // A log line that cannot be written (stderr on a full disk) is
-        // dropped; reporting that on stderr again would panic and abort.
-        .log_internal_errors(false)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 /// Takes SIGXFSZ (a write past the process's file size limit), whose default

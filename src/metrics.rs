@@ -144,6 +144,19 @@ pub fn describe() {
         "natter_store_breaker_state",
         "The database circuit breaker (PostgreSQL): 0 closed, 1 half-open (probing), 2 open."
     );
+    // Logging
+    describe_counter!(
+        "natter_log_dropped_lines_total",
+        "Log lines dropped because the log queue (log.buffer_lines) was full."
+    );
+    describe_counter!(
+        "natter_log_write_errors_total",
+        "Log lines a sink (stdout or file) failed to take, by sink."
+    );
+    describe_counter!(
+        "natter_log_suppressed_lines_total",
+        "Repeated warnings and errors not logged (log.repeat_burst), each window summed up in one line."
+    );
     // Health and overload
     describe_counter!(
         "natter_panics_total",
