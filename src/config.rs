@@ -477,10 +477,24 @@ impl Default for Log {
     }
 }
 
+/// Which `NATTER_*` variables are server settings (`key` is the name after
+/// the prefix): `NATTER_DATA_DIR` and `NATTER_<SECTION>__<KEY>`. Everything
+/// else under the prefix belongs to someone else — the client's
+/// `NATTER_SERVER` and `NATTER_PASSWORD`, the test suite's `NATTER_TEST_*`,
+/// a user's own — and is left alone. An unknown key in the server's shape
+/// (`NATTER_LISTEN__NOPE`) still stops start-up.
+fn is_server_key(key: &figment::value::UncasedStr) -> bool {
+    let key = key.as_str();
+    key.eq_ignore_ascii_case("data_dir")
+        || (key.contains("__") && !key.to_ascii_lowercase().starts_with("test_"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -492,17 +506,35 @@ impl Config {
         if let Some(file) = file {
             f = f.merge(Toml::file_exact(file));
         }
-        // NATTER_TEST_* variables belong to the test suite, not the server.
-        f.merge(
-            Env::prefixed("NATTER_")
-                .split("__")
-                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_")),
-        )
+        f.merge(Env::prefixed("NATTER_").filter(is_server_key).split("__"))
     }
 
     /// Extracts and validates a configuration.
     pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
-        let c: Config = f.extract().map_err(Box::new)?;
+        let c: Config = f.extract().map_err(|e| {
+            // Name the variable itself, as it was set, not figment's
+            // dotted key.
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment variable"));
+            if from_env && !e.path.is_empty() {
+                let stem = format!("NATTER_{}", e.path.join("__").to_ascii_uppercase());
+                let set: Vec<String> = std::env::vars_os()
+                    .filter_map(|(k, _)| k.into_string().ok())
+                    .filter(|k| {
+                        let k = k.to_ascii_uppercase();
+                        k == stem || k.starts_with(&format!("{stem}__"))
+                    })
+                    .collect();
+                let var = if set.is_empty() { stem } else { set.join(", ") };
+                return ConfigError::Env {
+                    var,
+                    reason: e.kind.to_string(),
+                };
+            }
+            ConfigError::Load(Box::new(e))
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -854,6 +886,28 @@ mod tests {
         assert!(e.to_string().contains("max_connections"), "{e}");
         let e = from_toml("[session]\ndevice_policy = \"sometimes\"").unwrap_err();
         assert!(e.to_string().contains("device_policy"), "{e}");
+    }
+
+    #[test]
+    fn only_data_dir_and_sectioned_variables_are_server_settings() {
+        for (key, server) in [
+            ("data_dir", true),
+            ("limits__max_connections", true),
+            ("listen__nope", true),
+            ("nosection__x", true),
+            ("server", false),
+            ("password", false),
+            ("config_dir", false),
+            ("foo", false),
+            ("test_postgres_url", false),
+            ("test__x", false),
+        ] {
+            assert_eq!(
+                is_server_key(figment::value::UncasedStr::new(key)),
+                server,
+                "{key}"
+            );
+        }
     }
 
     #[test]
