@@ -612,3 +612,40 @@ async fn join_group_again_is_joined_and_its_refusals_are_not_found() {
     let r = bob.join_group(room.conversation_id, "", "").await;
     assert_eq!(code(r), pb::ErrorCode::NotFound);
 }
+
+/// To a non-member a private group does not exist: asking to change it is
+/// answered `NOT_FOUND`, exactly like an id never used, so group ids cannot
+/// be probed. A room is public: a non-member is `FORBIDDEN`.
+#[tokio::test]
+async fn a_non_member_cannot_tell_a_private_group_from_no_group() {
+    use pb::{ConversationKind::*, JoinPolicy::*};
+    let server = TestServer::start().await;
+    let (alice, _) = server.user("alice").await;
+    let (mallory, m) = server.user("mallory").await;
+    let (_bob, b) = server.user("bob").await;
+    let g = alice
+        .create_group(Group, "secret", Approval, vec![b.user_id])
+        .await
+        .unwrap();
+    let room = alice.create_group(Room, "lobby", Open, vec![]).await.unwrap();
+    let never = room.conversation_id + 1000;
+    let rename = |id: u64| pb::UpdateGroup {
+        conversation_id: id,
+        name: Some("mine".into()),
+        ..Default::default()
+    };
+    for (id, want) in [
+        (g.conversation_id, pb::ErrorCode::NotFound),
+        (never, pb::ErrorCode::NotFound),
+        (room.conversation_id, pb::ErrorCode::Forbidden),
+    ] {
+        assert_eq!(code(mallory.update_group(rename(id)).await), want, "update {id}");
+        assert_eq!(code(mallory.kick(id, b.user_id).await), want, "kick {id}");
+        assert_eq!(code(mallory.leave_group(id).await), want, "leave {id}");
+        assert_eq!(
+            code(mallory.invite(id, vec![m.user_id]).await),
+            want,
+            "invite {id}"
+        );
+    }
+}
