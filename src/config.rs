@@ -1,5 +1,6 @@
-//! Layered configuration: defaults, then a TOML file, then `NATTER_*`
-//! environment variables (`__` separates sections), then command-line flags.
+//! Layered configuration: defaults, then a TOML file, then the environment
+//! (`NATTER_DATA_DIR` and `NATTER_<SECTION>__<KEY>`; other `NATTER_*` names
+//! are not the server's), then command-line flags.
 //! Everything is validated at start-up; errors name the offending key.
 
 use figment::providers::{Env, Format, Serialized, Toml};

@@ -580,7 +580,10 @@ async fn join_group_again_is_joined_and_its_refusals_are_not_found() {
     let server = TestServer::start().await;
     let (alice, _) = server.user("alice").await;
     let (bob, _) = server.user("bob").await;
-    let g = alice.create_group(Group, "team", Approval, vec![]).await.unwrap();
+    let g = alice
+        .create_group(Group, "team", Approval, vec![])
+        .await
+        .unwrap();
     let invite = g.invite_code.clone();
     assert_eq!(invite.len(), 32, "the owner sees the code");
 
@@ -600,11 +603,17 @@ async fn join_group_again_is_joined_and_its_refusals_are_not_found() {
     assert_eq!(code(r), pb::ErrorCode::NotFound);
 
     // The right code on an APPROVAL group: pending.
-    let pending = bob.join_group(g.conversation_id, "hi", &invite).await.unwrap();
+    let pending = bob
+        .join_group(g.conversation_id, "hi", &invite)
+        .await
+        .unwrap();
     assert!(pending.pending && !pending.joined, "{pending:?}");
 
     // Dismissed: NOT_FOUND for a group (even with the code) and a room.
-    let room = alice.create_group(Room, "lobby", Open, vec![]).await.unwrap();
+    let room = alice
+        .create_group(Room, "lobby", Open, vec![])
+        .await
+        .unwrap();
     alice.dismiss(g.conversation_id).await.unwrap();
     alice.dismiss(room.conversation_id).await.unwrap();
     let r = bob.join_group(g.conversation_id, "", &invite).await;
@@ -627,7 +636,10 @@ async fn a_non_member_cannot_tell_a_private_group_from_no_group() {
         .create_group(Group, "secret", Approval, vec![b.user_id])
         .await
         .unwrap();
-    let room = alice.create_group(Room, "lobby", Open, vec![]).await.unwrap();
+    let room = alice
+        .create_group(Room, "lobby", Open, vec![])
+        .await
+        .unwrap();
     let never = room.conversation_id + 1000;
     let rename = |id: u64| pb::UpdateGroup {
         conversation_id: id,
@@ -639,7 +651,11 @@ async fn a_non_member_cannot_tell_a_private_group_from_no_group() {
         (never, pb::ErrorCode::NotFound),
         (room.conversation_id, pb::ErrorCode::Forbidden),
     ] {
-        assert_eq!(code(mallory.update_group(rename(id)).await), want, "update {id}");
+        assert_eq!(
+            code(mallory.update_group(rename(id)).await),
+            want,
+            "update {id}"
+        );
         assert_eq!(code(mallory.kick(id, b.user_id).await), want, "kick {id}");
         assert_eq!(code(mallory.leave_group(id).await), want, "leave {id}");
         assert_eq!(

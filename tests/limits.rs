@@ -123,10 +123,7 @@ async fn a_slow_consumer_gets_its_reason_and_loses_nothing() {
     // not read while Bob sends.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket
-        .connect(server.tcp.parse().unwrap())
-        .await
-        .unwrap();
+    let stream = socket.connect(server.tcp.parse().unwrap()).await.unwrap();
     let mut slow = Raw::from_stream(stream);
     slow.hello().await;
     slow.resume(&alice.token).await;
