@@ -912,6 +912,14 @@ mod tests {
     }
 
     #[test]
+    fn a_float_key_takes_an_integer_and_an_integer_key_refuses_a_float() {
+        let c = from_toml("[limits]\nsend_rate_per_sec = 100").unwrap();
+        assert_eq!(c.limits.send_rate_per_sec, 100.0);
+        let e = from_toml("[limits]\nmax_connections = 1000.0").unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
+    }
+
+    #[test]
     fn layers_override_in_order() {
         let c = from_toml("data_dir = \"/tmp/x\"\n[limits]\nmax_connections = 7").unwrap();
         assert_eq!(c.limits.max_connections, 7);
