@@ -130,17 +130,32 @@ async fn a_slow_consumer_gets_its_reason_and_loses_nothing() {
     let body = "x".repeat(16 * 1024);
     let n = 600;
     let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
-    let acks = futures_util::future::join_all(
+    let flood = futures_util::future::join_all(
         ids.iter().map(|id| bob.send_text(alice.user_id, id, &body)),
-    )
-    .await;
+    );
+    // Alice reads again as soon as the server has closed her as a slow
+    // consumer (it counts the overflow), well within the flush time.
+    let overflowed = "natter_limit_hits_total{limit=\"outbound_queue\"}";
+    let read = async {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let (_, page) = http_get(server.http, "/metrics").await;
+                if metric(&page, overflowed).unwrap_or(0.0) >= 1.0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the queue overflows");
+        tokio::time::timeout(WAIT, slow.until_closed())
+            .await
+            .expect("the slow consumer is closed")
+    };
+    let (acks, frames) = tokio::join!(flood, read);
     if let Some(Err(e)) = acks.iter().find(|a| a.is_err()) {
         panic!("a send failed: {e:?}");
     }
-
-    let frames = tokio::time::timeout(WAIT, slow.until_closed())
-        .await
-        .expect("the slow consumer is closed");
     let pushed = messages_in(&frames).len();
     assert!(pushed < n, "the queue overflowed ({pushed} of {n} pushed)");
     match frames.last() {
