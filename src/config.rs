@@ -1,5 +1,6 @@
-//! Layered configuration: defaults, then a TOML file, then `NATTER_*`
-//! environment variables (`__` separates sections), then command-line flags.
+//! Layered configuration: defaults, then a TOML file, then the environment
+//! (`NATTER_DATA_DIR` and `NATTER_<SECTION>__<KEY>`; other `NATTER_*` names
+//! are not the server's), then command-line flags.
 //! Everything is validated at start-up; errors name the offending key.
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -503,10 +504,24 @@ impl Default for Log {
     }
 }
 
+/// Which `NATTER_*` variables are server settings (`key` is the name after
+/// the prefix): `NATTER_DATA_DIR` and `NATTER_<SECTION>__<KEY>`. Everything
+/// else under the prefix belongs to someone else — the client's
+/// `NATTER_SERVER` and `NATTER_PASSWORD`, the test suite's `NATTER_TEST_*`,
+/// a user's own — and is left alone. An unknown key in the server's shape
+/// (`NATTER_LISTEN__NOPE`) still stops start-up.
+fn is_server_key(key: &figment::value::UncasedStr) -> bool {
+    let key = key.as_str();
+    key.eq_ignore_ascii_case("data_dir")
+        || (key.contains("__") && !key.to_ascii_lowercase().starts_with("test_"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Load(#[from] Box<figment::Error>),
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -518,17 +533,35 @@ impl Config {
         if let Some(file) = file {
             f = f.merge(Toml::file_exact(file));
         }
-        // NATTER_TEST_* variables belong to the test suite, not the server.
-        f.merge(
-            Env::prefixed("NATTER_")
-                .split("__")
-                .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_")),
-        )
+        f.merge(Env::prefixed("NATTER_").filter(is_server_key).split("__"))
     }
 
     /// Extracts and validates a configuration.
     pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
-        let c: Config = f.extract().map_err(Box::new)?;
+        let c: Config = f.extract().map_err(|e| {
+            // Name the variable itself, as it was set, not figment's
+            // dotted key.
+            let from_env = e
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.name.contains("environment variable"));
+            if from_env && !e.path.is_empty() {
+                let stem = format!("NATTER_{}", e.path.join("__").to_ascii_uppercase());
+                let set: Vec<String> = std::env::vars_os()
+                    .filter_map(|(k, _)| k.into_string().ok())
+                    .filter(|k| {
+                        let k = k.to_ascii_uppercase();
+                        k == stem || k.starts_with(&format!("{stem}__"))
+                    })
+                    .collect();
+                let var = if set.is_empty() { stem } else { set.join(", ") };
+                return ConfigError::Env {
+                    var,
+                    reason: e.kind.to_string(),
+                };
+            }
+            ConfigError::Load(Box::new(e))
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -937,6 +970,36 @@ mod tests {
         assert_eq!(c.log.file, PathBuf::from("n.log"));
         let c = from_toml("[log]\nrepeat_burst = 0\nrepeat_window_ms = 0").unwrap();
         assert_eq!(c.log.repeat_burst, 0);
+    }
+
+    #[test]
+    fn only_data_dir_and_sectioned_variables_are_server_settings() {
+        for (key, server) in [
+            ("data_dir", true),
+            ("limits__max_connections", true),
+            ("listen__nope", true),
+            ("nosection__x", true),
+            ("server", false),
+            ("password", false),
+            ("config_dir", false),
+            ("foo", false),
+            ("test_postgres_url", false),
+            ("test__x", false),
+        ] {
+            assert_eq!(
+                is_server_key(figment::value::UncasedStr::new(key)),
+                server,
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_float_key_takes_an_integer_and_an_integer_key_refuses_a_float() {
+        let c = from_toml("[limits]\nsend_rate_per_sec = 100").unwrap();
+        assert_eq!(c.limits.send_rate_per_sec, 100.0);
+        let e = from_toml("[limits]\nmax_connections = 1000.0").unwrap_err();
+        assert!(e.to_string().contains("max_connections"), "{e}");
     }
 
     #[test]

@@ -570,3 +570,98 @@ async fn groups_roles_and_cursors_survive_a_restart() {
     let list = bob.conversations(0).await.unwrap();
     assert_eq!((list[0].read_seq, list[0].unread), (3, 0));
 }
+
+/// JoinGroup as PROTOCOL.md states it: joining again is `joined` and
+/// changes nothing; a wrong code, a dismissed group and a dismissed room
+/// are `NOT_FOUND`, never `FORBIDDEN`.
+#[tokio::test]
+async fn join_group_again_is_joined_and_its_refusals_are_not_found() {
+    use pb::{ConversationKind::*, JoinPolicy::*};
+    let server = TestServer::start().await;
+    let (alice, _) = server.user("alice").await;
+    let (bob, _) = server.user("bob").await;
+    let g = alice
+        .create_group(Group, "team", Approval, vec![])
+        .await
+        .unwrap();
+    let invite = g.invite_code.clone();
+    assert_eq!(invite.len(), 32, "the owner sees the code");
+
+    // Already a member (the owner): joined, and no new event.
+    let again = alice.join_group(g.conversation_id, "", "").await.unwrap();
+    assert!(again.joined && !again.pending, "{again:?}");
+    let info = alice.group(g.conversation_id).await.unwrap();
+    assert_eq!(info.last_seq, g.last_seq, "no event for a member's join");
+    assert_eq!(info.member_count, 1);
+
+    // A wrong code and no code: NOT_FOUND, as for an id that does not exist.
+    for wrong in ["", "0123456789abcdef0123456789abcdef"] {
+        let r = bob.join_group(g.conversation_id, "", wrong).await;
+        assert_eq!(code(r), pb::ErrorCode::NotFound, "code {wrong:?}");
+    }
+    let r = bob.join_group(g.conversation_id + 1000, "", &invite).await;
+    assert_eq!(code(r), pb::ErrorCode::NotFound);
+
+    // The right code on an APPROVAL group: pending.
+    let pending = bob
+        .join_group(g.conversation_id, "hi", &invite)
+        .await
+        .unwrap();
+    assert!(pending.pending && !pending.joined, "{pending:?}");
+
+    // Dismissed: NOT_FOUND for a group (even with the code) and a room.
+    let room = alice
+        .create_group(Room, "lobby", Open, vec![])
+        .await
+        .unwrap();
+    alice.dismiss(g.conversation_id).await.unwrap();
+    alice.dismiss(room.conversation_id).await.unwrap();
+    let r = bob.join_group(g.conversation_id, "", &invite).await;
+    assert_eq!(code(r), pb::ErrorCode::NotFound);
+    let r = bob.join_group(room.conversation_id, "", "").await;
+    assert_eq!(code(r), pb::ErrorCode::NotFound);
+}
+
+/// To a non-member a private group does not exist: asking to change it is
+/// answered `NOT_FOUND`, exactly like an id never used, so group ids cannot
+/// be probed. A room is public: a non-member is `FORBIDDEN`.
+#[tokio::test]
+async fn a_non_member_cannot_tell_a_private_group_from_no_group() {
+    use pb::{ConversationKind::*, JoinPolicy::*};
+    let server = TestServer::start().await;
+    let (alice, _) = server.user("alice").await;
+    let (mallory, m) = server.user("mallory").await;
+    let (_bob, b) = server.user("bob").await;
+    let g = alice
+        .create_group(Group, "secret", Approval, vec![b.user_id])
+        .await
+        .unwrap();
+    let room = alice
+        .create_group(Room, "lobby", Open, vec![])
+        .await
+        .unwrap();
+    let never = room.conversation_id + 1000;
+    let rename = |id: u64| pb::UpdateGroup {
+        conversation_id: id,
+        name: Some("mine".into()),
+        ..Default::default()
+    };
+    for (id, want) in [
+        (g.conversation_id, pb::ErrorCode::NotFound),
+        (never, pb::ErrorCode::NotFound),
+        (room.conversation_id, pb::ErrorCode::Forbidden),
+    ] {
+        assert_eq!(
+            code(mallory.update_group(rename(id)).await),
+            want,
+            "update {id}"
+        );
+        assert_eq!(code(mallory.kick(id, b.user_id).await), want, "kick {id}");
+        assert_eq!(code(mallory.leave_group(id).await), want, "leave {id}");
+        assert_eq!(
+            code(mallory.invite(id, vec![m.user_id]).await),
+            want,
+            "invite {id}"
+        );
+    }
+}

@@ -109,3 +109,82 @@ async fn fan_out_that_falls_behind_drops_pushes_and_sync_recovers_them() {
     seen.extend(inbox.sync(m, 0).await.unwrap().iter().map(|m| m.seq));
     assert_eq!(seen, (1..=301).collect::<Vec<u64>>());
 }
+
+/// A client that stops reading while pushes flood it is closed as a slow
+/// consumer; when it reads again within the flush time, whole frames end
+/// with `Disconnect{SLOW_CONSUMER}`. The server stays healthy and nothing
+/// is lost: a Resume and a Sync bring every message.
+#[tokio::test]
+async fn a_slow_consumer_gets_its_reason_and_loses_nothing() {
+    let server = TestServer::start_with(|c| c.limits.outbound_queue = 100).await;
+    let (_first, alice) = server.user("alice").await;
+    let (bob, _) = server.user("bob").await;
+    // Alice's session on a socket with a tiny receive window that she does
+    // not read while Bob sends.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.tcp.parse().unwrap()).await.unwrap();
+    let mut slow = Raw::from_stream(stream);
+    slow.hello().await;
+    slow.resume(&alice.token).await;
+    let body = "x".repeat(16 * 1024);
+    let n = 600;
+    let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+    let flood = futures_util::future::join_all(
+        ids.iter().map(|id| bob.send_text(alice.user_id, id, &body)),
+    );
+    // Alice reads again as soon as the server has closed her as a slow
+    // consumer (it counts the overflow), well within the flush time.
+    let overflowed = "natter_limit_hits_total{limit=\"outbound_queue\"}";
+    let read = async {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let (_, page) = http_get(server.http, "/metrics").await;
+                if metric(&page, overflowed).unwrap_or(0.0) >= 1.0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the queue overflows");
+        tokio::time::timeout(WAIT, slow.until_closed())
+            .await
+            .expect("the slow consumer is closed")
+    };
+    let (acks, frames) = tokio::join!(flood, read);
+    if let Some(Err(e)) = acks.iter().find(|a| a.is_err()) {
+        panic!("a send failed: {e:?}");
+    }
+    let pushed = messages_in(&frames).len();
+    assert!(pushed < n, "the queue overflowed ({pushed} of {n} pushed)");
+    match frames.last() {
+        Some(ServerFrame::Disconnect(d)) => {
+            assert_eq!(d.reason(), pb::DisconnectReason::SlowConsumer, "{d:?}")
+        }
+        Some(other) => panic!(
+            "the last frame is not a Disconnect but type {}",
+            other.kind()
+        ),
+        None => panic!("no frame at all"),
+    }
+
+    let mut again = server.client().await;
+    again.resume(&alice.token, "d1").await.unwrap();
+    let mut cursors: Vec<pb::Cursor> = vec![];
+    let mut seen = 0;
+    loop {
+        let page = again.sync_page(cursors.clone(), 0, 0).await.unwrap();
+        for m in &page.messages {
+            seen += 1;
+            cursors = vec![pb::Cursor {
+                conversation_id: m.conversation_id,
+                seq: m.seq,
+            }];
+        }
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seen, n, "every message is in the store");
+}

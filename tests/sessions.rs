@@ -238,11 +238,28 @@ async fn silent_sessions_time_out_and_pinging_ones_stay() {
         ),
         other => panic!("expected LoginOk, got {other:?}"),
     }
+    // Pushes to the silent connection do not count as its heartbeat: another
+    // of alice's devices keeps sending (each a push to this one) while it
+    // stays silent.
+    let (_bob, b) = server.user("bob").await;
+    let b = b.user_id;
+    let (talker, _) = server.device("alice", "talker").await;
+    let talking = tokio::spawn(async move {
+        for i in 0..40 {
+            let _ = talker.send_text(b, &format!("t{i}"), "still here").await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
     let started = tokio::time::Instant::now();
     let frames = raw.until_closed().await;
+    talking.abort();
     assert_eq!(
         disconnect_reason(&frames),
         Some(pb::DisconnectReason::HeartbeatTimeout)
+    );
+    assert!(
+        !messages_in(&frames).is_empty(),
+        "the silent connection was pushed to"
     );
     assert!(started.elapsed() >= Duration::from_millis(700));
     pinging
@@ -278,4 +295,21 @@ async fn the_auth_timeout_runs_on_the_paused_clock() {
         waited >= std::time::Duration::from_millis(5_000),
         "closed after {waited:?} of the paused clock"
     );
+}
+
+/// Register is allowed after login too: it creates the account and leaves
+/// the connection's own session as it was.
+#[tokio::test]
+async fn register_after_login_makes_another_account_and_keeps_the_session() {
+    let server = TestServer::start().await;
+    let (alice, a) = server.user("alice").await;
+    alice.register("carol", PASSWORD).await.unwrap();
+    let found = alice.users(vec![], vec!["carol".into()]).await.unwrap();
+    assert_eq!(found.len(), 1, "carol exists");
+    // Still alice: her own Send is from her.
+    let ack = alice.send_text(found[0].user_id, "r1", "hi").await.unwrap();
+    let (carol, _) = server.device("carol", "d1").await;
+    let page = carol.sync_page(vec![], 0, 0).await.unwrap();
+    let m = &page.messages[0];
+    assert_eq!((m.sender_id, m.seq), (a.user_id, ack.seq));
 }

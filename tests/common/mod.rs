@@ -224,6 +224,15 @@ impl Raw {
         }
     }
 
+    /// A raw connection over a stream set up by the caller.
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(16 * 1024 * 1024),
+        }
+    }
+
     /// A raw connection from another loopback address (127.0.0.x).
     pub async fn connect_from(addr: &str, ip: &str) -> Raw {
         let socket = tokio::net::TcpSocket::new_v4().expect("socket");

@@ -186,12 +186,22 @@ pub async fn writer<W: FrameWrite>(
                         Err(_) => break,
                     }
                 }
-                let written = tokio::select! {
-                    biased;
-                    // Closing mid-write leaves half a frame on the wire: no
-                    // last frame can follow it.
-                    _ = &mut closed => { clean = false; break }
-                    r = io.write_frames(&batch) => r,
+                let written = {
+                    let write = io.write_frames(&batch);
+                    tokio::pin!(write);
+                    tokio::select! {
+                        biased;
+                        r = &mut write => r,
+                        // Closing mid-write (typically a slow consumer: the
+                        // write waits for a client that stopped reading)
+                        // gives the write a bounded time to finish, so the
+                        // last frame can follow whole frames; past it the
+                        // connection is cut with half a frame on the wire.
+                        _ = &mut closed => match tokio::time::timeout(flush_timeout, &mut write).await {
+                            Ok(r) => r,
+                            Err(_) => { clean = false; break }
+                        },
+                    }
                 };
                 let bytes: usize = batch.iter().map(Bytes::len).sum();
                 out.closer.queued.fetch_sub(bytes, Ordering::Relaxed);

@@ -220,6 +220,51 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
             })),
         ),
         (
+            "GroupInfo: the created group, as its owner sees it",
+            7,
+            S(ServerFrame::GroupInfo(pb::GroupInfo {
+                conversation_id: 9,
+                kind: pb::ConversationKind::Group as i32,
+                name: "team".into(),
+                notice: String::new(),
+                owner_id: 1,
+                join_policy: pb::JoinPolicy::Open as i32,
+                muted_all: false,
+                dismissed: false,
+                member_count: 3,
+                max_members: 5000,
+                last_seq: 1,
+                created_at_ms: 1700000000000,
+                my_role: pb::Role::Owner as i32,
+                invite_code: "0123456789abcdef0123456789abcdef".into(),
+            })),
+        ),
+        (
+            "Join group 9 with its invite code",
+            11,
+            C(ClientFrame::JoinGroup(pb::JoinGroup {
+                conversation_id: 9,
+                message: String::new(),
+                invite_code: "0123456789abcdef0123456789abcdef".into(),
+            })),
+        ),
+        (
+            "JoinResult: joined (an OPEN group)",
+            11,
+            S(ServerFrame::JoinResult(pb::JoinResult {
+                joined: true,
+                pending: false,
+            })),
+        ),
+        (
+            "JoinResult: waiting for approval (an APPROVAL group)",
+            11,
+            S(ServerFrame::JoinResult(pb::JoinResult {
+                joined: false,
+                pending: true,
+            })),
+        ),
+        (
             "Send text into conversation 9, mentioning user 3",
             8,
             C(ClientFrame::Send(pb::Send {
@@ -255,6 +300,60 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
             })),
         ),
     ]
+}
+
+/// Every fully written example frame in docs/PROTOCOL.md (a code block of
+/// hex bytes, each line's bytes before its annotation) is one of the
+/// vectors, byte for byte, so the document cannot drift from the codec.
+#[test]
+fn protocol_md_examples_are_vectors() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/PROTOCOL.md"
+    ))
+    .unwrap();
+    let vectors = std::fs::read_to_string(PATH).unwrap();
+    let known: Vec<&str> = vectors
+        .split("\n\n")
+        .skip(1)
+        .filter_map(|b| b.lines().nth(2))
+        .collect();
+    let is_hex = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut checked = Vec::new();
+    for block in doc.split("```").skip(1).step_by(2) {
+        let mut bytes = Vec::new();
+        let mut complete = true;
+        for line in block.lines() {
+            let data = line.trim_start().split("  ").next().unwrap_or("");
+            let tokens: Vec<&str> = data.split(' ').filter(|t| !t.is_empty()).collect();
+            if tokens.is_empty() || !is_hex(tokens[0]) {
+                if tokens.first() == Some(&"..") || data.contains(" ..") {
+                    complete = false;
+                }
+                continue;
+            }
+            if tokens.iter().any(|t| !is_hex(t)) {
+                complete = false;
+            }
+            bytes.extend(tokens.iter().filter(|t| is_hex(t)).copied());
+        }
+        // Length (4) + type (2) + request id (4) at least: a frame.
+        if bytes.len() < 10 || !complete {
+            continue;
+        }
+        let frame = bytes.join(" ");
+        assert!(
+            known.contains(&frame.as_str()),
+            "an example in PROTOCOL.md is not in vectors.txt: {frame}"
+        );
+        checked.push(frame);
+    }
+    for needed in ["00 74 ", "00 1a ", "00 77 "] {
+        assert!(
+            checked.iter().any(|f| &f[12..18] == needed),
+            "PROTOCOL.md shows no complete example of type {needed}"
+        );
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -181,6 +181,13 @@ pub fn act(
 ) -> Result<Option<Change>> {
     let role = |u: UserId| roles.get(&u).map(|&(r, _)| r);
     let Some(mine) = role(actor) else {
+        // A group is private: to a non-member it does not exist, the same
+        // answer as for an id never used, so ids cannot be probed by
+        // asking to change them. A room is public: not being a member is
+        // the refusal.
+        if head.kind == ConversationKind::Group {
+            return Err(StoreError::NotFound("group"));
+        }
         return Err(StoreError::NotMember(head.id));
     };
     if head.dismissed {
@@ -381,6 +388,7 @@ mod tests {
         use GroupAction::*;
         let g = head(ConversationKind::Group, JoinPolicy::Open, 3);
         let approval = head(ConversationKind::Group, JoinPolicy::Approval, 3);
+        let room = head(ConversationKind::Room, JoinPolicy::Open, 3);
         // 1 owner, 2 admin, 3 member, 4 another member.
         let roles: HashMap<UserId, (Role, i64)> = [
             (1, (Role::Owner, 0)),
@@ -426,7 +434,10 @@ mod tests {
             (&g, 3, RespondJoin(9, true), "JoinRequestsAdminsOnly"),
             (&g, 2, RespondJoin(9, true), "joined"),
             (&g, 2, RespondJoin(9, false), "no event"),
-            (&g, 9, Leave, "NotMember(7)"),
+            (&g, 9, Leave, "NotFound(\"group\")"),
+            (&g, 9, update("n"), "NotFound(\"group\")"),
+            (&room, 9, Leave, "NotMember(7)"),
+            (&room, 9, update("n"), "NotMember(7)"),
         ];
         for (h, actor, action, want) in table {
             let found: Vec<Candidate> = match &action {
