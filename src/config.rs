@@ -479,8 +479,10 @@ impl Default for Log {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // The message includes figment's, so figment's error is not also the
+    // source: printed with its chain it would appear twice.
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     #[error("configuration key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -502,7 +504,7 @@ impl Config {
 
     /// Extracts and validates a configuration.
     pub fn from_figment(f: Figment) -> Result<Config, ConfigError> {
-        let c: Config = f.extract().map_err(Box::new)?;
+        let c: Config = f.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
         c.validate()?;
         Ok(c)
     }
