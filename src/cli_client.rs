@@ -1,14 +1,22 @@
 //! `natter client ...`: a command-line client for people and scripts.
 //! Output with `--json` is one JSON object per line.
 
+use crate::cli_auth::{self, Identity, Kind};
 use crate::cli_social::{self, FriendOp, GroupOp, Output};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use natter_client::{pb, Client, ConnectOptions, Inbox, ServerFrame};
+use natter_client::{pb, Client, Inbox, ServerFrame};
 use serde_json::json;
 use std::collections::HashMap;
 
 #[derive(Args, Debug)]
+#[command(after_long_help = "\
+Log in once with `natter client login --user NAME`: it asks for the password \
+(or reads NATTER_PASSWORD) and saves the session in the configuration \
+directory ($NATTER_CONFIG_DIR, else $XDG_CONFIG_HOME/natter, else \
+~/.config/natter; file mode 0600), so later commands need no password. \
+Without a saved session a command asks for the password on the terminal, \
+or reads NATTER_PASSWORD. Passwords are never taken on the command line.")]
 pub struct ClientArgs {
     /// Server address: host:port (TCP), ws://host:port (WebSocket), or
     /// http://host:port of any cluster node, asked which node to use.
@@ -18,21 +26,54 @@ pub struct ClientArgs {
     pub command: ClientCommand,
 }
 
+/// Who a command acts as. The password, when no saved session is found,
+/// comes from NATTER_PASSWORD or a prompt.
 #[derive(Args, Debug)]
 pub struct Login {
+    /// The account to act as (default: the last one `natter client login`
+    /// saved for this server).
     #[arg(long, short)]
-    pub user: String,
-    #[arg(long, short, env = "NATTER_PASSWORD")]
-    pub password: String,
-    /// Device id for the session.
-    #[arg(long, default_value = "cli")]
-    pub device: String,
+    pub user: Option<String>,
+    /// Device id of the session (default: this machine's id, kept in the
+    /// configuration directory; `listen` uses "<id>-listen", so a command
+    /// in another terminal does not end a running listen).
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Create an account.
-    Register { username: String, password: String },
+    /// Create an account; the password is asked for twice (or read from
+    /// NATTER_PASSWORD).
+    Register {
+        /// The new account's name: 3-32 of a-z 0-9 _ . -, starting with a letter.
+        username: String,
+    },
+    /// Log in and save the session, so later commands need no password.
+    Login {
+        /// The account to log in as.
+        #[arg(long, short)]
+        user: String,
+        /// Save the session of this device only (default: this machine's
+        /// two devices, one for commands and one for listen).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// End the saved sessions of a user on the server and forget them.
+    Logout {
+        /// The account (default: the one last logged in on this server).
+        #[arg(long, short)]
+        user: Option<String>,
+    },
+    /// Show who commands act as: the account, its id and the device.
+    Whoami {
+        #[command(flatten)]
+        login: Login,
+        /// Print one JSON object.
+        /// Print JSON, one object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Send a text message to a user; prints the ACK.
     Send {
         #[command(flatten)]
@@ -43,14 +84,17 @@ pub enum ClientCommand {
         /// Idempotency key; resending with the same key never duplicates.
         #[arg(long)]
         client_msg_id: Option<String>,
+        /// Print JSON, one object per line.
         #[arg(long)]
         json: bool,
+        /// The message text.
         text: String,
     },
     /// Print every message the user can see, then exit.
     Sync {
         #[command(flatten)]
         login: Login,
+        /// Print JSON, one object per line.
         #[arg(long)]
         json: bool,
     },
@@ -58,10 +102,13 @@ pub enum ClientCommand {
     History {
         #[command(flatten)]
         login: Login,
+        /// The other user of the conversation.
         #[arg(long)]
         with: String,
+        /// How many of the newest messages to print.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Print JSON, one object per line.
         #[arg(long)]
         json: bool,
     },
@@ -87,6 +134,7 @@ pub enum ClientCommand {
     Conversations {
         #[command(flatten)]
         login: Login,
+        /// Print JSON, one object per line.
         #[arg(long)]
         json: bool,
     },
@@ -94,36 +142,48 @@ pub enum ClientCommand {
     Read {
         #[command(flatten)]
         login: Login,
+        /// The conversation id.
         conversation: u64,
+        /// Everything up to and including this seq is read.
         seq: u64,
     },
     /// Recall one of your messages (or, as a group admin, anyone's).
     Recall {
         #[command(flatten)]
         login: Login,
+        /// The conversation id.
         conversation: u64,
+        /// The seq of the message to recall.
         seq: u64,
     },
     /// Print messages as they arrive until interrupted (or --count arrive).
     Listen {
         #[command(flatten)]
         login: Login,
+        /// Exit after this many messages.
         #[arg(long)]
         count: Option<usize>,
+        /// Print JSON, one object per line.
         #[arg(long)]
         json: bool,
     },
 }
 
-async fn login(server: &str, l: &Login) -> anyhow::Result<(Client, pb::LoginOk)> {
-    let mut c = Client::connect_with(server, ConnectOptions::default())
-        .await
-        .with_context(|| format!("cannot connect to {server}"))?;
-    let ok = c
-        .login(&l.user, &l.password, &l.device)
-        .await
-        .context("login failed")?;
-    Ok((c, ok))
+/// Connects and authenticates as `l` says, on this machine's device for
+/// `kind` unless `--device` names one.
+async fn login(
+    server: &Server<'_>,
+    l: &Login,
+    kind: Kind,
+) -> anyhow::Result<(Client, pb::LoginOk)> {
+    let id = cli_auth::identity(server.name, l.user.as_deref(), l.device.as_deref(), kind)?;
+    cli_auth::sign_in(server.name, server.addr, &id).await
+}
+
+/// The server as given (it names saved sessions) and the address to use.
+struct Server<'a> {
+    name: &'a str,
+    addr: &'a str,
 }
 
 /// Resolves user ids to names with one lookup.
@@ -182,16 +242,79 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     let server = natter_client::resolve(&args.server, None, false)
         .await
         .with_context(|| format!("cannot ask {} which node to use", args.server))?;
-    let server = server.as_str();
+    let server = &Server {
+        name: &args.server,
+        addr: server.as_str(),
+    };
     match args.command {
-        ClientCommand::Register { username, password } => {
-            let c = Client::connect(server)
+        ClientCommand::Register { username } => {
+            let password = cli_auth::new_password(&username)?;
+            let c = Client::connect(server.addr)
                 .await
-                .with_context(|| format!("cannot connect to {server}"))?;
+                .with_context(|| format!("cannot connect to {}", server.addr))?;
             c.register(&username, &password)
                 .await
                 .context("register failed")?;
             println!("registered {username}");
+        }
+        ClientCommand::Login { user, device } => {
+            let devices = match device {
+                Some(d) => vec![d],
+                None => vec![
+                    cli_auth::device_id(Kind::OneShot)?,
+                    cli_auth::device_id(Kind::Listen)?,
+                ],
+            };
+            let Some(password) = cli_auth::password(&format!("password for {user}: "))? else {
+                bail!(
+                    "no password: set {}, or run this on a terminal to be asked for it",
+                    cli_auth::PASSWORD_ENV
+                );
+            };
+            let mut sessions = cli_auth::Sessions::load()?;
+            let mut expires = 0;
+            for device in devices {
+                let id = Identity {
+                    user: user.clone(),
+                    device,
+                };
+                let (_, ok) = cli_auth::password_login(server.addr, &id, &password).await?;
+                cli_auth::remember(&mut sessions, server.name, &id.device, &ok);
+                expires = ok.token_expires_at_ms;
+            }
+            let path = sessions.save()?;
+            println!(
+                "logged in as {user} on {}; session saved in {} (valid for {} more days)",
+                server.name,
+                path.display(),
+                (expires - natter_runtime::clock::now_ms()).max(0) / 86_400_000
+            );
+        }
+        ClientCommand::Logout { user } => {
+            let user = cli_auth::user_or_current(server.name, user.as_deref())?;
+            let n = cli_auth::logout(server.name, server.addr, &user).await?;
+            println!("logged out {user} ({n} sessions ended)");
+        }
+        ClientCommand::Whoami { login: l, json } => {
+            let id = cli_auth::identity(
+                server.name,
+                l.user.as_deref(),
+                l.device.as_deref(),
+                Kind::OneShot,
+            )?;
+            let (_, ok) = cli_auth::sign_in(server.name, server.addr, &id).await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({"user_id": ok.user_id, "username": ok.username, "device": id.device,
+                           "server": server.name, "token_expires_at_ms": ok.token_expires_at_ms})
+                );
+            } else {
+                println!(
+                    "{} (user {}) on {}, device {}",
+                    ok.username, ok.user_id, server.name, id.device
+                );
+            }
         }
         ClientCommand::Send {
             login: l,
@@ -200,7 +323,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             json: json_out,
             text,
         } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             let peer = c
                 .user_id(&to)
                 .await
@@ -224,7 +347,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             login: l,
             json: json_out,
         } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             let mut inbox = Inbox::default();
             let messages = inbox.sync(&c, 500).await.context("sync failed")?;
             let members = inbox
@@ -245,7 +368,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             limit,
             json: json_out,
         } => {
-            let (c, me) = login(server, &l).await?;
+            let (c, me) = login(server, &l, Kind::OneShot).await?;
             let peer = c
                 .user_id(&with)
                 .await
@@ -270,15 +393,15 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Friend { login: l, out, op } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             cli_social::friend(&c, op, out.json).await?;
         }
         ClientCommand::Group { login: l, out, op } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             cli_social::group(&c, op, out.json).await?;
         }
         ClientCommand::Conversations { login: l, json } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             for s in c.conversations(0).await? {
                 if json {
                     println!("{}", serde_json::to_string(&s)?);
@@ -298,7 +421,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             conversation,
             seq,
         } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             c.mark_read(conversation, seq).await?;
         }
         ClientCommand::Recall {
@@ -306,7 +429,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             conversation,
             seq,
         } => {
-            let (c, _) = login(server, &l).await?;
+            let (c, _) = login(server, &l, Kind::OneShot).await?;
             c.recall(conversation, seq).await.context("recall failed")?;
         }
         ClientCommand::Listen {
@@ -314,7 +437,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             count,
             json: json_out,
         } => {
-            let (mut c, me) = login(server, &l).await?;
+            let (mut c, me) = login(server, &l, Kind::Listen).await?;
             let mut inbox = Inbox::default();
             inbox.sync(&c, 500).await?;
             eprintln!("listening as {} (Ctrl-C to stop)", me.username);

@@ -19,19 +19,25 @@ pub struct Output {
 pub enum FriendOp {
     /// Ask a user to be friends.
     Add {
+        /// The user to ask.
         name: String,
+        /// A message shown with the request.
         #[arg(long, default_value = "")]
         message: String,
     },
     /// Accept a friend request by id.
     Accept {
+        /// The request's id (see `friend requests`).
         request_id: u64,
+        /// A message back to the user who asked.
         #[arg(long, default_value = "")]
         reply: String,
     },
     /// Reject a friend request by id.
     Reject {
+        /// The request's id (see `friend requests`).
         request_id: u64,
+        /// A message back to the user who asked.
         #[arg(long, default_value = "")]
         reply: String,
     },
@@ -41,20 +47,29 @@ pub enum FriendOp {
     Requests,
     /// Set a private alias for a friend ("" clears it).
     Remark {
+        /// The friend.
         name: String,
+        /// The alias only you see.
         remark: String,
     },
+    /// Stop being friends with a user.
     Remove {
+        /// The friend.
         name: String,
     },
+    /// Block a user: no messages or friend requests from them.
     Block {
+        /// The user to block.
         name: String,
     },
+    /// Unblock a user.
     Unblock {
+        /// The user to unblock.
         name: String,
     },
     /// Users whose name starts with a prefix.
     Search {
+        /// The start of the names.
         prefix: String,
     },
 }
@@ -63,7 +78,9 @@ pub enum FriendOp {
 pub enum GroupOp {
     /// Create a group (or with --room a public room); prints its info.
     Create {
+        /// The group's name.
         name: String,
+        /// A public room anyone may find and join, instead of a group.
         #[arg(long)]
         room: bool,
         /// Joining needs the owner's or an admin's approval.
@@ -73,86 +90,129 @@ pub enum GroupOp {
         #[arg(long, value_delimiter = ',')]
         members: Vec<String>,
     },
+    /// A group's or room's settings, and its invite code if you may see it.
     Info {
+        /// The group's conversation id.
         id: u64,
     },
     /// The user's groups and rooms.
     List,
     /// Public rooms, optionally by name prefix.
     Rooms {
+        /// The start of the rooms' names.
         #[arg(long, default_value = "")]
         prefix: String,
     },
+    /// A group's members and their roles.
     Members {
+        /// The group's conversation id.
         id: u64,
     },
     /// Join a room, or a group with its invite code (see `group info`).
     Join {
+        /// The group's conversation id.
         id: u64,
+        /// A message for the admins, when joining needs approval.
         #[arg(long, default_value = "")]
         message: String,
         /// The group's invite code; rooms need none.
         #[arg(long, default_value = "")]
         code: String,
     },
+    /// Add users to a group.
     Invite {
+        /// The group's conversation id.
         id: u64,
+        /// The users to add.
         names: Vec<String>,
     },
+    /// Leave a group or room.
     Leave {
+        /// The group's conversation id.
         id: u64,
     },
+    /// Remove a member from a group.
     Kick {
+        /// The group's conversation id.
         id: u64,
+        /// The member to remove.
         name: String,
     },
     /// Make a member an admin or a member again.
     Role {
+        /// The group's conversation id.
         id: u64,
+        /// The member.
         name: String,
+        /// The new role.
         role: RoleArg,
     },
+    /// Hand the group's ownership to another member.
     Transfer {
+        /// The group's conversation id.
         id: u64,
+        /// The new owner.
         name: String,
     },
     /// Mute a member for some seconds (0 unmutes).
     Mute {
+        /// The group's conversation id.
         id: u64,
+        /// The member.
         name: String,
+        /// For how many seconds; 0 unmutes.
         secs: u32,
     },
     /// Only the owner and admins may send while on.
     MuteAll {
+        /// The group's conversation id.
         id: u64,
+        /// on or off.
         on: OnOff,
     },
+    /// Give a group a new name.
     Rename {
+        /// The group's conversation id.
         id: u64,
+        /// The new name.
         name: String,
     },
+    /// Set the group's notice, shown to every member.
     Notice {
+        /// The group's conversation id.
         id: u64,
+        /// The notice text.
         notice: String,
     },
+    /// End a group: nobody may send to it any more.
     Dismiss {
+        /// The group's conversation id.
         id: u64,
     },
     /// Pending join requests.
     Requests {
+        /// The group's conversation id.
         id: u64,
     },
+    /// Let a user who asked to join in.
     Approve {
+        /// The group's conversation id.
         id: u64,
+        /// The user who asked.
         name: String,
     },
+    /// Turn down a user who asked to join.
     Deny {
+        /// The group's conversation id.
         id: u64,
+        /// The user who asked.
         name: String,
     },
     /// Send text into a group, room or any conversation by id.
     Send {
+        /// The conversation id.
         id: u64,
+        /// The message text.
         text: String,
         /// Usernames to mention.
         #[arg(long, value_delimiter = ',')]

@@ -518,8 +518,10 @@ fn is_server_key(key: &figment::value::UncasedStr) -> bool {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // The message includes figment's, so figment's error is not also the
+    // source: printed with its chain it would appear twice.
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     #[error("environment variable {var}: {reason}")]
     Env { var: String, reason: String },
     #[error("configuration key `{key}`: {reason}")]

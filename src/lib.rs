@@ -4,6 +4,7 @@
 // measured need for it.
 #![deny(unsafe_code)]
 
+pub mod cli_auth;
 pub mod cli_client;
 pub mod cli_social;
 pub mod config;

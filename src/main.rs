@@ -22,6 +22,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server.
+    #[command(after_long_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Talk to a server from the command line.
     Client(cli_client::ClientArgs),
@@ -72,6 +73,16 @@ enum AdminCommand {
         config: Option<PathBuf>,
     },
 }
+
+/// Where `serve --help` sends people for the rest of the settings.
+const SERVE_HELP: &str = "\
+Every setting is described in docs/CONFIG.md. Settings are layered: \
+defaults, then the --config TOML file, then environment variables, then \
+these flags. An environment variable NATTER_<SECTION>__<KEY> (two \
+underscores) sets key KEY of section [SECTION], for example \
+NATTER_LISTEN__TCP=0.0.0.0:7700 or NATTER_STORE__BACKEND=postgres; \
+NATTER_DATA_DIR sets data_dir. A bad setting stops the server with an \
+error that names the key.";
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
@@ -279,4 +290,41 @@ async fn signals(shutdown: CancellationToken) {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every subcommand, positional and flag says what it is for.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_name() != "help" && sub.get_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let cmd = Cli::command();
+        walk(&cmd, "natter", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+        // The walk sees the whole tree.
+        assert!(cmd
+            .find_subcommand("client")
+            .is_some_and(|c| c.get_subcommands().count() > 10));
+    }
 }

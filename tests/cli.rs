@@ -4,81 +4,81 @@ mod common;
 
 use common::*;
 
+/// Runs `natter client` against `server` with its own configuration
+/// directory, the password (if any) in NATTER_PASSWORD and no terminal.
+struct Cli {
+    server: String,
+    config: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(server: &str) -> Cli {
+        Cli {
+            server: server.to_owned(),
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, password: Option<&str>, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.args(["client", "--server", &self.server])
+            .args(args)
+            .env("NATTER_CONFIG_DIR", self.config.path())
+            .env_remove("NATTER_SERVER")
+            .env_remove("NATTER_PASSWORD")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(p) = password {
+            cmd.env("NATTER_PASSWORD", p);
+        }
+        cmd
+    }
+
+    async fn run(&self, password: Option<&str>, args: &[&str]) -> std::process::Output {
+        self.command(password, args).output().await.unwrap()
+    }
+
+    /// Runs and fails the test on a non-zero exit; returns stdout.
+    async fn ok(&self, password: Option<&str>, args: &[&str]) -> String {
+        let out = self.run(password, args).await;
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
 #[tokio::test]
 async fn register_send_and_sync_json() {
     let server = TestServer::start().await;
-    let s = server.tcp.as_str();
+    let cli = Cli::new(&server.tcp);
     for user in ["alice", "bob"] {
-        let out = natter(&["client", "--server", s, "register", user, PASSWORD]).await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        cli.ok(Some(PASSWORD), &["register", user]).await;
     }
     for text in ["first", "second", "third"] {
-        let out = natter(&[
-            "client",
-            "--server",
-            s,
-            "send",
-            "--user",
-            "alice",
-            "--password",
-            PASSWORD,
-            "--to",
-            "bob",
-            text,
-        ])
+        cli.ok(
+            Some(PASSWORD),
+            &["send", "--user", "alice", "--to", "bob", text],
+        )
         .await;
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
-    let out = natter(&[
-        "client",
-        "--server",
-        s,
-        "send",
-        "--user",
-        "bob",
-        "--password",
-        PASSWORD,
-        "--to",
-        "alice",
-        "--json",
-        "reply",
-    ])
-    .await;
-    let ack: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON ACK");
+    let out = cli
+        .ok(
+            Some(PASSWORD),
+            &["send", "--user", "bob", "--to", "alice", "--json", "reply"],
+        )
+        .await;
+    let ack: serde_json::Value = serde_json::from_str(&out).expect("one JSON ACK");
     assert_eq!(ack["seq"], 4);
 
-    let out = natter(&[
-        "client",
-        "--server",
-        s,
-        "sync",
-        "--user",
-        "bob",
-        "--password",
-        PASSWORD,
-        "--json",
-    ])
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
+    let out = cli
+        .ok(Some(PASSWORD), &["sync", "--user", "bob", "--json"])
+        .await;
+    let got: Vec<(String, String, u64, String)> = out
         .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
-    let got: Vec<(String, String, u64, String)> = lines
-        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
         .map(|v| {
             assert!(v["msg_id"].as_u64().unwrap() > 0);
             (
@@ -104,57 +104,42 @@ async fn register_send_and_sync_json() {
 #[tokio::test]
 async fn failures_exit_non_zero_with_a_readable_message() {
     let server = TestServer::start().await;
-    let s = server.tcp.as_str();
-    natter(&["client", "--server", s, "register", "alice", PASSWORD]).await;
-    let cases: [(&[&str], &str); 4] = [
+    let cli = Cli::new(&server.tcp);
+    let nowhere = Cli::new("127.0.0.1:1");
+    cli.ok(Some(PASSWORD), &["register", "alice"]).await;
+    let cases = [
+        (&cli, Some(PASSWORD), vec!["register", "alice"], "taken"),
         (
-            &["client", "--server", s, "register", "alice", PASSWORD],
-            "taken",
-        ),
-        (
-            &[
-                "client",
-                "--server",
-                s,
-                "sync",
-                "--user",
-                "alice",
-                "--password",
-                "wrong password",
-                "--json",
-            ],
+            &cli,
+            Some("wrong password"),
+            vec!["sync", "--user", "alice", "--json"],
             "wrong username or password",
         ),
         (
-            &[
-                "client",
-                "--server",
-                s,
-                "send",
-                "--user",
-                "alice",
-                "--password",
-                PASSWORD,
-                "--to",
-                "nobody",
-                "hi",
-            ],
+            &cli,
+            Some(PASSWORD),
+            vec!["send", "--user", "alice", "--to", "nobody", "hi"],
             "nobody",
         ),
         (
-            &[
-                "client",
-                "--server",
-                "127.0.0.1:1",
-                "register",
-                "x",
-                PASSWORD,
-            ],
+            &nowhere,
+            Some(PASSWORD),
+            vec!["register", "x"],
             "cannot connect",
         ),
+        // No saved session and no password: how to get one.
+        (
+            &cli,
+            None,
+            vec!["sync", "--user", "alice"],
+            "natter client --server",
+        ),
+        (&cli, None, vec!["register", "bob"], "NATTER_PASSWORD"),
+        // No --user and nobody logged in.
+        (&cli, Some(PASSWORD), vec!["sync"], "--user"),
     ];
-    for (args, needle) in cases {
-        let out = natter(args).await;
+    for (cli, password, args, needle) in cases {
+        let out = cli.run(password, &args).await;
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -164,37 +149,8 @@ async fn failures_exit_non_zero_with_a_readable_message() {
     }
 }
 
-#[tokio::test]
-async fn listen_prints_live_messages_and_history_prints_the_conversation() {
-    let server = TestServer::start().await;
-    let s = server.tcp.clone();
-    let (alice, _) = server.user("alice").await;
-    let (_bob, bob) = server.user("bob").await;
-    alice
-        .send_text(bob.user_id, "old", "before listening")
-        .await
-        .unwrap();
-    let mut listener = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
-        .args([
-            "client",
-            "--server",
-            &s,
-            "listen",
-            "--user",
-            "bob",
-            "--password",
-            PASSWORD,
-            "--device",
-            "cli-listen",
-            "--count",
-            "2",
-            "--json",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The listener says on stderr when it has caught up and is live.
+/// Reads the listener's stderr until it says it is live.
+async fn until_listening(listener: &mut tokio::process::Child) {
     let stderr = listener.stderr.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
     let ready = tokio::time::timeout(WAIT, lines.next_line())
@@ -202,6 +158,40 @@ async fn listen_prints_live_messages_and_history_prints_the_conversation() {
         .expect("listener ready in time")
         .unwrap();
     assert!(ready.is_some_and(|l| l.contains("listening")));
+}
+
+fn texts(stdout: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn listen_prints_live_messages_and_history_prints_the_conversation() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server.tcp);
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    alice
+        .send_text(bob.user_id, "old", "before listening")
+        .await
+        .unwrap();
+    let mut listener = cli
+        .command(
+            Some(PASSWORD),
+            &["listen", "--user", "bob", "--count", "2", "--json"],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    until_listening(&mut listener).await;
     alice
         .send_text(bob.user_id, "l1", "live one")
         .await
@@ -215,43 +205,19 @@ async fn listen_prints_live_messages_and_history_prints_the_conversation() {
         .expect("listen exits after --count")
         .unwrap();
     assert!(out.status.success());
-    let texts: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
     assert_eq!(
-        texts,
+        texts(&out.stdout),
         vec!["live one", "live two"],
         "only messages after the start, once each"
     );
 
-    let out = natter(&[
-        "client",
-        "--server",
-        &s,
-        "history",
-        "--user",
-        "bob",
-        "--password",
-        PASSWORD,
-        "--with",
-        "alice",
-        "--json",
-    ])
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seqs: Vec<u64> = String::from_utf8(out.stdout)
-        .unwrap()
+    let out = cli
+        .ok(
+            Some(PASSWORD),
+            &["history", "--user", "bob", "--with", "alice", "--json"],
+        )
+        .await;
+    let seqs: Vec<u64> = out
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
@@ -262,21 +228,159 @@ async fn listen_prints_live_messages_and_history_prints_the_conversation() {
     assert_eq!(seqs, vec![1, 2, 3], "oldest first");
 }
 
+/// The README's walkthrough: log in once, `listen` in one terminal, and
+/// commands as the same user in another leave it running.
+#[tokio::test]
+async fn login_saves_a_private_session_and_listen_survives_other_commands() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server.tcp);
+    cli.ok(Some(PASSWORD), &["register", "alice"]).await;
+    cli.ok(Some("bob password"), &["register", "bob"]).await;
+
+    // A wrong password is refused and saves nothing.
+    let out = cli
+        .run(Some("nope nope"), &["login", "--user", "bob"])
+        .await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("wrong username or password"), "{err}");
+    assert!(!cli.config.path().join("sessions.json").exists());
+
+    cli.ok(Some(PASSWORD), &["login", "--user", "alice"]).await;
+    cli.ok(Some("bob password"), &["login", "--user", "bob"])
+        .await;
+    for file in ["sessions.json", "device"] {
+        let mode = std::fs::metadata(cli.config.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let saved = std::fs::read_to_string(cli.config.path().join("sessions.json")).unwrap();
+    assert!(!saved.contains("bob password"), "tokens only, no password");
+
+    // From here on no password anywhere: the saved sessions serve.
+    cli.ok(None, &["friend", "--user", "alice", "add", "bob"])
+        .await;
+    let requests = cli.ok(None, &["friend", "requests", "--json"]).await;
+    let id = serde_json::from_str::<serde_json::Value>(requests.lines().next().unwrap()).unwrap()
+        ["request_id"]
+        .to_string();
+    cli.ok(None, &["friend", "accept", &id]).await; // as bob: the last one logged in
+
+    let mut listener = cli
+        .command(None, &["listen", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    until_listening(&mut listener).await;
+    // Commands as bob himself, while he listens.
+    cli.ok(None, &["send", "--to", "alice", "hello alice"])
+        .await;
+    let who = cli.ok(None, &["whoami", "--json"]).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&who).unwrap()["username"],
+        "bob"
+    );
+    for text in ["one", "two"] {
+        cli.ok(None, &["send", "--user", "alice", "--to", "bob", text])
+            .await;
+    }
+    // Still listening: it sees bob's own message and alice's, none cut off.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        listener.try_wait().unwrap().is_none(),
+        "listen is still running"
+    );
+    listener.start_kill().unwrap();
+    let out = listener.wait_with_output().await.unwrap();
+    assert_eq!(texts(&out.stdout), vec!["hello alice", "one", "two"]);
+
+    // Logout ends bob's sessions on the server: his token no longer works,
+    // and the client says what to do.
+    let stolen = saved_token(&cli, "bob");
+    cli.ok(None, &["logout"]).await;
+    let mut c = server.client().await;
+    let e = c.resume(&stolen.0, &stolen.1).await.unwrap_err();
+    assert_eq!(e.code(), Some(natter_client::pb::ErrorCode::TokenInvalid));
+    let out = cli.run(None, &["sync", "--user", "bob"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("login --user bob"),
+        "{err}"
+    );
+    // Alice's session is untouched.
+    cli.ok(None, &["sync", "--user", "alice"]).await;
+}
+
+/// A saved session the server has ended: the command says so and asks for
+/// a new login.
+#[tokio::test]
+async fn a_revoked_saved_session_asks_to_log_in_again() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server.tcp);
+    cli.ok(Some(PASSWORD), &["register", "alice"]).await;
+    cli.ok(Some(PASSWORD), &["login", "--user", "alice"]).await;
+    // A password change revokes every other session of the user.
+    let mut c = server.client().await;
+    c.login("alice", PASSWORD, "elsewhere").await.unwrap();
+    c.change_password(PASSWORD, "another password")
+        .await
+        .unwrap();
+    let out = cli.run(None, &["sync"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("saved session of alice") && err.contains("log in again"),
+        "{err}"
+    );
+}
+
+/// (token, device) of one of `user`'s saved sessions.
+fn saved_token(cli: &Cli, user: &str) -> (String, String) {
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cli.config.path().join("sessions.json")).unwrap(),
+    )
+    .unwrap();
+    let devices = saved["servers"][&cli.server]["users"][user]["devices"]
+        .as_object()
+        .unwrap();
+    let (device, t) = devices.iter().next().unwrap();
+    (t["token"].as_str().unwrap().to_owned(), device.clone())
+}
+
+#[tokio::test]
+async fn serve_prints_a_configuration_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[listen]\ntcp = 5\n").unwrap();
+    let out = natter(&["serve", "--config", config.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("expected a string").count(), 1, "{err}");
+    assert!(err.contains("listen.tcp"), "{err}");
+}
+
+#[tokio::test]
+async fn serve_help_points_to_the_configuration_reference() {
+    let out = natter(&["serve", "--help"]).await;
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["docs/CONFIG.md", "NATTER_LISTEN__TCP", "NATTER_DATA_DIR"] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
 /// Runs `natter client <cmd> --user <user> ... --json` and returns its JSON
 /// lines, failing the test on a non-zero exit.
-async fn json_lines(server: &str, user: &str, cmd: &[&str]) -> Vec<serde_json::Value> {
-    let mut args = vec!["client", "--server", server];
-    args.extend_from_slice(&cmd[..1]);
-    args.extend_from_slice(&["--user", user, "--password", PASSWORD]);
+async fn json_lines(cli: &Cli, user: &str, cmd: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = cmd[..1].to_vec();
+    args.extend_from_slice(&["--user", user]);
     args.extend_from_slice(&cmd[1..]);
     args.push("--json");
-    let out = natter(&args).await;
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    cli.ok(Some(PASSWORD), &args)
+        .await
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
@@ -285,7 +389,8 @@ async fn json_lines(server: &str, user: &str, cmd: &[&str]) -> Vec<serde_json::V
 #[tokio::test]
 async fn friends_groups_and_the_conversation_list_from_the_cli() {
     let server = friends_only_server().await;
-    let s = server.tcp.as_str();
+    let cli = Cli::new(&server.tcp);
+    let s = &cli;
     for user in ["alice", "bob", "carol"] {
         server
             .client()
@@ -327,20 +432,12 @@ async fn friends_groups_and_the_conversation_list_from_the_cli() {
     assert_eq!(members.len(), 2);
 
     // A refusal exits non-zero with the server's reason.
-    let out = natter(&[
-        "client",
-        "--server",
-        s,
-        "group",
-        "--user",
-        "carol",
-        "--password",
-        PASSWORD,
-        "send",
-        &id,
-        "let me in",
-    ])
-    .await;
+    let out = cli
+        .run(
+            Some(PASSWORD),
+            &["group", "--user", "carol", "send", &id, "let me in"],
+        )
+        .await;
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not a member"),

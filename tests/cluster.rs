@@ -364,15 +364,12 @@ async fn the_cli_and_the_load_generator_ask_assignment() {
     };
     let c = LocalCluster::start(&pg, &redis, 2, &[]).await;
     let any = format!("http://{}", c.nodes[0].http);
-    let out = natter(&[
-        "client",
-        "--server",
-        &any,
-        "register",
-        "carl",
-        "carl password",
-    ])
-    .await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .args(["client", "--server", &any, "register", "carl"])
+        .env("NATTER_PASSWORD", "carl password")
+        .output()
+        .await
+        .expect("run natter");
     assert!(
         out.status.success(),
         "{}",

@@ -162,5 +162,6 @@ pub async fn run(
         connect_wall_ms: conn.wall.as_millis() as u64,
         send_secs,
         outages: outages.encode(),
+        errors: Default::default(),
     })
 }

@@ -105,6 +105,10 @@ pub struct Common {
     /// Connections opened at once while connecting (storm ignores it).
     #[arg(long, global = true, default_value_t = 500)]
     pub connect_concurrency: usize,
+    /// Seconds a client whose server went away keeps trying to reconnect
+    /// (and to resend) before it gives up and the report counts it.
+    #[arg(long, global = true, default_value_t = 60.0)]
+    pub reconnect_for: f64,
     /// Internal: this process is worker I of P.
     #[arg(long, global = true, hide = true)]
     pub worker: Option<usize>,
@@ -144,13 +148,25 @@ pub const DEVICE: &str = "bench";
 /// Runs the benchmark: as the parent, or as one worker when `--worker` is set.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.common.worker {
-        Some(index) => worker::run(args, index).await,
+        Some(index) => {
+            let r = worker::run(args, index).await;
+            if let Err(e) = &r {
+                // The parent puts this in its report.
+                worker::emit(serde_json::json!({ "error": format!("{e:#}") }));
+            }
+            r
+        }
         None => {
             let report = parent::run(&args).await?;
             if args.common.json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {
                 print!("{}", report.table());
+            }
+            if report.partial {
+                anyhow::bail!(
+                    "the run was cut short; the report covers what was done, its errors say why"
+                );
             }
             Ok(())
         }

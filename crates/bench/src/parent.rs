@@ -1,7 +1,7 @@
 //! The coordinating process: sets up accounts, starts the workers, releases
 //! them together, samples the server, and merges what they report.
 
-use crate::report::{self, Percentiles, Report, Totals, WorkerResult};
+use crate::report::{self, Errors, Percentiles, Report, Totals, WorkerResult};
 use crate::{setup, BenchArgs, Scenario};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -20,6 +20,8 @@ pub enum WorkerLine {
     Ready,
     Progress(u64),
     Result(Box<WorkerResult>),
+    /// The worker failed; it exits next.
+    Error(String),
 }
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
@@ -39,7 +41,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Group => 1,
         _ => c.procs.unwrap_or(c.clients.div_ceil(9000)).max(1),
     };
-    let baseline = sample(&c.server_pid)?;
+    let mut errors = Errors::default();
+    let baseline = sample(&c.server_pid, &mut errors)?;
+    // From here on SIGINT and SIGTERM end the run: the workers are killed
+    // and what they reported so far is still reported.
+    let mut signal = Box::pin(interrupted());
+    // Why the run was cut short, if it was.
+    let mut cut: Option<String> = None;
 
     let exe = std::env::current_exe()?;
     let forwarded: Vec<String> = std::env::args().skip(1).collect();
@@ -95,24 +103,43 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut worker_progress = vec![0u64; procs];
     let mut ready = 0;
     while ready < procs {
-        match rx.recv().await {
+        let line = tokio::select! {
+            sig = &mut signal => {
+                cut = Some(format!("interrupted by {sig} before the start"));
+                break;
+            }
+            line = rx.recv() => line,
+        };
+        match line {
             Some((_, Some(WorkerLine::Ready))) => ready += 1,
             Some((i, Some(WorkerLine::Progress(n)))) => {
                 worker_progress[i] = n;
                 progress.set_position(worker_progress.iter().sum());
             }
-            Some((i, Some(WorkerLine::Result(_)))) => bail!("worker {i} finished before the start"),
-            Some((i, None)) => bail!("worker {i} exited before it was ready"),
-            None => bail!("every worker exited before the start"),
+            Some((i, Some(WorkerLine::Error(e)))) => errors.note(format!("worker {i}: {e}")),
+            Some((i, Some(WorkerLine::Result(_)))) => {
+                cut = Some(format!("worker {i} finished before the start"));
+                break;
+            }
+            Some((i, None)) => {
+                cut = Some(format!("worker {i} exited before it was ready"));
+                break;
+            }
+            None => {
+                cut = Some("every worker exited before the start".into());
+                break;
+            }
         }
     }
     progress.finish_and_clear();
 
-    let at_go = sample(&c.server_pid)?;
+    let at_go = sample(&c.server_pid, &mut errors)?;
     let started = Instant::now();
-    for stdin in &mut stdins {
-        stdin.write_all(b"go\n").await?;
-        stdin.flush().await?;
+    if cut.is_none() {
+        for stdin in &mut stdins {
+            stdin.write_all(b"go\n").await?;
+            stdin.flush().await?;
+        }
     }
     let total = match args.scenario {
         Scenario::Dm | Scenario::Group => (c.rate * c.duration) as u64,
@@ -121,27 +148,53 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let progress = bar(total, args.scenario.name());
     worker_progress.iter_mut().for_each(|p| *p = 0);
     let mut results = Vec::new();
-    let mut reported = vec![false; procs];
-    while results.len() < procs {
-        match rx.recv().await {
+    // A worker is done once it has reported, or exited without a result.
+    let mut done = vec![false; procs];
+    while cut.is_none() && done.iter().any(|d| !d) {
+        let line = tokio::select! {
+            sig = &mut signal => {
+                let reported = results.len();
+                cut = Some(format!(
+                    "interrupted by {sig} after {:.1} s; {reported} of {procs} workers had reported",
+                    started.elapsed().as_secs_f64()
+                ));
+                break;
+            }
+            line = rx.recv() => line,
+        };
+        match line {
             Some((i, Some(WorkerLine::Result(r)))) => {
-                reported[i] = true;
+                done[i] = true;
                 results.push(*r);
             }
             // A worker that has reported may exit before the others finish.
-            Some((i, None)) if reported[i] => {}
+            Some((i, None)) if done[i] => {}
             Some((i, Some(WorkerLine::Progress(n)))) => {
                 worker_progress[i] = n;
                 progress.set_position(worker_progress.iter().sum());
             }
             Some((_, Some(WorkerLine::Ready))) => {}
-            Some((i, None)) => bail!("worker {i} exited without a result"),
-            None => bail!("every worker exited; {} results", results.len()),
+            Some((i, Some(WorkerLine::Error(e)))) => errors.note(format!("worker {i}: {e}")),
+            Some((i, None)) => {
+                done[i] = true;
+                errors.note(format!("worker {i} exited without a result"));
+            }
+            None => break,
         }
     }
     progress.finish_and_clear();
     let elapsed = started.elapsed();
-    let at_end = sample(&c.server_pid)?;
+    let at_end = sample(&c.server_pid, &mut errors)?;
+    let partial = cut.is_some() || results.len() < procs;
+    if let Some(why) = cut {
+        errors.note(why);
+        // By PID; a worker that has exited already is simply reaped.
+        for child in &mut children {
+            let _ = child.start_kill();
+        }
+    }
+    // Closing their stdin tells workers still running that the run is over.
+    drop(stdins);
     for mut child in children {
         let _ = child.wait().await;
     }
@@ -153,6 +206,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut send_secs: f64 = 0.0;
     let mut outages = report::Outages::default();
     for r in &results {
+        errors.merge(&r.errors);
         outages.merge(&r.outages)?;
         totals.add(&r.totals);
         connect.add(report::decode(&r.connect_us)?)?;
@@ -185,6 +239,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         all_back_after_ms: outages
             .first_lost_us
             .map(|f| outages.last_back_us.saturating_sub(f) as f64 / 1000.0),
+        errors,
+        partial,
         ..Report::default()
     };
     if let (Some(base), Some(go), Some(end)) = (baseline, at_go, at_end) {
@@ -210,11 +266,13 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 /// The servers' CPU time and resident memory, summed; `None` without PIDs.
 /// A server that has gone (killed during the run) is left out, so the
 /// figures of a run that lost one cover the others only.
-fn sample(pids: &[u32]) -> anyhow::Result<Option<procstat::Sample>> {
+fn sample(pids: &[u32], errors: &mut Errors) -> anyhow::Result<Option<procstat::Sample>> {
     let mut sum: Option<procstat::Sample> = None;
     for pid in pids {
         let Ok(s) = procstat::sample(*pid) else {
-            eprintln!("server {pid} has gone; its CPU and memory are left out");
+            let gone = format!("server {pid} has gone; its CPU and memory are left out");
+            eprintln!("{gone}");
+            errors.note(gone);
             continue;
         };
         sum = Some(match sum {
@@ -226,4 +284,19 @@ fn sample(pids: &[u32]) -> anyhow::Result<Option<procstat::Sample>> {
         });
     }
     Ok(sum)
+}
+
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => std::future::pending().await,
+    }
 }

@@ -134,6 +134,59 @@ pub struct WorkerResult {
     pub send_secs: f64,
     #[serde(default)]
     pub outages: OutagesWire,
+    #[serde(default)]
+    pub errors: Errors,
+}
+
+/// The errors a run met: how many, and the first few messages, each once,
+/// so a report says why (a refused connection, a server that went away)
+/// and not only how many.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Errors {
+    pub count: u64,
+    pub first: Vec<String>,
+}
+
+impl Errors {
+    /// How many distinct messages a report keeps.
+    pub const KEEP: usize = 10;
+
+    pub fn note(&mut self, message: String) {
+        self.count += 1;
+        self.keep(message);
+    }
+
+    fn keep(&mut self, message: String) {
+        if self.first.len() < Errors::KEEP && !self.first.contains(&message) {
+            self.first.push(message);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Errors) {
+        self.count += other.count;
+        for m in &other.first {
+            self.keep(m.clone());
+        }
+    }
+}
+
+/// The errors this process has met (a worker is one process).
+static NOTED: std::sync::Mutex<Errors> = std::sync::Mutex::new(Errors {
+    count: 0,
+    first: Vec::new(),
+});
+
+/// Notes an error for this process's result.
+pub fn note_error(message: String) {
+    NOTED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .note(message);
+}
+
+/// The errors noted so far, taken.
+pub fn noted_errors() -> Errors {
+    std::mem::take(&mut *NOTED.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -188,6 +241,12 @@ pub struct Report {
     pub all_back_after_ms: Option<f64>,
     /// Sessions that moved because the server asked (GOING_AWAY).
     pub moved: u64,
+    /// What went wrong: failed connections and sends, sessions that gave
+    /// up, workers that died, an interrupted run.
+    pub errors: Errors,
+    /// The run was cut short (interrupted, or a worker died): the figures
+    /// cover only what was reported.
+    pub partial: bool,
 }
 
 impl Report {
@@ -301,6 +360,15 @@ impl Report {
                 "server RSS per connection",
                 format!("{:.0} bytes", v),
             );
+        }
+        if self.partial {
+            row(&mut t, "PARTIAL", "the run was cut short".into());
+        }
+        if self.errors.count > 0 {
+            row(&mut t, "errors", self.errors.count.to_string());
+            for m in &self.errors.first {
+                row(&mut t, "", m.clone());
+            }
         }
         t
     }

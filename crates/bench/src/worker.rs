@@ -34,6 +34,13 @@ pub(crate) async fn wait_for_go() -> anyhow::Result<()> {
         line.trim() == "go",
         "expected the start signal, got {line:?}"
     );
+    // The parent holds stdin open until it has our result: end of input
+    // means it is gone (killed, even by SIGKILL), and so is the run.
+    // A plain thread: a blocked read on it never holds up the exit.
+    std::thread::spawn(|| {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        std::process::exit(3);
+    });
     Ok(())
 }
 
@@ -94,6 +101,7 @@ pub(crate) async fn connect_all(
         };
         let permits = permits.clone();
         let counter = counter.clone();
+        let reconnect_for = Duration::from_secs_f64(c.reconnect_for);
         tasks.push(tokio::spawn(async move {
             let _permit = permits.acquire_owned().await.ok();
             let t = Instant::now();
@@ -103,6 +111,8 @@ pub(crate) async fn connect_all(
                     ..ConnectOptions::default()
                 },
                 user: Some(name),
+                reconnect_for,
+                retry_for: reconnect_for,
                 ..SessionOptions::default()
             };
             let session = Session::open(route, &token, DEVICE, options).await?;
@@ -125,11 +135,13 @@ pub(crate) async fn connect_all(
                 out.clients.push(Some(client));
             }
             Ok(Err(e)) => {
+                report::note_error(format!("connect: {e}"));
                 first_error.get_or_insert(e.to_string());
                 out.totals.connect_failed += 1;
                 out.clients.push(None);
             }
             Err(e) => {
+                report::note_error(format!("connect: {e}"));
                 first_error.get_or_insert(e.to_string());
                 out.totals.connect_failed += 1;
                 out.clients.push(None);
@@ -175,6 +187,7 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
                 connect_wall_ms: conn.wall.as_millis() as u64,
                 send_secs: 0.0,
                 outages: report::OutagesWire::default(),
+                errors: Default::default(),
             }
         }
         Scenario::Storm => {
@@ -191,10 +204,15 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
                 connect_wall_ms: conn.wall.as_millis() as u64,
                 send_secs: 0.0,
                 outages: report::OutagesWire::default(),
+                errors: Default::default(),
             }
         }
         Scenario::Dm => dm(c, index, &tokens, local_ip, counter).await?,
         Scenario::Group => crate::group::run(c, &tokens, local_ip, counter).await?,
+    };
+    let result = WorkerResult {
+        errors: report::noted_errors(),
+        ..result
     };
     emit(serde_json::json!({ "result": result }));
     Ok(())
@@ -236,6 +254,7 @@ impl Received {
         totals.lost += acked.iter().filter(|s| !self.seqs.contains(s)).count() as u64;
         if let Some(why) = &self.failed {
             eprintln!("a receiver gave up: {why}");
+            report::note_error(format!("a receiver gave up: {why}"));
             totals.sessions_failed += 1;
         }
     }
@@ -384,7 +403,10 @@ pub(crate) fn count_send(
                 .push(ack.seq);
         }
         Err(e) if e.code() == Some(pb::ErrorCode::RateLimited) => t.rate_limited += 1,
-        Err(_) => t.send_failed += 1,
+        Err(e) => {
+            report::note_error(format!("send: {e}"));
+            t.send_failed += 1;
+        }
     }
 }
 
@@ -519,5 +541,6 @@ async fn dm(
         connect_wall_ms: conn.wall.as_millis() as u64,
         send_secs,
         outages: outages.encode(),
+        errors: Default::default(),
     })
 }
