@@ -21,17 +21,19 @@ async fn serve_starts_and_serves_beside_the_clients_variables() {
     let server = Binary::start(dir.path(), CLIENT_ENV, &[]).await;
     // The CLI, with its own variables pointing at this server, in the same
     // environment.
+    let config_dir = tempfile::tempdir().unwrap();
     let cli = |args: &'static [&'static str]| {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"));
         cmd.args(args)
             .env("NATTER_SERVER", &server.tcp)
             .env("NATTER_PASSWORD", PASSWORD)
+            .env("NATTER_CONFIG_DIR", config_dir.path())
             .env("NATTER_FOO", "bar");
         cmd
     };
     for args in [
-        &["client", "register", "alice", PASSWORD][..],
-        &["client", "register", "bob", PASSWORD][..],
+        &["client", "register", "alice"][..],
+        &["client", "register", "bob"][..],
         &["client", "send", "--user", "alice", "--to", "bob", "hi"][..],
     ] {
         let out = cli(args).output().await.unwrap();
