@@ -157,6 +157,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(a) = listeners.http_addr() {
         println!("natter http={a}");
     }
+    for (name, a) in listeners.tls_addrs() {
+        println!("natter {name}={a}");
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
     tokio::spawn(file_size_signals());
