@@ -12,8 +12,13 @@ use std::collections::HashMap;
 pub struct ClientArgs {
     /// Server address: host:port (TCP), ws://host:port (WebSocket), or
     /// http://host:port of any cluster node, asked which node to use.
+    /// tls://host:port and wss://host:port connect over TLS.
     #[arg(long, env = "NATTER_SERVER", default_value = "127.0.0.1:7700")]
     pub server: String,
+    /// A PEM file of the CA that signed the server's certificate (a
+    /// private CA); without it, the bundled web roots are trusted.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: ClientCommand,
 }
@@ -116,7 +121,7 @@ pub enum ClientCommand {
 }
 
 async fn login(server: &str, l: &Login) -> anyhow::Result<(Client, pb::LoginOk)> {
-    let mut c = Client::connect_with(server, ConnectOptions::default())
+    let mut c = Client::connect_with(server, options())
         .await
         .with_context(|| format!("cannot connect to {server}"))?;
     let ok = c
@@ -178,14 +183,28 @@ fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool)
     }
 }
 
+/// How this process connects: set once from `--ca`.
+static OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
+
+fn options() -> ConnectOptions {
+    OPTIONS.get().cloned().unwrap_or_default()
+}
+
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    if let Some(ca) = &args.ca {
+        let tls = natter_client::client_config(Some(ca)).map_err(anyhow::Error::msg)?;
+        let _ = OPTIONS.set(ConnectOptions {
+            tls: Some(tls),
+            ..ConnectOptions::default()
+        });
+    }
     let server = natter_client::resolve(&args.server, None, false)
         .await
         .with_context(|| format!("cannot ask {} which node to use", args.server))?;
     let server = server.as_str();
     match args.command {
         ClientCommand::Register { username, password } => {
-            let c = Client::connect(server)
+            let c = Client::connect_with(server, options())
                 .await
                 .with_context(|| format!("cannot connect to {server}"))?;
             c.register(&username, &password)

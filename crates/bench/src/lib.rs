@@ -19,6 +19,15 @@ mod worker;
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// How every connection of this process connects (TLS trust and the session
+/// cache shared by its reconnects, so they resume).
+static CONNECT: OnceLock<natter_client::ConnectOptions> = OnceLock::new();
+
+pub(crate) fn connect_options() -> natter_client::ConnectOptions {
+    CONNECT.get().cloned().unwrap_or_default()
+}
 
 pub use report::Report;
 
@@ -58,12 +67,16 @@ impl Scenario {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Server TCP address; a comma-separated list spreads the clients over
+    /// Server address (host:port, tls://, ws:// or wss://); a comma-separated list spreads the clients over
     /// several nodes of a cluster (in turn, and every dm receiver on the
     /// node after its sender's, so with two or more nodes every dm crosses
     /// nodes).
     #[arg(long, global = true, default_value = "127.0.0.1:7700")]
     pub server: String,
+    /// A PEM file of the CA that signed the server's certificate, for
+    /// tls:// and wss:// servers with a private CA.
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
     /// Ask this node's assignment endpoint (http://host:port) which node
     /// each client connects to, instead of --server.
     #[arg(long, global = true)]
@@ -143,6 +156,14 @@ pub const DEVICE: &str = "bench";
 
 /// Runs the benchmark: as the parent, or as one worker when `--worker` is set.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let tls = match &args.common.ca {
+        Some(ca) => Some(natter_client::client_config(Some(ca)).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let _ = CONNECT.set(natter_client::ConnectOptions {
+        tls,
+        ..Default::default()
+    });
     match args.common.worker {
         Some(index) => worker::run(args, index).await,
         None => {

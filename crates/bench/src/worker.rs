@@ -100,7 +100,7 @@ pub(crate) async fn connect_all(
             let options = SessionOptions {
                 connect: ConnectOptions {
                     local_ip,
-                    ..ConnectOptions::default()
+                    ..crate::connect_options()
                 },
                 user: Some(name),
                 ..SessionOptions::default()
