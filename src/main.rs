@@ -149,6 +149,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::from_figment(figment)?;
     init_logging(&config);
     let listeners = server::Listeners::bind(&config.listen).await?;
+    // SIGHUP reloads the TLS certificate. Its handler is installed before
+    // the addresses are printed (tokio's handler then stays for the life of
+    // the process), so an early SIGHUP never takes the default: exiting.
+    #[cfg(unix)]
+    let _hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     // Printed plainly as well, so scripts that start on port 0 can find us.
     println!("natter tcp={}", listeners.tcp_addr());
     if let Some(a) = listeners.ws_addr() {
