@@ -562,12 +562,16 @@ impl Config {
         })?;
         let ln = &self.listen;
         let tls_on = !(ln.tcp_tls.is_empty() && ln.ws_tls.is_empty() && ln.https.is_empty());
-        check(!tls_on || !self.tls.cert.as_os_str().is_empty(), "tls.cert", || {
-            "a TLS listener (listen.tcp_tls, ws_tls or https) needs a certificate file".into()
-        })?;
-        check(!tls_on || !self.tls.key.as_os_str().is_empty(), "tls.key", || {
-            "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into()
-        })?;
+        check(
+            !tls_on || !self.tls.cert.as_os_str().is_empty(),
+            "tls.cert",
+            || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a certificate file".into(),
+        )?;
+        check(
+            !tls_on || !self.tls.key.as_os_str().is_empty(),
+            "tls.key",
+            || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into(),
+        )?;
         check(self.tls.session_cache >= 1, "tls.session_cache", || {
             "must be at least 1".into()
         })?;

@@ -583,7 +583,9 @@ pub async fn run(
     }
     if let Some(l) = listeners.ws_tls {
         tracing::info!(addr = %l.local_addr()?, "listening for WebSocket over TLS");
-        accept.push(tokio::spawn(gateway.clone().serve_ws(l, acceptor("ws_tls"))));
+        accept.push(tokio::spawn(
+            gateway.clone().serve_ws(l, acceptor("ws_tls")),
+        ));
     }
     let draining = Arc::new(AtomicBool::new(false));
     let api_stop = CancellationToken::new();
@@ -609,7 +611,10 @@ pub async fn run(
     let mut api = Vec::new();
     for (http, tls) in [
         (listeners.http, None),
-        (listeners.https, tls.as_ref().map(|t| t.acceptor("https", &[b"http/1.1"]))),
+        (
+            listeners.https,
+            tls.as_ref().map(|t| t.acceptor("https", &[b"http/1.1"])),
+        ),
     ] {
         let Some(http) = http else { continue };
         if let Ok(addr) = http.local_addr() {

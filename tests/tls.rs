@@ -42,7 +42,9 @@ impl Ca {
         let params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
             .expect("leaf params");
         let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf certificate");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("leaf certificate");
         (cert.pem(), key.serialize_pem())
     }
 
@@ -202,7 +204,12 @@ async fn https_get(addr: &str, ca: &Ca, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, out.split_once("\r\n\r\n").map(|x| x.1.to_owned()).unwrap_or_default())
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default(),
+    )
 }
 
 #[tokio::test]
@@ -214,15 +221,27 @@ async fn every_tls_listener_handshakes_and_a_second_connection_resumes() {
 
     // The frame port: a whole session over TLS.
     let tls = server.url("tls", "tcp_tls");
-    let mut alice = Client::connect_with(&tls, options.clone()).await.expect("tls connect");
-    assert_eq!(alice.tls_resumed, Some(false), "the first handshake is full");
+    let mut alice = Client::connect_with(&tls, options.clone())
+        .await
+        .expect("tls connect");
+    assert_eq!(
+        alice.tls_resumed,
+        Some(false),
+        "the first handshake is full"
+    );
     alice.register("alice", PASSWORD).await.expect("register");
     alice.login("alice", PASSWORD, "d1").await.expect("login");
     ping_ok(&alice).await;
 
     // The same configuration resumes: its session cache holds the session.
-    let again = Client::connect_with(&tls, options.clone()).await.expect("tls reconnect");
-    assert_eq!(again.tls_resumed, Some(true), "the second handshake resumes");
+    let again = Client::connect_with(&tls, options.clone())
+        .await
+        .expect("tls reconnect");
+    assert_eq!(
+        again.tls_resumed,
+        Some(true),
+        "the second handshake resumes"
+    );
     ping_ok(&again).await;
 
     // WebSocket over TLS.
@@ -239,8 +258,14 @@ async fn every_tls_listener_handshakes_and_a_second_connection_resumes() {
     // and how long the certificate has left.
     let page = server.metrics().await;
     let hs = "natter_tls_handshakes_total";
-    assert!(sum(&page, hs, &["listener=\"tcp_tls\"", "kind=\"full\""]) >= 1.0, "{page}");
-    assert!(sum(&page, hs, &["listener=\"tcp_tls\"", "kind=\"resumed\""]) >= 1.0, "{page}");
+    assert!(
+        sum(&page, hs, &["listener=\"tcp_tls\"", "kind=\"full\""]) >= 1.0,
+        "{page}"
+    );
+    assert!(
+        sum(&page, hs, &["listener=\"tcp_tls\"", "kind=\"resumed\""]) >= 1.0,
+        "{page}"
+    );
     assert!(sum(&page, hs, &["listener=\"ws_tls\""]) >= 1.0, "{page}");
     assert!(sum(&page, hs, &["listener=\"https\""]) >= 1.0, "{page}");
     let expiry = sum(&page, "natter_tls_certificate_expiry_seconds", &[]);
@@ -265,7 +290,9 @@ async fn a_reload_serves_the_new_certificate_to_new_connections_and_keeps_old_on
     let (one, two) = (Ca::new(dir.path(), "one"), Ca::new(dir.path(), "two"));
     let server = Server::start(dir, &one).await;
     let tls = server.url("tls", "tcp_tls");
-    let mut old = Client::connect_with(&tls, one.client()).await.expect("connect");
+    let mut old = Client::connect_with(&tls, one.client())
+        .await
+        .expect("connect");
     old.register("bob", PASSWORD).await.expect("register");
     old.login("bob", PASSWORD, "d1").await.expect("login");
     assert!(Client::connect_with(&tls, two.client()).await.is_err());
@@ -278,7 +305,9 @@ async fn a_reload_serves_the_new_certificate_to_new_connections_and_keeps_old_on
         .await;
 
     // New connections see the new certificate (signed by CA two) ...
-    let new = Client::connect_with(&tls, two.client()).await.expect("new cert");
+    let new = Client::connect_with(&tls, two.client())
+        .await
+        .expect("new cert");
     ping_ok(&new).await;
     assert!(
         Client::connect_with(&tls, one.client()).await.is_err(),
@@ -305,7 +334,9 @@ async fn a_mismatched_or_garbage_certificate_is_refused_and_the_old_one_keeps_se
     server
         .until_metric("natter_tls_reloads_total", &["result=\"error\""], 1.0)
         .await;
-    let c = Client::connect_with(&tls, ca.client()).await.expect("old cert serves");
+    let c = Client::connect_with(&tls, ca.client())
+        .await
+        .expect("old cert serves");
     ping_ok(&c).await;
 
     // Garbage where the chain should be.
@@ -315,10 +346,15 @@ async fn a_mismatched_or_garbage_certificate_is_refused_and_the_old_one_keeps_se
     server
         .until_metric("natter_tls_reloads_total", &["result=\"error\""], 2.0)
         .await;
-    let c = Client::connect_with(&tls, ca.client()).await.expect("old cert serves");
+    let c = Client::connect_with(&tls, ca.client())
+        .await
+        .expect("old cert serves");
     ping_ok(&c).await;
     let page = server.metrics().await;
-    assert_eq!(sum(&page, "natter_tls_reloads_total", &["result=\"ok\""]), 0.0);
+    assert_eq!(
+        sum(&page, "natter_tls_reloads_total", &["result=\"ok\""]),
+        0.0
+    );
 }
 
 #[tokio::test]
@@ -327,9 +363,13 @@ async fn a_plain_text_client_on_a_tls_port_is_closed_promptly() {
     let ca = Ca::new(dir.path(), "one");
     let server = Server::start(dir, &ca).await;
     for listener in ["tcp_tls", "ws_tls", "https"] {
-        let mut s = TcpStream::connect(&server.addrs[listener]).await.expect("connect");
+        let mut s = TcpStream::connect(&server.addrs[listener])
+            .await
+            .expect("connect");
         // A Hello frame's worth of bytes, or an HTTP request: not TLS.
-        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
         let mut buf = [0u8; 1024];
         let closed = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
@@ -341,7 +381,10 @@ async fn a_plain_text_client_on_a_tls_port_is_closed_promptly() {
             }
         })
         .await;
-        assert!(closed.is_ok(), "{listener}: the plain-text client is closed within 2 s");
+        assert!(
+            closed.is_ok(),
+            "{listener}: the plain-text client is closed within 2 s"
+        );
     }
     server
         .until_metric(

@@ -590,7 +590,9 @@ impl<R: tokio::io::AsyncRead + Unpin + Send + 'static> Source for TcpSource<R> {
 
 struct WsSource<S>(futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<S>>);
 
-impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Source for WsSource<S> {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Source
+    for WsSource<S>
+{
     async fn fill(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
         match self.0.next().await {
             Some(Ok(Message::Binary(b))) => {

@@ -148,8 +148,12 @@ pub(crate) async fn serve(
     }
 }
 
-async fn upgrade<S>(gw: Arc<Gateway>, stream: S, peer: SocketAddr, admitted: Result<Admitted, Close>)
-where
+async fn upgrade<S>(
+    gw: Arc<Gateway>,
+    stream: S,
+    peer: SocketAddr,
+    admitted: Result<Admitted, Close>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = &gw.config;

@@ -206,7 +206,8 @@ impl Gateway {
     /// Accepts WebSocket connections (binary messages carry frames) until
     /// shutdown; with `tls`, WebSocket over TLS (wss).
     pub async fn serve_ws(self: Arc<Self>, listener: TcpListener, tls: Option<Acceptor>) {
-        self.accept_loop(listener, transport::Kind::WebSocket, tls).await
+        self.accept_loop(listener, transport::Kind::WebSocket, tls)
+            .await
     }
 
     async fn accept_loop(

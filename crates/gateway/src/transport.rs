@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_rustls::server::TlsStream;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -159,14 +159,14 @@ pub fn tcp(stream: TcpStream, max_frame_bytes: usize) -> (TcpRead, TcpWrite) {
     halves(rd, wr, max_frame_bytes)
 }
 
+/// A TLS connection on a TCP socket.
+type Tls = TlsStream<TcpStream>;
+
 /// The same over TLS: the stream's halves share it through a lock.
 pub fn tcp_tls(
     stream: TlsStream<TcpStream>,
     max_frame_bytes: usize,
-) -> (
-    TcpRead<ReadHalf<TlsStream<TcpStream>>>,
-    TcpWrite<WriteHalf<TlsStream<TcpStream>>>,
-) {
+) -> (TcpRead<ReadHalf<Tls>>, TcpWrite<WriteHalf<Tls>>) {
     let (rd, wr) = tokio::io::split(stream);
     halves(rd, wr, max_frame_bytes)
 }

@@ -10,5 +10,5 @@ pub mod clock;
 pub mod limits;
 pub mod load;
 pub mod panics;
-pub mod tls;
 pub mod procstat;
+pub mod tls;

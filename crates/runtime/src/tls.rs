@@ -12,7 +12,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{HandshakeKind, ServerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -118,11 +118,12 @@ impl Tls {
 
     /// An acceptor for one listener; `alpn` is what it offers (empty: none).
     pub fn acceptor(&self, listener: &'static str, alpn: &[&[u8]]) -> Acceptor {
-        let mut config = ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_no_client_auth()
-            .with_cert_resolver(self.current.clone());
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .with_no_client_auth()
+                .with_cert_resolver(self.current.clone());
         config.session_storage = self.sessions.clone();
         config.ticketer = self.ticketer.clone();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -158,20 +159,20 @@ impl Tls {
     fn report_expiry(&self) {
         let not_after = self.state.read().unwrap_or_else(|p| p.into_inner()).0;
         if let Some(at) = not_after {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs() as f64;
+            let now = crate::clock::now_ms() as f64 / 1000.0;
             metrics::gauge!("natter_tls_certificate_expiry_seconds").set(at as f64 - now);
         }
     }
 
     /// Reloads on SIGHUP and when the files change (checked every
     /// `interval`), until `stop`.
-    pub async fn watch(self: Arc<Self>, interval: Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         #[cfg(unix)]
-        let mut hup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(interval);
         loop {
             #[cfg(unix)]
@@ -208,7 +209,11 @@ pub struct Acceptor {
 impl Acceptor {
     /// Completes the handshake within `timeout`, counting it as full or
     /// resumed, or its failure by reason. `None`: the socket is dropped.
-    pub async fn accept(&self, stream: TcpStream, timeout: Duration) -> Option<TlsStream<TcpStream>> {
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+        timeout: Duration,
+    ) -> Option<TlsStream<TcpStream>> {
         let failed = |reason: &'static str| {
             metrics::counter!("natter_tls_handshake_failures_total",
                 "listener" => self.listener, "reason" => reason)
