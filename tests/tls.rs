@@ -81,6 +81,8 @@ impl Server {
                  tcp_tls = \"127.0.0.1:0\"\nws_tls = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\
                  [tls]\ncert = {cert:?}\nkey = {key:?}\nsession_cache = 100\n\
                  [password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
+                 [throttle]\nregister_burst_per_address = 100000.0\n\
+                 login_burst_per_address = 100000.0\n\
                  [log]\nlevel = \"warn\"\n",
                 data = dir.path().join("data"),
             ),
@@ -396,4 +398,61 @@ async fn a_plain_text_client_on_a_tls_port_is_closed_promptly() {
     // The plain port next to it is unaffected.
     let c = Client::connect(&server.addrs["tcp"]).await.expect("plain");
     ping_ok(&c).await;
+}
+
+#[tokio::test]
+async fn the_cli_and_the_load_generator_connect_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new(dir.path(), "one");
+    let server = Server::start(dir, &ca).await;
+    let ca_pem = ca.pem.to_str().expect("utf-8 path");
+    for (url, user) in [
+        (server.url("tls", "tcp_tls"), "carol"),
+        (server.url("wss", "ws_tls"), "dave"),
+    ] {
+        let out = natter(&[
+            "client", "--server", &url, "--ca", ca_pem, "register", user, PASSWORD,
+        ])
+        .await;
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Without the CA the server's certificate is not trusted.
+        let out = natter(&["client", "--server", &url, "register", "nobody", PASSWORD]).await;
+        assert!(
+            !out.status.success(),
+            "{url}: an untrusted certificate is refused"
+        );
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let tokens = work.path().join("tokens.json");
+    let out = natter(&[
+        "bench",
+        "connect",
+        "--server",
+        &server.url("tls", "tcp_tls"),
+        "--ca",
+        ca_pem,
+        "--clients",
+        "4",
+        "--duration",
+        "0.5",
+        "--tokens",
+        tokens.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "bench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server
+        .until_metric(
+            "natter_tls_handshakes_total",
+            &["listener=\"tcp_tls\""],
+            4.0,
+        )
+        .await;
 }
