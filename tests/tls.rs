@@ -81,6 +81,7 @@ impl Server {
                  tcp_tls = \"127.0.0.1:0\"\nws_tls = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\
                  [tls]\ncert = {cert:?}\nkey = {key:?}\nsession_cache = 100\n\
                  [password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
+                 [session]\nauth_timeout_ms = 1500\n\
                  [throttle]\nregister_burst_per_address = 100000.0\n\
                  login_burst_per_address = 100000.0\n\
                  [log]\nlevel = \"warn\"\n",
@@ -453,6 +454,30 @@ async fn the_cli_and_the_load_generator_connect_over_tls_with_a_private_ca() {
             "natter_tls_handshakes_total",
             &["listener=\"tcp_tls\""],
             4.0,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_handshake_that_never_finishes_is_closed_at_the_login_deadline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new(dir.path(), "one");
+    let server = Server::start(dir, &ca).await;
+    // Connects and says nothing (session.auth_timeout_ms is 1.5 s here).
+    let mut s = TcpStream::connect(&server.addrs["tcp_tls"])
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "closed by the server in time: {read:?}"
+    );
+    server
+        .until_metric(
+            "natter_tls_handshake_failures_total",
+            &["listener=\"tcp_tls\"", "reason=\"timeout\""],
+            1.0,
         )
         .await;
 }

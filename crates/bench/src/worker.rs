@@ -100,7 +100,7 @@ pub(crate) async fn connect_all(
             let options = SessionOptions {
                 connect: ConnectOptions {
                     local_ip,
-                    ..crate::connect_options()
+                    ..crate::connect_options_for(u)
                 },
                 user: Some(name),
                 ..SessionOptions::default()
@@ -179,6 +179,9 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
         }
         Scenario::Storm => {
             let users: Vec<usize> = mine(c.clients).collect();
+            if c.tls_resume {
+                crate::warm_tls(c, &users, local_ip).await?;
+            }
             emit(serde_json::json!("ready"));
             wait_for_go().await?;
             let progress = Progress::start(counter.clone());

@@ -19,5 +19,6 @@ pub use assign::{assign, resolve, Assigned};
 pub use conn::{text_message, Client, ClientError, ConnectOptions};
 pub use inbox::{Accepted, Inbox};
 pub use natter_proto::{pb, ServerFrame};
+pub use rustls::ClientConfig as TlsConfig;
 pub use session::{Delivery, Feed, Outage, Route, Session, SessionOptions};
 pub use tls::client_config;

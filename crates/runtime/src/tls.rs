@@ -319,3 +319,35 @@ fn not_after(cert: &CertificateDer<'_>) -> Option<u64> {
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days * 86_400 + h * 3600 + m * 60 + sec).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert_expiring(year: i32, month: u8, day: u8) -> CertificateDer<'static> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn not_after_reads_both_time_encodings() {
+        // UTCTime before 2050, GeneralizedTime from 2050 on.
+        for (y, m, d, unix) in [
+            (2030, 1, 1, 1_893_456_000u64),
+            (2026, 12, 31, 1_798_675_200),
+            (2060, 3, 1, 2_845_324_800),
+        ] {
+            assert_eq!(
+                not_after(&cert_expiring(y, m, d)),
+                Some(unix),
+                "{y}-{m}-{d}"
+            );
+        }
+        assert_eq!(
+            not_after(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])),
+            None
+        );
+    }
+}
