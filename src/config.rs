@@ -904,6 +904,21 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_listener_needs_a_certificate_and_a_key() {
+        let e = from_toml("[listen]\ntcp_tls = \"127.0.0.1:0\"").unwrap_err();
+        assert!(e.to_string().contains("tls.cert"), "{e}");
+        let e =
+            from_toml("[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"").unwrap_err();
+        assert!(e.to_string().contains("tls.key"), "{e}");
+        let c = from_toml(
+            "[listen]\nws_tls = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"",
+        );
+        assert_eq!(c.unwrap().tls.session_cache, 20_000);
+        let e = from_toml("[tls]\nsession_cache = 0").unwrap_err();
+        assert!(e.to_string().contains("tls.session_cache"), "{e}");
+    }
+
+    #[test]
     fn layers_override_in_order() {
         let c = from_toml("data_dir = \"/tmp/x\"\n[limits]\nmax_connections = 7").unwrap();
         assert_eq!(c.limits.max_connections, 7);

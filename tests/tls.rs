@@ -481,3 +481,29 @@ async fn a_handshake_that_never_finishes_is_closed_at_the_login_deadline() {
         )
         .await;
 }
+
+#[tokio::test]
+async fn a_bad_certificate_at_start_up_stops_the_server_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("natter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[listen]\ntcp = \"127.0.0.1:0\"\nws = \"\"\nhttp = \"\"\n\
+             tcp_tls = \"127.0.0.1:0\"\n[tls]\ncert = {:?}\nkey = {:?}\n",
+            dir.path().join("data"),
+            dir.path().join("missing.pem"),
+            dir.path().join("key.pem"),
+        ),
+    )
+    .expect("write the config");
+    let out = tokio::time::timeout(
+        WAIT,
+        natter(&["serve", "--config", config.to_str().expect("utf-8 path")]),
+    )
+    .await
+    .expect("natter exits in time");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls.cert"), "{err}");
+}
