@@ -603,8 +603,11 @@ pub async fn run(
             gateway: gateway.clone(),
         }),
     };
+    // HTTP and HTTPS split the HTTP descriptors between them.
+    let http_listeners =
+        usize::from(listeners.http.is_some()) + usize::from(listeners.https.is_some());
     let limits = HttpLimits {
-        max_connections: budget.http,
+        max_connections: budget.http / http_listeners.max(1),
         header_timeout: Duration::from_millis(config.http.header_timeout_ms),
         idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
     };

@@ -136,6 +136,19 @@ pub(crate) async fn serve(
             Kind::WebSocket => upgrade(gw, stream, peer, admitted).await,
         };
     };
+    // Boxed: a plain connection's task does not carry the TLS states.
+    Box::pin(serve_tls(gw, stream, peer, kind, tls, admitted)).await
+}
+
+async fn serve_tls(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    tls: Acceptor,
+    admitted: Result<Admitted, Close>,
+) {
+    let cfg = &gw.config;
     let Some(stream) = tls.accept(stream, cfg.auth_timeout).await else {
         return;
     };
