@@ -259,8 +259,22 @@ pub fn new_password(user: &str) -> anyhow::Result<String> {
     Ok(p)
 }
 
-async fn connect(server: &str) -> anyhow::Result<Client> {
-    Client::connect_with(server, ConnectOptions::default())
+/// How this process connects: set once, from `--ca`.
+static OPTIONS: std::sync::OnceLock<ConnectOptions> = std::sync::OnceLock::new();
+
+/// Trusts `ca` (a PEM file) for `tls://` and `wss://` servers, instead of
+/// the bundled web roots.
+pub fn trust_ca(ca: &std::path::Path) -> anyhow::Result<()> {
+    let tls = natter_client::client_config(Some(ca)).map_err(anyhow::Error::msg)?;
+    let _ = OPTIONS.set(ConnectOptions {
+        tls: Some(tls),
+        ..ConnectOptions::default()
+    });
+    Ok(())
+}
+
+pub async fn connect(server: &str) -> anyhow::Result<Client> {
+    Client::connect_with(server, OPTIONS.get().cloned().unwrap_or_default())
         .await
         .with_context(|| format!("cannot connect to {server}"))
 }

@@ -20,8 +20,13 @@ or reads NATTER_PASSWORD. Passwords are never taken on the command line.")]
 pub struct ClientArgs {
     /// Server address: host:port (TCP), ws://host:port (WebSocket), or
     /// http://host:port of any cluster node, asked which node to use.
+    /// tls://host:port and wss://host:port connect over TLS.
     #[arg(long, env = "NATTER_SERVER", default_value = "127.0.0.1:7700")]
     pub server: String,
+    /// A PEM file of the CA that signed the server's certificate (a
+    /// private CA); without it, the bundled web roots are trusted.
+    #[arg(long)]
+    pub ca: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: ClientCommand,
 }
@@ -239,6 +244,9 @@ fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool)
 }
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
+    if let Some(ca) = &args.ca {
+        cli_auth::trust_ca(ca)?;
+    }
     let server = natter_client::resolve(&args.server, None, false)
         .await
         .with_context(|| format!("cannot ask {} which node to use", args.server))?;
@@ -249,7 +257,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     match args.command {
         ClientCommand::Register { username } => {
             let password = cli_auth::new_password(&username)?;
-            let c = Client::connect(server.addr)
+            let c = cli_auth::connect(server.addr)
                 .await
                 .with_context(|| format!("cannot connect to {}", server.addr))?;
             c.register(&username, &password)

@@ -25,6 +25,30 @@ pub struct Config {
     pub throttle: Throttle,
     pub overload: Overload,
     pub cluster: ClusterSection,
+    pub tls: TlsSection,
+}
+
+/// The certificate the TLS listeners (`listen.tcp_tls`, `ws_tls`, `https`)
+/// serve; reloaded on SIGHUP and when the files change.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM: the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM: the private key of the leaf certificate.
+    pub key: PathBuf,
+    /// Sessions kept for stateful resumption (tickets need none).
+    pub session_cache: usize,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            session_cache: 20_000,
+        }
+    }
 }
 
 /// Several nodes on one PostgreSQL and one Redis. Off while `redis_url` is
@@ -96,6 +120,10 @@ pub struct Listen {
     pub ws: String,
     /// HTTP: health, readiness, metrics; empty disables it.
     pub http: String,
+    /// The same over TLS (with `[tls]`); each empty (off) by default.
+    pub tcp_tls: String,
+    pub ws_tls: String,
+    pub https: String,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -393,6 +421,7 @@ impl Default for Config {
             throttle: Throttle::default(),
             overload: Overload::default(),
             cluster: ClusterSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -403,6 +432,9 @@ impl Default for Listen {
             tcp: "127.0.0.1:7700".into(),
             ws: "127.0.0.1:7701".into(),
             http: "127.0.0.1:7780".into(),
+            tcp_tls: String::new(),
+            ws_tls: String::new(),
+            https: String::new(),
         }
     }
 }
@@ -588,6 +620,21 @@ impl Config {
         let p = &self.password;
         check(!self.listen.tcp.is_empty(), "listen.tcp", || {
             "a TCP address is required".into()
+        })?;
+        let ln = &self.listen;
+        let tls_on = !(ln.tcp_tls.is_empty() && ln.ws_tls.is_empty() && ln.https.is_empty());
+        check(
+            !tls_on || !self.tls.cert.as_os_str().is_empty(),
+            "tls.cert",
+            || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a certificate file".into(),
+        )?;
+        check(
+            !tls_on || !self.tls.key.as_os_str().is_empty(),
+            "tls.key",
+            || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into(),
+        )?;
+        check(self.tls.session_cache >= 1, "tls.session_cache", || {
+            "must be at least 1".into()
         })?;
         check(
             (2..=100_000).contains(&self.social.max_group_members),
@@ -1002,6 +1049,21 @@ mod tests {
         assert_eq!(c.limits.send_rate_per_sec, 100.0);
         let e = from_toml("[limits]\nmax_connections = 1000.0").unwrap_err();
         assert!(e.to_string().contains("max_connections"), "{e}");
+    }
+
+    #[test]
+    fn a_tls_listener_needs_a_certificate_and_a_key() {
+        let e = from_toml("[listen]\ntcp_tls = \"127.0.0.1:0\"").unwrap_err();
+        assert!(e.to_string().contains("tls.cert"), "{e}");
+        let e =
+            from_toml("[listen]\nhttps = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"").unwrap_err();
+        assert!(e.to_string().contains("tls.key"), "{e}");
+        let c = from_toml(
+            "[listen]\nws_tls = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"",
+        );
+        assert_eq!(c.unwrap().tls.session_cache, 20_000);
+        let e = from_toml("[tls]\nsession_cache = 0").unwrap_err();
+        assert!(e.to_string().contains("tls.session_cache"), "{e}");
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn raise_nofile() -> Option<u64> {
 pub fn budget(c: &Config) -> Budget {
     let want = Budget {
         chat: c.limits.max_connections,
-        http: if c.listen.http.is_empty() {
+        http: if c.listen.http.is_empty() && c.listen.https.is_empty() {
             0
         } else {
             c.http.max_connections

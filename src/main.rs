@@ -161,6 +161,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Held to the end: dropping it writes out the queued log lines.
     let _logging = natter::logging::init(&config).context("cannot start logging")?;
     let listeners = server::Listeners::bind(&config.listen).await?;
+    // SIGHUP reloads the TLS certificate. Its handler is installed before
+    // the addresses are printed (tokio's handler then stays for the life of
+    // the process), so an early SIGHUP never takes the default: exiting.
+    #[cfg(unix)]
+    let _hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     // Printed plainly as well, so scripts that start on port 0 can find us.
     println!("natter tcp={}", listeners.tcp_addr());
     if let Some(a) = listeners.ws_addr() {
@@ -168,6 +174,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(a) = listeners.http_addr() {
         println!("natter http={a}");
+    }
+    for (name, a) in listeners.tls_addrs() {
+        println!("natter {name}={a}");
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));

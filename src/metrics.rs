@@ -27,6 +27,24 @@ pub fn describe() {
         "natter_http_idle_closed_total",
         "HTTP connections closed because no byte moved within http.idle_timeout_ms."
     );
+    // TLS
+    describe_counter!(
+        "natter_tls_handshakes_total",
+        "Completed TLS handshakes by listener (tcp_tls, ws_tls, https) and kind (full, resumed)."
+    );
+    describe_counter!(
+        "natter_tls_handshake_failures_total",
+        "Failed TLS handshakes by listener and reason (not_tls, bad_certificate, timeout, eof, protocol, ...)."
+    );
+    describe_gauge!(
+        "natter_tls_certificate_expiry_seconds",
+        Unit::Seconds,
+        "Seconds until the certificate served now expires."
+    );
+    describe_counter!(
+        "natter_tls_reloads_total",
+        "Certificate reloads (SIGHUP or changed files) by result (ok, error); on error the old certificate stays."
+    );
     // Limits
     describe_counter!(
         "natter_limit_hits_total",

@@ -12,6 +12,7 @@ use natter_api::{ApiState, ClusterView, HttpLimits, ReadinessCheck};
 use natter_cluster::{Cluster, ClusterConfig, NodeView, Strategy};
 use natter_gateway::{Gateway, GatewayConfig, Registry};
 use natter_runtime::load::{self, Load, Thresholds};
+use natter_runtime::tls::{Tls, TlsOptions};
 use natter_service::{EventSink, PasswordConfig, Presence, Service, ServiceConfig, ThrottleConfig};
 use natter_store::model::DevicePolicy;
 use natter_store::postgres::{Partitioning, PgOptions, PgStore};
@@ -30,6 +31,10 @@ pub struct Listeners {
     pub tcp: TcpListener,
     pub ws: Option<TcpListener>,
     pub http: Option<TcpListener>,
+    /// The same over TLS (`listen.tcp_tls`, `ws_tls`, `https`).
+    pub tcp_tls: Option<TcpListener>,
+    pub ws_tls: Option<TcpListener>,
+    pub https: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -52,6 +57,9 @@ impl Listeners {
                 .context("listen.tcp must not be empty")?,
             ws: bind("WebSocket", &listen.ws).await?,
             http: bind("HTTP", &listen.http).await?,
+            tcp_tls: bind("TCP over TLS", &listen.tcp_tls).await?,
+            ws_tls: bind("WebSocket over TLS", &listen.ws_tls).await?,
+            https: bind("HTTPS", &listen.https).await?,
         })
     }
 
@@ -67,6 +75,18 @@ impl Listeners {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The TLS listeners' addresses: (name, address) for each one bound.
+    pub fn tls_addrs(&self) -> Vec<(&'static str, SocketAddr)> {
+        [
+            ("tcp_tls", &self.tcp_tls),
+            ("ws_tls", &self.ws_tls),
+            ("https", &self.https),
+        ]
+        .into_iter()
+        .filter_map(|(n, l)| Some((n, l.as_ref()?.local_addr().ok()?)))
+        .collect()
     }
 }
 
@@ -437,6 +457,30 @@ async fn open_store(
     })
 }
 
+/// The TLS side, when a TLS listener is bound: the certificate is loaded
+/// (a bad one stops start-up, naming the key) and watched for reloads.
+fn tls(
+    config: &Config,
+    listeners: &Listeners,
+    background: &TaskTracker,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<Tls>>> {
+    if listeners.tls_addrs().is_empty() {
+        return Ok(None);
+    }
+    let tls = Tls::new(TlsOptions {
+        cert: config.tls.cert.clone(),
+        key: config.tls.key.clone(),
+        session_cache: config.tls.session_cache,
+    })
+    .map_err(|e| anyhow::anyhow!("invalid TLS configuration: {e}"))?;
+    background.spawn(tls.clone().watch(TLS_POLL, stop.clone()));
+    Ok(Some(tls))
+}
+
+/// How often the certificate files are checked for a change.
+const TLS_POLL: Duration = Duration::from_secs(2);
+
 /// Runs a server on `listeners` until `shutdown` is cancelled, then drains
 /// within `shutdown.grace_ms` and returns.
 pub async fn run(
@@ -523,43 +567,71 @@ pub async fn run(
 
     let listeners_addrs = Addrs::of(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
-    let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp))];
+    let tls_stop = CancellationToken::new();
+    let tls = tls(&config, &listeners, &background, &tls_stop)?;
+    let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
+    let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp, None))];
     if let Some(ws) = listeners.ws {
         tracing::info!(addr = %ws.local_addr()?, "listening for WebSocket");
-        accept.push(tokio::spawn(gateway.clone().serve_ws(ws)));
+        accept.push(tokio::spawn(gateway.clone().serve_ws(ws, None)));
+    }
+    if let Some(l) = listeners.tcp_tls {
+        tracing::info!(addr = %l.local_addr()?, "listening for TCP over TLS");
+        accept.push(tokio::spawn(
+            gateway.clone().serve_tcp(l, acceptor("tcp_tls")),
+        ));
+    }
+    if let Some(l) = listeners.ws_tls {
+        tracing::info!(addr = %l.local_addr()?, "listening for WebSocket over TLS");
+        accept.push(tokio::spawn(
+            gateway.clone().serve_ws(l, acceptor("ws_tls")),
+        ));
     }
     let draining = Arc::new(AtomicBool::new(false));
     let api_stop = CancellationToken::new();
-    let api = listeners.http.map(|http| {
+    let state = ApiState {
+        metrics: metrics_handle(),
+        ready: readiness(
+            draining.clone(),
+            load.clone(),
+            store.clone(),
+            cluster.clone(),
+        ),
+        cluster: Arc::new(NodeTable {
+            cluster: cluster.clone(),
+            me: single_node(&config, &listeners_addrs),
+            gateway: gateway.clone(),
+        }),
+    };
+    // HTTP and HTTPS split the HTTP descriptors between them.
+    let http_listeners =
+        usize::from(listeners.http.is_some()) + usize::from(listeners.https.is_some());
+    let limits = HttpLimits {
+        max_connections: budget.http / http_listeners.max(1),
+        header_timeout: Duration::from_millis(config.http.header_timeout_ms),
+        idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
+    };
+    let mut api = Vec::new();
+    for (http, tls) in [
+        (listeners.http, None),
+        (
+            listeners.https,
+            tls.as_ref().map(|t| t.acceptor("https", &[b"http/1.1"])),
+        ),
+    ] {
+        let Some(http) = http else { continue };
         if let Ok(addr) = http.local_addr() {
-            tracing::info!(%addr, "listening for HTTP (/healthz, /readyz, /metrics)");
+            let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
+            tracing::info!(%addr, "listening for {what} (/healthz, /readyz, /metrics)");
         }
-        let state = ApiState {
-            metrics: metrics_handle(),
-            ready: readiness(
-                draining.clone(),
-                load.clone(),
-                store.clone(),
-                cluster.clone(),
-            ),
-            cluster: Arc::new(NodeTable {
-                cluster: cluster.clone(),
-                me: single_node(&config, &listeners_addrs),
-                gateway: gateway.clone(),
-            }),
-        };
-        let limits = HttpLimits {
-            max_connections: budget.http,
-            header_timeout: Duration::from_millis(config.http.header_timeout_ms),
-            idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
-        };
-        tokio::spawn(natter_api::serve(
+        api.push(tokio::spawn(natter_api::serve(
             http,
-            natter_api::router(state),
+            natter_api::router(state.clone()),
             limits,
+            tls,
             api_stop.clone(),
-        ))
-    });
+        )));
+    }
     tracing::info!(data_dir = %config.data_dir.display(), "natter is up");
 
     shutdown.cancelled().await;
@@ -587,6 +659,7 @@ pub async fn run(
     store.close().await;
     // The store has closed its feed: fan-out finishes what it holds and ends.
     monitor_stop.cancel();
+    tls_stop.cancel();
     cluster_stop.cancel();
     background.close();
     if tokio::time::timeout(Duration::from_secs(2), background.wait())
@@ -596,7 +669,7 @@ pub async fn run(
         tracing::warn!("fan-out did not finish within 2 s");
     }
     api_stop.cancel();
-    if let Some(api) = api {
+    for api in api {
         let _ = api.await;
     }
     tracing::info!("stopped");

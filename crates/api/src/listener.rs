@@ -12,13 +12,14 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use natter_runtime::clock::Instant;
+use natter_runtime::tls::Acceptor;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,11 +36,13 @@ const REFUSAL: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
 /// Serves `router` until `shutdown`, then lets open requests finish (for at
-/// most a couple of seconds).
+/// most a couple of seconds). With `tls`, HTTPS: the handshake must finish
+/// within `header_timeout`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<Acceptor>,
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -67,9 +70,16 @@ pub async fn serve(
         // By steps, not set from the permits: sets from several threads
         // could land out of order.
         metrics::gauge!("natter_http_connections").increment(1.0);
-        let (router, stop) = (router.clone(), shutdown.clone());
+        let (router, stop, tls) = (router.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
-            one(stream, router, limits, stop, permit).await;
+            match tls {
+                None => one(stream, router, limits, stop, permit).await,
+                Some(tls) => {
+                    if let Some(stream) = tls.accept(stream, limits.header_timeout).await {
+                        one(stream, router, limits, stop, permit).await;
+                    }
+                }
+            }
             metrics::gauge!("natter_http_connections").decrement(1.0);
         });
     }
@@ -77,8 +87,8 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
 }
 
-async fn one(
-    stream: TcpStream,
+async fn one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
     router: Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
@@ -127,20 +137,20 @@ async fn one(
 }
 
 /// A socket that notes when bytes last moved.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     base: Instant,
     last: Arc<AtomicU64>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn moved(&self) {
         self.last
             .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -155,7 +165,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -19,6 +19,63 @@ mod worker;
 
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// How every connection of this process connects (TLS trust and the session
+/// cache shared by its reconnects, so they resume).
+static CONNECT: OnceLock<natter_client::ConnectOptions> = OnceLock::new();
+
+pub(crate) fn connect_options() -> natter_client::ConnectOptions {
+    CONNECT.get().cloned().unwrap_or_default()
+}
+
+/// With `--tls-resume`: each client's own TLS configuration (and session
+/// cache), warmed before the start.
+static PER_CLIENT: OnceLock<std::collections::HashMap<usize, Arc<natter_client::TlsConfig>>> =
+    OnceLock::new();
+
+/// How client `user` connects.
+pub(crate) fn connect_options_for(user: usize) -> natter_client::ConnectOptions {
+    let mut o = connect_options();
+    if let Some(tls) = PER_CLIENT.get().and_then(|m| m.get(&user)) {
+        o.tls = Some(tls.clone());
+    }
+    o
+}
+
+/// Gives each of `users` a TLS configuration of its own and makes one
+/// connection with it, so the session cache holds a ticket.
+pub(crate) async fn warm_tls(
+    c: &Common,
+    users: &[usize],
+    local_ip: Option<std::net::IpAddr>,
+) -> anyhow::Result<()> {
+    let mut map = std::collections::HashMap::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::new();
+    for &u in users {
+        let tls = natter_client::client_config(c.ca.as_deref()).map_err(anyhow::Error::msg)?;
+        map.insert(u, tls.clone());
+        let server = c.servers_for(u)[0].clone();
+        let permit = permits.clone().acquire_owned().await?;
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let options = natter_client::ConnectOptions {
+                local_ip,
+                tls: Some(tls),
+                ..connect_options()
+            };
+            natter_client::Client::connect_with(&server, options)
+                .await
+                .map(drop)
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let _ = PER_CLIENT.set(map);
+    Ok(())
+}
 
 pub use report::Report;
 
@@ -58,12 +115,21 @@ impl Scenario {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Server TCP address; a comma-separated list spreads the clients over
+    /// Server address (host:port, tls://, ws:// or wss://); a comma-separated list spreads the clients over
     /// several nodes of a cluster (in turn, and every dm receiver on the
     /// node after its sender's, so with two or more nodes every dm crosses
     /// nodes).
     #[arg(long, global = true, default_value = "127.0.0.1:7700")]
     pub server: String,
+    /// A PEM file of the CA that signed the server's certificate, for
+    /// tls:// and wss:// servers with a private CA.
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
+    /// storm over tls://: each client first makes one TLS connection of its
+    /// own (its own session cache) before the start, so the storm's
+    /// handshakes resume; without it every storm handshake is full.
+    #[arg(long, global = true)]
+    pub tls_resume: bool,
     /// Ask this node's assignment endpoint (http://host:port) which node
     /// each client connects to, instead of --server.
     #[arg(long, global = true)]
@@ -147,6 +213,14 @@ pub const DEVICE: &str = "bench";
 
 /// Runs the benchmark: as the parent, or as one worker when `--worker` is set.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let tls = match &args.common.ca {
+        Some(ca) => Some(natter_client::client_config(Some(ca)).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let _ = CONNECT.set(natter_client::ConnectOptions {
+        tls,
+        ..Default::default()
+    });
     match args.common.worker {
         Some(index) => {
             let r = worker::run(args, index).await;

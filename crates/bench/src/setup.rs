@@ -38,7 +38,7 @@ pub async fn ensure(c: &Common, dm_pairs: bool) -> anyhow::Result<HashMap<String
         .unwrap_or_default();
     // Tokens from another server (or a wiped one) are all stale: check one.
     if let Some(t) = tokens.get(&username(&c.user_prefix, 0)) {
-        let mut probe = Client::connect(&server).await?;
+        let mut probe = Client::connect_with(&server, crate::connect_options()).await?;
         if probe.resume(t, DEVICE).await.is_err() {
             tokens.clear();
         }
@@ -76,7 +76,7 @@ async fn register(
         let server = server.to_owned();
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            let mut client = Client::connect(&server).await?;
+            let mut client = Client::connect_with(&server, crate::connect_options()).await?;
             match client.register(&name, PASSWORD).await {
                 Ok(()) => {}
                 Err(e) if e.code() == Some(ErrorCode::UsernameTaken) => {}
@@ -122,9 +122,9 @@ async fn befriend_pairs(
         let (ta, tb) = (tokens[&a].clone(), tokens[&b].clone());
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            let mut ca = Client::connect(&server).await?;
+            let mut ca = Client::connect_with(&server, crate::connect_options()).await?;
             ca.resume(&ta, DEVICE).await?;
-            let mut cb = Client::connect(&server).await?;
+            let mut cb = Client::connect_with(&server, crate::connect_options()).await?;
             let me = cb.resume(&tb, DEVICE).await?;
             match ca.befriend(&cb, me.user_id).await {
                 Err(e) if e.code() != Some(ErrorCode::InvalidArgument) => {

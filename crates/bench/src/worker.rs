@@ -108,7 +108,7 @@ pub(crate) async fn connect_all(
             let options = SessionOptions {
                 connect: ConnectOptions {
                     local_ip,
-                    ..ConnectOptions::default()
+                    ..crate::connect_options_for(u)
                 },
                 user: Some(name),
                 reconnect_for,
@@ -192,6 +192,9 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
         }
         Scenario::Storm => {
             let users: Vec<usize> = mine(c.clients).collect();
+            if c.tls_resume {
+                crate::warm_tls(c, &users, local_ip).await?;
+            }
             emit(serde_json::json!("ready"));
             wait_for_go().await?;
             let progress = Progress::start(counter.clone());

@@ -56,6 +56,10 @@ pub struct ConnectOptions {
     /// Source address for TCP connections (e.g. 127.0.0.2, to use another
     /// range of ephemeral ports); `None` lets the OS choose.
     pub local_ip: Option<std::net::IpAddr>,
+    /// For `tls://` and `wss://`: whom to trust, and the session cache that
+    /// lets a reconnect resume ([`crate::client_config`]); `None`: the
+    /// bundled web roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ConnectOptions {
@@ -66,6 +70,7 @@ impl Default for ConnectOptions {
             max_frame_bytes: 16 * 1024 * 1024,
             heartbeat: true,
             local_ip: None,
+            tls: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct Client {
     options: ConnectOptions,
     tasks: Vec<JoinHandle<()>>,
     pub hello: pb::HelloOk,
+    /// Over TLS: whether the handshake resumed an earlier session.
+    pub tls_resumed: Option<bool>,
 }
 
 impl Drop for Client {
@@ -96,8 +103,10 @@ impl Drop for Client {
 }
 
 impl Client {
-    /// Connects to `addr` ("host:port" for TCP, "ws://host:port" for
-    /// WebSocket) and performs the Hello handshake.
+    /// Connects to `addr` ("host:port" or "tcp://host:port" for TCP,
+    /// "tls://host:port" for TCP over TLS, "ws://host:port" for WebSocket,
+    /// "wss://host:port" for WebSocket over TLS) and performs the Hello
+    /// handshake.
     pub async fn connect(addr: &str) -> Result<Client, ClientError> {
         Client::connect_with(addr, ConnectOptions::default()).await
     }
@@ -110,45 +119,33 @@ impl Client {
             closed: Mutex::new(None),
         });
         let decoder = FrameDecoder::new(options.max_frame_bytes);
+        let mut tls_resumed = None;
         let tasks = if addr.starts_with("ws://") {
             let (ws, _) = tokio_tungstenite::connect_async(addr)
                 .await
                 .map_err(|e| ClientError::Io(e.to_string()))?;
-            let (mut sink, stream) = ws.split();
-            let reader = spawn_reader(shared.clone(), push_tx, decoder, WsSource(stream));
-            let writer = tokio::spawn(async move {
-                let mut rx = out_rx;
-                while let Some(b) = rx.recv().await {
-                    if sink.send(Message::Binary(b)).await.is_err() {
-                        break;
-                    }
-                }
-                let _ = sink.close().await;
-            });
-            vec![reader, writer]
+            ws_tasks(ws, shared.clone(), push_tx, decoder, out_rx)
+        } else if let Some(host) = addr.strip_prefix("wss://") {
+            let host = host.trim_end_matches('/');
+            let (stream, resumed) = tls_connect(host, &options).await?;
+            tls_resumed = Some(resumed);
+            let (ws, _) = tokio_tungstenite::client_async(format!("wss://{host}/"), stream)
+                .await
+                .map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
+            ws_tasks(ws, shared.clone(), push_tx, decoder, out_rx)
+        } else if let Some(host) = addr.strip_prefix("tls://") {
+            let (stream, resumed) = tls_connect(host, &options).await?;
+            tls_resumed = Some(resumed);
+            let (rd, wr) = tokio::io::split(stream);
+            byte_tasks(rd, wr, shared.clone(), push_tx, decoder, out_rx)
         } else {
-            let stream = tcp_connect(addr, options.local_ip)
+            let host = addr.strip_prefix("tcp://").unwrap_or(addr);
+            let stream = tcp_connect(host, options.local_ip)
                 .await
                 .map_err(|e| ClientError::Io(format!("{addr}: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let (rd, mut wr) = stream.into_split();
-            let reader = spawn_reader(shared.clone(), push_tx, decoder, TcpSource(rd));
-            let writer = tokio::spawn(async move {
-                let mut rx = out_rx;
-                let mut batch = BytesMut::new();
-                while let Some(b) = rx.recv().await {
-                    batch.extend_from_slice(&b);
-                    while let Ok(more) = rx.try_recv() {
-                        batch.extend_from_slice(&more);
-                    }
-                    if wr.write_all(&batch).await.is_err() {
-                        break;
-                    }
-                    batch.clear();
-                }
-                let _ = wr.shutdown().await;
-            });
-            vec![reader, writer]
+            let (rd, wr) = stream.into_split();
+            byte_tasks(rd, wr, shared.clone(), push_tx, decoder, out_rx)
         };
         let mut client = Client {
             out,
@@ -157,6 +154,7 @@ impl Client {
             pushes,
             tasks,
             hello: pb::HelloOk::default(),
+            tls_resumed,
             options,
         };
         let hello = ClientFrame::Hello(pb::Hello {
@@ -456,6 +454,84 @@ pub fn text_message(target: pb::send::Target, client_msg_id: &str, text: &str) -
     }
 }
 
+/// TCP, then a TLS handshake naming the host; also says whether it resumed.
+async fn tls_connect(
+    host: &str,
+    options: &ConnectOptions,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, bool), ClientError> {
+    let config = match &options.tls {
+        Some(c) => c.clone(),
+        None => crate::tls::default_config().map_err(ClientError::Io)?,
+    };
+    let name = crate::tls::server_name(host).map_err(ClientError::Io)?;
+    let stream = tcp_connect(host, options.local_ip)
+        .await
+        .map_err(|e| ClientError::Io(format!("{host}: {e}")))?;
+    let _ = stream.set_nodelay(true);
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| ClientError::Io(format!("{host}: TLS: {e}")))?;
+    let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    Ok((stream, resumed))
+}
+
+/// The reader and writer tasks of a WebSocket connection.
+fn ws_tasks<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    shared: Arc<Shared>,
+    push_tx: mpsc::UnboundedSender<ServerFrame>,
+    decoder: FrameDecoder,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) -> Vec<JoinHandle<()>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, stream) = ws.split();
+    let reader = spawn_reader(shared, push_tx, decoder, WsSource(stream));
+    let writer = tokio::spawn(async move {
+        while let Some(b) = rx.recv().await {
+            if sink.send(Message::Binary(b)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    vec![reader, writer]
+}
+
+/// The reader and writer tasks of a byte stream (TCP, plain or TLS): the
+/// writer sends everything queued in one write.
+fn byte_tasks<R, W>(
+    rd: R,
+    mut wr: W,
+    shared: Arc<Shared>,
+    push_tx: mpsc::UnboundedSender<ServerFrame>,
+    decoder: FrameDecoder,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) -> Vec<JoinHandle<()>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let reader = spawn_reader(shared, push_tx, decoder, TcpSource(rd));
+    let writer = tokio::spawn(async move {
+        let mut batch = BytesMut::new();
+        while let Some(b) = rx.recv().await {
+            batch.extend_from_slice(&b);
+            while let Ok(more) = rx.try_recv() {
+                batch.extend_from_slice(&more);
+            }
+            if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
+                break;
+            }
+            batch.clear();
+        }
+        let _ = wr.shutdown().await;
+    });
+    vec![reader, writer]
+}
+
 async fn tcp_connect(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
     let Some(ip) = local_ip else {
         return TcpStream::connect(addr).await;
@@ -499,9 +575,9 @@ trait Source: Send + 'static {
     ) -> impl std::future::Future<Output = Result<bool, String>> + Send;
 }
 
-struct TcpSource(tokio::net::tcp::OwnedReadHalf);
+struct TcpSource<R>(R);
 
-impl Source for TcpSource {
+impl<R: tokio::io::AsyncRead + Unpin + Send + 'static> Source for TcpSource<R> {
     async fn fill(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
         buf.reserve(8192);
         self.0
@@ -512,13 +588,11 @@ impl Source for TcpSource {
     }
 }
 
-type WsStream = futures_util::stream::SplitStream<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
->;
+struct WsSource<S>(futures_util::stream::SplitStream<tokio_tungstenite::WebSocketStream<S>>);
 
-struct WsSource(WsStream);
-
-impl Source for WsSource {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Source
+    for WsSource<S>
+{
     async fn fill(&mut self, buf: &mut BytesMut) -> Result<bool, String> {
         match self.0.next().await {
             Some(Ok(Message::Binary(b))) => {

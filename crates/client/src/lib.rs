@@ -1,4 +1,4 @@
-//! A natter client over TCP or WebSocket: request/response by request id,
+//! A natter client over TCP or WebSocket, plain or TLS: request/response by request id,
 //! server pushes on a channel, heartbeats in the background, an [`Inbox`]
 //! that keeps per-conversation cursors, dedupes by seq and fills gaps from
 //! the server, and a [`Session`] that reconnects (through a cluster's
@@ -13,9 +13,12 @@ mod inbox;
 mod session;
 mod social;
 mod sys;
+mod tls;
 
 pub use assign::{assign, resolve, Assigned};
 pub use conn::{text_message, Client, ClientError, ConnectOptions};
 pub use inbox::{Accepted, Inbox};
 pub use natter_proto::{pb, ServerFrame};
+pub use rustls::ClientConfig as TlsConfig;
 pub use session::{Delivery, Feed, Outage, Route, Session, SessionOptions};
+pub use tls::client_config;

@@ -11,6 +11,7 @@ use natter_proto::pb::{DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
 use natter_runtime::clock::Instant;
 use natter_runtime::limits::TokenBucket;
+use natter_runtime::tls::Acceptor;
 use natter_service::{ServiceError, SessionInfo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,27 +117,69 @@ impl Gateway {
     }
 }
 
-pub(crate) async fn serve(gw: Arc<Gateway>, stream: TcpStream, peer: SocketAddr, kind: Kind) {
+pub(crate) async fn serve(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    tls: Option<Acceptor>,
+) {
     let admitted = gw.admit(peer);
     let cfg = &gw.config;
+    // The handshake counts against the time a connection has to log in.
+    let Some(tls) = tls else {
+        return match kind {
+            Kind::Tcp => {
+                let (r, w) = transport::tcp(stream, cfg.max_preauth_frame_bytes);
+                run(gw, r, w, peer, kind, admitted).await
+            }
+            Kind::WebSocket => upgrade(gw, stream, peer, admitted).await,
+        };
+    };
+    // Boxed: a plain connection's task does not carry the TLS states.
+    Box::pin(serve_tls(gw, stream, peer, kind, tls, admitted)).await
+}
+
+async fn serve_tls(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    tls: Acceptor,
+    admitted: Result<Admitted, Close>,
+) {
+    let cfg = &gw.config;
+    let Some(stream) = tls.accept(stream, cfg.auth_timeout).await else {
+        return;
+    };
     match kind {
         Kind::Tcp => {
-            let (r, w) = transport::tcp(stream, cfg.max_preauth_frame_bytes);
+            let (r, w) = transport::tcp_tls(stream, cfg.max_preauth_frame_bytes);
             run(gw, r, w, peer, kind, admitted).await
         }
-        Kind::WebSocket => {
-            let upgrade = transport::websocket(
-                stream,
-                cfg.max_frame_bytes,
-                cfg.max_preauth_frame_bytes,
-                cfg.max_preauth_bytes,
-            );
-            match tokio::time::timeout(cfg.auth_timeout, upgrade).await {
-                Ok(Ok((r, w))) => run(gw, r, w, peer, kind, admitted).await,
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
-                Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
-            }
-        }
+        Kind::WebSocket => upgrade(gw, stream, peer, admitted).await,
+    }
+}
+
+async fn upgrade<S>(
+    gw: Arc<Gateway>,
+    stream: S,
+    peer: SocketAddr,
+    admitted: Result<Admitted, Close>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = &gw.config;
+    let upgrade = transport::websocket(
+        stream,
+        cfg.max_frame_bytes,
+        cfg.max_preauth_frame_bytes,
+        cfg.max_preauth_bytes,
+    );
+    match tokio::time::timeout(cfg.auth_timeout, upgrade).await {
+        Ok(Ok((r, w))) => run(gw, r, w, peer, Kind::WebSocket, admitted).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
+        Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
     }
 }
 

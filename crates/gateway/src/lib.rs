@@ -1,4 +1,4 @@
-//! The gateway: accepts TCP and WebSocket connections, speaks the frame
+//! The gateway: accepts TCP and WebSocket connections (plain or TLS), speaks the frame
 //! protocol, holds sessions, enforces limits and heartbeats, and drains on
 //! shutdown. It knows nothing of SQL; it calls the service.
 #![forbid(unsafe_code)]
@@ -17,6 +17,7 @@ pub use registry::{route, sync_hint, Registry, Routed};
 
 use natter_runtime::limits::KeyedBuckets;
 use natter_runtime::load::Load;
+use natter_runtime::tls::Acceptor;
 use natter_service::model::UserId;
 use natter_service::{Limiter, Service};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -196,17 +197,25 @@ impl Gateway {
         target().map(Arc::new)
     }
 
-    /// Accepts raw TCP connections until shutdown.
-    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener) {
-        self.accept_loop(listener, transport::Kind::Tcp).await
+    /// Accepts raw TCP connections until shutdown; with `tls`, each one
+    /// completes a TLS handshake first.
+    pub async fn serve_tcp(self: Arc<Self>, listener: TcpListener, tls: Option<Acceptor>) {
+        self.accept_loop(listener, transport::Kind::Tcp, tls).await
     }
 
-    /// Accepts WebSocket connections (binary messages carry frames) until shutdown.
-    pub async fn serve_ws(self: Arc<Self>, listener: TcpListener) {
-        self.accept_loop(listener, transport::Kind::WebSocket).await
+    /// Accepts WebSocket connections (binary messages carry frames) until
+    /// shutdown; with `tls`, WebSocket over TLS (wss).
+    pub async fn serve_ws(self: Arc<Self>, listener: TcpListener, tls: Option<Acceptor>) {
+        self.accept_loop(listener, transport::Kind::WebSocket, tls)
+            .await
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener, kind: transport::Kind) {
+    async fn accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        kind: transport::Kind,
+        tls: Option<Acceptor>,
+    ) {
         loop {
             let accepted = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -222,9 +231,9 @@ impl Gateway {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let this = self.clone();
+            let (this, tls) = (self.clone(), tls.clone());
             self.tracker.spawn(async move {
-                connection::serve(this, stream, peer, kind).await;
+                connection::serve(this, stream, peer, kind, tls).await;
             });
         }
     }

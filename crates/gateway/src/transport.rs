@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -64,13 +65,15 @@ pub trait FrameWrite: Send + 'static {
 /// that exists only while a frame is partly received.
 const READ_CHUNK: usize = 4096;
 
-pub struct TcpRead {
-    rd: OwnedReadHalf,
+/// Frames from a byte stream: a plain socket's read half, or a TLS
+/// stream's.
+pub struct TcpRead<R = OwnedReadHalf> {
+    rd: R,
     buf: BytesMut,
     decoder: FrameDecoder,
 }
 
-impl FrameRead for TcpRead {
+impl<R: AsyncRead + Unpin + Send> FrameRead for TcpRead<R> {
     async fn read_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
@@ -118,12 +121,12 @@ impl FrameRead for TcpRead {
     }
 }
 
-pub struct TcpWrite {
-    wr: OwnedWriteHalf,
+pub struct TcpWrite<W = OwnedWriteHalf> {
+    wr: W,
     scratch: BytesMut,
 }
 
-impl FrameWrite for TcpWrite {
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for TcpWrite<W> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
         match frames {
             [] => Ok(()),
@@ -140,7 +143,9 @@ impl FrameWrite for TcpWrite {
                 }
                 r
             }
-        }
+        }?;
+        // A plain socket has nothing to flush; TLS may hold a record.
+        self.wr.flush().await
     }
 
     async fn shutdown(&mut self) {
@@ -151,6 +156,22 @@ impl FrameWrite for TcpWrite {
 /// `max_frame_bytes` is the limit before login; see [`FrameRead::authenticated`].
 pub fn tcp(stream: TcpStream, max_frame_bytes: usize) -> (TcpRead, TcpWrite) {
     let (rd, wr) = stream.into_split();
+    halves(rd, wr, max_frame_bytes)
+}
+
+/// A TLS connection on a TCP socket.
+type Tls = TlsStream<TcpStream>;
+
+/// The same over TLS: the stream's halves share it through a lock.
+pub fn tcp_tls(
+    stream: TlsStream<TcpStream>,
+    max_frame_bytes: usize,
+) -> (TcpRead<ReadHalf<Tls>>, TcpWrite<WriteHalf<Tls>>) {
+    let (rd, wr) = tokio::io::split(stream);
+    halves(rd, wr, max_frame_bytes)
+}
+
+fn halves<R, W>(rd: R, wr: W, max_frame_bytes: usize) -> (TcpRead<R>, TcpWrite<W>) {
     (
         TcpRead {
             rd,
@@ -168,14 +189,14 @@ pub fn tcp(stream: TcpStream, max_frame_bytes: usize) -> (TcpRead, TcpWrite) {
 /// is lifted. A WebSocket library buffers whole messages before natter sees
 /// them, so before login the socket itself bounds what a client can make the
 /// server hold.
-pub struct Budgeted {
-    inner: TcpStream,
+pub struct Budgeted<S = TcpStream> {
+    inner: S,
     left: Arc<AtomicUsize>,
 }
 
 const UNLIMITED: usize = usize::MAX;
 
-impl AsyncRead for Budgeted {
+impl<S: AsyncRead + Unpin> AsyncRead for Budgeted<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -204,7 +225,7 @@ impl AsyncRead for Budgeted {
     }
 }
 
-impl AsyncWrite for Budgeted {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Budgeted<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -222,14 +243,14 @@ impl AsyncWrite for Budgeted {
     }
 }
 
-pub struct WsRead {
-    rd: SplitStream<WebSocketStream<Budgeted>>,
+pub struct WsRead<S = TcpStream> {
+    rd: SplitStream<WebSocketStream<Budgeted<S>>>,
     buf: BytesMut,
     decoder: FrameDecoder,
     budget: Arc<AtomicUsize>,
 }
 
-impl FrameRead for WsRead {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsRead<S> {
     async fn read_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
@@ -258,11 +279,11 @@ impl FrameRead for WsRead {
     }
 }
 
-pub struct WsWrite {
-    wr: SplitSink<WebSocketStream<Budgeted>, Message>,
+pub struct WsWrite<S = TcpStream> {
+    wr: SplitSink<WebSocketStream<Budgeted<S>>, Message>,
 }
 
-impl FrameWrite for WsWrite {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameWrite for WsWrite<S> {
     async fn write_frames(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
         for f in frames {
             self.wr
@@ -281,12 +302,12 @@ impl FrameWrite for WsWrite {
 /// Upgrades to WebSocket. Until login the connection may send at most
 /// `preauth_bytes` (the HTTP upgrade included) in frames of at most
 /// `preauth_frame_bytes`; after it, frames up to `max_frame_bytes`.
-pub async fn websocket(
-    stream: TcpStream,
+pub async fn websocket<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    stream: S,
     max_frame_bytes: usize,
     preauth_frame_bytes: usize,
     preauth_bytes: usize,
-) -> Result<(WsRead, WsWrite), ReadError> {
+) -> Result<(WsRead<S>, WsWrite<S>), ReadError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN))
         .max_frame_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN))

@@ -1,8 +1,9 @@
 //! What every layer of a natter process shares: one clock that tests can
 //! pause, panic capture that keeps the process up, rate limiters keyed by
-//! user or address, the overload stage the node is in, and /proc samples.
+//! user or address, the overload stage the node is in, /proc samples, and
+//! TLS (certificates, reload, the handshake) that every listener shares.
 //!
-//! It knows nothing of sockets, SQL or the wire format.
+//! It knows nothing of SQL or the wire format.
 #![forbid(unsafe_code)]
 
 pub mod clock;
@@ -10,3 +11,4 @@ pub mod limits;
 pub mod load;
 pub mod panics;
 pub mod procstat;
+pub mod tls;
