@@ -411,17 +411,14 @@ async fn the_cli_and_the_load_generator_connect_over_tls_with_a_private_ca() {
         (server.url("tls", "tcp_tls"), "carol"),
         (server.url("wss", "ws_tls"), "dave"),
     ] {
-        let out = natter(&[
-            "client", "--server", &url, "--ca", ca_pem, "register", user, PASSWORD,
-        ])
-        .await;
+        let out = client(&["--server", &url, "--ca", ca_pem, "register", user]).await;
         assert!(
             out.status.success(),
             "{url}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         // Without the CA the server's certificate is not trusted.
-        let out = natter(&["client", "--server", &url, "register", "nobody", PASSWORD]).await;
+        let out = client(&["--server", &url, "register", "nobody"]).await;
         assert!(
             !out.status.success(),
             "{url}: an untrusted certificate is refused"
@@ -456,6 +453,20 @@ async fn the_cli_and_the_load_generator_connect_over_tls_with_a_private_ca() {
             4.0,
         )
         .await;
+}
+
+/// `natter client ARGS`, the password from the environment and the saved
+/// sessions in a directory of its own.
+async fn client(args: &[&str]) -> std::process::Output {
+    let config = tempfile::tempdir().expect("temp dir");
+    Command::new(env!("CARGO_BIN_EXE_natter"))
+        .arg("client")
+        .args(args)
+        .env("NATTER_PASSWORD", PASSWORD)
+        .env("NATTER_CONFIG_DIR", config.path())
+        .output()
+        .await
+        .expect("run natter client")
 }
 
 #[tokio::test]
