@@ -176,7 +176,8 @@ async fn upgrade<S>(
         cfg.max_preauth_frame_bytes,
         cfg.max_preauth_bytes,
     );
-    match tokio::time::timeout(cfg.auth_timeout, upgrade).await {
+    // Boxed: the handshake's state is not kept for the connection's life.
+    match Box::pin(tokio::time::timeout(cfg.auth_timeout, upgrade)).await {
         Ok(Ok((r, w))) => run(gw, r, w, peer, Kind::WebSocket, admitted).await,
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
         Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
@@ -271,7 +272,8 @@ impl Conn {
                 biased;
                 _ = &mut closed => return,
                 _ = &mut shutdown => {
-                    self.answer_what_was_sent(reader).await;
+                    // Boxed: it runs once, at shutdown.
+                    Box::pin(self.answer_what_was_sent(reader)).await;
                     self.finish_in_flight().await;
                     self.close(DisconnectReason::GoingAway, "server shutting down; reconnect");
                     return;

@@ -47,25 +47,21 @@ impl Conn {
             }
             (_, ClientFrame::Register(r)) => {
                 let from = self.peer.ip();
-                let done = self
-                    .gw
-                    .service
-                    .register(&r.username, &r.password, from)
-                    .await;
+                let done = Box::pin(self.gw.service.register(&r.username, &r.password, from)).await;
                 self.answer(id, done.map(|_| ServerFrame::Done(pb::Done {})));
                 return Flow::Continue;
             }
             (Phase::Greeted, ClientFrame::Login(l)) => {
-                let r = self
-                    .gw
-                    .service
-                    .login(&l.username, &l.password, &l.device_id, self.peer.ip())
-                    .await;
-                return self.authenticated(id, r).await;
+                let login =
+                    self.gw
+                        .service
+                        .login(&l.username, &l.password, &l.device_id, self.peer.ip());
+                let r = Box::pin(login).await;
+                return Box::pin(self.authenticated(id, r)).await;
             }
             (Phase::Greeted, ClientFrame::Resume(r)) => {
-                let r = self.gw.service.resume(&r.token, &r.device_id).await;
-                return self.authenticated(id, r).await;
+                let r = Box::pin(self.gw.service.resume(&r.token, &r.device_id)).await;
+                return Box::pin(self.authenticated(id, r)).await;
             }
             (Phase::Authed(_), ClientFrame::Login(_) | ClientFrame::Resume(_)) => {
                 self.reply(
@@ -86,7 +82,13 @@ impl Conn {
             }
             (Phase::Authed(s), request) => (s.clone(), request),
         };
-        self.authed(id, session.0, session.1).await
+        // A Send, the hot path, runs inline. Every other request is boxed:
+        // an idle connection's task waits in the read loop, and would
+        // otherwise reserve room for the largest handler's state.
+        match session.1 {
+            ClientFrame::Send(m) => self.pipeline_send(id, session.0, m).await,
+            request => Box::pin(self.authed(id, session.0, request)).await,
+        }
     }
 
     fn hello(&mut self, id: u32, h: pb::Hello) -> Flow {
