@@ -328,6 +328,64 @@ async fn connections_past_the_limit_are_told_the_server_is_full() {
 }
 
 #[tokio::test]
+async fn a_session_turned_away_as_busy_comes_back_when_told() {
+    use natter_client::{ClientError, Route, Session, SessionOptions};
+    use std::time::Duration;
+    let server = TestServer::start_with(|c| {
+        c.limits.max_connections = 2;
+        c.shutdown.reconnect_after_ms = 200;
+    })
+    .await;
+    let (_alice, login) = server.user("alice").await;
+    let second = server.client().await;
+
+    // Told to come back, but asked for one try: the refusal is the answer.
+    let once = SessionOptions {
+        busy_for: Duration::ZERO,
+        ..SessionOptions::default()
+    };
+    match Session::open(
+        Route::Servers(vec![server.tcp.clone()]),
+        &login.token,
+        "d1",
+        once,
+    )
+    .await
+    {
+        Err(ClientError::Closed(Some(d))) => {
+            assert_eq!(d.reason(), pb::DisconnectReason::ServerFull);
+            assert_eq!(d.reconnect_after_ms, 200);
+        }
+        Err(e) => panic!("expected SERVER_FULL, got {e}"),
+        Ok(_) => panic!("a full server let a third connection in"),
+    }
+
+    // Allowed to wait: it comes back after the pause it was told, and gets
+    // in once a slot is free.
+    let patient = SessionOptions {
+        busy_for: Duration::from_secs(20),
+        ..SessionOptions::default()
+    };
+    let (tcp, token) = (server.tcp.clone(), login.token.clone());
+    let opening = tokio::spawn(async move {
+        Session::open(Route::Servers(vec![tcp]), &token, "d1", patient).await
+    });
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(!opening.is_finished(), "no slot is free yet");
+    drop(second);
+    let session = tokio::time::timeout(Duration::from_secs(15), opening)
+        .await
+        .expect("in once a slot is free")
+        .unwrap()
+        .expect("the session opens");
+    assert!(
+        session.busy_refusals() >= 1,
+        "it was turned away before it got in"
+    );
+    session.client().ping().await.unwrap();
+}
+
+#[tokio::test]
 async fn websocket_text_messages_are_a_protocol_error() {
     let server = TestServer::start().await;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws.as_str())

@@ -141,6 +141,7 @@ pub async fn run(
     let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     totals.connected = conn.totals.connected;
     totals.connect_failed = conn.totals.connect_failed;
+    totals.busy_refusals = conn.totals.busy_refusals;
     let acked = shared
         .acked
         .lock()

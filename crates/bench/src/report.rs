@@ -46,6 +46,10 @@ pub struct Totals {
     /// Sessions that gave up (could not reconnect in time, or were ended).
     #[serde(default)]
     pub sessions_failed: u64,
+    /// Times a connecting client was turned away as busy (SERVER_FULL) and
+    /// came back when told.
+    #[serde(default)]
+    pub busy_refusals: u64,
 }
 
 impl Totals {
@@ -63,6 +67,7 @@ impl Totals {
         self.duplicate_pushes += o.duplicate_pushes;
         self.gap_syncs += o.gap_syncs;
         self.sessions_failed += o.sessions_failed;
+        self.busy_refusals += o.busy_refusals;
     }
 }
 
@@ -266,6 +271,16 @@ impl Report {
             "connected / failed",
             format!("{} / {}", self.totals.connected, self.totals.connect_failed),
         );
+        if self.totals.busy_refusals > 0 {
+            row(
+                &mut t,
+                "turned away as busy",
+                format!(
+                    "{} times (each came back when told)",
+                    self.totals.busy_refusals
+                ),
+            );
+        }
         row(
             &mut t,
             "all connected after",

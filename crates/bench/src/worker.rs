@@ -113,6 +113,7 @@ pub(crate) async fn connect_all(
                 user: Some(name),
                 reconnect_for,
                 retry_for: reconnect_for,
+                busy_for: reconnect_for,
                 ..SessionOptions::default()
             };
             let session = Session::open(route, &token, DEVICE, options).await?;
@@ -132,6 +133,7 @@ pub(crate) async fn connect_all(
             Ok(Ok((client, took))) => {
                 let _ = out.latency.record(took.as_micros().max(1) as u64);
                 out.totals.connected += 1;
+                out.totals.busy_refusals += client.busy_refusals() as u64;
                 out.clients.push(Some(client));
             }
             Ok(Err(e)) => {
@@ -526,6 +528,7 @@ async fn dm(
     let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
     totals.connected = conn.totals.connected;
     totals.connect_failed = conn.totals.connect_failed;
+    totals.busy_refusals = conn.totals.busy_refusals;
     let mut feeds = Vec::new();
     for t in receiver_tasks {
         let (got, pair, feed) = t.await?;

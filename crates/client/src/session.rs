@@ -58,6 +58,12 @@ pub struct SessionOptions {
     /// A call cut with its connection, or refused as UNAVAILABLE, is made
     /// again until this long after it was first made.
     pub retry_for: Duration,
+    /// [`Session::open`] keeps trying a node that turns it away as busy
+    /// (SERVER_FULL, UNAVAILABLE or RATE_LIMITED with a time to come back)
+    /// until this long after it started, waiting each time at least as
+    /// long as told, doubled per refusal, with jitter so that a crowd
+    /// turned away together does not come back together. Zero: one try.
+    pub busy_for: Duration,
 }
 
 impl Default for SessionOptions {
@@ -68,6 +74,7 @@ impl Default for SessionOptions {
             ws: false,
             reconnect_for: Duration::from_secs(60),
             retry_for: Duration::from_secs(60),
+            busy_for: Duration::from_secs(60),
         }
     }
 }
@@ -113,6 +120,8 @@ struct State {
     ended: Option<ClientError>,
     /// A reconnect task is running.
     reconnecting: bool,
+    /// Times the first connection was turned away as busy.
+    busy_refusals: u32,
 }
 
 /// How to reach a node and resume there.
@@ -145,17 +154,48 @@ fn final_refusal(e: &ClientError) -> bool {
     )
 }
 
-/// `base` with up to a quarter of it added at random.
-fn jittered(base: Duration) -> Duration {
+/// How long a node that turned us away as busy asked us to stay away: a
+/// SERVER_FULL close's reconnect_after_ms, or a busy error's retry_after_ms.
+fn told_to_wait(e: &ClientError) -> Option<Duration> {
+    let ms = match e {
+        ClientError::Closed(Some(d)) if d.reason() == DisconnectReason::ServerFull => {
+            d.reconnect_after_ms
+        }
+        ClientError::Server {
+            code: ErrorCode::ServerFull | ErrorCode::Unavailable | ErrorCode::RateLimited,
+            retry_after_ms,
+            ..
+        } => *retry_after_ms,
+        _ => return None,
+    };
+    Some(Duration::from_millis(ms.clamp(50, 10_000) as u64))
+}
+
+/// A number in [0, 1) from the system's randomness.
+fn unit_random() -> f64 {
     let mut b = [0u8; 2];
     let _ = getrandom::fill(&mut b);
-    base + base.mul_f64(u16::from_le_bytes(b) as f64 / u16::MAX as f64 / 4.0)
+    u16::from_le_bytes(b) as f64 / (u16::MAX as f64 + 1.0)
+}
+
+/// `base` with up to a quarter of it added at random.
+fn jittered(base: Duration) -> Duration {
+    base + base.mul_f64(unit_random() / 4.0)
+}
+
+/// The pause before the `n`-th retry (from 0) of a node that asked for
+/// `told`: `told` doubled per refusal up to 16×, then anywhere between it
+/// and twice it, so a crowd refused at once comes back spread out.
+fn busy_pause(told: Duration, n: u32) -> Duration {
+    let base = told * (1u32 << n.min(4));
+    base + base.mul_f64(unit_random())
 }
 
 impl Session {
     /// Connects along `route` and resumes `token` on `device`: one try per
-    /// route entry, no waiting (a first connection that fails is the
-    /// caller's to report).
+    /// route entry; when every entry turned it away as busy, it tries again
+    /// after the pause the server asked for, for up to `busy_for` (any
+    /// other failure is the caller's to report at once).
     pub async fn open(
         route: Route,
         token: &str,
@@ -171,21 +211,44 @@ impl Session {
         let entries = match &plan.route {
             Route::Servers(s) | Route::Assign(s) => s.len().max(1),
         };
-        let mut last = ClientError::Io("no server given".into());
-        for k in 0..entries {
-            let attached = match plan.pick(k, &[]).await {
-                Ok((address, node)) => plan.attach(&address).await.map(|c| (c, address, node)),
-                Err(e) => Err(e),
-            };
-            match attached {
-                Ok((client, address, node)) => {
-                    return Ok(Session::with(plan, client, address, node))
+        let deadline = Instant::now() + plan.options.busy_for;
+        let mut refusals = 0;
+        loop {
+            let mut last = ClientError::Io("no server given".into());
+            let mut busy = None;
+            for k in 0..entries {
+                let attached = match plan.pick(k, &[]).await {
+                    Ok((address, node)) => plan.attach(&address).await.map(|c| (c, address, node)),
+                    Err(e) => Err(e),
+                };
+                match attached {
+                    Ok((client, address, node)) => {
+                        let session = Session::with(plan, client, address, node);
+                        session.inner.lock().busy_refusals = refusals;
+                        return Ok(session);
+                    }
+                    Err(e) if final_refusal(&e) => return Err(e),
+                    Err(e) => {
+                        busy = busy.max(told_to_wait(&e));
+                        last = e;
+                    }
                 }
-                Err(e) if final_refusal(&e) => return Err(e),
-                Err(e) => last = e,
             }
+            // Every node turned us away; come back if one said when.
+            let Some(told) = busy else { return Err(last) };
+            let pause = busy_pause(told, refusals);
+            if Instant::now() + pause > deadline {
+                return Err(last);
+            }
+            refusals += 1;
+            tokio::time::sleep(pause).await;
         }
-        Err(last)
+    }
+
+    /// How many times [`Session::open`] was turned away as busy before it
+    /// got in.
+    pub fn busy_refusals(&self) -> u32 {
+        self.inner.lock().busy_refusals
     }
 
     /// Takes over `client`, already connected to `address` and logged in
@@ -217,6 +280,7 @@ impl Session {
             outages: Vec::new(),
             ended: None,
             reconnecting: false,
+            busy_refusals: 0,
         };
         Session {
             inner: Arc::new(Inner {
@@ -440,7 +504,13 @@ impl Inner {
             if final_refusal(&e) || Instant::now() >= deadline {
                 return Err(e);
             }
-            tokio::time::sleep(jittered(backoff)).await;
+            // A node that said when to come back is taken at its word.
+            match told_to_wait(&e) {
+                Some(told) => {
+                    tokio::time::sleep(busy_pause(told.max(backoff), 0)).await;
+                }
+                None => tokio::time::sleep(jittered(backoff)).await,
+            }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
