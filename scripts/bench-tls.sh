@@ -6,6 +6,7 @@
 #
 #   scripts/bench-tls.sh                 # 19,000-client storms, dm at 5,000 msg/s
 #   CLIENTS=6000 scripts/bench-tls.sh    # smaller storms
+#   SHED_LAG_MS=30000 scripts/bench-tls.sh   # the node does not shed on event-loop lag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench-results}
@@ -43,6 +44,9 @@ key = "$WORK/key.pem"
 session_cache = 20000
 TOML
   cat scripts/bench-node.toml
+  if [ -n "${SHED_LAG_MS:-}" ]; then
+    printf '[overload]\nshed_lag_ms = %s\nessential_lag_ms = %s\n' "$SHED_LAG_MS" "$((SHED_LAG_MS * 2))"
+  fi
 } > "$WORK/bench.toml"
 
 "$BIN" serve --config "$WORK/bench.toml" > "$WORK/server.out" 2>> "$WORK/server.err" &
