@@ -42,6 +42,10 @@ pub fn describe() {
         "Seconds until the certificate served now expires."
     );
     describe_counter!(
+        "natter_tls_accept_pauses_total",
+        "Times a TLS listener stopped accepting because the node was shedding load with its logins at overload.max_unauthenticated (new connections wait in the listen queue instead of costing a handshake to refuse)."
+    );
+    describe_counter!(
         "natter_tls_reloads_total",
         "Certificate reloads (SIGHUP or changed files) by result (ok, error); on error the old certificate stays."
     );

@@ -67,6 +67,11 @@ struct Server {
 impl Server {
     /// `natter serve` with every listener, the TLS ones on `leaf`.
     async fn start(dir: tempfile::TempDir, ca: &Ca) -> Server {
+        Server::start_with(dir, ca, "[session]\nauth_timeout_ms = 1500\n").await
+    }
+
+    /// The same with `more` (whole TOML sections; [session] among them).
+    async fn start_with(dir: tempfile::TempDir, ca: &Ca, more: &str) -> Server {
         let leaf = ca.leaf();
         let cert = dir.path().join("chain.pem");
         let key = dir.path().join("key.pem");
@@ -81,7 +86,7 @@ impl Server {
                  tcp_tls = \"127.0.0.1:0\"\nws_tls = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\
                  [tls]\ncert = {cert:?}\nkey = {key:?}\nsession_cache = 100\n\
                  [password]\nargon2_memory_kib = 64\nargon2_iterations = 1\n\
-                 [session]\nauth_timeout_ms = 1500\n\
+                 {more}\
                  [throttle]\nregister_burst_per_address = 100000.0\n\
                  login_burst_per_address = 100000.0\n\
                  [log]\nlevel = \"warn\"\n",
@@ -491,6 +496,66 @@ async fn a_handshake_that_never_finishes_is_closed_at_the_login_deadline() {
             1.0,
         )
         .await;
+}
+
+#[tokio::test]
+async fn a_shedding_node_queues_tls_connections_instead_of_refusing_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new(dir.path(), "one");
+    // A memory budget below any process's RSS: the node sheds from the
+    // start, and then lets one connection at a time wait to log in.
+    let server = Server::start_with(
+        dir,
+        &ca,
+        "[session]\nauth_timeout_ms = 20000\n\
+         [overload]\nmemory_budget_mb = 1\nmax_unauthenticated = 1\ninterval_ms = 50\n",
+    )
+    .await;
+    let http: std::net::SocketAddr = server.addrs["http"].parse().expect("addr");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while http_get(http, "/readyz").await.0 != 503 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the node never shed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One connection takes the only place and says nothing.
+    let holder = TcpStream::connect(&server.addrs["tcp_tls"])
+        .await
+        .expect("connect");
+    server
+        .until_metric("natter_unauthenticated_connections", &[], 1.0)
+        .await;
+    // On the plain port the next one is refused at once, as before.
+    let mut plain = Raw::connect(&server.addrs["tcp"]).await;
+    assert_eq!(
+        disconnect_reason(&plain.until_closed().await),
+        Some(natter_client::pb::DisconnectReason::ServerFull)
+    );
+    // On the TLS port it waits, unrefused, without a handshake...
+    let url = server.url("tls", "tcp_tls");
+    let options = ca.client();
+    let waiting = tokio::spawn(async move { Client::connect_with(&url, options).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!waiting.is_finished(), "no room yet: the TLS client waits");
+    server
+        .until_metric("natter_tls_accept_pauses_total", &[], 1.0)
+        .await;
+    let failures = sum(
+        &server.metrics().await,
+        "natter_tls_handshake_failures_total",
+        &[],
+    );
+    assert_eq!(failures, 0.0, "nothing was refused by a handshake");
+    // ...and is served as soon as the place is free.
+    drop(holder);
+    let c = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("in once there is room")
+        .unwrap()
+        .expect("the TLS connection is served");
+    ping_ok(&c).await;
 }
 
 #[tokio::test]

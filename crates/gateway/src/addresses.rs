@@ -48,8 +48,8 @@ impl Unauthenticated {
         })
     }
 
-    #[cfg(test)]
-    fn total(&self) -> usize {
+    /// Unauthenticated connections now, from every address.
+    pub fn total(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
 }

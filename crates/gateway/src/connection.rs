@@ -59,13 +59,15 @@ pub(crate) struct Conn {
 }
 
 /// What a new connection is let in with, or the close that refuses it.
-struct Admitted {
+pub(crate) struct Admitted {
     _permit: OwnedSemaphorePermit,
     unauth: Slot,
 }
 
 impl Gateway {
-    fn admit(&self, peer: SocketAddr) -> Result<Admitted, Close> {
+    /// Lets a connection in, or says why not; called as it is accepted, so
+    /// that the counts the accept loop reads are up to date.
+    pub(crate) fn admit(&self, peer: SocketAddr) -> Result<Admitted, Close> {
         let cfg = &self.config;
         let full = |what: &str, message: String| {
             metrics::counter!("natter_limit_hits_total", "limit" => what.to_owned()).increment(1);
@@ -123,8 +125,8 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     kind: Kind,
     tls: Option<Acceptor>,
+    admitted: Result<Admitted, Close>,
 ) {
-    let admitted = gw.admit(peer);
     let cfg = &gw.config;
     // The handshake counts against the time a connection has to log in.
     let Some(tls) = tls else {

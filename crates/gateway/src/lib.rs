@@ -230,11 +230,43 @@ impl Gateway {
                     continue;
                 }
             };
+            if tls.is_some() {
+                // This one waits here; those behind it in the listen queue.
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = self.room_to_handshake() => {}
+                }
+            }
             let _ = stream.set_nodelay(true);
+            let admitted = self.admit(peer);
             let (this, tls) = (self.clone(), tls.clone());
             self.tracker.spawn(async move {
-                connection::serve(this, stream, peer, kind, tls).await;
+                connection::serve(this, stream, peer, kind, tls, admitted).await;
             });
+        }
+    }
+
+    /// Returns once a TLS listener may serve the connection it just took.
+    /// While the node sheds load and as many connections as it then admits are
+    /// waiting to log in, a new one would be refused; over TLS that refusal
+    /// costs a whole handshake, as much as serving it, and a storm of
+    /// refusals keeps the node overloaded. So a TLS listener stops
+    /// accepting instead, and new connections wait in the kernel's listen
+    /// queue (costing nothing here) until there is room. Plain listeners
+    /// refuse at once: there a refusal is nearly free and tells the client
+    /// when to come back.
+    async fn room_to_handshake(&self) {
+        let full = || {
+            !self.load.accepts_new()
+                && self.unauth.total() >= self.config.max_unauthenticated_shedding
+        };
+        if !full() {
+            return;
+        }
+        metrics::counter!("natter_tls_accept_pauses_total").increment(1);
+        tracing::debug!("TLS listener paused: shedding load, logins at their limit");
+        while full() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
