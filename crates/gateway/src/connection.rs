@@ -194,7 +194,7 @@ async fn run<R: FrameRead, W: FrameWrite>(
     kind: Kind,
     admitted: Result<Admitted, Close>,
 ) {
-    let (out, rx) = outbound::channel(QueueLimits {
+    let out = outbound::channel(QueueLimits {
         frames: gw.config.outbound_queue,
         bytes: gw.config.outbound_queue_bytes,
         max_frame: gw.config.max_frame_bytes,
@@ -203,7 +203,7 @@ async fn run<R: FrameRead, W: FrameWrite>(
     // The writer's future is made inside the task, so the task holds it once.
     let writer = gw.tracker.spawn(async move {
         let closer = o.clone();
-        let write = std::pin::pin!(outbound::writer(writer, rx, o, flush));
+        let write = std::pin::pin!(outbound::writer(writer, o, flush));
         if natter_runtime::panics::guard("connection_writer", write)
             .await
             .is_none()

@@ -5,14 +5,20 @@
 //! Anything may push; nobody waits. A full queue means the client is not
 //! reading: the connection is closed as a slow consumer and the client
 //! resyncs from the store when it returns, so nothing is lost.
+//!
+//! The queue is a deque under a lock beside the close signal, in the one
+//! allocation every handle shares: an idle connection's queue holds no
+//! memory of its own (a channel would keep a block of slots and padded
+//! wakers for each connection, ~1.5 KB, whether anything is queued or not).
 
 use crate::transport::FrameWrite;
 use bytes::Bytes;
 use natter_proto::{pb::DisconnectReason, ServerFrame, LENGTH_LEN};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How a connection ends.
@@ -31,16 +37,74 @@ pub struct Close {
 struct Closer {
     token: CancellationToken,
     close: Mutex<Option<Close>>,
+    /// Frames queued and not yet taken by the writer.
+    queue: Mutex<Queue>,
+    /// Woken by each push; holds one wake-up while the writer is busy.
+    ready: Notify,
+    max_frames: usize,
     /// Bytes queued and not yet written.
     queued: AtomicUsize,
     max_queued: usize,
     max_frame: usize,
 }
 
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    /// The writer takes no more: pushes are refused as Gone.
+    shut: bool,
+}
+
+enum Refused {
+    Full,
+    Shut,
+}
+
+impl Closer {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn enqueue(&self, frame: Bytes) -> Result<(), Refused> {
+        let mut q = self.queue();
+        if q.shut {
+            return Err(Refused::Shut);
+        }
+        if q.frames.len() >= self.max_frames {
+            return Err(Refused::Full);
+        }
+        q.frames.push_back(frame);
+        drop(q);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Moves up to `max` queued frames to `batch`.
+    fn take(&self, batch: &mut Vec<Bytes>, max: usize) {
+        let mut q = self.queue();
+        let n = q.frames.len().min(max);
+        batch.extend(q.frames.drain(..n));
+        // A burst's room is given back once the connection is idle again.
+        if q.frames.is_empty() && q.frames.capacity() > 64 {
+            q.frames = VecDeque::new();
+        }
+    }
+
+    /// Takes no more; moves what is queued to `batch` if given, else drops it.
+    fn shut(&self, batch: Option<&mut Vec<Bytes>>) {
+        let mut q = self.queue();
+        q.shut = true;
+        let frames = std::mem::take(&mut q.frames);
+        drop(q);
+        if let Some(batch) = batch {
+            batch.extend(frames);
+        }
+    }
+}
+
 /// The handle others hold to push to a connection or close it.
 #[derive(Clone)]
 pub struct Outbound {
-    tx: mpsc::Sender<Bytes>,
     closer: Arc<Closer>,
 }
 
@@ -57,8 +121,7 @@ pub enum Pushed {
 impl Outbound {
     /// Frames queued and not yet written, and how many the queue holds.
     pub fn backlog(&self) -> (usize, usize) {
-        let max = self.tx.max_capacity();
-        (max - self.tx.capacity(), max)
+        (self.closer.queue().frames.len(), self.closer.max_frames)
     }
 
     /// Whether a frame (as encoded, length prefix included) is within the
@@ -79,16 +142,16 @@ impl Outbound {
         let len = frame.len();
         let queued = self.closer.queued.fetch_add(len, Ordering::Relaxed) + len;
         let sent = if queued > self.closer.max_queued {
-            Err(mpsc::error::TrySendError::Full(frame))
+            Err(Refused::Full)
         } else {
-            self.tx.try_send(frame)
+            self.closer.enqueue(frame)
         };
         match sent {
             Ok(()) => Pushed::Queued,
             Err(e) => {
                 self.closer.queued.fetch_sub(len, Ordering::Relaxed);
                 match e {
-                    mpsc::error::TrySendError::Full(_) => {
+                    Refused::Full => {
                         metrics::counter!("natter_limit_hits_total", "limit" => "outbound_queue")
                             .increment(1);
                         self.close(Close {
@@ -100,7 +163,7 @@ impl Outbound {
                         });
                         Pushed::SlowConsumer
                     }
-                    mpsc::error::TrySendError::Closed(_) => Pushed::Gone,
+                    Refused::Shut => Pushed::Gone,
                 }
             }
         }
@@ -145,72 +208,66 @@ pub struct QueueLimits {
 }
 
 /// Creates the queue and the handle; `writer` is then run as a task.
-pub fn channel(limits: QueueLimits) -> (Outbound, mpsc::Receiver<Bytes>) {
-    let (tx, rx) = mpsc::channel(limits.frames.max(1));
-    (
-        Outbound {
-            tx,
-            closer: Arc::new(Closer {
-                token: CancellationToken::new(),
-                close: Mutex::new(None),
-                queued: AtomicUsize::new(0),
-                max_queued: limits.bytes,
-                max_frame: limits.max_frame,
-            }),
-        },
-        rx,
-    )
+pub fn channel(limits: QueueLimits) -> Outbound {
+    Outbound {
+        closer: Arc::new(Closer {
+            token: CancellationToken::new(),
+            close: Mutex::new(None),
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            max_frames: limits.frames.max(1),
+            queued: AtomicUsize::new(0),
+            max_queued: limits.bytes,
+            max_frame: limits.max_frame,
+        }),
+    }
 }
 
 /// Writes queued frames until the connection closes, then the last frame.
-pub async fn writer<W: FrameWrite>(
-    mut io: W,
-    mut rx: mpsc::Receiver<Bytes>,
-    out: Outbound,
-    flush_timeout: Duration,
-) {
+pub async fn writer<W: FrameWrite>(mut io: W, out: Outbound, flush_timeout: Duration) {
     let mut batch: Vec<Bytes> = Vec::new();
     let mut clean = true;
     let closed = out.closed();
     tokio::pin!(closed);
     loop {
-        tokio::select! {
-            biased;
-            _ = &mut closed => break,
-            next = rx.recv() => {
-                let Some(first) = next else { break };
-                batch.push(first);
-                while batch.len() < 64 {
-                    match rx.try_recv() {
-                        Ok(b) => batch.push(b),
-                        Err(_) => break,
-                    }
-                }
-                let written = {
-                    let write = io.write_frames(&batch);
-                    tokio::pin!(write);
-                    tokio::select! {
-                        biased;
-                        r = &mut write => r,
-                        // Closing mid-write (typically a slow consumer: the
-                        // write waits for a client that stopped reading)
-                        // gives the write a bounded time to finish, so the
-                        // last frame can follow whole frames; past it the
-                        // connection is cut with half a frame on the wire.
-                        _ = &mut closed => match tokio::time::timeout(flush_timeout, &mut write).await {
-                            Ok(r) => r,
-                            Err(_) => { clean = false; break }
-                        },
-                    }
-                };
-                let bytes: usize = batch.iter().map(Bytes::len).sum();
-                out.closer.queued.fetch_sub(bytes, Ordering::Relaxed);
-                batch.clear();
-                if written.is_err() {
-                    clean = false;
-                    break;
-                }
+        if out.is_closing() {
+            break;
+        }
+        out.closer.take(&mut batch, 64);
+        if batch.is_empty() {
+            // Idle: keep no room from the last burst.
+            if batch.capacity() > 16 {
+                batch = Vec::new();
             }
+            tokio::select! {
+                biased;
+                _ = &mut closed => break,
+                _ = out.closer.ready.notified() => continue,
+            }
+        }
+        let written = {
+            let write = io.write_frames(&batch);
+            tokio::pin!(write);
+            tokio::select! {
+                biased;
+                r = &mut write => r,
+                // Closing mid-write (typically a slow consumer: the
+                // write waits for a client that stopped reading)
+                // gives the write a bounded time to finish, so the
+                // last frame can follow whole frames; past it the
+                // connection is cut with half a frame on the wire.
+                _ = &mut closed => match tokio::time::timeout(flush_timeout, &mut write).await {
+                    Ok(r) => r,
+                    Err(_) => { clean = false; break }
+                },
+            }
+        };
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        out.closer.queued.fetch_sub(bytes, Ordering::Relaxed);
+        batch.clear();
+        if written.is_err() {
+            clean = false;
+            break;
         }
     }
     let close = out
@@ -239,13 +296,8 @@ pub async fn writer<W: FrameWrite>(
             })
             .to_bytes(0)
         });
+        out.closer.shut(flush.then_some(&mut batch));
         let _ = tokio::time::timeout(flush_timeout, async {
-            if flush {
-                rx.close();
-                while let Some(b) = rx.recv().await {
-                    batch.push(b);
-                }
-            }
             batch.extend(last);
             if batch.is_empty() {
                 Ok(())
@@ -255,5 +307,6 @@ pub async fn writer<W: FrameWrite>(
         })
         .await;
     }
+    out.closer.shut(None);
     let _ = tokio::time::timeout(flush_timeout, io.shutdown()).await;
 }
