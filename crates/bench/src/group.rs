@@ -139,9 +139,7 @@ pub async fn run(
 
     let mut latency = report::histogram();
     let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    totals.connected = conn.totals.connected;
-    totals.connect_failed = conn.totals.connect_failed;
-    totals.busy_refusals = conn.totals.busy_refusals;
+    totals.connections_from(&conn.totals);
     let acked = shared
         .acked
         .lock()

@@ -53,6 +53,14 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Takes the connect phase's counts (connected, failed, turned away as
+    /// busy) from `phase`, the rest staying this run's.
+    pub fn connections_from(&mut self, phase: &Totals) {
+        self.connected = phase.connected;
+        self.connect_failed = phase.connect_failed;
+        self.busy_refusals = phase.busy_refusals;
+    }
+
     pub fn add(&mut self, o: &Totals) {
         self.connected += o.connected;
         self.connect_failed += o.connect_failed;

@@ -526,9 +526,7 @@ async fn dm(
     let send_secs = start.elapsed().as_secs_f64();
     let mut latency = report::histogram();
     let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    totals.connected = conn.totals.connected;
-    totals.connect_failed = conn.totals.connect_failed;
-    totals.busy_refusals = conn.totals.busy_refusals;
+    totals.connections_from(&conn.totals);
     let mut feeds = Vec::new();
     for t in receiver_tasks {
         let (got, pair, feed) = t.await?;
