@@ -190,10 +190,7 @@ impl SqliteStore {
             opts.synchronous == Synchronous::Full,
         )
         .map_err(io_fault)?;
-        let next_id: u64 =
-            conn.query_row("SELECT coalesce(max(id), 0) + 1 FROM messages", [], |r| {
-                r.get(0)
-            })?;
+        let next_id = schema::next_message_id(&conn)?;
         let readers = (0..opts.readers.max(1))
             .map(|_| open_conn(&opts))
             .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -126,7 +126,49 @@ const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE groups ADD COLUMN invite_code TEXT NOT NULL DEFAULT '';
     UPDATE groups SET invite_code = lower(hex(randomblob(16)));",
+    // 4: messages clustered by (conversation_id, seq). Keyed by the global
+    // id, a conversation's messages were spread among everyone else's, so
+    // copying one conversation's backlog rewrote nearly every recent page
+    // of the table (~4.4 KB written per message at 10,000 msg/s); keyed by
+    // the conversation, it appends to that conversation's own pages.
+    // (Nothing references messages; ids stay unique because one writer
+    // hands them out in order.)
+    "CREATE TABLE messages_by_conversation (
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        seq INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        sender_id INTEGER NOT NULL REFERENCES users(id),
+        client_msg_id TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        body_kind INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        mentions TEXT NOT NULL DEFAULT '',
+        mention_all INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (conversation_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_by_conversation (conversation_id, seq, id, sender_id, client_msg_id,
+            created_at_ms, body_kind, body, mentions, mention_all)
+        SELECT conversation_id, seq, id, sender_id, client_msg_id,
+            created_at_ms, body_kind, body, mentions, mention_all
+        FROM messages ORDER BY conversation_id, seq;
+    DROP TABLE messages;
+    ALTER TABLE messages_by_conversation RENAME TO messages;
+    CREATE UNIQUE INDEX messages_by_client_id ON messages(sender_id, client_msg_id);",
 ];
+
+/// The next message id, from what the database holds: each conversation's
+/// last message carries its highest id (ids and seqs are handed out
+/// together, in order, by one writer), so this reads one row per
+/// conversation instead of every message.
+pub(crate) fn next_message_id(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.query_row(
+        "SELECT coalesce(max((SELECT m.id FROM messages m WHERE m.conversation_id = c.id
+                              ORDER BY m.seq DESC LIMIT 1)), 0) + 1
+         FROM conversations c",
+        [],
+        |r| r.get(0),
+    )
+}
 
 /// Brings the database up to the newest schema, one transaction per step;
 /// refuses a database a newer natter has migrated.

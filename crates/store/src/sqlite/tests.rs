@@ -241,3 +241,106 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
     let again = store.append_message(big).await.unwrap();
     assert!(again.duplicate);
 }
+
+/// A database from before messages were clustered by conversation (keyed
+/// by the global id, two conversations' messages interleaved) is migrated
+/// at open: every message keeps its seq, id and body, a resend still finds
+/// its original, and new messages carry on both counters.
+#[tokio::test]
+async fn messages_keyed_by_id_are_migrated_to_the_conversation_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (a, b, c) = {
+        let (store, _feed) = open(&dir);
+        let a = store.create_user("a", "h", 0).await.unwrap();
+        let b = store.create_user("b", "h", 0).await.unwrap();
+        let c = store.create_user("c", "h", 0).await.unwrap();
+        for i in 0..40 {
+            let to = if i % 2 == 0 { b } else { c };
+            store
+                .append_message(msg(a, to, &format!("m{i}")))
+                .await
+                .unwrap();
+        }
+        store.close().await;
+        (a, b, c)
+    };
+    {
+        // Put the table back as schema 3 had it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE old (
+                 id INTEGER PRIMARY KEY,
+                 conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+                 seq INTEGER NOT NULL,
+                 sender_id INTEGER NOT NULL REFERENCES users(id),
+                 client_msg_id TEXT NOT NULL,
+                 created_at_ms INTEGER NOT NULL,
+                 body_kind INTEGER NOT NULL,
+                 body TEXT NOT NULL,
+                 mentions TEXT NOT NULL DEFAULT '',
+                 mention_all INTEGER NOT NULL DEFAULT 0,
+                 UNIQUE (conversation_id, seq));
+             INSERT INTO old SELECT id, conversation_id, seq, sender_id, client_msg_id,
+                 created_at_ms, body_kind, body, mentions, mention_all FROM messages ORDER BY id;
+             DROP TABLE messages;
+             ALTER TABLE old RENAME TO messages;
+             CREATE UNIQUE INDEX messages_by_client_id ON messages(sender_id, client_msg_id);
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )
+        .unwrap();
+    }
+    let layout = |path: &std::path::Path| -> String {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'messages'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(!layout(&path).contains("WITHOUT ROWID"));
+    let (store, _feed) = open(&dir);
+    assert!(layout(&path).contains("WITHOUT ROWID"), "{}", layout(&path));
+    let page = Page {
+        items: 100,
+        bytes: 1 << 20,
+    };
+    let mut ids = Vec::new();
+    for (peer, parity) in [(b, 0), (c, 1)] {
+        let first = store
+            .append_message(msg(a, peer, &format!("m{parity}")))
+            .await
+            .unwrap();
+        assert!(
+            first.duplicate,
+            "a resend finds its original after the migration"
+        );
+        let h = store
+            .history(a, first.message.conversation_id, 0, page)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = h.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=20).rev().collect::<Vec<_>>());
+        for m in &h.messages {
+            let i = (m.seq - 1) * 2 + parity;
+            assert_eq!(m.client_msg_id, format!("m{i}"));
+            assert_eq!(m.body.content, format!("text m{i}"));
+        }
+        ids.extend(h.messages.iter().map(|m| m.msg_id));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "ids stay unique");
+    let next = store.append_message(msg(a, b, "after")).await.unwrap();
+    assert!(!next.duplicate);
+    assert_eq!(next.message.seq, 21);
+    assert_eq!(
+        next.message.msg_id,
+        ids[39] + 1,
+        "ids carry on from the highest"
+    );
+}
