@@ -100,6 +100,7 @@ impl Writer {
                 next_id: s.next_id,
                 open: false,
                 durable: false,
+                reading: false,
             },
             log: s.log,
             sync: s.sync,
@@ -234,6 +235,8 @@ impl Writer {
             self.apply(batch, &mut pending, &mut seen)
         })
         .unwrap_or_else(|| Err(StoreError::bug("the write failed inside the store")));
+        // The reads are done: the snapshot is let go before the sync.
+        let applied = applied.and_then(|()| self.stage.end_read(&self.conn));
         let outcome = match applied {
             Ok(()) => self.make_durable(&mut seen),
             Err(e) => Outcome::RolledBack(e),
@@ -273,6 +276,7 @@ impl Writer {
         drop(pending);
         self.stage.open = false;
         self.stage.durable = false;
+        self.stage.reading = false;
         match (&outcome, seen.fault) {
             (Outcome::Done, Some(f)) => self.health.set_fault(Some(f)),
             (Outcome::Done, None) if seen.wrote => self.health.set_fault(None),
@@ -296,6 +300,9 @@ impl Writer {
             }
             if route == Route::Flush {
                 continue;
+            }
+            if route == Route::Log {
+                self.stage.read(&self.conn)?;
             }
             let isolated = job.isolated();
             if isolated {
@@ -359,11 +366,7 @@ impl Writer {
     }
 
     fn open(&mut self) -> Result<()> {
-        if !self.stage.open {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.stage.open = true;
-        }
-        Ok(())
+        self.stage.write(&self.conn)
     }
 
     /// Appends the round's records to the log, then commits its

@@ -67,6 +67,43 @@ pub struct Stage {
     pub open: bool,
     /// ... and written something that must be synced before the answers.
     pub durable: bool,
+    /// The round reads inside one read transaction (see [`Stage::read`]).
+    pub reading: bool,
+}
+
+impl Stage {
+    /// Opens the round's database transaction (ending its read
+    /// transaction first).
+    pub(crate) fn write(&mut self, conn: &Connection) -> Result<()> {
+        if !self.open {
+            self.end_read(conn)?;
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the round's reads share one read transaction: each read
+    /// outside a transaction takes and drops SQLite's shared lock (two
+    /// `fcntl` calls) on its own. Safe while the round holds the waiting
+    /// records' lock: whatever the copy thread commits after the snapshot
+    /// is still among the waiting records, where the writer looks first.
+    pub(crate) fn read(&mut self, conn: &Connection) -> Result<()> {
+        if !self.open && !self.reading {
+            conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+            self.reading = true;
+        }
+        Ok(())
+    }
+
+    /// Ends the read transaction, if one is open.
+    pub(crate) fn end_read(&mut self, conn: &Connection) -> Result<()> {
+        if self.reading {
+            self.reading = false;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+        }
+        Ok(())
+    }
 }
 
 /// What a write sees: the connection, the conversation cache, the round's
@@ -113,10 +150,7 @@ impl<'a> Tx<'a> {
     /// Opens the round's database transaction for a write the answer must
     /// wait for (it is synced before the round answers).
     pub fn begin(&mut self) -> Result<()> {
-        if !self.stage.open {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.stage.open = true;
-        }
+        self.stage.write(self.conn)?;
         self.stage.durable = true;
         Ok(())
     }
