@@ -4,9 +4,9 @@
 //! current value).
 //!
 //! Records wait a few seconds before they are copied into the database, a
-//! conversation at a time: a message lands on its conversation's last page
-//! of the message index, so a conversation's messages copied together cost
-//! one page write instead of one each. A cursor raised several times while
+//! conversation at a time: the message table is clustered by conversation,
+//! so a conversation's messages copied together land on its own last pages
+//! and cost a page write per page filled instead of one each. A cursor raised several times while
 //! it waits is copied once. A read that must see everything waits for all
 //! of it to be copied (`SqliteStore::fresh`).
 
