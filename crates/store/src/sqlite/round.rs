@@ -100,7 +100,6 @@ impl Writer {
                 next_id: s.next_id,
                 open: false,
                 durable: false,
-                reading: false,
             },
             log: s.log,
             sync: s.sync,
@@ -276,7 +275,6 @@ impl Writer {
         drop(pending);
         self.stage.open = false;
         self.stage.durable = false;
-        self.stage.reading = false;
         match (&outcome, seen.fault) {
             (Outcome::Done, Some(f)) => self.health.set_fault(Some(f)),
             (Outcome::Done, None) if seen.wrote => self.health.set_fault(None),

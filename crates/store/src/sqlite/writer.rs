@@ -67,8 +67,6 @@ pub struct Stage {
     pub open: bool,
     /// ... and written something that must be synced before the answers.
     pub durable: bool,
-    /// The round reads inside one read transaction (see [`Stage::read`]).
-    pub reading: bool,
 }
 
 impl Stage {
@@ -88,18 +86,17 @@ impl Stage {
     /// `fcntl` calls) on its own. Safe while the round holds the waiting
     /// records' lock: whatever the copy thread commits after the snapshot
     /// is still among the waiting records, where the writer looks first.
-    pub(crate) fn read(&mut self, conn: &Connection) -> Result<()> {
-        if !self.open && !self.reading {
+    pub(crate) fn read(&self, conn: &Connection) -> Result<()> {
+        if conn.is_autocommit() {
             conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
-            self.reading = true;
         }
         Ok(())
     }
 
-    /// Ends the read transaction, if one is open.
-    pub(crate) fn end_read(&mut self, conn: &Connection) -> Result<()> {
-        if self.reading {
-            self.reading = false;
+    /// Ends the read transaction, if one is open (any transaction open
+    /// before the round's own write transaction is the read one).
+    pub(crate) fn end_read(&self, conn: &Connection) -> Result<()> {
+        if !self.open && !conn.is_autocommit() {
             conn.prepare_cached("COMMIT")?.execute([])?;
         }
         Ok(())
