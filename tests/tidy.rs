@@ -72,13 +72,18 @@ fn crates_depend_only_on_what_their_layer_may_use() {
         ("proto", &[], &["tokio", "axum", "tokio-tungstenite"]),
         ("runtime", &[], &["axum", "prost", "tokio-tungstenite"]),
         (
+            "domain",
+            &[],
+            &["tokio", "axum", "prost", "tokio-tungstenite"],
+        ),
+        (
             "store",
-            &["natter-runtime"],
+            &["natter-domain", "natter-runtime"],
             &["axum", "prost", "tokio-tungstenite"],
         ),
         (
             "service",
-            &["natter-store", "natter-runtime"],
+            &["natter-domain", "natter-store", "natter-runtime"],
             &["axum", "prost", "tokio-tungstenite", "hyper"],
         ),
         (
@@ -127,6 +132,40 @@ fn crates_depend_only_on_what_their_layer_may_use() {
                     "only store knows SQL: {krate} depends on {d}"
                 );
             }
+        }
+    }
+}
+
+/// The domain is pure: types and rules over loaded facts. Anything that can
+/// do I/O (a runtime, a driver, a socket, a clock) belongs to a layer above.
+#[test]
+fn the_domain_has_no_io_dependency() {
+    let pure = ["serde", "serde_json", "thiserror"];
+    let deps = dependencies(&root().join("crates/domain/Cargo.toml"));
+    assert!(
+        !deps.is_empty(),
+        "crates/domain's dependencies were not found"
+    );
+    for d in &deps {
+        assert!(
+            pure.contains(&d.as_str()),
+            "crates/domain must stay free of I/O, but depends on {d}"
+        );
+    }
+    for f in sources() {
+        if !f.starts_with(root().join("crates/domain")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for io in [
+            "std::fs",
+            "std::net",
+            "std::thread",
+            "std::time::",
+            "std::process",
+            "natter_",
+        ] {
+            assert!(!text.contains(io), "{} uses {io}", f.display());
         }
     }
 }

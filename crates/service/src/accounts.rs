@@ -2,8 +2,8 @@
 
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Unavailable};
 use base64::Engine;
+use natter_domain::{NewSession, SessionId, UserId, UserRecord};
 use natter_runtime::clock::Instant;
-use natter_store::{NewSession, SessionId, UserId, UserRecord};
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 

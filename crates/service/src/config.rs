@@ -2,7 +2,7 @@
 //! configuration; tests build them directly.
 
 use crate::ThrottleConfig;
-use natter_store::DevicePolicy;
+use natter_domain::DevicePolicy;
 
 #[derive(Clone, Debug)]
 pub struct PasswordConfig {

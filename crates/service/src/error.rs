@@ -1,6 +1,6 @@
 //! The service's error type; the gateway maps it to wire error codes.
 
-use natter_store::rules::{Refusal, RefusalKind};
+use natter_domain::rules::{Refusal, RefusalKind};
 use natter_store::{Fault, StoreError};
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! [`Limiter`] keeps per-user rates across nodes.
 
 use async_trait::async_trait;
-use natter_store::{
+use natter_domain::{
     Committed, ConversationId, FriendRequestRecord, JoinRequestRecord, SessionId, UserId,
 };
 

@@ -2,7 +2,7 @@
 //! change (with its system event) in one transaction.
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
-use natter_store::{
+use natter_domain::{
     ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
     JoinPolicy, JoinRequestRecord, MemberRecord, NewGroup, UserId,
 };

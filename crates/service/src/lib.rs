@@ -21,7 +21,7 @@ pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
 /// The domain types callers of the service use; the backends stay below.
-pub use natter_store::model;
+pub use natter_domain::model;
 pub use social::FriendView;
 pub use throttle::ThrottleConfig;
 
@@ -94,8 +94,13 @@ impl Service {
 
     /// A list page: `limit` items (0: `default`, at most `max`) within the
     /// page byte budget, so the answer fits in one frame.
-    pub(crate) fn list_page(&self, limit: usize, default: usize, max: usize) -> natter_store::Page {
-        natter_store::Page {
+    pub(crate) fn list_page(
+        &self,
+        limit: usize,
+        default: usize,
+        max: usize,
+    ) -> natter_domain::Page {
+        natter_domain::Page {
             items: if limit == 0 { default } else { limit.min(max) },
             bytes: self.inner.config.max_page_bytes,
         }

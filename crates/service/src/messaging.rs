@@ -1,11 +1,12 @@
 //! Sending, syncing, history and delivery receipts.
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
-use natter_runtime::clock::Instant;
-use natter_store::{
+use natter_domain::{
     Appended, Before, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage,
-    Page, PendingAppend, SyncPage, Target, UserId,
+    Page, SyncPage, Target, UserId,
 };
+use natter_runtime::clock::Instant;
+use natter_store::PendingAppend;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -115,11 +116,11 @@ impl Service {
         }
         if input
             .client_msg_id
-            .starts_with(natter_store::SYSTEM_ID_PREFIX)
+            .starts_with(natter_domain::SYSTEM_ID_PREFIX)
         {
             return Err(ServiceError::InvalidArgument(format!(
                 "client_msg_id must not start with `{}` (the server's own events use it)",
-                natter_store::SYSTEM_ID_PREFIX
+                natter_domain::SYSTEM_ID_PREFIX
             )));
         }
         self.check_body(&input.body)?;

@@ -1,7 +1,7 @@
 //! Friends, friend requests, blocks, user search and presence.
 
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
-use natter_store::{FriendList, FriendRecord, FriendRequestPage, FriendRequestRecord, UserId};
+use natter_domain::{FriendList, FriendRecord, FriendRequestPage, FriendRequestRecord, UserId};
 
 /// The longest friend request message, reply or remark.
 const MAX_NOTE_BYTES: usize = 256;

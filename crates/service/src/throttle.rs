@@ -6,9 +6,9 @@
 //! always come back.
 
 use crate::ServiceError;
+use natter_domain::{ConversationId, UserId};
 use natter_runtime::clock::Instant;
 use natter_runtime::limits::{address_key, Backoff, KeyedBuckets};
-use natter_store::{ConversationId, UserId};
 use std::net::IpAddr;
 use std::time::Duration;
 

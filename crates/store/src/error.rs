@@ -1,7 +1,8 @@
 //! The store's error type: what callers can act on, storage faults (with
 //! their source kept), and backend failures that are bugs.
 
-use crate::rules::Refusal;
+use natter_domain::rules::Refusal;
+use natter_domain::DomainError;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -63,6 +64,23 @@ pub enum Fault {
     Corrupt,
     /// The database server cannot be reached, or went away mid-request.
     Down,
+}
+
+impl From<DomainError> for StoreError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Conflict(what) => StoreError::Conflict(what),
+            DomainError::NotFound(what) => StoreError::NotFound(what),
+            DomainError::NotMember(id) => StoreError::NotMember(id),
+            DomainError::Refused(r) => StoreError::Refused(r),
+        }
+    }
+}
+
+impl From<Refusal> for StoreError {
+    fn from(r: Refusal) -> Self {
+        StoreError::Refused(r)
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {

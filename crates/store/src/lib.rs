@@ -11,9 +11,7 @@ mod breaker;
 mod error;
 mod feed;
 pub mod migrate;
-pub mod model;
 pub mod postgres;
-pub mod rules;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -22,7 +20,8 @@ use std::collections::HashMap;
 pub use breaker::{Breaker, BreakerOptions};
 pub use error::{Fault, StoreError};
 pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
-pub use model::*;
+pub use natter_domain::model::*;
+pub use natter_domain::{model, rules, DomainError};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

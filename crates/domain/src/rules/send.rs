@@ -3,7 +3,7 @@
 
 use super::Refusal;
 use crate::{
-    BodyKind, ConversationId, ConversationKind, NewMessage, Result, Role, StoreError, UserId,
+    BodyKind, ConversationId, ConversationKind, DomainError, NewMessage, Result, Role, UserId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,7 +59,7 @@ fn no_mentions(new: &NewMessage) -> Result<()> {
 /// cannot tell that they are blocked.
 pub fn may_message(peer: Option<PeerFacts>, friends_only: bool) -> Result<()> {
     match peer {
-        None | Some(PeerFacts { active: false, .. }) => Err(StoreError::NotFound("user")),
+        None | Some(PeerFacts { active: false, .. }) => Err(DomainError::NotFound("user")),
         Some(p) if p.blocked || (friends_only && !p.friends) => Err(Refusal::FriendsOnly.into()),
         Some(_) => Ok(()),
     }
@@ -78,7 +78,7 @@ pub enum SendTo {
 /// Checks a send into an existing conversation.
 pub fn may_send(view: &ConversationView, id: ConversationId, new: &NewMessage) -> Result<SendTo> {
     let Some(&(role, muted_until)) = view.roles.get(&new.sender_id) else {
-        return Err(StoreError::NotMember(id));
+        return Err(DomainError::NotMember(id));
     };
     if view.kind == ConversationKind::Direct {
         no_mentions(new)?;
@@ -144,9 +144,9 @@ pub fn recall(
     now_ms: i64,
 ) -> Result<RecallStep> {
     let Some(role) = view.role(actor) else {
-        return Err(StoreError::NotMember(id));
+        return Err(DomainError::NotMember(id));
     };
-    let message = message.ok_or(StoreError::NotFound("message"))?;
+    let message = message.ok_or(DomainError::NotFound("message"))?;
     match message.kind {
         BodyKind::Recalled => return Ok(RecallStep::Done),
         BodyKind::System => return Err(Refusal::RecallSystemEvent.into()),
@@ -233,7 +233,7 @@ mod tests {
         let table: Vec<(&ConversationView, NewMessage, Result<SendTo>)> = vec![
             (&g, msg(2, vec![], false), group(vec![])),
             (&g, msg(2, vec![3, 1, 3, 77], false), group(vec![1, 3])),
-            (&g, msg(4, vec![], false), Err(StoreError::NotMember(9))),
+            (&g, msg(4, vec![], false), Err(DomainError::NotMember(9))),
             (
                 &g,
                 msg(3, vec![], false),
@@ -278,7 +278,7 @@ mod tests {
         );
         assert!(matches!(
             may_send(&d, 9, &msg(1, vec![2], false)),
-            Err(StoreError::Refused(Refusal::MentionsOutsideGroups))
+            Err(DomainError::Refused(Refusal::MentionsOutsideGroups))
         ));
         let facts = |active, friends, blocked| {
             Some(PeerFacts {
@@ -313,7 +313,7 @@ mod tests {
         assert!(direct_target(&m, 2).is_ok());
         assert!(matches!(
             direct_target(&m, 1),
-            Err(StoreError::Refused(Refusal::SelfConversation))
+            Err(DomainError::Refused(Refusal::SelfConversation))
         ));
         m.mention_all = true;
         assert!(direct_target(&m, 2).is_err());

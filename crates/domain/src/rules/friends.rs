@@ -1,7 +1,7 @@
 //! Friend requests and blocks: what asking, answering and blocking do.
 
 use super::Refusal;
-use crate::{FriendRequestRecord, RequestStatus, Result, StoreError, UserId};
+use crate::{DomainError, FriendRequestRecord, RequestStatus, Result, UserId};
 
 /// What a friend request from `from` to `to` is judged by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub fn send_request(from: UserId, to: UserId, f: RequestFacts) -> Result<(Reques
         return Err(Refusal::SelfFriend.into());
     }
     if !f.to_active {
-        return Err(StoreError::NotFound("user"));
+        return Err(DomainError::NotFound("user"));
     }
     if f.friends {
         return Err(Refusal::AlreadyFriends.into());
@@ -58,13 +58,13 @@ pub fn respond_request(
 ) -> Result<RequestStatus> {
     match request {
         Some(r) if r.to == me && r.status == RequestStatus::Pending => {}
-        _ => return Err(StoreError::NotFound("pending friend request")),
+        _ => return Err(DomainError::NotFound("pending friend request")),
     }
     if !accept {
         return Ok(RequestStatus::Rejected);
     }
     if !from_active {
-        return Err(StoreError::NotFound("user"));
+        return Err(DomainError::NotFound("user"));
     }
     Ok(RequestStatus::Accepted)
 }
@@ -84,7 +84,7 @@ pub fn may_block(
         return Err(Refusal::SelfBlock.into());
     }
     if !other_active {
-        return Err(StoreError::NotFound("user"));
+        return Err(DomainError::NotFound("user"));
     }
     if block && !already && count >= max {
         return Err(Refusal::TooManyBlocked { max }.into());

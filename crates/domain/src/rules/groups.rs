@@ -3,8 +3,8 @@
 
 use super::{Refusal, SystemEvent};
 use crate::{
-    ConversationId, ConversationKind, GroupAction, GroupLimits, JoinPolicy, Result, Role,
-    StoreError, UserId,
+    ConversationId, ConversationKind, DomainError, GroupAction, GroupLimits, JoinPolicy, Result,
+    Role, UserId,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,7 +54,7 @@ pub fn create_group(
             continue;
         }
         if !c.active {
-            return Err(StoreError::NotFound("user"));
+            return Err(DomainError::NotFound("user"));
         }
         if !c.blocked_actor {
             invited.push(c.id);
@@ -94,14 +94,14 @@ fn same_code(a: &str, b: &str) -> bool {
 /// group does not exist, so ids cannot be probed.
 pub fn join(head: &GroupHead, member: bool, code: &str, limits: GroupLimits) -> Result<JoinStep> {
     if head.dismissed {
-        return Err(StoreError::NotFound("group"));
+        return Err(DomainError::NotFound("group"));
     }
     if member {
         return Ok(JoinStep::AlreadyMember);
     }
     let group = head.kind == ConversationKind::Group;
     if group && !same_code(code, &head.invite_code) {
-        return Err(StoreError::NotFound("group"));
+        return Err(DomainError::NotFound("group"));
     }
     if head.member_count >= limits.max_members {
         return Err(Refusal::GroupFull {
@@ -157,7 +157,7 @@ impl Change {
     }
 }
 
-fn full(limits: GroupLimits) -> StoreError {
+fn full(limits: GroupLimits) -> DomainError {
     Refusal::GroupFull {
         max: limits.max_members,
     }
@@ -186,16 +186,16 @@ pub fn act(
         // asking to change them. A room is public: not being a member is
         // the refusal.
         if head.kind == ConversationKind::Group {
-            return Err(StoreError::NotFound("group"));
+            return Err(DomainError::NotFound("group"));
         }
-        return Err(StoreError::NotMember(head.id));
+        return Err(DomainError::NotMember(head.id));
     };
     if head.dismissed {
         return Err(Refusal::Dismissed.into());
     }
     let admin = mine >= Role::Admin;
-    let theirs = |u: UserId| role(u).ok_or(StoreError::NotFound("member"));
-    let refuse = |r: Refusal| Err(StoreError::Refused(r));
+    let theirs = |u: UserId| role(u).ok_or(DomainError::NotFound("member"));
+    let refuse = |r: Refusal| Err(DomainError::Refused(r));
     let mut c = Change::default();
     let event = match action {
         GroupAction::Invite(_) => {
@@ -206,7 +206,7 @@ pub fn act(
             let mut seen = HashSet::new();
             for cand in candidates {
                 if !cand.active {
-                    return Err(StoreError::NotFound("user"));
+                    return Err(DomainError::NotFound("user"));
                 }
                 if role(cand.id).is_some() || !seen.insert(cand.id) || cand.blocked_actor {
                     continue;
@@ -319,7 +319,7 @@ pub fn act(
                 return refuse(Refusal::JoinRequestsAdminsOnly);
             }
             if !join_request {
-                return Err(StoreError::NotFound("join request"));
+                return Err(DomainError::NotFound("join request"));
             }
             c.drop_join_request = Some(*u);
             if !accept {
@@ -378,7 +378,7 @@ mod tests {
                 Some(e) => e.name().into(),
                 None => "no event".into(),
             },
-            Err(StoreError::Refused(r)) => format!("{r:?}"),
+            Err(DomainError::Refused(r)) => format!("{r:?}"),
             Err(e) => format!("{e:?}"),
         }
     }
@@ -590,13 +590,13 @@ mod tests {
         // (head, member, code, expected)
         let table: Vec<(&GroupHead, bool, &str, Result<JoinStep>)> = vec![
             (&g, false, "code", Ok(JoinStep::Join { joined_seq: 30 })),
-            (&g, false, "cod", Err(StoreError::NotFound("group"))),
-            (&g, false, "", Err(StoreError::NotFound("group"))),
+            (&g, false, "cod", Err(DomainError::NotFound("group"))),
+            (&g, false, "", Err(DomainError::NotFound("group"))),
             (&g, true, "", Ok(JoinStep::AlreadyMember)),
             (&a, false, "code", Ok(JoinStep::Request)),
             (&r, false, "", Ok(JoinStep::Join { joined_seq: 20 })),
             (&f, false, "", Err(Refusal::GroupFull { max: 4 }.into())),
-            (&d, true, "code", Err(StoreError::NotFound("group"))),
+            (&d, true, "code", Err(DomainError::NotFound("group"))),
         ];
         for (h, member, code, want) in table {
             assert_eq!(

@@ -80,9 +80,3 @@ impl Refusal {
         }
     }
 }
-
-impl From<Refusal> for crate::StoreError {
-    fn from(r: Refusal) -> Self {
-        crate::StoreError::Refused(r)
-    }
-}
