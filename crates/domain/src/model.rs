@@ -3,6 +3,31 @@
 
 use std::sync::Arc;
 
+/// A stored number no variant has: the database is damaged, or was
+/// written by something else. Reading it is an error, never another kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt {what} in the database: {value}")]
+pub struct BadValue {
+    pub what: &'static str,
+    pub value: i64,
+}
+
+/// The one decoding of an enum column: each number its variant, any other a
+/// [`BadValue`].
+macro_rules! stored_enum {
+    ($ty:ident, $what:literal, { $($n:literal => $variant:ident),+ $(,)? }) => {
+        impl TryFrom<i64> for $ty {
+            type Error = BadValue;
+            fn try_from(v: i64) -> Result<Self, BadValue> {
+                match v {
+                    $($n => Ok($ty::$variant),)+
+                    _ => Err(BadValue { what: $what, value: v }),
+                }
+            }
+        }
+    };
+}
+
 pub type UserId = u64;
 pub type SessionId = u64;
 pub type ConversationId = u64;
@@ -64,18 +89,13 @@ pub enum BodyKind {
     Recalled = 5,
 }
 
-impl BodyKind {
-    pub fn from_i64(v: i64) -> Option<Self> {
-        match v {
-            1 => Some(BodyKind::Text),
-            2 => Some(BodyKind::Custom),
-            3 => Some(BodyKind::File),
-            4 => Some(BodyKind::System),
-            5 => Some(BodyKind::Recalled),
-            _ => None,
-        }
-    }
-}
+stored_enum!(BodyKind, "body kind", {
+    1 => Text,
+    2 => Custom,
+    3 => File,
+    4 => System,
+    5 => Recalled,
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Body {
@@ -180,16 +200,11 @@ pub enum ConversationKind {
     Room = 3,
 }
 
-impl ConversationKind {
-    pub fn from_i64(v: i64) -> Option<Self> {
-        match v {
-            1 => Some(ConversationKind::Direct),
-            2 => Some(ConversationKind::Group),
-            3 => Some(ConversationKind::Room),
-            _ => None,
-        }
-    }
-}
+stored_enum!(ConversationKind, "conversation kind", {
+    1 => Direct,
+    2 => Group,
+    3 => Room,
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberState {
@@ -254,15 +269,11 @@ pub enum RequestStatus {
     Rejected = 3,
 }
 
-impl RequestStatus {
-    pub fn from_i64(v: i64) -> Self {
-        match v {
-            2 => RequestStatus::Accepted,
-            3 => RequestStatus::Rejected,
-            _ => RequestStatus::Pending,
-        }
-    }
-}
+stored_enum!(RequestStatus, "friend request status", {
+    1 => Pending,
+    2 => Accepted,
+    3 => Rejected,
+});
 
 impl FriendRequestRecord {
     pub fn size_hint(&self) -> usize {
@@ -334,15 +345,13 @@ pub enum Role {
     Owner = 3,
 }
 
-impl Role {
-    pub fn from_i64(v: i64) -> Self {
-        match v {
-            3 => Role::Owner,
-            2 => Role::Admin,
-            _ => Role::Member,
-        }
-    }
+stored_enum!(Role, "role", {
+    1 => Member,
+    2 => Admin,
+    3 => Owner,
+});
 
+impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Member => "member",
@@ -358,15 +367,10 @@ pub enum JoinPolicy {
     Approval = 2,
 }
 
-impl JoinPolicy {
-    pub fn from_i64(v: i64) -> Self {
-        if v == 2 {
-            JoinPolicy::Approval
-        } else {
-            JoinPolicy::Open
-        }
-    }
-}
+stored_enum!(JoinPolicy, "join policy", {
+    1 => Open,
+    2 => Approval,
+});
 
 impl GroupRecord {
     pub fn size_hint(&self) -> usize {
@@ -557,6 +561,53 @@ pub struct ReadMoved {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_enums_decode_every_variant_and_refuse_anything_else() {
+        for k in [
+            BodyKind::Text,
+            BodyKind::Custom,
+            BodyKind::File,
+            BodyKind::System,
+            BodyKind::Recalled,
+        ] {
+            assert_eq!(BodyKind::try_from(k as i64), Ok(k));
+        }
+        for k in [
+            ConversationKind::Direct,
+            ConversationKind::Group,
+            ConversationKind::Room,
+        ] {
+            assert_eq!(ConversationKind::try_from(k as i64), Ok(k));
+        }
+        for k in [
+            RequestStatus::Pending,
+            RequestStatus::Accepted,
+            RequestStatus::Rejected,
+        ] {
+            assert_eq!(RequestStatus::try_from(k as i64), Ok(k));
+        }
+        for k in [Role::Member, Role::Admin, Role::Owner] {
+            assert_eq!(Role::try_from(k as i64), Ok(k));
+        }
+        for k in [JoinPolicy::Open, JoinPolicy::Approval] {
+            assert_eq!(JoinPolicy::try_from(k as i64), Ok(k));
+        }
+        // Values that used to fall back to a default kind.
+        fn bad<T>(what: &'static str, value: i64) -> Result<T, BadValue> {
+            Err(BadValue { what, value })
+        }
+        assert_eq!(BodyKind::try_from(0), bad("body kind", 0));
+        assert_eq!(BodyKind::try_from(6), bad("body kind", 6));
+        assert_eq!(ConversationKind::try_from(9), bad("conversation kind", 9));
+        assert_eq!(RequestStatus::try_from(0), bad("friend request status", 0));
+        assert_eq!(Role::try_from(-1), bad("role", -1));
+        assert_eq!(JoinPolicy::try_from(0), bad("join policy", 0));
+        assert_eq!(
+            BodyKind::try_from(7).unwrap_err().to_string(),
+            "corrupt body kind in the database: 7"
+        );
+    }
 
     #[test]
     fn pages_cut_by_count_and_bytes_and_keep_one() {

@@ -2,7 +2,7 @@
 //! their source kept), and backend failures that are bugs.
 
 use natter_domain::rules::Refusal;
-use natter_domain::DomainError;
+use natter_domain::{BadValue, DomainError};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -77,6 +77,12 @@ impl From<DomainError> for StoreError {
     }
 }
 
+impl From<BadValue> for StoreError {
+    fn from(e: BadValue) -> Self {
+        StoreError::backend("a corrupt row", e)
+    }
+}
+
 impl From<Refusal> for StoreError {
     fn from(r: Refusal) -> Self {
         StoreError::Refused(r)
@@ -103,6 +109,12 @@ impl From<rusqlite::Error> for StoreError {
                 fault,
                 source: Arc::new(e),
             },
+            // A stored enum no variant has (see `sqlite::stored`).
+            None if matches!(&e, rusqlite::Error::FromSqlConversionFailure(_, _, src)
+                if src.downcast_ref::<BadValue>().is_some()) =>
+            {
+                StoreError::backend("a corrupt row", e)
+            }
             // An id above what the database stores (SQLite's integers are
             // i64): no such row, not a fault of the server.
             None if matches!(e, rusqlite::Error::ToSqlConversionFailure(_)) => {

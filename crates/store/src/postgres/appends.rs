@@ -257,7 +257,7 @@ async fn committed_duplicates<'j>(
         .await?;
     let mut out = HashMap::new();
     for r in tx.query(&find, &[&senders, &cmids]).await? {
-        let m = rows::message(&r);
+        let m = rows::message(&r)?;
         if let Some(j) = jobs
             .iter()
             .find(|j| j.sender_id == m.sender_id && j.client_msg_id == m.client_msg_id)
@@ -289,7 +289,7 @@ async fn lock(
         out.insert(
             rows::id(&r, 0),
             Locked {
-                kind: rows::kind(r.get(1)),
+                kind: rows::kind(r.get(1))?,
                 last_seq: rows::id(&r, 2),
                 activity_ms: r.get(3),
                 view: None,
@@ -324,7 +324,7 @@ async fn load_views(
         let v = views.entry(rows::id(&r, 0)).or_default();
         let user = rows::id(&r, 1);
         v.0.push(user);
-        v.1.insert(user, (Role::from_i64(r.get::<_, i16>(2) as i64), r.get(3)));
+        v.1.insert(user, (rows::stored(&r, 2)?, r.get(3)));
     }
     let mut flags: HashMap<ConversationId, (bool, bool)> = HashMap::new();
     let groups = st

@@ -10,8 +10,8 @@ use crate::rules::{
     SystemEvent,
 };
 use crate::{
-    BodyKind, Committed, ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord,
-    JoinOutcome, JoinPolicy, NewGroup, Result, Role, StoreError, StoredMessage, UserId,
+    BodyKind, Committed, ConversationId, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
+    NewGroup, Result, Role, StoreError, StoredMessage, UserId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,10 +52,10 @@ async fn view(tx: &Transaction<'_>, id: ConversationId) -> Result<ConversationVi
     {
         let u = rows::id(&r, 0);
         members.push(u);
-        roles.insert(u, (Role::from_i64(r.get::<_, i16>(1) as i64), r.get(2)));
+        roles.insert(u, (rows::stored(&r, 1)?, r.get(2)));
     }
     Ok(ConversationView {
-        kind: rows::kind(head.get(0)),
+        kind: rows::kind(head.get(0))?,
         dismissed: head.get(1),
         muted_all: head.get(2),
         members: members.into(),
@@ -75,9 +75,8 @@ async fn head(tx: &Transaction<'_>, id: ConversationId) -> Result<GroupHead> {
         .ok_or(StoreError::NotFound("group"))?;
     Ok(GroupHead {
         id,
-        kind: ConversationKind::from_i64(r.get::<_, i16>(0) as i64)
-            .unwrap_or(ConversationKind::Group),
-        policy: JoinPolicy::from_i64(r.get::<_, i16>(1) as i64),
+        kind: rows::stored(&r, 0)?,
+        policy: rows::stored(&r, 1)?,
         dismissed: r.get(2),
         member_count: r.get::<_, i32>(3).max(0) as u32,
         last_seq: rows::id(&r, 4),
@@ -425,11 +424,14 @@ pub async fn recall(
             &[&key(conversation), &key(seq)],
         )
         .await?
-        .map(|r| Recallable {
-            sender: rows::id(&r, 0),
-            kind: BodyKind::from_i64(r.get::<_, i16>(1) as i64).unwrap_or(BodyKind::Custom),
-            server_ts_ms: r.get(2),
-        });
+        .map(|r| {
+            Ok::<_, StoreError>(Recallable {
+                sender: rows::id(&r, 0),
+                kind: rows::stored(&r, 1)?,
+                server_ts_ms: r.get(2),
+            })
+        })
+        .transpose()?;
     match rules::recall(&v, conversation, actor, message, window_ms, now_ms)? {
         RecallStep::Done => return Ok(()),
         RecallStep::Recall => {}

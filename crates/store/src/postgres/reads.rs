@@ -135,14 +135,16 @@ pub async fn sync(
         )
         .await?
         .iter()
-        .map(|r| SyncRow {
-            id: id(r, 0),
-            kind: rows::kind(r.get(1)),
-            last_seq: id(r, 2),
-            joined_seq: id(r, 3),
-            left_seq: id(r, 4),
+        .map(|r| {
+            Ok(SyncRow {
+                id: id(r, 0),
+                kind: rows::kind(r.get(1))?,
+                last_seq: id(r, 2),
+                joined_seq: id(r, 3),
+                left_seq: id(r, 4),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let direct = rules::direct_ids(&rows);
     let ranges = rules::due_ranges(&rows, cursors);
     let maybe_last = rows.len() <= SYNC_CONVERSATIONS;
@@ -218,11 +220,11 @@ async fn due_messages(
          ) AS m
          ORDER BY d.ord, m.seq LIMIT $4"
     );
-    Ok(c.query(&sql, &[&ids, &lo, &hi, &limit(items)])
+    c.query(&sql, &[&ids, &lo, &hi, &limit(items)])
         .await?
         .iter()
         .map(rows::message)
-        .collect())
+        .collect()
 }
 
 /// A page of messages below `before_seq` (0: from the newest), newest
@@ -256,7 +258,7 @@ pub async fn history(
         .await?
         .iter()
         .map(rows::message)
-        .collect();
+        .collect::<Result<_>>()?;
     let (messages, has_more) = page.cut(found, StoredMessage::size_hint);
     Ok(HistoryPage { messages, has_more })
 }
@@ -363,9 +365,9 @@ pub async fn conversations(
         .map(|r| {
             let peer: Option<i64> = r.get(7);
             let peer_name: Option<String> = r.get(8);
-            ListRow {
+            Ok(ListRow {
                 id: id(r, 0),
-                kind: rows::kind(r.get(1)),
+                kind: rows::kind(r.get(1))?,
                 last_seq: id(r, 2),
                 last_activity_ms: r.get(3),
                 read_seq: id(r, 4),
@@ -374,9 +376,9 @@ pub async fn conversations(
                 peer: peer.map(|p| (p as UserId, peer_name.unwrap_or_default())),
                 unread: r.get::<_, i64>(9).clamp(0, MAX_UNREAD) as u32,
                 mentioned: r.get(10),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let (ids, seqs): (Vec<i64>, Vec<i64>) = listed
         .iter()
         .filter(|r| r.last_seq > r.joined_seq)
@@ -389,7 +391,7 @@ pub async fn conversations(
              JOIN messages m ON m.conversation_id = d.cid AND m.seq = d.seq"
         );
         for r in c.query(&sql, &[&ids, &seqs]).await? {
-            let m = rows::message(&r);
+            let m = rows::message(&r)?;
             last.insert(m.conversation_id, m);
         }
     }
@@ -418,11 +420,11 @@ pub async fn pending_incoming(
          ORDER BY r.id DESC LIMIT $2",
         pending = RequestStatus::Pending as i16,
     );
-    Ok(c.query(&sql, &[&key(me), &limit(max)])
+    c.query(&sql, &[&key(me), &limit(max)])
         .await?
         .iter()
         .map(rows::request)
-        .collect())
+        .collect()
 }
 
 /// Requests to and from `me` below `before_id` (0: from the newest), newest
@@ -449,7 +451,7 @@ pub async fn friend_requests(
         .await?
         .iter()
         .map(rows::request)
-        .collect();
+        .collect::<Result<_>>()?;
     let (found, has_more) = page.cut(found, FriendRequestRecord::size_hint);
     let (incoming, outgoing) = found.into_iter().partition(|r| r.to == me);
     Ok(FriendRequestPage {
@@ -578,6 +580,7 @@ pub async fn group(
         .query_opt(&sql, &[&key(viewer), &key(id)])
         .await?
         .map(|r| rows::group(&r))
+        .transpose()?
         .ok_or(StoreError::NotFound("group"))?;
     if g.kind == ConversationKind::Group && g.my_role.is_none() {
         return Err(StoreError::NotFound("group"));
@@ -603,7 +606,7 @@ pub async fn groups_of(
         .await?
         .iter()
         .map(rows::group)
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(page.cut(found, GroupRecord::size_hint))
 }
 
@@ -639,7 +642,7 @@ pub async fn rooms(
         .await?
         .iter()
         .map(rows::group)
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(page.cut(found, GroupRecord::size_hint))
 }
 
@@ -662,7 +665,7 @@ pub async fn members(
                 &[&key(id), &key(after), &fetch(page)],
             )
             .await?;
-        Ok::<_, StoreError>(found.iter().map(rows::member).collect::<Vec<_>>())
+        found.iter().map(rows::member).collect::<Result<Vec<_>>>()
     };
     // Who may not see the group hears that it does not exist (see
     // `group`), whatever the page read alongside found.
@@ -710,7 +713,7 @@ pub async fn role_of(
             &[&key(id), &key(user)],
         )
         .await?;
-    Ok(row.map(|r| Role::from_i64(r.get::<_, i16>(0) as i64)))
+    row.map(|r| rows::stored(&r, 0)).transpose()
 }
 
 #[cfg(test)]

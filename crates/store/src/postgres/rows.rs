@@ -2,8 +2,8 @@
 //! BIGINT is signed, the model's ids are not.
 
 use crate::{
-    Body, BodyKind, ConversationKind, FriendRequestRecord, GroupRecord, JoinPolicy,
-    JoinRequestRecord, MemberRecord, RequestStatus, Role, StoredMessage, UserRecord,
+    BadValue, Body, ConversationKind, FriendRequestRecord, GroupRecord, JoinRequestRecord,
+    MemberRecord, Result, StoredMessage, UserRecord,
 };
 use tokio_postgres::Row;
 
@@ -25,10 +25,16 @@ pub fn id(r: &Row, i: usize) -> u64 {
 pub const MESSAGE_COLUMNS: &str = "m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id, \
     m.created_at_ms, m.body_kind, m.body, m.mentions, m.mention_all";
 
+/// An enum column (SMALLINT): a number no variant has is a corrupt row,
+/// never another variant.
+pub fn stored<T: TryFrom<i64, Error = BadValue>>(r: &Row, i: usize) -> Result<T> {
+    Ok(T::try_from(r.get::<_, i16>(i) as i64)?)
+}
+
 /// A message read with [`MESSAGE_COLUMNS`] starting at column `at`.
-pub fn message_at(r: &Row, at: usize) -> StoredMessage {
+pub fn message_at(r: &Row, at: usize) -> Result<StoredMessage> {
     let mentions: Vec<i64> = r.get(at + 8);
-    StoredMessage {
+    Ok(StoredMessage {
         conversation_id: id(r, at),
         seq: id(r, at + 1),
         msg_id: id(r, at + 2),
@@ -36,16 +42,15 @@ pub fn message_at(r: &Row, at: usize) -> StoredMessage {
         client_msg_id: r.get(at + 4),
         server_ts_ms: r.get(at + 5),
         body: Body {
-            // Only this crate writes body_kind, from a BodyKind.
-            kind: BodyKind::from_i64(r.get::<_, i16>(at + 6) as i64).unwrap_or(BodyKind::Custom),
+            kind: stored(r, at + 6)?,
             content: r.get(at + 7),
         },
         mentions: mentions.into_iter().map(|u| u as u64).collect(),
         mention_all: r.get(at + 9),
-    }
+    })
 }
 
-pub fn message(r: &Row) -> StoredMessage {
+pub fn message(r: &Row) -> Result<StoredMessage> {
     message_at(r, 0)
 }
 
@@ -60,29 +65,28 @@ pub fn user(r: &Row) -> UserRecord {
     }
 }
 
-pub fn kind(v: i16) -> ConversationKind {
-    ConversationKind::from_i64(v as i64).unwrap_or(ConversationKind::Direct)
+pub fn kind(v: i16) -> Result<ConversationKind> {
+    Ok(ConversationKind::try_from(v as i64)?)
 }
 
 /// Reads a group with [`group_select`]'s columns.
-pub fn group(r: &Row) -> GroupRecord {
+pub fn group(r: &Row) -> Result<GroupRecord> {
     let role: Option<i16> = r.get(11);
-    GroupRecord {
+    Ok(GroupRecord {
         id: id(r, 0),
-        kind: ConversationKind::from_i64(r.get::<_, i16>(1) as i64)
-            .unwrap_or(ConversationKind::Group),
+        kind: stored(r, 1)?,
         name: r.get(2),
         notice: r.get(3),
         owner_id: id(r, 4),
-        join_policy: JoinPolicy::from_i64(r.get::<_, i16>(5) as i64),
+        join_policy: stored(r, 5)?,
         muted_all: r.get(6),
         dismissed: r.get(7),
         member_count: r.get::<_, i32>(8).max(0) as u32,
         last_seq: id(r, 9),
         created_at_ms: r.get(10),
-        my_role: role.map(|v| Role::from_i64(v as i64)),
+        my_role: role.map(|v| v as i64).map(TryFrom::try_from).transpose()?,
         invite_code: r.get(12),
-    }
+    })
 }
 
 /// The select a group is read with; `$1` is the viewer (for `my_role`).
@@ -97,19 +101,19 @@ pub const REQUEST_SELECT: &str =
     r.status, r.reply, r.created_at_ms, r.decided_at_ms
     FROM friend_requests r JOIN users f ON f.id = r.from_id JOIN users t ON t.id = r.to_id";
 
-pub fn request(r: &Row) -> FriendRequestRecord {
-    FriendRequestRecord {
+pub fn request(r: &Row) -> Result<FriendRequestRecord> {
+    Ok(FriendRequestRecord {
         id: id(r, 0),
         from: id(r, 1),
         from_name: r.get(2),
         to: id(r, 3),
         to_name: r.get(4),
         message: r.get(5),
-        status: RequestStatus::from_i64(r.get::<_, i16>(6) as i64),
+        status: stored(r, 6)?,
         reply: r.get(7),
         created_at_ms: r.get(8),
         decided_at_ms: r.get(9),
-    }
+    })
 }
 
 pub const JOIN_REQUEST_SELECT: &str =
@@ -126,12 +130,12 @@ pub fn join_request(r: &Row) -> JoinRequestRecord {
     }
 }
 
-pub fn member(r: &Row) -> MemberRecord {
-    MemberRecord {
+pub fn member(r: &Row) -> Result<MemberRecord> {
+    Ok(MemberRecord {
         user_id: id(r, 0),
         username: r.get(1),
-        role: Role::from_i64(r.get::<_, i16>(2) as i64),
+        role: stored(r, 2)?,
         muted_until_ms: r.get(3),
         joined_at_ms: r.get(4),
-    }
+    })
 }

@@ -167,7 +167,7 @@ pub async fn raise_cursor(
     else {
         return Ok(None);
     };
-    let kind = rows::kind(row.get(0));
+    let kind = rows::kind(row.get(0))?;
     let members = match kind {
         ConversationKind::Direct => super::reads::members_of(c, conversation).await?,
         _ => Vec::new(),
@@ -233,9 +233,10 @@ pub async fn has_blocked(c: &impl GenericClient, user: UserId, other: UserId) ->
 
 async fn request(c: &impl GenericClient, id: u64) -> Result<Option<FriendRequestRecord>> {
     let sql = format!("{REQUEST_SELECT} WHERE r.id = $1");
-    Ok(c.query_opt(&sql, &[&key(id)])
+    c.query_opt(&sql, &[&key(id)])
         .await?
-        .map(|r| rows::request(&r)))
+        .map(|r| rows::request(&r))
+        .transpose()
 }
 
 async fn pending(c: &impl GenericClient, from: UserId, to: UserId) -> Result<Option<u64>> {

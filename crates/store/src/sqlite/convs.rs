@@ -152,10 +152,10 @@ pub fn load(conn: &Connection, id: ConversationId) -> Result<ConversationView> {
     for row in rows {
         let (user, role, muted) = row?;
         members.push(user);
-        roles.insert(user, (Role::from_i64(role), muted));
+        roles.insert(user, (Role::try_from(role)?, muted));
     }
     Ok(ConversationView {
-        kind: ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Direct),
+        kind: ConversationKind::try_from(kind)?,
         dismissed,
         muted_all,
         members: members.into(),

@@ -19,7 +19,7 @@ fn request_row(r: &Row<'_>) -> rusqlite::Result<FriendRequestRecord> {
         to: r.get(3)?,
         to_name: r.get(4)?,
         message: r.get(5)?,
-        status: RequestStatus::from_i64(r.get(6)?),
+        status: super::stored(r, 6)?,
         reply: r.get(7)?,
         created_at_ms: r.get(8)?,
         decided_at_ms: r.get(9)?,

@@ -9,7 +9,7 @@ use super::writer::Tx;
 use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal, SystemEvent};
 use crate::{
     ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
-    JoinPolicy, JoinRequestRecord, MemberRecord, NewGroup, Page, Result, Role, StoreError, UserId,
+    JoinRequestRecord, MemberRecord, NewGroup, Page, Result, Role, StoreError, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -20,21 +20,23 @@ const GROUP_SELECT: &str = "SELECT g.conversation_id, c.kind, g.name, g.notice, 
     FROM groups g JOIN conversations c ON c.id = g.conversation_id";
 
 fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
-    let kind: i64 = r.get(1)?;
     let role: Option<i64> = r.get(11)?;
     Ok(GroupRecord {
         id: r.get(0)?,
-        kind: ConversationKind::from_i64(kind).unwrap_or(ConversationKind::Group),
+        kind: super::stored(r, 1)?,
         name: r.get(2)?,
         notice: r.get(3)?,
         owner_id: r.get(4)?,
-        join_policy: JoinPolicy::from_i64(r.get(5)?),
+        join_policy: super::stored(r, 5)?,
         muted_all: r.get(6)?,
         dismissed: r.get(7)?,
         member_count: r.get(8)?,
         last_seq: r.get(9)?,
         created_at_ms: r.get(10)?,
-        my_role: role.map(Role::from_i64),
+        my_role: match role {
+            Some(_) => Some(super::stored(r, 11)?),
+            None => None,
+        },
         invite_code: r.get(12)?,
     })
 }
@@ -132,7 +134,7 @@ pub fn members(
             Ok(MemberRecord {
                 user_id: r.get(0)?,
                 username: r.get(1)?,
-                role: Role::from_i64(r.get(2)?),
+                role: super::stored(r, 2)?,
                 muted_until_ms: r.get(3)?,
                 joined_at_ms: r.get(4)?,
             })
@@ -240,8 +242,8 @@ fn head(conn: &Connection, id: ConversationId) -> Result<GroupHead> {
     .query_row([id], |r| {
         Ok(GroupHead {
             id,
-            kind: ConversationKind::from_i64(r.get(0)?).unwrap_or(ConversationKind::Group),
-            policy: JoinPolicy::from_i64(r.get(1)?),
+            kind: super::stored(r, 0)?,
+            policy: super::stored(r, 1)?,
             dismissed: r.get(2)?,
             member_count: r.get(3)?,
             last_seq: r.get(4)?,
@@ -259,7 +261,7 @@ fn role_of(conn: &Connection, id: ConversationId, user: UserId) -> Result<Option
         )?
         .query_row([id, user], |r| r.get(0))
         .optional()?;
-    Ok(role.map(Role::from_i64))
+    Ok(role.map(Role::try_from).transpose()?)
 }
 
 /// Joins a room, or a group with its invite code (see [`rules::join`]).

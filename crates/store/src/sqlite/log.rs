@@ -121,7 +121,7 @@ impl Record {
                 let (conversation_id, seq, msg_id, sender_id) =
                     (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
                 let server_ts_ms = r.u64()? as i64;
-                let kind = BodyKind::from_i64(r.u8()? as i64)?;
+                let kind = BodyKind::try_from(r.u8()? as i64).ok()?;
                 let mention_all = r.u8()? != 0;
                 let client_msg_id = String::from_utf8(r.bytes()?.to_vec()).ok()?;
                 let content = String::from_utf8(r.bytes()?.to_vec()).ok()?;

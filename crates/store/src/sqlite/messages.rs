@@ -27,7 +27,6 @@ macro_rules! select_messages {
 }
 
 pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
-    let kind: i64 = r.get(6)?;
     let mentions: String = r.get(8)?;
     Ok(StoredMessage {
         conversation_id: r.get(0)?,
@@ -37,8 +36,7 @@ pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
         client_msg_id: r.get(4)?,
         server_ts_ms: r.get(5)?,
         body: Body {
-            // Only this crate writes body_kind, from a BodyKind.
-            kind: BodyKind::from_i64(kind).unwrap_or(BodyKind::Custom),
+            kind: super::stored(r, 6)?,
             content: r.get(7)?,
         },
         mentions: mentions.split(' ').filter_map(|s| s.parse().ok()).collect(),
@@ -298,7 +296,7 @@ pub fn sync(
             |r| {
                 Ok(SyncRow {
                     id: r.get(0)?,
-                    kind: ConversationKind::from_i64(r.get(1)?).unwrap_or(ConversationKind::Direct),
+                    kind: super::stored(r, 1)?,
                     last_seq: r.get(2)?,
                     joined_seq: r.get(3)?,
                     left_seq: r.get(4)?,
@@ -495,7 +493,7 @@ pub fn recall(
         .query_row(params![conversation, seq], |r| {
             Ok(Recallable {
                 sender: r.get(0)?,
-                kind: BodyKind::from_i64(r.get(1)?).unwrap_or(BodyKind::Custom),
+                kind: super::stored(r, 1)?,
                 server_ts_ms: r.get(2)?,
             })
         })

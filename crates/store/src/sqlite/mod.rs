@@ -128,6 +128,22 @@ fn io_fault(e: std::io::Error) -> StoreError {
 }
 
 /// What an I/O error says of the storage.
+/// Decodes an enum column inside a row closure: a number no variant has is
+/// an error naming the column (a corrupt row), never another variant.
+pub(crate) fn stored<T: TryFrom<i64, Error = crate::BadValue>>(
+    r: &rusqlite::Row<'_>,
+    column: usize,
+) -> rusqlite::Result<T> {
+    let v: i64 = r.get(column)?;
+    T::try_from(v).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Integer,
+            Box::new(e),
+        )
+    })
+}
+
 pub(crate) fn io_fault_kind(e: &std::io::Error) -> crate::Fault {
     // ENOSPC, EFBIG (past a file size limit), EDQUOT.
     match e.raw_os_error() {

@@ -3,10 +3,7 @@
 
 use super::messages::message_row;
 use crate::rules::{self, ListRow};
-use crate::{
-    Before, ConversationId, ConversationKind, ConversationSummary, Page, Result, StoredMessage,
-    UserId,
-};
+use crate::{Before, ConversationId, ConversationSummary, Page, Result, StoredMessage, UserId};
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
 
@@ -57,7 +54,7 @@ pub fn conversations(
                 let peer: Option<UserId> = r.get(7)?;
                 Ok(ListRow {
                     id: r.get(0)?,
-                    kind: ConversationKind::from_i64(r.get(1)?).unwrap_or(ConversationKind::Direct),
+                    kind: super::stored(r, 1)?,
                     last_seq: r.get(2)?,
                     last_activity_ms: r.get(3)?,
                     read_seq: r.get(4)?,

@@ -344,3 +344,46 @@ async fn messages_keyed_by_id_are_migrated_to_the_conversation_layout() {
         "ids carry on from the highest"
     );
 }
+
+/// A stored enum no variant has is a corrupt row: reading it fails, it is
+/// never read as another kind, policy or role.
+#[tokio::test]
+async fn a_corrupt_enum_column_is_an_error_not_another_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let owner = store.create_user("o", "h", 0).await.unwrap();
+    let id = group_of(&store, owner, Vec::new()).await;
+    store.close().await;
+    drop(store);
+    for (sql, what) in [
+        (
+            "UPDATE groups SET join_policy = 7",
+            "corrupt join policy in the database: 7",
+        ),
+        ("UPDATE groups SET join_policy = 1", ""),
+        (
+            "UPDATE members SET role = 9",
+            "corrupt role in the database: 9",
+        ),
+        ("UPDATE members SET role = 3", ""),
+        (
+            "UPDATE conversations SET kind = 0",
+            "corrupt conversation kind in the database: 0",
+        ),
+    ] {
+        rusqlite::Connection::open(dir.path().join("t.db"))
+            .unwrap()
+            .execute(sql, [])
+            .unwrap();
+        let store = open_again(&dir).unwrap();
+        let got = store.group(id, owner).await;
+        if what.is_empty() {
+            assert!(got.is_ok(), "{sql}: {got:?}");
+        } else {
+            let e = got.unwrap_err();
+            assert!(matches!(e, StoreError::Backend { .. }), "{sql}: {e:?}");
+            assert!(e.to_string().contains(what), "{sql}: {e}");
+        }
+        store.close().await;
+    }
+}

@@ -1075,3 +1075,50 @@ async fn reads_run_inside_a_transaction() {
     })
     .await;
 }
+
+/// A stored enum no variant has is a corrupt row: reading it fails, it is
+/// never read as another kind, policy or role.
+#[tokio::test]
+async fn a_corrupt_enum_column_is_an_error_not_another_variant() {
+    with_db(
+        "a_corrupt_enum_column_is_an_error_not_another_variant",
+        |db| async move {
+            let c = &*db;
+            let ann = user(c, "ann").await;
+            let id = conv(c, ConversationKind::Group, 1).await;
+            group_row(c, id, "g", ann, false, false).await;
+            member(c, ann, id, Role::Owner, (0, 0, 0, 0)).await;
+            assert_eq!(
+                group(c, id, ann).await.unwrap().join_policy,
+                crate::JoinPolicy::Open
+            );
+            for (sql, what) in [
+                (
+                    "UPDATE groups SET join_policy = 7",
+                    "corrupt join policy in the database: 7",
+                ),
+                ("UPDATE groups SET join_policy = 1", ""),
+                (
+                    "UPDATE members SET role = 9",
+                    "corrupt role in the database: 9",
+                ),
+                ("UPDATE members SET role = 3", ""),
+                (
+                    "UPDATE conversations SET kind = 0",
+                    "corrupt conversation kind in the database: 0",
+                ),
+            ] {
+                c.execute(sql, &[]).await.unwrap();
+                let got = group(c, id, ann).await;
+                if what.is_empty() {
+                    assert!(got.is_ok(), "{sql}: {got:?}");
+                } else {
+                    let e = got.unwrap_err();
+                    assert!(matches!(e, StoreError::Backend { .. }), "{sql}: {e:?}");
+                    assert!(e.to_string().contains(what), "{sql}: {e}");
+                }
+            }
+        },
+    )
+    .await;
+}
