@@ -170,6 +170,26 @@ fn the_domain_has_no_io_dependency() {
     }
 }
 
+/// System events are composed by the rules alone: a backend or an edge that
+/// built one itself would be a second place deciding what a change records.
+#[test]
+fn system_events_are_built_only_in_the_domain() {
+    let mut seen = 0;
+    for f in sources() {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let uses = text.matches(concat!("SystemEvent", "::")).count();
+        if f.starts_with(root().join("crates/domain")) {
+            seen += uses;
+        } else {
+            assert_eq!(uses, 0, "{} names a SystemEvent variant", f.display());
+        }
+    }
+    assert!(
+        seen > 10,
+        "the domain's system events were not found ({seen})"
+    );
+}
+
 #[test]
 fn every_module_says_what_it_is_for() {
     for f in sources() {

@@ -17,20 +17,33 @@ pub struct RequestFacts {
     pub mine: Option<u64>,
 }
 
-/// What a friend request does.
+/// What a friend request, or the answer to one, writes: first `befriend`,
+/// then `request`. A backend writes exactly this and reads back the request
+/// it wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestStep {
-    /// Both asked: the second request accepts the first (this one).
-    AcceptTheirs(u64),
-    /// Asking again renews the pending request (new message and time).
-    Renew(u64),
-    Create,
+pub struct FriendPlan {
+    /// These two become friends, each in the other's list.
+    pub befriend: Option<(UserId, UserId)>,
+    pub request: RequestWrite,
+    /// Whether both users hear of it: a request to someone who blocked the
+    /// sender waits unseen, and the sender is not told why.
+    pub notify: bool,
 }
 
-/// Judges a friend request; the flag says whether both users hear of it.
-/// A request to someone who blocked the sender waits unseen, and the
-/// sender is not told why.
-pub fn send_request(from: UserId, to: UserId, f: RequestFacts) -> Result<(RequestStep, bool)> {
+/// What a plan writes on the request itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestWrite {
+    /// Decides a pending request; the text at hand becomes its reply.
+    Decide(u64, RequestStatus),
+    /// Asking again renews the pending request (new message and time).
+    Renew(u64),
+    /// A new pending request.
+    Create { from: UserId, to: UserId },
+}
+
+/// Judges a friend request from `from` to `to`. When both asked, the second
+/// request accepts the first.
+pub fn send_request(from: UserId, to: UserId, f: RequestFacts) -> Result<FriendPlan> {
     if from == to {
         return Err(Refusal::SelfFriend.into());
     }
@@ -41,10 +54,18 @@ pub fn send_request(from: UserId, to: UserId, f: RequestFacts) -> Result<(Reques
         return Err(Refusal::AlreadyFriends.into());
     }
     let notify = !f.blocked;
-    Ok(match (f.theirs, f.mine) {
-        (Some(theirs), _) if notify => (RequestStep::AcceptTheirs(theirs), true),
-        (_, Some(mine)) => (RequestStep::Renew(mine), notify),
-        _ => (RequestStep::Create, notify),
+    let (befriend, request) = match (f.theirs, f.mine) {
+        (Some(theirs), _) if notify => (
+            Some((from, to)),
+            RequestWrite::Decide(theirs, RequestStatus::Accepted),
+        ),
+        (_, Some(mine)) => (None, RequestWrite::Renew(mine)),
+        _ => (None, RequestWrite::Create { from, to }),
+    };
+    Ok(FriendPlan {
+        befriend,
+        request,
+        notify,
     })
 }
 
@@ -55,18 +76,21 @@ pub fn respond_request(
     me: UserId,
     accept: bool,
     from_active: bool,
-) -> Result<RequestStatus> {
-    match request {
-        Some(r) if r.to == me && r.status == RequestStatus::Pending => {}
+) -> Result<FriendPlan> {
+    let r = match request {
+        Some(r) if r.to == me && r.status == RequestStatus::Pending => r,
         _ => return Err(DomainError::NotFound("pending friend request")),
-    }
-    if !accept {
-        return Ok(RequestStatus::Rejected);
-    }
-    if !from_active {
-        return Err(DomainError::NotFound("user"));
-    }
-    Ok(RequestStatus::Accepted)
+    };
+    let (befriend, status) = match (accept, from_active) {
+        (false, _) => (None, RequestStatus::Rejected),
+        (true, false) => return Err(DomainError::NotFound("user")),
+        (true, true) => (Some((r.from, me)), RequestStatus::Accepted),
+    };
+    Ok(FriendPlan {
+        befriend,
+        request: RequestWrite::Decide(r.id, status),
+        notify: true,
+    })
 }
 
 /// Whether `me` may block (or unblock) `other`: `count` is how many `me`
@@ -107,18 +131,43 @@ mod tests {
         };
         // (from, to, facts, expected)
         let table: Vec<(UserId, UserId, RequestFacts, &str)> = vec![
-            (1, 2, f(None, None, false), "Ok((Create, true))"),
-            (1, 2, f(None, Some(5), false), "Ok((Renew(5), true))"),
-            (1, 2, f(Some(4), None, false), "Ok((AcceptTheirs(4), true))"),
+            (
+                1,
+                2,
+                f(None, None, false),
+                "Ok(FriendPlan { befriend: None, request: Create { from: 1, to: 2 }, notify: true })",
+            ),
+            (
+                1,
+                2,
+                f(None, Some(5), false),
+                "Ok(FriendPlan { befriend: None, request: Renew(5), notify: true })",
+            ),
+            (
+                1,
+                2,
+                f(Some(4), None, false),
+                "Ok(FriendPlan { befriend: Some((1, 2)), request: Decide(4, Accepted), notify: true })",
+            ),
             (
                 1,
                 2,
                 f(Some(4), Some(5), false),
-                "Ok((AcceptTheirs(4), true))",
+                "Ok(FriendPlan { befriend: Some((1, 2)), request: Decide(4, Accepted), notify: true })",
             ),
             // Blocked: nothing is accepted, and nobody is told.
-            (1, 2, f(Some(4), None, true), "Ok((Create, false))"),
-            (1, 2, f(Some(4), Some(5), true), "Ok((Renew(5), false))"),
+            (
+                1,
+                2,
+                f(Some(4), None, true),
+                "Ok(FriendPlan { befriend: None, request: Create { from: 1, to: 2 }, notify: false })",
+            ),
+            (
+                1,
+                2,
+                f(Some(4), Some(5), true),
+                "Ok(FriendPlan { befriend: None, request: Renew(5), notify: false })",
+            ),
             (1, 1, f(None, None, false), "SelfFriend"),
             (
                 1,
@@ -165,8 +214,20 @@ mod tests {
         };
         // (request, me, accept, sender active, expected)
         let table: Vec<(Option<&FriendRequestRecord>, UserId, bool, bool, &str)> = vec![
-            (Some(&r), 2, true, true, "Ok(Accepted)"),
-            (Some(&r), 2, false, false, "Ok(Rejected)"),
+            (
+                Some(&r),
+                2,
+                true,
+                true,
+                "Ok(FriendPlan { befriend: Some((1, 2)), request: Decide(1, Accepted), notify: true })",
+            ),
+            (
+                Some(&r),
+                2,
+                false,
+                false,
+                "Ok(FriendPlan { befriend: None, request: Decide(1, Rejected), notify: true })",
+            ),
             (Some(&r), 2, true, false, "NotFound(\"user\")"),
             (Some(&r), 1, true, true, "pending friend request"),
             (Some(&decided), 2, true, true, "pending friend request"),

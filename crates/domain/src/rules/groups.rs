@@ -3,8 +3,8 @@
 
 use super::{Refusal, SystemEvent};
 use crate::{
-    ConversationId, ConversationKind, DomainError, GroupAction, GroupLimits, JoinPolicy, Result,
-    Role, UserId,
+    ConversationId, ConversationKind, DomainError, GroupAction, GroupLimits, JoinPolicy, NewGroup,
+    Result, Role, UserId,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -40,13 +40,24 @@ pub fn join_point(kind: ConversationKind, last_seq: u64, limits: GroupLimits) ->
     }
 }
 
-/// The members a new group starts with besides its creator, in the order
-/// asked for. Every candidate must exist.
+/// What creating a group writes once its rows exist: its members with their
+/// roles (the creator first, as owner), then `event`, heard by `audience`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatePlan {
+    pub members: Vec<(UserId, Role)>,
+    pub event: SystemEvent,
+    pub audience: Arc<[UserId]>,
+}
+
+/// A new group starts with its creator and the candidates asked for, in
+/// that order, leaving out those who blocked the creator. Every candidate
+/// must exist.
 pub fn create_group(
-    creator: UserId,
+    new: &NewGroup,
     candidates: &[Candidate],
     limits: GroupLimits,
-) -> Result<Vec<UserId>> {
+) -> Result<CreatePlan> {
+    let creator = new.creator;
     let mut seen = HashSet::from([creator]);
     let mut invited = Vec::new();
     for c in candidates {
@@ -66,7 +77,23 @@ pub fn create_group(
         }
         .into());
     }
-    Ok(invited)
+    let audience = Change {
+        add: invited.clone(),
+        ..Change::default()
+    }
+    .audience(&[creator]);
+    let members = std::iter::once((creator, Role::Owner))
+        .chain(invited.iter().map(|&u| (u, Role::Member)))
+        .collect();
+    Ok(CreatePlan {
+        members,
+        event: SystemEvent::Created {
+            actor: creator,
+            name: new.name.clone(),
+            users: invited,
+        },
+        audience,
+    })
 }
 
 /// What a join does.
@@ -75,10 +102,9 @@ pub enum JoinStep {
     AlreadyMember,
     /// The group needs approval: record (or renew) a join request.
     Request,
-    /// Add the member, seeing messages after `joined_seq`.
-    Join {
-        joined_seq: u64,
-    },
+    /// Add the member, seeing messages after the change's `joined_seq`,
+    /// and record that they joined.
+    Join(Box<Change>),
 }
 
 /// Compares invite codes in time that does not depend on where they differ.
@@ -92,7 +118,13 @@ fn same_code(a: &str, b: &str) -> bool {
 
 /// Joins a room, or a group with its invite code. Without the right code a
 /// group does not exist, so ids cannot be probed.
-pub fn join(head: &GroupHead, member: bool, code: &str, limits: GroupLimits) -> Result<JoinStep> {
+pub fn join(
+    head: &GroupHead,
+    user: UserId,
+    member: bool,
+    code: &str,
+    limits: GroupLimits,
+) -> Result<JoinStep> {
     if head.dismissed {
         return Err(DomainError::NotFound("group"));
     }
@@ -112,9 +144,15 @@ pub fn join(head: &GroupHead, member: bool, code: &str, limits: GroupLimits) -> 
     if group && head.policy == JoinPolicy::Approval {
         return Ok(JoinStep::Request);
     }
-    Ok(JoinStep::Join {
+    Ok(JoinStep::Join(Box::new(Change {
+        add: vec![user],
         joined_seq: join_point(head.kind, head.last_seq, limits),
-    })
+        event: Some(SystemEvent::Joined {
+            actor: user,
+            users: vec![user],
+        }),
+        ..Change::default()
+    })))
 }
 
 /// Fields of a group an update sets.
@@ -566,13 +604,31 @@ mod tests {
             blocked_actor: true,
             ..cand(3)
         };
+        let new = NewGroup {
+            creator: 1,
+            kind: ConversationKind::Group,
+            name: "g".into(),
+            notice: String::new(),
+            join_policy: JoinPolicy::Open,
+            members: Vec::new(),
+            invite_code: "code".into(),
+            now_ms: 0,
+        };
         assert_eq!(
-            create_group(1, &[cand(2), cand(1), cand(2), blocked], LIMITS).unwrap(),
-            vec![2]
+            create_group(&new, &[cand(4), cand(1), cand(4), blocked, cand(2)], LIMITS).unwrap(),
+            CreatePlan {
+                members: vec![(1, Role::Owner), (4, Role::Member), (2, Role::Member)],
+                event: SystemEvent::Created {
+                    actor: 1,
+                    name: "g".into(),
+                    users: vec![4, 2],
+                },
+                audience: vec![1, 2, 4].into(),
+            }
         );
-        assert!(create_group(1, &[cand(2), cand(3), cand(4), cand(5)], LIMITS).is_err());
+        assert!(create_group(&new, &[cand(2), cand(3), cand(4), cand(5)], LIMITS).is_err());
         assert!(create_group(
-            1,
+            &new,
             &[Candidate {
                 active: false,
                 ..cand(2)
@@ -588,19 +644,30 @@ mod tests {
         let mut d = g.clone();
         d.dismissed = true;
         // (head, member, code, expected)
+        let joins = |joined_seq| {
+            Ok(JoinStep::Join(Box::new(Change {
+                add: vec![7],
+                joined_seq,
+                event: Some(SystemEvent::Joined {
+                    actor: 7,
+                    users: vec![7],
+                }),
+                ..Change::default()
+            })))
+        };
         let table: Vec<(&GroupHead, bool, &str, Result<JoinStep>)> = vec![
-            (&g, false, "code", Ok(JoinStep::Join { joined_seq: 30 })),
+            (&g, false, "code", joins(30)),
             (&g, false, "cod", Err(DomainError::NotFound("group"))),
             (&g, false, "", Err(DomainError::NotFound("group"))),
             (&g, true, "", Ok(JoinStep::AlreadyMember)),
             (&a, false, "code", Ok(JoinStep::Request)),
-            (&r, false, "", Ok(JoinStep::Join { joined_seq: 20 })),
+            (&r, false, "", joins(20)),
             (&f, false, "", Err(Refusal::GroupFull { max: 4 }.into())),
             (&d, true, "code", Err(DomainError::NotFound("group"))),
         ];
         for (h, member, code, want) in table {
             assert_eq!(
-                format!("{:?}", join(h, member, code, LIMITS)),
+                format!("{:?}", join(h, 7, member, code, LIMITS)),
                 format!("{want:?}"),
                 "{h:?} {member} {code}"
             );

@@ -14,14 +14,17 @@ mod summaries;
 mod sync;
 
 pub use events::SystemEvent;
-pub use friends::{may_block, respond_request, send_request, RequestFacts, RequestStep};
+pub use friends::{
+    may_block, respond_request, send_request, FriendPlan, RequestFacts, RequestWrite,
+};
 pub use groups::{
-    act, create_group, join, join_point, Candidate, Change, GroupHead, GroupUpdate, JoinStep,
+    act, create_group, join, join_point, Candidate, Change, CreatePlan, GroupHead, GroupUpdate,
+    JoinStep,
 };
 pub use refusal::{Refusal, RefusalKind};
 pub use send::{
     cursor_audience, direct_target, may_message, may_send, recall, visible_upto, ConversationView,
-    PeerFacts, RecallStep, Recallable, SendTo,
+    PeerFacts, RecallPlan, RecallStep, Recallable, SendTo,
 };
 pub use sessions::sessions_to_revoke;
 pub use summaries::{summarize, ListRow};

@@ -1,7 +1,7 @@
 //! Who may send what where, who may recall a message, and what a member
 //! may see of a conversation.
 
-use super::Refusal;
+use super::{Refusal, SystemEvent};
 use crate::{
     BodyKind, ConversationId, ConversationKind, DomainError, NewMessage, Result, Role, UserId,
 };
@@ -117,12 +117,21 @@ pub fn may_send(view: &ConversationView, id: ConversationId, new: &NewMessage) -
 }
 
 /// What a recall does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecallStep {
     /// Already a tombstone: nothing to do, and no error.
     Done,
-    /// Make it a tombstone and record a `recalled` event.
-    Recall,
+    Recall(RecallPlan),
+}
+
+/// What a recall writes: message `seq` becomes a tombstone (kind
+/// `Recalled`, its body, mentions and mention-all cleared), then `event` is
+/// recorded, heard by `audience` (every current member).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecallPlan {
+    pub seq: u64,
+    pub event: SystemEvent,
+    pub audience: Arc<[UserId]>,
 }
 
 /// The part of a message a recall is judged by.
@@ -138,6 +147,7 @@ pub struct Recallable {
 pub fn recall(
     view: &ConversationView,
     id: ConversationId,
+    seq: u64,
     actor: UserId,
     message: Option<Recallable>,
     window_ms: i64,
@@ -159,7 +169,11 @@ pub fn recall(
     if now_ms - message.server_ts_ms > window_ms {
         return Err(Refusal::RecallWindowPassed { window_ms }.into());
     }
-    Ok(RecallStep::Recall)
+    Ok(RecallStep::Recall(RecallPlan {
+        seq,
+        event: SystemEvent::Recalled { actor, seq },
+        audience: view.members.clone(),
+    }))
 }
 
 /// The last seq a member may see: up to where they left, else the newest.
@@ -343,8 +357,8 @@ mod tests {
         let t = BodyKind::Text;
         // (view, actor, message, now, expected)
         let table: Vec<(&ConversationView, UserId, Option<Recallable>, i64, &str)> = vec![
-            (&g, 3, m(3, t), 2_000, "Ok(Recall)"),
-            (&g, 2, m(3, t), 2_000, "Ok(Recall)"),
+            (&g, 3, m(3, t), 2_000, "Ok(Recall("),
+            (&g, 2, m(3, t), 2_000, "Ok(Recall("),
             (&g, 3, m(2, t), 2_000, "RecallSenderOrAdmin"),
             (&g, 3, m(3, t), 200_000, "RecallWindowPassed"),
             (&g, 3, m(3, BodyKind::Recalled), 200_000, "Ok(Done)"),
@@ -352,12 +366,20 @@ mod tests {
             (&g, 9, m(3, t), 2_000, "NotMember"),
             (&g, 3, None, 2_000, "NotFound"),
             (&d, 1, m(2, t), 2_000, "RecallSenderOrAdmin"),
-            (&d, 2, m(2, t), 2_000, "Ok(Recall)"),
+            (&d, 2, m(2, t), 2_000, "Ok(Recall("),
         ];
         for (v, actor, message, now, want) in table {
-            let got = format!("{:?}", recall(v, 9, actor, message, 60_000, now));
+            let got = format!("{:?}", recall(v, 9, 5, actor, message, 60_000, now));
             assert!(got.contains(want), "{actor} {message:?}: {got}");
         }
+        assert_eq!(
+            recall(&g, 9, 5, 2, m(3, t), 60_000, 2_000),
+            Ok(RecallStep::Recall(RecallPlan {
+                seq: 5,
+                event: SystemEvent::Recalled { actor: 2, seq: 5 },
+                audience: vec![1, 2, 3].into(),
+            }))
+        );
     }
 
     #[test]

@@ -196,7 +196,7 @@ pub async fn create_group(
     publish: &mut Published,
 ) -> Result<GroupRecord> {
     let found = candidates(tx, &new.members, new.creator).await?;
-    let invited = rules::create_group(new.creator, &found, limits)?;
+    let plan = rules::create_group(new, &found, limits)?;
     let id = rows::id(
         &tx.query_one(
             "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES ($1, $2, $2)
@@ -219,21 +219,10 @@ pub async fn create_group(
         ],
     )
     .await?;
-    add_member(tx, id, new.creator, Role::Owner, 0, new.now_ms).await?;
-    for &u in &invited {
-        add_member(tx, id, u, Role::Member, 0, new.now_ms).await?;
+    for &(u, role) in &plan.members {
+        add_member(tx, id, u, role, 0, new.now_ms).await?;
     }
-    let event = SystemEvent::Created {
-        actor: new.creator,
-        name: new.name.clone(),
-        users: invited.clone(),
-    };
-    let change = Change {
-        add: invited,
-        ..Change::default()
-    };
-    let to = change.audience(&[new.creator]);
-    system_event(tx, id, 0, &event, new.now_ms, to, publish).await?;
+    system_event(tx, id, 0, &plan.event, new.now_ms, plan.audience, publish).await?;
     super::reads::group(tx, id, new.creator).await
 }
 
@@ -251,9 +240,9 @@ pub async fn join(
     lock(tx, id).await?.ok_or(StoreError::NotFound("group"))?;
     let h = head(tx, id).await?;
     let member = super::reads::role_of(tx, id, user).await?.is_some();
-    let joined_seq = match rules::join(&h, member, code, limits)? {
+    let change = match rules::join(&h, user, member, code, limits)? {
         JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
-        JoinStep::Join { joined_seq } => joined_seq,
+        JoinStep::Join(change) => *change,
         JoinStep::Request => {
             tx.execute(
                 "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
@@ -285,15 +274,6 @@ pub async fn join(
         }
     };
     let before = view(tx, id).await?.members;
-    let change = Change {
-        add: vec![user],
-        joined_seq,
-        event: Some(SystemEvent::Joined {
-            actor: user,
-            users: vec![user],
-        }),
-        ..Change::default()
-    };
     apply(tx, id, h.last_seq, &before, change, now_ms, publish).await?;
     Ok(JoinOutcome::Joined)
 }
@@ -432,29 +412,32 @@ pub async fn recall(
             })
         })
         .transpose()?;
-    match rules::recall(&v, conversation, actor, message, window_ms, now_ms)? {
+    let plan = match rules::recall(&v, conversation, seq, actor, message, window_ms, now_ms)? {
         RecallStep::Done => return Ok(()),
-        RecallStep::Recall => {}
-    }
+        RecallStep::Recall(plan) => plan,
+    };
     tx.execute(
         "UPDATE messages SET body_kind = $3, body = '', mentions = '{}', mention_all = false
          WHERE conversation_id = $1 AND seq = $2",
-        &[&key(conversation), &key(seq), &(BodyKind::Recalled as i16)],
+        &[
+            &key(conversation),
+            &key(plan.seq),
+            &(BodyKind::Recalled as i16),
+        ],
     )
     .await?;
     tx.execute(
         "DELETE FROM mentions WHERE conversation_id = $1 AND seq = $2",
-        &[&key(conversation), &key(seq)],
+        &[&key(conversation), &key(plan.seq)],
     )
     .await?;
-    let event = SystemEvent::Recalled { actor, seq };
     system_event(
         tx,
         conversation,
         last_seq,
-        &event,
+        &plan.event,
         now_ms,
-        v.members.clone(),
+        plan.audience,
         publish,
     )
     .await?;

@@ -6,10 +6,10 @@
 //! (and never deadlock doing so).
 
 use super::rows::{self, key, keys, REQUEST_SELECT};
-use crate::rules::{self, RequestFacts, RequestStep};
+use crate::rules::{self, FriendPlan, RequestFacts, RequestWrite};
 use crate::{
     ConversationId, ConversationKind, Delivered, FriendRequestOutcome, FriendRequestRecord,
-    NewSession, ReadMoved, RequestStatus, Result, SessionGrant, SessionId, StoreError, UserId,
+    NewSession, ReadMoved, Result, SessionGrant, SessionId, StoreError, UserId,
 };
 use tokio_postgres::{GenericClient, Transaction};
 
@@ -259,18 +259,45 @@ async fn befriend(c: &impl GenericClient, a: UserId, b: UserId, now_ms: i64) -> 
     Ok(())
 }
 
-async fn decide(
+/// Writes what a [`rules::FriendPlan`] says, with `text` as the request's
+/// message or reply, and reads the request back.
+async fn apply(
     c: &impl GenericClient,
-    id: u64,
-    status: RequestStatus,
-    reply: &str,
+    plan: FriendPlan,
+    text: &str,
     now_ms: i64,
 ) -> Result<FriendRequestRecord> {
-    c.execute(
-        "UPDATE friend_requests SET status = $2, reply = $3, decided_at_ms = $4 WHERE id = $1",
-        &[&key(id), &(status as i16), &reply, &now_ms],
-    )
-    .await?;
+    if let Some((a, b)) = plan.befriend {
+        befriend(c, a, b, now_ms).await?;
+    }
+    let id = match plan.request {
+        RequestWrite::Decide(id, status) => {
+            c.execute(
+                "UPDATE friend_requests SET status = $2, reply = $3, decided_at_ms = $4
+                 WHERE id = $1",
+                &[&key(id), &(status as i16), &text, &now_ms],
+            )
+            .await?;
+            id
+        }
+        RequestWrite::Renew(id) => {
+            c.execute(
+                "UPDATE friend_requests SET message = $2, created_at_ms = $3 WHERE id = $1",
+                &[&key(id), &text, &now_ms],
+            )
+            .await?;
+            id
+        }
+        RequestWrite::Create { from, to } => rows::id(
+            &c.query_one(
+                "INSERT INTO friend_requests (from_id, to_id, message, status, created_at_ms)
+                 VALUES ($1, $2, $3, 1, $4) RETURNING id",
+                &[&key(from), &key(to), &text, &now_ms],
+            )
+            .await?,
+            0,
+        ),
+    };
     request(c, id)
         .await?
         .ok_or(StoreError::NotFound("friend request"))
@@ -301,35 +328,12 @@ pub async fn send_friend_request(
             mine: pending(c, from, to).await?,
         }
     };
-    let (step, notify) = rules::send_request(from, to, facts)?;
-    let id = match step {
-        RequestStep::AcceptTheirs(theirs) => {
-            befriend(c, from, to, now_ms).await?;
-            let request = decide(c, theirs, RequestStatus::Accepted, message, now_ms).await?;
-            return Ok(FriendRequestOutcome { request, notify });
-        }
-        RequestStep::Renew(id) => {
-            c.execute(
-                "UPDATE friend_requests SET message = $2, created_at_ms = $3 WHERE id = $1",
-                &[&key(id), &message, &now_ms],
-            )
-            .await?;
-            id
-        }
-        RequestStep::Create => rows::id(
-            &c.query_one(
-                "INSERT INTO friend_requests (from_id, to_id, message, status, created_at_ms)
-                 VALUES ($1, $2, $3, 1, $4) RETURNING id",
-                &[&key(from), &key(to), &message, &now_ms],
-            )
-            .await?,
-            0,
-        ),
-    };
-    let request = request(c, id)
-        .await?
-        .ok_or(StoreError::NotFound("friend request"))?;
-    Ok(FriendRequestOutcome { request, notify })
+    let plan = rules::send_request(from, to, facts)?;
+    let request = apply(c, plan, message, now_ms).await?;
+    Ok(FriendRequestOutcome {
+        request,
+        notify: plan.notify,
+    })
 }
 
 pub async fn respond_friend_request(
@@ -349,11 +353,8 @@ pub async fn respond_friend_request(
         Some(r) if accept => is_active(c, r.from).await?,
         _ => false,
     };
-    let status = rules::respond_request(r.as_ref(), me, accept, from_active)?;
-    if let (RequestStatus::Accepted, Some(r)) = (status, &r) {
-        befriend(c, r.from, me, now_ms).await?;
-    }
-    decide(c, id, status, reply, now_ms).await
+    let plan = rules::respond_request(r.as_ref(), me, accept, from_active)?;
+    apply(c, plan, reply, now_ms).await
 }
 
 pub async fn set_remark(

@@ -1,9 +1,9 @@
 //! Friends, friend requests and blocks.
 
-use crate::rules::{self, RequestFacts, RequestStep};
+use crate::rules::{self, FriendPlan, RequestFacts, RequestWrite};
 use crate::{
     FriendList, FriendRecord, FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, Page,
-    RequestStatus, Result, StoreError, UserId, UserRecord,
+    Result, StoreError, UserId, UserRecord,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -70,17 +70,42 @@ fn befriend(conn: &Connection, a: UserId, b: UserId, now_ms: i64) -> Result<()> 
     Ok(())
 }
 
-fn decide(
+/// Writes what a [`rules::FriendPlan`] says, with `text` as the request's
+/// message or reply, and reads the request back.
+fn apply(
     conn: &Connection,
-    id: u64,
-    status: RequestStatus,
-    reply: &str,
+    plan: FriendPlan,
+    text: &str,
     now_ms: i64,
 ) -> Result<FriendRequestRecord> {
-    conn.prepare_cached(
-        "UPDATE friend_requests SET status = ?2, reply = ?3, decided_at_ms = ?4 WHERE id = ?1",
-    )?
-    .execute(params![id, status as i64, reply, now_ms])?;
+    if let Some((a, b)) = plan.befriend {
+        befriend(conn, a, b, now_ms)?;
+    }
+    let id = match plan.request {
+        RequestWrite::Decide(id, status) => {
+            conn.prepare_cached(
+                "UPDATE friend_requests SET status = ?2, reply = ?3, decided_at_ms = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![id, status as i64, text, now_ms])?;
+            id
+        }
+        RequestWrite::Renew(id) => {
+            conn.prepare_cached(
+                "UPDATE friend_requests SET message = ?2, created_at_ms = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, text, now_ms])?;
+            id
+        }
+        RequestWrite::Create { from, to } => {
+            conn.prepare_cached(
+                "INSERT INTO friend_requests (from_id, to_id, message, status, created_at_ms)
+                 VALUES (?1, ?2, ?3, 1, ?4)",
+            )?
+            .execute(params![from, to, text, now_ms])?;
+            conn.last_insert_rowid() as u64
+        }
+    };
     request(conn, id)?.ok_or(StoreError::NotFound("friend request"))
 }
 
@@ -116,31 +141,12 @@ pub fn send_request(
             mine: pending(conn, from, to)?,
         }
     };
-    let (step, notify) = rules::send_request(from, to, facts)?;
-    let id = match step {
-        RequestStep::AcceptTheirs(theirs) => {
-            befriend(conn, from, to, now_ms)?;
-            let request = decide(conn, theirs, RequestStatus::Accepted, message, now_ms)?;
-            return Ok(FriendRequestOutcome { request, notify });
-        }
-        RequestStep::Renew(id) => {
-            conn.prepare_cached(
-                "UPDATE friend_requests SET message = ?2, created_at_ms = ?3 WHERE id = ?1",
-            )?
-            .execute(params![id, message, now_ms])?;
-            id
-        }
-        RequestStep::Create => {
-            conn.prepare_cached(
-                "INSERT INTO friend_requests (from_id, to_id, message, status, created_at_ms)
-                 VALUES (?1, ?2, ?3, 1, ?4)",
-            )?
-            .execute(params![from, to, message, now_ms])?;
-            conn.last_insert_rowid() as u64
-        }
-    };
-    let request = request(conn, id)?.ok_or(StoreError::NotFound("friend request"))?;
-    Ok(FriendRequestOutcome { request, notify })
+    let plan = rules::send_request(from, to, facts)?;
+    let request = apply(conn, plan, message, now_ms)?;
+    Ok(FriendRequestOutcome {
+        request,
+        notify: plan.notify,
+    })
 }
 
 pub fn respond(
@@ -156,11 +162,8 @@ pub fn respond(
         Some(r) if accept => is_active(conn, r.from)?,
         _ => false,
     };
-    let status = rules::respond_request(r.as_ref(), me, accept, from_active)?;
-    if let (RequestStatus::Accepted, Some(r)) = (status, &r) {
-        befriend(conn, r.from, me, now_ms)?;
-    }
-    decide(conn, id, status, reply, now_ms)
+    let plan = rules::respond_request(r.as_ref(), me, accept, from_active)?;
+    apply(conn, plan, reply, now_ms)
 }
 
 /// The newest pending requests to `me`, hiding those from users `me` has

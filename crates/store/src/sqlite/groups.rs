@@ -6,7 +6,7 @@
 use super::friends::{active_user, has_blocked};
 use super::messages::system_event;
 use super::writer::Tx;
-use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal, SystemEvent};
+use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal};
 use crate::{
     ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
     JoinRequestRecord, MemberRecord, NewGroup, Page, Result, Role, StoreError, UserId,
@@ -160,7 +160,7 @@ fn candidates(conn: &Connection, users: &[UserId], actor: UserId) -> Result<Vec<
 pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
     let conn = tx.conn;
     let found = candidates(conn, &new.members, new.creator)?;
-    let invited = rules::create_group(new.creator, &found, limits)?;
+    let plan = rules::create_group(new, &found, limits)?;
     conn.prepare_cached(
         "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
     )?
@@ -179,20 +179,10 @@ pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<Gr
         new.join_policy as i64,
         new.invite_code
     ])?;
-    add_member(conn, id, new.creator, Role::Owner, 0, new.now_ms)?;
-    for &u in &invited {
-        add_member(conn, id, u, Role::Member, 0, new.now_ms)?;
+    for &(u, role) in &plan.members {
+        add_member(conn, id, u, role, 0, new.now_ms)?;
     }
-    let event = SystemEvent::Created {
-        actor: new.creator,
-        name: new.name.clone(),
-        users: invited.clone(),
-    };
-    let change = Change {
-        add: invited,
-        ..Change::default()
-    };
-    system_event(tx, id, &event, new.now_ms, change.audience(&[new.creator]))?;
+    system_event(tx, id, &plan.event, new.now_ms, plan.audience)?;
     info(tx.conn, id, new.creator)
 }
 
@@ -277,9 +267,9 @@ pub fn join(
     let conn = tx.conn;
     let h = head(conn, id)?;
     let member = role_of(conn, id, user)?.is_some();
-    let joined_seq = match rules::join(&h, member, invite_code, limits)? {
+    let change = match rules::join(&h, user, member, invite_code, limits)? {
         JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
-        JoinStep::Join { joined_seq } => joined_seq,
+        JoinStep::Join(change) => *change,
         JoinStep::Request => {
             conn.prepare_cached(
                 "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
@@ -302,15 +292,6 @@ pub fn join(
         }
     };
     let before = tx.convs.get(conn, id)?.members.clone();
-    let change = Change {
-        add: vec![user],
-        joined_seq,
-        event: Some(SystemEvent::Joined {
-            actor: user,
-            users: vec![user],
-        }),
-        ..Change::default()
-    };
     apply(tx, id, &before, change, now_ms)?;
     Ok(JoinOutcome::Joined)
 }

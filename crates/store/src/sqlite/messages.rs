@@ -498,19 +498,18 @@ pub fn recall(
             })
         })
         .optional()?;
-    match rules::recall(&view, conversation, actor, message, window_ms, now_ms)? {
+    let plan = match rules::recall(&view, conversation, seq, actor, message, window_ms, now_ms)? {
         RecallStep::Done => return Ok(()),
-        RecallStep::Recall => {}
-    }
+        RecallStep::Recall(plan) => plan,
+    };
     conn.prepare_cached(
         "UPDATE messages SET body_kind = ?3, body = '', mentions = '', mention_all = 0
          WHERE conversation_id = ?1 AND seq = ?2",
     )?
-    .execute(params![conversation, seq, BodyKind::Recalled as i64])?;
+    .execute(params![conversation, plan.seq, BodyKind::Recalled as i64])?;
     conn.prepare_cached("DELETE FROM mentions WHERE conversation_id = ?1 AND seq = ?2")?
-        .execute(params![conversation, seq])?;
-    let event = SystemEvent::Recalled { actor, seq };
-    system_event(tx, conversation, &event, now_ms, view.members.clone())?;
+        .execute(params![conversation, plan.seq])?;
+    system_event(tx, conversation, &plan.event, now_ms, plan.audience)?;
     Ok(())
 }
 
