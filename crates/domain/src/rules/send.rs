@@ -3,7 +3,8 @@
 
 use super::{Refusal, SystemEvent};
 use crate::{
-    BodyKind, ConversationId, ConversationKind, DomainError, NewMessage, Result, Role, UserId,
+    BodyKind, ConversationId, ConversationKind, DomainError, NewMessage, Result, Role, Target,
+    UserId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -114,6 +115,49 @@ pub fn may_send(view: &ConversationView, id: ConversationId, new: &NewMessage) -
     mentions.sort_unstable();
     mentions.dedup();
     Ok(SendTo::Group { mentions })
+}
+
+/// The verdict on a send that may go through: the mentions to flag and,
+/// for a 1:1, the peer whose facts allowed it (a backend may keep them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendVerdict {
+    pub mentions: Vec<UserId>,
+    pub peer: Option<(UserId, PeerFacts)>,
+}
+
+/// Judges one send, 1:1 or into a conversation, the same on every backend.
+/// `view` is the targeted conversation as loaded (`None`: no such
+/// conversation, or a send to a peer); `peer_facts` loads what a 1:1 needs
+/// of its recipient, and is asked only when the send is a 1:1.
+pub fn judge_send<E: From<DomainError>>(
+    new: &NewMessage,
+    view: Option<&ConversationView>,
+    peer_facts: impl FnOnce(UserId) -> std::result::Result<Option<PeerFacts>, E>,
+) -> std::result::Result<SendVerdict, E> {
+    let (peer, mentions) = match new.target {
+        Target::Peer(peer) => {
+            direct_target(new, peer)?;
+            (peer, Vec::new())
+        }
+        Target::Conversation(id) => {
+            let view = view.ok_or(DomainError::NotMember(id))?;
+            match may_send(view, id, new)? {
+                SendTo::Direct { peer } => (peer, Vec::new()),
+                SendTo::Group { mentions } => {
+                    return Ok(SendVerdict {
+                        mentions,
+                        peer: None,
+                    })
+                }
+            }
+        }
+    };
+    let facts = peer_facts(peer)?;
+    may_message(facts, new.friends_only)?;
+    Ok(SendVerdict {
+        mentions,
+        peer: facts.map(|f| (peer, f)),
+    })
 }
 
 /// What a recall does.
@@ -331,6 +375,97 @@ mod tests {
         ));
         m.mention_all = true;
         assert!(direct_target(&m, 2).is_err());
+    }
+
+    /// One verdict for both kinds of send: a first message to a peer, and a
+    /// send into an existing 1:1, group or room.
+    #[test]
+    fn judges_every_send_the_same_way() {
+        let d = view(
+            ConversationKind::Direct,
+            &[(1, Role::Member, 0), (2, Role::Member, 0)],
+        );
+        let g = view(
+            ConversationKind::Group,
+            &[(1, Role::Owner, 0), (2, Role::Member, 0)],
+        );
+        let friend = PeerFacts {
+            active: true,
+            friends: true,
+            blocked: false,
+        };
+        let stranger = PeerFacts {
+            friends: false,
+            ..friend
+        };
+        let to_peer = |peer| NewMessage {
+            target: Target::Peer(peer),
+            ..msg(1, vec![], false)
+        };
+        let allowed = |mentions: Vec<UserId>, peer: Option<(UserId, PeerFacts)>| {
+            format!("{:?}", Ok::<_, DomainError>(SendVerdict { mentions, peer }))
+        };
+        // (message, view, the peer's facts, expected)
+        let table: Vec<(
+            NewMessage,
+            Option<&ConversationView>,
+            Option<PeerFacts>,
+            String,
+        )> = vec![
+            (
+                to_peer(2),
+                None,
+                Some(friend),
+                allowed(vec![], Some((2, friend))),
+            ),
+            (to_peer(2), None, Some(stranger), "FriendsOnly".into()),
+            (to_peer(2), None, None, "NotFound(\"user\")".into()),
+            (to_peer(1), None, Some(friend), "SelfConversation".into()),
+            (
+                msg(1, vec![], false),
+                Some(&d),
+                Some(friend),
+                allowed(vec![], Some((2, friend))),
+            ),
+            (
+                msg(1, vec![], false),
+                Some(&d),
+                Some(stranger),
+                "FriendsOnly".into(),
+            ),
+            (
+                msg(1, vec![2], false),
+                Some(&d),
+                Some(friend),
+                "MentionsOutsideGroups".into(),
+            ),
+            (
+                msg(2, vec![1, 5], false),
+                Some(&g),
+                None,
+                allowed(vec![1], None),
+            ),
+            (
+                msg(1, vec![], false),
+                None,
+                Some(friend),
+                "NotMember(9)".into(),
+            ),
+        ];
+        for (m, v, facts, want) in table {
+            let mut asked = None;
+            let got = format!(
+                "{:?}",
+                judge_send(&m, v, |peer| {
+                    asked = Some(peer);
+                    Ok::<_, DomainError>(facts)
+                })
+            );
+            assert!(got.contains(&want), "{m:?} {v:?}: {got}");
+            if v.is_some_and(|v| v.kind == ConversationKind::Group) {
+                assert_eq!(asked, None, "a group send needs no peer's facts");
+            }
+        }
     }
 
     #[test]

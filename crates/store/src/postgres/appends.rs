@@ -410,10 +410,15 @@ async fn judge(
     locked: &mut HashMap<ConversationId, Locked>,
     facts: &HashMap<(UserId, UserId), PeerFacts>,
 ) -> Result<(ConversationId, Arc<[UserId]>, Vec<UserId>)> {
+    let view = match j.target {
+        Target::Peer(_) => None,
+        Target::Conversation(id) => locked.get(&id).and_then(|c| c.view.clone()),
+    };
+    let verdict = rules::judge_send(j, view.as_deref(), |peer| {
+        Ok::<_, StoreError>(facts.get(&(j.sender_id, peer)).copied())
+    })?;
     match j.target {
         Target::Peer(peer) => {
-            rules::direct_target(j, peer)?;
-            rules::may_message(facts.get(&(j.sender_id, peer)).copied(), j.friends_only)?;
             let (lo, hi) = (j.sender_id.min(peer), j.sender_id.max(peer));
             let id = match pairs.get(&(lo, hi)) {
                 Some(&id) if locked.contains_key(&id) => id,
@@ -423,18 +428,8 @@ async fn judge(
             Ok((id, Arc::new([lo, hi]), Vec::new()))
         }
         Target::Conversation(id) => {
-            let view = locked
-                .get(&id)
-                .and_then(|c| c.view.clone())
-                .ok_or(StoreError::NotMember(id))?;
-            let mentions = match rules::may_send(&view, id, j)? {
-                SendTo::Direct { peer } => {
-                    rules::may_message(facts.get(&(j.sender_id, peer)).copied(), j.friends_only)?;
-                    Vec::new()
-                }
-                SendTo::Group { mentions } => mentions,
-            };
-            Ok((id, view.members.clone(), mentions))
+            let view = view.ok_or(StoreError::NotMember(id))?;
+            Ok((id, view.members.clone(), verdict.mentions))
         }
     }
 }

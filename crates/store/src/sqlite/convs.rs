@@ -9,10 +9,10 @@
 //! `seqs.rs`.
 
 use super::seqs::{Mark, Seqs};
-use crate::rules::ConversationView;
+use crate::rules::{ConversationView, PeerFacts};
 use crate::{ConversationId, ConversationKind, Result, Role, StoreError, UserId};
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Entries kept before the cache starts over; each is small next to the
@@ -26,9 +26,10 @@ pub struct ConvCache {
     /// conversation never changes once created.
     pairs: HashMap<(UserId, UserId), ConversationId>,
     pub seqs: Seqs,
-    /// (sender, recipient, friends-only rule) found allowed to talk 1:1;
-    /// every change to friends or blocks empties it.
-    allowed: HashSet<(UserId, UserId, bool)>,
+    /// What a 1:1 from sender to recipient was allowed on, kept to judge
+    /// their next sends without a lookup; every change to friends or blocks
+    /// empties it.
+    peers: HashMap<(UserId, UserId), PeerFacts>,
     /// Entries loaded since the current savepointed write began (None
     /// outside one): a write that is rolled back may have loaded state it
     /// had itself changed.
@@ -96,21 +97,21 @@ impl ConvCache {
     /// The next seq of a conversation. Dense and never reused because only
     /// the writer takes seqs, the row is written before the commit, and a
     /// rolled-back transaction clears the cache.
-    pub fn is_allowed(&self, from: UserId, to: UserId, friends_only: bool) -> bool {
-        self.allowed.contains(&(from, to, friends_only))
+    pub fn peer(&self, from: UserId, to: UserId) -> Option<PeerFacts> {
+        self.peers.get(&(from, to)).copied()
     }
 
-    pub fn set_allowed(&mut self, from: UserId, to: UserId, friends_only: bool) {
-        if self.allowed.len() >= MAX_ENTRIES * 5 {
-            self.allowed.clear();
+    pub fn remember_peer(&mut self, from: UserId, to: UserId, facts: PeerFacts) {
+        if self.peers.len() >= MAX_ENTRIES * 5 {
+            self.peers.clear();
         }
-        self.allowed.insert((from, to, friends_only));
+        self.peers.insert((from, to), facts);
     }
 
     /// Called by every write to friends or blocks (and any future one that
     /// disables an account) before it changes anything.
     pub fn social_changed(&mut self) {
-        self.allowed.clear();
+        self.peers.clear();
     }
 
     /// After a failed commit: drops everything the database can give back
@@ -121,7 +122,7 @@ impl ConvCache {
         self.map.clear();
         self.pairs.clear();
         self.seqs.reload(waiting);
-        self.allowed.clear();
+        self.peers.clear();
     }
 }
 

@@ -6,7 +6,7 @@ use super::convs::ConvCache;
 use super::log::CursorKind;
 use super::writer::Tx;
 use crate::rules::{
-    self, PeerFacts, RecallStep, Recallable, SendTo, SyncRow, SystemEvent, SYNC_CONVERSATIONS,
+    self, PeerFacts, RecallStep, Recallable, SyncRow, SystemEvent, SYNC_CONVERSATIONS,
 };
 use crate::{
     Body, BodyKind, Committed, ConversationId, ConversationKind, Delivered, HistoryPage,
@@ -74,30 +74,33 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
             members: None,
         });
     }
-    let (conversation_id, members, mentions) = match new.target {
-        Target::Peer(peer) => {
-            rules::direct_target(new, peer)?;
-            peer_allows(tx.convs, tx.conn, new.sender_id, peer, new.friends_only)?;
-            let id = direct_conversation(tx, new.sender_id, peer, new.now_ms)?;
-            let members: Arc<[UserId]> =
-                Arc::new([new.sender_id.min(peer), new.sender_id.max(peer)]);
-            (id, members, Vec::new())
-        }
-        Target::Conversation(id) => {
-            let view = tx.convs.get(tx.conn, id).map_err(|e| match e {
-                StoreError::NotFound(_) => StoreError::NotMember(id),
-                e => e,
-            })?;
-            let mentions = match rules::may_send(&view, id, new)? {
-                SendTo::Direct { peer } => {
-                    peer_allows(tx.convs, tx.conn, new.sender_id, peer, new.friends_only)?;
-                    Vec::new()
-                }
-                SendTo::Group { mentions } => mentions,
-            };
-            (id, view.members.clone(), mentions)
-        }
+    let view = match new.target {
+        Target::Peer(_) => None,
+        Target::Conversation(id) => Some(tx.convs.get(tx.conn, id).map_err(|e| match e {
+            StoreError::NotFound(_) => StoreError::NotMember(id),
+            e => e,
+        })?),
     };
+    let (convs, conn, from) = (&mut *tx.convs, tx.conn, new.sender_id);
+    let verdict = rules::judge_send(new, view.as_deref(), |peer| {
+        peer_facts(convs, conn, from, peer)
+    })?;
+    if let Some((peer, facts)) = verdict.peer {
+        convs.remember_peer(from, peer, facts);
+    }
+    let (conversation_id, members) = match new.target {
+        Target::Peer(peer) => {
+            let id = direct_conversation(tx, from, peer, new.now_ms)?;
+            let members: Arc<[UserId]> = Arc::new([from.min(peer), from.max(peer)]);
+            (id, members)
+        }
+        Target::Conversation(id) => (
+            id,
+            view.map(|v| v.members.clone())
+                .ok_or(StoreError::NotMember(id))?,
+        ),
+    };
+    let mentions = verdict.mentions;
     let seq = tx.convs.seqs.stage(tx.conn, conversation_id, new.now_ms)?;
     let message = Arc::new(StoredMessage {
         conversation_id,
@@ -142,20 +145,19 @@ fn insert(tx: &mut Tx<'_>, mut m: StoredMessage) -> Result<StoredMessage> {
     Ok(m)
 }
 
-/// Whether `to` accepts a 1:1 message from `from` (see
-/// [`rules::may_message`]). A yes is remembered in the writer's cache until
-/// friends, blocks or accounts change.
-fn peer_allows(
-    convs: &mut ConvCache,
+/// What a 1:1 from `from` needs to know of `to` (`None`: no such user),
+/// from the writer's cache when a send between them went through before
+/// (kept until friends, blocks or accounts change).
+fn peer_facts(
+    convs: &ConvCache,
     conn: &Connection,
     from: UserId,
     to: UserId,
-    friends_only: bool,
-) -> Result<()> {
-    if convs.is_allowed(from, to, friends_only) {
-        return Ok(());
+) -> Result<Option<PeerFacts>> {
+    if let Some(facts) = convs.peer(from, to) {
+        return Ok(Some(facts));
     }
-    let facts = conn
+    Ok(conn
         .prepare_cached(
             "SELECT u.disabled,
                     EXISTS (SELECT 1 FROM friends WHERE user_id = ?1 AND friend_id = ?2),
@@ -169,10 +171,7 @@ fn peer_allows(
                 blocked: r.get(2)?,
             })
         })
-        .optional()?;
-    rules::may_message(facts, friends_only)?;
-    convs.set_allowed(from, to, friends_only);
-    Ok(())
+        .optional()?)
 }
 
 /// Appends a system event to a conversation in the caller's transaction
