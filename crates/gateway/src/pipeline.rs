@@ -5,7 +5,7 @@
 //! before the next request is read, so a connection's messages are stored in
 //! the order it sent them.
 
-use crate::connection::{rate_limited, Conn, Flow};
+use crate::connection::{Conn, Flow};
 use crate::convert;
 use futures_util::stream::FuturesOrdered;
 use natter_proto::{pb, ServerFrame};
@@ -40,23 +40,15 @@ impl Conn {
     /// stored in the order it sent them; while the queue is full the
     /// connection reads nothing more.
     pub(crate) async fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
-        if let Err(wait) = self.gw.limiter.take_send(s.user_id).await {
-            metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
-            self.answer_in_order(id, rate_limited("message rate limit reached", wait));
-            return Flow::Continue;
-        }
         let input = match (convert::target(m.target), convert::body(m.body)) {
-            (Ok(target), Ok(body)) => SendInput {
+            (Ok(target), Ok(body)) => Ok(SendInput {
                 client_msg_id: m.client_msg_id,
                 target,
                 body,
                 mentions: m.mention_user_ids,
                 mention_all: m.mention_all,
-            },
-            (Err(e), _) | (_, Err(e)) => {
-                self.answer_in_order(id, convert::error(&e));
-                return Flow::Continue;
-            }
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(e),
         };
         match self.gw.service.queue_send(&s, input).await {
             Ok(pending) => self.in_flight.push_back(Box::pin(async move {
