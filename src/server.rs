@@ -539,12 +539,7 @@ pub async fn run(
         // hear it (one user at a time, in the background).
         let service = service.clone();
         c.on_users_gone(Arc::new(move |users| {
-            let service = service.clone();
-            tokio::spawn(async move {
-                for user in users {
-                    service.presence_changed(user).await;
-                }
-            });
+            tokio::spawn(service.clone().users_gone(users));
         }));
     }
     for feed in feeds {

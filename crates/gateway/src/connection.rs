@@ -244,12 +244,8 @@ async fn run<R: FrameRead, W: FrameWrite>(
     }
     if let Phase::Authed(s) = &conn.phase {
         let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
-        conn.gw.service.presence().detached(s.user_id, last).await;
-        // Friends hear of the last session going; not during a drain, when
-        // everyone goes at once and nobody is left to tell.
-        if last && !conn.gw.shutdown.is_cancelled() {
-            conn.gw.service.presence_changed(s.user_id).await;
-        }
+        let draining = conn.gw.shutdown.is_cancelled();
+        conn.gw.service.detached(s, last, draining).await;
     }
     // Whatever ended the loop, the writer now finishes: with the close frame
     // when one was set, silently when the peer just went away.

@@ -149,17 +149,9 @@ impl Conn {
             self.gw
                 .registry
                 .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
-        self.gw
-            .service
-            .presence()
-            .attached(s.user_id, s.session_id, first)
-            .await;
+        self.gw.service.attached(&s, first).await;
         tracing::debug!(peer = %self.peer, user = s.user_id, session = s.session_id, "authenticated");
-        let user = s.user_id;
         self.phase = Phase::Authed(s);
-        if first {
-            self.gw.service.presence_changed(user).await;
-        }
         Flow::Continue
     }
 

@@ -90,11 +90,6 @@ impl Service {
         self.inner.load.clone()
     }
 
-    /// The directory of attached sessions the service was built with.
-    pub fn presence(&self) -> &Arc<dyn Presence> {
-        &self.inner.presence
-    }
-
     pub fn config(&self) -> &ServiceConfig {
         &self.inner.config
     }
