@@ -34,7 +34,9 @@ pub(crate) enum Phase {
     New,
     /// Hello done: Register, Login, Resume and Ping are accepted.
     Greeted,
-    Authed(SessionInfo),
+    /// Logged in: the session, shared by reference with every request
+    /// rather than copied for each.
+    Authed(Arc<SessionInfo>),
 }
 
 /// What the request loop does after a frame.

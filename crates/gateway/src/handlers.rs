@@ -7,6 +7,7 @@ use natter_proto::pb::{self, DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, ServerFrame, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use natter_service::{ServiceError, SessionInfo};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 impl Conn {
     pub(crate) async fn dispatch(&mut self, id: u32, request: ClientFrame) -> Flow {
@@ -151,11 +152,11 @@ impl Conn {
                 .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
         self.gw.service.attached(&s, first).await;
         tracing::debug!(peer = %self.peer, user = s.user_id, session = s.session_id, "authenticated");
-        self.phase = Phase::Authed(s);
+        self.phase = Phase::Authed(Arc::new(s));
         Flow::Continue
     }
 
-    async fn authed(&mut self, id: u32, s: SessionInfo, request: ClientFrame) -> Flow {
+    async fn authed(&mut self, id: u32, s: Arc<SessionInfo>, request: ClientFrame) -> Flow {
         let svc = &self.gw.service;
         let answer = match request {
             ClientFrame::Send(m) => return self.pipeline_send(id, s, m).await,

@@ -12,6 +12,7 @@ use natter_proto::{pb, ServerFrame};
 use natter_service::{SendInput, SessionInfo};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// Sends one connection may have in flight; past this the connection stops
 /// reading until the oldest is answered.
@@ -39,7 +40,12 @@ impl Conn {
     /// anything this connection sends next, so a connection's messages are
     /// stored in the order it sent them; while the queue is full the
     /// connection reads nothing more.
-    pub(crate) async fn pipeline_send(&mut self, id: u32, s: SessionInfo, m: pb::Send) -> Flow {
+    pub(crate) async fn pipeline_send(
+        &mut self,
+        id: u32,
+        s: Arc<SessionInfo>,
+        m: pb::Send,
+    ) -> Flow {
         let input = match (convert::target(m.target), convert::body(m.body)) {
             (Ok(target), Ok(body)) => Ok(SendInput {
                 client_msg_id: m.client_msg_id,
