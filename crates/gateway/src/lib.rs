@@ -6,11 +6,11 @@
 mod addresses;
 mod connection;
 mod convert;
-mod handlers;
+mod dispatch;
 mod outbound;
 mod pipeline;
 mod registry;
-mod social;
+mod requests;
 mod transport;
 
 pub use registry::{route, sync_hint, Registry, Routed};
