@@ -10,10 +10,12 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_api::{ApiState, ClusterView, HttpLimits, ReadinessCheck};
 use natter_cluster::{Cluster, ClusterConfig, NodeView, Strategy};
-use natter_gateway::{Gateway, GatewayConfig, Registry};
+use natter_gateway::{Gateway, GatewayConfig, Registry, SendBuckets};
 use natter_runtime::load::{self, Load, Thresholds};
 use natter_runtime::tls::{Tls, TlsOptions};
-use natter_service::{EventSink, PasswordConfig, Presence, Service, ServiceConfig, ThrottleConfig};
+use natter_service::{
+    EventSink, Limiter, PasswordConfig, Presence, Service, ServiceConfig, ThrottleConfig,
+};
 use natter_store::model::DevicePolicy;
 use natter_store::postgres::{Partitioning, PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -515,10 +517,20 @@ pub async fn run(
         Some(c) => (Arc::new(c.clone()), Arc::new(c.clone())),
         None => (registry.clone(), registry.clone()),
     };
+    // Each user's send rate: shared through Redis in a cluster, else this
+    // node's own buckets.
+    let limiter: Arc<dyn Limiter> = match &cluster {
+        Some(c) => c.limiter(gw_config.send_rate_per_sec, gw_config.send_burst),
+        None => Arc::new(SendBuckets::new(
+            gw_config.send_rate_per_sec,
+            gw_config.send_burst,
+        )),
+    };
     let service = Service::new(
         store.clone(),
         events,
         presence,
+        limiter,
         service_config(&config),
         load.clone(),
     );
@@ -527,12 +539,7 @@ pub async fn run(
         // hear it (one user at a time, in the background).
         let service = service.clone();
         c.on_users_gone(Arc::new(move |users| {
-            let service = service.clone();
-            tokio::spawn(async move {
-                for user in users {
-                    service.presence_changed(user).await;
-                }
-            });
+            tokio::spawn(service.clone().users_gone(users));
         }));
     }
     for feed in feeds {
@@ -553,10 +560,7 @@ pub async fn run(
         Duration::from_secs(5),
         monitor_stop.clone(),
     ));
-    let limiter = cluster
-        .as_ref()
-        .map(|c| c.limiter(gw_config.send_rate_per_sec, gw_config.send_burst));
-    let gateway = Gateway::new(service, registry, gw_config, limiter, shutdown.clone());
+    let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());
     if let Some(c) = &cluster {
         // GOING_AWAY sends each client to another live node.
         let c = c.clone();

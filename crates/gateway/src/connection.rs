@@ -3,7 +3,8 @@
 
 use crate::addresses::{Refused, Slot};
 use crate::outbound::{self, Close, Outbound, QueueLimits};
-use crate::pipeline::{InFlight, MAX_IN_FLIGHT};
+use crate::pipeline::{self, InFlight, MAX_IN_FLIGHT};
+use crate::requests::auth;
 use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
 use crate::{convert, Gateway};
 use futures_util::StreamExt;
@@ -12,7 +13,7 @@ use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
 use natter_runtime::clock::Instant;
 use natter_runtime::limits::TokenBucket;
 use natter_runtime::tls::Acceptor;
-use natter_service::{ServiceError, SessionInfo};
+use natter_service::{PendingSend, ServiceError, SessionInfo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,7 +35,9 @@ pub(crate) enum Phase {
     New,
     /// Hello done: Register, Login, Resume and Ping are accepted.
     Greeted,
-    Authed(SessionInfo),
+    /// Logged in: the session, shared by reference with every request
+    /// rather than copied for each.
+    Authed(Arc<SessionInfo>),
 }
 
 /// What the request loop does after a frame.
@@ -244,12 +247,8 @@ async fn run<R: FrameRead, W: FrameWrite>(
     }
     if let Phase::Authed(s) = &conn.phase {
         let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
-        conn.gw.service.presence().detached(s.user_id, last).await;
-        // Friends hear of the last session going; not during a drain, when
-        // everyone goes at once and nobody is left to tell.
-        if last && !conn.gw.shutdown.is_cancelled() {
-            conn.gw.service.presence_changed(s.user_id).await;
-        }
+        let draining = conn.gw.shutdown.is_cancelled();
+        conn.gw.service.detached(s, last, draining).await;
     }
     // Whatever ended the loop, the writer now finishes: with the close frame
     // when one was set, silently when the peer just went away.
@@ -400,7 +399,7 @@ impl Conn {
                 return self.stop_if_new("the first frame must be a valid Hello");
             }
         };
-        self.dispatch(id, request).await
+        crate::dispatch::dispatch(self, id, request).await
     }
 
     fn stop_if_new(&mut self, why: &str) -> Flow {
@@ -409,6 +408,83 @@ impl Conn {
             Flow::Stop
         } else {
             Flow::Continue
+        }
+    }
+
+    /// Answers with a handler's result: its frame, or its error's.
+    pub(crate) fn answer(&self, id: u32, result: Result<ServerFrame, ServiceError>) {
+        let frame = result.unwrap_or_else(|e| convert::error(&e));
+        self.reply(id, frame);
+    }
+
+    /// Answers with an error and reads on.
+    pub(crate) fn error(&self, id: u32, code: ErrorCode, message: &str) -> Flow {
+        self.reply(id, ServerFrame::error(code, message));
+        Flow::Continue
+    }
+
+    /// Answers with an error and closes: the client broke the protocol.
+    pub(crate) fn refuse(&self, id: u32, code: ErrorCode, why: &str) -> Flow {
+        self.reply(id, ServerFrame::error(code, why));
+        self.close(DisconnectReason::ProtocolError, why);
+        Flow::Stop
+    }
+
+    /// After a login or resume: answers, and on success attaches the
+    /// session here. Attached after the answer is queued: pushes start
+    /// after LoginOk, and anything committed before is found by the
+    /// client's first Sync.
+    pub(crate) async fn logged_in(
+        &mut self,
+        id: u32,
+        result: Result<SessionInfo, ServiceError>,
+    ) -> Flow {
+        let s = match result {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                self.answer(id, Err(e));
+                return Flow::Continue;
+            }
+        };
+        self.reply(id, auth::login_ok(&self.gw.config, &s));
+        // No longer one of the connections waiting to log in.
+        self.unauth = None;
+        let first =
+            self.gw
+                .registry
+                .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
+        self.gw.service.attached(&s, first).await;
+        tracing::debug!(peer = %self.peer, user = s.user_id, session = s.session_id, "authenticated");
+        self.phase = Phase::Authed(s);
+        Flow::Continue
+    }
+
+    /// Keeps a queued Send's answer in line behind the ones before it (or
+    /// answers its refusal in line). The Send is in the store's queue
+    /// already, ahead of anything this connection sends next; while the
+    /// in-flight answers are at their limit the connection reads nothing
+    /// more.
+    pub(crate) fn owe(&mut self, id: u32, queued: Result<PendingSend, ServiceError>) {
+        match queued {
+            Ok(pending) => self.in_flight.push_back(pipeline::owed(id, pending)),
+            Err(e) => self.answer_in_order(id, convert::error(&e)),
+        }
+    }
+
+    /// Answers now if nothing is owed, else after everything owed.
+    pub(crate) fn answer_in_order(&mut self, id: u32, frame: ServerFrame) {
+        if self.in_flight.is_empty() {
+            self.reply(id, frame);
+        } else {
+            self.in_flight
+                .push_back(Box::pin(std::future::ready((id, frame))));
+        }
+    }
+
+    /// Waits for and sends every owed answer.
+    pub(crate) async fn finish_in_flight(&mut self) {
+        while let Some((id, frame)) = self.in_flight.next().await {
+            self.reply(id, frame);
         }
     }
 

@@ -6,11 +6,11 @@
 mod addresses;
 mod connection;
 mod convert;
-mod handlers;
+mod dispatch;
 mod outbound;
 mod pipeline;
 mod registry;
-mod social;
+mod requests;
 mod transport;
 
 pub use registry::{route, sync_hint, Registry, Routed};
@@ -89,7 +89,8 @@ impl Default for GatewayConfig {
     }
 }
 
-/// Each user's message bucket on this node.
+/// Each user's message bucket on this node: the service's limiter on one
+/// node, and each node's own share of the cluster's.
 pub struct SendBuckets(KeyedBuckets<UserId>);
 
 impl SendBuckets {
@@ -122,10 +123,6 @@ pub struct Gateway {
     pub(crate) config: GatewayConfig,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) unauth: Arc<addresses::Unauthenticated>,
-    /// Each user's message allowance, shared by their sessions (on every
-    /// node, in a cluster) and kept when they disconnect, so reconnecting
-    /// does not refill the burst.
-    pub(crate) limiter: Arc<dyn Limiter>,
     pub(crate) load: Arc<Load>,
     active: AtomicUsize,
     /// Where GOING_AWAY sends clients (a cluster's choice of another node).
@@ -136,24 +133,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// `shutdown` tells every connection to say GOING_AWAY and close.
-    /// `limiter` keeps per-user rates (`None`: this node's own buckets, at
-    /// `config`'s send rate).
     pub fn new(
         service: Service,
         registry: Arc<Registry>,
         config: GatewayConfig,
-        limiter: Option<Arc<dyn Limiter>>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         Arc::new(Gateway {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             unauth: Arc::default(),
-            limiter: limiter.unwrap_or_else(|| {
-                Arc::new(SendBuckets::new(
-                    config.send_rate_per_sec,
-                    config.send_burst,
-                ))
-            }),
             load: service.load_handle(),
             active: AtomicUsize::new(0),
             reconnect_to: Mutex::new(None),

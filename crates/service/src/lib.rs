@@ -39,6 +39,10 @@ struct Inner {
     store: Arc<dyn Store>,
     events: Arc<dyn EventSink>,
     presence: Arc<dyn Presence>,
+    /// Each user's message allowance, shared by their sessions (on every
+    /// node, in a cluster) and kept when they disconnect, so reconnecting
+    /// does not refill the burst. Every edge's send goes through it.
+    limiter: Arc<dyn Limiter>,
     config: ServiceConfig,
     hasher: password::Hasher,
     throttles: throttle::Throttles,
@@ -49,11 +53,13 @@ impl Service {
     /// `load` is the node's overload stage: while it sheds, new logins and
     /// registrations are refused and ephemeral signals pause. `events` and
     /// `presence` are where sessions are: the gateway's registry on one
-    /// node, the cluster bus in front of it on several.
+    /// node, the cluster bus in front of it on several. `limiter` keeps
+    /// each user's send rate (this node's buckets, or the cluster's).
     pub fn new(
         store: Arc<dyn Store>,
         events: Arc<dyn EventSink>,
         presence: Arc<dyn Presence>,
+        limiter: Arc<dyn Limiter>,
         config: ServiceConfig,
         load: Arc<Load>,
     ) -> Self {
@@ -71,6 +77,7 @@ impl Service {
                 store,
                 events,
                 presence,
+                limiter,
                 config,
                 hasher,
                 load,
@@ -81,11 +88,6 @@ impl Service {
     /// The node's overload stage.
     pub fn load_handle(&self) -> Arc<Load> {
         self.inner.load.clone()
-    }
-
-    /// The directory of attached sessions the service was built with.
-    pub fn presence(&self) -> &Arc<dyn Presence> {
-        &self.inner.presence
     }
 
     pub fn config(&self) -> &ServiceConfig {

@@ -97,18 +97,31 @@ impl Service {
         session: &SessionInfo,
         input: SendInput,
     ) -> Result<Appended, ServiceError> {
-        self.queue_send(session, input).await?.await
+        self.queue_send(session, Ok(input)).await?.await
     }
 
     /// Checks a message and queues it for the store; returns once it is
     /// queued, with the commit still to come. Sends one session queues one
     /// after another are stored in that order, so a connection may wait
     /// for several commits at once without reordering its messages.
+    ///
+    /// Every attempt takes one from the sender's allowance first, so an
+    /// edge passes what it parsed, or why it could not: a malformed Send
+    /// costs as much as a good one, and over the limit the answer is
+    /// RATE_LIMITED whatever the request held.
     pub async fn queue_send(
         &self,
         session: &SessionInfo,
-        input: SendInput,
+        input: Result<SendInput, ServiceError>,
     ) -> Result<PendingSend, ServiceError> {
+        if let Err(retry_after) = self.inner.limiter.take_send(session.user_id).await {
+            metrics::counter!("natter_limit_hits_total", "limit" => "send_rate").increment(1);
+            return Err(ServiceError::RateLimited {
+                what: "message rate limit reached",
+                retry_after,
+            });
+        }
+        let input = input?;
         if input.client_msg_id.is_empty() || input.client_msg_id.len() > 64 {
             return Err(ServiceError::InvalidArgument(
                 "client_msg_id must be 1-64 bytes".into(),

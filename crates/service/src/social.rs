@@ -161,10 +161,43 @@ impl Service {
         Ok(users.into_iter().map(|u| (u.id, u.username)).collect())
     }
 
+    /// A session attached on this node (`first_here`: the user had no other
+    /// session here). The directory is told, and then the user's friends.
+    pub async fn attached(&self, session: &SessionInfo, first_here: bool) {
+        let user = session.user_id;
+        self.inner
+            .presence
+            .attached(user, session.session_id, first_here)
+            .await;
+        if first_here {
+            self.presence_changed(user).await;
+        }
+    }
+
+    /// A connection of `session` closed (`last_here`: the user's last on
+    /// this node). The directory is told; the user's friends too, unless
+    /// the node is `draining`, when everyone goes at once and nobody is
+    /// left to tell.
+    pub async fn detached(&self, session: &SessionInfo, last_here: bool, draining: bool) {
+        let user = session.user_id;
+        self.inner.presence.detached(user, last_here).await;
+        if last_here && !draining {
+            self.presence_changed(user).await;
+        }
+    }
+
+    /// The users of a node found dead, already cleared from the directory:
+    /// their friends hear they went, one user at a time.
+    pub async fn users_gone(self, users: Vec<UserId>) {
+        for user in users {
+            self.presence_changed(user).await;
+        }
+    }
+
     /// Tells a user's online friends that their presence may have changed.
     /// The state sent is the one at the time of sending, so a quick
     /// disconnect and reconnect cannot leave friends with a stale answer.
-    pub async fn presence_changed(&self, user: UserId) {
+    async fn presence_changed(&self, user: UserId) {
         if !self.inner.load.serves_extras() {
             return;
         }
