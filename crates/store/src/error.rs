@@ -89,42 +89,6 @@ impl From<Refusal> for StoreError {
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode as C;
-        let fault = match &e {
-            rusqlite::Error::SqliteFailure(f, _) => match f.code {
-                C::DiskFull => Some(Fault::Full),
-                C::SystemIoFailure | C::CannotOpen | C::ReadOnly | C::NoLargeFileSupport => {
-                    Some(Fault::Io)
-                }
-                C::DatabaseBusy | C::DatabaseLocked => Some(Fault::Busy),
-                C::DatabaseCorrupt | C::NotADatabase => Some(Fault::Corrupt),
-                _ => None,
-            },
-            _ => None,
-        };
-        match fault {
-            Some(fault) => StoreError::Fault {
-                fault,
-                source: Arc::new(e),
-            },
-            // A stored enum no variant has (see `sqlite::stored`).
-            None if matches!(&e, rusqlite::Error::FromSqlConversionFailure(_, _, src)
-                if src.downcast_ref::<BadValue>().is_some()) =>
-            {
-                StoreError::backend("a corrupt row", e)
-            }
-            // An id above what the database stores (SQLite's integers are
-            // i64): no such row, not a fault of the server.
-            None if matches!(e, rusqlite::Error::ToSqlConversionFailure(_)) => {
-                StoreError::NotFound("id")
-            }
-            None => StoreError::backend("a query failed", e),
-        }
-    }
-}
-
 impl StoreError {
     /// A broken invariant of the store itself.
     pub fn bug(what: &'static str) -> Self {

@@ -3,23 +3,24 @@
 //! sequence, in the same transaction, so members see it in order with the
 //! messages around it.
 
+use super::engine::tx::Tx;
 use super::friends::{active_user, has_blocked};
 use super::messages::system_event;
-use super::writer::Tx;
 use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal};
 use crate::{
     ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
-    JoinRequestRecord, MemberRecord, NewGroup, Page, Result, Role, StoreError, UserId,
+    JoinRequestRecord, NewGroup, Page, Result, Role, StoreError, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const GROUP_SELECT: &str = "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
+pub(crate) const GROUP_SELECT: &str =
+    "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
     g.join_policy, g.muted_all, g.dismissed, g.member_count, c.last_seq, c.created_at_ms,
     (SELECT m.role FROM members m WHERE m.user_id = ?1 AND m.conversation_id = g.conversation_id
         AND m.left_seq = 0), g.invite_code
     FROM groups g JOIN conversations c ON c.id = g.conversation_id";
 
-fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
+pub(crate) fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
     let role: Option<i64> = r.get(11)?;
     Ok(GroupRecord {
         id: r.get(0)?,
@@ -55,92 +56,6 @@ pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<Gro
         return Err(StoreError::NotFound("group"));
     }
     Ok(g)
-}
-
-pub fn of_user(
-    conn: &Connection,
-    user: UserId,
-    after: ConversationId,
-    page: Page,
-) -> Result<(Vec<GroupRecord>, bool)> {
-    let sql = format!(
-        "{GROUP_SELECT} JOIN members me ON me.conversation_id = g.conversation_id
-         WHERE me.user_id = ?1 AND me.left_seq = 0 AND g.dismissed = 0 AND g.conversation_id > ?2
-         ORDER BY g.conversation_id LIMIT ?3"
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![user, after.min(i64::MAX as u64), page.items as i64 + 1],
-            group_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page.cut(rows, GroupRecord::size_hint))
-}
-
-pub fn rooms(
-    conn: &Connection,
-    viewer: UserId,
-    prefix: &str,
-    after: ConversationId,
-    page: Page,
-) -> Result<(Vec<GroupRecord>, bool)> {
-    let pattern = format!(
-        "{}%",
-        prefix
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let sql = format!(
-        "{GROUP_SELECT} WHERE c.kind = {} AND g.dismissed = 0 AND g.conversation_id > ?2
-         AND g.name LIKE ?3 ESCAPE '\\' ORDER BY g.conversation_id LIMIT ?4",
-        ConversationKind::Room as i64
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![
-                viewer,
-                after.min(i64::MAX as u64),
-                pattern,
-                page.items as i64 + 1
-            ],
-            group_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page.cut(rows, GroupRecord::size_hint))
-}
-
-pub fn members(
-    conn: &Connection,
-    id: ConversationId,
-    viewer: UserId,
-    after: UserId,
-    page: Page,
-) -> Result<(Vec<MemberRecord>, bool)> {
-    let g = info(conn, id, viewer)?;
-    if g.my_role.is_none() && g.kind == ConversationKind::Group {
-        return Err(StoreError::NotMember(id));
-    }
-    let rows: Vec<MemberRecord> = conn
-        .prepare_cached(
-            "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
-             FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.conversation_id = ?1 AND m.left_seq = 0 AND m.user_id > ?2
-             ORDER BY m.user_id LIMIT ?3",
-        )?
-        .query_map(params![id, after, page.items as i64 + 1], |r| {
-            Ok(MemberRecord {
-                user_id: r.get(0)?,
-                username: r.get(1)?,
-                role: super::stored(r, 2)?,
-                muted_until_ms: r.get(3)?,
-                joined_at_ms: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(page.cut(rows, MemberRecord::size_hint))
 }
 
 /// What the rules need to know of users someone adds.

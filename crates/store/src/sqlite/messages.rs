@@ -1,20 +1,16 @@
-//! Conversations and messages: seq assignment, idempotent append, sync,
-//! history, delivery and read cursors, recall, and the system events that
-//! record changes in a conversation's own sequence.
+//! Messages: seq assignment, idempotent append, delivery and read cursors,
+//! recall, and the system events that record changes in a conversation's
+//! own sequence.
 
-use super::convs::ConvCache;
-use super::log::CursorKind;
-use super::writer::Tx;
-use crate::rules::{
-    self, PeerFacts, RecallStep, Recallable, SyncRow, SystemEvent, SYNC_CONVERSATIONS,
-};
+use super::engine::cache::ConvCache;
+use super::engine::log::CursorKind;
+use super::engine::tx::Tx;
+use crate::rules::{self, PeerFacts, RecallStep, Recallable, SystemEvent};
 use crate::{
-    Body, BodyKind, Committed, ConversationId, ConversationKind, Delivered, HistoryPage,
-    MemberState, NewMessage, Page, ReadMoved, Result, StoreError, StoredMessage, SyncPage, Target,
-    UserId, SYNC_FRIEND_REQUESTS,
+    Body, BodyKind, Committed, ConversationId, ConversationKind, Delivered, NewMessage, ReadMoved,
+    Result, StoreError, StoredMessage, Target, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 macro_rules! select_messages {
@@ -25,6 +21,7 @@ macro_rules! select_messages {
         )
     };
 }
+pub(crate) use select_messages;
 
 pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let mentions: String = r.get(8)?;
@@ -139,7 +136,7 @@ fn insert(tx: &mut Tx<'_>, mut m: StoredMessage) -> Result<StoredMessage> {
             m.server_ts_ms,
             m.body.kind as i64,
             m.body.content,
-            super::pending::mentions_text(&m.mentions),
+            super::engine::pending::mentions_text(&m.mentions),
             m.mention_all
         ])?;
     Ok(m)
@@ -248,112 +245,6 @@ pub(crate) fn members_of(conn: &Connection, conversation: ConversationId) -> Res
         .collect::<rusqlite::Result<_>>()?)
 }
 
-/// The seqs a member may see: after `joined_seq`, up to what
-/// [`rules::visible_upto`] says. `None` when the user was never a member.
-fn visible_range(
-    conn: &Connection,
-    user: UserId,
-    conversation: ConversationId,
-) -> Result<Option<(u64, u64)>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT m.joined_seq, m.left_seq, c.last_seq
-             FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = ?1 AND m.conversation_id = ?2",
-        )?
-        .query_row([user, conversation], |r| {
-            Ok((r.get(0)?, rules::visible_upto(r.get(1)?, r.get(2)?)))
-        })
-        .optional()?)
-}
-
-/// One sync page; see [`crate::Store::sync`] and [`rules::assemble_sync`].
-/// Four queries at most, whatever the number of conversations: the
-/// memberships, the 1:1 member states, the due messages and, on a last
-/// page, the friend requests.
-pub fn sync(
-    conn: &Connection,
-    user: UserId,
-    cursors: &HashMap<ConversationId, u64>,
-    after: ConversationId,
-    limit: Page,
-) -> Result<SyncPage> {
-    let rows: Vec<SyncRow> = conn
-        .prepare_cached(
-            "SELECT c.id, c.kind, c.last_seq, m.joined_seq, m.left_seq
-             FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = ?1 AND m.conversation_id > ?2
-             ORDER BY m.conversation_id LIMIT ?3",
-        )?
-        // A cursor past every id SQLite can store: nothing is after it.
-        .query_map(
-            params![
-                user,
-                after.min(i64::MAX as u64),
-                SYNC_CONVERSATIONS as i64 + 1
-            ],
-            |r| {
-                Ok(SyncRow {
-                    id: r.get(0)?,
-                    kind: super::stored(r, 1)?,
-                    last_seq: r.get(2)?,
-                    joined_seq: r.get(3)?,
-                    left_seq: r.get(4)?,
-                })
-            },
-        )?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut members: HashMap<ConversationId, Vec<MemberState>> = HashMap::new();
-    let direct = rules::direct_ids(&rows);
-    if !direct.is_empty() {
-        let mut stmt = conn.prepare_cached(
-            "SELECT conversation_id, user_id, delivered_seq FROM members
-             WHERE conversation_id IN (SELECT value FROM json_each(?1))
-             ORDER BY conversation_id, user_id",
-        )?;
-        let found = stmt.query_map([json_list(&direct)], |r| {
-            Ok((
-                r.get::<_, ConversationId>(0)?,
-                MemberState {
-                    user_id: r.get(1)?,
-                    delivered_seq: r.get(2)?,
-                },
-            ))
-        })?;
-        for row in found {
-            let (id, state) = row?;
-            members.entry(id).or_default().push(state);
-        }
-    }
-    let ranges = rules::due_ranges(&rows, cursors);
-    let messages =
-        if ranges.is_empty() {
-            Vec::new()
-        } else {
-            let list = ranges
-                .iter()
-                .map(|(c, a, u)| format!("[{c},{a},{u}]"))
-                .collect::<Vec<_>>()
-                .join(",");
-            // CROSS JOIN keeps the ranges as the outer loop, in their order, and
-            // each range is read along the (conversation_id, seq) index, so the
-            // rows come in page order and the read stops at the limit.
-            conn.prepare_cached(
-            "SELECT m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id, m.created_at_ms,
-                    m.body_kind, m.body, m.mentions, m.mention_all
-             FROM json_each(?1) AS d CROSS JOIN messages m
-             ON m.conversation_id = d.value ->> 0 AND m.seq > d.value ->> 1
-                AND m.seq <= d.value ->> 2
-             LIMIT ?2",
-        )?
-        .query_map(params![format!("[{list}]"), limit.items as i64], message_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?
-        };
-    rules::assemble_sync(rows, cursors, members, messages, after, limit, || {
-        super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)
-    })
-}
-
 /// Ids as a JSON array, for `json_each`: one statement for any number.
 pub(crate) fn json_list(ids: &[u64]) -> String {
     let mut s = String::with_capacity(ids.len() * 8 + 2);
@@ -366,43 +257,6 @@ pub(crate) fn json_list(ids: &[u64]) -> String {
     }
     s.push(']');
     s
-}
-
-pub fn history(
-    conn: &Connection,
-    user: UserId,
-    conversation: ConversationId,
-    before_seq: u64,
-    limit: Page,
-) -> Result<HistoryPage> {
-    let Some((joined, upto)) = visible_range(conn, user, conversation)? else {
-        return Err(StoreError::NotMember(conversation));
-    };
-    let before = if before_seq == 0 {
-        upto + 1
-    } else {
-        before_seq.min(upto + 1)
-    };
-    let sql = select_messages!(
-        "WHERE conversation_id = ?1 AND seq < ?2 AND seq > ?3 ORDER BY seq DESC LIMIT ?4"
-    );
-    let mut page = HistoryPage::default();
-    let mut bytes = 0;
-    let mut stmt = conn.prepare_cached(sql)?;
-    for row in stmt.query_map(
-        params![conversation, before, joined, limit.items as i64 + 1],
-        message_row,
-    )? {
-        let m = row?;
-        let over = !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes;
-        if over || page.messages.len() == limit.items {
-            page.has_more = true;
-            break;
-        }
-        bytes += m.size_hint();
-        page.messages.push(m);
-    }
-    Ok(page)
 }
 
 /// Raises one of `user`'s cursors to `seq` (clamped to what they may see),

@@ -3,19 +3,13 @@
 //! small pool of reader connections.
 
 mod accounts;
-mod checkpoint;
-mod convs;
-mod copier;
+mod engine;
 mod friends;
 mod groups;
-mod log;
+mod lists;
 mod messages;
-mod pending;
-mod round;
 pub(crate) mod schema;
-mod seqs;
-mod summaries;
-mod writer;
+mod sync;
 
 use crate::{
     Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
@@ -25,13 +19,15 @@ use crate::{
     Store, StoreError, SyncPage, UserId, UserRecord,
 };
 use async_trait::async_trait;
+use engine::tx::Tx;
+use engine::writer::{self, AppendJob, FlushJob, Health, Job, WriteJob};
+use engine::{checkpoint, log, os, pending, round};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use writer::{AppendJob, FlushJob, Health, Job, Tx, WriteJob};
 
 /// How hard the store works to make a write survive power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +118,7 @@ pub(crate) fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
 
 fn io_fault(e: std::io::Error) -> StoreError {
     StoreError::Fault {
-        fault: io_fault_kind(&e),
+        fault: engine::faults::io_fault_kind(&e),
         source: Arc::new(e),
     }
 }
@@ -144,14 +140,6 @@ pub(crate) fn stored<T: TryFrom<i64, Error = crate::BadValue>>(
     })
 }
 
-pub(crate) fn io_fault_kind(e: &std::io::Error) -> crate::Fault {
-    // ENOSPC, EFBIG (past a file size limit), EDQUOT.
-    match e.raw_os_error() {
-        Some(28 | 27 | 122) => crate::Fault::Full,
-        _ => crate::Fault::Io,
-    }
-}
-
 /// Brings the database up to date with the message log left by the last
 /// run (a crash, or a kill, leaves records the database lacks), syncs it,
 /// and deletes the log's segments. Returns the number of the last segment
@@ -169,7 +157,7 @@ pub(crate) fn recover(conn: &mut Connection, db: &std::path::Path) -> Result<Opt
         let tx = conn.transaction()?;
         let applied = pending::replay(&tx, &replay.records)?;
         tx.commit()?;
-        round::sync_wal(db).map_err(io_fault)?;
+        os::sync_wal(db).map_err(io_fault)?;
         tracing::info!(
             records = replay.records.len(),
             applied,
@@ -401,7 +389,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<SyncPage> {
         let cursors = cursors.clone();
-        self.fresh(move |c| messages::sync(c, user, &cursors, after, page))
+        self.fresh(move |c| sync::sync(c, user, &cursors, after, page))
             .await
     }
 
@@ -412,7 +400,7 @@ impl Store for SqliteStore {
         before_seq: u64,
         page: Page,
     ) -> Result<HistoryPage> {
-        self.fresh(move |c| messages::history(c, user, conversation, before_seq, page))
+        self.fresh(move |c| sync::history(c, user, conversation, before_seq, page))
             .await
     }
 
@@ -459,7 +447,7 @@ impl Store for SqliteStore {
         before: Option<Before>,
         page: Page,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        self.fresh(move |c| summaries::conversations(c, user, before, page))
+        self.fresh(move |c| lists::conversations(c, user, before, page))
             .await
     }
 
@@ -561,7 +549,7 @@ impl Store for SqliteStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.fresh(move |c| groups::of_user(c, user, after, page))
+        self.fresh(move |c| lists::groups_of(c, user, after, page))
             .await
     }
 
@@ -573,7 +561,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
         let p = prefix.to_owned();
-        self.fresh(move |c| groups::rooms(c, viewer, &p, after, page))
+        self.fresh(move |c| lists::rooms(c, viewer, &p, after, page))
             .await
     }
 
@@ -584,7 +572,7 @@ impl Store for SqliteStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)> {
-        self.read(move |c| groups::members(c, id, viewer, after, page))
+        self.read(move |c| lists::members(c, id, viewer, after, page))
             .await
     }
 

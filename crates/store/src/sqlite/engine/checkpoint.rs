@@ -77,7 +77,7 @@ impl Drop for Checkpointer {
 fn run(conn: Connection, rx: Receiver<()>) {
     // Background work: whatever else wants the core goes first.
     let me = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(me), super::copier::COPY_NICE) {
+    if let Err(e) = rustix::process::setpriority_process(Some(me), super::os::COPY_NICE) {
         tracing::debug!(error = %e, "cannot lower the checkpoint thread's priority");
     }
     let mut nudged = false;

@@ -31,9 +31,6 @@ const RETRY: Duration = Duration::from_millis(500);
 /// Past this many waiting records (and copying failing), staged writes are
 /// refused until the database takes them again.
 pub(crate) const BEHIND: usize = 4 * COPY_HIGH;
-/// The copy and checkpoint threads' nice value (0 is normal, 19 the
-/// lowest priority).
-pub(crate) const COPY_NICE: i32 = 10;
 /// How often an idle copier looks for segments it may delete.
 const IDLE: Duration = Duration::from_secs(1);
 
@@ -106,7 +103,7 @@ impl Copier {
         // Copying is background work: whenever the writer or a connection
         // has work on the same core, it goes first.
         let me = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(me), COPY_NICE) {
+        if let Err(e) = rustix::process::setpriority_process(Some(me), super::os::COPY_NICE) {
             tracing::debug!(error = %e, "cannot lower the copy thread's priority");
         }
         while self.wait() {
@@ -212,7 +209,7 @@ impl Copier {
             return;
         }
         let old: Vec<u64> = (self.first_segment..needed).collect();
-        match super::round::sync_wal(&self.db).and_then(|()| log::delete(&self.log_dir, &old)) {
+        match super::os::sync_wal(&self.db).and_then(|()| log::delete(&self.log_dir, &old)) {
             Ok(()) => self.first_segment = needed,
             Err(e) => tracing::warn!(error = %e, "cannot let go of old message log segments yet"),
         }

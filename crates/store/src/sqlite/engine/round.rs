@@ -10,12 +10,13 @@
 //! database behind; a round that writes the database itself first copies
 //! every waiting record, under the copy gate, so that its write sees them.
 
+use super::cache::ConvCache;
 use super::checkpoint::Checkpointer;
-use super::convs::ConvCache;
 use super::copier::{Copier, Shared};
 use super::log::{self, Log};
 use super::pending::Pending;
-use super::writer::{Health, Job, Route, Stage, Tx};
+use super::tx::{Stage, Tx};
+use super::writer::{Health, Job, Route};
 use crate::{CommitFeedSender, Committed, Result, StoreError};
 use natter_runtime::clock::Instant;
 use rusqlite::Connection;
@@ -389,7 +390,7 @@ impl Writer {
         }
         self.checkpointer.nudge();
         if self.stage.durable && self.sync {
-            if let Err(e) = sync_wal(&self.db) {
+            if let Err(e) = super::os::sync_wal(&self.db) {
                 return Outcome::NotSynced(io_fault(e));
             }
         }
@@ -399,20 +400,8 @@ impl Writer {
 
 fn io_fault(e: std::io::Error) -> StoreError {
     StoreError::Fault {
-        fault: super::io_fault_kind(&e),
+        fault: super::faults::io_fault_kind(&e),
         source: Arc::new(e),
-    }
-}
-
-/// Syncs the database's WAL file: every transaction committed so far is
-/// then durable (one checkpointed before is in the synced database file).
-pub(crate) fn sync_wal(db: &std::path::Path) -> std::io::Result<()> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    match std::fs::File::open(PathBuf::from(wal)) {
-        Ok(f) => f.sync_data(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,138 @@
+//! What a write sees: the connection, the writer's cache, the round's stage
+//! (its log records, its next message id, its transactions) and the messages
+//! to publish once the round is durable. The topic files write through it;
+//! the jobs in `writer.rs` hand it to them.
+
+use super::cache::ConvCache;
+use super::log::{self, CursorKind};
+use super::pending::Pending;
+use crate::{Committed, ConversationId, Result, StoredMessage};
+use rusqlite::Connection;
+use std::sync::Arc;
+
+/// The round's state a job can reach beyond the connection and the caches.
+pub struct Stage {
+    /// The round's records, for the log.
+    pub records: Vec<u8>,
+    /// The log segment the round's records go to.
+    pub segment: u64,
+    /// The next message id.
+    pub next_id: u64,
+    /// The round has opened its database transaction.
+    pub open: bool,
+    /// ... and written something that must be synced before the answers.
+    pub durable: bool,
+}
+
+impl Stage {
+    /// Opens the round's database transaction (ending its read
+    /// transaction first).
+    pub(crate) fn write(&mut self, conn: &Connection) -> Result<()> {
+        if !self.open {
+            self.end_read(conn)?;
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Makes the round's reads share one read transaction: each read
+    /// outside a transaction takes and drops SQLite's shared lock (two
+    /// `fcntl` calls) on its own. Safe while the round holds the waiting
+    /// records' lock: whatever the copy thread commits after the snapshot
+    /// is still among the waiting records, where the writer looks first.
+    pub(crate) fn read(&self, conn: &Connection) -> Result<()> {
+        if conn.is_autocommit() {
+            conn.prepare_cached("BEGIN DEFERRED")?.execute([])?;
+        }
+        Ok(())
+    }
+
+    /// Ends the read transaction, if one is open (any transaction open
+    /// before the round's own write transaction is the read one).
+    pub(crate) fn end_read(&self, conn: &Connection) -> Result<()> {
+        if !self.open && !conn.is_autocommit() {
+            conn.prepare_cached("COMMIT")?.execute([])?;
+        }
+        Ok(())
+    }
+}
+
+/// What a write sees: the connection, the conversation cache, the round's
+/// stage, and the messages to publish once the round is durable.
+pub struct Tx<'a> {
+    pub conn: &'a Connection,
+    pub convs: &'a mut ConvCache,
+    pub(crate) stage: &'a mut Stage,
+    /// Records in the log that the database does not have yet.
+    pub(crate) pending: &'a mut Pending,
+    publish: &'a mut Vec<Committed>,
+}
+
+impl<'a> Tx<'a> {
+    pub(crate) fn new(
+        conn: &'a Connection,
+        convs: &'a mut ConvCache,
+        stage: &'a mut Stage,
+        pending: &'a mut Pending,
+        publish: &'a mut Vec<Committed>,
+    ) -> Tx<'a> {
+        Tx {
+            conn,
+            convs,
+            stage,
+            pending,
+            publish,
+        }
+    }
+
+    /// Queues a newly stored message for the commit feed. It is published
+    /// once the round is durable, in order, and dropped if this write fails.
+    pub fn publish(&mut self, committed: Committed) {
+        self.publish.push(committed);
+    }
+
+    /// An id for a new message.
+    pub fn next_msg_id(&mut self) -> u64 {
+        let id = self.stage.next_id;
+        self.stage.next_id += 1;
+        id
+    }
+
+    /// Opens the round's database transaction for a write the answer must
+    /// wait for (it is synced before the round answers).
+    pub fn begin(&mut self) -> Result<()> {
+        self.stage.write(self.conn)?;
+        self.stage.durable = true;
+        Ok(())
+    }
+
+    /// Fails while the writer takes no more staged writes.
+    pub(crate) fn may_stage(&self) -> Result<()> {
+        match &self.pending.refuse {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stages a new message for the log.
+    pub(crate) fn stage_message(&mut self, m: Arc<StoredMessage>) {
+        log::encode_message(&m, &mut self.stage.records);
+        let segment = self.stage.segment;
+        self.pending.push_message(m, segment);
+    }
+
+    /// Stages a cursor raise for the log.
+    pub(crate) fn stage_cursor(
+        &mut self,
+        user: crate::UserId,
+        conversation: ConversationId,
+        kind: CursorKind,
+        seq: u64,
+    ) {
+        log::encode_cursor(user, conversation, kind, seq, &mut self.stage.records);
+        let segment = self.stage.segment;
+        self.pending
+            .push_cursor(user, conversation, kind, seq, segment);
+    }
+}
