@@ -190,6 +190,33 @@ fn system_events_are_built_only_in_the_domain() {
     );
 }
 
+/// The store's backends stand side by side: neither reaches into the
+/// other, so a third is an engine plus the topic files, not a graft.
+#[test]
+fn the_store_backends_never_import_each_other() {
+    let store = root().join("crates/store/src");
+    let mut seen = 0;
+    for (dir, other) in [("sqlite", "postgres"), ("postgres", "sqlite")] {
+        for f in sources() {
+            if !f.starts_with(store.join(dir)) {
+                continue;
+            }
+            seen += 1;
+            let text = std::fs::read_to_string(&f).unwrap();
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap_or("");
+                assert!(
+                    !code.contains(&format!("{other}::"))
+                        && !code.contains(&format!("mod {other}")),
+                    "{} reaches into {other}: {line}",
+                    f.display()
+                );
+            }
+        }
+    }
+    assert!(seen > 20, "the backends' files were not found ({seen})");
+}
+
 #[test]
 fn every_module_says_what_it_is_for() {
     for f in sources() {

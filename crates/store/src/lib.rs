@@ -7,7 +7,6 @@
 //! the commit feed, from which the service fans them out.
 #![forbid(unsafe_code)]
 
-mod breaker;
 mod error;
 mod feed;
 pub mod migrate;
@@ -17,11 +16,11 @@ pub mod sqlite;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
-pub use breaker::{Breaker, BreakerOptions};
 pub use error::{Fault, StoreError};
 pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
 pub use natter_domain::model::*;
 pub use natter_domain::{model, rules, DomainError};
+pub use postgres::engine::breaker::{Breaker, BreakerOptions};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

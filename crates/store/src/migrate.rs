@@ -7,7 +7,7 @@
 //! writes to it meanwhile. A target that already holds data is refused
 //! unless resuming, which skips rows that are already there.
 
-use crate::postgres::schema as pg_schema;
+use crate::postgres::engine::schema as pg_schema;
 use crate::sqlite::schema as sqlite_schema;
 use crate::StoreError;
 use std::collections::BTreeMap;

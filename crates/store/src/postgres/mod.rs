@@ -6,19 +6,21 @@
 //! request is bounded in time, and a circuit breaker turns an unreachable
 //! database into quick UNAVAILABLE answers instead of piled-up waits.
 
-mod appends;
-mod changes;
-mod faults;
-pub mod partitions;
-pub mod reads;
-pub mod rows;
-pub mod schema;
-mod writer;
-pub mod writes;
+mod accounts;
+pub(crate) mod engine;
+mod friends;
+mod groups;
+mod lists;
+mod messages;
+mod rows;
+mod sync;
+#[cfg(test)]
+mod tests;
 
-use faults::collided;
-pub use faults::pool_error;
-pub use partitions::Partitioning;
+use engine::faults::collided;
+pub use engine::faults::pool_error;
+pub use engine::partitions::{self, Partitioning};
+use engine::schema;
 
 use crate::{
     Before, Breaker, BreakerOptions, CommitFeedSender, ConversationId, ConversationSummary,
@@ -29,6 +31,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use engine::writer::{self, timed_out, Job, Writer};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,7 +39,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{IsolationLevel, NoTls};
-use writer::{timed_out, Change, Job, Writer};
 
 #[derive(Clone, Debug)]
 pub struct PgOptions {
@@ -222,12 +224,10 @@ impl PgStore {
         out
     }
 
-    async fn change<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Change,
-    ) -> Result<T> {
+    async fn change<C: writer::Change>(&self, change: C) -> Result<C::Out> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Change(make(reply))).await?;
+        self.submit(Job::Change(Box::new(writer::Typed { change, reply })))
+            .await?;
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
@@ -275,22 +275,22 @@ const COMMITTED: IsolationLevel = IsolationLevel::ReadCommitted;
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(&self, username: &str, hash: &str, now_ms: i64) -> Result<UserId> {
-        self.with(|c| async move { writes::create_user(&**c, username, hash, now_ms).await })
+        self.with(|c| async move { accounts::create_user(&**c, username, hash, now_ms).await })
             .await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
-        self.with(|c| async move { reads::user_by_name(&**c, username).await })
+        self.with(|c| async move { accounts::user_by_name(&**c, username).await })
             .await
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
-        self.with(|c| async move { reads::user_by_id(&**c, id).await })
+        self.with(|c| async move { accounts::user_by_id(&**c, id).await })
             .await
     }
 
     async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>> {
-        self.with(|c| async move { reads::users(&**c, ids, names).await })
+        self.with(|c| async move { accounts::users(&**c, ids, names).await })
             .await
     }
 
@@ -300,7 +300,7 @@ impl Store for PgStore {
         hash: &str,
         keep: Option<SessionId>,
     ) -> Result<Vec<SessionId>> {
-        transaction!(self, COMMITTED, |tx| writes::set_password(
+        transaction!(self, COMMITTED, |tx| accounts::set_password(
             tx, id, hash, keep
         )
         .await?)
@@ -308,17 +308,17 @@ impl Store for PgStore {
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
         let new = &new;
-        transaction!(self, COMMITTED, |tx| writes::create_session(tx, new)
+        transaction!(self, COMMITTED, |tx| accounts::create_session(tx, new)
             .await?)
     }
 
     async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>> {
-        self.with(|c| async move { reads::session_by_token(&**c, &token_hash).await })
+        self.with(|c| async move { accounts::session_by_token(&**c, &token_hash).await })
             .await
     }
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
-        self.with(|c| async move { writes::revoke_session(&**c, id).await })
+        self.with(|c| async move { accounts::revoke_session(&**c, id).await })
             .await
     }
 
@@ -337,7 +337,7 @@ impl Store for PgStore {
         after: ConversationId,
         page: Page,
     ) -> Result<SyncPage> {
-        self.with(|c| async move { reads::sync(&**c, user, cursors, after, page).await })
+        self.with(|c| async move { sync::sync(&**c, user, cursors, after, page).await })
             .await
     }
 
@@ -349,7 +349,7 @@ impl Store for PgStore {
         page: Page,
     ) -> Result<HistoryPage> {
         self.with(
-            |c| async move { reads::history(&**c, user, conversation, before_seq, page).await },
+            |c| async move { sync::history(&**c, user, conversation, before_seq, page).await },
         )
         .await
     }
@@ -360,7 +360,7 @@ impl Store for PgStore {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<Option<Delivered>> {
-        self.with(|c| async move { writes::mark_delivered(&**c, user, conversation, seq).await })
+        self.with(|c| async move { messages::mark_delivered(&**c, user, conversation, seq).await })
             .await
     }
 
@@ -370,7 +370,7 @@ impl Store for PgStore {
         conversation: ConversationId,
         seq: u64,
     ) -> Result<Option<ReadMoved>> {
-        self.with(|c| async move { writes::mark_read(&**c, user, conversation, seq).await })
+        self.with(|c| async move { messages::mark_read(&**c, user, conversation, seq).await })
             .await
     }
 
@@ -382,19 +382,18 @@ impl Store for PgStore {
         window_ms: i64,
         now_ms: i64,
     ) -> Result<()> {
-        self.change(|reply| Change::Recall {
+        self.change(writer::Recall {
             actor,
             id: conversation,
             seq,
             window_ms,
             now_ms,
-            reply,
         })
         .await
     }
 
     async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>> {
-        self.with(|c| async move { reads::audience(&**c, user, conversation).await })
+        self.with(|c| async move { messages::audience(&**c, user, conversation).await })
             .await
     }
 
@@ -404,7 +403,7 @@ impl Store for PgStore {
         before: Option<Before>,
         page: Page,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        self.with(|c| async move { reads::conversations(&**c, user, before, page).await })
+        self.with(|c| async move { lists::conversations(&**c, user, before, page).await })
             .await
     }
 
@@ -415,7 +414,7 @@ impl Store for PgStore {
         message: &str,
         now_ms: i64,
     ) -> Result<FriendRequestOutcome> {
-        transaction!(self, COMMITTED, |tx| writes::send_friend_request(
+        transaction!(self, COMMITTED, |tx| friends::send_friend_request(
             tx, from, to, message, now_ms
         )
         .await?)
@@ -429,7 +428,7 @@ impl Store for PgStore {
         reply: &str,
         now_ms: i64,
     ) -> Result<FriendRequestRecord> {
-        transaction!(self, COMMITTED, |tx| writes::respond_friend_request(
+        transaction!(self, COMMITTED, |tx| friends::respond_friend_request(
             tx, me, request, accept, reply, now_ms
         )
         .await?)
@@ -441,27 +440,27 @@ impl Store for PgStore {
         before_id: u64,
         page: Page,
     ) -> Result<FriendRequestPage> {
-        self.with(|c| async move { reads::friend_requests(&**c, me, before_id, page).await })
+        self.with(|c| async move { friends::friend_requests(&**c, me, before_id, page).await })
             .await
     }
 
     async fn friends(&self, me: UserId, after: &str, page: Page) -> Result<FriendList> {
-        self.with(|c| async move { reads::friends(&**c, me, after, page).await })
+        self.with(|c| async move { friends::friends(&**c, me, after, page).await })
             .await
     }
 
     async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>> {
-        self.with(|c| async move { reads::friend_ids(&**c, me).await })
+        self.with(|c| async move { friends::friend_ids(&**c, me).await })
             .await
     }
 
     async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()> {
-        self.with(|c| async move { writes::set_remark(&**c, me, friend, remark).await })
+        self.with(|c| async move { friends::set_remark(&**c, me, friend, remark).await })
             .await
     }
 
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
-        transaction!(self, COMMITTED, |tx| writes::remove_friend(tx, me, other)
+        transaction!(self, COMMITTED, |tx| friends::remove_friend(tx, me, other)
             .await?)
     }
 
@@ -472,7 +471,7 @@ impl Store for PgStore {
         blocked: bool,
         max_blocked: usize,
     ) -> Result<()> {
-        transaction!(self, COMMITTED, |tx| writes::set_blocked(
+        transaction!(self, COMMITTED, |tx| friends::set_blocked(
             tx,
             me,
             other,
@@ -483,17 +482,16 @@ impl Store for PgStore {
     }
 
     async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>> {
-        self.with(|c| async move { reads::search_users(&**c, prefix, limit).await })
+        self.with(|c| async move { friends::search_users(&**c, prefix, limit).await })
             .await
     }
 
     async fn create_group(&self, new: NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
-        self.change(|reply| Change::CreateGroup(new, limits, reply))
-            .await
+        self.change(writer::CreateGroup(new, limits)).await
     }
 
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
-        self.with(|c| async move { reads::group(&**c, id, viewer).await })
+        self.with(|c| async move { groups::group(&**c, id, viewer).await })
             .await
     }
 
@@ -503,7 +501,7 @@ impl Store for PgStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.with(|c| async move { reads::groups_of(&**c, user, after, page).await })
+        self.with(|c| async move { lists::groups_of(&**c, user, after, page).await })
             .await
     }
 
@@ -514,7 +512,7 @@ impl Store for PgStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.with(|c| async move { reads::rooms(&**c, viewer, prefix, after, page).await })
+        self.with(|c| async move { lists::rooms(&**c, viewer, prefix, after, page).await })
             .await
     }
 
@@ -525,7 +523,7 @@ impl Store for PgStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)> {
-        self.with(|c| async move { reads::members(&**c, id, viewer, after, page).await })
+        self.with(|c| async move { lists::members(&**c, id, viewer, after, page).await })
             .await
     }
 
@@ -539,14 +537,13 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<JoinOutcome> {
         let (message, code) = (message.to_owned(), invite_code.to_owned());
-        self.change(|reply| Change::Join {
+        self.change(writer::Join {
             user,
             id,
             message,
             code,
             limits,
             now_ms,
-            reply,
         })
         .await
     }
@@ -559,13 +556,12 @@ impl Store for PgStore {
         limits: GroupLimits,
         now_ms: i64,
     ) -> Result<()> {
-        self.change(|reply| Change::Act {
+        self.change(writer::Act {
             actor,
             id,
             action,
             limits,
             now_ms,
-            reply,
         })
         .await
     }
@@ -577,7 +573,7 @@ impl Store for PgStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<JoinRequestRecord>, bool)> {
-        self.with(|c| async move { reads::join_requests_for(&**c, actor, id, after, page).await })
+        self.with(|c| async move { groups::join_requests_for(&**c, actor, id, after, page).await })
             .await
     }
 
@@ -587,7 +583,7 @@ impl Store for PgStore {
             Ok(())
         })
         .await?;
-        self.change(Change::Probe).await
+        self.change(writer::Probe).await
     }
 
     fn queue(&self) -> (usize, usize) {

@@ -3,7 +3,7 @@
 
 use crate::{
     BadValue, Body, ConversationKind, FriendRequestRecord, GroupRecord, JoinRequestRecord,
-    MemberRecord, Result, StoredMessage, UserRecord,
+    MemberRecord, Page, Result, StoredMessage, UserRecord,
 };
 use tokio_postgres::Row;
 
@@ -138,4 +138,20 @@ pub fn member(r: &Row) -> Result<MemberRecord> {
         muted_until_ms: r.get(3),
         joined_at_ms: r.get(4),
     })
+}
+
+/// A row count as a LIMIT: a page larger than BIGINT is as good as unbounded.
+pub fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// One row more than the page may hold, to know whether more follow.
+pub fn fetch(page: Page) -> i64 {
+    limit(page.items).saturating_add(1)
+}
+
+/// PostgreSQL text cannot hold NUL, and no stored name does: an argument
+/// with one matches nothing, where sending it would fail the statement.
+pub fn has_nul(s: &str) -> bool {
+    s.contains('\0')
 }

@@ -1,203 +1,15 @@
-//! Writes that append nothing to a conversation: accounts, sessions,
-//! cursors, friends and blocks. Each is one transaction on a pooled
-//! connection. A social write first locks the rows of the users it is
-//! about, in id order, so that two nodes cannot interleave, say, two
-//! crossing friend requests into a state a single writer could not produce
-//! (and never deadlock doing so).
+//! Friends, friend requests and blocks. A social write first locks the rows
+//! of the users it is about, in id order, so that two nodes cannot
+//! interleave, say, two crossing friend requests into a state a single
+//! writer could not produce (and never deadlock doing so).
 
-use super::rows::{self, key, keys, REQUEST_SELECT};
+use super::rows::{self, fetch, has_nul, id, key, keys, limit, REQUEST_SELECT, USER_COLUMNS};
 use crate::rules::{self, FriendPlan, RequestFacts, RequestWrite};
 use crate::{
-    ConversationId, ConversationKind, Delivered, FriendRequestOutcome, FriendRequestRecord,
-    NewSession, ReadMoved, Result, SessionGrant, SessionId, StoreError, UserId,
+    FriendList, FriendRecord, FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, Page,
+    RequestStatus, Result, StoreError, UserId, UserRecord,
 };
-use tokio_postgres::{GenericClient, Transaction};
-
-pub async fn create_user(
-    c: &impl GenericClient,
-    username: &str,
-    hash: &str,
-    now_ms: i64,
-) -> Result<UserId> {
-    match c
-        .query_opt(
-            "INSERT INTO users (username, password_hash, created_at_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (username) DO NOTHING RETURNING id",
-            &[&username, &hash, &now_ms],
-        )
-        .await?
-    {
-        Some(r) => Ok(rows::id(&r, 0)),
-        None => Err(StoreError::Conflict("username")),
-    }
-}
-
-pub async fn set_password(
-    tx: &Transaction<'_>,
-    id: UserId,
-    hash: &str,
-    keep: Option<SessionId>,
-) -> Result<Vec<SessionId>> {
-    let n = tx
-        .execute(
-            "UPDATE users SET password_hash = $2 WHERE id = $1",
-            &[&key(id), &hash],
-        )
-        .await?;
-    if n == 0 {
-        return Err(StoreError::NotFound("user"));
-    }
-    Ok(tx
-        .query(
-            "UPDATE sessions SET revoked = true
-             WHERE user_id = $1 AND id != $2 AND NOT revoked RETURNING id",
-            &[&key(id), &key(keep.unwrap_or(0))],
-        )
-        .await?
-        .iter()
-        .map(|r| rows::id(r, 0))
-        .collect())
-}
-
-pub async fn create_session(tx: &Transaction<'_>, new: &NewSession) -> Result<SessionGrant> {
-    // The user's row is the lock that keeps two nodes from both letting a
-    // login past the limit.
-    let found = tx
-        .query_opt(
-            "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
-            &[&key(new.user_id)],
-        )
-        .await?;
-    if found.is_none() {
-        return Err(StoreError::NotFound("user"));
-    }
-    let mut revoked: Vec<SessionId> = tx
-        .query(
-            "UPDATE sessions SET revoked = true
-             WHERE user_id = $1 AND device_id = $2 AND NOT revoked RETURNING id",
-            &[&key(new.user_id), &new.device_id],
-        )
-        .await?
-        .iter()
-        .map(|r| rows::id(r, 0))
-        .collect();
-    let live: Vec<SessionId> = tx
-        .query(
-            "SELECT id FROM sessions WHERE user_id = $1 AND NOT revoked AND expires_at_ms > $2
-             ORDER BY created_at_ms, id",
-            &[&key(new.user_id), &new.now_ms],
-        )
-        .await?
-        .iter()
-        .map(|r| rows::id(r, 0))
-        .collect();
-    let revoke = rules::sessions_to_revoke(&live, new.policy, new.max_sessions)?;
-    if !revoke.is_empty() {
-        tx.execute(
-            "UPDATE sessions SET revoked = true WHERE id = ANY($1)",
-            &[&keys(&revoke)],
-        )
-        .await?;
-        revoked.extend(revoke);
-    }
-    let row = tx
-        .query_one(
-            "INSERT INTO sessions (user_id, device_id, token_hash, created_at_ms, expires_at_ms)
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            &[
-                &key(new.user_id),
-                &new.device_id,
-                &&new.token_hash[..],
-                &new.now_ms,
-                &new.expires_at_ms,
-            ],
-        )
-        .await?;
-    Ok(SessionGrant {
-        session_id: rows::id(&row, 0),
-        revoked,
-    })
-}
-
-pub async fn revoke_session(c: &impl GenericClient, id: SessionId) -> Result<()> {
-    c.execute(
-        "UPDATE sessions SET revoked = true WHERE id = $1",
-        &[&key(id)],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Which cursor of a member.
-#[derive(Clone, Copy)]
-pub enum Cursor {
-    Delivered,
-    Read,
-}
-
-/// Raises a cursor to `seq`, clamped to what the user may see; `None` when
-/// it did not move. One conditional UPDATE, so racing raises from several
-/// nodes only ever move it up.
-pub async fn raise_cursor(
-    c: &impl GenericClient,
-    user: UserId,
-    conversation: ConversationId,
-    seq: u64,
-    cursor: Cursor,
-) -> Result<Option<(u64, Vec<UserId>)>> {
-    let Some((_, upto)) = super::reads::visible_range(c, user, conversation).await? else {
-        return Err(StoreError::NotMember(conversation));
-    };
-    let seq = seq.min(upto);
-    let sql = match cursor {
-        Cursor::Delivered => {
-            "UPDATE members m SET delivered_seq = $3 FROM conversations c
-             WHERE m.user_id = $1 AND m.conversation_id = $2 AND m.delivered_seq < $3
-               AND c.id = m.conversation_id RETURNING c.kind"
-        }
-        Cursor::Read => {
-            "UPDATE members m SET read_seq = $3 FROM conversations c
-             WHERE m.user_id = $1 AND m.conversation_id = $2 AND m.read_seq < $3
-               AND c.id = m.conversation_id RETURNING c.kind"
-        }
-    };
-    let Some(row) = c
-        .query_opt(sql, &[&key(user), &key(conversation), &key(seq)])
-        .await?
-    else {
-        return Ok(None);
-    };
-    let kind = rows::kind(row.get(0))?;
-    let members = match kind {
-        ConversationKind::Direct => super::reads::members_of(c, conversation).await?,
-        _ => Vec::new(),
-    };
-    Ok(Some((seq, rules::cursor_audience(kind, user, &members))))
-}
-
-pub async fn mark_delivered(
-    c: &impl GenericClient,
-    user: UserId,
-    conversation: ConversationId,
-    seq: u64,
-) -> Result<Option<Delivered>> {
-    Ok(raise_cursor(c, user, conversation, seq, Cursor::Delivered)
-        .await?
-        .map(|(seq, members)| Delivered { seq, members }))
-}
-
-pub async fn mark_read(
-    c: &impl GenericClient,
-    user: UserId,
-    conversation: ConversationId,
-    seq: u64,
-) -> Result<Option<ReadMoved>> {
-    Ok(raise_cursor(c, user, conversation, seq, Cursor::Read)
-        .await?
-        .map(|(seq, notify)| ReadMoved { seq, notify }))
-}
-
-// ---- friends and blocks
+use tokio_postgres::GenericClient;
 
 /// Locks the users' rows, in id order, for the rest of the transaction.
 pub async fn lock_users(c: &impl GenericClient, users: &[UserId]) -> Result<()> {
@@ -422,4 +234,162 @@ pub async fn set_blocked(
     };
     c.execute(sql, &[&key(me), &key(other)]).await?;
     Ok(())
+}
+
+/// The newest pending requests to `me`, hiding those from users `me` has
+/// blocked.
+pub async fn pending_incoming(
+    c: &impl GenericClient,
+    me: UserId,
+    max: usize,
+) -> Result<Vec<FriendRequestRecord>> {
+    let sql = format!(
+        "{REQUEST_SELECT} WHERE r.to_id = $1 AND r.status = {pending}
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = r.from_id)
+         ORDER BY r.id DESC LIMIT $2",
+        pending = RequestStatus::Pending as i16,
+    );
+    c.query(&sql, &[&key(me), &limit(max)])
+        .await?
+        .iter()
+        .map(rows::request)
+        .collect()
+}
+
+/// Requests to and from `me` below `before_id` (0: from the newest), newest
+/// first, as one list split into both directions; requests from users `me`
+/// has blocked are left out.
+pub async fn friend_requests(
+    c: &impl GenericClient,
+    me: UserId,
+    before_id: u64,
+    page: Page,
+) -> Result<FriendRequestPage> {
+    let sql = format!(
+        "{REQUEST_SELECT} WHERE r.id < $2 AND (r.from_id = $1 OR (r.to_id = $1
+         AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = r.from_id)))
+         ORDER BY r.id DESC LIMIT $3"
+    );
+    let before = if before_id == 0 {
+        i64::MAX
+    } else {
+        key(before_id)
+    };
+    let found: Vec<FriendRequestRecord> = c
+        .query(&sql, &[&key(me), &before, &fetch(page)])
+        .await?
+        .iter()
+        .map(rows::request)
+        .collect::<Result<_>>()?;
+    let (found, has_more) = page.cut(found, FriendRequestRecord::size_hint);
+    let (incoming, outgoing) = found.into_iter().partition(|r| r.to == me);
+    Ok(FriendRequestPage {
+        incoming,
+        outgoing,
+        has_more,
+    })
+}
+
+/// A page of friends by username after `after`, with the blocked list on
+/// the first page: one statement, two sent together on the first page.
+/// Names compare bytewise (`COLLATE "C"`) as in SQLite, whatever the
+/// database's collation.
+pub async fn friends(
+    c: &impl GenericClient,
+    me: UserId,
+    after: &str,
+    page: Page,
+) -> Result<FriendList> {
+    // Stored names hold no NUL, so the names after "ab\0..." are exactly
+    // those after "ab".
+    let after = after.split('\0').next().unwrap_or_default();
+    let first = after.is_empty();
+    let blocked = async {
+        if !first {
+            return Ok(Vec::new());
+        }
+        let found = c
+            .query(
+                "SELECT b.blocked_id, u.username FROM blocks b JOIN users u ON u.id = b.blocked_id
+                 WHERE b.user_id = $1 ORDER BY u.username COLLATE \"C\"",
+                &[&key(me)],
+            )
+            .await?;
+        Ok::<_, StoreError>(found.iter().map(|r| (id(r, 0), r.get(1))).collect())
+    };
+    let listed = async {
+        let found = c
+            .query(
+                "SELECT f.friend_id, u.username, f.remark, f.since_ms,
+                    EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = $1 AND b.blocked_id = f.friend_id)
+                 FROM friends f JOIN users u ON u.id = f.friend_id
+                 WHERE f.user_id = $1 AND u.username COLLATE \"C\" > $2
+                 ORDER BY u.username COLLATE \"C\" LIMIT $3",
+                &[&key(me), &after, &fetch(page)],
+            )
+            .await?;
+        Ok::<_, StoreError>(
+            found
+                .iter()
+                .map(|r| FriendRecord {
+                    user_id: id(r, 0),
+                    username: r.get(1),
+                    remark: r.get(2),
+                    since_ms: r.get(3),
+                    blocked: r.get(4),
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (blocked, listed): (Vec<(UserId, String)>, _) = tokio::try_join!(blocked, listed)?;
+    let blocked_bytes: usize = blocked.iter().map(|(_, n)| n.len() + 16).sum();
+    let room = Page {
+        items: page.items,
+        bytes: page.bytes.saturating_sub(blocked_bytes),
+    };
+    let (friends, has_more) = room.cut(listed, FriendRecord::size_hint);
+    Ok(FriendList {
+        friends,
+        blocked,
+        has_more,
+    })
+}
+
+/// Everyone `me` counts as a friend, by id.
+pub async fn friend_ids(c: &impl GenericClient, me: UserId) -> Result<Vec<UserId>> {
+    Ok(c.query(
+        "SELECT friend_id FROM friends WHERE user_id = $1 ORDER BY friend_id",
+        &[&key(me)],
+    )
+    .await?
+    .iter()
+    .map(|r| id(r, 0))
+    .collect())
+}
+
+/// Active users whose name starts with `prefix`, by name. Names are ASCII
+/// below 0x7f, so the bytewise range `[prefix, prefix || 0x7f)` is exactly
+/// the prefix, as in SQLite. The range is compared in the C collation to be
+/// bytewise; the name's unique index has the database's collation, so it
+/// serves this only where that is C, until an index on
+/// `username COLLATE "C"` exists.
+pub async fn search_users(
+    c: &impl GenericClient,
+    prefix: &str,
+    max: usize,
+) -> Result<Vec<UserRecord>> {
+    if has_nul(prefix) {
+        return Ok(Vec::new());
+    }
+    let upper = format!("{prefix}\u{7f}");
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users
+         WHERE username COLLATE \"C\" >= $1 AND username COLLATE \"C\" < $2 AND NOT disabled
+         ORDER BY username COLLATE \"C\" LIMIT $3"
+    );
+    Ok(c.query(&sql, &[&prefix, &upper, &limit(max)])
+        .await?
+        .iter()
+        .map(rows::user)
+        .collect())
 }

@@ -5,7 +5,7 @@
 //! unique (sender, client_msg_id) key, so a resend returns the original
 //! also when two nodes race on it.
 
-use super::rows::{self, key, keys};
+use super::super::rows::{self, key, keys};
 use crate::rules::{self, ConversationView, PeerFacts, SendTo};
 use crate::{
     Appended, Committed, ConversationId, ConversationKind, NewMessage, Result, Role, StoreError,

@@ -7,13 +7,15 @@
 //! fate is unknown fails, and its callers' resends resolve by
 //! (sender, client_msg_id) to exactly one message.
 
-use super::appends::{self, Pairs, Round, Statements};
-use super::changes::{self, Published};
+use super::super::messages::append::{self as appends, Pairs, Round, Statements};
+use super::super::messages::Published;
+use super::super::{groups, messages};
 use super::faults::collided;
 use crate::{
     Appended, Breaker, CommitFeedSender, ConversationId, Fault, GroupAction, GroupLimits,
     GroupRecord, JoinOutcome, NewGroup, NewMessage, Result, StoreError, UserId,
 };
+use async_trait::async_trait;
 use natter_runtime::clock::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,113 +28,118 @@ const ATTEMPTS: usize = 4;
 
 pub enum Job {
     Append(NewMessage, oneshot::Sender<Result<Appended>>),
-    Change(Change),
+    Change(Box<dyn Queued>),
     Close(oneshot::Sender<()>),
 }
 
-/// A change that appends a system event, with where its answer goes.
-pub enum Change {
-    CreateGroup(NewGroup, GroupLimits, oneshot::Sender<Result<GroupRecord>>),
-    Join {
-        user: UserId,
-        id: ConversationId,
-        message: String,
-        code: String,
-        limits: GroupLimits,
-        now_ms: i64,
-        reply: oneshot::Sender<Result<JoinOutcome>>,
-    },
-    Act {
-        actor: UserId,
-        id: ConversationId,
-        action: GroupAction,
-        limits: GroupLimits,
-        now_ms: i64,
-        reply: oneshot::Sender<Result<()>>,
-    },
-    Recall {
-        actor: UserId,
-        id: ConversationId,
-        seq: u64,
-        window_ms: i64,
-        now_ms: i64,
-        reply: oneshot::Sender<Result<()>>,
-    },
-    /// A round trip on the writer's connection (readiness).
-    Probe(oneshot::Sender<Result<()>>),
+/// A change that appends a system event: one transaction of its own (run
+/// again after a collision), answered with its own result type.
+#[async_trait]
+pub trait Change: Send + Sync + 'static {
+    type Out: Send + 'static;
+    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<Self::Out>;
 }
 
-enum Reply {
-    Group(GroupRecord),
-    Join(JoinOutcome),
-    Done,
+/// A queued change with where its answer goes; the writer sees only this.
+#[async_trait]
+pub trait Queued: Send {
+    async fn execute(self: Box<Self>, writer: &Writer, client: &mut Option<Conn>);
+    fn refuse(self: Box<Self>);
 }
 
-impl Change {
-    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<Reply> {
-        Ok(match self {
-            Change::CreateGroup(new, limits, _) => {
-                Reply::Group(changes::create_group(tx, new, *limits, publish).await?)
-            }
-            Change::Join {
-                user,
-                id,
-                message,
-                code,
-                limits,
-                now_ms,
-                ..
-            } => Reply::Join(
-                changes::join(tx, *user, *id, message, code, *limits, *now_ms, publish).await?,
-            ),
-            Change::Act {
-                actor,
-                id,
-                action,
-                limits,
-                now_ms,
-                ..
-            } => {
-                changes::act(tx, *actor, *id, action, *limits, *now_ms, publish).await?;
-                Reply::Done
-            }
-            Change::Recall {
-                actor,
-                id,
-                seq,
-                window_ms,
-                now_ms,
-                ..
-            } => {
-                changes::recall(tx, *actor, *id, *seq, *window_ms, *now_ms, publish).await?;
-                Reply::Done
-            }
-            Change::Probe(_) => {
-                tx.query_one("SELECT 1", &[]).await?;
-                Reply::Done
-            }
-        })
+/// A change and its caller's reply channel, typed together, so an answer
+/// can only be the change's own.
+pub struct Typed<C: Change> {
+    pub change: C,
+    pub reply: oneshot::Sender<Result<C::Out>>,
+}
+
+#[async_trait]
+impl<C: Change> Queued for Typed<C> {
+    async fn execute(self: Box<Self>, writer: &Writer, client: &mut Option<Conn>) {
+        let out = writer.change(client, &self.change).await;
+        let _ = self.reply.send(out);
     }
 
-    fn answer(self, r: Result<Reply>) {
-        let wrong = || StoreError::bug("a change answered with another's reply");
-        match self {
-            Change::CreateGroup(_, _, reply) => {
-                let _ = reply.send(r.and_then(|x| match x {
-                    Reply::Group(g) => Ok(g),
-                    _ => Err(wrong()),
-                }));
-            }
-            Change::Join { reply, .. } => {
-                let _ = reply.send(r.and_then(|x| match x {
-                    Reply::Join(j) => Ok(j),
-                    _ => Err(wrong()),
-                }));
-            }
-            Change::Act { reply, .. } | Change::Recall { reply, .. } | Change::Probe(reply) => {
-                let _ = reply.send(r.map(|_| ()));
-            }
-        }
+    fn refuse(self: Box<Self>) {
+        let _ = self.reply.send(Err(StoreError::Unavailable));
+    }
+}
+
+pub struct CreateGroup(pub NewGroup, pub GroupLimits);
+
+#[async_trait]
+impl Change for CreateGroup {
+    type Out = GroupRecord;
+    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<GroupRecord> {
+        groups::create_group(tx, &self.0, self.1, publish).await
+    }
+}
+
+pub struct Join {
+    pub user: UserId,
+    pub id: ConversationId,
+    pub message: String,
+    pub code: String,
+    pub limits: GroupLimits,
+    pub now_ms: i64,
+}
+
+#[async_trait]
+impl Change for Join {
+    type Out = JoinOutcome;
+    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<JoinOutcome> {
+        let j = self;
+        groups::join(
+            tx, j.user, j.id, &j.message, &j.code, j.limits, j.now_ms, publish,
+        )
+        .await
+    }
+}
+
+pub struct Act {
+    pub actor: UserId,
+    pub id: ConversationId,
+    pub action: GroupAction,
+    pub limits: GroupLimits,
+    pub now_ms: i64,
+}
+
+#[async_trait]
+impl Change for Act {
+    type Out = ();
+    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<()> {
+        let a = self;
+        groups::act(tx, a.actor, a.id, &a.action, a.limits, a.now_ms, publish).await
+    }
+}
+
+pub struct Recall {
+    pub actor: UserId,
+    pub id: ConversationId,
+    pub seq: u64,
+    pub window_ms: i64,
+    pub now_ms: i64,
+}
+
+#[async_trait]
+impl Change for Recall {
+    type Out = ();
+    async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<()> {
+        let r = self;
+        messages::recall(tx, r.actor, r.id, r.seq, r.window_ms, r.now_ms, publish).await
+    }
+}
+
+/// A round trip on the writer's connection (readiness).
+pub struct Probe;
+
+#[async_trait]
+impl Change for Probe {
+    type Out = ();
+    async fn run(&self, tx: &Transaction<'_>, _publish: &mut Published) -> Result<()> {
+        tx.query_one("SELECT 1", &[]).await?;
+        Ok(())
     }
 }
 
@@ -221,10 +228,10 @@ impl Writer {
                 }
                 Job::Change(c) => {
                     if self.refusing.load(Ordering::Relaxed) {
-                        c.answer(Err(StoreError::Unavailable));
+                        c.refuse();
                         continue;
                     }
-                    self.change(&mut client, c).await;
+                    c.execute(&self, &mut client).await;
                 }
                 Job::Append(new, reply) => {
                     let mut batch = vec![(new, reply)];
@@ -255,7 +262,7 @@ impl Writer {
                 Job::Append(_, r) => {
                     let _ = r.send(Err(StoreError::Unavailable));
                 }
-                Job::Change(c) => c.answer(Err(StoreError::Unavailable)),
+                Job::Change(c) => c.refuse(),
                 Job::Close(r) => {
                     let _ = r.send(());
                 }
@@ -336,7 +343,7 @@ impl Writer {
         }
     }
 
-    async fn change(&self, client: &mut Option<Conn>, change: Change) {
+    async fn change<C: Change>(&self, client: &mut Option<Conn>, change: &C) -> Result<C::Out> {
         let mut outcome = Err(StoreError::Unavailable);
         let mut publish = Vec::new();
         for _ in 0..ATTEMPTS {
@@ -375,6 +382,6 @@ impl Writer {
                 self.feed.publish(c);
             }
         }
-        change.answer(outcome);
+        outcome
     }
 }

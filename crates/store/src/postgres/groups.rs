@@ -1,66 +1,81 @@
-//! Changes that append a system event to a conversation: groups created,
-//! joined and changed, messages recalled. Each runs in its own transaction
-//! that first locks the conversation row, so it is ordered with the sends
-//! around it (on every node) and judged against the members as they are.
+//! Groups and rooms: creation, joining, roles, moderation and join requests.
+//! Each change runs in its own transaction that first locks the conversation
+//! row, so it is ordered with the sends around it (on every node) and judged
+//! against the members as they are; it records a system event in the same
+//! transaction.
 
-use super::appends;
-use super::rows::{self, key, keys, JOIN_REQUEST_SELECT};
-use crate::rules::{
-    self, Candidate, Change, ConversationView, GroupHead, JoinStep, RecallStep, Recallable,
-    SystemEvent,
-};
+use super::messages::{lock, system_event, view, Published};
+use super::rows::{self, fetch, key, keys, GROUP_SELECT, JOIN_REQUEST_SELECT};
+use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal};
 use crate::{
-    BodyKind, Committed, ConversationId, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
-    NewGroup, Result, Role, StoreError, StoredMessage, UserId,
+    ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
+    JoinRequestRecord, NewGroup, Page, Result, Role, StoreError, UserId,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
-use tokio_postgres::Transaction;
+use tokio_postgres::{GenericClient, Transaction};
 
-/// What a change leaves to publish once it commits.
-pub type Published = Vec<Committed>;
-
-/// Locks a conversation row; its last seq, or `None` when there is none.
-async fn lock(tx: &Transaction<'_>, id: ConversationId) -> Result<Option<u64>> {
-    Ok(tx
-        .query_opt(
-            "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE",
-            &[&key(id)],
-        )
+/// A group as `viewer` may see it: rooms are public, groups are visible to
+/// their members only (to anyone else, one who asked to join included,
+/// they do not exist).
+pub async fn group(
+    c: &impl GenericClient,
+    id: ConversationId,
+    viewer: UserId,
+) -> Result<GroupRecord> {
+    let sql = format!("{GROUP_SELECT} WHERE g.conversation_id = $2");
+    let g = c
+        .query_opt(&sql, &[&key(viewer), &key(id)])
         .await?
-        .map(|r| rows::id(&r, 0)))
+        .map(|r| rows::group(&r))
+        .transpose()?
+        .ok_or(StoreError::NotFound("group"))?;
+    if g.kind == ConversationKind::Group && g.my_role.is_none() {
+        return Err(StoreError::NotFound("group"));
+    }
+    Ok(g)
 }
 
-async fn view(tx: &Transaction<'_>, id: ConversationId) -> Result<ConversationView> {
-    let head = tx
-        .query_opt(
-            "SELECT c.kind, COALESCE(g.dismissed, false), COALESCE(g.muted_all, false)
-             FROM conversations c LEFT JOIN groups g ON g.conversation_id = c.id WHERE c.id = $1",
-            &[&key(id)],
-        )
-        .await?
-        .ok_or(StoreError::NotFound("conversation"))?;
-    let mut members = Vec::new();
-    let mut roles = HashMap::new();
-    for r in tx
-        .query(
-            "SELECT user_id, role, muted_until_ms FROM members
-             WHERE conversation_id = $1 AND left_seq = 0 ORDER BY user_id",
-            &[&key(id)],
-        )
-        .await?
-    {
-        let u = rows::id(&r, 0);
-        members.push(u);
-        roles.insert(u, (rows::stored(&r, 1)?, r.get(2)));
+/// The join requests of a group by user id after `after`, for its owner
+/// and admins: two statements, sent together; the page read alongside is
+/// dropped when the actor may not see it.
+pub async fn join_requests_for(
+    c: &impl GenericClient,
+    actor: UserId,
+    id: ConversationId,
+    after: UserId,
+    page: Page,
+) -> Result<(Vec<JoinRequestRecord>, bool)> {
+    let listed = async {
+        let sql = format!(
+            "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = $1 AND j.user_id > $2
+             ORDER BY j.user_id LIMIT $3"
+        );
+        let found = c
+            .query(&sql, &[&key(id), &key(after), &fetch(page)])
+            .await?;
+        Ok::<_, StoreError>(found.iter().map(rows::join_request).collect::<Vec<_>>())
+    };
+    let (role, listed) = tokio::try_join!(role_of(c, id, actor), listed)?;
+    match role {
+        Some(r) if r >= Role::Admin => Ok(page.cut(listed, JoinRequestRecord::size_hint)),
+        Some(_) => Err(Refusal::JoinRequestsAdminsOnly.into()),
+        None => Err(StoreError::NotMember(id)),
     }
-    Ok(ConversationView {
-        kind: rows::kind(head.get(0))?,
-        dismissed: head.get(1),
-        muted_all: head.get(2),
-        members: members.into(),
-        roles,
-    })
+}
+
+/// A current member's role; `None` for anyone else.
+pub async fn role_of(
+    c: &impl GenericClient,
+    id: ConversationId,
+    user: UserId,
+) -> Result<Option<Role>> {
+    let row = c
+        .query_opt(
+            "SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2 AND left_seq = 0",
+            &[&key(id), &key(user)],
+        )
+        .await?;
+    row.map(|r| rows::stored(&r, 0)).transpose()
 }
 
 async fn head(tx: &Transaction<'_>, id: ConversationId) -> Result<GroupHead> {
@@ -82,49 +97,6 @@ async fn head(tx: &Transaction<'_>, id: ConversationId) -> Result<GroupHead> {
         last_seq: rows::id(&r, 4),
         invite_code: r.get(5),
     })
-}
-
-/// Appends a system event after `last_seq` and queues it for `to`.
-async fn system_event(
-    tx: &Transaction<'_>,
-    conversation: ConversationId,
-    last_seq: u64,
-    event: &SystemEvent,
-    now_ms: i64,
-    to: Arc<[UserId]>,
-    publish: &mut Published,
-) -> Result<StoredMessage> {
-    let seq = last_seq + 1;
-    let mut m = event.message(conversation, seq, now_ms);
-    tx.execute(
-        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &key(m.sender_id),
-            &m.client_msg_id,
-            &key(conversation),
-            &key(seq),
-            &now_ms,
-        ],
-    )
-    .await?;
-    m.msg_id = appends::insert(tx, &mut appends::Statements::default(), &[&m])
-        .await?
-        .first()
-        .copied()
-        .unwrap_or(0);
-    tx.execute(
-        "UPDATE conversations SET last_seq = $2, last_activity_ms = GREATEST(last_activity_ms, $3)
-         WHERE id = $1",
-        &[&key(conversation), &key(seq), &now_ms],
-    )
-    .await?;
-    publish.push(Committed {
-        message: Arc::new(m.clone()),
-        members: to,
-        origin: None,
-    });
-    Ok(m)
 }
 
 /// What the rules need to know of users someone adds, in the order asked.
@@ -223,7 +195,7 @@ pub async fn create_group(
         add_member(tx, id, u, role, 0, new.now_ms).await?;
     }
     system_event(tx, id, 0, &plan.event, new.now_ms, plan.audience, publish).await?;
-    super::reads::group(tx, id, new.creator).await
+    group(tx, id, new.creator).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -239,7 +211,7 @@ pub async fn join(
 ) -> Result<JoinOutcome> {
     lock(tx, id).await?.ok_or(StoreError::NotFound("group"))?;
     let h = head(tx, id).await?;
-    let member = super::reads::role_of(tx, id, user).await?.is_some();
+    let member = role_of(tx, id, user).await?.is_some();
     let change = match rules::join(&h, user, member, code, limits)? {
         JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
         JoinStep::Join(change) => *change,
@@ -380,66 +352,5 @@ async fn apply(
             .await?;
         }
     }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn recall(
-    tx: &Transaction<'_>,
-    actor: UserId,
-    conversation: ConversationId,
-    seq: u64,
-    window_ms: i64,
-    now_ms: i64,
-    publish: &mut Published,
-) -> Result<()> {
-    let last_seq = lock(tx, conversation)
-        .await?
-        .ok_or(StoreError::NotMember(conversation))?;
-    let v = view(tx, conversation).await?;
-    let message = tx
-        .query_opt(
-            "SELECT sender_id, body_kind, created_at_ms FROM messages
-             WHERE conversation_id = $1 AND seq = $2",
-            &[&key(conversation), &key(seq)],
-        )
-        .await?
-        .map(|r| {
-            Ok::<_, StoreError>(Recallable {
-                sender: rows::id(&r, 0),
-                kind: rows::stored(&r, 1)?,
-                server_ts_ms: r.get(2),
-            })
-        })
-        .transpose()?;
-    let plan = match rules::recall(&v, conversation, seq, actor, message, window_ms, now_ms)? {
-        RecallStep::Done => return Ok(()),
-        RecallStep::Recall(plan) => plan,
-    };
-    tx.execute(
-        "UPDATE messages SET body_kind = $3, body = '', mentions = '{}', mention_all = false
-         WHERE conversation_id = $1 AND seq = $2",
-        &[
-            &key(conversation),
-            &key(plan.seq),
-            &(BodyKind::Recalled as i16),
-        ],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM mentions WHERE conversation_id = $1 AND seq = $2",
-        &[&key(conversation), &key(plan.seq)],
-    )
-    .await?;
-    system_event(
-        tx,
-        conversation,
-        last_seq,
-        &plan.event,
-        now_ms,
-        plan.audience,
-        publish,
-    )
-    .await?;
     Ok(())
 }

@@ -2,7 +2,19 @@
 //! own, fixtures in plain SQL.
 #![allow(clippy::unwrap_used)]
 
-use super::*;
+use super::accounts::*;
+use super::friends::*;
+use super::groups::*;
+use super::lists::*;
+use super::messages::*;
+use super::sync::*;
+use crate::rules::{Refusal, SYNC_CONVERSATIONS};
+use crate::{
+    Before, BodyKind, ConversationId, ConversationKind, FriendList, FriendRecord,
+    FriendRequestPage, GroupRecord, JoinRequestRecord, MemberRecord, MemberState, Page,
+    RequestStatus, Role, SessionRecord, StoreError, SyncPage, UserId, UserRecord,
+};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use tokio_postgres::{Client, NoTls};
@@ -38,7 +50,7 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    super::super::schema::migrate(&mut client, super::super::Partitioning::None)
+    super::schema::migrate(&mut client, super::Partitioning::None)
         .await
         .unwrap();
     body(Arc::new(client)).await;
