@@ -943,7 +943,7 @@ impl Config {
         check(g.rotate_bytes >= 1024, "log.rotate_bytes", || {
             "must be at least 1024".into()
         })?;
-        if let Err(why) = crate::logging::rotate::parse_every(&g.rotate_every) {
+        if let Err(why) = crate::server::logging::rotate::parse_every(&g.rotate_every) {
             check(false, "log.rotate_every", || why)?;
         }
         check(g.max_files >= 1, "log.max_files", || {

@@ -1,0 +1,229 @@
+//! Wires store, service, gateway and HTTP API together and runs them until
+//! the shutdown signal, then drains: stop accepting, answer what clients
+//! already sent, tell them to go elsewhere, flush, wait for connections
+//! (refusing writes still queued when the grace period ends), close the
+//! store, and let fan-out finish.
+
+mod assemble;
+mod descriptors;
+pub mod listeners;
+pub mod logging;
+mod memory;
+pub mod metrics;
+mod readiness;
+
+pub use assemble::partitioning;
+pub use listeners::Listeners;
+
+use crate::config::Config;
+use anyhow::Context;
+use assemble::{
+    cluster_config, gateway_config, open_store, service_config, thresholds, tls, Addrs, FLUSH,
+};
+use natter_api::{ApiState, HttpLimits};
+use natter_cluster::Cluster;
+use natter_gateway::{Gateway, Registry};
+use natter_runtime::load::{self, Load};
+use natter_service::{EventSink, Presence, Service};
+use natter_store as store;
+use readiness::{readiness, single_node, NodeTable};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs a server on `listeners` until `shutdown` is cancelled, then drains
+/// within `shutdown.grace_ms` and returns.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    natter_runtime::panics::install_hook();
+    let budget = descriptors::budget(&config);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let (feed_tx, feeds) =
+        store::commit_feed(config.limits.fanout_workers, config.limits.fanout_queue);
+    let store = open_store(&config, feed_tx).await?;
+    let load = Arc::new(Load::default());
+    let gw_config = gateway_config(&config, budget.chat);
+    let registry = Arc::new(Registry::default());
+    let background = TaskTracker::new();
+    let cluster_stop = CancellationToken::new();
+    let cluster = if config.cluster.redis_url.is_empty() {
+        None
+    } else {
+        let c = cluster_config(&config, &listeners, budget.chat)?;
+        Some(
+            Cluster::join(c, registry.clone(), &background, cluster_stop.clone())
+                .await
+                .context("cannot join the cluster")?,
+        )
+    };
+    let (events, presence): (Arc<dyn EventSink>, Arc<dyn Presence>) = match &cluster {
+        Some(c) => (Arc::new(c.clone()), Arc::new(c.clone())),
+        None => (registry.clone(), registry.clone()),
+    };
+    let service = Service::new(
+        store.clone(),
+        events,
+        presence,
+        service_config(&config),
+        load.clone(),
+    );
+    if let Some(c) = &cluster {
+        // A dead node's users are gone from the directory: their friends
+        // hear it (one user at a time, in the background).
+        let service = service.clone();
+        c.on_users_gone(Arc::new(move |users| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                for user in users {
+                    service.presence_changed(user).await;
+                }
+            });
+        }));
+    }
+    for feed in feeds {
+        background.spawn(service.clone().dispatch(feed));
+    }
+    let monitor_stop = CancellationToken::new();
+    let s = store.clone();
+    background.spawn(load::monitor(
+        load.clone(),
+        thresholds(&config.overload),
+        move || {
+            let (queued, capacity) = s.queue();
+            queued as f64 / capacity.max(1) as f64
+        },
+        monitor_stop.clone(),
+    ));
+    background.spawn(memory::trimmer(
+        Duration::from_secs(5),
+        monitor_stop.clone(),
+    ));
+    let limiter = cluster
+        .as_ref()
+        .map(|c| c.limiter(gw_config.send_rate_per_sec, gw_config.send_burst));
+    let gateway = Gateway::new(service, registry, gw_config, limiter, shutdown.clone());
+    if let Some(c) = &cluster {
+        // GOING_AWAY sends each client to another live node.
+        let c = c.clone();
+        gateway.set_reconnect_target(Arc::new(move || {
+            c.assign(None, &[c.node_id()]).map(|n| (n.tcp, n.ws))
+        }));
+    }
+
+    let listeners_addrs = Addrs::of(&listeners);
+    tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
+    let tls_stop = CancellationToken::new();
+    let tls = tls(&config, &listeners, &background, &tls_stop)?;
+    let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
+    let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp, None))];
+    if let Some(ws) = listeners.ws {
+        tracing::info!(addr = %ws.local_addr()?, "listening for WebSocket");
+        accept.push(tokio::spawn(gateway.clone().serve_ws(ws, None)));
+    }
+    if let Some(l) = listeners.tcp_tls {
+        tracing::info!(addr = %l.local_addr()?, "listening for TCP over TLS");
+        accept.push(tokio::spawn(
+            gateway.clone().serve_tcp(l, acceptor("tcp_tls")),
+        ));
+    }
+    if let Some(l) = listeners.ws_tls {
+        tracing::info!(addr = %l.local_addr()?, "listening for WebSocket over TLS");
+        accept.push(tokio::spawn(
+            gateway.clone().serve_ws(l, acceptor("ws_tls")),
+        ));
+    }
+    let draining = Arc::new(AtomicBool::new(false));
+    let api_stop = CancellationToken::new();
+    let state = ApiState {
+        metrics: metrics::handle(),
+        ready: readiness(
+            draining.clone(),
+            load.clone(),
+            store.clone(),
+            cluster.clone(),
+        ),
+        cluster: Arc::new(NodeTable {
+            cluster: cluster.clone(),
+            me: single_node(&config, &listeners_addrs),
+            gateway: gateway.clone(),
+        }),
+    };
+    // HTTP and HTTPS split the HTTP descriptors between them.
+    let http_listeners =
+        usize::from(listeners.http.is_some()) + usize::from(listeners.https.is_some());
+    let limits = HttpLimits {
+        max_connections: budget.http / http_listeners.max(1),
+        header_timeout: Duration::from_millis(config.http.header_timeout_ms),
+        idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
+    };
+    let mut api = Vec::new();
+    for (http, tls) in [
+        (listeners.http, None),
+        (
+            listeners.https,
+            tls.as_ref().map(|t| t.acceptor("https", &[b"http/1.1"])),
+        ),
+    ] {
+        let Some(http) = http else { continue };
+        if let Ok(addr) = http.local_addr() {
+            let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
+            tracing::info!(%addr, "listening for {what} (/healthz, /readyz, /metrics)");
+        }
+        api.push(tokio::spawn(natter_api::serve(
+            http,
+            natter_api::router(state.clone()),
+            limits,
+            tls,
+            api_stop.clone(),
+        )));
+    }
+    tracing::info!(data_dir = %config.data_dir.display(), "natter is up");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining connections");
+    draining.store(true, Ordering::Release);
+    if let Some(c) = &cluster {
+        c.drain().await;
+    }
+    for a in accept {
+        let _ = a.await;
+    }
+    let grace = Duration::from_millis(config.shutdown.grace_ms);
+    if !gateway.drain(grace).await {
+        // Whatever is still queued will not be written: its callers hear
+        // UNAVAILABLE (not stored) and resend after reconnecting.
+        tracing::warn!(?grace, "grace period over: refusing queued writes");
+        store.stop_writes();
+        if !gateway.drain(FLUSH).await {
+            tracing::warn!("connections still open after the grace period");
+        }
+    }
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
+    store.close().await;
+    // The store has closed its feed: fan-out finishes what it holds and ends.
+    monitor_stop.cancel();
+    tls_stop.cancel();
+    cluster_stop.cancel();
+    background.close();
+    if tokio::time::timeout(Duration::from_secs(2), background.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("fan-out did not finish within 2 s");
+    }
+    api_stop.cancel();
+    for api in api {
+        let _ = api.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
