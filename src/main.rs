@@ -238,7 +238,7 @@ async fn migrate(
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let config = Config::from_figment(Config::figment(config))?;
-    let partitioning = server::partitioning(&config.store);
+    let partitioning = config.store.partitioning();
     let db = from.join("natter.db");
     anyhow::ensure!(db.exists(), "no natter database in {}", from.display());
     let mut last = String::new();

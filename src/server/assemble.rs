@@ -5,64 +5,40 @@
 use super::Listeners;
 use crate::config::{self, Config};
 use anyhow::Context;
-use natter_cluster::{ClusterConfig, Strategy};
+use natter_cluster::{Bound, ClusterConfig};
 use natter_gateway::GatewayConfig;
 use natter_runtime::load::{self, Thresholds};
 use natter_runtime::tls::{Tls, TlsOptions};
-use natter_service::{PasswordConfig, ServiceConfig, ThrottleConfig};
-use natter_store::model::DevicePolicy;
-use natter_store::postgres::{Partitioning, PgOptions, PgStore};
-use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
-use natter_store::{self as store, Store};
+use natter_service::{DirectMessages, ServiceConfig};
+use natter_store::postgres::PgStore;
+use natter_store::sqlite::SqliteStore;
+use natter_store::{self as store, Backend, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The service's settings, from the sections that hold them.
+/// The service's settings: its own sections as they are, plus the limits
+/// and session settings it enforces.
 pub(super) fn service_config(c: &Config) -> ServiceConfig {
-    let ms = Duration::from_millis;
-    let t = &c.throttle;
+    let social = &c.social;
     ServiceConfig {
-        password: PasswordConfig {
-            min_length: c.password.min_length,
-            argon2_memory_kib: c.password.argon2_memory_kib,
-            argon2_iterations: c.password.argon2_iterations,
-            argon2_parallelism: c.password.argon2_parallelism,
-            max_concurrent_hashes: c.password.max_concurrent_hashes,
-            max_queued_hashes: c.password.max_queued_hashes,
-        },
+        password: c.password.clone(),
         token_ttl_secs: c.session.token_ttl_secs,
-        device_policy: match c.session.device_policy {
-            config::DevicePolicy::ReplaceOldest => DevicePolicy::ReplaceOldest,
-            config::DevicePolicy::Reject => DevicePolicy::Reject,
-        },
+        device_policy: c.session.device_policy,
         max_sessions_per_user: c.session.max_devices,
         max_message_bytes: c.limits.max_message_bytes,
         max_sync_page: c.limits.max_sync_page,
         max_history_page: c.limits.max_history_page,
         max_page_bytes: c.limits.max_frame_bytes / 2,
-        friends_only_dm: c.social.direct_messages == config::DirectMessages::Friends,
-        max_group_members: c.social.max_group_members,
-        room_history: c.social.room_history,
-        recall_window_secs: c.social.recall_window_secs,
-        typing_max_members: c.social.typing_max_members,
-        max_blocked: c.social.max_blocked,
-        throttle: ThrottleConfig {
-            login_rate_per_address: t.login_rate_per_address,
-            login_burst_per_address: t.login_burst_per_address,
-            failed_login_rate_per_address: t.failed_login_rate_per_address,
-            failed_login_burst_per_address: t.failed_login_burst_per_address,
-            failed_login_free_per_user: t.failed_login_free_per_user,
-            failed_login_backoff: ms(t.failed_login_backoff_ms),
-            failed_login_backoff_max: ms(t.failed_login_backoff_max_ms),
-            failed_login_window: Duration::from_secs(t.failed_login_window_secs),
-            register_rate_per_address: t.register_rate_per_address,
-            register_burst_per_address: t.register_burst_per_address,
-            typing_interval: ms(t.typing_interval_ms),
-            max_tracked: 100_000,
-        },
+        friends_only_dm: social.direct_messages == DirectMessages::Friends,
+        max_group_members: social.max_group_members,
+        room_history: social.room_history,
+        recall_window_secs: social.recall_window_secs,
+        typing_max_members: social.typing_max_members,
+        max_blocked: social.max_blocked,
+        throttle: c.throttle.clone(),
     }
 }
 
@@ -114,28 +90,12 @@ pub(super) fn thresholds(c: &config::Overload) -> Thresholds {
 }
 
 /// The addresses the listeners are bound to.
-pub(super) struct Addrs {
-    pub(super) tcp: String,
-    pub(super) ws: String,
-    pub(super) http: String,
-}
-
-impl Addrs {
-    pub(super) fn of(l: &Listeners) -> Addrs {
-        let s = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        Addrs {
-            tcp: l.tcp_addr().to_string(),
-            ws: s(l.ws_addr()),
-            http: s(l.http_addr()),
-        }
-    }
-}
-
-pub(super) fn or(configured: &str, bound: &str) -> String {
-    if configured.is_empty() {
-        bound.to_owned()
-    } else {
-        configured.to_owned()
+pub(super) fn bound(l: &Listeners) -> Bound {
+    let s = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    Bound {
+        tcp: l.tcp_addr().to_string(),
+        ws: s(l.ws_addr()),
+        http: s(l.http_addr()),
     }
 }
 
@@ -166,42 +126,12 @@ pub(super) fn cluster_config(
     listeners: &Listeners,
     max_connections: usize,
 ) -> anyhow::Result<ClusterConfig> {
-    let c = &config.cluster;
-    let bound = Addrs::of(listeners);
-    let ms = Duration::from_millis;
-    Ok(ClusterConfig {
-        redis_url: c.redis_url.clone(),
-        name: c.name.clone(),
-        node_id: node_id(config)?,
-        advertise_tcp: or(&c.advertise_tcp, &bound.tcp),
-        advertise_ws: or(&c.advertise_ws, &bound.ws),
-        advertise_http: or(&c.advertise_http, &bound.http),
-        report_interval: ms(c.report_interval_ms),
-        presence_ttl: ms(c.presence_ttl_ms),
-        strategy: match c.assign {
-            config::AssignStrategy::LeastLoaded => Strategy::LeastLoaded,
-            config::AssignStrategy::RoundRobin => Strategy::RoundRobin,
-            config::AssignStrategy::Sticky => Strategy::Sticky,
-        },
-        bus_queue: c.bus_queue,
+    Ok(config.cluster.join_config(
+        node_id(config)?,
+        &bound(listeners),
         max_connections,
-        rebalance_min_excess: c.rebalance_min_excess,
-        rebalance_per_sec: c.rebalance_per_sec,
-        reconnect_after: ms(config.shutdown.reconnect_after_ms),
-    })
-}
-
-/// The message table's layout on PostgreSQL, as configured.
-pub fn partitioning(c: &config::StoreConfig) -> Partitioning {
-    match c.partition {
-        config::Partition::None => Partitioning::None,
-        config::Partition::Hash => Partitioning::Hash {
-            partitions: c.partitions,
-        },
-        config::Partition::Monthly => Partitioning::Monthly {
-            retention_days: c.retention_days,
-        },
-    }
+        Duration::from_millis(config.shutdown.reconnect_after_ms),
+    ))
 }
 
 /// Opens the configured backend; only here does the binary know which.
@@ -211,47 +141,18 @@ pub(super) async fn open_store(
 ) -> anyhow::Result<Arc<dyn Store>> {
     let c = &config.store;
     Ok(match c.backend {
-        config::Backend::Sqlite => {
+        Backend::Sqlite => {
             let db = config.data_dir.join("natter.db");
             Arc::new(
-                SqliteStore::open(
-                    SqliteOptions {
-                        path: db.clone(),
-                        synchronous: match c.synchronous {
-                            config::Synchronous::Full => Synchronous::Full,
-                            config::Synchronous::Normal => Synchronous::Normal,
-                        },
-                        max_batch: c.max_batch,
-                        queue_depth: c.queue_depth,
-                        readers: c.readers,
-                    },
-                    feed,
-                )
-                .with_context(|| format!("cannot open the database {}", db.display()))?,
+                SqliteStore::open(c.sqlite_options(db.clone()), feed)
+                    .with_context(|| format!("cannot open the database {}", db.display()))?,
             )
         }
-        config::Backend::Postgres => {
-            let ms = Duration::from_millis;
-            let opts = PgOptions {
-                url: c.url.clone(),
-                pool_size: c.pool_size,
-                connect_timeout: ms(c.connect_timeout_ms),
-                statement_timeout: ms(c.statement_timeout_ms),
-                pool_wait: ms(c.pool_wait_ms),
-                max_batch: c.max_batch,
-                queue_depth: c.queue_depth,
-                breaker: store::BreakerOptions {
-                    failures: c.breaker_failures,
-                    open_for: ms(c.breaker_open_ms),
-                },
-                partitioning: partitioning(c),
-            };
-            Arc::new(
-                PgStore::open(opts, feed)
-                    .await
-                    .context("cannot open the PostgreSQL store (store.url)")?,
-            )
-        }
+        Backend::Postgres => Arc::new(
+            PgStore::open(c.pg_options(), feed)
+                .await
+                .context("cannot open the PostgreSQL store (store.url)")?,
+        ),
     })
 }
 

@@ -12,13 +12,12 @@ mod memory;
 pub mod metrics;
 mod readiness;
 
-pub use assemble::partitioning;
 pub use listeners::Listeners;
 
 use crate::config::Config;
 use anyhow::Context;
 use assemble::{
-    cluster_config, gateway_config, open_store, service_config, thresholds, tls, Addrs, FLUSH,
+    bound, cluster_config, gateway_config, open_store, service_config, thresholds, tls, FLUSH,
 };
 use natter_api::{ApiState, HttpLimits};
 use natter_cluster::Cluster;
@@ -53,7 +52,7 @@ pub async fn run(
     let registry = Arc::new(Registry::default());
     let background = TaskTracker::new();
     let cluster_stop = CancellationToken::new();
-    let cluster = if config.cluster.redis_url.is_empty() {
+    let cluster = if !config.cluster.enabled() {
         None
     } else {
         let c = cluster_config(&config, &listeners, budget.chat)?;
@@ -117,7 +116,7 @@ pub async fn run(
         }));
     }
 
-    let listeners_addrs = Addrs::of(&listeners);
+    let listeners_addrs = bound(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
     let tls_stop = CancellationToken::new();
     let tls = tls(&config, &listeners, &background, &tls_stop)?;

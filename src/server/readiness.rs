@@ -2,10 +2,9 @@
 //! draining, not shedding load, the store answering in time, the cluster's
 //! bus connected) and which node a client should use.
 
-use super::assemble::{or, Addrs};
 use crate::config::Config;
 use natter_api::{ClusterView, ReadinessCheck};
-use natter_cluster::{Cluster, NodeView};
+use natter_cluster::{Bound, Cluster, NodeView};
 use natter_gateway::Gateway;
 use natter_runtime::load::Load;
 use natter_store::Store;
@@ -61,13 +60,13 @@ pub(super) fn readiness(
 }
 
 /// A node outside a cluster, as the cluster endpoints describe it.
-pub(super) fn single_node(config: &Config, bound: &Addrs) -> NodeView {
-    let c = &config.cluster;
+pub(super) fn single_node(config: &Config, bound: &Bound) -> NodeView {
+    let a = config.cluster.advertised(bound);
     NodeView {
         node_id: "local".into(),
-        tcp: or(&c.advertise_tcp, &bound.tcp),
-        ws: or(&c.advertise_ws, &bound.ws),
-        http: or(&c.advertise_http, &bound.http),
+        tcp: a.tcp,
+        ws: a.ws,
+        http: a.http,
         max_connections: config.limits.max_connections as u64,
         state: "up".into(),
         ..NodeView::default()

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod breaker;
+pub mod config;
 mod error;
 mod feed;
 pub mod migrate;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 
 pub use breaker::{Breaker, BreakerOptions};
+pub use config::{Backend, Partition, StoreConfig};
 pub use error::{Fault, StoreError};
 pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
 pub use natter_domain::model::*;

@@ -4,6 +4,7 @@
 //! rotating file ([`rotate`]). A log line is either written or counted as
 //! dropped; nothing is lost silently.
 
+pub mod config;
 pub mod rotate;
 pub mod sink;
 pub mod suppress;
