@@ -1,11 +1,13 @@
 //! Wires store, service, gateway and HTTP API together and runs them until
-//! the shutdown signal, then drains: stop accepting, answer what clients
-//! already sent, tell them to go elsewhere, flush, wait for connections
-//! (refusing writes still queued when the grace period ends), close the
-//! store, and let fan-out finish.
+//! the shutdown signal, then drains (`drain.rs`: stop accepting, answer what
+//! clients already sent, tell them to go elsewhere, flush, wait for
+//! connections, refusing writes still queued when the grace period ends,
+//! close the store, and let fan-out finish). `run` reads in that order:
+//! assemble the parts, start the background work, serve, drain.
 
 mod assemble;
 mod descriptors;
+mod drain;
 pub mod listeners;
 pub mod logging;
 mod memory;
@@ -17,7 +19,7 @@ pub use listeners::Listeners;
 use crate::config::Config;
 use anyhow::Context;
 use assemble::{
-    bound, cluster_config, gateway_config, open_store, service_config, thresholds, tls, FLUSH,
+    bound, cluster_config, gateway_config, open_store, service_config, thresholds, tls,
 };
 use natter_api::{ApiState, HttpLimits};
 use natter_cluster::Cluster;
@@ -26,7 +28,7 @@ use natter_runtime::load::{self, Load};
 use natter_service::{EventSink, Presence, Service};
 use natter_store as store;
 use readiness::{readiness, single_node, NodeTable};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -51,13 +53,18 @@ pub async fn run(
     let gw_config = gateway_config(&config, budget.chat);
     let registry = Arc::new(Registry::default());
     let background = TaskTracker::new();
-    let cluster_stop = CancellationToken::new();
+    // One root: the background work (cluster, load monitor, memory trimmer,
+    // TLS reload) stops on one child once the store has closed, the API on
+    // the other, last of all.
+    let root = CancellationToken::new();
+    let background_stop = root.child_token();
+    let api_stop = root.child_token();
     let cluster = if !config.cluster.enabled() {
         None
     } else {
         let c = cluster_config(&config, &listeners, budget.chat)?;
         Some(
-            Cluster::join(c, registry.clone(), &background, cluster_stop.clone())
+            Cluster::join(c, registry.clone(), &background, background_stop.clone())
                 .await
                 .context("cannot join the cluster")?,
         )
@@ -89,7 +96,6 @@ pub async fn run(
     for feed in feeds {
         background.spawn(service.clone().dispatch(feed));
     }
-    let monitor_stop = CancellationToken::new();
     let s = store.clone();
     background.spawn(load::monitor(
         load.clone(),
@@ -98,11 +104,11 @@ pub async fn run(
             let (queued, capacity) = s.queue();
             queued as f64 / capacity.max(1) as f64
         },
-        monitor_stop.clone(),
+        background_stop.clone(),
     ));
     background.spawn(memory::trimmer(
         Duration::from_secs(5),
-        monitor_stop.clone(),
+        background_stop.clone(),
     ));
     let limiter = cluster
         .as_ref()
@@ -118,8 +124,7 @@ pub async fn run(
 
     let listeners_addrs = bound(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
-    let tls_stop = CancellationToken::new();
-    let tls = tls(&config, &listeners, &background, &tls_stop)?;
+    let tls = tls(&config, &listeners, &background, &background_stop)?;
     let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
     let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp, None))];
     if let Some(ws) = listeners.ws {
@@ -139,7 +144,6 @@ pub async fn run(
         ));
     }
     let draining = Arc::new(AtomicBool::new(false));
-    let api_stop = CancellationToken::new();
     let state = ApiState {
         metrics: metrics::handle(),
         ready: readiness(
@@ -186,43 +190,19 @@ pub async fn run(
     tracing::info!(data_dir = %config.data_dir.display(), "natter is up");
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down: draining connections");
-    draining.store(true, Ordering::Release);
-    if let Some(c) = &cluster {
-        c.drain().await;
+    drain::Running {
+        draining,
+        cluster,
+        accept,
+        gateway,
+        store,
+        background,
+        background_stop,
+        api,
+        api_stop,
     }
-    for a in accept {
-        let _ = a.await;
-    }
-    let grace = Duration::from_millis(config.shutdown.grace_ms);
-    if !gateway.drain(grace).await {
-        // Whatever is still queued will not be written: its callers hear
-        // UNAVAILABLE (not stored) and resend after reconnecting.
-        tracing::warn!(?grace, "grace period over: refusing queued writes");
-        store.stop_writes();
-        if !gateway.drain(FLUSH).await {
-            tracing::warn!("connections still open after the grace period");
-        }
-    }
-    if let Some(c) = &cluster {
-        c.leave().await;
-    }
-    store.close().await;
-    // The store has closed its feed: fan-out finishes what it holds and ends.
-    monitor_stop.cancel();
-    tls_stop.cancel();
-    cluster_stop.cancel();
-    background.close();
-    if tokio::time::timeout(Duration::from_secs(2), background.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("fan-out did not finish within 2 s");
-    }
-    api_stop.cancel();
-    for api in api {
-        let _ = api.await;
-    }
+    .drain(Duration::from_millis(config.shutdown.grace_ms))
+    .await;
     tracing::info!("stopped");
     Ok(())
 }
