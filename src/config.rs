@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 // The sections the crates own, with their defaults and rules.
 pub use natter_cluster::{ClusterSection, Strategy as AssignStrategy};
+pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_service::{
     DirectMessages, PasswordConfig as Password, SocialConfig as Social, ThrottleConfig as Throttle,
 };
@@ -116,41 +117,6 @@ impl Default for Http {
             max_connections: 512,
             header_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
-        }
-    }
-}
-
-/// Where the overload stages begin.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Overload {
-    /// 0: three quarters of the memory the machine (or its cgroup) has.
-    pub memory_budget_mb: u64,
-    pub shed_memory_pct: u32,
-    pub essential_memory_pct: u32,
-    pub shed_lag_ms: u64,
-    pub essential_lag_ms: u64,
-    pub shed_queue_pct: u32,
-    pub essential_queue_pct: u32,
-    pub calm_ms: u64,
-    pub interval_ms: u64,
-    /// Connections that may wait to log in, in all, while shedding.
-    pub max_unauthenticated: usize,
-}
-
-impl Default for Overload {
-    fn default() -> Self {
-        Overload {
-            memory_budget_mb: 0,
-            shed_memory_pct: 80,
-            essential_memory_pct: 90,
-            shed_lag_ms: 250,
-            essential_lag_ms: 1_000,
-            shed_queue_pct: 50,
-            essential_queue_pct: 90,
-            calm_ms: 5_000,
-            interval_ms: 250,
-            max_unauthenticated: 1_000,
         }
     }
 }
@@ -452,42 +418,6 @@ impl Http {
             self.idle_timeout_ms >= 1,
             "http.idle_timeout_ms",
             at_least_1,
-        )
-    }
-}
-
-impl Overload {
-    fn validate(&self) -> Result<(), Invalid> {
-        let o = self;
-        for (lo, hi, key) in [
-            (
-                o.shed_memory_pct,
-                o.essential_memory_pct,
-                "overload.essential_memory_pct",
-            ),
-            (
-                o.shed_queue_pct,
-                o.essential_queue_pct,
-                "overload.essential_queue_pct",
-            ),
-        ] {
-            check(lo >= 1 && lo <= hi && hi <= 100, key, || {
-                "the shed and essential percentages must satisfy 1 <= shed <= essential <= 100"
-                    .into()
-            })?;
-        }
-        check(
-            o.shed_lag_ms >= 1 && o.shed_lag_ms <= o.essential_lag_ms,
-            "overload.essential_lag_ms",
-            || "must be at least overload.shed_lag_ms (itself at least 1)".into(),
-        )?;
-        check(o.interval_ms >= 10, "overload.interval_ms", || {
-            "must be at least 10".into()
-        })?;
-        check(
-            o.max_unauthenticated >= 1,
-            "overload.max_unauthenticated",
-            || "must be at least 1".into(),
         )
     }
 }

@@ -3,11 +3,10 @@
 //! and the TLS certificate.
 
 use super::Listeners;
-use crate::config::{self, Config};
+use crate::config::Config;
 use anyhow::Context;
 use natter_cluster::{Bound, ClusterConfig};
 use natter_gateway::GatewayConfig;
-use natter_runtime::load::{self, Thresholds};
 use natter_runtime::tls::{Tls, TlsOptions};
 use natter_service::{DirectMessages, ServiceConfig};
 use natter_store::postgres::PgStore;
@@ -67,25 +66,6 @@ pub(super) fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfi
         request_burst: c.limits.request_burst,
         flush_timeout: FLUSH,
         reconnect_after: ms(c.shutdown.reconnect_after_ms),
-    }
-}
-
-/// The load monitor's stages, from `[overload]`.
-pub(super) fn thresholds(c: &config::Overload) -> Thresholds {
-    let budget = match c.memory_budget_mb {
-        0 => load::memory_available().map_or(u64::MAX / 4, |m| m / 4 * 3),
-        mb => mb << 20,
-    };
-    Thresholds {
-        memory_budget_bytes: budget,
-        shed_memory: c.shed_memory_pct as f64 / 100.0,
-        essential_memory: c.essential_memory_pct as f64 / 100.0,
-        shed_lag: Duration::from_millis(c.shed_lag_ms),
-        essential_lag: Duration::from_millis(c.essential_lag_ms),
-        shed_queue: c.shed_queue_pct as f64 / 100.0,
-        essential_queue: c.essential_queue_pct as f64 / 100.0,
-        calm: Duration::from_millis(c.calm_ms),
-        interval: Duration::from_millis(c.interval_ms),
     }
 }
 

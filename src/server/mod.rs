@@ -18,9 +18,7 @@ pub use listeners::Listeners;
 
 use crate::config::Config;
 use anyhow::Context;
-use assemble::{
-    bound, cluster_config, gateway_config, open_store, service_config, thresholds, tls,
-};
+use assemble::{bound, cluster_config, gateway_config, open_store, service_config, tls};
 use natter_api::{ApiState, HttpLimits};
 use natter_cluster::Cluster;
 use natter_gateway::{Gateway, Registry};
@@ -99,7 +97,7 @@ pub async fn run(
     let s = store.clone();
     background.spawn(load::monitor(
         load.clone(),
-        thresholds(&config.overload),
+        config.overload.thresholds(),
         move || {
             let (queued, capacity) = s.queue();
             queued as f64 / capacity.max(1) as f64
