@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 // The sections the crates own, with their defaults and rules.
 pub use natter_cluster::{ClusterSection, Strategy as AssignStrategy};
 pub use natter_runtime::load::OverloadConfig as Overload;
+pub use natter_runtime::tls::TlsOptions as TlsSection;
 pub use natter_service::{
     DirectMessages, PasswordConfig as Password, SocialConfig as Social, ThrottleConfig as Throttle,
 };
@@ -39,29 +40,6 @@ pub struct Config {
     pub overload: Overload,
     pub cluster: ClusterSection,
     pub tls: TlsSection,
-}
-
-/// The certificate the TLS listeners (`listen.tcp_tls`, `ws_tls`, `https`)
-/// serve; reloaded on SIGHUP and when the files change.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct TlsSection {
-    /// PEM: the certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM: the private key of the leaf certificate.
-    pub key: PathBuf,
-    /// Sessions kept for stateful resumption (tickets need none).
-    pub session_cache: usize,
-}
-
-impl Default for TlsSection {
-    fn default() -> Self {
-        TlsSection {
-            cert: PathBuf::new(),
-            key: PathBuf::new(),
-            session_cache: 20_000,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -326,9 +304,7 @@ impl Listen {
             "tls.key",
             || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into(),
         )?;
-        check(tls.session_cache >= 1, "tls.session_cache", || {
-            "must be at least 1".into()
-        })
+        tls.validate()
     }
 }
 

@@ -7,7 +7,7 @@ use crate::config::Config;
 use anyhow::Context;
 use natter_cluster::{Bound, ClusterConfig};
 use natter_gateway::GatewayConfig;
-use natter_runtime::tls::{Tls, TlsOptions};
+use natter_runtime::tls::Tls;
 use natter_service::{DirectMessages, ServiceConfig};
 use natter_store::postgres::PgStore;
 use natter_store::sqlite::SqliteStore;
@@ -147,12 +147,8 @@ pub(super) fn tls(
     if listeners.tls_addrs().is_empty() {
         return Ok(None);
     }
-    let tls = Tls::new(TlsOptions {
-        cert: config.tls.cert.clone(),
-        key: config.tls.key.clone(),
-        session_cache: config.tls.session_cache,
-    })
-    .map_err(|e| anyhow::anyhow!("invalid TLS configuration: {e}"))?;
+    let tls = Tls::new(config.tls.clone())
+        .map_err(|e| anyhow::anyhow!("invalid TLS configuration: {e}"))?;
     background.spawn(tls.clone().watch(TLS_POLL, stop.clone()));
     Ok(Some(tls))
 }
