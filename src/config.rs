@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 // The sections the crates own, with their defaults and rules.
+pub use natter_api::HttpConfig as Http;
 pub use natter_cluster::{ClusterSection, Strategy as AssignStrategy};
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
@@ -75,28 +76,6 @@ pub struct Limits {
     pub request_burst: f64,
     pub max_sync_page: usize,
     pub max_history_page: usize,
-}
-
-/// The HTTP listener's own limits.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Http {
-    pub max_connections: usize,
-    /// A request's headers must arrive within this; it also bounds how long
-    /// an idle keep-alive connection waits for its next request.
-    pub header_timeout_ms: u64,
-    /// A connection on which no byte moves this long is closed.
-    pub idle_timeout_ms: u64,
-}
-
-impl Default for Http {
-    fn default() -> Self {
-        Http {
-            max_connections: 512,
-            header_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-        }
-    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -372,27 +351,6 @@ impl Limits {
         check(
             l.max_history_page >= 1,
             "limits.max_history_page",
-            at_least_1,
-        )
-    }
-}
-
-impl Http {
-    fn validate(&self) -> Result<(), Invalid> {
-        let at_least_1 = || "must be at least 1".to_owned();
-        check(
-            self.max_connections >= 1,
-            "http.max_connections",
-            at_least_1,
-        )?;
-        check(
-            self.header_timeout_ms >= 1,
-            "http.header_timeout_ms",
-            at_least_1,
-        )?;
-        check(
-            self.idle_timeout_ms >= 1,
-            "http.idle_timeout_ms",
             at_least_1,
         )
     }

@@ -19,7 +19,7 @@ pub use listeners::Listeners;
 use crate::config::Config;
 use anyhow::Context;
 use assemble::{bound, cluster_config, gateway_config, open_store, service_config, tls};
-use natter_api::{ApiState, HttpLimits};
+use natter_api::ApiState;
 use natter_cluster::Cluster;
 use natter_gateway::{Gateway, Registry};
 use natter_runtime::load::{self, Load};
@@ -159,11 +159,7 @@ pub async fn run(
     // HTTP and HTTPS split the HTTP descriptors between them.
     let http_listeners =
         usize::from(listeners.http.is_some()) + usize::from(listeners.https.is_some());
-    let limits = HttpLimits {
-        max_connections: budget.http / http_listeners.max(1),
-        header_timeout: Duration::from_millis(config.http.header_timeout_ms),
-        idle_timeout: Duration::from_millis(config.http.idle_timeout_ms),
-    };
+    let limits = config.http.limits(budget.http / http_listeners.max(1));
     let mut api = Vec::new();
     for (http, tls) in [
         (listeners.http, None),
