@@ -3,8 +3,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use natter::cli::client as cli_client;
 use natter::config::Config;
-use natter::{cli_client, server};
+use natter::server::{self, logging};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
@@ -159,7 +160,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let config = Config::from_figment(figment)?;
     // Held to the end: dropping it writes out the queued log lines.
-    let _logging = natter::logging::init(&config).context("cannot start logging")?;
+    let _logging = logging::init(&config).context("cannot start logging")?;
     let listeners = server::Listeners::bind(&config.listen).await?;
     // SIGHUP reloads the TLS certificate. Its handler is installed before
     // the addresses are printed (tokio's handler then stays for the life of
@@ -237,7 +238,7 @@ async fn migrate(
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let config = Config::from_figment(Config::figment(config))?;
-    let partitioning = server::partitioning(&config.store);
+    let partitioning = config.store.partitioning();
     let db = from.join("natter.db");
     anyhow::ensure!(db.exists(), "no natter database in {}", from.display());
     let mut last = String::new();

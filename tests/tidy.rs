@@ -1,7 +1,8 @@
 //! The project's invariants, checked on every `cargo test`: which crate may
 //! depend on which, a `//!` header on every module, no ignored tests or
-//! unfinished markers, unsafe code only where it is allowed, and every
-//! metric described.
+//! unfinished markers, unsafe code only where it is allowed, every metric
+//! described, every configuration key documented, and no source file too
+//! long to read in one sitting.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -247,7 +248,7 @@ fn no_ignored_tests_and_no_unfinished_markers() {
 
 #[test]
 fn unsafe_code_lives_only_in_its_named_modules() {
-    let allowed = ["src/memory.rs", "crates/client/src/sys.rs"];
+    let allowed = ["src/server/memory.rs", "crates/client/src/sys.rs"];
     for f in sources() {
         let rel = f
             .strip_prefix(root())
@@ -275,7 +276,7 @@ fn unsafe_code_lives_only_in_its_named_modules() {
 
 #[test]
 fn every_metric_in_the_code_is_described() {
-    let described = std::fs::read_to_string(root().join("src/metrics.rs")).unwrap();
+    let described = std::fs::read_to_string(root().join("src/server/metrics.rs")).unwrap();
     let (mut missing, mut seen) = (Vec::new(), 0);
     for f in sources() {
         if f.starts_with(root().join("tests")) {
@@ -302,7 +303,7 @@ fn every_metric_in_the_code_is_described() {
     assert!(seen > 30, "the metric names were not found ({seen})");
     assert!(
         missing.is_empty(),
-        "not described in src/metrics.rs: {missing:?}"
+        "not described in src/server/metrics.rs: {missing:?}"
     );
 }
 
@@ -354,4 +355,89 @@ fn the_gateway_dispatches_through_one_exhaustive_table() {
         }
     }
     assert!(checked > 5, "the gateway's sources were not found");
+}
+
+/// The keys `docs/CONFIG.md` documents: `key = ...` lines in its TOML blocks,
+/// as `section.key` under a `[section]` header and `key` before any.
+fn documented_keys() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root().join("docs/CONFIG.md")).unwrap();
+    let (mut keys, mut in_toml, mut section) = (BTreeSet::new(), false, String::new());
+    for line in text.lines() {
+        if line.starts_with("```") {
+            in_toml = line == "```toml";
+            section.clear();
+            continue;
+        }
+        if !in_toml {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            section = name.to_owned();
+            continue;
+        }
+        let key: String = line
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !key.is_empty() && line[key.len()..].trim_start().starts_with('=') {
+            keys.insert(if section.is_empty() {
+                key
+            } else {
+                format!("{section}.{key}")
+            });
+        }
+    }
+    keys
+}
+
+/// Every key the server reads, taken from the code (the default
+/// configuration, serialized) so the list cannot drift, is in
+/// docs/CONFIG.md, and the document names no key the server does not read.
+#[test]
+fn every_config_key_is_documented() {
+    let config = serde_json::to_value(natter::Config::default()).unwrap();
+    let mut keys = BTreeSet::new();
+    for (name, value) in config.as_object().unwrap() {
+        match value.as_object() {
+            Some(section) => keys.extend(section.keys().map(|k| format!("{name}.{k}"))),
+            None => {
+                keys.insert(name.clone());
+            }
+        }
+    }
+    assert!(keys.len() > 100, "the keys were not found ({})", keys.len());
+    let documented = documented_keys();
+    let missing: Vec<_> = keys.difference(&documented).collect();
+    assert!(missing.is_empty(), "not in docs/CONFIG.md: {missing:?}");
+    let unknown: Vec<_> = documented.difference(&keys).collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/CONFIG.md documents keys the server does not read: {unknown:?}"
+    );
+}
+
+/// Source files stay small enough to read in one sitting; tests are exempt.
+#[test]
+fn no_source_file_is_over_700_lines() {
+    const MAX: usize = 700;
+    let mut long = Vec::new();
+    for f in sources() {
+        let rel = f
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let is_test = rel.starts_with("tests/")
+            || rel.contains("/tests/")
+            || rel.ends_with("/tests.rs")
+            || rel.starts_with("fuzz/");
+        if is_test {
+            continue;
+        }
+        let lines = std::fs::read_to_string(&f).unwrap().lines().count();
+        if lines > MAX {
+            long.push(format!("{rel} ({lines} lines)"));
+        }
+    }
+    assert!(long.is_empty(), "over {MAX} lines: {long:?}");
 }

@@ -6,7 +6,7 @@
 
 mod listener;
 
-pub use listener::{serve, HttpLimits};
+pub use listener::{serve, HttpConfig, HttpLimits};
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;

@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use natter_runtime::clock::Instant;
+use natter_runtime::config::{check, Invalid};
 use natter_runtime::tls::Acceptor;
+use serde::{Deserialize, Serialize};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,6 +32,60 @@ pub struct HttpLimits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// The `[http]` section: the HTTP listeners' own limits.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections at once, before the descriptor budget may lower it.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this; it also bounds how long
+    /// an idle keep-alive connection waits for its next request.
+    pub header_timeout_ms: u64,
+    /// A connection on which no byte moves this long is closed.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 512,
+            header_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let at_least_1 = || "must be at least 1".to_owned();
+        check(
+            self.max_connections >= 1,
+            "http.max_connections",
+            at_least_1,
+        )?;
+        check(
+            self.header_timeout_ms >= 1,
+            "http.header_timeout_ms",
+            at_least_1,
+        )?;
+        check(
+            self.idle_timeout_ms >= 1,
+            "http.idle_timeout_ms",
+            at_least_1,
+        )
+    }
+
+    /// The limits a listener serves with, given the connections it may
+    /// have (its share of the descriptor budget).
+    pub fn limits(&self, max_connections: usize) -> HttpLimits {
+        HttpLimits {
+            max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+        }
+    }
 }
 
 const REFUSAL: &[u8] =

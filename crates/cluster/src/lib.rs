@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod bus;
+mod config;
 mod envelope;
 mod keys;
 mod limit;
@@ -21,6 +22,7 @@ mod nodes;
 mod order;
 mod presence;
 
+pub use config::{Bound, ClusterSection};
 pub use nodes::{status, NodeView, Strategy};
 
 use async_trait::async_trait;

@@ -61,8 +61,9 @@ impl NodeView {
     }
 }
 
-/// How `/v1/cluster/assign` picks a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How `/v1/cluster/assign` picks a node (`cluster.assign`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Power of two choices over the reported load.
     LeastLoaded,

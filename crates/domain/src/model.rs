@@ -40,7 +40,10 @@ pub struct UserRecord {
     pub disabled: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What a login beyond `session.max_devices` does (the setting
+/// `session.device_policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DevicePolicy {
     /// Refuse a login beyond the limit.
     Reject,

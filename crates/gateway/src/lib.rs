@@ -64,31 +64,6 @@ pub struct GatewayConfig {
     pub reconnect_after: Duration,
 }
 
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            server_name: "natter".into(),
-            max_frame_bytes: 256 * 1024,
-            max_preauth_frame_bytes: 4096,
-            max_preauth_bytes: 32 * 1024,
-            max_connections: 19_000,
-            max_unauthenticated_per_address: 256,
-            max_unauthenticated_shedding: 1000,
-            outbound_queue: 1024,
-            outbound_queue_bytes: 2 * 1024 * 1024,
-            auth_timeout: Duration::from_secs(10),
-            heartbeat_interval: Duration::from_secs(30),
-            heartbeat_timeout: Duration::from_secs(90),
-            send_rate_per_sec: 100.0,
-            send_burst: 200.0,
-            request_rate_per_sec: 500.0,
-            request_burst: 1000.0,
-            flush_timeout: Duration::from_secs(2),
-            reconnect_after: Duration::from_secs(1),
-        }
-    }
-}
-
 /// Each user's message bucket on this node: the service's limiter on one
 /// node, and each node's own share of the cluster's.
 pub struct SendBuckets(KeyedBuckets<UserId>);

@@ -13,6 +13,8 @@
 //! period. Every change is logged and counted.
 
 use crate::clock::Instant;
+use crate::config::{check, Invalid};
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +87,98 @@ pub struct Thresholds {
     pub calm: Duration,
     /// How often the signals are read.
     pub interval: Duration,
+}
+
+/// The `[overload]` section: where the stages begin.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverloadConfig {
+    /// 0: three quarters of the memory the machine (or its cgroup) has.
+    pub memory_budget_mb: u64,
+    pub shed_memory_pct: u32,
+    pub essential_memory_pct: u32,
+    pub shed_lag_ms: u64,
+    pub essential_lag_ms: u64,
+    pub shed_queue_pct: u32,
+    pub essential_queue_pct: u32,
+    pub calm_ms: u64,
+    pub interval_ms: u64,
+    /// Connections that may wait to log in, in all, while shedding.
+    pub max_unauthenticated: usize,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        OverloadConfig {
+            memory_budget_mb: 0,
+            shed_memory_pct: 80,
+            essential_memory_pct: 90,
+            shed_lag_ms: 250,
+            essential_lag_ms: 1_000,
+            shed_queue_pct: 50,
+            essential_queue_pct: 90,
+            calm_ms: 5_000,
+            interval_ms: 250,
+            max_unauthenticated: 1_000,
+        }
+    }
+}
+
+impl OverloadConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let o = self;
+        for (lo, hi, key) in [
+            (
+                o.shed_memory_pct,
+                o.essential_memory_pct,
+                "overload.essential_memory_pct",
+            ),
+            (
+                o.shed_queue_pct,
+                o.essential_queue_pct,
+                "overload.essential_queue_pct",
+            ),
+        ] {
+            check(lo >= 1 && lo <= hi && hi <= 100, key, || {
+                "the shed and essential percentages must satisfy 1 <= shed <= essential <= 100"
+                    .into()
+            })?;
+        }
+        check(
+            o.shed_lag_ms >= 1 && o.shed_lag_ms <= o.essential_lag_ms,
+            "overload.essential_lag_ms",
+            || "must be at least overload.shed_lag_ms (itself at least 1)".into(),
+        )?;
+        check(o.interval_ms >= 10, "overload.interval_ms", || {
+            "must be at least 10".into()
+        })?;
+        check(
+            o.max_unauthenticated >= 1,
+            "overload.max_unauthenticated",
+            || "must be at least 1".into(),
+        )
+    }
+
+    /// The thresholds the monitor works with; a `memory_budget_mb` of 0
+    /// is three quarters of the memory the machine (or its cgroup) has.
+    pub fn thresholds(&self) -> Thresholds {
+        let budget = match self.memory_budget_mb {
+            0 => memory_available().map_or(u64::MAX / 4, |m| m / 4 * 3),
+            mb => mb << 20,
+        };
+        let ms = Duration::from_millis;
+        Thresholds {
+            memory_budget_bytes: budget,
+            shed_memory: self.shed_memory_pct as f64 / 100.0,
+            essential_memory: self.essential_memory_pct as f64 / 100.0,
+            shed_lag: ms(self.shed_lag_ms),
+            essential_lag: ms(self.essential_lag_ms),
+            shed_queue: self.shed_queue_pct as f64 / 100.0,
+            essential_queue: self.essential_queue_pct as f64 / 100.0,
+            calm: ms(self.calm_ms),
+            interval: ms(self.interval_ms),
+        }
+    }
 }
 
 /// One reading of the signals.

@@ -4,12 +4,14 @@
 //! handshake with its deadline and metrics, written once for the frame,
 //! WebSocket and HTTP listeners.
 
+use crate::config::{check, Invalid};
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::{HandshakeKind, ServerConfig};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -17,14 +19,37 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-#[derive(Clone, Debug)]
+/// The `[tls]` section: the certificate the TLS listeners (`listen.tcp_tls`,
+/// `ws_tls`, `https`) serve; reloaded on SIGHUP and when the files change.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct TlsOptions {
     /// PEM: the leaf certificate first, then its intermediates.
     pub cert: PathBuf,
     /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
-    /// Sessions kept for stateful resumption.
+    /// Sessions kept for stateful resumption (tickets need none).
     pub session_cache: usize,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            session_cache: 20_000,
+        }
+    }
+}
+
+impl TlsOptions {
+    /// The section's own rule. (That a TLS listener needs `cert` and `key`
+    /// is the binary's: it spans `[listen]` too.)
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check(self.session_cache >= 1, "tls.session_cache", || {
+            "must be at least 1".into()
+        })
+    }
 }
 
 /// A certificate and key that belong together, and when the certificate expires.

@@ -1,10 +1,15 @@
-//! Settings the service enforces. Built by the binary from the layered
-//! configuration; tests build them directly.
+//! Settings the service enforces. The `[password]` and `[social]` sections
+//! (and `[throttle]`, in `throttle.rs`) are defined here, with their
+//! defaults and rules; the binary composes them into `ServiceConfig`.
 
 use crate::ThrottleConfig;
 use natter_domain::DevicePolicy;
+use natter_runtime::config::{check, Invalid};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug)]
+/// The `[password]` section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasswordConfig {
     pub min_length: usize,
     /// argon2id memory cost in KiB.
@@ -33,6 +38,85 @@ impl Default for PasswordConfig {
     }
 }
 
+impl PasswordConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let p = self;
+        check(p.min_length >= 1, "password.min_length", || {
+            "must be at least 1".into()
+        })?;
+        check(
+            p.argon2_parallelism >= 1,
+            "password.argon2_parallelism",
+            || "must be at least 1".into(),
+        )?;
+        check(
+            p.argon2_iterations >= 1,
+            "password.argon2_iterations",
+            || "must be at least 1".into(),
+        )?;
+        check(
+            p.argon2_memory_kib >= 8 * p.argon2_parallelism,
+            "password.argon2_memory_kib",
+            || "must be at least 8 × password.argon2_parallelism".into(),
+        )?;
+        check(
+            (1..=256).contains(&p.max_concurrent_hashes),
+            "password.max_concurrent_hashes",
+            || "must be between 1 and 256".into(),
+        )
+    }
+}
+
+/// Who may start a 1:1 conversation.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectMessages {
+    Friends,
+    Anyone,
+}
+
+/// The `[social]` section: friends, groups, rooms and message features.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SocialConfig {
+    /// Who may start a 1:1 conversation: "friends" or "anyone" (anyone who
+    /// has not blocked the sender).
+    pub direct_messages: DirectMessages,
+    /// The most members a group or room may have.
+    pub max_group_members: u32,
+    /// Messages before the join point that a new room member can read.
+    pub room_history: u32,
+    /// How long after sending a message may be recalled.
+    pub recall_window_secs: u64,
+    /// Typing is passed on only in conversations with at most this many members.
+    pub typing_max_members: usize,
+    /// Users one user may block.
+    pub max_blocked: usize,
+}
+
+impl Default for SocialConfig {
+    fn default() -> Self {
+        SocialConfig {
+            direct_messages: DirectMessages::Friends,
+            max_group_members: 5000,
+            room_history: 50,
+            recall_window_secs: 120,
+            typing_max_members: 500,
+            max_blocked: 500,
+        }
+    }
+}
+
+impl SocialConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check(
+            (2..=100_000).contains(&self.max_group_members),
+            "social.max_group_members",
+            || "must be between 2 and 100000".into(),
+        )
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
     pub password: PasswordConfig,
@@ -58,26 +142,4 @@ pub struct ServiceConfig {
     /// Users one user may block.
     pub max_blocked: usize,
     pub throttle: ThrottleConfig,
-}
-
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            password: PasswordConfig::default(),
-            token_ttl_secs: 30 * 24 * 3600,
-            device_policy: DevicePolicy::ReplaceOldest,
-            max_sessions_per_user: 5,
-            max_message_bytes: 64 * 1024,
-            max_sync_page: 500,
-            max_history_page: 200,
-            max_page_bytes: 128 * 1024,
-            friends_only_dm: true,
-            max_group_members: 5000,
-            room_history: 50,
-            recall_window_secs: 120,
-            typing_max_members: 500,
-            max_blocked: 500,
-            throttle: ThrottleConfig::default(),
-        }
-    }
 }

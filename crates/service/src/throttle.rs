@@ -8,11 +8,15 @@
 use crate::ServiceError;
 use natter_domain::{ConversationId, UserId};
 use natter_runtime::clock::Instant;
+use natter_runtime::config::{check, Invalid};
 use natter_runtime::limits::{address_key, Backoff, KeyedBuckets};
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
+/// The `[throttle]` section: limits on logins, registrations and typing.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// Password logins per second from one address, and the burst.
     pub login_rate_per_address: f64,
@@ -22,15 +26,16 @@ pub struct ThrottleConfig {
     pub failed_login_burst_per_address: f64,
     /// Failures of one username before its back-off starts.
     pub failed_login_free_per_user: u32,
-    pub failed_login_backoff: Duration,
-    pub failed_login_backoff_max: Duration,
+    pub failed_login_backoff_ms: u64,
+    pub failed_login_backoff_max_ms: u64,
     /// A username without a failure for this long starts afresh.
-    pub failed_login_window: Duration,
+    pub failed_login_window_secs: u64,
     pub register_rate_per_address: f64,
     pub register_burst_per_address: f64,
     /// One typing signal per user and conversation per interval is passed on.
-    pub typing_interval: Duration,
-    /// Keys each table tracks at most.
+    pub typing_interval_ms: u64,
+    /// Keys each table tracks at most (not a setting).
+    #[serde(skip)]
     pub max_tracked: usize,
 }
 
@@ -42,14 +47,62 @@ impl Default for ThrottleConfig {
             failed_login_rate_per_address: 0.1,
             failed_login_burst_per_address: 20.0,
             failed_login_free_per_user: 5,
-            failed_login_backoff: Duration::from_secs(1),
-            failed_login_backoff_max: Duration::from_secs(60),
-            failed_login_window: Duration::from_secs(900),
+            failed_login_backoff_ms: 1_000,
+            failed_login_backoff_max_ms: 60_000,
+            failed_login_window_secs: 900,
             register_rate_per_address: 1.0 / 60.0,
             register_burst_per_address: 5.0,
-            typing_interval: Duration::from_secs(3),
+            typing_interval_ms: 3_000,
             max_tracked: 100_000,
         }
+    }
+}
+
+impl ThrottleConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let t = self;
+        for (ok, key) in [
+            (
+                t.login_rate_per_address > 0.0,
+                "throttle.login_rate_per_address",
+            ),
+            (
+                t.login_burst_per_address >= 1.0,
+                "throttle.login_burst_per_address",
+            ),
+            (
+                t.failed_login_rate_per_address > 0.0,
+                "throttle.failed_login_rate_per_address",
+            ),
+            (
+                t.failed_login_burst_per_address >= 1.0,
+                "throttle.failed_login_burst_per_address",
+            ),
+            (
+                t.register_rate_per_address > 0.0,
+                "throttle.register_rate_per_address",
+            ),
+            (
+                t.register_burst_per_address >= 1.0,
+                "throttle.register_burst_per_address",
+            ),
+            (
+                t.failed_login_backoff_ms >= 1,
+                "throttle.failed_login_backoff_ms",
+            ),
+            (
+                t.failed_login_window_secs >= 1,
+                "throttle.failed_login_window_secs",
+            ),
+            (t.typing_interval_ms >= 1, "throttle.typing_interval_ms"),
+        ] {
+            check(ok, key, || "must be positive (bursts at least 1)".into())?;
+        }
+        check(
+            t.failed_login_backoff_max_ms >= t.failed_login_backoff_ms,
+            "throttle.failed_login_backoff_max_ms",
+            || "must be at least throttle.failed_login_backoff_ms".into(),
+        )
     }
 }
 
@@ -93,9 +146,9 @@ impl Throttles {
             failed_by_user: Backoff::new(
                 "failed_logins_user",
                 c.failed_login_free_per_user,
-                c.failed_login_backoff,
-                c.failed_login_backoff_max,
-                c.failed_login_window,
+                Duration::from_millis(c.failed_login_backoff_ms),
+                Duration::from_millis(c.failed_login_backoff_max_ms),
+                Duration::from_secs(c.failed_login_window_secs),
                 n,
             ),
             registrations: KeyedBuckets::new(
@@ -106,7 +159,9 @@ impl Throttles {
             ),
             typing: KeyedBuckets::new(
                 "typing",
-                1.0 / c.typing_interval.as_secs_f64().max(0.001),
+                1.0 / Duration::from_millis(c.typing_interval_ms)
+                    .as_secs_f64()
+                    .max(0.001),
                 1.0,
                 n,
             ),

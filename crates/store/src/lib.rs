@@ -7,6 +7,7 @@
 //! the commit feed, from which the service fans them out.
 #![forbid(unsafe_code)]
 
+pub mod config;
 mod error;
 mod feed;
 pub mod migrate;
@@ -16,6 +17,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
+pub use config::{Backend, Partition, StoreConfig};
 pub use error::{Fault, StoreError};
 pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
 pub use natter_domain::model::*;

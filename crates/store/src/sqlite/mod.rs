@@ -29,8 +29,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// How hard the store works to make a write survive power loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How hard the store works to make a write survive power loss
+/// (`store.synchronous`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Synchronous {
     /// Sync the message log (and the WAL, for other writes) before every
     /// answer: an ACKed message survives power loss.

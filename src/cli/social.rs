@@ -447,7 +447,7 @@ pub async fn group(c: &Client, op: GroupOp, json: bool) -> anyhow::Result<()> {
         } => {
             let ack = c
                 .send(pb::Send {
-                    client_msg_id: crate::cli_client::new_client_msg_id(),
+                    client_msg_id: super::new_client_msg_id(),
                     target: Some(pb::send::Target::ConversationId(id)),
                     body: Some(pb::Body {
                         kind: pb::BodyKind::Text as i32,

@@ -4,6 +4,7 @@
 //! rotating file ([`rotate`]). A log line is either written or counted as
 //! dropped; nothing is lost silently.
 
+pub mod config;
 pub mod rotate;
 pub mod sink;
 pub mod suppress;
@@ -46,7 +47,7 @@ pub fn init(config: &Config) -> std::io::Result<Logging> {
     use std::io::IsTerminal;
     let log = &config.log;
     // Counters count from the first line.
-    crate::server::metrics_handle();
+    super::metrics::handle();
     let file = match file_path(config) {
         Some(path) => {
             let caps = rotate::Caps {
@@ -121,7 +122,9 @@ async fn report_suppressed(suppress: suppress::Suppress, window: Duration) {
 async fn reopen_on_sighup(writer: Arc<sink::Writer>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: the log file is not reopened on it");
+        tracing::warn!(
+            target: sink::TARGET,
+            "cannot listen for SIGHUP: the log file is not reopened on it");
         return;
     };
     while hup.recv().await.is_some() {

@@ -1,8 +1,9 @@
 //! `natter client ...`: a command-line client for people and scripts.
 //! Output with `--json` is one JSON object per line.
 
-use crate::cli_auth::{self, Identity, Kind};
-use crate::cli_social::{self, FriendOp, GroupOp, Output};
+use super::auth::{self, Identity, Kind};
+use super::new_client_msg_id;
+use super::social::{self, FriendOp, GroupOp, Output};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use natter_client::{pb, Client, Inbox, ServerFrame};
@@ -181,8 +182,8 @@ async fn login(
     l: &Login,
     kind: Kind,
 ) -> anyhow::Result<(Client, pb::LoginOk)> {
-    let id = cli_auth::identity(server.name, l.user.as_deref(), l.device.as_deref(), kind)?;
-    cli_auth::sign_in(server.name, server.addr, &id).await
+    let id = auth::identity(server.name, l.user.as_deref(), l.device.as_deref(), kind)?;
+    auth::sign_in(server.name, server.addr, &id).await
 }
 
 /// The server as given (it names saved sessions) and the address to use.
@@ -245,7 +246,7 @@ fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool)
 
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     if let Some(ca) = &args.ca {
-        cli_auth::trust_ca(ca)?;
+        auth::trust_ca(ca)?;
     }
     let server = natter_client::resolve(&args.server, None, false)
         .await
@@ -256,8 +257,8 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     };
     match args.command {
         ClientCommand::Register { username } => {
-            let password = cli_auth::new_password(&username)?;
-            let c = cli_auth::connect(server.addr)
+            let password = auth::new_password(&username)?;
+            let c = auth::connect(server.addr)
                 .await
                 .with_context(|| format!("cannot connect to {}", server.addr))?;
             c.register(&username, &password)
@@ -269,25 +270,25 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let devices = match device {
                 Some(d) => vec![d],
                 None => vec![
-                    cli_auth::device_id(Kind::OneShot)?,
-                    cli_auth::device_id(Kind::Listen)?,
+                    auth::device_id(Kind::OneShot)?,
+                    auth::device_id(Kind::Listen)?,
                 ],
             };
-            let Some(password) = cli_auth::password(&format!("password for {user}: "))? else {
+            let Some(password) = auth::password(&format!("password for {user}: "))? else {
                 bail!(
                     "no password: set {}, or run this on a terminal to be asked for it",
-                    cli_auth::PASSWORD_ENV
+                    auth::PASSWORD_ENV
                 );
             };
-            let mut sessions = cli_auth::Sessions::load()?;
+            let mut sessions = auth::Sessions::load()?;
             let mut expires = 0;
             for device in devices {
                 let id = Identity {
                     user: user.clone(),
                     device,
                 };
-                let (_, ok) = cli_auth::password_login(server.addr, &id, &password).await?;
-                cli_auth::remember(&mut sessions, server.name, &id.device, &ok);
+                let (_, ok) = auth::password_login(server.addr, &id, &password).await?;
+                auth::remember(&mut sessions, server.name, &id.device, &ok);
                 expires = ok.token_expires_at_ms;
             }
             let path = sessions.save()?;
@@ -299,18 +300,18 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             );
         }
         ClientCommand::Logout { user } => {
-            let user = cli_auth::user_or_current(server.name, user.as_deref())?;
-            let n = cli_auth::logout(server.name, server.addr, &user).await?;
+            let user = auth::user_or_current(server.name, user.as_deref())?;
+            let n = auth::logout(server.name, server.addr, &user).await?;
             println!("logged out {user} ({n} sessions ended)");
         }
         ClientCommand::Whoami { login: l, json } => {
-            let id = cli_auth::identity(
+            let id = auth::identity(
                 server.name,
                 l.user.as_deref(),
                 l.device.as_deref(),
                 Kind::OneShot,
             )?;
-            let (_, ok) = cli_auth::sign_in(server.name, server.addr, &id).await?;
+            let (_, ok) = auth::sign_in(server.name, server.addr, &id).await?;
             if json {
                 println!(
                     "{}",
@@ -402,11 +403,11 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         ClientCommand::Friend { login: l, out, op } => {
             let (c, _) = login(server, &l, Kind::OneShot).await?;
-            cli_social::friend(&c, op, out.json).await?;
+            social::friend(&c, op, out.json).await?;
         }
         ClientCommand::Group { login: l, out, op } => {
             let (c, _) = login(server, &l, Kind::OneShot).await?;
-            cli_social::group(&c, op, out.json).await?;
+            social::group(&c, op, out.json).await?;
         }
         ClientCommand::Conversations { login: l, json } => {
             let (c, _) = login(server, &l, Kind::OneShot).await?;
@@ -483,12 +484,4 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A client message id unique enough for one user: time plus process id.
-pub(crate) fn new_client_msg_id() -> String {
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ms = natter_runtime::clock::now_ms();
-    format!("cli-{ms:x}-{:x}-{n:x}", std::process::id())
 }

@@ -2,7 +2,25 @@
 //! test checks that each metric named in the code is described here.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
 
+/// The process-wide Prometheus recorder, installed on first use, with a
+/// description of every metric natter exports.
+pub fn handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            let installed = metrics::set_global_recorder(recorder).ok().map(|_| handle);
+            describe();
+            installed
+        })
+        .clone()
+}
+
+/// Describes every metric to the installed recorder.
 pub fn describe() {
     // Connections
     describe_gauge!(

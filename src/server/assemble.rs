@@ -1,0 +1,157 @@
+//! Turns the configuration into the parts a server is made of: the store,
+//! the service's, gateway's and cluster's settings, the overload thresholds
+//! and the TLS certificate.
+
+use super::Listeners;
+use crate::config::Config;
+use anyhow::Context;
+use natter_cluster::{Bound, ClusterConfig};
+use natter_gateway::GatewayConfig;
+use natter_runtime::tls::Tls;
+use natter_service::{DirectMessages, ServiceConfig};
+use natter_store::postgres::PgStore;
+use natter_store::sqlite::SqliteStore;
+use natter_store::{self as store, Backend, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The service's settings: its own sections as they are, plus the limits
+/// and session settings it enforces.
+pub(super) fn service_config(c: &Config) -> ServiceConfig {
+    let social = &c.social;
+    ServiceConfig {
+        password: c.password.clone(),
+        token_ttl_secs: c.session.token_ttl_secs,
+        device_policy: c.session.device_policy,
+        max_sessions_per_user: c.session.max_devices,
+        max_message_bytes: c.limits.max_message_bytes,
+        max_sync_page: c.limits.max_sync_page,
+        max_history_page: c.limits.max_history_page,
+        max_page_bytes: c.limits.max_frame_bytes / 2,
+        friends_only_dm: social.direct_messages == DirectMessages::Friends,
+        max_group_members: social.max_group_members,
+        room_history: social.room_history,
+        recall_window_secs: social.recall_window_secs,
+        typing_max_members: social.typing_max_members,
+        max_blocked: social.max_blocked,
+        throttle: c.throttle.clone(),
+    }
+}
+
+/// How long a closing connection may take to write its last frames, and how
+/// long shutdown waits for the refusals once the grace period has run out.
+pub(super) const FLUSH: Duration = Duration::from_secs(2);
+
+pub(super) fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfig {
+    let ms = Duration::from_millis;
+    GatewayConfig {
+        server_name: format!("natter/{}", env!("CARGO_PKG_VERSION")),
+        max_frame_bytes: c.limits.max_frame_bytes,
+        max_preauth_frame_bytes: c.limits.max_preauth_frame_bytes,
+        max_preauth_bytes: 8 * c.limits.max_preauth_frame_bytes,
+        max_connections,
+        max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
+        max_unauthenticated_shedding: c.overload.max_unauthenticated,
+        outbound_queue: c.limits.outbound_queue,
+        outbound_queue_bytes: c.limits.outbound_queue_bytes,
+        auth_timeout: ms(c.session.auth_timeout_ms),
+        heartbeat_interval: ms(c.session.heartbeat_interval_ms),
+        heartbeat_timeout: ms(c.session.heartbeat_timeout_ms),
+        send_rate_per_sec: c.limits.send_rate_per_sec,
+        send_burst: c.limits.send_burst,
+        request_rate_per_sec: c.limits.request_rate_per_sec,
+        request_burst: c.limits.request_burst,
+        flush_timeout: FLUSH,
+        reconnect_after: ms(c.shutdown.reconnect_after_ms),
+    }
+}
+
+/// The addresses the listeners are bound to.
+pub(super) fn bound(l: &Listeners) -> Bound {
+    let s = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    Bound {
+        tcp: l.tcp_addr().to_string(),
+        ws: s(l.ws_addr()),
+        http: s(l.http_addr()),
+    }
+}
+
+/// This node's id: configured, or generated once and kept in the data
+/// directory so a restart is the same node (with a new incarnation).
+fn node_id(config: &Config) -> anyhow::Result<String> {
+    if !config.cluster.node_id.is_empty() {
+        return Ok(config.cluster.node_id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_owned());
+        }
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let id = format!("node-{:08x}", random as u32);
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+pub(super) fn cluster_config(
+    config: &Config,
+    listeners: &Listeners,
+    max_connections: usize,
+) -> anyhow::Result<ClusterConfig> {
+    Ok(config.cluster.join_config(
+        node_id(config)?,
+        &bound(listeners),
+        max_connections,
+        Duration::from_millis(config.shutdown.reconnect_after_ms),
+    ))
+}
+
+/// Opens the configured backend; only here does the binary know which.
+pub(super) async fn open_store(
+    config: &Config,
+    feed: store::CommitFeedSender,
+) -> anyhow::Result<Arc<dyn Store>> {
+    let c = &config.store;
+    Ok(match c.backend {
+        Backend::Sqlite => {
+            let db = config.data_dir.join("natter.db");
+            Arc::new(
+                SqliteStore::open(c.sqlite_options(db.clone()), feed)
+                    .with_context(|| format!("cannot open the database {}", db.display()))?,
+            )
+        }
+        Backend::Postgres => Arc::new(
+            PgStore::open(c.pg_options(), feed)
+                .await
+                .context("cannot open the PostgreSQL store (store.url)")?,
+        ),
+    })
+}
+
+/// The TLS side, when a TLS listener is bound: the certificate is loaded
+/// (a bad one stops start-up, naming the key) and watched for reloads.
+pub(super) fn tls(
+    config: &Config,
+    listeners: &Listeners,
+    background: &TaskTracker,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<Tls>>> {
+    if listeners.tls_addrs().is_empty() {
+        return Ok(None);
+    }
+    let tls = Tls::new(config.tls.clone())
+        .map_err(|e| anyhow::anyhow!("invalid TLS configuration: {e}"))?;
+    background.spawn(tls.clone().watch(TLS_POLL, stop.clone()));
+    Ok(Some(tls))
+}
+
+/// How often the certificate files are checked for a change.
+const TLS_POLL: Duration = Duration::from_secs(2);

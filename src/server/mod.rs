@@ -1,0 +1,204 @@
+//! Wires store, service, gateway and HTTP API together and runs them until
+//! the shutdown signal, then drains (`drain.rs`: stop accepting, answer what
+//! clients already sent, tell them to go elsewhere, flush, wait for
+//! connections, refusing writes still queued when the grace period ends,
+//! close the store, and let fan-out finish). `run` reads in that order:
+//! assemble the parts, start the background work, serve, drain.
+
+mod assemble;
+mod descriptors;
+mod drain;
+pub mod listeners;
+pub mod logging;
+mod memory;
+pub mod metrics;
+mod readiness;
+
+pub use listeners::Listeners;
+
+use crate::config::Config;
+use anyhow::Context;
+use assemble::{bound, cluster_config, gateway_config, open_store, service_config, tls};
+use natter_api::ApiState;
+use natter_cluster::Cluster;
+use natter_gateway::{Gateway, Registry, SendBuckets};
+use natter_runtime::load::{self, Load};
+use natter_service::{EventSink, Limiter, Presence, Service};
+use natter_store as store;
+use readiness::{readiness, single_node, NodeTable};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Runs a server on `listeners` until `shutdown` is cancelled, then drains
+/// within `shutdown.grace_ms` and returns.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    natter_runtime::panics::install_hook();
+    let budget = descriptors::budget(&config);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let (feed_tx, feeds) =
+        store::commit_feed(config.limits.fanout_workers, config.limits.fanout_queue);
+    let store = open_store(&config, feed_tx).await?;
+    let load = Arc::new(Load::default());
+    let gw_config = gateway_config(&config, budget.chat);
+    let registry = Arc::new(Registry::default());
+    let background = TaskTracker::new();
+    // One root: the background work (cluster, load monitor, memory trimmer,
+    // TLS reload) stops on one child once the store has closed, the API on
+    // the other, last of all.
+    let root = CancellationToken::new();
+    let background_stop = root.child_token();
+    let api_stop = root.child_token();
+    let cluster = if !config.cluster.enabled() {
+        None
+    } else {
+        let c = cluster_config(&config, &listeners, budget.chat)?;
+        Some(
+            Cluster::join(c, registry.clone(), &background, background_stop.clone())
+                .await
+                .context("cannot join the cluster")?,
+        )
+    };
+    let (events, presence): (Arc<dyn EventSink>, Arc<dyn Presence>) = match &cluster {
+        Some(c) => (Arc::new(c.clone()), Arc::new(c.clone())),
+        None => (registry.clone(), registry.clone()),
+    };
+    // Each user's send rate: shared through Redis in a cluster, else this
+    // node's own buckets.
+    let limiter: Arc<dyn Limiter> = match &cluster {
+        Some(c) => c.limiter(gw_config.send_rate_per_sec, gw_config.send_burst),
+        None => Arc::new(SendBuckets::new(
+            gw_config.send_rate_per_sec,
+            gw_config.send_burst,
+        )),
+    };
+    let service = Service::new(
+        store.clone(),
+        events,
+        presence,
+        limiter,
+        service_config(&config),
+        load.clone(),
+    );
+    if let Some(c) = &cluster {
+        // A dead node's users are gone from the directory: their friends
+        // hear it (one user at a time, in the background).
+        let service = service.clone();
+        c.on_users_gone(Arc::new(move |users| {
+            tokio::spawn(service.clone().users_gone(users));
+        }));
+    }
+    for feed in feeds {
+        background.spawn(service.clone().dispatch(feed));
+    }
+    let s = store.clone();
+    background.spawn(load::monitor(
+        load.clone(),
+        config.overload.thresholds(),
+        move || {
+            let (queued, capacity) = s.queue();
+            queued as f64 / capacity.max(1) as f64
+        },
+        background_stop.clone(),
+    ));
+    background.spawn(memory::trimmer(
+        Duration::from_secs(5),
+        background_stop.clone(),
+    ));
+    let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());
+    if let Some(c) = &cluster {
+        // GOING_AWAY sends each client to another live node.
+        let c = c.clone();
+        gateway.set_reconnect_target(Arc::new(move || {
+            c.assign(None, &[c.node_id()]).map(|n| (n.tcp, n.ws))
+        }));
+    }
+
+    let listeners_addrs = bound(&listeners);
+    tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
+    let tls = tls(&config, &listeners, &background, &background_stop)?;
+    let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
+    let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp, None))];
+    if let Some(ws) = listeners.ws {
+        tracing::info!(addr = %ws.local_addr()?, "listening for WebSocket");
+        accept.push(tokio::spawn(gateway.clone().serve_ws(ws, None)));
+    }
+    if let Some(l) = listeners.tcp_tls {
+        tracing::info!(addr = %l.local_addr()?, "listening for TCP over TLS");
+        accept.push(tokio::spawn(
+            gateway.clone().serve_tcp(l, acceptor("tcp_tls")),
+        ));
+    }
+    if let Some(l) = listeners.ws_tls {
+        tracing::info!(addr = %l.local_addr()?, "listening for WebSocket over TLS");
+        accept.push(tokio::spawn(
+            gateway.clone().serve_ws(l, acceptor("ws_tls")),
+        ));
+    }
+    let draining = Arc::new(AtomicBool::new(false));
+    let state = ApiState {
+        metrics: metrics::handle(),
+        ready: readiness(
+            draining.clone(),
+            load.clone(),
+            store.clone(),
+            cluster.clone(),
+        ),
+        cluster: Arc::new(NodeTable {
+            cluster: cluster.clone(),
+            me: single_node(&config, &listeners_addrs),
+            gateway: gateway.clone(),
+        }),
+    };
+    // HTTP and HTTPS split the HTTP descriptors between them.
+    let http_listeners =
+        usize::from(listeners.http.is_some()) + usize::from(listeners.https.is_some());
+    let limits = config.http.limits(budget.http / http_listeners.max(1));
+    let mut api = Vec::new();
+    for (http, tls) in [
+        (listeners.http, None),
+        (
+            listeners.https,
+            tls.as_ref().map(|t| t.acceptor("https", &[b"http/1.1"])),
+        ),
+    ] {
+        let Some(http) = http else { continue };
+        if let Ok(addr) = http.local_addr() {
+            let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
+            tracing::info!(%addr, "listening for {what} (/healthz, /readyz, /metrics)");
+        }
+        api.push(tokio::spawn(natter_api::serve(
+            http,
+            natter_api::router(state.clone()),
+            limits,
+            tls,
+            api_stop.clone(),
+        )));
+    }
+    tracing::info!(data_dir = %config.data_dir.display(), "natter is up");
+
+    shutdown.cancelled().await;
+    drain::Running {
+        draining,
+        cluster,
+        accept,
+        gateway,
+        store,
+        background,
+        background_stop,
+        api,
+        api_stop,
+    }
+    .drain(Duration::from_millis(config.shutdown.grace_ms))
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
