@@ -10,7 +10,8 @@ use anyhow::Context;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use natter_api::{ApiState, ClusterView, HttpLimits, ReadinessCheck};
 use natter_cluster::{Cluster, ClusterConfig, NodeView, Strategy};
-use natter_gateway::{Gateway, GatewayConfig, Registry, SendBuckets};
+use natter_gateway::{Gateway, GatewayConfig, Registry};
+use natter_runtime::limits::SendBuckets;
 use natter_runtime::load::{self, Load, Thresholds};
 use natter_runtime::tls::{Tls, TlsOptions};
 use natter_service::{

@@ -328,3 +328,29 @@ fn the_gateway_dispatches_through_one_exhaustive_table() {
     }
     assert!(checked > 5, "the gateway's sources were not found");
 }
+
+#[test]
+fn the_cluster_sees_the_gateway_only_through_delivery() {
+    // The cluster routes to the sessions here through `delivery`'s narrow
+    // interface; reaching past it would couple the cluster to the
+    // registry's implementation again.
+    let cluster = root().join("crates/cluster/src");
+    let path = concat!("natter_gateway", "::");
+    let mut seen = 0;
+    for f in sources() {
+        if !f.starts_with(&cluster) {
+            continue;
+        }
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&f).unwrap();
+        for piece in text.split(path).skip(1) {
+            seen += 1;
+            assert!(
+                piece.starts_with("delivery"),
+                "{rel} imports natter_gateway::{}; the cluster may use only natter_gateway::delivery",
+                piece.split([';', '\n']).next().unwrap_or("")
+            );
+        }
+    }
+    assert!(seen > 0, "the cluster's gateway imports were not found");
+}

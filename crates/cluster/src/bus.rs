@@ -9,7 +9,7 @@
 use crate::envelope::{self, Batch, Envelope};
 use crate::{bounded, next_batch, Shared};
 use futures_util::StreamExt;
-use natter_gateway::Routed;
+use natter_gateway::delivery::Routed;
 use natter_service::model::UserId;
 use natter_service::RevokeReason;
 use redis::aio::{PubSubSink, PubSubStream};
@@ -263,7 +263,7 @@ fn deliver(shared: &Arc<Shared>, batch: Batch) {
                 } = &routed
                 {
                     // The user logged in on another node while here.
-                    if shared.registry.has(*user) {
+                    if shared.sessions.has(*user) {
                         shared.mark_spread(*user);
                     }
                 }

@@ -2,7 +2,8 @@
 //! (the truth: seqs, messages, cursors) and one Redis (the doorbell: who is
 //! online where, load reports, and pub/sub between nodes).
 //!
-//! [`Cluster`] stands in front of the gateway's local [`Registry`]: it is the
+//! [`Cluster`] stands in front of the gateway's local sessions (seen only
+//! through `natter_gateway::delivery`'s [`LocalSessions`]): it is the
 //! service's [`EventSink`] and [`Presence`]. An event is delivered to the
 //! sessions here at once and queued for the router, which looks up which
 //! other nodes hold a recipient (`natter:presence:{user}`) and publishes one
@@ -24,7 +25,7 @@ mod presence;
 pub use nodes::{status, NodeView, Strategy};
 
 use async_trait::async_trait;
-use natter_gateway::{route, Registry, Routed};
+use natter_gateway::delivery::{route, sync_hint, LocalSessions, Routed};
 use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 use redis::aio::ConnectionManager;
@@ -84,7 +85,8 @@ pub(crate) struct Shared {
     pub keys: keys::Keys,
     /// A fresh id for every start: a restarted node is a new incarnation.
     pub incarnation: u64,
-    pub registry: Arc<Registry>,
+    /// The sessions attached here.
+    pub sessions: Arc<dyn LocalSessions>,
     pub client: redis::Client,
     pub redis: ConnectionManager,
     outbox: mpsc::Sender<Routed>,
@@ -139,7 +141,7 @@ impl Cluster {
     /// the router, presence and report tasks on `tracker` until `stop`.
     pub async fn join(
         config: ClusterConfig,
-        registry: Arc<Registry>,
+        sessions: Arc<dyn LocalSessions>,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> Result<Cluster, ClusterError> {
@@ -164,7 +166,7 @@ impl Cluster {
             incarnation: u64::from_le_bytes(seed) >> 1,
             keys: keys::Keys::new(&config.name),
             config,
-            registry,
+            sessions,
             client,
             redis,
             outbox,
@@ -344,7 +346,7 @@ async fn release_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
         for r in shared.order.due(tokio::time::Instant::now()) {
-            shared.registry.deliver(&r);
+            shared.sessions.deliver(&r);
         }
     }
 }
@@ -361,10 +363,10 @@ impl Shared {
             Some((conversation, seq)) => {
                 let now = tokio::time::Instant::now();
                 for r in self.order.offer(conversation, seq, routed, now) {
-                    self.registry.deliver(&r);
+                    self.sessions.deliver(&r);
                 }
             }
-            None => self.registry.deliver(&routed),
+            None => self.sessions.deliver(&routed),
         }
     }
 
@@ -406,12 +408,17 @@ impl Shared {
     /// Tells every session here to Sync, a few thousand users at a time so
     /// a node of 19,000 does not send them all to the database at once.
     async fn resync_local(&self) {
-        let users = self.registry.users();
-        let frame = natter_gateway::sync_hint();
+        let users = self.sessions.users();
+        let frame = sync_hint();
         metrics::counter!("natter_bus_resyncs_total").increment(1);
         tracing::info!(users = users.len(), "asking every session here to sync");
         for chunk in users.chunks(2000) {
-            self.registry.push(chunk, &frame, None);
+            self.sessions.deliver(&Routed::Push {
+                users: chunk.into(),
+                frame: frame.clone(),
+                skip: None,
+                order: None,
+            });
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -8,7 +8,7 @@
 
 use crate::{bounded, Shared};
 use async_trait::async_trait;
-use natter_gateway::SendBuckets;
+use natter_runtime::limits::SendBuckets;
 use natter_service::model::UserId;
 use natter_service::Limiter;
 use std::sync::Arc;

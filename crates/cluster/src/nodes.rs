@@ -134,7 +134,7 @@ impl Shared {
             tcp: c.advertise_tcp.clone(),
             ws: c.advertise_ws.clone(),
             http: c.advertise_http.clone(),
-            connections: self.registry.connections() as u64,
+            connections: self.sessions.connections() as u64,
             max_connections: c.max_connections as u64,
             cpu: load.cpu,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
@@ -328,7 +328,7 @@ impl Shared {
             (c.rebalance_per_sec as f64 * c.report_interval.as_secs_f64()).ceil() as usize;
         let n = (excess / 2).clamp(1, per_report.max(1));
         let moved = self
-            .registry
+            .sessions
             .move_some(n, c.reconnect_after.as_millis() as u32, &|| {
                 self.assign(None, &[self.config.node_id.as_str()])
                     .map(|n| (n.tcp, n.ws))

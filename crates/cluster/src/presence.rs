@@ -32,7 +32,7 @@ pub(crate) async fn write_loop(
         let users: HashSet<UserId> = ops.iter().map(|o| o.user).collect();
         let here: Vec<(UserId, bool)> = users
             .into_iter()
-            .map(|u| (u, shared.registry.has(u)))
+            .map(|u| (u, shared.sessions.has(u)))
             .collect();
         if let Err(e) = shared.write_presence(&here).await {
             metrics::counter!("natter_bus_errors_total", "op" => "presence").increment(1);
@@ -109,7 +109,7 @@ impl Shared {
     /// keep it from expiring) and removes entries of users no longer here.
     pub(crate) async fn assert_presence(&self) -> Result<(), String> {
         let me = self.config.node_id.as_str();
-        let local = self.registry.users();
+        let local = self.sessions.users();
         for chunk in local.chunks(CHUNK) {
             let here: Vec<(UserId, bool)> = chunk.iter().map(|u| (*u, true)).collect();
             self.write_presence(&here).await?;
@@ -123,7 +123,7 @@ impl Shared {
         .await?;
         let gone: Vec<(UserId, bool)> = listed
             .into_iter()
-            .filter(|u| !self.registry.has(*u))
+            .filter(|u| !self.sessions.has(*u))
             .map(|u| (u, false))
             .collect();
         for chunk in gone.chunks(CHUNK) {
@@ -135,7 +135,7 @@ impl Shared {
     /// Which of `users` have a session anywhere: here without asking, the
     /// rest from the directory.
     pub(crate) async fn online(&self, users: &[UserId]) -> Result<Vec<bool>, PresenceUnknown> {
-        let mut out: Vec<bool> = users.iter().map(|u| self.registry.has(*u)).collect();
+        let mut out: Vec<bool> = users.iter().map(|u| self.sessions.has(*u)).collect();
         let ask: Vec<usize> = (0..users.len()).filter(|i| !out[*i]).collect();
         if ask.is_empty() {
             return Ok(out);
