@@ -537,10 +537,11 @@ pub async fn run(
     );
     if let Some(c) = &cluster {
         // A dead node's users are gone from the directory: their friends
-        // hear it (one user at a time, in the background).
+        // hear it (one user at a time, in the background, on the cluster's
+        // tracker).
         let service = service.clone();
         c.on_users_gone(Arc::new(move |users| {
-            tokio::spawn(service.clone().users_gone(users));
+            Box::pin(service.clone().users_gone(users))
         }));
     }
     for feed in feeds {

@@ -354,3 +354,25 @@ fn the_cluster_sees_the_gateway_only_through_delivery() {
     }
     assert!(seen > 0, "the cluster's gateway imports were not found");
 }
+
+#[test]
+fn the_cluster_spawns_only_tracked_tasks() {
+    // Shutdown waits for the node's tracker: a task the cluster started
+    // with a bare spawn would be cut off mid-write instead (it starts them
+    // through `Shared::spawn` or on the tracker `Cluster::join` receives).
+    let cluster = root().join("crates/cluster/src");
+    let bare = [
+        concat!("tokio::", "spawn("),
+        concat!("tokio::task::", "spawn("),
+    ];
+    for f in sources() {
+        if !f.starts_with(&cluster) {
+            continue;
+        }
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&f).unwrap();
+        for b in bare {
+            assert!(!text.contains(b), "{rel} calls {b}); spawn on the tracker");
+        }
+    }
+}

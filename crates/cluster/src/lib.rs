@@ -25,6 +25,7 @@ mod presence;
 pub use nodes::{status, NodeView, Strategy};
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use natter_gateway::delivery::{route, sync_hint, LocalSessions, Routed};
 use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
@@ -117,10 +118,15 @@ pub(crate) struct Shared {
     /// A resync pass is running; another was asked for meanwhile.
     pub resyncing: AtomicBool,
     pub resync_again: AtomicBool,
+    /// Every task the node starts, so shutdown waits for it.
+    tasks: TaskTracker,
+    /// Fires when the node stops: every task started here ends then.
+    stop: CancellationToken,
 }
 
-/// Called with the users a dead node held, once it has been cleared.
-pub type UsersGone = dyn Fn(Vec<UserId>) + Send + Sync;
+/// Called with the users a dead node held, once it has been cleared; the
+/// work it returns runs on the node's tracker until the node stops.
+pub type UsersGone = dyn Fn(Vec<UserId>) -> BoxFuture<'static, ()> + Send + Sync;
 
 /// Bounds every Redis round trip: a Redis that hangs is a Redis that is away.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -186,6 +192,8 @@ impl Cluster {
             over_average: AtomicU64::new(0),
             resyncing: AtomicBool::new(false),
             resync_again: AtomicBool::new(false),
+            tasks: tracker.clone(),
+            stop: stop.clone(),
         });
         shared
             .purge_own()
@@ -352,6 +360,18 @@ async fn release_loop(shared: Arc<Shared>, stop: CancellationToken) {
 }
 
 impl Shared {
+    /// Runs `work` on the node's tracker until it ends or the node stops:
+    /// shutdown waits for it, and never for longer than it takes to stop.
+    pub(crate) fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = work => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
     /// Delivers to the sessions here; a message in its conversation's seq
     /// order (see `order`).
     pub(crate) fn deliver_here(&self, routed: Routed) {
@@ -393,7 +413,7 @@ impl Shared {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             while this.resync_again.swap(false, Ordering::AcqRel) {
                 this.resync_local().await;
             }

@@ -192,7 +192,7 @@ impl Shared {
                 self.lost.store(true, Ordering::Release);
                 // As after a lost subscription: presence first, then Sync.
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     crate::bus::reassert(&this).await;
                     this.request_resync();
                 });
@@ -212,7 +212,7 @@ impl Shared {
             // way of this node's own reports (a late report would make it
             // look dead in turn).
             let (this, node) = (self.clone(), dead.node_id.clone());
-            tokio::spawn(async move {
+            self.spawn(async move {
                 if let Err(e) = this.reap(&node).await {
                     tracing::debug!(error = %e, node, "cannot clear a dead node yet");
                 }
@@ -283,7 +283,7 @@ impl Shared {
             "node is dead: cleared its presence"
         );
         if let Some(gone) = self.on_gone.get() {
-            gone(users);
+            self.spawn(gone(users));
         }
         Ok(())
     }
