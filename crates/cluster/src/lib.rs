@@ -30,8 +30,8 @@ use natter_gateway::delivery::{route, sync_hint, LocalSessions, Routed};
 use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 use redis::aio::ConnectionManager;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,9 @@ pub struct Cluster {
     shared: Arc<Shared>,
 }
 
+/// What a node's tasks share: its identity and Redis connection, and one
+/// part per concern (the bus, the presence directory, the node table, the
+/// sequencer), each kept beside the code that uses it.
 pub(crate) struct Shared {
     pub config: ClusterConfig,
     pub keys: keys::Keys,
@@ -90,34 +93,18 @@ pub(crate) struct Shared {
     pub sessions: Arc<dyn LocalSessions>,
     pub client: redis::Client,
     pub redis: ConnectionManager,
-    outbox: mpsc::Sender<Routed>,
-    presence: mpsc::Sender<presence::Op>,
-    /// The node table as last read, live nodes first.
-    pub nodes: RwLock<Vec<NodeView>>,
-    /// The subscription to this node's channel is up.
-    pub subscribed: AtomicBool,
-    /// The router dropped something: tell every node to resync once it can.
-    pub lost: AtomicBool,
+    /// Routing to the other nodes (`bus.rs`).
+    pub bus: bus::Bus,
+    /// Who is online where (`presence.rs`).
+    pub directory: presence::Directory,
+    /// The node table and this node's standing in it (`nodes.rs`).
+    pub nodes: nodes::Nodes,
+    /// Puts each conversation's pushes back in seq order (`order.rs`).
+    pub order: order::Sequencer,
     /// Messages committed on this node (its messages/s).
     pub messages: AtomicU64,
-    pub round_robin: AtomicUsize,
-    pub draining: AtomicBool,
-    /// A presence write failed: re-assert every local user soon.
-    pub presence_stale: AtomicBool,
-    /// Reports sent since the start.
-    pub reports: AtomicU64,
-    pub last_load: std::sync::Mutex<nodes::Load>,
-    /// Users with sessions here and on another node (shared rate limits).
-    pub spread: std::sync::Mutex<std::collections::HashSet<UserId>>,
     /// Told the users of a node found dead (their friends hear of it).
     pub on_gone: std::sync::OnceLock<Arc<UsersGone>>,
-    /// Puts each conversation's pushes back in seq order.
-    pub order: order::Sequencer,
-    /// Reports in a row that found this node far above the average.
-    pub over_average: AtomicU64,
-    /// A resync pass is running; another was asked for meanwhile.
-    pub resyncing: AtomicBool,
-    pub resync_again: AtomicBool,
     /// Every task the node starts, so shutdown waits for it.
     tasks: TaskTracker,
     /// Fires when the node stops: every task started here ends then.
@@ -175,23 +162,12 @@ impl Cluster {
             sessions,
             client,
             redis,
-            outbox,
-            presence,
-            nodes: RwLock::new(Vec::new()),
-            subscribed: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
-            messages: AtomicU64::new(0),
-            round_robin: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
-            presence_stale: AtomicBool::new(false),
-            reports: AtomicU64::new(0),
-            last_load: std::sync::Mutex::default(),
-            spread: std::sync::Mutex::default(),
-            on_gone: std::sync::OnceLock::new(),
+            bus: bus::Bus::new(outbox),
+            directory: presence::Directory::new(presence),
+            nodes: nodes::Nodes::default(),
             order: order::Sequencer::default(),
-            over_average: AtomicU64::new(0),
-            resyncing: AtomicBool::new(false),
-            resync_again: AtomicBool::new(false),
+            messages: AtomicU64::new(0),
+            on_gone: std::sync::OnceLock::new(),
             tasks: tracker.clone(),
             stop: stop.clone(),
         });
@@ -252,6 +228,7 @@ impl Cluster {
     pub fn nodes(&self) -> Vec<NodeView> {
         self.shared
             .nodes
+            .table
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -259,13 +236,13 @@ impl Cluster {
 
     /// Whether this node can reach the others: its subscription is up.
     pub fn connected(&self) -> bool {
-        self.shared.subscribed.load(Ordering::Acquire)
+        self.shared.bus.subscribed.load(Ordering::Acquire)
     }
 
     /// Stops taking new clients: the node reports itself draining, so
     /// assignment sends nobody here.
     pub async fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Release);
+        self.shared.nodes.draining.store(true, Ordering::Release);
         if let Err(e) = self.shared.report(self.shared.last_load()).await {
             tracing::warn!(error = %e, "cannot report draining");
         }
@@ -392,9 +369,9 @@ impl Shared {
 
     /// Queues a routed event for the other nodes; never waits.
     pub(crate) fn forward(&self, routed: Routed) {
-        if let Err(e) = self.outbox.try_send(routed) {
+        if let Err(e) = self.bus.outbox.try_send(routed) {
             metrics::counter!("natter_bus_dropped_total").increment(1);
-            self.lost.store(true, Ordering::Release);
+            self.bus.lost.store(true, Ordering::Release);
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 tracing::debug!("bus queue full: dropped an event, nodes will resync");
             }
@@ -408,18 +385,18 @@ impl Shared {
     /// Asks every session here to Sync, once: requests while a pass runs
     /// make one more pass after it, never several at once.
     pub(crate) fn request_resync(self: &Arc<Self>) {
-        self.resync_again.store(true, Ordering::Release);
-        if self.resyncing.swap(true, Ordering::AcqRel) {
+        self.bus.resync_again.store(true, Ordering::Release);
+        if self.bus.resyncing.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
         self.spawn(async move {
-            while this.resync_again.swap(false, Ordering::AcqRel) {
+            while this.bus.resync_again.swap(false, Ordering::AcqRel) {
                 this.resync_local().await;
             }
-            this.resyncing.store(false, Ordering::Release);
+            this.bus.resyncing.store(false, Ordering::Release);
             // A request that came between the last pass and now.
-            if this.resync_again.load(Ordering::Acquire) {
+            if this.bus.resync_again.load(Ordering::Acquire) {
                 this.request_resync();
             }
         });

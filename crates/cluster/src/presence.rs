@@ -8,8 +8,8 @@ use crate::{bounded, next_batch, Shared};
 use natter_service::model::UserId;
 use natter_service::PresenceUnknown;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,27 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Op {
     user: UserId,
     done: oneshot::Sender<()>,
+}
+
+/// Who is online where, as this node keeps it: the queue of changes for the
+/// writer, and what it knows of its users' other nodes.
+pub(crate) struct Directory {
+    /// Users whose sessions here changed, for the writer.
+    pub queue: mpsc::Sender<Op>,
+    /// Users with sessions here and on another node (shared rate limits).
+    pub spread: Mutex<HashSet<UserId>>,
+    /// A presence write failed: re-assert every local user soon.
+    pub stale: AtomicBool,
+}
+
+impl Directory {
+    pub(crate) fn new(queue: mpsc::Sender<Op>) -> Directory {
+        Directory {
+            queue,
+            spread: Mutex::default(),
+            stale: AtomicBool::new(false),
+        }
+    }
 }
 
 const CHUNK: usize = 1000;
@@ -37,7 +58,7 @@ pub(crate) async fn write_loop(
         if let Err(e) = shared.write_presence(&here).await {
             metrics::counter!("natter_bus_errors_total", "op" => "presence").increment(1);
             tracing::warn!(error = %e, "cannot update presence; it is re-asserted when Redis answers");
-            shared.presence_stale.store(true, Ordering::Release);
+            shared.directory.stale.store(true, Ordering::Release);
         }
         for op in ops.drain(..) {
             let _ = op.done.send(());
@@ -56,14 +77,14 @@ pub(crate) async fn refresh_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let stale = shared.presence_stale.swap(false, Ordering::AcqRel);
+        let stale = shared.directory.stale.swap(false, Ordering::AcqRel);
         if !stale && last.elapsed() < every {
             continue;
         }
         last = tokio::time::Instant::now();
         if let Err(e) = shared.assert_presence().await {
             tracing::debug!(error = %e, "cannot re-assert presence yet");
-            shared.presence_stale.store(true, Ordering::Release);
+            shared.directory.stale.store(true, Ordering::Release);
         }
     }
 }
@@ -73,8 +94,8 @@ impl Shared {
     /// (at most a second) until it has been told.
     pub(crate) async fn presence_changed(&self, user: UserId) {
         let (done, wait) = oneshot::channel();
-        if self.presence.try_send(Op { user, done }).is_err() {
-            self.presence_stale.store(true, Ordering::Release);
+        if self.directory.queue.try_send(Op { user, done }).is_err() {
+            self.directory.stale.store(true, Ordering::Release);
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
