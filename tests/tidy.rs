@@ -441,3 +441,51 @@ fn no_source_file_is_over_700_lines() {
     }
     assert!(long.is_empty(), "over {MAX} lines: {long:?}");
 }
+
+#[test]
+fn the_cluster_sees_the_gateway_only_through_delivery() {
+    // The cluster routes to the sessions here through `delivery`'s narrow
+    // interface; reaching past it would couple the cluster to the
+    // registry's implementation again.
+    let cluster = root().join("crates/cluster/src");
+    let path = concat!("natter_gateway", "::");
+    let mut seen = 0;
+    for f in sources() {
+        if !f.starts_with(&cluster) {
+            continue;
+        }
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&f).unwrap();
+        for piece in text.split(path).skip(1) {
+            seen += 1;
+            assert!(
+                piece.starts_with("delivery"),
+                "{rel} imports natter_gateway::{}; the cluster may use only natter_gateway::delivery",
+                piece.split([';', '\n']).next().unwrap_or("")
+            );
+        }
+    }
+    assert!(seen > 0, "the cluster's gateway imports were not found");
+}
+
+#[test]
+fn the_cluster_spawns_only_tracked_tasks() {
+    // Shutdown waits for the node's tracker: a task the cluster started
+    // with a bare spawn would be cut off mid-write instead (it starts them
+    // through `Shared::spawn` or on the tracker `Cluster::join` receives).
+    let cluster = root().join("crates/cluster/src");
+    let bare = [
+        concat!("tokio::", "spawn("),
+        concat!("tokio::task::", "spawn("),
+    ];
+    for f in sources() {
+        if !f.starts_with(&cluster) {
+            continue;
+        }
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        let text = std::fs::read_to_string(&f).unwrap();
+        for b in bare {
+            assert!(!text.contains(b), "{rel} calls {b}); spawn on the tracker");
+        }
+    }
+}

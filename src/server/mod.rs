@@ -21,7 +21,8 @@ use anyhow::Context;
 use assemble::{bound, cluster_config, gateway_config, open_store, service_config, tls};
 use natter_api::ApiState;
 use natter_cluster::Cluster;
-use natter_gateway::{Gateway, Registry, SendBuckets};
+use natter_gateway::{Gateway, Registry};
+use natter_runtime::limits::SendBuckets;
 use natter_runtime::load::{self, Load};
 use natter_service::{EventSink, Limiter, Presence, Service};
 use natter_store as store;
@@ -90,10 +91,11 @@ pub async fn run(
     );
     if let Some(c) = &cluster {
         // A dead node's users are gone from the directory: their friends
-        // hear it (one user at a time, in the background).
+        // hear it (one user at a time, in the background, on the cluster's
+        // tracker).
         let service = service.clone();
         c.on_users_gone(Arc::new(move |users| {
-            tokio::spawn(service.clone().users_gone(users));
+            Box::pin(service.clone().users_gone(users))
         }));
     }
     for feed in feeds {

@@ -9,16 +9,43 @@
 use crate::envelope::{self, Batch, Envelope};
 use crate::{bounded, next_batch, Shared};
 use futures_util::StreamExt;
-use natter_gateway::Routed;
+use natter_gateway::delivery::Routed;
 use natter_service::model::UserId;
 use natter_service::RevokeReason;
 use redis::aio::{PubSubSink, PubSubStream};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// Getting events to the other nodes: the router's queue, and whether this
+/// node may have missed some (its subscription, a dropped batch, a resync
+/// pass under way).
+pub(crate) struct Bus {
+    /// Events waiting for the router.
+    pub outbox: mpsc::Sender<Routed>,
+    /// The subscription to this node's channel is up.
+    pub subscribed: AtomicBool,
+    /// The router dropped something: tell every node to resync once it can.
+    pub lost: AtomicBool,
+    /// A resync pass is running; another was asked for meanwhile.
+    pub resyncing: AtomicBool,
+    pub resync_again: AtomicBool,
+}
+
+impl Bus {
+    pub(crate) fn new(outbox: mpsc::Sender<Routed>) -> Bus {
+        Bus {
+            outbox,
+            subscribed: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
+            resyncing: AtomicBool::new(false),
+            resync_again: AtomicBool::new(false),
+        }
+    }
+}
 
 /// Events taken into one batch (one presence lookup, one publish per node).
 const MAX_BATCH: usize = 512;
@@ -46,14 +73,14 @@ pub(crate) async fn route_loop(
                 Err(e) => {
                     metrics::counter!("natter_bus_dropped_total").increment(batch.len() as u64);
                     tracing::warn!(error = %e, events = batch.len(), "dropped a batch: nodes will resync");
-                    shared.lost.store(true, Ordering::Release);
+                    shared.bus.lost.store(true, Ordering::Release);
                     break;
                 }
             }
         }
-        if shared.lost.load(Ordering::Acquire) {
+        if shared.bus.lost.load(Ordering::Acquire) {
             match resync_everyone(&shared).await {
-                Ok(()) => shared.lost.store(false, Ordering::Release),
+                Ok(()) => shared.bus.lost.store(false, Ordering::Release),
                 Err(e) => tracing::debug!(error = %e, "cannot ask the nodes to resync yet"),
             }
         }
@@ -160,7 +187,7 @@ pub(crate) async fn subscribe(shared: &Shared) -> Result<Subscription, String> {
     let pubsub = bounded(shared.client.get_async_pubsub()).await?;
     let (mut sink, stream) = pubsub.split();
     bounded(sink.subscribe(shared.keys.bus(&shared.config.node_id))).await?;
-    shared.subscribed.store(true, Ordering::Release);
+    shared.bus.subscribed.store(true, Ordering::Release);
     Ok(Subscription { sink, stream })
 }
 
@@ -198,7 +225,7 @@ pub(crate) async fn listen(shared: Arc<Shared>, first: Subscription, stop: Cance
             },
         };
         let ended = receive(&shared, sub, &stop).await;
-        shared.subscribed.store(false, Ordering::Release);
+        shared.bus.subscribed.store(false, Ordering::Release);
         if !ended {
             return;
         }
@@ -217,7 +244,7 @@ pub(crate) async fn reassert(shared: &Shared) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tracing::warn!("cannot re-assert presence; retrying in the background");
-    shared.presence_stale.store(true, Ordering::Release);
+    shared.directory.stale.store(true, Ordering::Release);
 }
 
 /// Runs one subscription until it breaks (true) or the node stops (false).
@@ -263,7 +290,7 @@ fn deliver(shared: &Arc<Shared>, batch: Batch) {
                 } = &routed
                 {
                     // The user logged in on another node while here.
-                    if shared.registry.has(*user) {
+                    if shared.sessions.has(*user) {
                         shared.mark_spread(*user);
                     }
                 }

@@ -3,7 +3,7 @@
 //! nodes of neighbouring versions can read each other's batches.
 
 use bytes::Bytes;
-use natter_gateway::Routed;
+use natter_gateway::delivery::Routed;
 use natter_service::model::UserId;
 use natter_service::RevokeReason;
 use prost::Message;

@@ -2,7 +2,8 @@
 //! (the truth: seqs, messages, cursors) and one Redis (the doorbell: who is
 //! online where, load reports, and pub/sub between nodes).
 //!
-//! [`Cluster`] stands in front of the gateway's local [`Registry`]: it is the
+//! [`Cluster`] stands in front of the gateway's local sessions (seen only
+//! through `natter_gateway::delivery`'s [`LocalSessions`]): it is the
 //! service's [`EventSink`] and [`Presence`]. An event is delivered to the
 //! sessions here at once and queued for the router, which looks up which
 //! other nodes hold a recipient (`natter:presence:{user}`) and publishes one
@@ -26,12 +27,13 @@ pub use config::{Bound, ClusterSection};
 pub use nodes::{status, NodeView, Strategy};
 
 use async_trait::async_trait;
-use natter_gateway::{route, Registry, Routed};
+use futures_util::future::BoxFuture;
+use natter_gateway::delivery::{route, sync_hint, LocalSessions, Routed};
 use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 use redis::aio::ConnectionManager;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -81,46 +83,39 @@ pub struct Cluster {
     shared: Arc<Shared>,
 }
 
+/// What a node's tasks share: its identity and Redis connection, and one
+/// part per concern (the bus, the presence directory, the node table, the
+/// sequencer), each kept beside the code that uses it.
 pub(crate) struct Shared {
     pub config: ClusterConfig,
     pub keys: keys::Keys,
     /// A fresh id for every start: a restarted node is a new incarnation.
     pub incarnation: u64,
-    pub registry: Arc<Registry>,
+    /// The sessions attached here.
+    pub sessions: Arc<dyn LocalSessions>,
     pub client: redis::Client,
     pub redis: ConnectionManager,
-    outbox: mpsc::Sender<Routed>,
-    presence: mpsc::Sender<presence::Op>,
-    /// The node table as last read, live nodes first.
-    pub nodes: RwLock<Vec<NodeView>>,
-    /// The subscription to this node's channel is up.
-    pub subscribed: AtomicBool,
-    /// The router dropped something: tell every node to resync once it can.
-    pub lost: AtomicBool,
+    /// Routing to the other nodes (`bus.rs`).
+    pub bus: bus::Bus,
+    /// Who is online where (`presence.rs`).
+    pub directory: presence::Directory,
+    /// The node table and this node's standing in it (`nodes.rs`).
+    pub nodes: nodes::Nodes,
+    /// Puts each conversation's pushes back in seq order (`order.rs`).
+    pub order: order::Sequencer,
     /// Messages committed on this node (its messages/s).
     pub messages: AtomicU64,
-    pub round_robin: AtomicUsize,
-    pub draining: AtomicBool,
-    /// A presence write failed: re-assert every local user soon.
-    pub presence_stale: AtomicBool,
-    /// Reports sent since the start.
-    pub reports: AtomicU64,
-    pub last_load: std::sync::Mutex<nodes::Load>,
-    /// Users with sessions here and on another node (shared rate limits).
-    pub spread: std::sync::Mutex<std::collections::HashSet<UserId>>,
     /// Told the users of a node found dead (their friends hear of it).
     pub on_gone: std::sync::OnceLock<Arc<UsersGone>>,
-    /// Puts each conversation's pushes back in seq order.
-    pub order: order::Sequencer,
-    /// Reports in a row that found this node far above the average.
-    pub over_average: AtomicU64,
-    /// A resync pass is running; another was asked for meanwhile.
-    pub resyncing: AtomicBool,
-    pub resync_again: AtomicBool,
+    /// Every task the node starts, so shutdown waits for it.
+    tasks: TaskTracker,
+    /// Fires when the node stops: every task started here ends then.
+    stop: CancellationToken,
 }
 
-/// Called with the users a dead node held, once it has been cleared.
-pub type UsersGone = dyn Fn(Vec<UserId>) + Send + Sync;
+/// Called with the users a dead node held, once it has been cleared; the
+/// work it returns runs on the node's tracker until the node stops.
+pub type UsersGone = dyn Fn(Vec<UserId>) -> BoxFuture<'static, ()> + Send + Sync;
 
 /// Bounds every Redis round trip: a Redis that hangs is a Redis that is away.
 pub(crate) const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -141,7 +136,7 @@ impl Cluster {
     /// the router, presence and report tasks on `tracker` until `stop`.
     pub async fn join(
         config: ClusterConfig,
-        registry: Arc<Registry>,
+        sessions: Arc<dyn LocalSessions>,
         tracker: &TaskTracker,
         stop: CancellationToken,
     ) -> Result<Cluster, ClusterError> {
@@ -166,26 +161,17 @@ impl Cluster {
             incarnation: u64::from_le_bytes(seed) >> 1,
             keys: keys::Keys::new(&config.name),
             config,
-            registry,
+            sessions,
             client,
             redis,
-            outbox,
-            presence,
-            nodes: RwLock::new(Vec::new()),
-            subscribed: AtomicBool::new(false),
-            lost: AtomicBool::new(false),
-            messages: AtomicU64::new(0),
-            round_robin: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
-            presence_stale: AtomicBool::new(false),
-            reports: AtomicU64::new(0),
-            last_load: std::sync::Mutex::default(),
-            spread: std::sync::Mutex::default(),
-            on_gone: std::sync::OnceLock::new(),
+            bus: bus::Bus::new(outbox),
+            directory: presence::Directory::new(presence),
+            nodes: nodes::Nodes::default(),
             order: order::Sequencer::default(),
-            over_average: AtomicU64::new(0),
-            resyncing: AtomicBool::new(false),
-            resync_again: AtomicBool::new(false),
+            messages: AtomicU64::new(0),
+            on_gone: std::sync::OnceLock::new(),
+            tasks: tracker.clone(),
+            stop: stop.clone(),
         });
         shared
             .purge_own()
@@ -244,6 +230,7 @@ impl Cluster {
     pub fn nodes(&self) -> Vec<NodeView> {
         self.shared
             .nodes
+            .table
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -251,13 +238,13 @@ impl Cluster {
 
     /// Whether this node can reach the others: its subscription is up.
     pub fn connected(&self) -> bool {
-        self.shared.subscribed.load(Ordering::Acquire)
+        self.shared.bus.subscribed.load(Ordering::Acquire)
     }
 
     /// Stops taking new clients: the node reports itself draining, so
     /// assignment sends nobody here.
     pub async fn drain(&self) {
-        self.shared.draining.store(true, Ordering::Release);
+        self.shared.nodes.draining.store(true, Ordering::Release);
         if let Err(e) = self.shared.report(self.shared.last_load()).await {
             tracing::warn!(error = %e, "cannot report draining");
         }
@@ -346,12 +333,24 @@ async fn release_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
         }
         for r in shared.order.due(tokio::time::Instant::now()) {
-            shared.registry.deliver(&r);
+            shared.sessions.deliver(&r);
         }
     }
 }
 
 impl Shared {
+    /// Runs `work` on the node's tracker until it ends or the node stops:
+    /// shutdown waits for it, and never for longer than it takes to stop.
+    pub(crate) fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = work => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
     /// Delivers to the sessions here; a message in its conversation's seq
     /// order (see `order`).
     pub(crate) fn deliver_here(&self, routed: Routed) {
@@ -363,18 +362,18 @@ impl Shared {
             Some((conversation, seq)) => {
                 let now = tokio::time::Instant::now();
                 for r in self.order.offer(conversation, seq, routed, now) {
-                    self.registry.deliver(&r);
+                    self.sessions.deliver(&r);
                 }
             }
-            None => self.registry.deliver(&routed),
+            None => self.sessions.deliver(&routed),
         }
     }
 
     /// Queues a routed event for the other nodes; never waits.
     pub(crate) fn forward(&self, routed: Routed) {
-        if let Err(e) = self.outbox.try_send(routed) {
+        if let Err(e) = self.bus.outbox.try_send(routed) {
             metrics::counter!("natter_bus_dropped_total").increment(1);
-            self.lost.store(true, Ordering::Release);
+            self.bus.lost.store(true, Ordering::Release);
             if matches!(e, mpsc::error::TrySendError::Full(_)) {
                 tracing::debug!("bus queue full: dropped an event, nodes will resync");
             }
@@ -388,18 +387,18 @@ impl Shared {
     /// Asks every session here to Sync, once: requests while a pass runs
     /// make one more pass after it, never several at once.
     pub(crate) fn request_resync(self: &Arc<Self>) {
-        self.resync_again.store(true, Ordering::Release);
-        if self.resyncing.swap(true, Ordering::AcqRel) {
+        self.bus.resync_again.store(true, Ordering::Release);
+        if self.bus.resyncing.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
-            while this.resync_again.swap(false, Ordering::AcqRel) {
+        self.spawn(async move {
+            while this.bus.resync_again.swap(false, Ordering::AcqRel) {
                 this.resync_local().await;
             }
-            this.resyncing.store(false, Ordering::Release);
+            this.bus.resyncing.store(false, Ordering::Release);
             // A request that came between the last pass and now.
-            if this.resync_again.load(Ordering::Acquire) {
+            if this.bus.resync_again.load(Ordering::Acquire) {
                 this.request_resync();
             }
         });
@@ -408,12 +407,17 @@ impl Shared {
     /// Tells every session here to Sync, a few thousand users at a time so
     /// a node of 19,000 does not send them all to the database at once.
     async fn resync_local(&self) {
-        let users = self.registry.users();
-        let frame = natter_gateway::sync_hint();
+        let users = self.sessions.users();
+        let frame = sync_hint();
         metrics::counter!("natter_bus_resyncs_total").increment(1);
         tracing::info!(users = users.len(), "asking every session here to sync");
         for chunk in users.chunks(2000) {
-            self.registry.push(chunk, &frame, None);
+            self.sessions.deliver(&Routed::Push {
+                users: chunk.into(),
+                frame: frame.clone(),
+                skip: None,
+                order: None,
+            });
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }

@@ -8,7 +8,7 @@
 
 use crate::{bounded, Shared};
 use async_trait::async_trait;
-use natter_gateway::SendBuckets;
+use natter_runtime::limits::SendBuckets;
 use natter_service::model::UserId;
 use natter_service::Limiter;
 use std::sync::Arc;
@@ -81,7 +81,8 @@ impl Limiter for SharedLimiter {
 
 impl Shared {
     pub(crate) fn is_spread(&self, user: UserId) -> bool {
-        self.spread
+        self.directory
+            .spread
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(&user)
@@ -89,14 +90,19 @@ impl Shared {
 
     /// `user` has sessions here and on another node.
     pub(crate) fn mark_spread(&self, user: UserId) {
-        let mut spread = self.spread.lock().unwrap_or_else(|p| p.into_inner());
+        let mut spread = self
+            .directory
+            .spread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if spread.len() < MAX_SPREAD {
             spread.insert(user);
         }
     }
 
     pub(crate) fn unmark_spread(&self, user: UserId) {
-        self.spread
+        self.directory
+            .spread
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&user);

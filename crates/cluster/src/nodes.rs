@@ -10,10 +10,26 @@ use natter_runtime::procstat;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The cluster's nodes as this one knows them, and this node's own standing
+/// among them: its reports, its load, whether it is draining or far above
+/// the average.
+#[derive(Default)]
+pub(crate) struct Nodes {
+    /// The node table as last read, live nodes first.
+    pub table: RwLock<Vec<NodeView>>,
+    /// Reports sent since the start.
+    pub reports: AtomicU64,
+    pub last_load: Mutex<Load>,
+    /// Reports in a row that found this node far above the average.
+    pub over_average: AtomicU64,
+    pub round_robin: AtomicUsize,
+    pub draining: AtomicBool,
+}
 
 /// A node as the cluster sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -135,13 +151,13 @@ impl Shared {
             tcp: c.advertise_tcp.clone(),
             ws: c.advertise_ws.clone(),
             http: c.advertise_http.clone(),
-            connections: self.registry.connections() as u64,
+            connections: self.sessions.connections() as u64,
             max_connections: c.max_connections as u64,
             cpu: load.cpu,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             messages_per_sec: load.messages_per_sec,
             reported_at_ms: natter_runtime::clock::now_ms(),
-            state: if self.draining.load(Ordering::Acquire) {
+            state: if self.nodes.draining.load(Ordering::Acquire) {
                 "draining".into()
             } else {
                 "up".into()
@@ -150,11 +166,19 @@ impl Shared {
     }
 
     pub(crate) fn set_last_load(&self, load: Load) {
-        *self.last_load.lock().unwrap_or_else(|p| p.into_inner()) = load;
+        *self
+            .nodes
+            .last_load
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = load;
     }
 
     pub(crate) fn last_load(&self) -> Load {
-        *self.last_load.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .nodes
+            .last_load
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reports this node, reads the table, and clears nodes found dead.
@@ -177,7 +201,7 @@ impl Shared {
             .arg(dead_after)
             .arg("GET");
         let (before,): (Option<u64>,) = bounded(pipe.query_async(&mut conn)).await?;
-        let first = self.reports.fetch_add(1, Ordering::AcqRel) == 0;
+        let first = self.nodes.reports.fetch_add(1, Ordering::AcqRel) == 0;
         match before {
             Some(i) if i != self.incarnation => {
                 tracing::error!(
@@ -190,10 +214,10 @@ impl Shared {
                 // Counted dead (or Redis lost everything): this node's
                 // presence may be gone and pushes to it lost.
                 tracing::warn!("this node's liveness had lapsed: re-asserting presence");
-                self.lost.store(true, Ordering::Release);
+                self.bus.lost.store(true, Ordering::Release);
                 // As after a lost subscription: presence first, then Sync.
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.spawn(async move {
                     crate::bus::reassert(&this).await;
                     this.request_resync();
                 });
@@ -213,13 +237,13 @@ impl Shared {
             // way of this node's own reports (a late report would make it
             // look dead in turn).
             let (this, node) = (self.clone(), dead.node_id.clone());
-            tokio::spawn(async move {
+            self.spawn(async move {
                 if let Err(e) = this.reap(&node).await {
                     tracing::debug!(error = %e, node, "cannot clear a dead node yet");
                 }
             });
         }
-        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.nodes.table.write().unwrap_or_else(|p| p.into_inner());
         // Clients this node sent to a node since its last report count
         // until the next one (see `assign`).
         let mut table = table;
@@ -284,7 +308,7 @@ impl Shared {
             "node is dead: cleared its presence"
         );
         if let Some(gone) = self.on_gone.get() {
-            gone(users);
+            self.spawn(gone(users));
         }
         Ok(())
     }
@@ -293,14 +317,14 @@ impl Shared {
     /// a trickle of idle clients to reconnect to less loaded nodes.
     fn rebalance(&self) {
         let c = &self.config;
-        if c.rebalance_min_excess == 0 || self.draining.load(Ordering::Acquire) {
+        if c.rebalance_min_excess == 0 || self.nodes.draining.load(Ordering::Acquire) {
             return;
         }
         // Every figure from the same table (reports of about the same age),
         // this node's included: live counts against stale ones would make
         // every node that is still filling up look overloaded.
         let (total, live, mine) = {
-            let nodes = self.nodes.read().unwrap_or_else(|p| p.into_inner());
+            let nodes = self.nodes.table.read().unwrap_or_else(|p| p.into_inner());
             let up: Vec<&NodeView> = nodes.iter().filter(|n| n.takes_clients()).collect();
             let mine = up
                 .iter()
@@ -317,9 +341,9 @@ impl Shared {
         let over = live >= 2 && excess >= c.rebalance_min_excess && mine * 10 >= average * 12;
         // Two reports in a row, so a ramp-up is not taken for an imbalance.
         let streak = if over {
-            self.over_average.fetch_add(1, Ordering::AcqRel) + 1
+            self.nodes.over_average.fetch_add(1, Ordering::AcqRel) + 1
         } else {
-            self.over_average.store(0, Ordering::Release);
+            self.nodes.over_average.store(0, Ordering::Release);
             0
         };
         if streak < 2 {
@@ -329,7 +353,7 @@ impl Shared {
             (c.rebalance_per_sec as f64 * c.report_interval.as_secs_f64()).ceil() as usize;
         let n = (excess / 2).clamp(1, per_report.max(1));
         let moved = self
-            .registry
+            .sessions
             .move_some(n, c.reconnect_after.as_millis() as u32, &|| {
                 self.assign(None, &[self.config.node_id.as_str()])
                     .map(|n| (n.tcp, n.ws))
@@ -351,7 +375,7 @@ impl Shared {
     /// report: a burst is spread, not sent to whichever node looked
     /// emptiest two seconds ago.
     pub(crate) fn assign(&self, user: Option<&str>, avoid: &[&str]) -> Option<NodeView> {
-        let mut nodes = self.nodes.write().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.nodes.table.write().unwrap_or_else(|p| p.into_inner());
         let live: Vec<usize> = (0..nodes.len())
             .filter(|&i| nodes[i].takes_clients() && !avoid.contains(&nodes[i].node_id.as_str()))
             .collect();
@@ -364,7 +388,7 @@ impl Shared {
                 .copied()
                 .max_by_key(|&i| rendezvous(user, &nodes[i].node_id)),
             (Strategy::RoundRobin, _) => {
-                let i = self.round_robin.fetch_add(1, Ordering::Relaxed);
+                let i = self.nodes.round_robin.fetch_add(1, Ordering::Relaxed);
                 live.get(i % live.len()).copied()
             }
             _ => {

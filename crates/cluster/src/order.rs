@@ -7,7 +7,7 @@
 //! it go anyway (the client's cursor rule still fills the gap: a publish
 //! that was lost must not stall a conversation).
 
-use natter_gateway::Routed;
+use natter_gateway::delivery::Routed;
 use natter_service::model::ConversationId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;

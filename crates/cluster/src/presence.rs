@@ -8,8 +8,8 @@ use crate::{bounded, next_batch, Shared};
 use natter_service::model::UserId;
 use natter_service::PresenceUnknown;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +18,27 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Op {
     user: UserId,
     done: oneshot::Sender<()>,
+}
+
+/// Who is online where, as this node keeps it: the queue of changes for the
+/// writer, and what it knows of its users' other nodes.
+pub(crate) struct Directory {
+    /// Users whose sessions here changed, for the writer.
+    pub queue: mpsc::Sender<Op>,
+    /// Users with sessions here and on another node (shared rate limits).
+    pub spread: Mutex<HashSet<UserId>>,
+    /// A presence write failed: re-assert every local user soon.
+    pub stale: AtomicBool,
+}
+
+impl Directory {
+    pub(crate) fn new(queue: mpsc::Sender<Op>) -> Directory {
+        Directory {
+            queue,
+            spread: Mutex::default(),
+            stale: AtomicBool::new(false),
+        }
+    }
 }
 
 const CHUNK: usize = 1000;
@@ -32,12 +53,12 @@ pub(crate) async fn write_loop(
         let users: HashSet<UserId> = ops.iter().map(|o| o.user).collect();
         let here: Vec<(UserId, bool)> = users
             .into_iter()
-            .map(|u| (u, shared.registry.has(u)))
+            .map(|u| (u, shared.sessions.has(u)))
             .collect();
         if let Err(e) = shared.write_presence(&here).await {
             metrics::counter!("natter_bus_errors_total", "op" => "presence").increment(1);
             tracing::warn!(error = %e, "cannot update presence; it is re-asserted when Redis answers");
-            shared.presence_stale.store(true, Ordering::Release);
+            shared.directory.stale.store(true, Ordering::Release);
         }
         for op in ops.drain(..) {
             let _ = op.done.send(());
@@ -56,14 +77,14 @@ pub(crate) async fn refresh_loop(shared: Arc<Shared>, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let stale = shared.presence_stale.swap(false, Ordering::AcqRel);
+        let stale = shared.directory.stale.swap(false, Ordering::AcqRel);
         if !stale && last.elapsed() < every {
             continue;
         }
         last = tokio::time::Instant::now();
         if let Err(e) = shared.assert_presence().await {
             tracing::debug!(error = %e, "cannot re-assert presence yet");
-            shared.presence_stale.store(true, Ordering::Release);
+            shared.directory.stale.store(true, Ordering::Release);
         }
     }
 }
@@ -73,8 +94,8 @@ impl Shared {
     /// (at most a second) until it has been told.
     pub(crate) async fn presence_changed(&self, user: UserId) {
         let (done, wait) = oneshot::channel();
-        if self.presence.try_send(Op { user, done }).is_err() {
-            self.presence_stale.store(true, Ordering::Release);
+        if self.directory.queue.try_send(Op { user, done }).is_err() {
+            self.directory.stale.store(true, Ordering::Release);
             return;
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
@@ -109,7 +130,7 @@ impl Shared {
     /// keep it from expiring) and removes entries of users no longer here.
     pub(crate) async fn assert_presence(&self) -> Result<(), String> {
         let me = self.config.node_id.as_str();
-        let local = self.registry.users();
+        let local = self.sessions.users();
         for chunk in local.chunks(CHUNK) {
             let here: Vec<(UserId, bool)> = chunk.iter().map(|u| (*u, true)).collect();
             self.write_presence(&here).await?;
@@ -123,7 +144,7 @@ impl Shared {
         .await?;
         let gone: Vec<(UserId, bool)> = listed
             .into_iter()
-            .filter(|u| !self.registry.has(*u))
+            .filter(|u| !self.sessions.has(*u))
             .map(|u| (u, false))
             .collect();
         for chunk in gone.chunks(CHUNK) {
@@ -135,7 +156,7 @@ impl Shared {
     /// Which of `users` have a session anywhere: here without asking, the
     /// rest from the directory.
     pub(crate) async fn online(&self, users: &[UserId]) -> Result<Vec<bool>, PresenceUnknown> {
-        let mut out: Vec<bool> = users.iter().map(|u| self.registry.has(*u)).collect();
+        let mut out: Vec<bool> = users.iter().map(|u| self.sessions.has(*u)).collect();
         let ask: Vec<usize> = (0..users.len()).filter(|i| !out[*i]).collect();
         if ask.is_empty() {
             return Ok(out);

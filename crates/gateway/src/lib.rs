@@ -6,6 +6,7 @@
 mod addresses;
 mod connection;
 mod convert;
+pub mod delivery;
 mod dispatch;
 mod outbound;
 mod pipeline;
@@ -13,13 +14,11 @@ mod registry;
 mod requests;
 mod transport;
 
-pub use registry::{route, sync_hint, Registry, Routed};
+pub use registry::Registry;
 
-use natter_runtime::limits::KeyedBuckets;
 use natter_runtime::load::Load;
 use natter_runtime::tls::Acceptor;
-use natter_service::model::UserId;
-use natter_service::{Limiter, Service};
+use natter_service::Service;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,28 +61,6 @@ pub struct GatewayConfig {
     pub flush_timeout: Duration,
     /// Told to clients in GOING_AWAY.
     pub reconnect_after: Duration,
-}
-
-/// Each user's message bucket on this node: the service's limiter on one
-/// node, and each node's own share of the cluster's.
-pub struct SendBuckets(KeyedBuckets<UserId>);
-
-impl SendBuckets {
-    pub fn new(rate_per_sec: f64, burst: f64) -> Self {
-        SendBuckets(KeyedBuckets::new("send", rate_per_sec, burst, 1_000_000))
-    }
-
-    /// Takes one message, without waiting.
-    pub fn take(&self, user: UserId) -> Result<(), Duration> {
-        self.0.take(&user, natter_runtime::clock::Instant::now())
-    }
-}
-
-#[async_trait::async_trait]
-impl Limiter for SendBuckets {
-    async fn take_send(&self, user: UserId) -> Result<(), Duration> {
-        self.take(user)
-    }
 }
 
 /// Picks the node a closing connection is sent to: its frame and WebSocket

@@ -1,16 +1,16 @@
 //! Who is online here: user -> attached connections, sharded by user id so
-//! fan-out to different users does not contend on one lock. `route` turns a
-//! service event into a frame, encoded once, and its recipients; the
-//! registry queues it on every target connection here. On one node the
-//! registry is the whole event sink and presence directory; in a cluster
-//! the bus routes to other nodes and hands the registry what is local.
+//! fan-out to different users does not contend on one lock. The registry
+//! queues a routed event (see `delivery`) on every target connection here.
+//! On one node the registry is the whole event sink and presence directory;
+//! in a cluster the bus routes to other nodes and hands the registry, as
+//! its `LocalSessions`, what is local.
 
-use crate::convert;
+use crate::delivery::{route, LocalSessions, Routed};
 use crate::outbound::{Close, Outbound, Pushed};
 use async_trait::async_trait;
 use bytes::Bytes;
-use natter_proto::{pb, ServerFrame};
-use natter_service::model::{ConversationId, SessionId, UserId};
+use natter_proto::pb;
+use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, Presence, PresenceUnknown, RevokeReason};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -97,7 +97,7 @@ impl Registry {
     }
 
     /// Queues `frame` on every session of `users` here, except `skip`.
-    pub fn push(&self, users: &[UserId], frame: &Bytes, skip: Option<SessionId>) {
+    fn push(&self, users: &[UserId], frame: &Bytes, skip: Option<SessionId>) {
         for user in users {
             self.push_to(*user, frame, skip);
         }
@@ -123,7 +123,7 @@ impl Registry {
     }
 
     /// Closes the connections holding any of `sessions` here.
-    pub fn revoke(&self, sessions: &[SessionId], reason: RevokeReason) {
+    fn revoke(&self, sessions: &[SessionId], reason: RevokeReason) {
         // Revocations are rare (logins past the device limit, password
         // changes), so a scan of every shard is fine.
         for shard in self.shards.iter() {
@@ -141,14 +141,16 @@ impl Registry {
             shard.users.retain(|_, e| !e.conns.is_empty());
         }
     }
+}
 
+impl LocalSessions for Registry {
     /// Whether `user` has a connection here.
-    pub fn has(&self, user: UserId) -> bool {
+    fn has(&self, user: UserId) -> bool {
         self.shard(user).users.contains_key(&user)
     }
 
     /// Every user with a connection here, one shard at a time.
-    pub fn users(&self) -> Vec<UserId> {
+    fn users(&self) -> Vec<UserId> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,7 +160,7 @@ impl Registry {
     }
 
     /// Connections attached here.
-    pub fn connections(&self) -> usize {
+    fn connections(&self) -> usize {
         self.shards
             .iter()
             .map(|s| {
@@ -171,7 +173,7 @@ impl Registry {
     /// Asks up to `n` connections with nothing queued to reconnect to
     /// another node (GOING_AWAY naming `target()`, asked per connection);
     /// returns how many were asked.
-    pub fn move_some(
+    fn move_some(
         &self,
         n: usize,
         reconnect_after_ms: u32,
@@ -204,7 +206,7 @@ impl Registry {
     }
 
     /// Hands a routed event to the sessions here.
-    pub fn deliver(&self, routed: &Routed) {
+    fn deliver(&self, routed: &Routed) {
         match routed {
             Routed::Push {
                 users, frame, skip, ..
@@ -213,129 +215,6 @@ impl Registry {
                 sessions, reason, ..
             } => self.revoke(sessions, *reason),
         }
-    }
-}
-
-/// An event turned into what sessions receive: frames are encoded once,
-/// here, whichever node's sessions they end up on.
-#[derive(Clone, Debug)]
-pub enum Routed {
-    /// Queue `frame` on every session of `users`, except `skip`.
-    Push {
-        users: Arc<[UserId]>,
-        frame: Bytes,
-        skip: Option<SessionId>,
-        /// A message's conversation and seq (pushes in a conversation
-        /// should reach each session in seq order).
-        order: Option<(ConversationId, u64)>,
-    },
-    /// Close the connections of these sessions of `user`.
-    Revoke {
-        user: UserId,
-        sessions: Vec<SessionId>,
-        reason: RevokeReason,
-    },
-}
-
-impl Routed {
-    /// The users whose sessions this concerns.
-    pub fn users(&self) -> &[UserId] {
-        match self {
-            Routed::Push { users, .. } => users,
-            Routed::Revoke { user, .. } => std::slice::from_ref(user),
-        }
-    }
-}
-
-/// The frame telling a session that pushes may have been lost: Sync now.
-pub fn sync_hint() -> Bytes {
-    ServerFrame::SyncHintPush(pb::SyncHintPush {}).to_bytes(0)
-}
-
-/// Turns a service event into frames and their recipients.
-pub fn route(event: Event) -> Routed {
-    let push = |to: Vec<UserId>, frame: ServerFrame| Routed::Push {
-        users: to.into(),
-        frame: frame.to_bytes(0),
-        skip: None,
-        order: None,
-    };
-    match event {
-        Event::Message(c) => Routed::Push {
-            frame: ServerFrame::MessagePush(pb::MessagePush {
-                message: Some(convert::message(&c.message)),
-            })
-            .to_bytes(0),
-            order: Some((c.message.conversation_id, c.message.seq)),
-            users: c.members,
-            skip: c.origin,
-        },
-        Event::Receipt {
-            conversation_id,
-            user_id,
-            seq,
-            to,
-        } => push(
-            to,
-            ServerFrame::ReceiptPush(pb::ReceiptPush {
-                conversation_id,
-                user_id,
-                seq,
-            }),
-        ),
-        Event::Read {
-            conversation_id,
-            user_id,
-            seq,
-            to,
-        } => push(
-            to,
-            ServerFrame::ReadPush(pb::ReadPush {
-                conversation_id,
-                user_id,
-                seq,
-            }),
-        ),
-        Event::Typing {
-            conversation_id,
-            user_id,
-            to,
-        } => push(
-            to,
-            ServerFrame::TypingPush(pb::TypingPush {
-                conversation_id,
-                user_id,
-            }),
-        ),
-        Event::Presence {
-            user_id,
-            online,
-            to,
-        } => push(
-            to,
-            ServerFrame::PresencePush(pb::PresencePush { user_id, online }),
-        ),
-        Event::FriendRequest { request, to } => push(
-            to,
-            ServerFrame::FriendRequestPush(pb::FriendRequestPush {
-                request: Some(convert::friend_request(&request)),
-            }),
-        ),
-        Event::JoinRequest { request, to } => push(
-            to,
-            ServerFrame::JoinRequestPush(pb::JoinRequestPush {
-                request: Some(convert::join_request(&request)),
-            }),
-        ),
-        Event::Revoked {
-            user,
-            sessions,
-            reason,
-        } => Routed::Revoke {
-            user,
-            sessions,
-            reason,
-        },
     }
 }
 

@@ -1,5 +1,6 @@
 //! Rate limiters: a token bucket, a table of buckets keyed by user or
-//! address, and a table of escalating back-offs for repeated failures.
+//! address (each user's send buckets among them), and a table of escalating
+//! back-offs for repeated failures.
 //!
 //! Tables are sharded so unrelated keys do not contend, and bounded: an
 //! entry that has returned to its resting state (a full bucket, a back-off
@@ -204,6 +205,21 @@ impl<K: Hash + Eq + Clone> KeyedBuckets<K> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Each user's message bucket on this node (keyed by user id): the send
+/// limiter on one node, and each node's own share of a cluster's.
+pub struct SendBuckets(KeyedBuckets<u64>);
+
+impl SendBuckets {
+    pub fn new(rate_per_sec: f64, burst: f64) -> Self {
+        SendBuckets(KeyedBuckets::new("send", rate_per_sec, burst, 1_000_000))
+    }
+
+    /// Takes one message from `user`'s bucket, without waiting.
+    pub fn take(&self, user: u64) -> Result<(), Duration> {
+        self.0.take(&user, Instant::now())
     }
 }
 

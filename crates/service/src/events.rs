@@ -98,6 +98,14 @@ pub trait Limiter: Send + Sync + 'static {
     async fn take_send(&self, user: UserId) -> Result<(), std::time::Duration>;
 }
 
+/// On one node, each user's own bucket here is the whole send limit.
+#[async_trait]
+impl Limiter for natter_runtime::limits::SendBuckets {
+    async fn take_send(&self, user: UserId) -> Result<(), std::time::Duration> {
+        self.take(user)
+    }
+}
+
 /// The presence directory could not be asked (a cluster's Redis is away).
 #[derive(Debug, thiserror::Error)]
 #[error("presence is unknown: {0}")]
