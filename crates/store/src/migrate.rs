@@ -336,7 +336,7 @@ pub async fn sqlite_to_postgres(
         .await?;
     let conn_task = tokio::spawn(connection);
     pg_schema::migrate(&mut dst, partitioning).await?;
-    crate::postgres::partitions::maintain(&dst, partitioning, natter_runtime::clock::now_ms())
+    crate::postgres::engine::partitions::maintain(&dst, partitioning, natter_runtime::clock::now_ms())
         .await?;
     let users: i64 = dst
         .query_one("SELECT count(*) FROM users", &[])

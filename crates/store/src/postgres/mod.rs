@@ -19,7 +19,8 @@ mod tests;
 
 use engine::faults::collided;
 pub use engine::faults::pool_error;
-pub use engine::partitions::{self, Partitioning};
+pub use engine::partitions::Partitioning;
+use engine::partitions;
 use engine::schema;
 
 use crate::{

@@ -7,6 +7,6 @@
 
 pub(crate) mod breaker;
 pub(crate) mod faults;
-pub mod partitions;
+pub(crate) mod partitions;
 pub(crate) mod schema;
 pub(crate) mod writer;
