@@ -1,5 +1,6 @@
 //! `natter bench` against a real server: the load generator's own counts
 //! must add up (every ACKed message delivered once, in order).
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The `natter client` command-line contract that scripts rely on.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

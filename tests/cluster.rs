@@ -4,6 +4,7 @@
 //! assignment, shared rate limits, rebalancing, and the tools asking
 //! assignment (failures are in `cluster_failures.rs`). Skips (saying why) without NATTER_TEST_POSTGRES_URL and
 //! NATTER_TEST_REDIS_URL; .ci/run sets both.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

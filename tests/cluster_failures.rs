@@ -4,6 +4,7 @@
 //! nodes' subscriptions. Every client audits what it saw across its
 //! reconnects: 0 lost, 0 shown twice, 0 out of order. Skips (saying why)
 //! without NATTER_TEST_POSTGRES_URL and NATTER_TEST_REDIS_URL.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Durability and lifecycle with the real binary: every ACKed message
 //! survives SIGKILL; SIGTERM and in-process shutdown drain with GOING_AWAY;
 //! a second server on the same data directory refuses to start.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Bad input and hostile clients: each gets its documented outcome, nothing
 //! stored is lost, and the server keeps serving everyone else.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! party sees them, system events in order with messages, join points,
 //! approvals, mutes, dismissal, size limits, rooms, and fan-out to a large
 //! group.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! (/readyz 503), and recovers without a restart; metrics count from the
 //! first connection and describe themselves; under a flood the node sheds
 //! load in stages and comes back when the flood stops.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

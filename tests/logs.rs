@@ -4,6 +4,7 @@
 //! bounded number of lines, and says how many it held back; a log file that
 //! cannot be written is counted and written again when it can; SIGHUP
 //! reopens the file.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! 1:1 messaging through a real server: offline delivery, ordering under
 //! concurrency, idempotent resends, multi-device pushes, receipts, history.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

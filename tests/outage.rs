@@ -5,6 +5,7 @@
 //! when the database is back, and every ACKed message is stored exactly
 //! once, resends of unanswered ones included. Needs NATTER_TEST_POSTGRES_URL
 //! (skipped, with the reason printed, when it is unset).
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The real binary under floods that aim at its memory and descriptors:
 //! password hashing stays within its bound, connections that never log in
 //! cost little and give it back, and HTTP cannot take what chat needs.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

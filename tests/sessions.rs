@@ -1,5 +1,6 @@
 //! Accounts and sessions through a real server: credentials, tokens, the
 //! device policy, logout, password change, auth and heartbeat timeouts.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! reload (SIGHUP) serves a new certificate to new connections while old
 //! ones go on; a mismatched or garbage certificate is refused and the old
 //! one keeps serving; a plain-text client on a TLS port is closed promptly.
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -231,6 +231,7 @@ fn verify(password: &str, stored: &str, memory: &mut Vec<Block>) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 mod tests {
     use super::*;
     use argon2::password_hash::PasswordVerifier;

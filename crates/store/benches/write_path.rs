@@ -1,6 +1,7 @@
 //! The store's message write path: appends through the group-commit writer,
 //! one at a time (latency of a lone commit) and 256 concurrent (batched).
 #![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
+#![allow(clippy::disallowed_methods)] // a benchmark awaits the tasks it spawns
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};

@@ -78,6 +78,8 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, observed) = watch::channel(Mode::Pass);
         let counters = Arc::new(Counters::default());
+        // Owned by the proxy, which aborts it when dropped.
+        #[allow(clippy::disallowed_methods)]
         let listener = tokio::spawn(relay::serve(
             listener,
             upstream,
@@ -145,6 +147,7 @@ impl fmt::Debug for FaultProxy {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+#[allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 mod tests {
     use super::*;
 

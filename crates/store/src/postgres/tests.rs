@@ -1,6 +1,7 @@
 //! The read queries against a real PostgreSQL: each test on a schema of its
 //! own, fixtures in plain SQL.
 #![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 use super::accounts::*;
 use super::friends::*;
