@@ -1,7 +1,6 @@
 //! One hostile host against a node: password guessing, registration and
 //! connection floods, oversized frames before login, typing floods. Each
 //! gets its documented refusal, and everyone else keeps being served.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

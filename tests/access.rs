@@ -1,7 +1,6 @@
 //! Who may reach a group: joiners need its invite code (ids can be
 //! guessed, codes cannot), someone waiting for approval does not see it,
 //! and no member can take the id of a system event before it is written.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

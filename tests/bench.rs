@@ -1,6 +1,5 @@
 //! `natter bench` against a real server: the load generator's own counts
 //! must add up (every ACKed message delivered once, in order).
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 
@@ -165,7 +164,7 @@ async fn a_server_killed_mid_run_yields_a_report_naming_the_error() {
         .arg(&tokens)
         .stderr(std::process::Stdio::piped())
         .output();
-    let run = tokio::spawn(run);
+    let run = natter_testkit::spawn(run);
     // Setup, then about a second of sending.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     server.child.start_kill().unwrap();

@@ -1,5 +1,4 @@
 //! The `natter client` command-line contract that scripts rely on.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

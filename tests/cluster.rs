@@ -4,7 +4,6 @@
 //! assignment, shared rate limits, rebalancing, and the tools asking
 //! assignment (failures are in `cluster_failures.rs`). Skips (saying why) without NATTER_TEST_POSTGRES_URL and
 //! NATTER_TEST_REDIS_URL; .ci/run sets both.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 
@@ -316,7 +315,7 @@ async fn a_node_far_above_the_average_moves_idle_clients_away() {
     let tasks: Vec<_> = devices
         .into_iter()
         .map(|mut d| {
-            tokio::spawn(async move {
+            natter_testkit::spawn(async move {
                 let moved = tokio::time::timeout(
                     Duration::from_secs(12),
                     d.until(LONG, |d| d.reconnects() > 0),

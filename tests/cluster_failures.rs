@@ -4,7 +4,6 @@
 //! nodes' subscriptions. Every client audits what it saw across its
 //! reconnects: 0 lost, 0 shown twice, 0 out of order. Skips (saying why)
 //! without NATTER_TEST_POSTGRES_URL and NATTER_TEST_REDIS_URL.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 
@@ -54,7 +53,7 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
     }
     let mut handles = Vec::new();
     for mut d in dying {
-        handles.push(tokio::spawn(async move {
+        handles.push(natter_testkit::spawn(async move {
             d.until(LONG, |d| d.reconnects() > 0).await;
             d
         }));

@@ -1,7 +1,6 @@
 //! Conversation features through a real server: the conversation list with
 //! unread counts, read cursors across devices and to the peer, typing,
 //! presence, recall with its window, mentions, and message kinds.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -1,7 +1,6 @@
 //! The environment `natter serve` reads: `NATTER_DATA_DIR` and
 //! `NATTER_<SECTION>__<KEY>` are server settings; the client's variables
 //! (`NATTER_SERVER`, `NATTER_PASSWORD`) and any other `NATTER_*` are not.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

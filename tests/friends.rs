@@ -1,7 +1,6 @@
 //! Friends over the real protocol: requests and answers seen by both sides,
 //! live and on next sync; remarks; removal; blocks that the blocked user
 //! cannot detect; user search; the friends-only rule for 1:1 messages.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

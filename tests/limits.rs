@@ -1,6 +1,5 @@
 //! The HTTP listener's own limits, and fan-out that sheds pushes rather
 //! than memory: what it drops is counted and recovered by Sync.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

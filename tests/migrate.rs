@@ -3,7 +3,6 @@
 //! Sync, History and the conversation list exactly as the source does.
 //! A target that already holds data is refused unless resuming. Needs
 //! NATTER_TEST_POSTGRES_URL (skipped, with the reason printed, when unset).
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

@@ -5,7 +5,6 @@
 //! when the database is back, and every ACKed message is stored exactly
 //! once, resends of unanswered ones included. Needs NATTER_TEST_POSTGRES_URL
 //! (skipped, with the reason printed, when it is unset).
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 
@@ -287,7 +286,7 @@ async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
     let (db, conn) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
         .await
         .expect("a direct connection");
-    tokio::spawn(conn);
+    natter_testkit::spawn(conn);
     let mut lost_commits = 0;
     const ATTEMPTS: usize = 5;
     let mut attempts = 0;

@@ -1,7 +1,6 @@
 //! No frame the server sends exceeds the frame limit it told the client:
 //! every list pages with a cursor within a byte budget, conversation
 //! previews are cut short, and paging through reaches every item once.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

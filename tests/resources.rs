@@ -1,7 +1,6 @@
 //! The real binary under floods that aim at its memory and descriptors:
 //! password hashing stays within its bound, connections that never log in
 //! cost little and give it back, and HTTP cannot take what chat needs.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 
@@ -20,7 +19,7 @@ fn sample_peak(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
     let pid = server.pid();
-    tokio::spawn(async move {
+    natter_testkit::spawn(async move {
         let peak = AtomicU64::new(0);
         while !stop.load(Ordering::Relaxed) {
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -57,7 +56,7 @@ async fn a_login_flood_keeps_memory_within_the_hashing_bound() {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let addr = server.tcp.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             let mut c = natter_client::Client::connect(&addr).await.unwrap();
             for j in 0..8 {
                 let r = c

@@ -2,7 +2,6 @@
 //! an ACK when the write committed, or UNAVAILABLE when it was not stored
 //! (then it is not stored, so resending is safe), also when the grace
 //! period runs out with writes still queued.
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod common;
 

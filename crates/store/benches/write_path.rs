@@ -1,7 +1,6 @@
 //! The store's message write path: appends through the group-commit writer,
 //! one at a time (latency of a lone commit) and 256 concurrent (batched).
 #![allow(clippy::unwrap_used)] // a benchmark, test or example: a failure should stop it
-#![allow(clippy::disallowed_methods)] // a benchmark awaits the tasks it spawns
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use natter_store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -68,7 +67,9 @@ fn write_path(c: &mut Criterion) {
                         .map(|i| {
                             let store = store.clone();
                             let m = message(users[i * 2], users[i * 2 + 1]);
-                            tokio::spawn(async move { store.append_message(m).await.unwrap() })
+                            natter_testkit::spawn(
+                                async move { store.append_message(m).await.unwrap() },
+                            )
                         })
                         .collect();
                     for t in tasks {

@@ -5,7 +5,6 @@
 //! Tests of several processes on one database run where the backend allows
 //! them (PostgreSQL).
 #![allow(clippy::unwrap_used)]
-#![allow(clippy::disallowed_methods)] // a test owns the tasks it spawns
 
 mod cases;
 mod harness;
