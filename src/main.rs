@@ -180,7 +180,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("natter {name}={a}");
     }
     let shutdown = CancellationToken::new();
+    // The process's signal listeners: they live as long as the process (the
+    // drain they start cannot wait for them) and end with the runtime.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(signals(shutdown.clone()));
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(file_size_signals());
     server::run(config, listeners, shutdown)
         .await

@@ -164,7 +164,7 @@ async fn a_server_killed_mid_run_yields_a_report_naming_the_error() {
         .arg(&tokens)
         .stderr(std::process::Stdio::piped())
         .output();
-    let run = tokio::spawn(run);
+    let run = natter_testkit::spawn(run);
     // Setup, then about a second of sending.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     server.child.start_kill().unwrap();

@@ -315,7 +315,7 @@ async fn a_node_far_above_the_average_moves_idle_clients_away() {
     let tasks: Vec<_> = devices
         .into_iter()
         .map(|mut d| {
-            tokio::spawn(async move {
+            natter_testkit::spawn(async move {
                 let moved = tokio::time::timeout(
                     Duration::from_secs(12),
                     d.until(LONG, |d| d.reconnects() > 0),

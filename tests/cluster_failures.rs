@@ -53,7 +53,7 @@ async fn a_node_killed_is_declared_dead_and_its_clients_lose_nothing() {
     }
     let mut handles = Vec::new();
     for mut d in dying {
-        handles.push(tokio::spawn(async move {
+        handles.push(natter_testkit::spawn(async move {
             d.until(LONG, |d| d.reconnects() > 0).await;
             d
         }));

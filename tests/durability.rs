@@ -79,7 +79,7 @@ async fn acked_messages_survive_sigkill() {
         let (dev, _) = login(&addr, "alice", &format!("a{d}")).await;
         let tx = tx.clone();
         let to = bob.user_id;
-        senders.push(tokio::spawn(async move {
+        senders.push(natter_testkit::spawn(async move {
             for i in 0.. {
                 let id = format!("a{d}-{i}");
                 match dev.send_text(to, &id, &format!("text of {id}")).await {

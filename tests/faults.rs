@@ -367,7 +367,7 @@ async fn a_session_turned_away_as_busy_comes_back_when_told() {
         ..SessionOptions::default()
     };
     let (tcp, token) = (server.tcp.clone(), login.token.clone());
-    let opening = tokio::spawn(async move {
+    let opening = natter_testkit::spawn(async move {
         Session::open(Route::Servers(vec![tcp]), &token, "d1", patient).await
     });
     tokio::time::sleep(Duration::from_millis(900)).await;

@@ -439,7 +439,7 @@ async fn large_group_fan_out_is_exactly_once_in_order() {
     let mut tasks = Vec::new();
     for chunk in names.chunks(MEMBERS / 16) {
         let (addr, chunk) = (server.tcp.clone(), chunk.to_vec());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             let c = Client::connect(&addr).await.unwrap();
             for n in chunk {
                 c.register(&n, PASSWORD).await.unwrap();
@@ -484,7 +484,7 @@ async fn large_group_fan_out_is_exactly_once_in_order() {
     let sending = tokio::time::Instant::now();
     let mut tasks = Vec::new();
     for (s, c) in senders.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             for k in 0..PER_SENDER {
                 c.send_to(id, &format!("s{s}-{k}"), &format!("{s}:{k}"))
                     .await
@@ -498,7 +498,7 @@ async fn large_group_fan_out_is_exactly_once_in_order() {
     let total = 1 + SENDERS * PER_SENDER; // the "created" event, then messages
     let mut checks = Vec::new();
     for mut c in online {
-        checks.push(tokio::spawn(async move {
+        checks.push(natter_testkit::spawn(async move {
             let mut seqs = Vec::with_capacity(total);
             while seqs.len() < total {
                 let m = next_message(&mut c).await;

@@ -167,7 +167,7 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     let mut tasks = Vec::new();
     for t in 0..10 {
         let (addr, partial, tx) = (server.tcp.clone(), partial.clone(), tx.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             let (mut held, mut refused) = (Vec::new(), 0);
             for i in (t..300).step_by(10) {
                 let mut raw = Raw::connect(&addr).await;

@@ -76,7 +76,7 @@ impl Spawned {
     fn drain(&mut self) {
         let mut lines = self.lines.take().expect("drained once");
         let seen = self.seen.clone();
-        tokio::spawn(async move {
+        natter_testkit::spawn(async move {
             while let Ok(Some(l)) = lines.next_line().await {
                 seen.lock().unwrap().push(l);
             }
@@ -100,7 +100,7 @@ async fn register_all(tcp: &str, mut names: Vec<String>, parallel: usize) {
     let mut tasks = Vec::new();
     for _ in 0..parallel {
         let (tcp, names) = (tcp.to_owned(), names.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             let c = Client::connect(&tcp).await.expect("connect");
             loop {
                 let Some(name) = names.lock().unwrap().pop() else {

@@ -50,7 +50,7 @@ async fn concurrent_senders_get_dense_unique_seqs() {
     for (name, peer) in [("alice", bob.user_id), ("bob", alice.user_id)] {
         for d in 0..3 {
             let (dev, _) = server.device(name, &format!("dev{d}")).await;
-            tasks.push(tokio::spawn(async move {
+            tasks.push(natter_testkit::spawn(async move {
                 let mut acks = Vec::new();
                 for i in 0..40 {
                     acks.push(

@@ -286,7 +286,7 @@ async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
     let (db, conn) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
         .await
         .expect("a direct connection");
-    tokio::spawn(conn);
+    natter_testkit::spawn(conn);
     let mut lost_commits = 0;
     const ATTEMPTS: usize = 5;
     let mut attempts = 0;

@@ -19,7 +19,7 @@ fn sample_peak(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> tokio::task::JoinHandle<u64> {
     let pid = server.pid();
-    tokio::spawn(async move {
+    natter_testkit::spawn(async move {
         let peak = AtomicU64::new(0);
         while !stop.load(Ordering::Relaxed) {
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -56,7 +56,7 @@ async fn a_login_flood_keeps_memory_within_the_hashing_bound() {
     let mut tasks = Vec::new();
     for i in 0..40 {
         let addr = server.tcp.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             let mut c = natter_client::Client::connect(&addr).await.unwrap();
             for j in 0..8 {
                 let r = c

@@ -244,7 +244,7 @@ async fn silent_sessions_time_out_and_pinging_ones_stay() {
     let (_bob, b) = server.user("bob").await;
     let b = b.user_id;
     let (talker, _) = server.device("alice", "talker").await;
-    let talking = tokio::spawn(async move {
+    let talking = natter_testkit::spawn(async move {
         for i in 0..40 {
             let _ = talker.send_text(b, &format!("t{i}"), "still here").await;
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -536,7 +536,7 @@ async fn a_shedding_node_queues_tls_connections_instead_of_refusing_them() {
     // On the TLS port it waits, unrefused, without a handshake...
     let url = server.url("tls", "tcp_tls");
     let options = ca.client();
-    let waiting = tokio::spawn(async move { Client::connect_with(&url, options).await });
+    let waiting = natter_testkit::spawn(async move { Client::connect_with(&url, options).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!waiting.is_finished(), "no room yet: the TLS client waits");
     server

@@ -128,19 +128,25 @@ pub async fn run(
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
     let tls = tls(&config, &listeners, &background, &background_stop)?;
     let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
+    // The accept loops end on the shutdown signal; the drain awaits their
+    // handles (`Running::accept`) before it drains the connections.
+    #[allow(clippy::disallowed_methods)]
     let mut accept = vec![tokio::spawn(gateway.clone().serve_tcp(listeners.tcp, None))];
     if let Some(ws) = listeners.ws {
         tracing::info!(addr = %ws.local_addr()?, "listening for WebSocket");
+        #[allow(clippy::disallowed_methods)] // awaited by the drain, as above
         accept.push(tokio::spawn(gateway.clone().serve_ws(ws, None)));
     }
     if let Some(l) = listeners.tcp_tls {
         tracing::info!(addr = %l.local_addr()?, "listening for TCP over TLS");
+        #[allow(clippy::disallowed_methods)] // awaited by the drain, as above
         accept.push(tokio::spawn(
             gateway.clone().serve_tcp(l, acceptor("tcp_tls")),
         ));
     }
     if let Some(l) = listeners.ws_tls {
         tracing::info!(addr = %l.local_addr()?, "listening for WebSocket over TLS");
+        #[allow(clippy::disallowed_methods)] // awaited by the drain, as above
         accept.push(tokio::spawn(
             gateway.clone().serve_ws(l, acceptor("ws_tls")),
         ));
@@ -177,6 +183,8 @@ pub async fn run(
             let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
             tracing::info!(%addr, "listening for {what} (/healthz, /readyz, /metrics)");
         }
+        // Ends when `api_stop` fires, last in the drain, which awaits it.
+        #[allow(clippy::disallowed_methods)]
         api.push(tokio::spawn(natter_api::serve(
             http,
             natter_api::router(state.clone()),

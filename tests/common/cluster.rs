@@ -447,7 +447,7 @@ pub fn load(
     every: Duration,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<Vec<Vec<String>>> {
-    tokio::spawn(async move {
+    natter_testkit::spawn(async move {
         let acked = Arc::new(Mutex::new(vec![Vec::new(); receivers.len()]));
         let mut i = 0usize;
         let mut tick = tokio::time::interval(every);
@@ -458,7 +458,7 @@ pub fn load(
             let id = format!("L{i}");
             i += 1;
             let (s, acked, peer) = (sender.clone(), acked.clone(), receivers[r]);
-            inflight.push(tokio::spawn(async move {
+            inflight.push(natter_testkit::spawn(async move {
                 // A send the server could not take is resent with its id.
                 for _ in 0..50 {
                     match s.send(text_send(peer, &id)).await {

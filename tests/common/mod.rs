@@ -125,7 +125,7 @@ impl TestServer {
         let ws = format!("ws://{}", listeners.ws_addr().expect("ws listener"));
         let http = listeners.http_addr().expect("http listener");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(server::run(config, listeners, shutdown.clone()));
+        let handle = natter_testkit::spawn(server::run(config, listeners, shutdown.clone()));
         TestServer {
             tcp,
             ws,
@@ -459,7 +459,7 @@ impl Binary {
         .await
         .expect("natter starts in time");
         // Keep reading so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        natter_testkit::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Binary {
             child,
             tcp: tcp.expect("a TCP address"),

@@ -7,7 +7,9 @@
 //! message has a scheduled time and latency is measured from it, so a slow
 //! server cannot hide its slowness by slowing the sender down.
 // A load generator measures real elapsed time and wall-clock send times,
-// which a paused test clock must not bend.
+// which a paused test clock must not bend; and it is no server with a drain:
+// its senders, receivers and progress tasks are awaited by the run that
+// spawns them.
 #![allow(clippy::disallowed_methods)]
 #![forbid(unsafe_code)]
 

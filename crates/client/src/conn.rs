@@ -300,6 +300,8 @@ impl Client {
         if self.options.heartbeat && ok.heartbeat_interval_ms > 0 {
             let out = self.out.clone();
             let every = Duration::from_millis(ok.heartbeat_interval_ms as u64);
+            // Owned by the connection, which aborts its tasks when dropped.
+            #[allow(clippy::disallowed_methods)]
             self.tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
@@ -489,6 +491,8 @@ where
 {
     let (mut sink, stream) = ws.split();
     let reader = spawn_reader(shared, push_tx, decoder, WsSource(stream));
+    // Owned by the connection, which aborts its tasks when dropped.
+    #[allow(clippy::disallowed_methods)]
     let writer = tokio::spawn(async move {
         while let Some(b) = rx.recv().await {
             if sink.send(Message::Binary(b)).await.is_err() {
@@ -515,6 +519,8 @@ where
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let reader = spawn_reader(shared, push_tx, decoder, TcpSource(rd));
+    // Owned by the connection, which aborts its tasks when dropped.
+    #[allow(clippy::disallowed_methods)]
     let writer = tokio::spawn(async move {
         let mut batch = BytesMut::new();
         while let Some(b) = rx.recv().await {
@@ -613,6 +619,8 @@ fn spawn_reader<S: Source>(
     decoder: FrameDecoder,
     mut source: S,
 ) -> JoinHandle<()> {
+    // Owned by the connection, which aborts its tasks when dropped.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(async move {
         let mut buf = BytesMut::new();
         let mut disconnect = None;

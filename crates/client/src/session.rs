@@ -395,6 +395,9 @@ impl Session {
             if !st.reconnecting {
                 st.reconnecting = true;
                 let inner = self.inner.clone();
+                // Meant to outlive a caller that stops waiting; it ends when
+                // the new connection is made or `reconnect_for` runs out.
+                #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
                     let outcome = inner.replace(generation).await;
                     let mut st = inner.lock();
@@ -638,6 +641,8 @@ impl Feed {
             None => {
                 self.take_newer_pushes();
                 let (session, inbox, page) = (self.session.clone(), self.inbox.clone(), self.page);
+                // Kept in `syncing`: the next call (or `next`) awaits it.
+                #[allow(clippy::disallowed_methods)]
                 self.syncing.insert(tokio::spawn(async move {
                     session
                         .call(|c| {

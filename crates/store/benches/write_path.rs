@@ -67,7 +67,9 @@ fn write_path(c: &mut Criterion) {
                         .map(|i| {
                             let store = store.clone();
                             let m = message(users[i * 2], users[i * 2 + 1]);
-                            tokio::spawn(async move { store.append_message(m).await.unwrap() })
+                            natter_testkit::spawn(
+                                async move { store.append_message(m).await.unwrap() },
+                            )
                         })
                         .collect();
                     for t in tasks {

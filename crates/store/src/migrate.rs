@@ -334,6 +334,9 @@ pub async fn sqlite_to_postgres(
         .map_err(|e| CopyError::Store(StoreError::backend("the PostgreSQL URL is not valid", e)))?
         .connect(NoTls)
         .await?;
+    // The connection's driver, awaited at the end of the copy once `dst` is
+    // dropped (it ends with `dst` on an early return).
+    #[allow(clippy::disallowed_methods)]
     let conn_task = tokio::spawn(connection);
     pg_schema::migrate(&mut dst, partitioning).await?;
     crate::postgres::engine::partitions::maintain(&dst, partitioning, natter_runtime::clock::now_ms())

@@ -78,6 +78,8 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, observed) = watch::channel(Mode::Pass);
         let counters = Arc::new(Counters::default());
+        // Owned by the proxy, which aborts it when dropped.
+        #[allow(clippy::disallowed_methods)]
         let listener = tokio::spawn(relay::serve(
             listener,
             upstream,
@@ -143,6 +145,18 @@ impl fmt::Debug for FaultProxy {
     }
 }
 
+/// Spawns a test's task. A test owns and awaits (or drops) what it spawns,
+/// so it needs no tracker; this is the one place tests may call
+/// `tokio::spawn`, and the clock bans stay on in every test file.
+#[allow(clippy::disallowed_methods)] // see above: a test owns the tasks it spawns
+pub fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -162,9 +176,9 @@ mod tests {
     async fn echo_server() -> SocketAddr {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
+        super::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
+                super::spawn(async move {
                     let (mut r, mut w) = stream.split();
                     let _ = tokio::io::copy(&mut r, &mut w).await;
                 });
@@ -219,7 +233,7 @@ mod tests {
             let sent = sent.clone();
             // Hands the half back: dropping it would half-close the stream
             // and so, correctly, end the relay before the checks below.
-            tokio::spawn(async move {
+            super::spawn(async move {
                 w.write_all(&sent).await.unwrap();
                 w
             })

@@ -20,6 +20,8 @@ pub struct Schema {
 
 async fn connect(base: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let (client, connection) = tokio_postgres::connect(base, NoTls).await?;
+    // A test fixture's connection driver: it ends when the client is dropped.
+    #[allow(clippy::disallowed_methods)]
     tokio::spawn(connection);
     Ok(client)
 }

@@ -95,8 +95,12 @@ pub fn init(config: &Config) -> std::io::Result<Logging> {
         .with(filter)
         .try_init()
         .map_err(std::io::Error::other)?;
+    // Owned by the `Logging` guard, which outlives the drain (so the drain
+    // is logged) and aborts them when dropped.
+    #[allow(clippy::disallowed_methods)]
     let mut tasks = vec![tokio::spawn(report_suppressed(suppress.clone(), window))];
     #[cfg(unix)]
+    #[allow(clippy::disallowed_methods)]
     tasks.push(tokio::spawn(reopen_on_sighup(writer.clone())));
     Ok(Logging {
         writer,

@@ -143,6 +143,9 @@ impl PgStore {
                 Ok(r) => r?,
                 Err(_) => return Err(timed_out()),
             };
+        // The migration connection's driver, awaited just below once the
+        // client is dropped.
+        #[allow(clippy::disallowed_methods)]
         let conn_task = tokio::spawn(connection);
         schema::migrate(&mut client, opts.partitioning).await?;
         // Partitions for this month and the next exist before any write.
@@ -167,6 +170,9 @@ impl PgStore {
         let breaker = Arc::new(Breaker::new(opts.breaker));
         let refusing = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        // The writer ends on `Job::Close` or when its queue closes; `close`
+        // awaits it.
+        #[allow(clippy::disallowed_methods)]
         let task = tokio::spawn(
             Writer {
                 rx,
@@ -182,6 +188,8 @@ impl PgStore {
         let upkeep = match opts.partitioning {
             Partitioning::Monthly { .. } => {
                 let (stop, stopped) = oneshot::channel();
+                // Stopped and awaited by `close`.
+                #[allow(clippy::disallowed_methods)]
                 let task = tokio::spawn(upkeep(pool.clone(), opts.partitioning, stopped));
                 Some((stop, task))
             }

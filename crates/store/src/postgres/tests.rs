@@ -47,7 +47,7 @@ where
         .await
         .unwrap();
     let (mut client, conn) = tokio_postgres::connect(&schema.url, NoTls).await.unwrap();
-    tokio::spawn(async move {
+    natter_testkit::spawn(async move {
         let _ = conn.await;
     });
     super::schema::migrate(&mut client, super::Partitioning::None)
@@ -1070,7 +1070,7 @@ async fn reads_run_inside_a_transaction() {
             .get(0);
         let url = std::env::var("NATTER_TEST_POSTGRES_URL").unwrap();
         let (mut own, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(async move {
+        natter_testkit::spawn(async move {
             let _ = conn.await;
         });
         own.batch_execute(&format!("SET search_path TO {schema}"))

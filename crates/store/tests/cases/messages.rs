@@ -32,7 +32,7 @@ pub async fn seqs_are_dense_and_resends_idempotent(mut env: Env) {
     let mut tasks = Vec::new();
     for i in 0..200u64 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             s.append_message(msg(a, b, &format!("c{}", i / 2)))
                 .await
                 .unwrap()
@@ -76,7 +76,7 @@ pub async fn a_refused_append_does_not_spoil_its_round(env: Env) {
     let mut tasks = Vec::new();
     for i in 0..50u64 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             // Every fifth targets a user that does not exist, or oneself.
             let peer = match i % 10 {
                 0 => 999_999,
@@ -133,7 +133,7 @@ pub async fn seqs_stay_dense_across_sends_changes_and_refusals(mut env: Env) {
     let mut tasks = Vec::new();
     for i in 0..120u64 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             match i % 6 {
                 0 => s
                     .group_action(

@@ -15,7 +15,7 @@ pub async fn two_nodes_append_to_one_conversation(env: Env) {
     let mut tasks = Vec::new();
     for i in 0..200u64 {
         let node = if i % 2 == 0 { s.clone() } else { other.clone() };
-        tasks.push(tokio::spawn(async move {
+        tasks.push(natter_testkit::spawn(async move {
             if i % 50 == 7 {
                 // Changes from both nodes interleave with the sends.
                 node.group_action(

@@ -156,7 +156,7 @@ impl Env {
                 let (c, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
                     .await
                     .unwrap();
-                tokio::spawn(conn);
+                natter_testkit::spawn(conn);
                 c.execute("UPDATE natter_schema SET version = 999", &[])
                     .await
                     .unwrap();

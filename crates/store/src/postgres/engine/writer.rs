@@ -185,6 +185,9 @@ async fn connected<'c>(
     if client.is_none() {
         let made = match tokio::time::timeout(timeout, config.connect(NoTls)).await {
             Ok(Ok((c, connection))) => {
+                // The connection's driver ends when the writer drops its
+                // client: when the writer ends, which `PgStore::close` awaits.
+                #[allow(clippy::disallowed_methods)]
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "writer connection ended");
