@@ -339,8 +339,12 @@ pub async fn sqlite_to_postgres(
     #[allow(clippy::disallowed_methods)]
     let conn_task = tokio::spawn(connection);
     pg_schema::migrate(&mut dst, partitioning).await?;
-    crate::postgres::engine::partitions::maintain(&dst, partitioning, natter_runtime::clock::now_ms())
-        .await?;
+    crate::postgres::engine::partitions::maintain(
+        &dst,
+        partitioning,
+        natter_runtime::clock::now_ms(),
+    )
+    .await?;
     let users: i64 = dst
         .query_one("SELECT count(*) FROM users", &[])
         .await?

@@ -39,7 +39,12 @@ async fn sweep(client: &tokio_postgres::Client, prefix: &str) {
     };
     for r in rows {
         let name: String = r.get(0);
-        let pid = name[prefix.len()..].split('_').next().unwrap_or("");
+        // LIKE reads `_` as any character: `natter_c_%` also matches another
+        // suite's `natter_cl_…`, whose live schemas must not be swept.
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let pid = rest.split('_').next().unwrap_or("");
         let alive = !pid.is_empty() && std::path::Path::new(&format!("/proc/{pid}")).exists();
         if !alive {
             let _ = client

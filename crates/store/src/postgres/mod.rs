@@ -19,8 +19,8 @@ mod tests;
 
 use engine::faults::collided;
 pub use engine::faults::pool_error;
-pub use engine::partitions::Partitioning;
 use engine::partitions;
+pub use engine::partitions::Partitioning;
 use engine::schema;
 
 use crate::{
