@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 // The sections the crates own, with their defaults and rules.
 pub use natter_api::HttpConfig as Http;
 pub use natter_cluster::{ClusterSection, Strategy as AssignStrategy};
+pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
 pub use natter_service::{
@@ -43,6 +44,10 @@ pub struct Config {
     pub tls: TlsSection,
 }
 
+/// The `[listen]` section: the addresses the binary binds. It stays here,
+/// the one section the binary owns: the sockets are bound by the binary
+/// (`server/listeners.rs`) and handed to the gateway and the API already
+/// bound, so no crate reads these keys.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Listen {
@@ -56,26 +61,6 @@ pub struct Listen {
     pub tcp_tls: String,
     pub ws_tls: String,
     pub https: String,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub max_unauthenticated_per_address: usize,
-    pub max_frame_bytes: usize,
-    pub max_preauth_frame_bytes: usize,
-    pub max_message_bytes: usize,
-    pub outbound_queue: usize,
-    pub outbound_queue_bytes: usize,
-    pub fanout_workers: usize,
-    pub fanout_queue: usize,
-    pub send_rate_per_sec: f64,
-    pub send_burst: f64,
-    pub request_rate_per_sec: f64,
-    pub request_burst: f64,
-    pub max_sync_page: usize,
-    pub max_history_page: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -126,28 +111,6 @@ impl Default for Listen {
             tcp_tls: String::new(),
             ws_tls: String::new(),
             https: String::new(),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 19_000,
-            max_unauthenticated_per_address: 256,
-            max_frame_bytes: 256 * 1024,
-            max_preauth_frame_bytes: 4096,
-            max_message_bytes: 64 * 1024,
-            outbound_queue: 1024,
-            outbound_queue_bytes: 2 * 1024 * 1024,
-            fanout_workers: 4,
-            fanout_queue: 65_536,
-            send_rate_per_sec: 100.0,
-            send_burst: 200.0,
-            request_rate_per_sec: 500.0,
-            request_burst: 1000.0,
-            max_sync_page: 500,
-            max_history_page: 200,
         }
     }
 }
@@ -284,75 +247,6 @@ impl Listen {
             || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into(),
         )?;
         tls.validate()
-    }
-}
-
-impl Limits {
-    fn validate(&self) -> Result<(), Invalid> {
-        let l = self;
-        let at_least_1 = || "must be at least 1".to_owned();
-        check(l.max_connections >= 1, "limits.max_connections", at_least_1)?;
-        check(
-            l.max_frame_bytes >= 65_536,
-            "limits.max_frame_bytes",
-            || "must be at least 65536".into(),
-        )?;
-        check(
-            (1024..=l.max_frame_bytes).contains(&l.max_preauth_frame_bytes),
-            "limits.max_preauth_frame_bytes",
-            || "must be between 1024 and limits.max_frame_bytes".into(),
-        )?;
-        check(
-            l.max_unauthenticated_per_address >= 1,
-            "limits.max_unauthenticated_per_address",
-            at_least_1,
-        )?;
-        check(
-            l.outbound_queue_bytes >= 2 * l.max_frame_bytes,
-            "limits.outbound_queue_bytes",
-            || "must hold at least two frames (2 × limits.max_frame_bytes)".into(),
-        )?;
-        check(l.fanout_workers >= 1, "limits.fanout_workers", at_least_1)?;
-        check(l.fanout_queue >= 1, "limits.fanout_queue", at_least_1)?;
-        check(
-            l.max_frame_bytes <= 64 * 1024 * 1024,
-            "limits.max_frame_bytes",
-            || "must be at most 64 MiB".into(),
-        )?;
-        check(
-            l.max_message_bytes >= 1,
-            "limits.max_message_bytes",
-            at_least_1,
-        )?;
-        check(
-            l.max_message_bytes + 4096 <= l.max_frame_bytes,
-            "limits.max_message_bytes",
-            || {
-                format!(
-                    "must leave 4096 bytes of room below limits.max_frame_bytes ({})",
-                    l.max_frame_bytes
-                )
-            },
-        )?;
-        check(l.outbound_queue >= 1, "limits.outbound_queue", at_least_1)?;
-        check(
-            l.send_rate_per_sec > 0.0,
-            "limits.send_rate_per_sec",
-            || "must be positive".into(),
-        )?;
-        check(l.send_burst >= 1.0, "limits.send_burst", at_least_1)?;
-        check(
-            l.request_rate_per_sec > 0.0,
-            "limits.request_rate_per_sec",
-            || "must be positive".into(),
-        )?;
-        check(l.request_burst >= 1.0, "limits.request_burst", at_least_1)?;
-        check(l.max_sync_page >= 1, "limits.max_sync_page", at_least_1)?;
-        check(
-            l.max_history_page >= 1,
-            "limits.max_history_page",
-            at_least_1,
-        )
     }
 }
 
