@@ -16,7 +16,8 @@ pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
 pub use natter_service::{
-    DirectMessages, PasswordConfig as Password, SocialConfig as Social, ThrottleConfig as Throttle,
+    DirectMessages, PasswordConfig as Password, SessionConfig as Session, SocialConfig as Social,
+    ThrottleConfig as Throttle,
 };
 pub use natter_store::model::DevicePolicy;
 pub use natter_store::sqlite::Synchronous;
@@ -65,17 +66,6 @@ pub struct Listen {
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub struct Session {
-    pub auth_timeout_ms: u64,
-    pub heartbeat_interval_ms: u64,
-    pub heartbeat_timeout_ms: u64,
-    pub token_ttl_secs: u64,
-    pub device_policy: DevicePolicy,
-    pub max_devices: usize,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
 pub struct Shutdown {
     pub grace_ms: u64,
     pub reconnect_after_ms: u64,
@@ -111,19 +101,6 @@ impl Default for Listen {
             tcp_tls: String::new(),
             ws_tls: String::new(),
             https: String::new(),
-        }
-    }
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Session {
-            auth_timeout_ms: 10_000,
-            heartbeat_interval_ms: 30_000,
-            heartbeat_timeout_ms: 90_000,
-            token_ttl_secs: 30 * 24 * 3600,
-            device_policy: DevicePolicy::ReplaceOldest,
-            max_devices: 5,
         }
     }
 }
@@ -247,35 +224,6 @@ impl Listen {
             || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into(),
         )?;
         tls.validate()
-    }
-}
-
-impl Session {
-    fn validate(&self) -> Result<(), Invalid> {
-        let s = self;
-        let at_least_1 = || "must be at least 1".to_owned();
-        check(
-            s.auth_timeout_ms >= 1,
-            "session.auth_timeout_ms",
-            at_least_1,
-        )?;
-        check(
-            s.heartbeat_interval_ms >= 1,
-            "session.heartbeat_interval_ms",
-            at_least_1,
-        )?;
-        check(
-            s.heartbeat_timeout_ms > s.heartbeat_interval_ms,
-            "session.heartbeat_timeout_ms",
-            || {
-                format!(
-                    "must exceed session.heartbeat_interval_ms ({})",
-                    s.heartbeat_interval_ms
-                )
-            },
-        )?;
-        check(s.token_ttl_secs >= 1, "session.token_ttl_secs", at_least_1)?;
-        check(s.max_devices >= 1, "session.max_devices", at_least_1)
     }
 }
 

@@ -8,7 +8,6 @@ use anyhow::Context;
 use natter_cluster::{Bound, ClusterConfig};
 use natter_gateway::GatewayConfig;
 use natter_runtime::tls::Tls;
-use natter_service::{DirectMessages, ServiceConfig};
 use natter_store::postgres::PgStore;
 use natter_store::sqlite::SqliteStore;
 use natter_store::{self as store, Backend, Store};
@@ -17,29 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// The service's settings: its own sections as they are, plus the limits
-/// and session settings it enforces.
-pub(super) fn service_config(c: &Config) -> ServiceConfig {
-    let social = &c.social;
-    ServiceConfig {
-        password: c.password.clone(),
-        token_ttl_secs: c.session.token_ttl_secs,
-        device_policy: c.session.device_policy,
-        max_sessions_per_user: c.session.max_devices,
-        max_message_bytes: c.limits.max_message_bytes,
-        max_sync_page: c.limits.max_sync_page,
-        max_history_page: c.limits.max_history_page,
-        max_page_bytes: c.limits.max_frame_bytes / 2,
-        friends_only_dm: social.direct_messages == DirectMessages::Friends,
-        max_group_members: social.max_group_members,
-        room_history: social.room_history,
-        recall_window_secs: social.recall_window_secs,
-        typing_max_members: social.typing_max_members,
-        max_blocked: social.max_blocked,
-        throttle: c.throttle.clone(),
-    }
-}
 
 /// How long a closing connection may take to write its last frames, and how
 /// long shutdown waits for the refusals once the grace period has run out.

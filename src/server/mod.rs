@@ -18,13 +18,13 @@ pub use listeners::Listeners;
 
 use crate::config::Config;
 use anyhow::Context;
-use assemble::{bound, cluster_config, gateway_config, open_store, service_config, tls};
+use assemble::{bound, cluster_config, gateway_config, open_store, tls};
 use natter_api::ApiState;
 use natter_cluster::Cluster;
 use natter_gateway::{Gateway, Registry};
 use natter_runtime::limits::SendBuckets;
 use natter_runtime::load::{self, Load};
-use natter_service::{EventSink, Limiter, Presence, Service};
+use natter_service::{EventSink, Limiter, Presence, Service, ServiceConfig};
 use natter_store as store;
 use readiness::{readiness, single_node, NodeTable};
 use std::sync::atomic::AtomicBool;
@@ -86,7 +86,13 @@ pub async fn run(
         events,
         presence,
         limiter,
-        service_config(&config),
+        ServiceConfig::new(
+            &config.password,
+            &config.social,
+            &config.throttle,
+            &config.session,
+            &config.limits,
+        ),
         load.clone(),
     );
     if let Some(c) = &cluster {
