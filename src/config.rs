@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 // The sections the crates own, with their defaults and rules.
 pub use natter_api::HttpConfig as Http;
 pub use natter_cluster::{ClusterSection, Strategy as AssignStrategy};
+pub use natter_gateway::ShutdownConfig as Shutdown;
 pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
@@ -64,13 +65,6 @@ pub struct Listen {
     pub https: String,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Shutdown {
-    pub grace_ms: u64,
-    pub reconnect_after_ms: u64,
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -101,15 +95,6 @@ impl Default for Listen {
             tcp_tls: String::new(),
             ws_tls: String::new(),
             https: String::new(),
-        }
-    }
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown {
-            grace_ms: 10_000,
-            reconnect_after_ms: 1_000,
         }
     }
 }

@@ -1,12 +1,11 @@
 //! Turns the configuration into the parts a server is made of: the store,
-//! the service's, gateway's and cluster's settings, the overload thresholds
-//! and the TLS certificate.
+//! the cluster's settings and the TLS certificate. (The gateway's and the
+//! service's settings are made by their crates, from the sections.)
 
 use super::Listeners;
 use crate::config::Config;
 use anyhow::Context;
 use natter_cluster::{Bound, ClusterConfig};
-use natter_gateway::GatewayConfig;
 use natter_runtime::tls::Tls;
 use natter_store::postgres::PgStore;
 use natter_store::sqlite::SqliteStore;
@@ -20,30 +19,6 @@ use tokio_util::task::TaskTracker;
 /// How long a closing connection may take to write its last frames, and how
 /// long shutdown waits for the refusals once the grace period has run out.
 pub(super) const FLUSH: Duration = Duration::from_secs(2);
-
-pub(super) fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfig {
-    let ms = Duration::from_millis;
-    GatewayConfig {
-        server_name: format!("natter/{}", env!("CARGO_PKG_VERSION")),
-        max_frame_bytes: c.limits.max_frame_bytes,
-        max_preauth_frame_bytes: c.limits.max_preauth_frame_bytes,
-        max_preauth_bytes: 8 * c.limits.max_preauth_frame_bytes,
-        max_connections,
-        max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
-        max_unauthenticated_shedding: c.overload.max_unauthenticated,
-        outbound_queue: c.limits.outbound_queue,
-        outbound_queue_bytes: c.limits.outbound_queue_bytes,
-        auth_timeout: ms(c.session.auth_timeout_ms),
-        heartbeat_interval: ms(c.session.heartbeat_interval_ms),
-        heartbeat_timeout: ms(c.session.heartbeat_timeout_ms),
-        send_rate_per_sec: c.limits.send_rate_per_sec,
-        send_burst: c.limits.send_burst,
-        request_rate_per_sec: c.limits.request_rate_per_sec,
-        request_burst: c.limits.request_burst,
-        flush_timeout: FLUSH,
-        reconnect_after: ms(c.shutdown.reconnect_after_ms),
-    }
-}
 
 /// The addresses the listeners are bound to.
 pub(super) fn bound(l: &Listeners) -> Bound {
@@ -86,7 +61,7 @@ pub(super) fn cluster_config(
         node_id(config)?,
         &bound(listeners),
         max_connections,
-        Duration::from_millis(config.shutdown.reconnect_after_ms),
+        config.shutdown.reconnect_after(),
     ))
 }
 
