@@ -2,6 +2,11 @@
 //! (`NATTER_DATA_DIR` and `NATTER_<SECTION>__<KEY>`; other `NATTER_*` names
 //! are not the server's), then command-line flags.
 //! Everything is validated at start-up; errors name the offending key.
+//!
+//! Each section is defined, with its defaults and its `validate`, by the
+//! crate that uses it (`[limits]`, which several crates read, by the runtime
+//! they share); this file only composes them, holds `[listen]`, and checks
+//! the rules that span two sections.
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -46,10 +51,10 @@ pub struct Config {
     pub tls: TlsSection,
 }
 
-/// The `[listen]` section: the addresses the binary binds. It stays here,
-/// the one section the binary owns: the sockets are bound by the binary
-/// (`server/listeners.rs`) and handed to the gateway and the API already
-/// bound, so no crate reads these keys.
+/// The `[listen]` section: the addresses the binary binds. It stays here
+/// with the binary (as `[log]` does, in `server/logging/`): the sockets are
+/// bound by the binary (`server/listeners.rs`) and handed to the gateway
+/// and the API already bound, so no crate reads these keys.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Listen {
