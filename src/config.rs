@@ -2,6 +2,11 @@
 //! (`NATTER_DATA_DIR` and `NATTER_<SECTION>__<KEY>`; other `NATTER_*` names
 //! are not the server's), then command-line flags.
 //! Everything is validated at start-up; errors name the offending key.
+//!
+//! Each section is defined, with its defaults and its `validate`, by the
+//! crate that uses it (`[limits]`, which several crates read, by the runtime
+//! they share); this file only composes them, holds `[listen]`, and checks
+//! the rules that span two sections.
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -12,10 +17,13 @@ use std::path::{Path, PathBuf};
 // The sections the crates own, with their defaults and rules.
 pub use natter_api::HttpConfig as Http;
 pub use natter_cluster::{ClusterSection, Strategy as AssignStrategy};
+pub use natter_gateway::ShutdownConfig as Shutdown;
+pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
 pub use natter_service::{
-    DirectMessages, PasswordConfig as Password, SocialConfig as Social, ThrottleConfig as Throttle,
+    DirectMessages, PasswordConfig as Password, SessionConfig as Session, SocialConfig as Social,
+    ThrottleConfig as Throttle,
 };
 pub use natter_store::model::DevicePolicy;
 pub use natter_store::sqlite::Synchronous;
@@ -43,6 +51,10 @@ pub struct Config {
     pub tls: TlsSection,
 }
 
+/// The `[listen]` section: the addresses the binary binds. It stays here
+/// with the binary (as `[log]` does, in `server/logging/`): the sockets are
+/// bound by the binary (`server/listeners.rs`) and handed to the gateway
+/// and the API already bound, so no crate reads these keys.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Listen {
@@ -56,44 +68,6 @@ pub struct Listen {
     pub tcp_tls: String,
     pub ws_tls: String,
     pub https: String,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Limits {
-    pub max_connections: usize,
-    pub max_unauthenticated_per_address: usize,
-    pub max_frame_bytes: usize,
-    pub max_preauth_frame_bytes: usize,
-    pub max_message_bytes: usize,
-    pub outbound_queue: usize,
-    pub outbound_queue_bytes: usize,
-    pub fanout_workers: usize,
-    pub fanout_queue: usize,
-    pub send_rate_per_sec: f64,
-    pub send_burst: f64,
-    pub request_rate_per_sec: f64,
-    pub request_burst: f64,
-    pub max_sync_page: usize,
-    pub max_history_page: usize,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Session {
-    pub auth_timeout_ms: u64,
-    pub heartbeat_interval_ms: u64,
-    pub heartbeat_timeout_ms: u64,
-    pub token_ttl_secs: u64,
-    pub device_policy: DevicePolicy,
-    pub max_devices: usize,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Shutdown {
-    pub grace_ms: u64,
-    pub reconnect_after_ms: u64,
 }
 
 impl Default for Config {
@@ -126,50 +100,6 @@ impl Default for Listen {
             tcp_tls: String::new(),
             ws_tls: String::new(),
             https: String::new(),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 19_000,
-            max_unauthenticated_per_address: 256,
-            max_frame_bytes: 256 * 1024,
-            max_preauth_frame_bytes: 4096,
-            max_message_bytes: 64 * 1024,
-            outbound_queue: 1024,
-            outbound_queue_bytes: 2 * 1024 * 1024,
-            fanout_workers: 4,
-            fanout_queue: 65_536,
-            send_rate_per_sec: 100.0,
-            send_burst: 200.0,
-            request_rate_per_sec: 500.0,
-            request_burst: 1000.0,
-            max_sync_page: 500,
-            max_history_page: 200,
-        }
-    }
-}
-
-impl Default for Session {
-    fn default() -> Self {
-        Session {
-            auth_timeout_ms: 10_000,
-            heartbeat_interval_ms: 30_000,
-            heartbeat_timeout_ms: 90_000,
-            token_ttl_secs: 30 * 24 * 3600,
-            device_policy: DevicePolicy::ReplaceOldest,
-            max_devices: 5,
-        }
-    }
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown {
-            grace_ms: 10_000,
-            reconnect_after_ms: 1_000,
         }
     }
 }
@@ -284,104 +214,6 @@ impl Listen {
             || "a TLS listener (listen.tcp_tls, ws_tls or https) needs a key file".into(),
         )?;
         tls.validate()
-    }
-}
-
-impl Limits {
-    fn validate(&self) -> Result<(), Invalid> {
-        let l = self;
-        let at_least_1 = || "must be at least 1".to_owned();
-        check(l.max_connections >= 1, "limits.max_connections", at_least_1)?;
-        check(
-            l.max_frame_bytes >= 65_536,
-            "limits.max_frame_bytes",
-            || "must be at least 65536".into(),
-        )?;
-        check(
-            (1024..=l.max_frame_bytes).contains(&l.max_preauth_frame_bytes),
-            "limits.max_preauth_frame_bytes",
-            || "must be between 1024 and limits.max_frame_bytes".into(),
-        )?;
-        check(
-            l.max_unauthenticated_per_address >= 1,
-            "limits.max_unauthenticated_per_address",
-            at_least_1,
-        )?;
-        check(
-            l.outbound_queue_bytes >= 2 * l.max_frame_bytes,
-            "limits.outbound_queue_bytes",
-            || "must hold at least two frames (2 × limits.max_frame_bytes)".into(),
-        )?;
-        check(l.fanout_workers >= 1, "limits.fanout_workers", at_least_1)?;
-        check(l.fanout_queue >= 1, "limits.fanout_queue", at_least_1)?;
-        check(
-            l.max_frame_bytes <= 64 * 1024 * 1024,
-            "limits.max_frame_bytes",
-            || "must be at most 64 MiB".into(),
-        )?;
-        check(
-            l.max_message_bytes >= 1,
-            "limits.max_message_bytes",
-            at_least_1,
-        )?;
-        check(
-            l.max_message_bytes + 4096 <= l.max_frame_bytes,
-            "limits.max_message_bytes",
-            || {
-                format!(
-                    "must leave 4096 bytes of room below limits.max_frame_bytes ({})",
-                    l.max_frame_bytes
-                )
-            },
-        )?;
-        check(l.outbound_queue >= 1, "limits.outbound_queue", at_least_1)?;
-        check(
-            l.send_rate_per_sec > 0.0,
-            "limits.send_rate_per_sec",
-            || "must be positive".into(),
-        )?;
-        check(l.send_burst >= 1.0, "limits.send_burst", at_least_1)?;
-        check(
-            l.request_rate_per_sec > 0.0,
-            "limits.request_rate_per_sec",
-            || "must be positive".into(),
-        )?;
-        check(l.request_burst >= 1.0, "limits.request_burst", at_least_1)?;
-        check(l.max_sync_page >= 1, "limits.max_sync_page", at_least_1)?;
-        check(
-            l.max_history_page >= 1,
-            "limits.max_history_page",
-            at_least_1,
-        )
-    }
-}
-
-impl Session {
-    fn validate(&self) -> Result<(), Invalid> {
-        let s = self;
-        let at_least_1 = || "must be at least 1".to_owned();
-        check(
-            s.auth_timeout_ms >= 1,
-            "session.auth_timeout_ms",
-            at_least_1,
-        )?;
-        check(
-            s.heartbeat_interval_ms >= 1,
-            "session.heartbeat_interval_ms",
-            at_least_1,
-        )?;
-        check(
-            s.heartbeat_timeout_ms > s.heartbeat_interval_ms,
-            "session.heartbeat_timeout_ms",
-            || {
-                format!(
-                    "must exceed session.heartbeat_interval_ms ({})",
-                    s.heartbeat_interval_ms
-                )
-            },
-        )?;
-        check(s.token_ttl_secs >= 1, "session.token_ttl_secs", at_least_1)?;
-        check(s.max_devices >= 1, "session.max_devices", at_least_1)
     }
 }
 

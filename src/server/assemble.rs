@@ -1,14 +1,12 @@
 //! Turns the configuration into the parts a server is made of: the store,
-//! the service's, gateway's and cluster's settings, the overload thresholds
-//! and the TLS certificate.
+//! the cluster's settings and the TLS certificate. (The gateway's and the
+//! service's settings are made by their crates, from the sections.)
 
 use super::Listeners;
 use crate::config::Config;
 use anyhow::Context;
 use natter_cluster::{Bound, ClusterConfig};
-use natter_gateway::GatewayConfig;
 use natter_runtime::tls::Tls;
-use natter_service::{DirectMessages, ServiceConfig};
 use natter_store::postgres::PgStore;
 use natter_store::sqlite::SqliteStore;
 use natter_store::{self as store, Backend, Store};
@@ -18,56 +16,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The service's settings: its own sections as they are, plus the limits
-/// and session settings it enforces.
-pub(super) fn service_config(c: &Config) -> ServiceConfig {
-    let social = &c.social;
-    ServiceConfig {
-        password: c.password.clone(),
-        token_ttl_secs: c.session.token_ttl_secs,
-        device_policy: c.session.device_policy,
-        max_sessions_per_user: c.session.max_devices,
-        max_message_bytes: c.limits.max_message_bytes,
-        max_sync_page: c.limits.max_sync_page,
-        max_history_page: c.limits.max_history_page,
-        max_page_bytes: c.limits.max_frame_bytes / 2,
-        friends_only_dm: social.direct_messages == DirectMessages::Friends,
-        max_group_members: social.max_group_members,
-        room_history: social.room_history,
-        recall_window_secs: social.recall_window_secs,
-        typing_max_members: social.typing_max_members,
-        max_blocked: social.max_blocked,
-        throttle: c.throttle.clone(),
-    }
-}
-
 /// How long a closing connection may take to write its last frames, and how
 /// long shutdown waits for the refusals once the grace period has run out.
 pub(super) const FLUSH: Duration = Duration::from_secs(2);
-
-pub(super) fn gateway_config(c: &Config, max_connections: usize) -> GatewayConfig {
-    let ms = Duration::from_millis;
-    GatewayConfig {
-        server_name: format!("natter/{}", env!("CARGO_PKG_VERSION")),
-        max_frame_bytes: c.limits.max_frame_bytes,
-        max_preauth_frame_bytes: c.limits.max_preauth_frame_bytes,
-        max_preauth_bytes: 8 * c.limits.max_preauth_frame_bytes,
-        max_connections,
-        max_unauthenticated_per_address: c.limits.max_unauthenticated_per_address,
-        max_unauthenticated_shedding: c.overload.max_unauthenticated,
-        outbound_queue: c.limits.outbound_queue,
-        outbound_queue_bytes: c.limits.outbound_queue_bytes,
-        auth_timeout: ms(c.session.auth_timeout_ms),
-        heartbeat_interval: ms(c.session.heartbeat_interval_ms),
-        heartbeat_timeout: ms(c.session.heartbeat_timeout_ms),
-        send_rate_per_sec: c.limits.send_rate_per_sec,
-        send_burst: c.limits.send_burst,
-        request_rate_per_sec: c.limits.request_rate_per_sec,
-        request_burst: c.limits.request_burst,
-        flush_timeout: FLUSH,
-        reconnect_after: ms(c.shutdown.reconnect_after_ms),
-    }
-}
 
 /// The addresses the listeners are bound to.
 pub(super) fn bound(l: &Listeners) -> Bound {
@@ -110,7 +61,7 @@ pub(super) fn cluster_config(
         node_id(config)?,
         &bound(listeners),
         max_connections,
-        Duration::from_millis(config.shutdown.reconnect_after_ms),
+        config.shutdown.reconnect_after(),
     ))
 }
 

@@ -18,13 +18,13 @@ pub use listeners::Listeners;
 
 use crate::config::Config;
 use anyhow::Context;
-use assemble::{bound, cluster_config, gateway_config, open_store, service_config, tls};
+use assemble::{bound, cluster_config, open_store, tls, FLUSH};
 use natter_api::ApiState;
 use natter_cluster::Cluster;
-use natter_gateway::{Gateway, Registry};
+use natter_gateway::{Gateway, GatewayConfig, Registry};
 use natter_runtime::limits::SendBuckets;
 use natter_runtime::load::{self, Load};
-use natter_service::{EventSink, Limiter, Presence, Service};
+use natter_service::{EventSink, Limiter, Presence, Service, ServiceConfig};
 use natter_store as store;
 use readiness::{readiness, single_node, NodeTable};
 use std::sync::atomic::AtomicBool;
@@ -49,7 +49,14 @@ pub async fn run(
         store::commit_feed(config.limits.fanout_workers, config.limits.fanout_queue);
     let store = open_store(&config, feed_tx).await?;
     let load = Arc::new(Load::default());
-    let gw_config = gateway_config(&config, budget.chat);
+    let gw_config = GatewayConfig::new(
+        &config.limits,
+        &config.session,
+        &config.shutdown,
+        &config.overload,
+        budget.chat,
+        FLUSH,
+    );
     let registry = Arc::new(Registry::default());
     let background = TaskTracker::new();
     // One root: the background work (cluster, load monitor, memory trimmer,
@@ -86,7 +93,13 @@ pub async fn run(
         events,
         presence,
         limiter,
-        service_config(&config),
+        ServiceConfig::new(
+            &config.password,
+            &config.social,
+            &config.throttle,
+            &config.session,
+            &config.limits,
+        ),
         load.clone(),
     );
     if let Some(c) = &cluster {

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod addresses;
+mod config;
 mod connection;
 mod convert;
 pub mod delivery;
@@ -14,6 +15,7 @@ mod registry;
 mod requests;
 mod transport;
 
+pub use config::{GatewayConfig, ShutdownConfig};
 pub use registry::Registry;
 
 use natter_runtime::load::Load;
@@ -26,42 +28,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-#[derive(Clone, Debug)]
-pub struct GatewayConfig {
-    pub server_name: String,
-    /// Largest accepted frame (the length field), both directions.
-    pub max_frame_bytes: usize,
-    /// Largest frame accepted before login.
-    pub max_preauth_frame_bytes: usize,
-    /// Bytes a WebSocket client may send before login, the upgrade included.
-    pub max_preauth_bytes: usize,
-    pub max_connections: usize,
-    /// Connections from one address that have not logged in yet.
-    pub max_unauthenticated_per_address: usize,
-    /// Connections waiting to log in, in all, while the node sheds load.
-    pub max_unauthenticated_shedding: usize,
-    /// Frames queued for one connection before it counts as a slow consumer.
-    pub outbound_queue: usize,
-    /// Bytes queued for one connection before it counts as a slow consumer.
-    pub outbound_queue_bytes: usize,
-    /// Time a new connection has to log in.
-    pub auth_timeout: Duration,
-    /// How often an authenticated client should send something.
-    pub heartbeat_interval: Duration,
-    /// Silence after which an authenticated connection is closed.
-    pub heartbeat_timeout: Duration,
-    /// Per-user message rate (token bucket), shared by the user's sessions.
-    pub send_rate_per_sec: f64,
-    pub send_burst: f64,
-    /// Per-connection request rate for every frame type.
-    pub request_rate_per_sec: f64,
-    pub request_burst: f64,
-    /// How long closing a connection may spend flushing its queue.
-    pub flush_timeout: Duration,
-    /// Told to clients in GOING_AWAY.
-    pub reconnect_after: Duration,
-}
 
 /// Picks the node a closing connection is sent to: its frame and WebSocket
 /// addresses.

@@ -1,10 +1,11 @@
-//! Settings the service enforces. The `[password]` and `[social]` sections
-//! (and `[throttle]`, in `throttle.rs`) are defined here, with their
-//! defaults and rules; the binary composes them into `ServiceConfig`.
+//! Settings the service enforces. The `[password]`, `[social]` and
+//! `[session]` sections (and `[throttle]`, in `throttle.rs`) are defined
+//! here, with their defaults and rules; `ServiceConfig::new` makes the
+//! service's settings from them and the runtime's `[limits]`.
 
 use crate::ThrottleConfig;
 use natter_domain::DevicePolicy;
-use natter_runtime::config::{check, Invalid};
+use natter_runtime::config::{check, Invalid, LimitsConfig};
 use serde::{Deserialize, Serialize};
 
 /// The `[password]` section.
@@ -117,6 +118,65 @@ impl SocialConfig {
     }
 }
 
+/// The `[session]` section: logging in, tokens, devices and heartbeats.
+///
+/// The service owns it: tokens and the device policy are its rules. The
+/// gateway, which depends on the service, reads the connection timings
+/// (`auth_timeout_ms`, `heartbeat_interval_ms`, `heartbeat_timeout_ms`)
+/// from it when it makes its own settings.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub auth_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub token_ttl_secs: u64,
+    pub device_policy: DevicePolicy,
+    pub max_devices: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            auth_timeout_ms: 10_000,
+            heartbeat_interval_ms: 30_000,
+            heartbeat_timeout_ms: 90_000,
+            token_ttl_secs: 30 * 24 * 3600,
+            device_policy: DevicePolicy::ReplaceOldest,
+            max_devices: 5,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let s = self;
+        let at_least_1 = || "must be at least 1".to_owned();
+        check(
+            s.auth_timeout_ms >= 1,
+            "session.auth_timeout_ms",
+            at_least_1,
+        )?;
+        check(
+            s.heartbeat_interval_ms >= 1,
+            "session.heartbeat_interval_ms",
+            at_least_1,
+        )?;
+        check(
+            s.heartbeat_timeout_ms > s.heartbeat_interval_ms,
+            "session.heartbeat_timeout_ms",
+            || {
+                format!(
+                    "must exceed session.heartbeat_interval_ms ({})",
+                    s.heartbeat_interval_ms
+                )
+            },
+        )?;
+        check(s.token_ttl_secs >= 1, "session.token_ttl_secs", at_least_1)?;
+        check(s.max_devices >= 1, "session.max_devices", at_least_1)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ServiceConfig {
     pub password: PasswordConfig,
@@ -142,4 +202,35 @@ pub struct ServiceConfig {
     /// Users one user may block.
     pub max_blocked: usize,
     pub throttle: ThrottleConfig,
+}
+
+impl ServiceConfig {
+    /// The service's settings from the sections it enforces: its own
+    /// `[password]`, `[social]`, `[throttle]` and `[session]`, and the
+    /// message and page sizes of `[limits]`.
+    pub fn new(
+        password: &PasswordConfig,
+        social: &SocialConfig,
+        throttle: &ThrottleConfig,
+        session: &SessionConfig,
+        limits: &LimitsConfig,
+    ) -> Self {
+        ServiceConfig {
+            password: password.clone(),
+            token_ttl_secs: session.token_ttl_secs,
+            device_policy: session.device_policy,
+            max_sessions_per_user: session.max_devices,
+            max_message_bytes: limits.max_message_bytes,
+            max_sync_page: limits.max_sync_page,
+            max_history_page: limits.max_history_page,
+            max_page_bytes: limits.max_frame_bytes / 2,
+            friends_only_dm: social.direct_messages == DirectMessages::Friends,
+            max_group_members: social.max_group_members,
+            room_history: social.room_history,
+            recall_window_secs: social.recall_window_secs,
+            typing_max_members: social.typing_max_members,
+            max_blocked: social.max_blocked,
+            throttle: throttle.clone(),
+        }
+    }
 }

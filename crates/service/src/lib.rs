@@ -16,7 +16,7 @@ mod social;
 mod throttle;
 
 pub use accounts::{SessionInfo, Tokens};
-pub use config::{DirectMessages, PasswordConfig, ServiceConfig, SocialConfig};
+pub use config::{DirectMessages, PasswordConfig, ServiceConfig, SessionConfig, SocialConfig};
 pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
