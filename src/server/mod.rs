@@ -220,7 +220,7 @@ pub async fn run(
         api,
         api_stop,
     }
-    .drain(Duration::from_millis(config.shutdown.grace_ms))
+    .drain(config.shutdown.grace())
     .await;
     tracing::info!("stopped");
     Ok(())
