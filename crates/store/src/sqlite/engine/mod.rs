@@ -8,6 +8,71 @@
 //! moves into the database file. Seqs are taken ahead of the database
 //! (`seqs.rs`) and the writer's cache (`cache.rs`) keeps what every send
 //! needs. A job writes through a [`tx::Tx`].
+//!
+//! # Invariants
+//!
+//! - **The SQLite message log.** A write round stages its new messages and
+//!   cursor raises as records, appends them to the log with one `write` and
+//!   one `fdatasync`, and answers; writing every B-tree page a message touches
+//!   (and syncing them) was most of a message's cost. The copy thread
+//!   (`copier.rs`, at a lower CPU priority) copies records into the database
+//!   behind, a conversation at a time, once they have waited `COPY_AGE` (5 s)
+//!   or more than `COPY_HIGH` wait, so a conversation's messages share one page
+//!   write; a cursor raised many times is copied once. The message table is
+//!   clustered by `(conversation_id, seq)` (`WITHOUT ROWID`), so those
+//!   messages land on their conversation's own last pages; keyed by the global
+//!   id, each conversation's copy rewrote pages shared with everyone else's.
+//!   The message id stays unique without an index of its own: one writer
+//!   hands ids out in order, and at open the next one follows the highest of
+//!   each conversation's last message. A round's reads (the idempotency
+//!   lookup, a conversation not in the cache) share one read transaction,
+//!   taken under the waiting records' lock, so anything the copy thread
+//!   commits after its snapshot is still among the waiting records, where the
+//!   writer looks first. Every write that is not
+//!   a message or a cursor (accounts, groups, friends, system events, recalls)
+//!   runs in the round's database transaction, after the round has copied every
+//!   waiting record in (under the copy gate, so no copy is half done), so it
+//!   sees and follows every message before it; that transaction commits after
+//!   the log append and the WAL is then synced. A read of messages, seqs or
+//!   cursors (`SqliteStore::fresh`: sync, history, the conversation list,
+//!   group info) first has every waiting record copied in, so it sees every
+//!   write answered before it. **Recovery:** on open, every record of every
+//!   segment is replayed into the database (`INSERT OR IGNORE` by
+//!   `(conversation, seq)`; cursors only rise; records of a conversation the
+//!   database never got were never acknowledged and are skipped), the database
+//!   is synced, and the segments are deleted. A round whose append or sync
+//!   failed is cut off: the next segment's header names where the last one's
+//!   good records end, so bytes a failed round left behind are never replayed
+//!   (and its seqs, taken back, are handed out again). A segment is deleted
+//!   only when none of its records waits and the database's WAL has been
+//!   synced. A clean stop copies everything in, checkpoints and deletes the
+//!   log. Tested by `tests/durability.rs` (SIGKILL under load, repeatedly, with
+//!   cursors) and the log's own unit tests (torn and damaged tails, a cut-off
+//!   round, a half-made segment).
+//!
+//! - **One process per SQLite database.** `SqliteStore::open` takes an
+//!   exclusive OS lock on `<db>.lock` (`natter.db.lock`, `File::try_lock`)
+//!   before it touches the database, and the store (and its writer thread) hold
+//!   it until dropped, so a second server or store on the same file fails at
+//!   start-up with `StoreError::Locked` rather than writing beside the first
+//!   with a seq cache of its own.
+//!
+//! - **Checkpoints never hold up the writer.** A thread of its own copies WAL
+//!   frames into the database file (passive, at most five times a second, nudged
+//!   after commits, at a lower CPU priority); SQLite's automatic checkpoint
+//!   stays as a backstop at 8,192 pages. On close the writer stops it and
+//!   truncates the WAL.
+//!
+//! - **The writer's cache holds only committed state, plus seqs it has taken.**
+//!   `convs.rs` keeps, per conversation, its kind, flags and members with roles
+//!   (so a group send does its permission checks and gets its fan-out list
+//!   without reading member rows), the conversation of each 1:1 pair, which
+//!   pairs may talk 1:1 (emptied by every friend or block change, and it must
+//!   be by any future write that disables an account), and busy
+//!   conversations' last seq (see above). Only the writer thread touches it;
+//!   every membership change drops the entry at the end of the change, and a
+//!   failed commit clears the cache, so it never holds state that did not
+//!   commit.
 
 pub(crate) mod cache;
 pub(crate) mod checkpoint;
