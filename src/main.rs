@@ -168,17 +168,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     #[cfg(unix)]
     let _hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot handle SIGHUP")?;
-    // Printed plainly as well, so scripts that start on port 0 can find us.
-    println!("natter tcp={}", listeners.tcp_addr());
-    if let Some(a) = listeners.ws_addr() {
-        println!("natter ws={a}");
-    }
-    if let Some(a) = listeners.http_addr() {
-        println!("natter http={a}");
-    }
-    for (name, a) in listeners.tls_addrs() {
-        println!("natter {name}={a}");
-    }
     let shutdown = CancellationToken::new();
     // The process's signal listeners: they live as long as the process (the
     // drain they start cannot wait for them) and end with the runtime.
@@ -186,9 +175,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(signals(shutdown.clone()));
     #[allow(clippy::disallowed_methods)]
     tokio::spawn(file_size_signals());
-    server::run(config, listeners, shutdown)
-        .await
-        .context("server failed")
+    // The addresses are printed once start-up can no longer fail, plainly
+    // as well, so scripts that start on port 0 can find us.
+    server::run_then(config, listeners, shutdown, |listeners| {
+        println!("natter tcp={}", listeners.tcp_addr());
+        if let Some(a) = listeners.ws_addr() {
+            println!("natter ws={a}");
+        }
+        if let Some(a) = listeners.http_addr() {
+            println!("natter http={a}");
+        }
+        for (name, a) in listeners.tls_addrs() {
+            println!("natter {name}={a}");
+        }
+    })
+    .await
+    .context("server failed")
 }
 
 async fn cluster_status(

@@ -582,4 +582,11 @@ async fn a_bad_certificate_at_start_up_stops_the_server_naming_the_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tls.cert"), "{err}");
+    // A script waiting for the addresses must never see a server that then
+    // dies: none is reported by a start-up that fails.
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !printed.contains("natter "),
+        "addresses reported: {printed}"
+    );
 }

@@ -40,6 +40,19 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_then(config, listeners, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `ready` once everything that can fail at start-up (the
+/// configuration, the store, the cluster, the TLS certificate) has
+/// succeeded and just before the listeners start serving: whoever reports
+/// the addresses does it there, so a start-up that fails never reports any.
+pub async fn run_then(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    ready: impl FnOnce(&Listeners),
+) -> anyhow::Result<()> {
     config.validate()?;
     natter_runtime::panics::install_hook();
     let budget = descriptors::budget(&config);
@@ -140,6 +153,7 @@ pub async fn run(
     let listeners_addrs = bound(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
     let tls = tls(&config, &listeners, &background, &background_stop)?;
+    ready(&listeners);
     let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
     // The accept loops end on the shutdown signal; the drain awaits their
     // handles (`Running::accept`) before it drains the connections.
