@@ -426,3 +426,43 @@ async fn sighup_reopens_the_log_file_after_an_external_rotation() {
         "SIGHUP did not stop the server"
     );
 }
+
+/// A restart on a migrated PostgreSQL database logs no driver NOTICE
+/// ("relation natter_schema already exists, skipping") at INFO: an
+/// operator's log at the default level holds what they can act on.
+#[tokio::test]
+async fn a_restart_on_postgres_logs_no_notice() {
+    let Ok(base) = std::env::var("NATTER_TEST_POSTGRES_URL") else {
+        eprintln!(
+            "skipping a_restart_on_postgres_logs_no_notice: NATTER_TEST_POSTGRES_URL is not set"
+        );
+        return;
+    };
+    let schema = natter_testkit::pg::Schema::create(&base, "natter_lg_", true)
+        .await
+        .expect("a test schema");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [
+        ("NATTER_STORE__BACKEND", "postgres"),
+        ("NATTER_STORE__URL", schema.url.as_str()),
+        ("NATTER_LOG__LEVEL", "info"),
+    ];
+    for start in ["first", "second"] {
+        let (mut child, mut server) = spawn(dir.path(), &env).await;
+        server.drain();
+        // Up: a request answered means start-up's log lines are behind us.
+        let (status, _) = http_get(server.http, "/healthz").await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        child.kill().await.expect("stop natter");
+        let seen = server.seen.lock().expect("lines").join("\n");
+        assert!(
+            seen.contains("natter is up"),
+            "{start} start logged: {seen}"
+        );
+        assert!(
+            !seen.contains("already exists"),
+            "{start} start logged: {seen}"
+        );
+    }
+}

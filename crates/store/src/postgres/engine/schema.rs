@@ -141,9 +141,13 @@ pub async fn migrate(client: &mut Client, partitioning: Partitioning) -> Result<
 }
 
 async fn migrate_locked(client: &mut Client, partitioning: Partitioning) -> Result<()> {
+    // `IF NOT EXISTS` on a migrated database answers with a NOTICE
+    // ("relation ... already exists, skipping"), which the driver logs at
+    // INFO on every start: this connection hears only warnings and worse.
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS natter_schema (version INTEGER NOT NULL);
+            "SET client_min_messages TO warning;
+             CREATE TABLE IF NOT EXISTS natter_schema (version INTEGER NOT NULL);
              INSERT INTO natter_schema (version)
                 SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM natter_schema);",
         )
