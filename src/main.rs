@@ -47,6 +47,10 @@ enum ClusterCommand {
         /// A configuration file naming the cluster's Redis.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The cluster's name, the prefix of its Redis keys (default:
+        /// cluster.name of --config, else "natter").
+        #[arg(long)]
+        name: Option<String>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -130,8 +134,9 @@ fn main() -> std::process::ExitCode {
             Command::Cluster(ClusterCommand::Status {
                 redis,
                 config,
+                name,
                 json,
-            }) => cluster_status(redis, config.as_deref(), json).await,
+            }) => cluster_status(redis, config.as_deref(), name, json).await,
         }
     });
     match result {
@@ -196,6 +201,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn cluster_status(
     redis: Option<String>,
     config: Option<&std::path::Path>,
+    name: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
     // Only the [cluster] section matters here (a node's environment may
@@ -208,7 +214,8 @@ async fn cluster_status(
         !url.is_empty(),
         "no cluster: give --redis URL or a --config with cluster.redis_url"
     );
-    let nodes = natter_cluster::status(&url, &cluster.name)
+    let name = name.unwrap_or(cluster.name);
+    let nodes = natter_cluster::status(&url, &name)
         .await
         .map_err(|e| anyhow::anyhow!("cannot read the cluster from {url}: {e}"))?;
     if json {
@@ -232,7 +239,7 @@ async fn cluster_status(
         );
     }
     if nodes.is_empty() {
-        println!("(no node has reported)");
+        println!("(no node has reported under the cluster name \"{name}\"; --name or cluster.name picks another)");
     }
     Ok(())
 }

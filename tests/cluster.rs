@@ -381,6 +381,20 @@ async fn the_cli_and_the_load_generator_ask_assignment() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The cluster's own name (not the default) finds its nodes; a name
+    // nobody reports under says which name it looked under.
+    let out = natter(&["cluster", "status", "--redis", &c.redis, "--name", &c.name]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && table.contains("n0") && table.contains("n1"),
+        "{table}"
+    );
+    let out = natter(&["cluster", "status", "--redis", &c.redis, "--name", "nobody"]).await;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("no node has reported under the cluster name \"nobody\""),
+        "{table}"
+    );
 
     // The load generator spreads its clients by asking, and holds them.
     let dir = tempfile::tempdir().expect("dir");
