@@ -23,8 +23,8 @@ pub use groups::{
 };
 pub use refusal::{Refusal, RefusalKind};
 pub use send::{
-    cursor_audience, direct_target, judge_send, may_message, may_send, recall, visible_upto,
-    ConversationView, PeerFacts, RecallPlan, RecallStep, Recallable, SendTo, SendVerdict,
+    cursor_audience, judge_send, may_send, recall, visible_upto, ConversationView, PeerFacts,
+    RecallPlan, RecallStep, Recallable, SendTo, SendVerdict,
 };
 pub use sessions::sessions_to_revoke;
 pub use summaries::{summarize, ListRow};

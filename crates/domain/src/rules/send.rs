@@ -41,7 +41,7 @@ pub struct PeerFacts {
 
 /// The checks of a 1:1 send that need nothing loaded: not to oneself, no
 /// mentions.
-pub fn direct_target(new: &NewMessage, peer: UserId) -> Result<()> {
+fn direct_target(new: &NewMessage, peer: UserId) -> Result<()> {
     if new.sender_id == peer {
         return Err(Refusal::SelfConversation.into());
     }
@@ -58,7 +58,7 @@ fn no_mentions(new: &NewMessage) -> Result<()> {
 /// Whether a user may message `peer` 1:1 (`None`: no such user). A block
 /// and the friends-only rule give the same answer, so a blocked sender
 /// cannot tell that they are blocked.
-pub fn may_message(peer: Option<PeerFacts>, friends_only: bool) -> Result<()> {
+fn may_message(peer: Option<PeerFacts>, friends_only: bool) -> Result<()> {
     match peer {
         None | Some(PeerFacts { active: false, .. }) => Err(DomainError::NotFound("user")),
         Some(p) if p.blocked || (friends_only && !p.friends) => Err(Refusal::FriendsOnly.into()),
