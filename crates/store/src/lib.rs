@@ -12,6 +12,7 @@ mod error;
 mod feed;
 pub mod migrate;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;

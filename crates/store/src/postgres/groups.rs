@@ -4,133 +4,17 @@
 //! against the members as they are; it records a system event in the same
 //! transaction.
 
+use super::engine::dialect::Pg;
 use super::messages::{lock, system_event, view, Published};
-use super::rows::{self, fetch, key, keys, GROUP_SELECT, JOIN_REQUEST_SELECT};
-use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal};
+use super::rows::{self, key};
+use crate::rules::{self, Change, JoinStep};
+use crate::sql::groups::{candidates, head, request_to_join};
+use crate::sql::lists::{group, role_of};
 use crate::{
-    ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
-    JoinRequestRecord, NewGroup, Page, Result, Role, StoreError, UserId,
+    ConversationId, GroupAction, GroupLimits, GroupRecord, JoinOutcome, NewGroup, Result, Role,
+    StoreError, UserId,
 };
-use std::collections::HashMap;
-use tokio_postgres::{GenericClient, Transaction};
-
-/// A group as `viewer` may see it: rooms are public, groups are visible to
-/// their members only (to anyone else, one who asked to join included,
-/// they do not exist).
-pub async fn group(
-    c: &impl GenericClient,
-    id: ConversationId,
-    viewer: UserId,
-) -> Result<GroupRecord> {
-    let sql = format!("{GROUP_SELECT} WHERE g.conversation_id = $2");
-    let g = c
-        .query_opt(&sql, &[&key(viewer), &key(id)])
-        .await?
-        .map(|r| rows::group(&r))
-        .transpose()?
-        .ok_or(StoreError::NotFound("group"))?;
-    if g.kind == ConversationKind::Group && g.my_role.is_none() {
-        return Err(StoreError::NotFound("group"));
-    }
-    Ok(g)
-}
-
-/// The join requests of a group by user id after `after`, for its owner
-/// and admins: two statements, sent together; the page read alongside is
-/// dropped when the actor may not see it.
-pub async fn join_requests_for(
-    c: &impl GenericClient,
-    actor: UserId,
-    id: ConversationId,
-    after: UserId,
-    page: Page,
-) -> Result<(Vec<JoinRequestRecord>, bool)> {
-    let listed = async {
-        let sql = format!(
-            "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = $1 AND j.user_id > $2
-             ORDER BY j.user_id LIMIT $3"
-        );
-        let found = c
-            .query(&sql, &[&key(id), &key(after), &fetch(page)])
-            .await?;
-        Ok::<_, StoreError>(found.iter().map(rows::join_request).collect::<Vec<_>>())
-    };
-    let (role, listed) = tokio::try_join!(role_of(c, id, actor), listed)?;
-    match role {
-        Some(r) if r >= Role::Admin => Ok(page.cut(listed, JoinRequestRecord::size_hint)),
-        Some(_) => Err(Refusal::JoinRequestsAdminsOnly.into()),
-        None => Err(StoreError::NotMember(id)),
-    }
-}
-
-/// A current member's role; `None` for anyone else.
-pub async fn role_of(
-    c: &impl GenericClient,
-    id: ConversationId,
-    user: UserId,
-) -> Result<Option<Role>> {
-    let row = c
-        .query_opt(
-            "SELECT role FROM members WHERE conversation_id = $1 AND user_id = $2 AND left_seq = 0",
-            &[&key(id), &key(user)],
-        )
-        .await?;
-    row.map(|r| rows::stored(&r, 0)).transpose()
-}
-
-async fn head(tx: &Transaction<'_>, id: ConversationId) -> Result<GroupHead> {
-    let r = tx
-        .query_opt(
-            "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code
-             FROM groups g JOIN conversations c ON c.id = g.conversation_id
-             WHERE g.conversation_id = $1",
-            &[&key(id)],
-        )
-        .await?
-        .ok_or(StoreError::NotFound("group"))?;
-    Ok(GroupHead {
-        id,
-        kind: rows::stored(&r, 0)?,
-        policy: rows::stored(&r, 1)?,
-        dismissed: r.get(2),
-        member_count: r.get::<_, i32>(3).max(0) as u32,
-        last_seq: rows::id(&r, 4),
-        invite_code: r.get(5),
-    })
-}
-
-/// What the rules need to know of users someone adds, in the order asked.
-async fn candidates(
-    tx: &Transaction<'_>,
-    users: &[UserId],
-    actor: UserId,
-) -> Result<Vec<Candidate>> {
-    if users.is_empty() {
-        return Ok(Vec::new());
-    }
-    let found: HashMap<u64, (bool, bool)> = tx
-        .query(
-            "SELECT u.id, u.disabled,
-                    EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = u.id AND b.blocked_id = $2)
-             FROM users u WHERE u.id = ANY($1)",
-            &[&keys(users), &key(actor)],
-        )
-        .await?
-        .iter()
-        .map(|r| (rows::id(r, 0), (r.get(1), r.get(2))))
-        .collect();
-    Ok(users
-        .iter()
-        .map(|&u| {
-            let (disabled, blocked) = found.get(&u).copied().unwrap_or((true, false));
-            Candidate {
-                id: u,
-                active: !disabled,
-                blocked_actor: blocked,
-            }
-        })
-        .collect())
-}
+use tokio_postgres::Transaction;
 
 async fn add_member(
     tx: &Transaction<'_>,
@@ -167,7 +51,7 @@ pub async fn create_group(
     limits: GroupLimits,
     publish: &mut Published,
 ) -> Result<GroupRecord> {
-    let found = candidates(tx, &new.members, new.creator).await?;
+    let found = candidates(&Pg(tx), &new.members, new.creator).await?;
     let plan = rules::create_group(new, &found, limits)?;
     let id = rows::id(
         &tx.query_one(
@@ -195,7 +79,7 @@ pub async fn create_group(
         add_member(tx, id, u, role, 0, new.now_ms).await?;
     }
     system_event(tx, id, 0, &plan.event, new.now_ms, plan.audience, publish).await?;
-    group(tx, id, new.creator).await
+    group(&Pg(tx), id, new.creator).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -210,40 +94,12 @@ pub async fn join(
     publish: &mut Published,
 ) -> Result<JoinOutcome> {
     lock(tx, id).await?.ok_or(StoreError::NotFound("group"))?;
-    let h = head(tx, id).await?;
-    let member = role_of(tx, id, user).await?.is_some();
+    let h = head(&Pg(tx), id).await?;
+    let member = role_of(&Pg(tx), id, user).await?.is_some();
     let change = match rules::join(&h, user, member, code, limits)? {
         JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
         JoinStep::Join(change) => *change,
-        JoinStep::Request => {
-            tx.execute(
-                "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET message = $3, created_at_ms = $4",
-                &[&key(id), &key(user), &message, &now_ms],
-            )
-            .await?;
-            let approvers = tx
-                .query(
-                    "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq = 0
-                     AND role >= $2 ORDER BY user_id",
-                    &[&key(id), &(Role::Admin as i16)],
-                )
-                .await?
-                .iter()
-                .map(|r| rows::id(r, 0))
-                .collect();
-            let request = rows::join_request(
-                &tx.query_one(
-                    &format!(
-                        "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = $1 AND j.user_id = $2"
-                    ),
-                    &[&key(id), &key(user)],
-                )
-                .await?,
-            );
-            return Ok(JoinOutcome::Pending { request, approvers });
-        }
+        JoinStep::Request => return request_to_join(&Pg(tx), id, user, message, now_ms).await,
     };
     let before = view(tx, id).await?.members;
     apply(tx, id, h.last_seq, &before, change, now_ms, publish).await?;
@@ -261,10 +117,10 @@ pub async fn act(
     publish: &mut Published,
 ) -> Result<()> {
     lock(tx, id).await?.ok_or(StoreError::NotFound("group"))?;
-    let h = head(tx, id).await?;
+    let h = head(&Pg(tx), id).await?;
     let v = view(tx, id).await?;
     let found = match action {
-        GroupAction::Invite(users) => candidates(tx, users, actor).await?,
+        GroupAction::Invite(users) => candidates(&Pg(tx), users, actor).await?,
         _ => Vec::new(),
     };
     let asked = match action {

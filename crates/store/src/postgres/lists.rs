@@ -2,12 +2,11 @@
 //! last message, read cursor, unread count and mention flag, newest first),
 //! the groups of a user, the rooms to discover, and a group's members.
 
-use super::groups::group;
-use super::rows::{self, fetch, has_nul, id, key, GROUP_SELECT, MESSAGE_COLUMNS};
+use super::rows::{self, fetch, id, key, MESSAGE_COLUMNS};
 use crate::rules::ListRow;
 use crate::{
-    Before, BodyKind, ConversationId, ConversationKind, ConversationSummary, GroupRecord,
-    MemberRecord, Page, Result, StoredMessage, UserId,
+    Before, BodyKind, ConversationId, ConversationKind, ConversationSummary, Page, Result,
+    StoredMessage, UserId,
 };
 use std::collections::HashMap;
 use tokio_postgres::GenericClient;
@@ -106,89 +105,4 @@ pub async fn conversations(
         })
         .collect();
     Ok(page.cut(out, ConversationSummary::size_hint))
-}
-
-/// A page of the user's groups and rooms by id after `after`, dismissed
-/// ones left out.
-pub async fn groups_of(
-    c: &impl GenericClient,
-    user: UserId,
-    after: ConversationId,
-    page: Page,
-) -> Result<(Vec<GroupRecord>, bool)> {
-    let sql = format!(
-        "{GROUP_SELECT} JOIN members me ON me.conversation_id = g.conversation_id
-         WHERE me.user_id = $1 AND me.left_seq = 0 AND NOT g.dismissed AND g.conversation_id > $2
-         ORDER BY g.conversation_id LIMIT $3"
-    );
-    let found: Vec<GroupRecord> = c
-        .query(&sql, &[&key(user), &key(after), &fetch(page)])
-        .await?
-        .iter()
-        .map(rows::group)
-        .collect::<Result<_>>()?;
-    Ok(page.cut(found, GroupRecord::size_hint))
-}
-
-/// A page of live rooms whose name starts with `prefix`, by id after
-/// `after`. The prefix is matched as SQLite's LIKE matches it: literally
-/// (`%`, `_` and `\` escaped) and case-insensitively for ASCII letters
-/// only, which is what ILIKE does in the C collation. That does not use
-/// `rooms_by_name` (an index on `lower(name)` in the database's collation).
-pub async fn rooms(
-    c: &impl GenericClient,
-    viewer: UserId,
-    prefix: &str,
-    after: ConversationId,
-    page: Page,
-) -> Result<(Vec<GroupRecord>, bool)> {
-    if has_nul(prefix) {
-        return Ok((Vec::new(), false));
-    }
-    let pattern = format!(
-        "{}%",
-        prefix
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let sql = format!(
-        "{GROUP_SELECT} WHERE c.kind = {room} AND NOT g.dismissed AND g.conversation_id > $2
-         AND g.name COLLATE \"C\" ILIKE $3 ESCAPE '\\' ORDER BY g.conversation_id LIMIT $4",
-        room = ConversationKind::Room as i16,
-    );
-    let found: Vec<GroupRecord> = c
-        .query(&sql, &[&key(viewer), &key(after), &pattern, &fetch(page)])
-        .await?
-        .iter()
-        .map(rows::group)
-        .collect::<Result<_>>()?;
-    Ok(page.cut(found, GroupRecord::size_hint))
-}
-
-/// A page of a group's current members by user id after `after`, for
-/// whoever may see the group: two statements, sent together.
-pub async fn members(
-    c: &impl GenericClient,
-    id: ConversationId,
-    viewer: UserId,
-    after: UserId,
-    page: Page,
-) -> Result<(Vec<MemberRecord>, bool)> {
-    let listed = async {
-        let found = c
-            .query(
-                "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
-                 FROM members m JOIN users u ON u.id = m.user_id
-                 WHERE m.conversation_id = $1 AND m.left_seq = 0 AND m.user_id > $2
-                 ORDER BY m.user_id LIMIT $3",
-                &[&key(id), &key(after), &fetch(page)],
-            )
-            .await?;
-        found.iter().map(rows::member).collect::<Result<Vec<_>>>()
-    };
-    // Who may not see the group hears that it does not exist (see
-    // `group`), whatever the page read alongside found.
-    let (_, listed) = tokio::try_join!(group(c, id, viewer), listed)?;
-    Ok(page.cut(listed, MemberRecord::size_hint))
 }

@@ -6,9 +6,7 @@
 //! request is bounded in time, and a circuit breaker turns an unreachable
 //! database into quick UNAVAILABLE answers instead of piled-up waits.
 
-mod accounts;
 pub(crate) mod engine;
-mod friends;
 mod groups;
 mod lists;
 mod messages;
@@ -17,6 +15,8 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+use crate::sql::{accounts, friends, lists as shared};
+use engine::dialect::Pg;
 use engine::faults::collided;
 pub use engine::faults::pool_error;
 use engine::partitions;
@@ -284,22 +284,22 @@ const COMMITTED: IsolationLevel = IsolationLevel::ReadCommitted;
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(&self, username: &str, hash: &str, now_ms: i64) -> Result<UserId> {
-        self.with(|c| async move { accounts::create_user(&**c, username, hash, now_ms).await })
+        self.with(|c| async move { accounts::create_user(&Pg(&**c), username, hash, now_ms).await })
             .await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
-        self.with(|c| async move { accounts::user_by_name(&**c, username).await })
+        self.with(|c| async move { accounts::user_by_name(&Pg(&**c), username).await })
             .await
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
-        self.with(|c| async move { accounts::user_by_id(&**c, id).await })
+        self.with(|c| async move { accounts::user_by_id(&Pg(&**c), id).await })
             .await
     }
 
     async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>> {
-        self.with(|c| async move { accounts::users(&**c, ids, names).await })
+        self.with(|c| async move { accounts::users(&Pg(&**c), ids, names).await })
             .await
     }
 
@@ -310,24 +310,27 @@ impl Store for PgStore {
         keep: Option<SessionId>,
     ) -> Result<Vec<SessionId>> {
         transaction!(self, COMMITTED, |tx| accounts::set_password(
-            tx, id, hash, keep
+            &Pg(tx),
+            id,
+            hash,
+            keep
         )
         .await?)
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
         let new = &new;
-        transaction!(self, COMMITTED, |tx| accounts::create_session(tx, new)
+        transaction!(self, COMMITTED, |tx| accounts::create_session(&Pg(tx), new)
             .await?)
     }
 
     async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>> {
-        self.with(|c| async move { accounts::session_by_token(&**c, &token_hash).await })
+        self.with(|c| async move { accounts::session_by_token(&Pg(&**c), &token_hash).await })
             .await
     }
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
-        self.with(|c| async move { accounts::revoke_session(&**c, id).await })
+        self.with(|c| async move { accounts::revoke_session(&Pg(&**c), id).await })
             .await
     }
 
@@ -424,7 +427,11 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<FriendRequestOutcome> {
         transaction!(self, COMMITTED, |tx| friends::send_friend_request(
-            tx, from, to, message, now_ms
+            &Pg(tx),
+            from,
+            to,
+            message,
+            now_ms
         )
         .await?)
     }
@@ -438,7 +445,12 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<FriendRequestRecord> {
         transaction!(self, COMMITTED, |tx| friends::respond_friend_request(
-            tx, me, request, accept, reply, now_ms
+            &Pg(tx),
+            me,
+            request,
+            accept,
+            reply,
+            now_ms
         )
         .await?)
     }
@@ -449,28 +461,32 @@ impl Store for PgStore {
         before_id: u64,
         page: Page,
     ) -> Result<FriendRequestPage> {
-        self.with(|c| async move { friends::friend_requests(&**c, me, before_id, page).await })
+        self.with(|c| async move { friends::friend_requests(&Pg(&**c), me, before_id, page).await })
             .await
     }
 
     async fn friends(&self, me: UserId, after: &str, page: Page) -> Result<FriendList> {
-        self.with(|c| async move { friends::friends(&**c, me, after, page).await })
+        self.with(|c| async move { friends::friends(&Pg(&**c), me, after, page).await })
             .await
     }
 
     async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>> {
-        self.with(|c| async move { friends::friend_ids(&**c, me).await })
+        self.with(|c| async move { friends::friend_ids(&Pg(&**c), me).await })
             .await
     }
 
     async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()> {
-        self.with(|c| async move { friends::set_remark(&**c, me, friend, remark).await })
+        self.with(|c| async move { friends::set_remark(&Pg(&**c), me, friend, remark).await })
             .await
     }
 
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
-        transaction!(self, COMMITTED, |tx| friends::remove_friend(tx, me, other)
-            .await?)
+        transaction!(self, COMMITTED, |tx| friends::remove_friend(
+            &Pg(tx),
+            me,
+            other
+        )
+        .await?)
     }
 
     async fn set_blocked(
@@ -481,7 +497,7 @@ impl Store for PgStore {
         max_blocked: usize,
     ) -> Result<()> {
         transaction!(self, COMMITTED, |tx| friends::set_blocked(
-            tx,
+            &Pg(tx),
             me,
             other,
             blocked,
@@ -491,7 +507,7 @@ impl Store for PgStore {
     }
 
     async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>> {
-        self.with(|c| async move { friends::search_users(&**c, prefix, limit).await })
+        self.with(|c| async move { friends::search_users(&Pg(&**c), prefix, limit).await })
             .await
     }
 
@@ -500,7 +516,7 @@ impl Store for PgStore {
     }
 
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
-        self.with(|c| async move { groups::group(&**c, id, viewer).await })
+        self.with(|c| async move { shared::group(&Pg(&**c), id, viewer).await })
             .await
     }
 
@@ -510,7 +526,7 @@ impl Store for PgStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.with(|c| async move { lists::groups_of(&**c, user, after, page).await })
+        self.with(|c| async move { shared::groups_of(&Pg(&**c), user, after, page).await })
             .await
     }
 
@@ -521,7 +537,7 @@ impl Store for PgStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.with(|c| async move { lists::rooms(&**c, viewer, prefix, after, page).await })
+        self.with(|c| async move { shared::rooms(&Pg(&**c), viewer, prefix, after, page).await })
             .await
     }
 
@@ -532,7 +548,7 @@ impl Store for PgStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)> {
-        self.with(|c| async move { lists::members(&**c, id, viewer, after, page).await })
+        self.with(|c| async move { shared::members(&Pg(&**c), id, viewer, after, page).await })
             .await
     }
 
@@ -582,8 +598,10 @@ impl Store for PgStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<JoinRequestRecord>, bool)> {
-        self.with(|c| async move { groups::join_requests_for(&**c, actor, id, after, page).await })
-            .await
+        self.with(
+            |c| async move { shared::join_requests_for(&Pg(&**c), actor, id, after, page).await },
+        )
+        .await
     }
 
     async fn check(&self) -> Result<()> {

@@ -2,9 +2,10 @@
 //! items and bytes; the statements of one page that do not depend on each
 //! other are sent together (pipelined on the connection).
 
-use super::friends::pending_incoming;
+use super::engine::dialect::Pg;
 use super::rows::{self, fetch, id, key, keys, limit, MESSAGE_COLUMNS};
 use crate::rules::{self, SyncRow, SYNC_CONVERSATIONS};
+use crate::sql::friends::pending_incoming;
 use crate::{
     ConversationId, HistoryPage, MemberState, Page, Result, StoreError, StoredMessage, SyncPage,
     UserId, SYNC_FRIEND_REQUESTS,
@@ -22,7 +23,7 @@ use tokio_postgres::GenericClient;
 /// last page, and so every sync that fits in one page, wait for the server
 /// once more.
 pub async fn sync(
-    c: &impl GenericClient,
+    c: &(impl GenericClient + Sync),
     user: UserId,
     cursors: &HashMap<ConversationId, u64>,
     after: ConversationId,
@@ -56,7 +57,7 @@ pub async fn sync(
         due_messages(c, &ranges, page.items),
         async {
             if maybe_last {
-                pending_incoming(c, user, SYNC_FRIEND_REQUESTS).await
+                pending_incoming(&Pg(c), user, SYNC_FRIEND_REQUESTS).await
             } else {
                 Ok(Vec::new())
             }

@@ -3,78 +3,21 @@
 //! sequence, in the same transaction, so members see it in order with the
 //! messages around it.
 
+use super::engine::dialect::{now, Lite};
 use super::engine::tx::Tx;
-use super::friends::{active_user, has_blocked};
 use super::messages::system_event;
-use crate::rules::{self, Candidate, Change, GroupHead, JoinStep, Refusal};
+use crate::rules::{self, Change, JoinStep};
+use crate::sql::groups::{candidates, head, request_to_join};
+use crate::sql::lists::{group, role_of};
 use crate::{
-    ConversationId, ConversationKind, GroupAction, GroupLimits, GroupRecord, JoinOutcome,
-    JoinRequestRecord, NewGroup, Page, Result, Role, StoreError, UserId,
+    ConversationId, GroupAction, GroupLimits, GroupRecord, JoinOutcome, NewGroup, Result, Role,
+    UserId,
 };
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
-pub(crate) const GROUP_SELECT: &str =
-    "SELECT g.conversation_id, c.kind, g.name, g.notice, g.owner_id,
-    g.join_policy, g.muted_all, g.dismissed, g.member_count, c.last_seq, c.created_at_ms,
-    (SELECT m.role FROM members m WHERE m.user_id = ?1 AND m.conversation_id = g.conversation_id
-        AND m.left_seq = 0), g.invite_code
-    FROM groups g JOIN conversations c ON c.id = g.conversation_id";
-
-pub(crate) fn group_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
-    let role: Option<i64> = r.get(11)?;
-    Ok(GroupRecord {
-        id: r.get(0)?,
-        kind: super::stored(r, 1)?,
-        name: r.get(2)?,
-        notice: r.get(3)?,
-        owner_id: r.get(4)?,
-        join_policy: super::stored(r, 5)?,
-        muted_all: r.get(6)?,
-        dismissed: r.get(7)?,
-        member_count: r.get(8)?,
-        last_seq: r.get(9)?,
-        created_at_ms: r.get(10)?,
-        my_role: match role {
-            Some(_) => Some(super::stored(r, 11)?),
-            None => None,
-        },
-        invite_code: r.get(12)?,
-    })
-}
-
-/// A group as `viewer` may see it: rooms are public, groups are visible to
-/// their members only (to anyone else, one who asked to join included,
-/// they do not exist).
-pub fn info(conn: &Connection, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
-    let sql = format!("{GROUP_SELECT} WHERE g.conversation_id = ?2");
-    let g = conn
-        .prepare_cached(&sql)?
-        .query_row([viewer, id], group_row)
-        .optional()?
-        .ok_or(StoreError::NotFound("group"))?;
-    if g.kind == ConversationKind::Group && g.my_role.is_none() {
-        return Err(StoreError::NotFound("group"));
-    }
-    Ok(g)
-}
-
-/// What the rules need to know of users someone adds.
-fn candidates(conn: &Connection, users: &[UserId], actor: UserId) -> Result<Vec<Candidate>> {
-    users
-        .iter()
-        .map(|&u| {
-            Ok(Candidate {
-                id: u,
-                active: active_user(conn, u).is_ok(),
-                blocked_actor: has_blocked(conn, u, actor)?,
-            })
-        })
-        .collect()
-}
+use rusqlite::{params, Connection, OptionalExtension};
 
 pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
     let conn = tx.conn;
-    let found = candidates(conn, &new.members, new.creator)?;
+    let found = now(candidates(&Lite(conn), &new.members, new.creator))?;
     let plan = rules::create_group(new, &found, limits)?;
     conn.prepare_cached(
         "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
@@ -98,7 +41,7 @@ pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<Gr
         add_member(conn, id, u, role, 0, new.now_ms)?;
     }
     system_event(tx, id, &plan.event, new.now_ms, plan.audience)?;
-    info(tx.conn, id, new.creator)
+    now(group(&Lite(tx.conn), id, new.creator))
 }
 
 /// Adds (or re-adds) a member who will see messages after `joined_seq`.
@@ -139,36 +82,6 @@ fn remove_member(conn: &Connection, id: ConversationId, user: UserId, left_seq: 
     Ok(())
 }
 
-fn head(conn: &Connection, id: ConversationId) -> Result<GroupHead> {
-    conn.prepare_cached(
-        "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code
-         FROM groups g JOIN conversations c ON c.id = g.conversation_id WHERE g.conversation_id = ?1",
-    )?
-    .query_row([id], |r| {
-        Ok(GroupHead {
-            id,
-            kind: super::stored(r, 0)?,
-            policy: super::stored(r, 1)?,
-            dismissed: r.get(2)?,
-            member_count: r.get(3)?,
-            last_seq: r.get(4)?,
-            invite_code: r.get(5)?,
-        })
-    })
-    .optional()?
-    .ok_or(StoreError::NotFound("group"))
-}
-
-fn role_of(conn: &Connection, id: ConversationId, user: UserId) -> Result<Option<Role>> {
-    let role: Option<i64> = conn
-        .prepare_cached(
-            "SELECT role FROM members WHERE conversation_id = ?1 AND user_id = ?2 AND left_seq = 0",
-        )?
-        .query_row([id, user], |r| r.get(0))
-        .optional()?;
-    Ok(role.map(Role::try_from).transpose()?)
-}
-
 /// Joins a room, or a group with its invite code (see [`rules::join`]).
 pub fn join(
     tx: &mut Tx<'_>,
@@ -180,85 +93,16 @@ pub fn join(
     now_ms: i64,
 ) -> Result<JoinOutcome> {
     let conn = tx.conn;
-    let h = head(conn, id)?;
-    let member = role_of(conn, id, user)?.is_some();
+    let h = now(head(&Lite(conn), id))?;
+    let member = now(role_of(&Lite(conn), id, user))?.is_some();
     let change = match rules::join(&h, user, member, invite_code, limits)? {
         JoinStep::AlreadyMember => return Ok(JoinOutcome::Joined),
         JoinStep::Join(change) => *change,
-        JoinStep::Request => {
-            conn.prepare_cached(
-                "INSERT INTO join_requests (conversation_id, user_id, message, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (conversation_id, user_id) DO UPDATE SET message = ?3, created_at_ms = ?4",
-            )?
-            .execute(params![id, user, message, now_ms])?;
-            let approvers = conn
-                .prepare_cached(
-                    "SELECT user_id FROM members WHERE conversation_id = ?1 AND left_seq = 0 AND role >= ?2",
-                )?
-                .query_map(params![id, Role::Admin as i64], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            let request = conn
-                .prepare_cached(&format!(
-                    "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = ?1 AND j.user_id = ?2"
-                ))?
-                .query_row(params![id, user], join_request_row)?;
-            return Ok(JoinOutcome::Pending { request, approvers });
-        }
+        JoinStep::Request => return now(request_to_join(&Lite(conn), id, user, message, now_ms)),
     };
     let before = tx.convs.get(conn, id)?.members.clone();
     apply(tx, id, &before, change, now_ms)?;
     Ok(JoinOutcome::Joined)
-}
-
-const JOIN_REQUEST_SELECT: &str =
-    "SELECT j.conversation_id, j.user_id, u.username, j.message, j.created_at_ms
-     FROM join_requests j JOIN users u ON u.id = j.user_id";
-
-fn join_request_row(r: &Row<'_>) -> rusqlite::Result<JoinRequestRecord> {
-    Ok(JoinRequestRecord {
-        conversation_id: r.get(0)?,
-        user_id: r.get(1)?,
-        username: r.get(2)?,
-        message: r.get(3)?,
-        created_at_ms: r.get(4)?,
-    })
-}
-
-/// A page of a group's join requests by user id after `after`.
-pub fn join_requests(
-    conn: &Connection,
-    id: ConversationId,
-    after: UserId,
-    page: Page,
-) -> Result<(Vec<JoinRequestRecord>, bool)> {
-    let sql = format!(
-        "{JOIN_REQUEST_SELECT} WHERE j.conversation_id = ?1 AND j.user_id > ?2
-         ORDER BY j.user_id LIMIT ?3"
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![id, after.min(i64::MAX as u64), page.items as i64 + 1],
-            join_request_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page.cut(rows, JoinRequestRecord::size_hint))
-}
-
-/// The join requests of a group, for its owner and admins.
-pub fn join_requests_for(
-    conn: &Connection,
-    actor: UserId,
-    id: ConversationId,
-    after: UserId,
-    page: Page,
-) -> Result<(Vec<JoinRequestRecord>, bool)> {
-    match role_of(conn, id, actor)? {
-        Some(r) if r >= Role::Admin => join_requests(conn, id, after, page),
-        Some(_) => Err(Refusal::JoinRequestsAdminsOnly.into()),
-        None => Err(StoreError::NotMember(id)),
-    }
 }
 
 /// Changes a group if [`rules::act`] allows, and records the event.
@@ -271,12 +115,12 @@ pub fn act(
     now_ms: i64,
 ) -> Result<()> {
     let conn = tx.conn;
-    let h = head(conn, id)?;
+    let h = now(head(&Lite(conn), id))?;
     // Roles come from the writer's cache: the same state a send is checked
     // against, read once.
     let view = tx.convs.get(conn, id)?;
     let found = match action {
-        GroupAction::Invite(users) => candidates(conn, users, actor)?,
+        GroupAction::Invite(users) => now(candidates(&Lite(conn), users, actor))?,
         _ => Vec::new(),
     };
     let asked = match action {

@@ -2,13 +2,9 @@
 //! message, read cursor, unread count and mention flag, newest first), the
 //! groups of a user, the rooms to discover, and a group's members.
 
-use super::groups::{group_row, info, GROUP_SELECT};
 use super::messages::message_row;
 use crate::rules::{self, ListRow};
-use crate::{
-    Before, ConversationId, ConversationKind, ConversationSummary, GroupRecord, MemberRecord, Page,
-    Result, StoreError, StoredMessage, UserId,
-};
+use crate::{Before, ConversationId, ConversationSummary, Page, Result, StoredMessage, UserId};
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
 
@@ -101,90 +97,4 @@ pub fn conversations(
         })
         .collect();
     Ok(page.cut(out, ConversationSummary::size_hint))
-}
-
-pub fn groups_of(
-    conn: &Connection,
-    user: UserId,
-    after: ConversationId,
-    page: Page,
-) -> Result<(Vec<GroupRecord>, bool)> {
-    let sql = format!(
-        "{GROUP_SELECT} JOIN members me ON me.conversation_id = g.conversation_id
-         WHERE me.user_id = ?1 AND me.left_seq = 0 AND g.dismissed = 0 AND g.conversation_id > ?2
-         ORDER BY g.conversation_id LIMIT ?3"
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![user, after.min(i64::MAX as u64), page.items as i64 + 1],
-            group_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page.cut(rows, GroupRecord::size_hint))
-}
-
-pub fn rooms(
-    conn: &Connection,
-    viewer: UserId,
-    prefix: &str,
-    after: ConversationId,
-    page: Page,
-) -> Result<(Vec<GroupRecord>, bool)> {
-    let pattern = format!(
-        "{}%",
-        prefix
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
-    let sql = format!(
-        "{GROUP_SELECT} WHERE c.kind = {} AND g.dismissed = 0 AND g.conversation_id > ?2
-         AND g.name LIKE ?3 ESCAPE '\\' ORDER BY g.conversation_id LIMIT ?4",
-        ConversationKind::Room as i64
-    );
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(
-            params![
-                viewer,
-                after.min(i64::MAX as u64),
-                pattern,
-                page.items as i64 + 1
-            ],
-            group_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page.cut(rows, GroupRecord::size_hint))
-}
-
-pub fn members(
-    conn: &Connection,
-    id: ConversationId,
-    viewer: UserId,
-    after: UserId,
-    page: Page,
-) -> Result<(Vec<MemberRecord>, bool)> {
-    let g = info(conn, id, viewer)?;
-    if g.my_role.is_none() && g.kind == ConversationKind::Group {
-        return Err(StoreError::NotMember(id));
-    }
-    let rows: Vec<MemberRecord> = conn
-        .prepare_cached(
-            "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
-             FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.conversation_id = ?1 AND m.left_seq = 0 AND m.user_id > ?2
-             ORDER BY m.user_id LIMIT ?3",
-        )?
-        .query_map(params![id, after, page.items as i64 + 1], |r| {
-            Ok(MemberRecord {
-                user_id: r.get(0)?,
-                username: r.get(1)?,
-                role: super::stored(r, 2)?,
-                muted_until_ms: r.get(3)?,
-                joined_at_ms: r.get(4)?,
-            })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(page.cut(rows, MemberRecord::size_hint))
 }

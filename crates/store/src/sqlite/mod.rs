@@ -2,15 +2,14 @@
 //! (new messages and cursor raises through the message log, `log.rs`), and a
 //! small pool of reader connections.
 
-mod accounts;
 mod engine;
-mod friends;
 mod groups;
 mod lists;
 mod messages;
 pub(crate) mod schema;
 mod sync;
 
+use crate::sql::{accounts, friends, lists as shared};
 use crate::{
     Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
     FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, GroupAction, GroupLimits,
@@ -19,6 +18,7 @@ use crate::{
     Store, StoreError, SyncPage, UserId, UserRecord,
 };
 use async_trait::async_trait;
+use engine::dialect::{now, Lite};
 use engine::tx::Tx;
 use engine::writer::{self, AppendJob, FlushJob, Health, Job, WriteJob};
 use engine::{checkpoint, log, os, pending, round};
@@ -328,22 +328,25 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<UserId> {
         let (u, h) = (username.to_owned(), password_hash.to_owned());
-        self.write(move |t| accounts::create_user(t.conn, &u, &h, now_ms))
+        self.write(move |t| now(accounts::create_user(&Lite(t.conn), &u, &h, now_ms)))
             .await
     }
 
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRecord>> {
         let u = username.to_owned();
-        self.read(move |c| accounts::user_by_name(c, &u)).await
+        self.read(move |c| now(accounts::user_by_name(&Lite(c), &u)))
+            .await
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>> {
-        self.read(move |c| accounts::user_by_id(c, id)).await
+        self.read(move |c| now(accounts::user_by_id(&Lite(c), id)))
+            .await
     }
 
     async fn users(&self, ids: &[UserId], names: &[String]) -> Result<Vec<UserRecord>> {
         let (ids, names) = (ids.to_vec(), names.to_vec());
-        self.read(move |c| accounts::users(c, &ids, &names)).await
+        self.read(move |c| now(accounts::users(&Lite(c), &ids, &names)))
+            .await
     }
 
     async fn set_password(
@@ -353,25 +356,22 @@ impl Store for SqliteStore {
         keep: Option<SessionId>,
     ) -> Result<Vec<SessionId>> {
         let h = password_hash.to_owned();
-        self.write(move |t| {
-            accounts::set_password(t.conn, id, &h)?;
-            accounts::revoke_other_sessions(t.conn, id, keep.unwrap_or(0))
-        })
-        .await
+        self.write(move |t| now(accounts::set_password(&Lite(t.conn), id, &h, keep)))
+            .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
-        self.write(move |t| accounts::create_session(t.conn, &new))
+        self.write(move |t| now(accounts::create_session(&Lite(t.conn), &new)))
             .await
     }
 
     async fn session_by_token(&self, token_hash: [u8; 32]) -> Result<Option<SessionRecord>> {
-        self.read(move |c| accounts::session_by_token(c, &token_hash))
+        self.read(move |c| now(accounts::session_by_token(&Lite(c), &token_hash)))
             .await
     }
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
-        self.write(move |t| accounts::revoke_session(t.conn, id))
+        self.write(move |t| now(accounts::revoke_session(&Lite(t.conn), id)))
             .await
     }
 
@@ -463,7 +463,13 @@ impl Store for SqliteStore {
         let m = message.to_owned();
         self.write(move |t| {
             t.convs.social_changed();
-            friends::send_request(t.conn, from, to, &m, now_ms)
+            now(friends::send_friend_request(
+                &Lite(t.conn),
+                from,
+                to,
+                &m,
+                now_ms,
+            ))
         })
         .await
     }
@@ -479,7 +485,14 @@ impl Store for SqliteStore {
         let r = reply.to_owned();
         self.write(move |t| {
             t.convs.social_changed();
-            friends::respond(t.conn, me, request, accept, &r, now_ms)
+            now(friends::respond_friend_request(
+                &Lite(t.conn),
+                me,
+                request,
+                accept,
+                &r,
+                now_ms,
+            ))
         })
         .await
     }
@@ -490,30 +503,31 @@ impl Store for SqliteStore {
         before_id: u64,
         page: Page,
     ) -> Result<FriendRequestPage> {
-        self.read(move |c| friends::requests(c, me, before_id, page))
+        self.read(move |c| now(friends::friend_requests(&Lite(c), me, before_id, page)))
             .await
     }
 
     async fn friends(&self, me: UserId, after: &str, page: Page) -> Result<FriendList> {
         let after = after.to_owned();
-        self.read(move |c| friends::friends(c, me, &after, page))
+        self.read(move |c| now(friends::friends(&Lite(c), me, &after, page)))
             .await
     }
 
     async fn friend_ids(&self, me: UserId) -> Result<Vec<UserId>> {
-        self.read(move |c| friends::friend_ids(c, me)).await
+        self.read(move |c| now(friends::friend_ids(&Lite(c), me)))
+            .await
     }
 
     async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()> {
         let r = remark.to_owned();
-        self.write(move |t| friends::set_remark(t.conn, me, friend, &r))
+        self.write(move |t| now(friends::set_remark(&Lite(t.conn), me, friend, &r)))
             .await
     }
 
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
         self.write(move |t| {
             t.convs.social_changed();
-            friends::remove(t.conn, me, other)
+            now(friends::remove_friend(&Lite(t.conn), me, other))
         })
         .await
     }
@@ -527,14 +541,21 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         self.write(move |t| {
             t.convs.social_changed();
-            friends::set_blocked(t.conn, me, other, blocked, max_blocked)
+            now(friends::set_blocked(
+                &Lite(t.conn),
+                me,
+                other,
+                blocked,
+                max_blocked,
+            ))
         })
         .await
     }
 
     async fn search_users(&self, prefix: &str, limit: usize) -> Result<Vec<UserRecord>> {
         let p = prefix.to_owned();
-        self.read(move |c| friends::search(c, &p, limit)).await
+        self.read(move |c| now(friends::search_users(&Lite(c), &p, limit)))
+            .await
     }
 
     async fn create_group(&self, new: NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
@@ -542,7 +563,8 @@ impl Store for SqliteStore {
     }
 
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
-        self.fresh(move |c| groups::info(c, id, viewer)).await
+        self.fresh(move |c| now(shared::group(&Lite(c), id, viewer)))
+            .await
     }
 
     async fn groups_of(
@@ -551,7 +573,7 @@ impl Store for SqliteStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.fresh(move |c| lists::groups_of(c, user, after, page))
+        self.fresh(move |c| now(shared::groups_of(&Lite(c), user, after, page)))
             .await
     }
 
@@ -563,7 +585,7 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
         let p = prefix.to_owned();
-        self.fresh(move |c| lists::rooms(c, viewer, &p, after, page))
+        self.fresh(move |c| now(shared::rooms(&Lite(c), viewer, &p, after, page)))
             .await
     }
 
@@ -574,7 +596,7 @@ impl Store for SqliteStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)> {
-        self.read(move |c| lists::members(c, id, viewer, after, page))
+        self.read(move |c| now(shared::members(&Lite(c), id, viewer, after, page)))
             .await
     }
 
@@ -611,7 +633,7 @@ impl Store for SqliteStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<JoinRequestRecord>, bool)> {
-        self.read(move |c| groups::join_requests_for(c, actor, id, after, page))
+        self.read(move |c| now(shared::join_requests_for(&Lite(c), actor, id, after, page)))
             .await
     }
 

@@ -112,7 +112,11 @@ pub fn sync(
         .collect::<rusqlite::Result<Vec<_>>>()?
         };
     rules::assemble_sync(rows, cursors, members, messages, after, limit, || {
-        super::friends::pending_incoming(conn, user, SYNC_FRIEND_REQUESTS)
+        super::engine::dialect::now(crate::sql::friends::pending_incoming(
+            &super::engine::dialect::Lite(conn),
+            user,
+            SYNC_FRIEND_REQUESTS,
+        ))
     })
 }
 

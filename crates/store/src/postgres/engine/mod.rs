@@ -6,6 +6,7 @@
 //! (`partitions.rs`).
 
 pub(crate) mod breaker;
+pub(crate) mod dialect;
 pub(crate) mod faults;
 pub(crate) mod partitions;
 pub(crate) mod schema;

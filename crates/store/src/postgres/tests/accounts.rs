@@ -18,10 +18,10 @@ async fn looks_up_users_sessions_and_names() {
         .await
         .unwrap();
 
-        assert_eq!(user_by_name(c, "ann").await.unwrap().unwrap().id, ann);
-        assert_eq!(user_by_name(c, "nobody").await.unwrap(), None);
-        assert_eq!(user_by_name(c, "a\0b").await.unwrap(), None);
-        let got = user_by_id(c, bob).await.unwrap().unwrap();
+        assert_eq!(user_by_name(&Pg(c), "ann").await.unwrap().unwrap().id, ann);
+        assert_eq!(user_by_name(&Pg(c), "nobody").await.unwrap(), None);
+        assert_eq!(user_by_name(&Pg(c), "a\0b").await.unwrap(), None);
+        let got = user_by_id(&Pg(c), bob).await.unwrap().unwrap();
         assert_eq!(
             got,
             UserRecord {
@@ -31,14 +31,14 @@ async fn looks_up_users_sessions_and_names() {
                 disabled: false,
             }
         );
-        assert!(user_by_id(c, off).await.unwrap().unwrap().disabled);
-        assert_eq!(user_by_id(c, 999).await.unwrap(), None);
-        assert_eq!(user_by_id(c, u64::MAX).await.unwrap(), None);
+        assert!(user_by_id(&Pg(c), off).await.unwrap().unwrap().disabled);
+        assert_eq!(user_by_id(&Pg(c), 999).await.unwrap(), None);
+        assert_eq!(user_by_id(&Pg(c), u64::MAX).await.unwrap(), None);
 
         // By id and by name, each once, by id; unknown ones left out.
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let got: Vec<UserId> = users(
-            c,
+            &Pg(c),
             &[bob, ann, 999, u64::MAX],
             &names(&["ann", "anna", "zed", "x\0"]),
         )
@@ -48,8 +48,11 @@ async fn looks_up_users_sessions_and_names() {
         .map(|u| u.id)
         .collect();
         assert_eq!(got, vec![ann, anna, bob]);
-        assert!(users(c, &[], &[]).await.unwrap().is_empty());
-        assert_eq!(users(c, &[], &names(&["bob"])).await.unwrap()[0].id, bob);
+        assert!(users(&Pg(c), &[], &[]).await.unwrap().is_empty());
+        assert_eq!(
+            users(&Pg(c), &[], &names(&["bob"])).await.unwrap()[0].id,
+            bob
+        );
 
         // Sessions.
         let token = [7u8; 32];
@@ -60,7 +63,7 @@ async fn looks_up_users_sessions_and_names() {
         )
         .await
         .unwrap();
-        let s = session_by_token(c, &token).await.unwrap().unwrap();
+        let s = session_by_token(&Pg(c), &token).await.unwrap().unwrap();
         assert_eq!(
             s,
             SessionRecord {
@@ -73,11 +76,11 @@ async fn looks_up_users_sessions_and_names() {
                 user_disabled: true,
             }
         );
-        assert_eq!(session_by_token(c, &[8u8; 32]).await.unwrap(), None);
+        assert_eq!(session_by_token(&Pg(c), &[8u8; 32]).await.unwrap(), None);
 
         // Prefix search: by name, active users only, `_` literal.
         let search = |p: &'static str, n| async move {
-            search_users(c, p, n)
+            search_users(&Pg(c), p, n)
                 .await
                 .unwrap()
                 .into_iter()
@@ -88,7 +91,7 @@ async fn looks_up_users_sessions_and_names() {
         assert_eq!(search("ann", 10).await, vec!["ann", "anna"]);
         assert_eq!(search("an", 2).await, vec!["an_x", "ann"]);
         assert_eq!(search("an_", 10).await, vec!["an_x"]);
-        assert_eq!(search_users(c, "an_", 1).await.unwrap()[0].id, an_x);
+        assert_eq!(search_users(&Pg(c), "an_", 1).await.unwrap()[0].id, an_x);
         assert_eq!(search("a%", 10).await, Vec::<String>::new());
         assert_eq!(search("", 10).await.len(), 4);
         assert_eq!(search("zz", 10).await, Vec::<String>::new());
@@ -125,7 +128,7 @@ async fn reads_run_inside_a_transaction() {
         assert_eq!(seqs(&p), vec![(d, 1), (d, 2)]);
         assert_eq!(p.pending_friend_requests.len(), 1);
         assert_eq!(p.conversations[0].members.len(), 2);
-        let f = friends(&tx, me, "", BIG).await.unwrap();
+        let f = friends(&Pg(&tx), me, "", BIG).await.unwrap();
         assert!(f.friends.is_empty() && f.blocked.is_empty());
         tx.commit().await.unwrap();
     })

@@ -25,7 +25,7 @@ async fn pages_friends_and_requests() {
                 .collect::<Vec<_>>()
         };
         // Bytewise order: "Zed" sorts first.
-        let p = friends(c, me, "", items(2)).await.unwrap();
+        let p = friends(&Pg(c), me, "", items(2)).await.unwrap();
         assert_eq!(names(&p), vec!["Zed", "bob"]);
         assert!(p.has_more);
         assert_eq!(
@@ -42,18 +42,18 @@ async fn pages_friends_and_requests() {
                 blocked: false,
             }
         );
-        let p = friends(c, me, "bob", items(2)).await.unwrap();
+        let p = friends(&Pg(c), me, "bob", items(2)).await.unwrap();
         assert_eq!(names(&p), vec!["carol", "dave"]);
         assert!(p.blocked.is_empty());
         assert!(!p.has_more);
         assert!(p.friends[1].blocked);
-        let p = friends(c, me, "bob\0zz", items(5)).await.unwrap();
+        let p = friends(&Pg(c), me, "bob\0zz", items(5)).await.unwrap();
         assert_eq!(names(&p), vec!["carol", "dave"]);
-        let p = friends(c, me, "dave", items(2)).await.unwrap();
+        let p = friends(&Pg(c), me, "dave", items(2)).await.unwrap();
         assert!(p.friends.is_empty() && !p.has_more);
         // The blocked list counts against the first page's bytes.
         let p = friends(
-            c,
+            &Pg(c),
             me,
             "",
             Page {
@@ -64,7 +64,7 @@ async fn pages_friends_and_requests() {
         .await
         .unwrap();
         assert_eq!((p.friends.len(), p.blocked.len(), p.has_more), (1, 2, true));
-        assert!(friends(c, u64::MAX, "", BIG)
+        assert!(friends(&Pg(c), u64::MAX, "", BIG)
             .await
             .unwrap()
             .friends
@@ -72,8 +72,8 @@ async fn pages_friends_and_requests() {
 
         let mut all = vec![bob, carol, dave, zed];
         all.sort_unstable();
-        assert_eq!(friend_ids(c, me).await.unwrap(), all);
-        assert!(friend_ids(c, u64::MAX).await.unwrap().is_empty());
+        assert_eq!(friend_ids(&Pg(c), me).await.unwrap(), all);
+        assert!(friend_ids(&Pg(c), u64::MAX).await.unwrap().is_empty());
 
         // Requests, oldest first: in, out, from a blocked user, in.
         let r1 = friend_request(c, bob, me, RequestStatus::Pending).await;
@@ -88,14 +88,14 @@ async fn pages_friends_and_requests() {
                 p.has_more,
             )
         };
-        let p = friend_requests(c, me, 0, items(2)).await.unwrap();
+        let p = friend_requests(&Pg(c), me, 0, items(2)).await.unwrap();
         assert_eq!(split(&p), (vec![r4], vec![r2], true));
-        let p = friend_requests(c, me, r2, items(2)).await.unwrap();
+        let p = friend_requests(&Pg(c), me, r2, items(2)).await.unwrap();
         assert_eq!(split(&p), (vec![r1], vec![], false));
-        let p = friend_requests(c, me, u64::MAX, BIG).await.unwrap();
+        let p = friend_requests(&Pg(c), me, u64::MAX, BIG).await.unwrap();
         assert_eq!(split(&p), (vec![r4, r1], vec![r2], false));
         let p = friend_requests(
-            c,
+            &Pg(c),
             me,
             0,
             Page {
@@ -106,22 +106,22 @@ async fn pages_friends_and_requests() {
         .await
         .unwrap();
         assert_eq!(split(&p), (vec![r4], vec![], true));
-        let got = &friend_requests(c, me, 0, BIG).await.unwrap().outgoing[0];
+        let got = &friend_requests(&Pg(c), me, 0, BIG).await.unwrap().outgoing[0];
         assert_eq!(
             (got.from_name.as_str(), got.to_name.as_str(), got.status),
             ("me", "carol", RequestStatus::Pending)
         );
-        let p = friend_requests(c, u64::MAX, 0, BIG).await.unwrap();
+        let p = friend_requests(&Pg(c), u64::MAX, 0, BIG).await.unwrap();
         assert_eq!(split(&p), (vec![], vec![], false));
 
-        let waiting: Vec<u64> = pending_incoming(c, me, 10)
+        let waiting: Vec<u64> = pending_incoming(&Pg(c), me, 10)
             .await
             .unwrap()
             .iter()
             .map(|r| r.id)
             .collect();
         assert_eq!(waiting, vec![r1]);
-        assert!(pending_incoming(c, me, 0).await.unwrap().is_empty());
+        assert!(pending_incoming(&Pg(c), me, 0).await.unwrap().is_empty());
     })
     .await;
 }

@@ -50,39 +50,42 @@ async fn reads_groups_rooms_members_and_join_requests() {
             }
 
             // One group, as each may see it.
-            let seen = group(c, g, plain).await.unwrap();
+            let seen = group(&Pg(c), g, plain).await.unwrap();
             assert_eq!(
                 (seen.name.as_str(), seen.kind, seen.my_role, seen.owner_id),
                 ("Secret", ConversationKind::Group, Some(Role::Member), owner)
             );
-            assert_eq!(group(c, g, owner).await.unwrap().my_role, Some(Role::Owner));
+            assert_eq!(
+                group(&Pg(c), g, owner).await.unwrap().my_role,
+                Some(Role::Owner)
+            );
             for viewer in [out, left, u64::MAX] {
                 assert!(matches!(
-                    group(c, g, viewer).await,
+                    group(&Pg(c), g, viewer).await,
                     Err(StoreError::NotFound("group"))
                 ));
             }
-            assert_eq!(group(c, chat, out).await.unwrap().my_role, None);
+            assert_eq!(group(&Pg(c), chat, out).await.unwrap().my_role, None);
             for id in [999, u64::MAX] {
                 assert!(matches!(
-                    group(c, id, owner).await,
+                    group(&Pg(c), id, owner).await,
                     Err(StoreError::NotFound("group"))
                 ));
             }
 
             // The owner's groups and rooms by id; dismissed ones left out.
             let gids = |v: &[GroupRecord]| v.iter().map(|g| g.id).collect::<Vec<_>>();
-            let (p, more) = groups_of(c, owner, 0, items(2)).await.unwrap();
+            let (p, more) = groups_of(&Pg(c), owner, 0, items(2)).await.unwrap();
             assert_eq!((gids(&p), more), (vec![g, chat], true));
-            let (p, more) = groups_of(c, owner, chat, BIG).await.unwrap();
+            let (p, more) = groups_of(&Pg(c), owner, chat, BIG).await.unwrap();
             assert_eq!(
                 (gids(&p), more),
                 (vec![fans, chatty, lower_a, upper_a, sale], false)
             );
-            let (p, _) = groups_of(c, plain, 0, BIG).await.unwrap();
+            let (p, _) = groups_of(&Pg(c), plain, 0, BIG).await.unwrap();
             assert_eq!(gids(&p), vec![g]);
-            assert!(groups_of(c, left, 0, BIG).await.unwrap().0.is_empty());
-            assert!(groups_of(c, owner, u64::MAX, BIG)
+            assert!(groups_of(&Pg(c), left, 0, BIG).await.unwrap().0.is_empty());
+            assert!(groups_of(&Pg(c), owner, u64::MAX, BIG)
                 .await
                 .unwrap()
                 .0
@@ -90,7 +93,7 @@ async fn reads_groups_rooms_members_and_join_requests() {
 
             // Rooms by prefix: ASCII case folded, `_` and `%` literal.
             let find = |prefix: &'static str, after, p| async move {
-                let (found, more) = rooms(c, out, prefix, after, p).await.unwrap();
+                let (found, more) = rooms(&Pg(c), out, prefix, after, p).await.unwrap();
                 (gids(&found), more)
             };
             assert_eq!(
@@ -112,7 +115,7 @@ async fn reads_groups_rooms_members_and_join_requests() {
 
             // Members by id, current ones only.
             let uids = |v: &[MemberRecord]| v.iter().map(|m| m.user_id).collect::<Vec<_>>();
-            let (p, more) = members(c, g, plain, 0, items(2)).await.unwrap();
+            let (p, more) = members(&Pg(c), g, plain, 0, items(2)).await.unwrap();
             assert_eq!((uids(&p), more), (vec![owner, admin], true));
             assert_eq!(
                 p[1],
@@ -124,55 +127,59 @@ async fn reads_groups_rooms_members_and_join_requests() {
                     joined_at_ms: 5,
                 }
             );
-            let (p, more) = members(c, g, plain, admin, items(2)).await.unwrap();
+            let (p, more) = members(&Pg(c), g, plain, admin, items(2)).await.unwrap();
             assert_eq!((uids(&p), more), (vec![plain], false));
-            assert!(members(c, g, plain, u64::MAX, BIG)
+            assert!(members(&Pg(c), g, plain, u64::MAX, BIG)
                 .await
                 .unwrap()
                 .0
                 .is_empty());
             assert!(matches!(
-                members(c, g, out, 0, BIG).await,
+                members(&Pg(c), g, out, 0, BIG).await,
                 Err(StoreError::NotFound("group"))
             ));
-            assert_eq!(members(c, chat, out, 0, BIG).await.unwrap().0.len(), 1);
+            assert_eq!(members(&Pg(c), chat, out, 0, BIG).await.unwrap().0.len(), 1);
 
             // Join requests: for the owner and admins only.
             let jids = |v: &[JoinRequestRecord]| v.iter().map(|j| j.user_id).collect::<Vec<_>>();
             let mut want = applicants.clone();
             want.sort_unstable();
-            let (p, more) = join_requests_for(c, admin, g, 0, items(2)).await.unwrap();
+            let (p, more) = join_requests_for(&Pg(c), admin, g, 0, items(2))
+                .await
+                .unwrap();
             assert_eq!((jids(&p), more), (want[..2].to_vec(), true));
             assert_eq!(
                 (p[0].conversation_id, p[0].message.as_str()),
                 (g, "let me in")
             );
-            let (p, more) = join_requests_for(c, owner, g, want[1], BIG).await.unwrap();
+            let (p, more) = join_requests_for(&Pg(c), owner, g, want[1], BIG)
+                .await
+                .unwrap();
             assert_eq!((jids(&p), more), (want[2..].to_vec(), false));
-            assert!(join_requests_for(c, owner, g, u64::MAX, BIG)
+            assert!(join_requests_for(&Pg(c), owner, g, u64::MAX, BIG)
                 .await
                 .unwrap()
                 .0
                 .is_empty());
             assert!(matches!(
-                join_requests_for(c, plain, g, 0, BIG).await,
+                join_requests_for(&Pg(c), plain, g, 0, BIG).await,
                 Err(StoreError::Refused(Refusal::JoinRequestsAdminsOnly))
             ));
             for actor in [out, left] {
                 assert!(matches!(
-                    join_requests_for(c, actor, g, 0, BIG).await,
+                    join_requests_for(&Pg(c), actor, g, 0, BIG).await,
                     Err(StoreError::NotMember(id)) if id == g
                 ));
             }
             assert!(matches!(
-                join_requests_for(c, owner, u64::MAX, 0, BIG).await,
+                join_requests_for(&Pg(c), owner, u64::MAX, 0, BIG).await,
                 Err(StoreError::NotMember(u64::MAX))
             ));
 
-            assert_eq!(role_of(c, g, admin).await.unwrap(), Some(Role::Admin));
-            assert_eq!(role_of(c, g, left).await.unwrap(), None);
-            assert_eq!(role_of(c, g, u64::MAX).await.unwrap(), None);
-            assert_eq!(role_of(c, u64::MAX, owner).await.unwrap(), None);
+            assert_eq!(role_of(&Pg(c), g, admin).await.unwrap(), Some(Role::Admin));
+            assert_eq!(role_of(&Pg(c), g, left).await.unwrap(), None);
+            assert_eq!(role_of(&Pg(c), g, u64::MAX).await.unwrap(), None);
+            assert_eq!(role_of(&Pg(c), u64::MAX, owner).await.unwrap(), None);
         },
     )
     .await;
@@ -191,7 +198,7 @@ async fn a_corrupt_enum_column_is_an_error_not_another_variant() {
             group_row(c, id, "g", ann, false, false).await;
             member(c, ann, id, Role::Owner, (0, 0, 0, 0)).await;
             assert_eq!(
-                group(c, id, ann).await.unwrap().join_policy,
+                group(&Pg(c), id, ann).await.unwrap().join_policy,
                 crate::JoinPolicy::Open
             );
             for (sql, what) in [
@@ -211,7 +218,7 @@ async fn a_corrupt_enum_column_is_an_error_not_another_variant() {
                 ),
             ] {
                 c.execute(sql, &[]).await.unwrap();
-                let got = group(c, id, ann).await;
+                let got = group(&Pg(c), id, ann).await;
                 if what.is_empty() {
                     assert!(got.is_ok(), "{sql}: {got:?}");
                 } else {

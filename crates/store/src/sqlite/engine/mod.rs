@@ -77,6 +77,7 @@
 pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod copier;
+pub(crate) mod dialect;
 pub(crate) mod faults;
 pub(crate) mod log;
 pub(crate) mod os;
