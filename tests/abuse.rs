@@ -196,26 +196,46 @@ async fn before_login_only_small_frames_are_read() {
     let big = "y".repeat(60 * 1024);
     alice.send_text(bob.user_id, "big", &big).await.unwrap();
 
-    // A WebSocket client may not send much before it logs in either.
-    use futures_util::SinkExt;
+    // A WebSocket client may not send much before it logs in either: past
+    // its 32 KiB it hears FRAME_TOO_LARGE, then Disconnect, then a close
+    // frame saying why (1008, policy).
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws.as_str())
         .await
         .unwrap();
-    let blob = vec![0u8; 64 * 1024];
-    let _ = ws
-        .send(tokio_tungstenite::tungstenite::Message::Binary(blob.into()))
-        .await;
-    use futures_util::StreamExt;
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
+    let _ = ws.send(Message::Binary(vec![7u8; 64 * 1024].into())).await;
+    let (mut frames, mut close) = (Vec::new(), None);
+    tokio::time::timeout(WAIT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) => {
+                    let mut buf = bytes::BytesMut::from(&b[..]);
+                    let f = natter_proto::FrameDecoder::new(1 << 20)
+                        .decode(&mut buf)
+                        .unwrap()
+                        .expect("one whole frame per message");
+                    frames.push(ServerFrame::decode(&f).unwrap());
+                }
+                Message::Close(c) => close = c,
+                _ => {}
             }
         }
     })
-    .await;
-    assert!(ended.is_ok(), "the WebSocket is closed, not left to grow");
+    .await
+    .expect("the WebSocket is closed, not left to grow");
+    match &frames[..] {
+        [ServerFrame::Error(e), ServerFrame::Disconnect(d)] => {
+            assert_eq!(e.code(), pb::ErrorCode::FrameTooLarge);
+            assert!(e.message.contains("32768") && e.message.contains("before login"));
+            assert_eq!(d.reason(), pb::DisconnectReason::ProtocolError);
+        }
+        other => panic!("{other:?}"),
+    }
+    let close = close.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert!(close.reason.contains("before login"), "{close:?}");
 }
 
 #[tokio::test]

@@ -121,6 +121,64 @@ async fn connections_from_the_first_moment_are_counted_and_every_metric_has_help
 }
 
 #[tokio::test]
+async fn a_fresh_node_shows_every_described_metric_before_its_first_event() {
+    // Every listener, TLS ones too, so that their series exist as well.
+    let dir = tempfile::tempdir().unwrap();
+    let leaf = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, leaf.cert.pem()).unwrap();
+    std::fs::write(&key, leaf.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let any = "127.0.0.1:0";
+    let server = Binary::start(
+        &dir.path().join("data"),
+        &[
+            ("NATTER_LISTEN__TCP_TLS", any),
+            ("NATTER_LISTEN__WS_TLS", any),
+            ("NATTER_LISTEN__HTTPS", any),
+            ("NATTER_TLS__CERT", cert),
+            ("NATTER_TLS__KEY", key),
+        ],
+        &[],
+    )
+    .await;
+    let page = server.get("/metrics").await.1;
+
+    let source = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server/metrics.rs"),
+    )
+    .unwrap();
+    let described: Vec<&str> = source
+        .split("describe_")
+        .filter(|p| {
+            ["counter!(", "gauge!(", "histogram!("]
+                .iter()
+                .any(|k| p.starts_with(k))
+        })
+        .filter_map(|piece| piece.split('"').nth(1))
+        .filter(|name| name.starts_with("natter_"))
+        .collect();
+    assert!(described.len() > 40, "{described:?}");
+    let missing: Vec<&&str> = described
+        .iter()
+        // The circuit breaker is PostgreSQL's alone.
+        .filter(|&&n| n != "natter_store_breaker_state" || !on_sqlite("the breaker gauge"))
+        .filter(|n| !page.lines().any(|l| l.starts_with(&format!("# TYPE {n} "))))
+        .collect();
+    assert!(missing.is_empty(), "absent: {missing:?}\n{page}");
+    // Labelled counters have their known labels, at zero.
+    for series in [
+        "natter_panics_total{component=\"connection\"} 0",
+        "natter_pushes_dropped_total{reason=\"fanout_queue_full\"} 0",
+        "natter_overload_transitions_total{to=\"shed\"} 0",
+        "natter_tls_handshake_failures_total{listener=\"ws_tls\",reason=\"timeout\"} 0",
+        "natter_disconnects_total{reason=\"DISCONNECT_REASON_SLOW_CONSUMER\"} 0",
+    ] {
+        assert!(page.contains(series), "no {series}\n{page}");
+    }
+}
+
+#[tokio::test]
 async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_recovers() {
     const MIB: u64 = 1 << 20;
     let dir = tempfile::tempdir().unwrap();

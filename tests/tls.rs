@@ -2,7 +2,9 @@
 //! WebSocket, HTTPS) with a CA made here; a second connection resumes; a
 //! reload (SIGHUP) serves a new certificate to new connections while old
 //! ones go on; a mismatched or garbage certificate is refused and the old
-//! one keeps serving; a plain-text client on a TLS port is closed promptly.
+//! one keeps serving; a plain-text client on a TLS port is closed promptly;
+//! the CLI says what is wrong with a certificate it refuses, and how to fix
+//! it.
 
 mod common;
 
@@ -422,12 +424,19 @@ async fn the_cli_and_the_load_generator_connect_over_tls_with_a_private_ca() {
             "{url}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // Without the CA the server's certificate is not trusted.
+        // Without the CA the server's certificate is not trusted, and the
+        // error says what to do.
         let out = client(&["--server", &url, "register", "nobody"]).await;
         assert!(
             !out.status.success(),
             "{url}: an untrusted certificate is refused"
         );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("not signed by a CA") && said.contains("--ca"),
+            "{said}"
+        );
+        assert_eq!(said.matches("cannot connect to").count(), 1, "{said}");
     }
     let work = tempfile::tempdir().expect("temp dir");
     let tokens = work.path().join("tokens.json");
@@ -458,6 +467,51 @@ async fn the_cli_and_the_load_generator_connect_over_tls_with_a_private_ca() {
             4.0,
         )
         .await;
+    // A self-signed certificate that is also a CA (what `openssl req -x509`
+    // makes by default) cannot identify a server: the CLI says so, and how
+    // to make one that can; a self-signed one with CA:FALSE is accepted.
+    for (is_ca, accepted) in [
+        (IsCa::Ca(BasicConstraints::Unconstrained), false),
+        (IsCa::ExplicitNoCa, true),
+    ] {
+        let mut params = CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.is_ca = is_ca;
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("self-signed");
+        let before = sum(
+            &server.metrics().await,
+            "natter_tls_reloads_total",
+            &["result=\"ok\""],
+        );
+        server.replace(&cert.pem(), &key.serialize_pem());
+        server.sighup();
+        server
+            .until_metric("natter_tls_reloads_total", &["result=\"ok\""], before + 1.0)
+            .await;
+        let own = server._dir.path().join("self-signed.pem");
+        std::fs::write(&own, cert.pem()).expect("write the certificate");
+        let port = server.addrs["tcp_tls"].rsplit(':').next().expect("a port");
+        let url = format!("tls://localhost:{port}");
+        let out = client(&[
+            "--server",
+            &url,
+            "--ca",
+            own.to_str().expect("utf-8"),
+            "register",
+            "erin",
+        ])
+        .await;
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), accepted, "{said}");
+        if !accepted {
+            assert!(
+                said.contains("is a CA certificate") && said.contains("CA:FALSE"),
+                "{said}"
+            );
+            assert!(!said.contains("CaUsedAsEndEntity"), "{said}");
+            assert_eq!(said.matches("cannot connect to").count(), 1, "{said}");
+        }
+    }
 }
 
 /// `natter client ARGS`, the password from the environment and the saved

@@ -258,9 +258,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     match args.command {
         ClientCommand::Register { username } => {
             let password = auth::new_password(&username)?;
-            let c = auth::connect(server.addr)
-                .await
-                .with_context(|| format!("cannot connect to {}", server.addr))?;
+            let c = auth::connect(server.addr).await?;
             c.register(&username, &password)
                 .await
                 .context("register failed")?;

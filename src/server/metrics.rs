@@ -1,5 +1,7 @@
-//! Every metric natter exports, with its help text, in one place. The tidy
-//! test checks that each metric named in the code is described here.
+//! Every metric natter exports, with its help text, in one place, and every
+//! series a fresh node has at zero. The tidy test checks that each metric
+//! named in the code is described here; `tests/tls.rs` that a fresh node's
+//! `/metrics` shows every metric described.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -18,6 +20,160 @@ pub fn handle() -> Option<PrometheusHandle> {
             installed
         })
         .clone()
+}
+
+/// Registers every series this node can have at zero (labelled ones under
+/// each label value the code uses; TLS ones for each of `tls_listeners`), so
+/// that a counter exists before its first event: an alert on a series that
+/// is absent never fires, and a rate needs a zero to start from. Existing
+/// values are kept. Gauges and histograms their owners set at start are left
+/// to them (`natter_store_breaker_state` only exists on PostgreSQL,
+/// `natter_tls_certificate_expiry_seconds` once a certificate is loaded).
+pub fn zero(tls_listeners: &[&'static str]) {
+    for name in [
+        "natter_frames_in_total",
+        "natter_http_idle_closed_total",
+        "natter_oversized_frames_total",
+        "natter_typing_dropped_total",
+        "natter_users_registered_total",
+        "natter_login_failures_total",
+        "natter_pushes_total",
+        "natter_bus_publishes_total",
+        "natter_bus_published_bytes_total",
+        "natter_bus_received_total",
+        "natter_bus_dropped_total",
+        "natter_bus_order_released_total",
+        "natter_bus_resubscribes_total",
+        "natter_bus_resyncs_total",
+        "natter_cluster_moved_total",
+        "natter_cluster_nodes_dead_total",
+        "natter_log_dropped_lines_total",
+        "natter_log_suppressed_lines_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    let reasons: Vec<&'static str> = (1..=u8::MAX)
+        .filter_map(|v| natter_proto::pb::DisconnectReason::try_from(i32::from(v)).ok())
+        .map(|r| r.as_str_name())
+        .collect();
+    let stages = natter_runtime::load::Stage::ALL.map(|s| s.name());
+    let labelled: [(&'static str, &'static str, &[&'static str]); 11] = [
+        ("natter_connections_total", "transport", &["tcp", "ws"]),
+        ("natter_disconnects_total", "reason", &reasons),
+        (
+            "natter_limit_hits_total",
+            "limit",
+            // gateway (admission, frames, requests, outbound queue, group
+            // size), api (HTTP connections), service (sends, logins,
+            // registrations, hashing, overload)
+            &[
+                "connections",
+                "unauthenticated_per_address",
+                "overload",
+                "frame_size",
+                "request_rate",
+                "outbound_queue",
+                "group_size",
+                "http_connections",
+                "send_rate",
+                "hash_queue",
+                "login_rate",
+                "failed_logins_address",
+                "failed_logins_user",
+                "registrations",
+            ],
+        ),
+        (
+            // The tables of runtime::limits, by the names their owners give.
+            "natter_limit_table_full_total",
+            "table",
+            &[
+                "send",
+                "logins",
+                "failed_logins_address",
+                "failed_logins_user",
+                "registrations",
+                "typing",
+            ],
+        ),
+        ("natter_logins_total", "method", &["password", "token"]),
+        ("natter_messages_total", "outcome", &["stored", "duplicate"]),
+        (
+            // The commit feed's reasons (store/src/feed.rs).
+            "natter_pushes_dropped_total",
+            "reason",
+            &["fanout_queue_full", "fanout_overflow_full"],
+        ),
+        (
+            "natter_bus_errors_total",
+            "op",
+            &[
+                "publish",
+                "subscribe",
+                "decode",
+                "presence",
+                "report",
+                "limit",
+            ],
+        ),
+        ("natter_log_write_errors_total", "sink", &["stdout", "file"]),
+        (
+            // Every panics::guard and panics::catch, and the hook's own.
+            "natter_panics_total",
+            "component",
+            &[
+                "unguarded",
+                "connection",
+                "connection_writer",
+                "fanout",
+                "password_hash",
+                "store_writer",
+            ],
+        ),
+        ("natter_overload_transitions_total", "to", &stages),
+    ];
+    for (name, label, values) in labelled {
+        for &value in values {
+            metrics::counter!(name, label => value).increment(0);
+        }
+    }
+    if !tls_listeners.is_empty() {
+        metrics::counter!("natter_tls_accept_pauses_total").increment(0);
+        for result in ["ok", "error"] {
+            metrics::counter!("natter_tls_reloads_total", "result" => result).increment(0);
+        }
+    }
+    for &listener in tls_listeners {
+        for kind in ["full", "resumed"] {
+            metrics::counter!("natter_tls_handshakes_total",
+                "listener" => listener, "kind" => kind)
+            .increment(0);
+        }
+        for reason in natter_runtime::tls::FAILURE_REASONS {
+            metrics::counter!("natter_tls_handshake_failures_total",
+                "listener" => listener, "reason" => reason)
+            .increment(0);
+        }
+    }
+    for name in [
+        "natter_connections",
+        "natter_unauthenticated_connections",
+        "natter_http_connections",
+        "natter_store_queue_depth",
+        "natter_store_log_waiting",
+    ] {
+        metrics::gauge!(name).increment(0.0);
+    }
+    for name in [
+        "natter_store_batch_size",
+        "natter_store_commit_seconds",
+        "natter_store_copy_seconds",
+        "natter_store_copy_size",
+        "natter_store_checkpoint_seconds",
+    ] {
+        // A handle is enough: an empty histogram shows a count of 0.
+        let _ = metrics::histogram!(name);
+    }
 }
 
 /// Describes every metric to the installed recorder.

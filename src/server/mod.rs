@@ -153,6 +153,13 @@ pub async fn run_then(
     let listeners_addrs = bound(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
     let tls = tls(&config, &listeners, &background, &background_stop)?;
+    let tls_listeners = [
+        ("tcp_tls", listeners.tcp_tls.is_some()),
+        ("ws_tls", listeners.ws_tls.is_some()),
+        ("https", listeners.https.is_some()),
+    ];
+    let tls_listeners: Vec<_> = tls_listeners.iter().filter(|l| l.1).map(|l| l.0).collect();
+    metrics::zero(&tls_listeners);
     ready(&listeners);
     let acceptor = |name| tls.as_ref().map(|t| t.acceptor(name, &[]));
     // The accept loops end on the shutdown signal; the drain awaits their

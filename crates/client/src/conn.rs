@@ -473,7 +473,7 @@ async fn tls_connect(
     let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, stream)
         .await
-        .map_err(|e| ClientError::Io(format!("{host}: TLS: {e}")))?;
+        .map_err(|e| ClientError::Io(crate::tls::handshake_failure(host, &e)))?;
     let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     Ok((stream, resumed))
 }

@@ -46,10 +46,63 @@ pub(crate) fn default_config() -> Result<Arc<ClientConfig>, String> {
 
 /// The name the server's certificate must carry: the host of `host:port`.
 pub(crate) fn server_name(host_port: &str) -> Result<ServerName<'static>, String> {
+    let host = host_of(host_port);
+    ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))
+}
+
+fn host_of(host_port: &str) -> &str {
     let host = match host_port.rsplit_once(':') {
         Some((h, _)) => h,
         None => host_port,
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_owned()).map_err(|e| format!("{host}: {e}"))
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+/// A failed handshake with `host_port`, said so that a person can fix it:
+/// what is wrong with the server's certificate and what to do (rustls's
+/// own words for these are its enums' names).
+pub(crate) fn handshake_failure(host_port: &str, e: &std::io::Error) -> String {
+    use rustls::{CertificateError as C, Error as E};
+    let host = host_of(host_port);
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<E>()) else {
+        return format!("{host_port}: TLS handshake failed: {e}");
+    };
+    let cert = "the server's certificate";
+    let why = match tls {
+        E::InvalidCertificate(C::UnknownIssuer) => format!(
+            "{cert} is not signed by a CA this client trusts: pass that CA's certificate \
+             with --ca (for a self-signed certificate, the certificate itself)"
+        ),
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+            "{cert} does not name {host}: connect by a name it has, or give it \
+             subjectAltName=DNS:{host} (IP:{host} for an address)"
+        ),
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            format!("{cert} has expired: the server needs a new one")
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            format!("{cert} is not valid yet: check this machine's clock and the server's")
+        }
+        E::InvalidCertificate(C::BadSignature) => {
+            format!("{cert}'s signature does not match its issuer's key")
+        }
+        E::InvalidCertificate(C::Other(o))
+            if matches!(
+                o.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            format!(
+                "{cert} is a CA certificate (basicConstraints CA:TRUE, what \
+                 `openssl req -x509` makes by default), which cannot identify a server: \
+                 serve a certificate signed by a CA, or a self-signed one made with \
+                 -addext basicConstraints=critical,CA:FALSE (see docs/CONFIG.md, [tls])"
+            )
+        }
+        E::InvalidCertificate(C::Other(o)) => format!("{cert} was refused: {}", o.0),
+        E::InvalidCertificate(other) => format!("{cert} was refused: {other:?}"),
+        E::AlertReceived(alert) => format!("the server ended the handshake ({alert:?})"),
+        other => other.to_string(),
+    };
+    format!("{host_port}: TLS: {why}")
 }

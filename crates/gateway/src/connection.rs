@@ -313,14 +313,18 @@ impl Conn {
                     }
                 }
                 Ok(None) => return,
-                Err(ReadError::Frame(e)) => {
+                // Too much before login over WebSocket is a frame too large
+                // over the whole budget: the same answer and close.
+                Err(e @ (ReadError::Frame(_) | ReadError::OverBudget { .. })) => {
                     let code = match e {
-                        natter_proto::FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
-                        natter_proto::FrameError::TooShort { .. } => ErrorCode::Malformed,
+                        ReadError::Frame(natter_proto::FrameError::TooShort { .. }) => {
+                            ErrorCode::Malformed
+                        }
+                        _ => ErrorCode::FrameTooLarge,
                     };
-                    let why = match (&self.phase, e) {
-                        (Phase::Authed(_), e) => e.to_string(),
-                        (_, e) => format!("{e} (before login)"),
+                    let why = match &self.phase {
+                        Phase::Authed(_) => e.to_string(),
+                        _ => format!("{e} (before login)"),
                     };
                     metrics::counter!("natter_limit_hits_total", "limit" => "frame_size")
                         .increment(1);

@@ -276,7 +276,10 @@ pub async fn writer<W: FrameWrite>(mut io: W, out: Outbound, flush_timeout: Dura
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
+    // The Disconnect sent, for a WebSocket's close frame.
+    let mut farewell = None;
     if clean {
+        farewell = close.as_ref().map(|c| (c.reason, c.message.clone()));
         // Without a reason (the peer went away) what is queued is still
         // flushed, in case the peer only closed its sending side.
         let flush = close.as_ref().is_none_or(|c| c.flush);
@@ -308,5 +311,6 @@ pub async fn writer<W: FrameWrite>(mut io: W, out: Outbound, flush_timeout: Dura
         .await;
     }
     out.closer.shut(None);
-    let _ = tokio::time::timeout(flush_timeout, io.shutdown()).await;
+    let why = farewell.as_ref().map(|(r, m)| (*r, m.as_str()));
+    let _ = tokio::time::timeout(flush_timeout, io.shutdown(why)).await;
 }

@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use natter_proto::pb::DisconnectReason;
 use natter_proto::{Frame, FrameDecoder, FrameError};
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHa
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -40,6 +43,10 @@ pub enum ReadError {
     Truncated,
     #[error("text WebSocket messages are not part of the protocol")]
     TextMessage,
+    /// A WebSocket sent more than its pre-login budget: answered like a
+    /// frame too large.
+    #[error("more than {max} bytes sent")]
+    OverBudget { max: usize },
     #[error("i/o: {0}")]
     Io(String),
 }
@@ -58,7 +65,12 @@ pub trait FrameWrite: Send + 'static {
         &mut self,
         frames: &[Bytes],
     ) -> impl Future<Output = std::io::Result<()>> + Send;
-    fn shutdown(&mut self) -> impl Future<Output = ()> + Send;
+    /// Ends the stream; `why` is the Disconnect just sent, if any (a
+    /// WebSocket says it again in its close frame).
+    fn shutdown(
+        &mut self,
+        why: Option<(DisconnectReason, &str)>,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// Reads whatever the socket has, up to this much at a time, into a buffer
@@ -148,7 +160,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for TcpWrite<W> {
         self.wr.flush().await
     }
 
-    async fn shutdown(&mut self) {
+    async fn shutdown(&mut self, _: Option<(DisconnectReason, &str)>) {
         let _ = self.wr.shutdown().await;
     }
 }
@@ -248,6 +260,8 @@ pub struct WsRead<S = TcpStream> {
     buf: BytesMut,
     decoder: FrameDecoder,
     budget: Arc<AtomicUsize>,
+    /// The budget it started with.
+    preauth_bytes: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsRead<S> {
@@ -268,6 +282,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsRead<S> {
                 Some(Ok(Message::Text(_))) => return Err(ReadError::TextMessage),
                 // Pings are answered by the WebSocket layer itself.
                 Some(Ok(_)) => {}
+                // The socket refuses to read past the budget.
+                Some(Err(_)) if self.budget.load(Ordering::Relaxed) == 0 => {
+                    return Err(ReadError::OverBudget {
+                        max: self.preauth_bytes,
+                    });
+                }
                 Some(Err(e)) => return Err(ReadError::Io(e.to_string())),
             }
         }
@@ -294,9 +314,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameWrite for WsWrite<
         self.wr.flush().await.map_err(std::io::Error::other)
     }
 
-    async fn shutdown(&mut self) {
+    async fn shutdown(&mut self, why: Option<(DisconnectReason, &str)>) {
+        if let Some((reason, message)) = why {
+            let frame = CloseFrame {
+                code: close_code(reason),
+                reason: close_reason(message).into(),
+            };
+            let _ = self.wr.send(Message::Close(Some(frame))).await;
+        }
         let _ = self.wr.close().await;
     }
+}
+
+/// The WebSocket close code that goes with a Disconnect (docs/PROTOCOL.md
+/// §1): the Disconnect frame before it says the rest.
+fn close_code(reason: DisconnectReason) -> CloseCode {
+    match reason {
+        DisconnectReason::GoingAway => CloseCode::Away,
+        DisconnectReason::ProtocolError => CloseCode::Policy,
+        DisconnectReason::ServerFull => CloseCode::Again,
+        _ => CloseCode::Normal,
+    }
+}
+
+/// A close frame's reason holds at most 123 bytes: `message` cut to fit, at
+/// a character boundary.
+fn close_reason(message: &str) -> &str {
+    let mut end = message.len().min(123);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
 }
 
 /// Upgrades to WebSocket. Until login the connection may send at most
@@ -331,6 +379,7 @@ pub async fn websocket<S: AsyncRead + AsyncWrite + Unpin + Send>(
             buf: BytesMut::new(),
             decoder: FrameDecoder::new(preauth_frame_bytes),
             budget,
+            preauth_bytes,
         },
         WsWrite { wr },
     ))

@@ -27,6 +27,9 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// Every stage, lowest first.
+    pub const ALL: [Stage; 3] = [Stage::Normal, Stage::Shed, Stage::Essential];
+
     pub fn name(self) -> &'static str {
         match self {
             Stage::Normal => "normal",
@@ -296,6 +299,9 @@ pub async fn monitor(
     let mut stages = Stages::default();
     metrics::gauge!("natter_memory_budget_bytes").set(t.memory_budget_bytes as f64);
     metrics::gauge!("natter_overload_stage").set(0.0);
+    // Known from the start, not one interval later.
+    metrics::gauge!("natter_memory_rss_bytes").set(rss_bytes() as f64);
+    metrics::gauge!("natter_event_loop_lag_seconds").set(0.0);
     loop {
         let asked = Instant::now();
         tokio::select! {

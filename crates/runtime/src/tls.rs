@@ -269,7 +269,20 @@ impl Acceptor {
     }
 }
 
-/// A handshake error as a metric label.
+/// Every label `natter_tls_handshake_failures_total` counts by (`reason`):
+/// what [`failure_reason`] returns, and `timeout`.
+pub const FAILURE_REASONS: [&str; 8] = [
+    "not_tls",
+    "protocol",
+    "bad_certificate",
+    "alert",
+    "incompatible",
+    "eof",
+    "io",
+    "timeout",
+];
+
+/// A handshake error as a metric label (one of [`FAILURE_REASONS`]).
 fn failure_reason(e: &std::io::Error) -> &'static str {
     use rustls::{AlertDescription as A, Error as E, InvalidMessage as M};
     match e.get_ref().and_then(|i| i.downcast_ref::<E>()) {
