@@ -99,6 +99,7 @@ pub async fn postgres_url_for(dir: &std::path::Path) -> Option<String> {
     let schema = natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
         .await
         .expect("a test schema");
+    std::fs::create_dir_all(dir).expect("the data directory");
     std::fs::write(&file, &schema.url).expect("write the schema's URL");
     Some(schema.url.clone())
 }

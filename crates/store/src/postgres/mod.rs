@@ -8,14 +8,13 @@
 
 pub(crate) mod engine;
 mod groups;
-mod lists;
 mod messages;
 mod rows;
 mod sync;
 #[cfg(test)]
 mod tests;
 
-use crate::sql::{accounts, friends, lists as shared};
+use crate::sql::{accounts, friends, lists as shared, messages as shared_messages};
 use engine::dialect::Pg;
 use engine::faults::collided;
 pub use engine::faults::pool_error;
@@ -360,9 +359,9 @@ impl Store for PgStore {
         before_seq: u64,
         page: Page,
     ) -> Result<HistoryPage> {
-        self.with(
-            |c| async move { sync::history(&**c, user, conversation, before_seq, page).await },
-        )
+        self.with(|c| async move {
+            shared_messages::history(&Pg(&**c), user, conversation, before_seq, page).await
+        })
         .await
     }
 
@@ -405,7 +404,7 @@ impl Store for PgStore {
     }
 
     async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>> {
-        self.with(|c| async move { messages::audience(&**c, user, conversation).await })
+        self.with(|c| async move { shared_messages::audience(&Pg(&**c), user, conversation).await })
             .await
     }
 
@@ -415,7 +414,7 @@ impl Store for PgStore {
         before: Option<Before>,
         page: Page,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        self.with(|c| async move { lists::conversations(&**c, user, before, page).await })
+        self.with(|c| async move { shared::conversations(&Pg(&**c), user, before, page).await })
             .await
     }
 

@@ -1,7 +1,7 @@
 //! Rows to records, and the one way ids cross into SQL: PostgreSQL's
 //! BIGINT is signed, the model's ids are not.
 
-use crate::{BadValue, Body, ConversationKind, Page, Result, StoredMessage};
+use crate::{BadValue, Body, ConversationKind, Result, StoredMessage};
 use tokio_postgres::Row;
 
 /// An id or seq as a query parameter. Nothing stored is above i64::MAX, so
@@ -58,9 +58,4 @@ pub fn kind(v: i16) -> Result<ConversationKind> {
 /// A row count as a LIMIT: a page larger than BIGINT is as good as unbounded.
 pub fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// One row more than the page may hold, to know whether more follow.
-pub fn fetch(page: Page) -> i64 {
-    limit(page.items).saturating_add(1)
 }

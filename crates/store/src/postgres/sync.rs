@@ -3,12 +3,12 @@
 //! other are sent together (pipelined on the connection).
 
 use super::engine::dialect::Pg;
-use super::rows::{self, fetch, id, key, keys, limit, MESSAGE_COLUMNS};
+use super::rows::{self, id, key, keys, limit, MESSAGE_COLUMNS};
 use crate::rules::{self, SyncRow, SYNC_CONVERSATIONS};
 use crate::sql::friends::pending_incoming;
 use crate::{
-    ConversationId, HistoryPage, MemberState, Page, Result, StoreError, StoredMessage, SyncPage,
-    UserId, SYNC_FRIEND_REQUESTS,
+    ConversationId, MemberState, Page, Result, StoredMessage, SyncPage, UserId,
+    SYNC_FRIEND_REQUESTS,
 };
 use std::collections::HashMap;
 use tokio_postgres::GenericClient;
@@ -129,58 +129,4 @@ async fn due_messages(
         .iter()
         .map(rows::message)
         .collect()
-}
-
-/// A page of messages below `before_seq` (0: from the newest), newest
-/// first, within what the user may see: two statements.
-pub async fn history(
-    c: &impl GenericClient,
-    user: UserId,
-    conversation: ConversationId,
-    before_seq: u64,
-    page: Page,
-) -> Result<HistoryPage> {
-    let Some((joined, upto)) = visible_range(c, user, conversation).await? else {
-        return Err(StoreError::NotMember(conversation));
-    };
-    let newest = upto.saturating_add(1);
-    let before = if before_seq == 0 {
-        newest
-    } else {
-        before_seq.min(newest)
-    };
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m
-         WHERE m.conversation_id = $1 AND m.seq < $2 AND m.seq > $3
-         ORDER BY m.seq DESC LIMIT $4"
-    );
-    let found: Vec<StoredMessage> = c
-        .query(
-            &sql,
-            &[&key(conversation), &key(before), &key(joined), &fetch(page)],
-        )
-        .await?
-        .iter()
-        .map(rows::message)
-        .collect::<Result<_>>()?;
-    let (messages, has_more) = page.cut(found, StoredMessage::size_hint);
-    Ok(HistoryPage { messages, has_more })
-}
-
-/// The seqs a member may see: after `joined_seq`, up to what
-/// [`rules::visible_upto`] says. `None` when the user was never a member.
-pub async fn visible_range(
-    c: &impl GenericClient,
-    user: UserId,
-    conversation: ConversationId,
-) -> Result<Option<(u64, u64)>> {
-    let row = c
-        .query_opt(
-            "SELECT m.joined_seq, m.left_seq, c.last_seq
-             FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = $1 AND m.conversation_id = $2",
-            &[&key(user), &key(conversation)],
-        )
-        .await?;
-    Ok(row.map(|r| (id(&r, 0), rules::visible_upto(id(&r, 1), id(&r, 2)))))
 }

@@ -1,12 +1,106 @@
-//! Group reads and lists: a group as a viewer may see it, the groups of a
-//! user, the rooms to discover, a group's members and its join requests.
+//! Lists, and group reads: the conversation list (every conversation of a
+//! user with its last message, read cursor, unread count and mention flag,
+//! newest first), a group as a viewer may see it, the groups of a user, the
+//! rooms to discover, a group's members and its join requests.
 
+use super::messages::message_row;
 use super::{args, each, has_nul, Db, Row};
-use crate::rules::Refusal;
+use crate::rules::{self, ListRow, Refusal};
 use crate::{
-    ConversationId, ConversationKind, GroupRecord, JoinRequestRecord, MemberRecord, Page, Result,
-    Role, StoreError, UserId,
+    Before, BodyKind, ConversationId, ConversationKind, ConversationSummary, GroupRecord,
+    JoinRequestRecord, MemberRecord, Page, Result, Role, StoreError, StoredMessage, UserId,
 };
+use std::collections::HashMap;
+
+/// Unread counts stop here; a client shows "9999+".
+const MAX_UNREAD: i64 = 9999;
+
+// The kinds `conversations` names in its SQL.
+const _: () = assert!(BodyKind::System as i64 == 4 && BodyKind::Recalled as i64 == 5);
+const _: () = assert!(ConversationKind::Direct as i64 == 1);
+
+/// A page of the conversation list in two statements whatever its length:
+/// the memberships with their titles and counts, then the last messages.
+/// The counts are select-list subqueries rather than joins so that the
+/// database evaluates them after the sort and limit, for the page's rows
+/// only.
+pub(crate) async fn conversations(
+    db: &impl Db,
+    user: UserId,
+    before: Option<Before>,
+    page: Page,
+) -> Result<(Vec<ConversationSummary>, bool)> {
+    let before = before.unwrap_or(Before {
+        activity_ms: i64::MAX,
+        id: u64::MAX,
+    });
+    let found = db
+        .rows(
+            "SELECT c.id, c.kind, c.last_seq, c.last_activity_ms, m.read_seq, m.joined_seq, g.name,
+                    p.user_id, pu.username,
+                    (SELECT count(*) FROM (SELECT 1 FROM messages x
+                        WHERE x.conversation_id = c.id
+                          AND x.seq > greatest(m.read_seq, m.joined_seq)
+                          AND x.sender_id <> $1 AND x.body_kind NOT IN (4, 5)
+                        LIMIT $5) AS y),
+                    EXISTS (SELECT 1 FROM mentions x WHERE x.user_id = $1
+                        AND x.conversation_id = c.id
+                        AND x.seq > greatest(m.read_seq, m.joined_seq))
+                    OR EXISTS (SELECT 1 FROM messages x WHERE x.conversation_id = c.id
+                        AND x.seq > greatest(m.read_seq, m.joined_seq) AND x.mention_all
+                        AND x.sender_id <> $1)
+             FROM members m JOIN conversations c ON c.id = m.conversation_id
+             LEFT JOIN groups g ON g.conversation_id = c.id
+             LEFT JOIN members p ON c.kind = 1 AND p.conversation_id = c.id AND p.user_id <> $1
+             LEFT JOIN users pu ON pu.id = p.user_id
+             WHERE m.user_id = $1 AND m.left_seq = 0
+               AND (c.last_activity_ms < $2 OR (c.last_activity_ms = $2 AND c.id < $3))
+             ORDER BY c.last_activity_ms DESC, c.id DESC LIMIT $4",
+            args![
+                user,
+                before.activity_ms,
+                before.id,
+                page.items.saturating_add(1),
+                MAX_UNREAD
+            ],
+        )
+        .await?;
+    let listed = each(found, |r| {
+        Ok(ListRow {
+            id: r.get(0)?,
+            kind: r.stored(1)?,
+            last_seq: r.get(2)?,
+            last_activity_ms: r.get(3)?,
+            read_seq: r.get(4)?,
+            joined_seq: r.get(5)?,
+            name: r.get(6)?,
+            peer: match r.get::<Option<u64>>(7)? {
+                Some(p) => Some((p, r.get::<Option<String>>(8)?.unwrap_or_default())),
+                None => None,
+            },
+            unread: r.get::<i64>(9)?.clamp(0, MAX_UNREAD) as u32,
+            mentioned: r.get(10)?,
+        })
+    })?;
+    let wanted: Vec<(u64, u64)> = listed
+        .iter()
+        .filter(|r| r.last_seq > r.joined_seq)
+        .map(|r| (r.id, r.last_seq))
+        .collect();
+    let mut last: HashMap<ConversationId, StoredMessage> = HashMap::new();
+    for r in db.messages_at(&wanted).await? {
+        let m = message_row(&r)?;
+        last.insert(m.conversation_id, m);
+    }
+    let out = listed
+        .into_iter()
+        .map(|r| {
+            let last = last.remove(&r.id);
+            rules::summarize(r, last)
+        })
+        .collect();
+    Ok(page.cut(out, ConversationSummary::size_hint))
+}
 
 /// The select a group is read with; `$1` is the viewer (for `my_role`).
 macro_rules! group_select {

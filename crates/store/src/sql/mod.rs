@@ -17,6 +17,7 @@
 //! - `COLLATE "C"` compares bytewise, and `COLLATE "C" ILIKE` matches
 //!   case-insensitively for ASCII letters only; `FOR UPDATE` locks rows where the
 //!   database has more than one writer (and means nothing where it has one);
+//! - `greatest(a, b)` is the larger of two values;
 //! - booleans are `true`/`false` and plain boolean columns (`NOT revoked`);
 //!   `ON CONFLICT ... DO NOTHING` and `RETURNING` as PostgreSQL has them.
 //!
@@ -29,6 +30,7 @@ pub(crate) mod accounts;
 pub(crate) mod friends;
 pub(crate) mod groups;
 pub(crate) mod lists;
+pub(crate) mod messages;
 
 use crate::{BadValue, Result, StoreError};
 
@@ -114,6 +116,7 @@ pub(crate) enum Value {
     Bool(bool),
     Text(String),
     Bytes(Vec<u8>),
+    Ints(Vec<i64>),
 }
 
 /// One row a statement returned.
@@ -138,6 +141,7 @@ impl Value {
             Value::Bool(_) => "a boolean",
             Value::Text(_) => "text",
             Value::Bytes(_) => "bytes",
+            Value::Ints(_) => "a list of integers",
         }
     }
 }
@@ -200,6 +204,23 @@ impl FromValue for Vec<u8> {
     }
 }
 
+/// A list of ids: an array where the database has them, and where it has
+/// not, text with the ids separated by spaces (`""` is the empty list).
+impl FromValue for Vec<u64> {
+    const WANTED: &'static str = "a list of ids";
+    fn from_value(v: &Value) -> Option<Self> {
+        match v {
+            Value::Ints(v) => Some(v.iter().map(|&i| i as u64).collect()),
+            Value::Text(s) => s
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().ok())
+                .collect(),
+            _ => None,
+        }
+    }
+}
+
 impl<T: FromValue> FromValue for Option<T> {
     const WANTED: &'static str = T::WANTED;
     fn from_value(v: &Value) -> Option<Self> {
@@ -248,6 +269,12 @@ pub(crate) trait Db {
     /// where more than one writer could interleave two social writes into a
     /// state one writer could not produce (a no-op with one writer).
     async fn lock_users(&self, users: &[u64]) -> Result<()>;
+
+    /// The messages at these `(conversation, seq)` pairs, as rows of
+    /// `messages::message_columns`, in no order (a pair with no message is
+    /// left out): one statement for any number of pairs, whose form is the
+    /// backend's own.
+    async fn messages_at(&self, at: &[(u64, u64)]) -> Result<Vec<Row>>;
 
     /// The first row, if any.
     async fn opt(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<Option<Row>> {

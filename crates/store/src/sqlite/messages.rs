@@ -21,7 +21,6 @@ macro_rules! select_messages {
         )
     };
 }
-pub(crate) use select_messages;
 
 pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     let mentions: String = r.get(8)?;
@@ -236,15 +235,6 @@ fn direct_conversation(
     Ok(id)
 }
 
-pub(crate) fn members_of(conn: &Connection, conversation: ConversationId) -> Result<Vec<UserId>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT user_id FROM members WHERE conversation_id = ?1 AND left_seq = 0 ORDER BY user_id",
-        )?
-        .query_map([conversation], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?)
-}
-
 /// Ids as a JSON array, for `json_each`: one statement for any number.
 pub(crate) fn json_list(ids: &[u64]) -> String {
     let mut s = String::with_capacity(ids.len() * 8 + 2);
@@ -364,18 +354,4 @@ pub fn recall(
         .execute(params![conversation, plan.seq])?;
     system_event(tx, conversation, &plan.event, now_ms, plan.audience)?;
     Ok(())
-}
-
-/// Current members of a conversation the user belongs to (for ephemeral
-/// signals such as typing).
-pub fn audience(
-    conn: &Connection,
-    user: UserId,
-    conversation: ConversationId,
-) -> Result<Vec<UserId>> {
-    let members = members_of(conn, conversation)?;
-    if members.binary_search(&user).is_err() {
-        return Err(StoreError::NotMember(conversation));
-    }
-    Ok(members)
 }

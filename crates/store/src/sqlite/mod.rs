@@ -4,12 +4,11 @@
 
 mod engine;
 mod groups;
-mod lists;
 mod messages;
 pub(crate) mod schema;
 mod sync;
 
-use crate::sql::{accounts, friends, lists as shared};
+use crate::sql::{accounts, friends, lists as shared, messages as shared_messages};
 use crate::{
     Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
     FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, GroupAction, GroupLimits,
@@ -19,6 +18,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use engine::dialect::{now, Lite};
+use engine::faults::io_fault;
+pub(crate) use engine::os::lock_database;
 use engine::tx::Tx;
 use engine::writer::{self, AppendJob, FlushJob, Health, Job, WriteJob};
 use engine::{checkpoint, log, os, pending, round};
@@ -97,35 +98,6 @@ fn open_conn(opts: &SqliteOptions) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Takes the exclusive lock on `<db>.lock` without waiting. The lock file is
-/// never removed: the lock, not the file's existence, says who owns the
-/// database, so a crashed process leaves nothing stale behind.
-pub(crate) fn lock_database(db: &std::path::Path) -> Result<std::fs::File> {
-    let mut path = db.as_os_str().to_owned();
-    path.push(".lock");
-    let path = PathBuf::from(path);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io_fault)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
-        Err(std::fs::TryLockError::Error(e)) => Err(io_fault(e)),
-    }
-}
-
-fn io_fault(e: std::io::Error) -> StoreError {
-    StoreError::Fault {
-        fault: engine::faults::io_fault_kind(&e),
-        source: Arc::new(e),
-    }
-}
-
-/// What an I/O error says of the storage.
 /// Decodes an enum column inside a row closure: a number no variant has is
 /// an error naming the column (a corrupt row), never another variant.
 pub(crate) fn stored<T: TryFrom<i64, Error = crate::BadValue>>(
@@ -402,8 +374,16 @@ impl Store for SqliteStore {
         before_seq: u64,
         page: Page,
     ) -> Result<HistoryPage> {
-        self.fresh(move |c| sync::history(c, user, conversation, before_seq, page))
-            .await
+        self.fresh(move |c| {
+            now(shared_messages::history(
+                &Lite(c),
+                user,
+                conversation,
+                before_seq,
+                page,
+            ))
+        })
+        .await
     }
 
     async fn mark_delivered(
@@ -439,7 +419,7 @@ impl Store for SqliteStore {
     }
 
     async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>> {
-        self.read(move |c| messages::audience(c, user, conversation))
+        self.read(move |c| now(shared_messages::audience(&Lite(c), user, conversation)))
             .await
     }
 
@@ -449,7 +429,7 @@ impl Store for SqliteStore {
         before: Option<Before>,
         page: Page,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        self.fresh(move |c| lists::conversations(c, user, before, page))
+        self.fresh(move |c| now(shared::conversations(&Lite(c), user, before, page)))
             .await
     }
 

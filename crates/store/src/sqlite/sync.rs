@@ -1,33 +1,11 @@
 //! Sync and history: what a member may see of their conversations, paged
 //! by items and bytes, with the messages still waiting in the log.
 
-use super::messages::{json_list, message_row, select_messages};
+use super::messages::{json_list, message_row};
 use crate::rules::{self, SyncRow, SYNC_CONVERSATIONS};
-use crate::{
-    ConversationId, HistoryPage, MemberState, Page, Result, StoreError, SyncPage, UserId,
-    SYNC_FRIEND_REQUESTS,
-};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::{ConversationId, MemberState, Page, Result, SyncPage, UserId, SYNC_FRIEND_REQUESTS};
+use rusqlite::{params, Connection};
 use std::collections::HashMap;
-
-/// The seqs a member may see: after `joined_seq`, up to what
-/// [`rules::visible_upto`] says. `None` when the user was never a member.
-fn visible_range(
-    conn: &Connection,
-    user: UserId,
-    conversation: ConversationId,
-) -> Result<Option<(u64, u64)>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT m.joined_seq, m.left_seq, c.last_seq
-             FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = ?1 AND m.conversation_id = ?2",
-        )?
-        .query_row([user, conversation], |r| {
-            Ok((r.get(0)?, rules::visible_upto(r.get(1)?, r.get(2)?)))
-        })
-        .optional()?)
-}
 
 /// One sync page; see [`crate::Store::sync`] and [`rules::assemble_sync`].
 /// Four queries at most, whatever the number of conversations: the
@@ -118,41 +96,4 @@ pub fn sync(
             SYNC_FRIEND_REQUESTS,
         ))
     })
-}
-
-pub fn history(
-    conn: &Connection,
-    user: UserId,
-    conversation: ConversationId,
-    before_seq: u64,
-    limit: Page,
-) -> Result<HistoryPage> {
-    let Some((joined, upto)) = visible_range(conn, user, conversation)? else {
-        return Err(StoreError::NotMember(conversation));
-    };
-    let before = if before_seq == 0 {
-        upto + 1
-    } else {
-        before_seq.min(upto + 1)
-    };
-    let sql = select_messages!(
-        "WHERE conversation_id = ?1 AND seq < ?2 AND seq > ?3 ORDER BY seq DESC LIMIT ?4"
-    );
-    let mut page = HistoryPage::default();
-    let mut bytes = 0;
-    let mut stmt = conn.prepare_cached(sql)?;
-    for row in stmt.query_map(
-        params![conversation, before, joined, limit.items as i64 + 1],
-        message_row,
-    )? {
-        let m = row?;
-        let over = !page.messages.is_empty() && bytes + m.size_hint() > limit.bytes;
-        if over || page.messages.len() == limit.items {
-            page.has_more = true;
-            break;
-        }
-        bytes += m.size_hint();
-        page.messages.push(m);
-    }
-    Ok(page)
 }

@@ -3,6 +3,7 @@
 //! the type the statement gives it (an integer binds as SMALLINT, INTEGER
 //! or BIGINT as its column is), and rows are read by their columns' types.
 
+use crate::sql::messages::message_columns;
 use crate::sql::{key, Arg, Db, Row, Value};
 use crate::{Result, StoreError};
 use bytes::BytesMut;
@@ -54,6 +55,7 @@ fn value(r: &tokio_postgres::Row, i: usize) -> Result<Value> {
             r.try_get::<_, Option<String>>(i)?.map(Value::Text)
         }
         Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Bytes),
+        Type::INT8_ARRAY => r.try_get::<_, Option<Vec<i64>>>(i)?.map(Value::Ints),
         _ => {
             return Err(StoreError::bug(
                 "a column of a type the shared topics do not read",
@@ -92,5 +94,22 @@ impl<C: GenericClient + Sync> Db for Pg<'_, C> {
             )
             .await?;
         Ok(())
+    }
+
+    async fn messages_at(&self, at: &[(u64, u64)]) -> Result<Vec<Row>> {
+        if at.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, seqs): (Vec<i64>, Vec<i64>) = at.iter().map(|&(c, s)| (key(c), key(s))).unzip();
+        self.rows(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM unnest($1::bigint[], $2::bigint[]) AS d(cid, seq)
+                 JOIN messages m ON m.conversation_id = d.cid AND m.seq = d.seq"
+            ),
+            &[Arg::Ints(ids), Arg::Ints(seqs)],
+        )
+        .await
     }
 }

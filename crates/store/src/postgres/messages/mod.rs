@@ -2,8 +2,10 @@
 //! cursors, recall, who hears a conversation, and the system events that
 //! record changes in a conversation's own sequence.
 
-use super::rows::{self, id, key};
+use super::engine::dialect::Pg;
+use super::rows::{self, key};
 use crate::rules::{self, ConversationView, RecallStep, Recallable, SystemEvent};
+use crate::sql::messages::{members_of, visible_range};
 use crate::{
     BodyKind, Committed, ConversationId, ConversationKind, Delivered, ReadMoved, Result,
     StoreError, StoredMessage, UserId,
@@ -13,35 +15,6 @@ use std::sync::Arc;
 use tokio_postgres::{GenericClient, Transaction};
 
 pub(crate) mod append;
-
-/// Current members of a conversation, ascending.
-pub async fn members_of(
-    c: &impl GenericClient,
-    conversation: ConversationId,
-) -> Result<Vec<UserId>> {
-    Ok(c.query(
-        "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq = 0 ORDER BY user_id",
-        &[&key(conversation)],
-    )
-    .await?
-    .iter()
-    .map(|r| id(r, 0))
-    .collect())
-}
-
-/// Current members of a conversation the user belongs to (for ephemeral
-/// signals such as typing).
-pub async fn audience(
-    c: &impl GenericClient,
-    user: UserId,
-    conversation: ConversationId,
-) -> Result<Vec<UserId>> {
-    let members = members_of(c, conversation).await?;
-    if members.binary_search(&user).is_err() {
-        return Err(StoreError::NotMember(conversation));
-    }
-    Ok(members)
-}
 
 /// Which cursor of a member.
 #[derive(Clone, Copy)]
@@ -54,13 +27,13 @@ pub enum Cursor {
 /// it did not move. One conditional UPDATE, so racing raises from several
 /// nodes only ever move it up.
 pub async fn raise_cursor(
-    c: &impl GenericClient,
+    c: &(impl GenericClient + Sync),
     user: UserId,
     conversation: ConversationId,
     seq: u64,
     cursor: Cursor,
 ) -> Result<Option<(u64, Vec<UserId>)>> {
-    let Some((_, upto)) = super::sync::visible_range(c, user, conversation).await? else {
+    let Some((_, upto)) = visible_range(&Pg(c), user, conversation).await? else {
         return Err(StoreError::NotMember(conversation));
     };
     let seq = seq.min(upto);
@@ -84,14 +57,14 @@ pub async fn raise_cursor(
     };
     let kind = rows::kind(row.get(0))?;
     let members = match kind {
-        ConversationKind::Direct => members_of(c, conversation).await?,
+        ConversationKind::Direct => members_of(&Pg(c), conversation).await?,
         _ => Vec::new(),
     };
     Ok(Some((seq, rules::cursor_audience(kind, user, &members))))
 }
 
 pub async fn mark_delivered(
-    c: &impl GenericClient,
+    c: &(impl GenericClient + Sync),
     user: UserId,
     conversation: ConversationId,
     seq: u64,
@@ -102,7 +75,7 @@ pub async fn mark_delivered(
 }
 
 pub async fn mark_read(
-    c: &impl GenericClient,
+    c: &(impl GenericClient + Sync),
     user: UserId,
     conversation: ConversationId,
     seq: u64,

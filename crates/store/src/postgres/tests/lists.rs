@@ -74,7 +74,7 @@ async fn lists_conversations_newest_first() {
         group_row(c, other, "Other", bob, false, false).await;
         member(c, bob, other, Role::Member, (0, 0, 0, 0)).await;
 
-        let (all, more) = conversations(c, me, None, BIG).await.unwrap();
+        let (all, more) = conversations(&Pg(c), me, None, BIG).await.unwrap();
         assert!(!more);
         let order: Vec<ConversationId> = all.iter().map(|s| s.id).collect();
         assert_eq!(order, vec![d, r, g, f, j, u]);
@@ -123,25 +123,29 @@ async fn lists_conversations_newest_first() {
         assert_eq!(by(u).unread, 9999);
 
         // Pages: by (activity, id) descending, ties by id.
-        let (p1, more) = conversations(c, me, None, items(2)).await.unwrap();
+        let (p1, more) = conversations(&Pg(c), me, None, items(2)).await.unwrap();
         assert_eq!(p1.iter().map(|s| s.id).collect::<Vec<_>>(), vec![d, r]);
         assert!(more);
         let before = Before {
             activity_ms: 200,
             id: r,
         };
-        let (p2, more) = conversations(c, me, Some(before), items(2)).await.unwrap();
+        let (p2, more) = conversations(&Pg(c), me, Some(before), items(2))
+            .await
+            .unwrap();
         assert_eq!(p2.iter().map(|s| s.id).collect::<Vec<_>>(), vec![g, f]);
         assert!(more);
         let before = Before {
             activity_ms: 40,
             id: u,
         };
-        let (p3, more) = conversations(c, me, Some(before), items(2)).await.unwrap();
+        let (p3, more) = conversations(&Pg(c), me, Some(before), items(2))
+            .await
+            .unwrap();
         assert!(p3.is_empty() && !more);
         // Cut by bytes: one at least.
         let (p, more) = conversations(
-            c,
+            &Pg(c),
             me,
             None,
             Page {
@@ -157,12 +161,12 @@ async fn lists_conversations_newest_first() {
             activity_ms: 200,
             id: u64::MAX,
         };
-        let (p, _) = conversations(c, me, Some(before), BIG).await.unwrap();
+        let (p, _) = conversations(&Pg(c), me, Some(before), BIG).await.unwrap();
         assert_eq!(
             p.iter().map(|s| s.id).collect::<Vec<_>>(),
             vec![r, g, f, j, u]
         );
-        let (p, more) = conversations(c, u64::MAX, None, BIG).await.unwrap();
+        let (p, more) = conversations(&Pg(c), u64::MAX, None, BIG).await.unwrap();
         assert!(p.is_empty() && !more);
     })
     .await;

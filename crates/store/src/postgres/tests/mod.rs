@@ -3,13 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 use super::engine::dialect::Pg;
-use super::lists::*;
-use super::messages::*;
 use super::sync::*;
 use crate::rules::{Refusal, SYNC_CONVERSATIONS};
 use crate::sql::accounts::*;
 use crate::sql::friends::*;
-use crate::sql::lists::{group, groups_of, join_requests_for, members, role_of, rooms};
+use crate::sql::lists::{
+    conversations, group, groups_of, join_requests_for, members, role_of, rooms,
+};
+use crate::sql::messages::{audience, history, members_of, visible_range};
 use crate::{
     Before, BodyKind, ConversationId, ConversationKind, FriendList, FriendRecord,
     FriendRequestPage, GroupRecord, JoinRequestRecord, MemberRecord, MemberState, Page,

@@ -213,7 +213,7 @@ async fn history_pages_newest_first_within_view() {
         member(c, me, g, Role::Member, (2, 8, 0, 0)).await;
         member(c, bob, g, Role::Member, (0, 0, 0, 0)).await;
         let page = |before, p| async move {
-            let h = history(c, me, g, before, p).await.unwrap();
+            let h = history(&Pg(c), me, g, before, p).await.unwrap();
             let s: Vec<u64> = h.messages.iter().map(|m| m.seq).collect();
             (s, h.has_more)
         };
@@ -229,27 +229,27 @@ async fn history_pages_newest_first_within_view() {
         };
         assert_eq!(page(0, one).await, (vec![8], true));
         // A current member sees the newest.
-        let h = history(c, bob, g, 0, items(1)).await.unwrap();
+        let h = history(&Pg(c), bob, g, 0, items(1)).await.unwrap();
         assert_eq!(h.messages[0].seq, 10);
 
         let outsider = user(c, "out").await;
         for (u, conv) in [(outsider, g), (me, 999), (me, u64::MAX), (u64::MAX, g)] {
             assert!(matches!(
-                history(c, u, conv, 0, BIG).await,
+                history(&Pg(c), u, conv, 0, BIG).await,
                 Err(StoreError::NotMember(id)) if id == conv
             ));
         }
 
-        assert_eq!(visible_range(c, me, g).await.unwrap(), Some((2, 8)));
-        assert_eq!(visible_range(c, bob, g).await.unwrap(), Some((0, 10)));
-        assert_eq!(visible_range(c, outsider, g).await.unwrap(), None);
-        assert_eq!(visible_range(c, me, u64::MAX).await.unwrap(), None);
+        assert_eq!(visible_range(&Pg(c), me, g).await.unwrap(), Some((2, 8)));
+        assert_eq!(visible_range(&Pg(c), bob, g).await.unwrap(), Some((0, 10)));
+        assert_eq!(visible_range(&Pg(c), outsider, g).await.unwrap(), None);
+        assert_eq!(visible_range(&Pg(c), me, u64::MAX).await.unwrap(), None);
         // Who left is no longer in the audience.
-        assert_eq!(members_of(c, g).await.unwrap(), vec![bob]);
-        assert!(members_of(c, u64::MAX).await.unwrap().is_empty());
-        assert_eq!(audience(c, bob, g).await.unwrap(), vec![bob]);
+        assert_eq!(members_of(&Pg(c), g).await.unwrap(), vec![bob]);
+        assert!(members_of(&Pg(c), u64::MAX).await.unwrap().is_empty());
+        assert_eq!(audience(&Pg(c), bob, g).await.unwrap(), vec![bob]);
         assert!(matches!(
-            audience(c, me, g).await,
+            audience(&Pg(c), me, g).await,
             Err(StoreError::NotMember(id)) if id == g
         ));
     })

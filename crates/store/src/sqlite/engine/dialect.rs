@@ -3,6 +3,7 @@
 //! topic's future run to its end at once (every statement here finishes
 //! before it returns, so the future is ready when first polled).
 
+use crate::sql::messages::message_columns;
 use crate::sql::{Arg, Db, Row, Value};
 use crate::{Result, StoreError};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -24,13 +25,15 @@ pub(crate) fn now<T>(f: impl Future<Output = Result<T>>) -> Result<T> {
 
 /// The shared dialect in SQLite's: `$n` is `?n`, a list parameter is a
 /// JSON array read with `json_each`, bytewise order is `BINARY`, LIKE
-/// is already case-insensitive for ASCII letters only, and row
+/// is already case-insensitive for ASCII letters only, `max` of two
+/// values is their `greatest`, and row
 /// locks mean nothing (one writer does every write).
 pub(crate) fn render(sql: &str) -> String {
     let sql = sql
         .replace("COLLATE \"C\" ILIKE", "LIKE")
         .replace("COLLATE \"C\"", "COLLATE BINARY")
-        .replace(" FOR UPDATE", "");
+        .replace(" FOR UPDATE", "")
+        .replace("greatest(", "max(");
     let mut out = String::with_capacity(sql.len() + 32);
     let mut rest = sql.as_str();
     while let Some(at) = rest.find(['$', '=']) {
@@ -90,9 +93,10 @@ fn value(v: ValueRef<'_>) -> Result<Value> {
     })
 }
 
-impl Db for Lite<'_> {
-    async fn rows(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
-        let mut st = self.0.prepare_cached(&render(sql))?;
+impl Lite<'_> {
+    /// Rows of a statement already in SQLite's dialect.
+    fn query(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+        let mut st = self.0.prepare_cached(sql)?;
         let n = st.column_count();
         let mut rows = st.query(rusqlite::params_from_iter(args))?;
         let mut out = Vec::new();
@@ -105,6 +109,12 @@ impl Db for Lite<'_> {
         }
         Ok(out)
     }
+}
+
+impl Db for Lite<'_> {
+    async fn rows(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<Vec<Row>> {
+        self.query(&render(sql), args)
+    }
 
     async fn exec(&self, sql: &'static str, args: &[Arg<'_>]) -> Result<u64> {
         let n = self
@@ -116,6 +126,22 @@ impl Db for Lite<'_> {
 
     async fn lock_users(&self, _users: &[u64]) -> Result<()> {
         Ok(())
+    }
+
+    async fn messages_at(&self, at: &[(u64, u64)]) -> Result<Vec<Row>> {
+        if at.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pairs = serde_json::to_string(at).map_err(|e| StoreError::backend("pairs", e))?;
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM json_each(?1) AS d CROSS JOIN messages m
+                 ON m.conversation_id = d.value ->> 0 AND m.seq = d.value ->> 1"
+            ),
+            &[Arg::Text(&pairs)],
+        )
     }
 }
 

@@ -49,3 +49,11 @@ impl From<rusqlite::Error> for StoreError {
         }
     }
 }
+
+/// An I/O error as the storage fault it is.
+pub(crate) fn io_fault(e: std::io::Error) -> StoreError {
+    StoreError::Fault {
+        fault: io_fault_kind(&e),
+        source: Arc::new(e),
+    }
+}

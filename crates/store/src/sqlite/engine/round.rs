@@ -13,6 +13,7 @@
 use super::cache::ConvCache;
 use super::checkpoint::Checkpointer;
 use super::copier::{Copier, Shared};
+use super::faults::io_fault;
 use super::log::{self, Log};
 use super::pending::Pending;
 use super::tx::{Stage, Tx};
@@ -395,13 +396,6 @@ impl Writer {
             }
         }
         Outcome::Done
-    }
-}
-
-fn io_fault(e: std::io::Error) -> StoreError {
-    StoreError::Fault {
-        fault: super::faults::io_fault_kind(&e),
-        source: Arc::new(e),
     }
 }
 
