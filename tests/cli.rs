@@ -315,6 +315,56 @@ async fn login_saves_a_private_session_and_listen_survives_other_commands() {
     cli.ok(None, &["sync", "--user", "alice"]).await;
 }
 
+/// `logout --user bob` while bob listens elsewhere: the listener says he
+/// was logged out (not that his session connected again elsewhere), and
+/// commands without `--user` go on as alice, who is still logged in.
+#[tokio::test]
+async fn logout_ends_a_running_listen_and_leaves_the_other_user_current() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server.tcp);
+    for user in ["alice", "bob"] {
+        cli.ok(Some(PASSWORD), &["register", user]).await;
+        cli.ok(Some(PASSWORD), &["login", "--user", user]).await;
+    }
+    let mut listener = cli
+        .command(None, &["listen", "--user", "bob"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = listener.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert!(ready.unwrap().is_some_and(|l| l.contains("listening")));
+
+    let out = cli.ok(None, &["logout", "--user", "bob"]).await;
+    assert!(out.contains("now act as alice"), "{out}");
+    let status = tokio::time::timeout(WAIT, listener.wait())
+        .await
+        .expect("listen ends when bob logs out")
+        .unwrap();
+    assert!(!status.success());
+    let mut said = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        said.push_str(&l);
+    }
+    assert!(said.contains("bob was logged out"), "{said}");
+    assert!(!said.contains("elsewhere"), "{said}");
+
+    let who = cli.ok(None, &["whoami", "--json"]).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&who).unwrap()["username"],
+        "alice"
+    );
+    // Once nobody is logged in, logout says so, and so does whoami.
+    let out = cli.ok(None, &["logout"]).await;
+    assert!(out.contains("nobody is logged in"), "{out}");
+    let out = cli.run(None, &["whoami"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("login --user NAME"), "{err}");
+}
+
 /// A saved session the server has ended: the command says so and asks for
 /// a new login.
 #[tokio::test]

@@ -244,6 +244,23 @@ fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool)
     }
 }
 
+/// Why `listen` stopped, in words, with what to do next.
+fn ended(user: &str, server: &Server<'_>, d: &pb::Disconnect) -> String {
+    let login = format!("natter client --server {} login --user {user}", server.name);
+    match d.reason() {
+        pb::DisconnectReason::LoggedOut => {
+            format!("{user} was logged out; to listen again, log in: `{login}`")
+        }
+        pb::DisconnectReason::Kicked => {
+            format!(
+                "this session of {user} was ended ({}); log in again: `{login}`",
+                d.message
+            )
+        }
+        _ => format!("disconnected by the server: {}", d.message),
+    }
+}
+
 pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     if let Some(ca) = &args.ca {
         auth::trust_ca(ca)?;
@@ -300,7 +317,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         ClientCommand::Logout { user } => {
             let user = auth::user_or_current(server.name, user.as_deref())?;
             let n = auth::logout(server.name, server.addr, &user).await?;
-            println!("logged out {user} ({n} sessions ended)");
+            let now = match auth::current(server.name)? {
+                Some(u) => format!("commands now act as {u}"),
+                None => format!(
+                    "nobody is logged in on {} now: `natter client login --user NAME`",
+                    server.name
+                ),
+            };
+            println!("logged out {user} ({n} sessions ended); {now}");
         }
         ClientCommand::Whoami { login: l, json } => {
             let id = auth::identity(
@@ -473,9 +497,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                             seen += 1;
                         }
                     }
-                    ServerFrame::Disconnect(d) => {
-                        bail!("disconnected by the server: {}", d.message)
-                    }
+                    ServerFrame::Disconnect(d) => bail!("{}", ended(&me.username, server, &d)),
                     _ => {}
                 }
             }

@@ -439,7 +439,16 @@ impl Client {
     }
 
     pub async fn logout(&self) -> Result<(), ClientError> {
-        expect_done(self.request(ClientFrame::Logout(pb::Logout {})).await?)
+        self.logout_with(vec![]).await
+    }
+
+    /// Logs out, ending also the user's other sessions whose `tokens` are
+    /// given (their connections are told LOGGED_OUT).
+    pub async fn logout_with(&self, tokens: Vec<String>) -> Result<(), ClientError> {
+        expect_done(
+            self.request(ClientFrame::Logout(pb::Logout { tokens }))
+                .await?,
+        )
     }
 }
 
