@@ -287,8 +287,13 @@ pub fn trust_ca(ca: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How this process connects (and asks an `https://` node which node to use).
+pub fn options() -> ConnectOptions {
+    OPTIONS.get().cloned().unwrap_or_default()
+}
+
 pub async fn connect(server: &str) -> anyhow::Result<Client> {
-    Client::connect_with(server, OPTIONS.get().cloned().unwrap_or_default())
+    Client::connect_with(server, options())
         .await
         .with_context(|| format!("cannot connect to {server}"))
 }

@@ -20,8 +20,9 @@ Without a saved session a command asks for the password on the terminal, \
 or reads NATTER_PASSWORD. Passwords are never taken on the command line.")]
 pub struct ClientArgs {
     /// Server address: host:port (TCP), ws://host:port (WebSocket), or
-    /// http://host:port of any cluster node, asked which node to use.
-    /// tls://host:port and wss://host:port connect over TLS.
+    /// http://host:port of any node's HTTP port, asked which node to use.
+    /// tls://host:port and wss://host:port connect over TLS, and
+    /// https://host:port asks over HTTPS and connects to the node's TLS port.
     #[arg(long, env = "NATTER_SERVER", default_value = "127.0.0.1:7700")]
     pub server: String,
     /// A PEM file of the CA that signed the server's certificate (a
@@ -213,7 +214,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     if let Some(ca) = &args.ca {
         auth::trust_ca(ca)?;
     }
-    let server = natter_client::resolve(&args.server, None, false)
+    let server = natter_client::resolve_with(&args.server, None, false, &auth::options())
         .await
         .with_context(|| format!("cannot ask {} which node to use", args.server))?;
     let server = &Server {

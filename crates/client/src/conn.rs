@@ -466,7 +466,7 @@ pub fn text_message(target: pb::send::Target, client_msg_id: &str, text: &str) -
 }
 
 /// TCP, then a TLS handshake naming the host; also says whether it resumed.
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     host: &str,
     options: &ConnectOptions,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, bool), ClientError> {
