@@ -315,6 +315,56 @@ async fn login_saves_a_private_session_and_listen_survives_other_commands() {
     cli.ok(None, &["sync", "--user", "alice"]).await;
 }
 
+/// `logout --user bob` while bob listens elsewhere: the listener says he
+/// was logged out (not that his session connected again elsewhere), and
+/// commands without `--user` go on as alice, who is still logged in.
+#[tokio::test]
+async fn logout_ends_a_running_listen_and_leaves_the_other_user_current() {
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server.tcp);
+    for user in ["alice", "bob"] {
+        cli.ok(Some(PASSWORD), &["register", user]).await;
+        cli.ok(Some(PASSWORD), &["login", "--user", user]).await;
+    }
+    let mut listener = cli
+        .command(None, &["listen", "--user", "bob"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = listener.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let ready = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap();
+    assert!(ready.unwrap().is_some_and(|l| l.contains("listening")));
+
+    let out = cli.ok(None, &["logout", "--user", "bob"]).await;
+    assert!(out.contains("now act as alice"), "{out}");
+    let status = tokio::time::timeout(WAIT, listener.wait())
+        .await
+        .expect("listen ends when bob logs out")
+        .unwrap();
+    assert!(!status.success());
+    let mut said = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        said.push_str(&l);
+    }
+    assert!(said.contains("bob was logged out"), "{said}");
+    assert!(!said.contains("elsewhere"), "{said}");
+
+    let who = cli.ok(None, &["whoami", "--json"]).await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&who).unwrap()["username"],
+        "alice"
+    );
+    // Once nobody is logged in, logout says so, and so does whoami.
+    let out = cli.ok(None, &["logout"]).await;
+    assert!(out.contains("nobody is logged in"), "{out}");
+    let out = cli.run(None, &["whoami"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("login --user NAME"), "{err}");
+}
+
 /// A saved session the server has ended: the command says so and asks for
 /// a new login.
 #[tokio::test]
@@ -444,4 +494,74 @@ async fn friends_groups_and_the_conversation_list_from_the_cli() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `listen`, `sync` and `conversations` show a group message as said in
+/// its group and system events as sentences, not as JSON.
+#[tokio::test]
+async fn group_messages_and_events_read_as_a_person_says_them() {
+    use natter_client::pb;
+    let server = TestServer::start().await;
+    let cli = Cli::new(&server.tcp);
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    let (carol, carol_login) = server.user("carol").await;
+    let mut listener = cli
+        .command(Some(PASSWORD), &["listen", "--user", "bob", "--count", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    until_listening(&mut listener).await;
+    // The group is new to the listener: it learns its name and kind.
+    let g = alice
+        .create_group(
+            pb::ConversationKind::Group,
+            "team",
+            pb::JoinPolicy::Open,
+            vec![bob.user_id],
+        )
+        .await
+        .unwrap();
+    let id = g.conversation_id;
+    alice.send_to(id, "m1", "hello team").await.unwrap();
+    alice.invite(id, vec![carol_login.user_id]).await.unwrap();
+    carol.leave_group(id).await.unwrap();
+    alice.recall(id, 2).await.unwrap();
+    let out = tokio::time::timeout(WAIT, listener.wait_with_output())
+        .await
+        .expect("listen exits after --count")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = [
+        format!("[{id}#1] team: alice created the group team with bob"),
+        format!("[{id}#2] alice -> team: hello team"),
+        format!("[{id}#3] team: alice added carol"),
+        format!("[{id}#4] team: carol left"),
+        format!("[{id}#5] team: alice recalled message 2"),
+    ];
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        want
+    );
+
+    // Sync shows the stored message as recalled now.
+    let out = cli.ok(Some(PASSWORD), &["sync", "--user", "bob"]).await;
+    assert!(
+        out.contains(&format!("[{id}#2] alice -> team: (recalled)")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("[{id}#4] team: carol left")), "{out}");
+    let out = cli
+        .ok(Some(PASSWORD), &["conversations", "--user", "bob"])
+        .await;
+    assert!(out.starts_with(&format!("[{id}] team unread ")), "{out}");
+    assert!(out.contains("alice recalled message 2"), "{out}");
+    assert!(!out.contains('{'), "no JSON: {out}");
 }

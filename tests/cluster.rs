@@ -196,6 +196,57 @@ async fn sessions_are_replaced_and_kicked_on_any_node() {
     second.ping().await.expect("still connected");
 }
 
+/// Every node's report carries its TLS addresses (here the advertised
+/// ones), so assignment and the node table can send TLS-only clients to
+/// any node, whichever node answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_report_their_tls_addresses() {
+    let Some((pg, redis)) = services("nodes_report_their_tls_addresses") else {
+        return;
+    };
+    let c = LocalCluster::start(
+        &pg,
+        &redis,
+        2,
+        &[
+            ("NATTER_CLUSTER__ADVERTISE_TCP_TLS", "chat.example:7443"),
+            ("NATTER_CLUSTER__ADVERTISE_WSS", "chat.example:7444"),
+            ("NATTER_CLUSTER__ADVERTISE_HTTPS", "chat.example:7843"),
+        ],
+    )
+    .await;
+    let want = [
+        "chat.example:7443",
+        "chat.example:7444",
+        "chat.example:7843",
+    ];
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let (_, body) = http_get(c.nodes[0].http, "/v1/cluster/nodes").await;
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        let nodes = v["nodes"].as_array().cloned().unwrap_or_default();
+        let tls =
+            |n: &serde_json::Value| [n["tcp_tls"].clone(), n["wss"].clone(), n["https"].clone()];
+        if nodes.len() == 2
+            && nodes
+                .iter()
+                .all(|n| tls(n) == want.map(serde_json::Value::from))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for from in 0..2 {
+        let (status, body) = http_get(c.nodes[from].http, "/v1/cluster/assign").await;
+        assert_eq!(status, 200, "{body}");
+        let a: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(a["tcp_tls"], want[0], "{a}");
+        assert_eq!(a["wss"], want[1], "{a}");
+        assert_eq!(a["https"], want[2], "{a}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn assignment_strategies() {
     let Some((pg, redis)) = services("assignment_strategies") else {

@@ -98,6 +98,27 @@ async fn logout_revokes_the_token_and_closes() {
     assert_eq!(e.code(), Some(pb::ErrorCode::TokenInvalid));
 }
 
+/// Logout with other devices' tokens ends those sessions too, and their
+/// connections hear LOGGED_OUT; another user's token is left alone.
+#[tokio::test]
+async fn logout_with_tokens_ends_the_users_other_sessions_as_logged_out() {
+    let server = TestServer::start().await;
+    let (c, _) = server.user("alice").await;
+    let (mut listen, listen_login) = server.device("alice", "d2").await;
+    let (bob, bob_login) = server.user("bob").await;
+    c.logout_with(vec![listen_login.token.clone(), bob_login.token.clone()])
+        .await
+        .unwrap();
+    let d = next_disconnect(&mut listen).await;
+    assert_eq!(d.reason(), pb::DisconnectReason::LoggedOut);
+    let mut again = server.client().await;
+    let e = again.resume(&listen_login.token, "d2").await.unwrap_err();
+    assert_eq!(e.code(), Some(pb::ErrorCode::TokenInvalid));
+    bob.ping().await.unwrap();
+    let mut bob_again = server.client().await;
+    bob_again.resume(&bob_login.token, "d1").await.unwrap();
+}
+
 #[tokio::test]
 async fn replace_oldest_policy_kicks_the_oldest_session() {
     let server = TestServer::start_with(|c| {

@@ -644,3 +644,56 @@ async fn a_bad_certificate_at_start_up_stops_the_server_naming_the_key() {
         "addresses reported: {printed}"
     );
 }
+
+/// Over HTTPS, `/v1/cluster/assign` and `/v1/cluster/nodes` name the TLS
+/// addresses too (bound, or `cluster.advertise_*`), and `natter client
+/// --server https://node` asks there and connects to the node's TLS port.
+#[tokio::test]
+async fn assignment_over_https_names_the_tls_addresses_and_the_cli_uses_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ca = Ca::new(dir.path(), "one");
+    let server = Server::start_with(
+        dir,
+        &ca,
+        "[session]\nauth_timeout_ms = 1500\n[cluster]\nadvertise_wss = \"chat.example:7444\"\n",
+    )
+    .await;
+    let (status, body) = https_get(&server.addrs["https"], &ca, "/v1/cluster/assign").await;
+    assert_eq!(status, 200, "{body}");
+    let a: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(a["tcp"], server.addrs["tcp"]);
+    assert_eq!(a["tcp_tls"], server.addrs["tcp_tls"]);
+    assert_eq!(a["wss"], "chat.example:7444", "advertised, not bound");
+    assert_eq!(a["https"], server.addrs["https"]);
+    let (_, body) = https_get(&server.addrs["https"], &ca, "/v1/cluster/nodes").await;
+    let nodes: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let node = &nodes["nodes"][0];
+    assert_eq!(node["tcp_tls"], server.addrs["tcp_tls"]);
+    assert_eq!(node["wss"], "chat.example:7444");
+    assert_eq!(node["https"], server.addrs["https"]);
+
+    let url = server.url("https", "https");
+    let ca_pem = ca.pem.to_str().expect("utf-8 path");
+    let out = client(&["--server", &url, "--ca", ca_pem, "register", "frank"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server
+        .until_metric(
+            "natter_tls_handshakes_total",
+            &["listener=\"tcp_tls\""],
+            1.0,
+        )
+        .await;
+    // The library asks the same way, and is sent to the TLS port.
+    let assigned = natter_client::resolve_with(&url, None, false, &ca.client())
+        .await
+        .expect("assigned over HTTPS");
+    assert_eq!(assigned, server.url("tls", "tcp_tls"));
+    // Without the CA the HTTPS answer is not trusted, and the error says so.
+    let out = client(&["--server", &url, "register", "nobody"]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("--ca"), "{said}");
+}

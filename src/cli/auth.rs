@@ -20,6 +20,8 @@ pub const PASSWORD_ENV: &str = "NATTER_PASSWORD";
 pub const CONFIG_DIR_ENV: &str = "NATTER_CONFIG_DIR";
 const SESSIONS_FILE: &str = "sessions.json";
 const DEVICE_FILE: &str = "device";
+/// What `listen`'s device id adds to this machine's.
+const LISTEN_SUFFIX: &str = "-listen";
 
 /// Which of this machine's two devices a command uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +89,7 @@ pub fn device_id(kind: Kind) -> anyhow::Result<String> {
     };
     Ok(match kind {
         Kind::OneShot => id,
-        Kind::Listen => format!("{id}-listen"),
+        Kind::Listen => format!("{id}{LISTEN_SUFFIX}"),
     })
 }
 
@@ -123,9 +125,21 @@ pub struct SavedUser {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SavedServer {
     /// The user commands act as when `--user` is not given: the last one
-    /// logged in.
+    /// logged in; when they log out, the most recently logged in of those
+    /// left (none when nobody is).
     pub current: Option<String>,
     pub users: BTreeMap<String, SavedUser>,
+}
+
+impl SavedServer {
+    /// The user logged in most recently: the one whose newest session
+    /// expires last (every session of a server lasts as long).
+    fn newest_user(&self) -> Option<String> {
+        self.users
+            .iter()
+            .max_by_key(|(_, u)| u.devices.values().map(|t| t.expires_at_ms).max())
+            .map(|(name, _)| name.clone())
+    }
 }
 
 /// The sessions file: `<config dir>/sessions.json`, mode 0600.
@@ -183,7 +197,7 @@ impl Sessions {
             }
         }
         if s.current.as_deref() == Some(user) && !s.users.contains_key(user) {
-            s.current = None;
+            s.current = s.newest_user();
         }
         if s.users.is_empty() {
             self.servers.remove(server);
@@ -273,8 +287,13 @@ pub fn trust_ca(ca: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How this process connects (and asks an `https://` node which node to use).
+pub fn options() -> ConnectOptions {
+    OPTIONS.get().cloned().unwrap_or_default()
+}
+
 pub async fn connect(server: &str) -> anyhow::Result<Client> {
-    Client::connect_with(server, OPTIONS.get().cloned().unwrap_or_default())
+    Client::connect_with(server, options())
         .await
         .with_context(|| format!("cannot connect to {server}"))
 }
@@ -361,11 +380,14 @@ pub fn remember(sessions: &mut Sessions, server: &str, device: &str, ok: &pb::Lo
     );
 }
 
-/// Ends every saved session of `user` on `server` (the server revokes each
-/// token) and forgets them. Returns how many the server revoked.
+/// Ends every saved session of `user` on `server` and forgets them:
+/// resumes one (a device other than `listen`'s when it can) and logs out
+/// with the other devices' tokens, so a running `listen` is told
+/// LOGGED_OUT instead of being replaced by the resume. Returns how many
+/// saved sessions were forgotten.
 pub async fn logout(server: &str, addr: &str, user: &str) -> anyhow::Result<usize> {
     let mut sessions = Sessions::load()?;
-    let devices: Vec<(String, SavedToken)> = sessions
+    let mut devices: Vec<(String, SavedToken)> = sessions
         .servers
         .get(server)
         .and_then(|s| s.users.get(user))
@@ -374,20 +396,35 @@ pub async fn logout(server: &str, addr: &str, user: &str) -> anyhow::Result<usiz
     if devices.is_empty() {
         bail!("no saved session of {user} on {server}");
     }
-    let mut revoked = 0;
-    for (device, saved) in devices {
+    // A listen device is resumed last: resuming it would close the
+    // listener as REPLACED before the logout could say LOGGED_OUT.
+    devices.sort_by_key(|(d, _)| d.ends_with(LISTEN_SUFFIX));
+    for (i, (device, saved)) in devices.iter().enumerate() {
         let mut c = connect(addr).await?;
-        match c.resume(&saved.token, &device).await {
+        match c.resume(&saved.token, device).await {
             Ok(_) => {
-                c.logout().await.context("logout failed")?;
-                revoked += 1;
+                let others = devices[i + 1..].iter().map(|(_, t)| t.token.clone());
+                c.logout_with(others.collect())
+                    .await
+                    .context("logout failed")?;
+                break;
             }
             // Already ended on the server: only the local copy is left.
             Err(e) if token_refused(&e) => {}
             Err(e) => return Err(e).context("logout failed"),
         }
-        sessions.forget(server, user, &device);
-        sessions.save()?;
     }
-    Ok(revoked)
+    for (device, _) in &devices {
+        sessions.forget(server, user, device);
+    }
+    sessions.save()?;
+    Ok(devices.len())
+}
+
+/// The user commands act as on `server` without `--user`, if any.
+pub fn current(server: &str) -> anyhow::Result<Option<String>> {
+    Ok(Sessions::load()?
+        .servers
+        .get(server)
+        .and_then(|s| s.current.clone()))
 }

@@ -3,12 +3,12 @@
 
 use super::auth::{self, Identity, Kind};
 use super::new_client_msg_id;
+use super::show::{self, View};
 use super::social::{self, FriendOp, GroupOp, Output};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use natter_client::{pb, Client, Inbox, ServerFrame};
 use serde_json::json;
-use std::collections::HashMap;
 
 #[derive(Args, Debug)]
 #[command(after_long_help = "\
@@ -20,8 +20,9 @@ Without a saved session a command asks for the password on the terminal, \
 or reads NATTER_PASSWORD. Passwords are never taken on the command line.")]
 pub struct ClientArgs {
     /// Server address: host:port (TCP), ws://host:port (WebSocket), or
-    /// http://host:port of any cluster node, asked which node to use.
-    /// tls://host:port and wss://host:port connect over TLS.
+    /// http://host:port of any node's HTTP port, asked which node to use.
+    /// tls://host:port and wss://host:port connect over TLS, and
+    /// https://host:port asks over HTTPS and connects to the node's TLS port.
     #[arg(long, env = "NATTER_SERVER", default_value = "127.0.0.1:7700")]
     pub server: String,
     /// A PEM file of the CA that signed the server's certificate (a
@@ -192,55 +193,20 @@ struct Server<'a> {
     addr: &'a str,
 }
 
-/// Resolves user ids to names with one lookup.
-async fn names(
-    c: &Client,
-    ids: impl IntoIterator<Item = u64>,
-) -> anyhow::Result<HashMap<u64, String>> {
-    let mut ids: Vec<u64> = ids.into_iter().collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut out = HashMap::new();
-    for chunk in ids.chunks(500) {
-        for u in c.users(chunk.to_vec(), vec![]).await? {
-            out.insert(u.user_id, u.username);
+/// Why `listen` stopped, in words, with what to do next.
+fn ended(user: &str, server: &Server<'_>, d: &pb::Disconnect) -> String {
+    let login = format!("natter client --server {} login --user {user}", server.name);
+    match d.reason() {
+        pb::DisconnectReason::LoggedOut => {
+            format!("{user} was logged out; to listen again, log in: `{login}`")
         }
-    }
-    Ok(out)
-}
-
-fn line(m: &pb::Message, from: &str, to: &str) -> serde_json::Value {
-    let body = m.body.clone().unwrap_or_default();
-    json!({
-        "conversation_id": m.conversation_id,
-        "seq": m.seq,
-        "msg_id": m.msg_id,
-        "from": from,
-        "to": to,
-        "kind": body.kind().as_str_name().trim_start_matches("BODY_KIND_").to_ascii_lowercase(),
-        "text": body.content,
-        "client_msg_id": m.client_msg_id,
-        "server_ts_ms": m.server_ts_ms,
-    })
-}
-
-/// The other member of a 1:1 conversation, seen from the sender.
-fn recipient(inbox: &Inbox, m: &pb::Message) -> u64 {
-    inbox
-        .conversations
-        .get(&m.conversation_id)
-        .and_then(|c| c.member_ids.iter().copied().find(|u| *u != m.sender_id))
-        .unwrap_or(0)
-}
-
-fn print(m: &pb::Message, names: &HashMap<u64, String>, to: u64, json_out: bool) {
-    let name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| format!("#{id}"));
-    let (from, to) = (name(m.sender_id), name(to));
-    if json_out {
-        println!("{}", line(m, &from, &to));
-    } else {
-        let text = m.body.as_ref().map(|b| b.content.as_str()).unwrap_or("");
-        println!("[{}#{}] {from} -> {to}: {text}", m.conversation_id, m.seq);
+        pb::DisconnectReason::Kicked => {
+            format!(
+                "this session of {user} was ended ({}); log in again: `{login}`",
+                d.message
+            )
+        }
+        _ => format!("disconnected by the server: {}", d.message),
     }
 }
 
@@ -248,7 +214,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
     if let Some(ca) = &args.ca {
         auth::trust_ca(ca)?;
     }
-    let server = natter_client::resolve(&args.server, None, false)
+    let server = natter_client::resolve_with(&args.server, None, false, &auth::options())
         .await
         .with_context(|| format!("cannot ask {} which node to use", args.server))?;
     let server = &Server {
@@ -300,7 +266,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         ClientCommand::Logout { user } => {
             let user = auth::user_or_current(server.name, user.as_deref())?;
             let n = auth::logout(server.name, server.addr, &user).await?;
-            println!("logged out {user} ({n} sessions ended)");
+            let now = match auth::current(server.name)? {
+                Some(u) => format!("commands now act as {u}"),
+                None => format!(
+                    "nobody is logged in on {} now: `natter client login --user NAME`",
+                    server.name
+                ),
+            };
+            println!("logged out {user} ({n} sessions ended); {now}");
         }
         ClientCommand::Whoami { login: l, json } => {
             let id = auth::identity(
@@ -357,13 +330,10 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let (c, _) = login(server, &l, Kind::OneShot).await?;
             let mut inbox = Inbox::default();
             let messages = inbox.sync(&c, 500).await.context("sync failed")?;
-            let members = inbox
-                .conversations
-                .values()
-                .flat_map(|c| c.member_ids.iter().copied());
-            let names = names(&c, members).await?;
+            let mut view = View::default();
+            view.learn(&c, &mut inbox, &messages).await?;
             for m in &messages {
-                print(m, &names, recipient(&inbox, m), json_out);
+                println!("{}", view.line(&inbox, m, json_out));
             }
             for cur in inbox.cursors() {
                 c.delivery_ack(cur.conversation_id, cur.seq).await?;
@@ -389,14 +359,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                 bail!("no conversation with {with}");
             };
             let h = c.history(conv.conversation_id, 0, limit).await?;
-            let names = names(&c, [me.user_id, peer]).await?;
+            let mut inbox = Inbox::default();
+            inbox
+                .conversations
+                .insert(conv.conversation_id, conv.clone());
+            let mut view = View::default();
+            view.learn(&c, &mut inbox, &h.messages).await?;
             for m in h.messages.iter().rev() {
-                let to = if m.sender_id == peer {
-                    me.user_id
-                } else {
-                    peer
-                };
-                print(m, &names, to, json_out);
+                println!("{}", view.line(&inbox, m, json_out));
             }
         }
         ClientCommand::Friend { login: l, out, op } => {
@@ -409,12 +379,22 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
         }
         ClientCommand::Conversations { login: l, json } => {
             let (c, _) = login(server, &l, Kind::OneShot).await?;
-            for s in c.conversations(0).await? {
+            let list = c.conversations(0).await?;
+            let mut view = View::default();
+            if !json {
+                let users = list.iter().flat_map(|s| s.last_message.iter());
+                view.learn_users(&c, users.flat_map(show::named).collect())
+                    .await?;
+            }
+            for s in list {
                 if json {
                     println!("{}", serde_json::to_string(&s)?);
                 } else {
-                    let last = s.last_message.as_ref().and_then(|m| m.body.as_ref());
-                    let last = last.map(|b| b.content.as_str()).unwrap_or("");
+                    let last = match &s.last_message {
+                        Some(m) if s.kind() != pb::ConversationKind::Direct => view.preview(m),
+                        Some(m) => view.said(m),
+                        None => String::new(),
+                    };
                     let flag = if s.mentioned { " @" } else { "" };
                     println!(
                         "[{}] {} unread {}{flag}: {last}",
@@ -447,6 +427,7 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
             let (mut c, me) = login(server, &l, Kind::Listen).await?;
             let mut inbox = Inbox::default();
             inbox.sync(&c, 500).await?;
+            let mut view = View::default();
             eprintln!("listening as {} (Ctrl-C to stop)", me.username);
             let mut seen = 0;
             while count.is_none_or(|n| seen < n) {
@@ -461,21 +442,14 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                             natter_client::Accepted::Duplicate => vec![],
                             natter_client::Accepted::Gap => inbox.sync(&c, 500).await?,
                         };
+                        view.learn(&c, &mut inbox, &fresh).await?;
                         for m in fresh {
-                            let to = if m.sender_id == me.user_id {
-                                recipient(&inbox, &m)
-                            } else {
-                                me.user_id
-                            };
-                            let names = names(&c, [m.sender_id, to]).await?;
-                            print(&m, &names, to, json_out);
+                            println!("{}", view.line(&inbox, &m, json_out));
                             c.delivery_ack(m.conversation_id, m.seq).await?;
                             seen += 1;
                         }
                     }
-                    ServerFrame::Disconnect(d) => {
-                        bail!("disconnected by the server: {}", d.message)
-                    }
+                    ServerFrame::Disconnect(d) => bail!("{}", ended(&me.username, server, &d)),
                     _ => {}
                 }
             }

@@ -1,10 +1,11 @@
 //! `natter client ...`: the command-line client. `client` parses the
 //! commands and runs them, `auth` signs them in, `social` carries the
-//! friend and group commands. What more than one of them needs lives here,
+//! friend and group commands, `show` words messages and events for a person. What more than one of them needs lives here,
 //! so none of them imports another's internals.
 
 pub mod auth;
 pub mod client;
+pub mod show;
 pub mod social;
 
 /// A client message id unique enough for one user: time plus process id.

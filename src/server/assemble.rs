@@ -23,10 +23,15 @@ pub(super) const FLUSH: Duration = Duration::from_secs(2);
 /// The addresses the listeners are bound to.
 pub(super) fn bound(l: &Listeners) -> Bound {
     let s = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let tls_addrs = l.tls_addrs();
+    let tls = |name: &str| tls_addrs.iter().find(|(n, _)| *n == name).map(|(_, a)| *a);
     Bound {
         tcp: l.tcp_addr().to_string(),
         ws: s(l.ws_addr()),
         http: s(l.http_addr()),
+        tcp_tls: s(tls("tcp_tls")),
+        wss: s(tls("ws_tls")),
+        https: s(tls("https")),
     }
 }
 

@@ -67,6 +67,9 @@ pub(super) fn single_node(config: &Config, bound: &Bound) -> NodeView {
         tcp: a.tcp,
         ws: a.ws,
         http: a.http,
+        tcp_tls: a.tcp_tls,
+        wss: a.wss,
+        https: a.https,
         max_connections: config.limits.max_connections as u64,
         state: "up".into(),
         ..NodeView::default()
@@ -81,7 +84,10 @@ pub(super) struct NodeTable {
 }
 
 fn assignment(n: &NodeView) -> serde_json::Value {
-    serde_json::json!({ "node_id": n.node_id, "tcp": n.tcp, "ws": n.ws, "http": n.http })
+    serde_json::json!({
+        "node_id": n.node_id, "tcp": n.tcp, "ws": n.ws, "http": n.http,
+        "tcp_tls": n.tcp_tls, "wss": n.wss, "https": n.https,
+    })
 }
 
 impl ClusterView for NodeTable {

@@ -52,7 +52,7 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// `GET /v1/cluster/assign[?user=ID_OR_NAME][&avoid=NODE,NODE]`: `{node_id,
-/// tcp, ws, http}`, or 503 with `{code, message, retry_after_ms}` when no
+/// tcp, ws, http, tcp_tls, wss, https}`, or 503 with `{code, message, retry_after_ms}` when no
 /// node takes clients.
 async fn assign(State(s): State<ApiState>, RawQuery(q): RawQuery) -> impl IntoResponse {
     let param = |name: &str| {

@@ -439,7 +439,16 @@ impl Client {
     }
 
     pub async fn logout(&self) -> Result<(), ClientError> {
-        expect_done(self.request(ClientFrame::Logout(pb::Logout {})).await?)
+        self.logout_with(vec![]).await
+    }
+
+    /// Logs out, ending also the user's other sessions whose `tokens` are
+    /// given (their connections are told LOGGED_OUT).
+    pub async fn logout_with(&self, tokens: Vec<String>) -> Result<(), ClientError> {
+        expect_done(
+            self.request(ClientFrame::Logout(pb::Logout { tokens }))
+                .await?,
+        )
     }
 }
 
@@ -457,7 +466,7 @@ pub fn text_message(target: pb::send::Target, client_msg_id: &str, text: &str) -
 }
 
 /// TCP, then a TLS handshake naming the host; also says whether it resumed.
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     host: &str,
     options: &ConnectOptions,
 ) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, bool), ClientError> {

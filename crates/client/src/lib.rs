@@ -15,7 +15,7 @@ mod social;
 mod sys;
 mod tls;
 
-pub use assign::{assign, resolve, Assigned};
+pub use assign::{assign, assign_with, resolve, resolve_with, Assigned};
 pub use conn::{text_message, Client, ClientError, ConnectOptions};
 pub use inbox::{Accepted, Inbox};
 pub use natter_proto::{pb, ServerFrame};

@@ -7,7 +7,7 @@
 //! of each connection in turn into messages shown once and in seq order: it
 //! syncs after every reconnect, on a gap and on a SyncHint.
 
-use crate::{assign, Accepted, Client, ClientError, ConnectOptions, Inbox};
+use crate::{assign_with, Accepted, Client, ClientError, ConnectOptions, Inbox};
 use natter_proto::pb::{self, DisconnectReason, ErrorCode};
 use natter_proto::ServerFrame;
 use std::collections::VecDeque;
@@ -23,12 +23,13 @@ pub enum Route {
     /// Frame addresses (`host:port`, or `ws://host:port`), the first one
     /// first; a reconnect tries the others in turn.
     Servers(Vec<String>),
-    /// Assignment endpoints (`http://host:port` of any nodes), asked in turn.
+    /// Assignment endpoints (`http://host:port` of any nodes, or
+    /// `https://`, which leads to the nodes' TLS addresses), asked in turn.
     Assign(Vec<String>),
 }
 
 impl Route {
-    /// A tool's `--server`: a comma-separated list of `http://` endpoints
+    /// A tool's `--server`: a comma-separated list of `http://` or `https://` endpoints
     /// (asked for a node) or of frame addresses.
     pub fn parse(servers: &str) -> Route {
         let list: Vec<String> = servers
@@ -37,7 +38,7 @@ impl Route {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        if list.iter().any(|s| s.starts_with("http://")) {
+        if list.iter().any(|s| crate::assign::endpoint(s).is_some()) {
             Route::Assign(list)
         } else {
             Route::Servers(list)
@@ -536,13 +537,11 @@ impl Plan {
             Route::Servers(s) => Ok((s[k % s.len()].clone(), None)),
             Route::Assign(s) if s.is_empty() => Err(ClientError::Io("no server given".into())),
             Route::Assign(s) => {
-                let a = assign(&s[k % s.len()], self.options.user.as_deref(), avoid).await?;
-                let address = if self.options.ws && !a.ws.is_empty() {
-                    format!("ws://{}", a.ws)
-                } else {
-                    a.tcp
-                };
-                Ok((address, Some(a.node_id)))
+                let endpoint = &s[k % s.len()];
+                let user = self.options.user.as_deref();
+                let a = assign_with(endpoint, user, avoid, &self.options.connect).await?;
+                let tls = crate::assign::endpoint(endpoint) == Some(true);
+                Ok((a.address(self.options.ws, tls)?, Some(a.node_id)))
             }
         }
     }

@@ -25,6 +25,11 @@ pub struct ClusterSection {
     pub advertise_tcp: String,
     pub advertise_ws: String,
     pub advertise_http: String,
+    /// The same for the TLS listeners (`listen.tcp_tls`, `ws_tls`,
+    /// `https`); empty: the bound address, or none when not bound.
+    pub advertise_tcp_tls: String,
+    pub advertise_wss: String,
+    pub advertise_https: String,
     /// How the assignment endpoint picks a node.
     pub assign: Strategy,
     /// How often the node reports its load; three missed reports make it dead.
@@ -49,6 +54,9 @@ impl Default for ClusterSection {
             advertise_tcp: String::new(),
             advertise_ws: String::new(),
             advertise_http: String::new(),
+            advertise_tcp_tls: String::new(),
+            advertise_wss: String::new(),
+            advertise_https: String::new(),
             assign: Strategy::LeastLoaded,
             report_interval_ms: 2_000,
             presence_ttl_ms: 60_000,
@@ -66,6 +74,10 @@ pub struct Bound {
     pub tcp: String,
     pub ws: String,
     pub http: String,
+    /// The TLS listeners: frames, WebSocket, HTTPS.
+    pub tcp_tls: String,
+    pub wss: String,
+    pub https: String,
 }
 
 fn or(configured: &str, bound: &str) -> String {
@@ -128,6 +140,9 @@ impl ClusterSection {
             tcp: or(&self.advertise_tcp, &bound.tcp),
             ws: or(&self.advertise_ws, &bound.ws),
             http: or(&self.advertise_http, &bound.http),
+            tcp_tls: or(&self.advertise_tcp_tls, &bound.tcp_tls),
+            wss: or(&self.advertise_wss, &bound.wss),
+            https: or(&self.advertise_https, &bound.https),
         }
     }
 
@@ -149,6 +164,9 @@ impl ClusterSection {
             advertise_tcp: a.tcp,
             advertise_ws: a.ws,
             advertise_http: a.http,
+            advertise_tcp_tls: a.tcp_tls,
+            advertise_wss: a.wss,
+            advertise_https: a.https,
             report_interval: ms(self.report_interval_ms),
             presence_ttl: ms(self.presence_ttl_ms),
             strategy: self.assign,
@@ -158,5 +176,31 @@ impl ClusterSection {
             rebalance_per_sec: self.rebalance_per_sec,
             reconnect_after,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_addresses_are_advertised_else_bound_else_none() {
+        let bound = Bound {
+            tcp: "0.0.0.0:7700".into(),
+            tcp_tls: "0.0.0.0:7443".into(),
+            https: "0.0.0.0:7843".into(),
+            ..Bound::default()
+        };
+        let section = ClusterSection {
+            advertise_tcp_tls: "chat.example:443".into(),
+            ..ClusterSection::default()
+        };
+        let a = section.advertised(&bound);
+        assert_eq!(a.tcp_tls, "chat.example:443");
+        assert_eq!(a.https, "0.0.0.0:7843");
+        assert_eq!(a.wss, "", "no listener, nothing advertised");
+        let c = section.join_config("n1".into(), &bound, 10, Duration::from_secs(1));
+        assert_eq!(c.advertise_tcp_tls, "chat.example:443");
+        assert_eq!(c.advertise_https, "0.0.0.0:7843");
     }
 }

@@ -28,7 +28,7 @@ pub(crate) struct Envelope {
     /// Sessions to close instead of a frame to queue.
     #[prost(uint64, repeated, tag = "4")]
     pub revoke: Vec<u64>,
-    /// 1: REPLACED, 2: KICKED.
+    /// 1: REPLACED, 2: KICKED, 3: LOGGED_OUT.
     #[prost(uint32, tag = "5")]
     pub reason: u32,
     /// Pushes to the receiving node may have been lost: every session there
@@ -64,6 +64,7 @@ impl Envelope {
                 reason: match reason {
                     RevokeReason::Replaced => 1,
                     RevokeReason::Kicked => 2,
+                    RevokeReason::LoggedOut => 3,
                 },
                 ..Envelope::default()
             },
@@ -85,6 +86,7 @@ impl Envelope {
         if !self.revoke.is_empty() {
             let reason = match self.reason {
                 1 => RevokeReason::Replaced,
+                3 => RevokeReason::LoggedOut,
                 _ => RevokeReason::Kicked,
             };
             return Some(Routed::Revoke {

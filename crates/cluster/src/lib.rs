@@ -50,6 +50,10 @@ pub struct ClusterConfig {
     pub advertise_tcp: String,
     pub advertise_ws: String,
     pub advertise_http: String,
+    /// The same over TLS (empty: this node has no such listener).
+    pub advertise_tcp_tls: String,
+    pub advertise_wss: String,
+    pub advertise_https: String,
     /// How often the node reports its load and liveness.
     pub report_interval: Duration,
     /// How long a node's presence entries live without a refresh.

@@ -40,6 +40,14 @@ pub struct NodeView {
     pub tcp: String,
     pub ws: String,
     pub http: String,
+    /// The same over TLS: `tls://`, `wss://`, `https://` (empty: none;
+    /// also in reports of nodes from before they were carried).
+    #[serde(default)]
+    pub tcp_tls: String,
+    #[serde(default)]
+    pub wss: String,
+    #[serde(default)]
+    pub https: String,
     /// Authenticated connections.
     pub connections: u64,
     pub max_connections: u64,
@@ -151,6 +159,9 @@ impl Shared {
             tcp: c.advertise_tcp.clone(),
             ws: c.advertise_ws.clone(),
             http: c.advertise_http.clone(),
+            tcp_tls: c.advertise_tcp_tls.clone(),
+            wss: c.advertise_wss.clone(),
+            https: c.advertise_https.clone(),
             connections: self.sessions.connections() as u64,
             max_connections: c.max_connections as u64,
             cpu: load.cpu,
@@ -467,6 +478,25 @@ fn two_choices(n: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_carry_tls_addresses_and_older_ones_still_decode() {
+        let n = NodeView {
+            node_id: "n1".into(),
+            tcp_tls: "h:7443".into(),
+            wss: "h:7444".into(),
+            https: "h:7843".into(),
+            ..NodeView::default()
+        };
+        let json = serde_json::to_string(&n).unwrap();
+        assert_eq!(serde_json::from_str::<NodeView>(&json).unwrap(), n);
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for k in ["tcp_tls", "wss", "https"] {
+            old.as_object_mut().unwrap().remove(k);
+        }
+        let old: NodeView = serde_json::from_value(old).unwrap();
+        assert_eq!((old.tcp_tls, old.wss, old.https), Default::default());
+    }
 
     #[test]
     fn two_choices_are_distinct_and_in_range() {

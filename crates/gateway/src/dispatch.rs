@@ -59,8 +59,8 @@ pub(crate) async fn dispatch(conn: &mut Conn, id: u32, request: F) -> Flow {
             ErrorCode::AlreadyAuthenticated,
             "this connection is already logged in",
         ),
-        (Phase::Authed(s), F::Logout(_)) => {
-            let r = Box::pin(auth::logout(&conn.gw.service, s)).await;
+        (Phase::Authed(s), F::Logout(l)) => {
+            let r = Box::pin(auth::logout(&conn.gw.service, s, l)).await;
             let ok = r.is_ok();
             conn.answer(id, r);
             if ok {

@@ -225,6 +225,10 @@ fn replaced(reason: RevokeReason) -> Close {
             "this session connected again elsewhere",
         ),
         RevokeReason::Kicked => (pb::DisconnectReason::Kicked, "this session was ended"),
+        RevokeReason::LoggedOut => (
+            pb::DisconnectReason::LoggedOut,
+            "this session was logged out",
+        ),
     };
     Close {
         reason,

@@ -43,7 +43,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
             }
         )),
         any::<u64>().prop_map(|t| ClientFrame::Ping(pb::Ping { client_time_ms: t })),
-        Just(ClientFrame::Logout(pb::Logout {})),
+        Just(ClientFrame::Logout(pb::Logout::default())),
     ]
 }
 

@@ -148,7 +148,7 @@ fn cases() -> Vec<(&'static str, u32, Either)> {
                 usernames: vec!["bob".into()],
             })),
         ),
-        ("Logout", 11, C(ClientFrame::Logout(pb::Logout {}))),
+        ("Logout", 11, C(ClientFrame::Logout(pb::Logout::default()))),
         (
             "Error: not logged in",
             12,

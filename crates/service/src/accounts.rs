@@ -7,6 +7,9 @@ use natter_runtime::clock::Instant;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 
+/// Other sessions one Logout may end (a client's saved devices: a few).
+pub const MAX_LOGOUT_TOKENS: usize = 16;
+
 /// A live, authenticated session as the gateway holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionInfo {
@@ -254,8 +257,41 @@ impl Service {
         })
     }
 
-    pub async fn logout(&self, session: &SessionInfo) -> Result<(), ServiceError> {
+    /// Ends `session`, and the user's other sessions whose tokens are in
+    /// `others` (their connections are told LOGGED_OUT). Tokens that are
+    /// unknown, already ended or another user's are skipped.
+    pub async fn logout(
+        &self,
+        session: &SessionInfo,
+        others: &[String],
+    ) -> Result<(), ServiceError> {
+        if others.len() > MAX_LOGOUT_TOKENS {
+            return Err(ServiceError::InvalidArgument(format!(
+                "at most {MAX_LOGOUT_TOKENS} other sessions per logout"
+            )));
+        }
+        let mut ended = Vec::new();
+        for token in others {
+            let record = self
+                .inner
+                .store
+                .session_by_token(Tokens::hash(token))
+                .await?;
+            if let Some(r) = record.filter(|r| r.user_id == session.user_id && !r.revoked) {
+                if r.id != session.session_id && !ended.contains(&r.id) {
+                    self.inner.store.revoke_session(r.id).await?;
+                    ended.push(r.id);
+                }
+            }
+        }
         self.inner.store.revoke_session(session.session_id).await?;
+        if !ended.is_empty() {
+            self.inner.events.publish(Event::Revoked {
+                user: session.user_id,
+                sessions: ended,
+                reason: RevokeReason::LoggedOut,
+            });
+        }
         Ok(())
     }
 

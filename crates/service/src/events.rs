@@ -66,6 +66,8 @@ pub enum RevokeReason {
     Replaced,
     /// The device policy or a password change ended the session.
     Kicked,
+    /// The user logged the session out (from another connection).
+    LoggedOut,
 }
 
 /// Receives events. Must not block: implementations queue or drop.

@@ -69,8 +69,8 @@ pub(crate) fn login_ok(cfg: &GatewayConfig, s: &SessionInfo) -> ServerFrame {
     })
 }
 
-pub(crate) async fn logout(svc: &Service, s: &SessionInfo) -> Reply {
-    done(svc.logout(s).await)
+pub(crate) async fn logout(svc: &Service, s: &SessionInfo, l: pb::Logout) -> Reply {
+    done(svc.logout(s, &l.tokens).await)
 }
 
 pub(crate) async fn change_password(
