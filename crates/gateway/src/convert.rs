@@ -258,11 +258,7 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         ServiceError::Unavailable(_) => ErrorCode::Unavailable,
         ServiceError::Internal(_) => ErrorCode::Internal,
     };
-    let retry_after_ms = match e {
-        ServiceError::RateLimited { retry_after, .. } => millis(*retry_after),
-        ServiceError::Unavailable(u) => millis(u.retry_after()),
-        _ => 0,
-    };
+    let retry_after_ms = e.retry_after().map(millis).unwrap_or(0);
     ServerFrame::Error(pb::Error {
         code: code as i32,
         message: e.to_string(),
