@@ -189,7 +189,7 @@ pub fn sync_page(p: &SyncPage) -> pb::SyncPage {
         conversations: p.conversations.iter().map(conversation).collect(),
         messages: p.messages.iter().map(message).collect(),
         has_more: p.has_more,
-        next_after_conversation_id: if p.has_more { p.next_after } else { 0 },
+        next_after_conversation_id: p.resume_after(),
         pending_friend_requests: p
             .pending_friend_requests
             .iter()

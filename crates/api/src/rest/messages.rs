@@ -1,12 +1,12 @@
 //! Messaging over HTTP: send (idempotent by `client_msg_id`), sync,
 //! history, the conversation list, read cursors and recall.
 
+use super::social::FriendRequest;
 use super::{done, ApiError, Authed, ErrorBody, Json, Path, Query, RestState};
 use axum::extract::State;
 use axum::http::StatusCode;
 use natter_service::model::{
-    Before, Body, BodyKind, ConversationKind, ConversationSummary, FriendRequestRecord,
-    StoredMessage, Target,
+    Before, Body, BodyKind, ConversationKind, ConversationSummary, StoredMessage, Target,
 };
 use natter_service::{SendInput, ServiceError};
 use serde::{Deserialize, Serialize};
@@ -238,31 +238,6 @@ impl From<ConversationKind> for ConversationType {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct FriendRequest {
-    pub id: u64,
-    pub from_user_id: u64,
-    pub from_username: String,
-    pub to_user_id: u64,
-    pub to_username: String,
-    pub message: String,
-    pub created_at_ms: i64,
-}
-
-impl From<&FriendRequestRecord> for FriendRequest {
-    fn from(r: &FriendRequestRecord) -> Self {
-        FriendRequest {
-            id: r.id,
-            from_user_id: r.from,
-            from_username: r.from_name.clone(),
-            to_user_id: r.to,
-            to_username: r.to_name.clone(),
-            message: r.message.clone(),
-            created_at_ms: r.created_at_ms,
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct SyncPage {
     pub conversations: Vec<ConversationState>,
     /// By conversation id, then seq.
@@ -270,6 +245,8 @@ pub struct SyncPage {
     /// More is waiting: raise the cursors and sync again with
     /// `after_conversation_id` = `next_after_conversation_id`.
     pub has_more: bool,
+    /// Every conversation up to this id is complete (0 without
+    /// `has_more`).
     pub next_after_conversation_id: u64,
     /// On the last page of a pass: friend requests waiting for an answer.
     pub pending_friend_requests: Vec<FriendRequest>,
@@ -327,7 +304,7 @@ pub async fn sync(
             .collect(),
         messages: page.messages.iter().map(Message::from).collect(),
         has_more: page.has_more,
-        next_after_conversation_id: page.next_after,
+        next_after_conversation_id: page.resume_after(),
         pending_friend_requests: page
             .pending_friend_requests
             .iter()

@@ -12,8 +12,10 @@
 //!   ([`openapi::ApiDoc`]) and served at `/v1/openapi.json`.
 
 mod auth;
+mod groups;
 mod messages;
 pub(crate) mod openapi;
+mod social;
 
 use crate::ClusterView;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -21,7 +23,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use natter_service::{Service, ServiceError, SessionInfo};
 use serde::Serialize;
@@ -56,6 +58,42 @@ pub fn router(state: RestState) -> Router {
         .route(
             "/v1/conversations/{id}/messages/{seq}/recall",
             post(messages::recall),
+        )
+        .route("/v1/users", get(social::search))
+        .route(
+            "/v1/friends/requests",
+            post(social::request).get(social::requests),
+        )
+        .route("/v1/friends/requests/{id}", post(social::answer))
+        .route("/v1/friends", get(social::friends))
+        .route("/v1/friends/{user_id}", delete(social::remove))
+        .route("/v1/friends/{user_id}/remark", put(social::remark))
+        .route(
+            "/v1/blocks/{user_id}",
+            put(social::block).delete(social::unblock),
+        )
+        .route("/v1/groups", post(groups::create).get(groups::mine))
+        .route(
+            "/v1/groups/{id}",
+            get(groups::get)
+                .patch(groups::update)
+                .delete(groups::dismiss),
+        )
+        .route("/v1/rooms", get(groups::rooms))
+        .route(
+            "/v1/groups/{id}/members",
+            get(groups::members).post(groups::invite),
+        )
+        .route("/v1/groups/{id}/members/{user_id}", delete(groups::kick))
+        .route("/v1/groups/{id}/members/{user_id}/role", put(groups::role))
+        .route("/v1/groups/{id}/members/{user_id}/mute", put(groups::mute))
+        .route("/v1/groups/{id}/owner", post(groups::transfer))
+        .route("/v1/groups/{id}/leave", post(groups::leave))
+        .route("/v1/groups/{id}/join", post(groups::join))
+        .route("/v1/groups/{id}/join-requests", get(groups::join_requests))
+        .route(
+            "/v1/groups/{id}/join-requests/{user_id}",
+            post(groups::decide),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         // JSON answers are gzipped for clients that accept it.

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and
 //! served at `/v1/openapi.json` (no UI: nothing is fetched at build time).
 
-use super::{auth, messages, ErrorBody};
+use super::{auth, groups, messages, social, ErrorBody};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,12 +24,39 @@ use utoipa::{Modify, OpenApi};
         messages::conversations,
         messages::mark_read,
         messages::recall,
+        social::search,
+        social::request,
+        social::requests,
+        social::answer,
+        social::friends,
+        social::remark,
+        social::remove,
+        social::block,
+        social::unblock,
+        groups::create,
+        groups::mine,
+        groups::get,
+        groups::update,
+        groups::dismiss,
+        groups::rooms,
+        groups::members,
+        groups::invite,
+        groups::kick,
+        groups::role,
+        groups::mute,
+        groups::transfer,
+        groups::leave,
+        groups::join,
+        groups::join_requests,
+        groups::decide,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
     tags(
         (name = "accounts", description = "Registration, login, sessions"),
         (name = "messages", description = "Sending, sync, history, the conversation list"),
+        (name = "friends", description = "Finding users, friend requests, friends, blocks"),
+        (name = "groups", description = "Groups and rooms"),
     )
 )]
 pub struct ApiDoc;
