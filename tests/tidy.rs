@@ -92,7 +92,11 @@ fn crates_depend_only_on_what_their_layer_may_use() {
             &["natter-proto", "natter-service", "natter-runtime"],
             &["axum", "hyper"],
         ),
-        ("api", &["natter-runtime"], &["prost", "tokio-tungstenite"]),
+        (
+            "api",
+            &["natter-service", "natter-runtime"],
+            &["prost", "tokio-tungstenite"],
+        ),
         ("client", &["natter-proto"], &["axum"]),
         (
             "bench",

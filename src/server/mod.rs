@@ -141,7 +141,7 @@ pub async fn run_then(
         Duration::from_secs(5),
         background_stop.clone(),
     ));
-    let gateway = Gateway::new(service, registry, gw_config, shutdown.clone());
+    let gateway = Gateway::new(service.clone(), registry, gw_config, shutdown.clone());
     if let Some(c) = &cluster {
         // GOING_AWAY sends each client to another live node.
         let c = c.clone();
@@ -186,6 +186,11 @@ pub async fn run_then(
         ));
     }
     let draining = Arc::new(AtomicBool::new(false));
+    let node_table: Arc<dyn natter_api::ClusterView> = Arc::new(NodeTable {
+        cluster: cluster.clone(),
+        me: single_node(&config, &listeners_addrs),
+        gateway: gateway.clone(),
+    });
     let state = ApiState {
         metrics: metrics::handle(),
         ready: readiness(
@@ -194,10 +199,10 @@ pub async fn run_then(
             store.clone(),
             cluster.clone(),
         ),
-        cluster: Arc::new(NodeTable {
-            cluster: cluster.clone(),
-            me: single_node(&config, &listeners_addrs),
-            gateway: gateway.clone(),
+        cluster: node_table.clone(),
+        rest: Some(natter_api::RestState {
+            service: service.clone(),
+            cluster: node_table,
         }),
     };
     // HTTP and HTTPS split the HTTP descriptors between them.
@@ -209,7 +214,8 @@ pub async fn run_then(
         (listeners.http, None),
         (
             listeners.https,
-            tls.as_ref().map(|t| t.acceptor("https", &[b"http/1.1"])),
+            tls.as_ref()
+                .map(|t| t.acceptor("https", &[b"h2", b"http/1.1"])),
         ),
     ] {
         let Some(http) = http else { continue };

@@ -1,12 +1,14 @@
-//! natter's HTTP API: liveness, readiness, Prometheus metrics and the
-//! cluster's assignment and node table, served
+//! natter's HTTP API: liveness, readiness, Prometheus metrics, the
+//! cluster's assignment and node table, and the REST API (`rest/`), served
 //! with a connection cap and header and idle timeouts of its own, so HTTP
 //! clients can never take the descriptors or memory the chat ports need.
 #![forbid(unsafe_code)]
 
 mod listener;
+pub mod rest;
 
 pub use listener::{serve, HttpConfig, HttpLimits};
+pub use rest::RestState;
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -39,9 +41,12 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     pub ready: ReadinessCheck,
     pub cluster: Arc<dyn ClusterView>,
+    /// The REST API (`/v1/...`), when the node serves it.
+    pub rest: Option<RestState>,
 }
 
 pub fn router(state: ApiState) -> Router {
+    let rest = state.rest.clone().map(rest::router).unwrap_or_default();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -49,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/assign", get(assign))
         .route("/v1/cluster/nodes", get(nodes))
         .with_state(state)
+        .merge(rest)
 }
 
 /// `GET /v1/cluster/assign[?user=ID_OR_NAME][&avoid=NODE,NODE]`: `{node_id,

@@ -3,13 +3,15 @@
 //! do not arrive within `header_timeout` (which also bounds how long an idle
 //! keep-alive connection waits for its next request) or when no byte moves
 //! either way for `idle_timeout` (a stalled body or a client that stopped
-//! reading). Connections are tracked and drained at shutdown.
+//! reading). HTTP/1.1 and HTTP/2 (h2c by its preface, h2 by ALPN), at most
+//! `MAX_STREAMS` requests at once on one HTTP/2 connection. Connections are
+//! tracked and drained at shutdown.
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use natter_runtime::clock::Instant;
 use natter_runtime::config::{check, Invalid};
@@ -88,6 +90,12 @@ impl HttpConfig {
     }
 }
 
+/// HTTP/2 requests in flight on one connection.
+const MAX_STREAMS: u32 = 64;
+/// The most header bytes an HTTP/2 request may carry (HTTP/1.1's are
+/// bounded by hyper's read buffer).
+const MAX_HEADERS: u32 = 16 * 1024;
+
 const REFUSAL: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
 
@@ -108,8 +116,8 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
-        let stream = match accepted {
-            Ok((s, _)) => s,
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 tracing::warn!(error = %e, "HTTP accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -129,10 +137,10 @@ pub async fn serve(
         let (router, stop, tls) = (router.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {
-                None => one(stream, router, limits, stop, permit).await,
+                None => one(stream, peer, router, limits, stop, permit).await,
                 Some(tls) => {
                     if let Some(stream) = tls.accept(stream, limits.header_timeout).await {
-                        one(stream, router, limits, stop, permit).await;
+                        one(stream, peer, router, limits, stop, permit).await;
                     }
                 }
             }
@@ -145,6 +153,7 @@ pub async fn serve(
 
 async fn one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
+    peer: std::net::SocketAddr,
     router: Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
@@ -157,13 +166,26 @@ async fn one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         base,
         last: last.clone(),
     });
-    let service =
-        TowerToHyperService::new(router.map_request(|r: Request<Incoming>| r.map(Body::new)));
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    // Every request carries the address it came from (for the per-address
+    // limits of logins and registrations).
+    let service = TowerToHyperService::new(router.map_request(move |r: Request<Incoming>| {
+        let mut r = r.map(Body::new);
+        r.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        r
+    }));
+    // HTTP/1.1, or HTTP/2 when the client opens with its preface (h2c, or
+    // h2 that TLS's ALPN chose).
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEADERS);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let tick = (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));

@@ -247,6 +247,19 @@ pub struct SyncPage {
     pub pending_friend_requests: Vec<FriendRequestRecord>,
 }
 
+impl SyncPage {
+    /// The `after_conversation_id` of the next request: `next_after` while
+    /// more is waiting, else 0 (the next sync starts a new pass). What
+    /// every edge answers as `next_after_conversation_id`.
+    pub fn resume_after(&self) -> ConversationId {
+        if self.has_more {
+            self.next_after
+        } else {
+            0
+        }
+    }
+}
+
 /// Friend requests listed on one sync page at most.
 pub const SYNC_FRIEND_REQUESTS: usize = 50;
 

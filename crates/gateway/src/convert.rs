@@ -189,7 +189,7 @@ pub fn sync_page(p: &SyncPage) -> pb::SyncPage {
         conversations: p.conversations.iter().map(conversation).collect(),
         messages: p.messages.iter().map(message).collect(),
         has_more: p.has_more,
-        next_after_conversation_id: if p.has_more { p.next_after } else { 0 },
+        next_after_conversation_id: p.resume_after(),
         pending_friend_requests: p
             .pending_friend_requests
             .iter()
@@ -258,11 +258,7 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         ServiceError::Unavailable(_) => ErrorCode::Unavailable,
         ServiceError::Internal(_) => ErrorCode::Internal,
     };
-    let retry_after_ms = match e {
-        ServiceError::RateLimited { retry_after, .. } => millis(*retry_after),
-        ServiceError::Unavailable(u) => millis(u.retry_after()),
-        _ => 0,
-    };
+    let retry_after_ms = e.retry_after().map(millis).unwrap_or(0);
     ServerFrame::Error(pb::Error {
         code: code as i32,
         message: e.to_string(),

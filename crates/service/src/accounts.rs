@@ -257,6 +257,38 @@ impl Service {
         })
     }
 
+    /// The session a bearer token names, for edges that authenticate each
+    /// request by its token (HTTP): the checks of [`Service::resume`] but
+    /// the device's, since a request names no device.
+    pub async fn bearer(&self, token: &str) -> Result<SessionInfo, ServiceError> {
+        if token.is_empty() || token.len() > 128 {
+            return Err(ServiceError::TokenInvalid);
+        }
+        let record = self
+            .inner
+            .store
+            .session_by_token(Tokens::hash(token))
+            .await?
+            .ok_or(ServiceError::TokenInvalid)?;
+        if record.revoked {
+            return Err(ServiceError::TokenInvalid);
+        }
+        if record.expires_at_ms <= now_ms() {
+            return Err(ServiceError::TokenExpired);
+        }
+        if record.user_disabled {
+            return Err(ServiceError::AccountDisabled);
+        }
+        Ok(SessionInfo {
+            user_id: record.user_id,
+            username: record.username,
+            session_id: record.id,
+            device_id: record.device_id,
+            token: token.to_owned(),
+            expires_at_ms: record.expires_at_ms,
+        })
+    }
+
     /// Ends `session`, and the user's other sessions whose tokens are in
     /// `others` (their connections are told LOGGED_OUT). Tokens that are
     /// unknown, already ended or another user's are skipped.

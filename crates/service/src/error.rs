@@ -78,6 +78,41 @@ impl Unavailable {
     }
 }
 
+impl ServiceError {
+    /// The error's code as the wire protocol names it (`ErrorCode` without
+    /// its `ERROR_CODE_` prefix): every edge answers with these names.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::InvalidArgument(_) => "INVALID_ARGUMENT",
+            ServiceError::UsernameTaken => "USERNAME_TAKEN",
+            ServiceError::WeakPassword(_) => "WEAK_PASSWORD",
+            ServiceError::BadCredentials => "BAD_CREDENTIALS",
+            ServiceError::TokenInvalid => "TOKEN_INVALID",
+            ServiceError::TokenExpired => "TOKEN_EXPIRED",
+            ServiceError::AccountDisabled => "ACCOUNT_DISABLED",
+            ServiceError::TooManySessions => "TOO_MANY_SESSIONS",
+            ServiceError::NotFound(_) => "NOT_FOUND",
+            ServiceError::Forbidden(_) => "FORBIDDEN",
+            ServiceError::Muted(_) => "MUTED",
+            ServiceError::GroupFull(_) => "GROUP_FULL",
+            ServiceError::MessageTooLarge { .. } => "MESSAGE_TOO_LARGE",
+            ServiceError::RateLimited { .. } => "RATE_LIMITED",
+            ServiceError::Unavailable(_) => "UNAVAILABLE",
+            ServiceError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// When the same request may succeed: for a rate limit or a server
+    /// that cannot now; `None` for every other error.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ServiceError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ServiceError::Unavailable(u) => Some(u.retry_after()),
+            _ => None,
+        }
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
