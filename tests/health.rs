@@ -178,6 +178,31 @@ async fn a_fresh_node_shows_every_described_metric_before_its_first_event() {
     }
 }
 
+/// A single server describes itself on `/v1/cluster/nodes` with real
+/// values: its cores, an incarnation new at every start, its connections.
+#[tokio::test]
+async fn a_single_server_lists_itself_with_real_values() {
+    let server = TestServer::start().await;
+    let (_bob, _) = server.user("bob").await;
+    let (status, body) = http_get(server.http, "/v1/cluster/nodes").await;
+    assert_eq!(status, 200, "{body}");
+    let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let me = &nodes["nodes"][0];
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    assert_eq!(me["cpus"].as_u64(), Some(cpus), "{me}");
+    assert!(me["incarnation"].as_u64().unwrap() > 0, "{me}");
+    assert_eq!(me["connections"].as_u64(), Some(1), "{me}");
+    assert_eq!(me["state"], "up");
+    let dir = server.stop().await;
+    let again = TestServer::start_in(dir, |_| {}).await;
+    let (_, body) = http_get(again.http, "/v1/cluster/nodes").await;
+    let after: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_ne!(
+        after["nodes"][0]["incarnation"], me["incarnation"],
+        "a restart is a new incarnation"
+    );
+}
+
 #[tokio::test]
 async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_recovers() {
     const MIB: u64 = 1 << 20;
@@ -185,9 +210,10 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     let server = Binary::start(
         dir.path(),
         &[
-            // Shedding starts at 45 MiB and ends below 36 MiB (80 % of
-            // it): the idle server's own 30-31 MiB must be well below that.
-            ("NATTER_OVERLOAD__MEMORY_BUDGET_MB", "90"),
+            // Shedding starts at 50 MiB and ends below 40 MiB (80 % of
+            // it): the idle server's own 34-35 MiB (a debug build) must be
+            // below that.
+            ("NATTER_OVERLOAD__MEMORY_BUDGET_MB", "100"),
             ("NATTER_OVERLOAD__SHED_MEMORY_PCT", "50"),
             ("NATTER_OVERLOAD__ESSENTIAL_MEMORY_PCT", "75"),
             ("NATTER_OVERLOAD__CALM_MS", "500"),
@@ -209,8 +235,8 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     assert_eq!(body, "ready\n");
     let base = server.rss_bytes();
     assert!(
-        base < 34 * MIB,
-        "the idle server holds {} MiB: too close to where shedding ends (36 MiB)",
+        base < 38 * MIB,
+        "the idle server holds {} MiB: too close to where shedding ends (40 MiB)",
         base / MIB
     );
 
@@ -229,7 +255,31 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
             let (mut held, mut refused) = (Vec::new(), 0);
             for i in (t..300).step_by(10) {
                 let mut raw = Raw::connect(&addr).await;
-                raw.hello().await;
+                // A node shedding may turn a connection away before it
+                // has said hello: that is a refusal too.
+                raw.request(
+                    1,
+                    natter_proto::ClientFrame::Hello(pb::Hello {
+                        min_version: 1,
+                        max_version: 1,
+                        client_name: "flood".into(),
+                    }),
+                )
+                .await;
+                match raw.frame().await {
+                    Some((1, natter_client::ServerFrame::HelloOk(_))) => {}
+                    Some((_, f)) => {
+                        let refusal = matches!(&f, natter_client::ServerFrame::Disconnect(d)
+                                if d.reason() == pb::DisconnectReason::ServerFull);
+                        assert!(refusal, "{f:?}");
+                        refused += 1;
+                        continue;
+                    }
+                    None => {
+                        refused += 1;
+                        continue;
+                    }
+                }
                 raw.request(
                     2,
                     natter_proto::ClientFrame::Login(pb::Login {
@@ -282,7 +332,7 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     }
     let (_, page) = server.get("/metrics").await;
     eprintln!(
-        "RSS {} MiB before, {} MiB peak (budget 90 MiB); {} held, {refused} refused",
+        "RSS {} MiB before, {} MiB peak (budget 100 MiB); {} held, {refused} refused",
         base / MIB,
         peak / MIB,
         held.len()
@@ -294,7 +344,7 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
         "{page}"
     );
     assert!(
-        peak <= 99 * MIB,
+        peak <= 110 * MIB,
         "peak {} MiB: over the budget's margin",
         peak / MIB
     );

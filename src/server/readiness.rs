@@ -71,6 +71,10 @@ pub(super) fn single_node(config: &Config, bound: &Bound) -> NodeView {
         wss: a.wss,
         https: a.https,
         max_connections: config.limits.max_connections as u64,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        // New at every start, as a cluster node's is: the start's wall
+        // clock in ms.
+        incarnation: natter_runtime::clock::now_ms().max(1) as u64,
         state: "up".into(),
         ..NodeView::default()
     }
