@@ -21,6 +21,7 @@ pub use natter_gateway::ShutdownConfig as Shutdown;
 pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
+pub use natter_service::files::FilesConfig as FilesSection;
 pub use natter_service::{
     DirectMessages, PasswordConfig as Password, SessionConfig as Session, SocialConfig as Social,
     ThrottleConfig as Throttle,
@@ -49,6 +50,7 @@ pub struct Config {
     pub overload: Overload,
     pub cluster: ClusterSection,
     pub tls: TlsSection,
+    pub files: FilesSection,
 }
 
 /// The `[listen]` section: the addresses the binary binds. It stays here
@@ -87,6 +89,7 @@ impl Default for Config {
             overload: Overload::default(),
             cluster: ClusterSection::default(),
             tls: TlsSection::default(),
+            files: FilesSection::default(),
         }
     }
 }
@@ -180,6 +183,7 @@ impl Config {
         self.social.validate()?;
         self.limits.validate()?;
         self.http.validate()?;
+        self.files.validate()?;
         self.throttle.validate()?;
         self.overload.validate()?;
         self.session.validate()?;

@@ -538,6 +538,10 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/groups/{id}/join", "post"),
         ("/v1/groups/{id}/join-requests", "get"),
         ("/v1/groups/{id}/join-requests/{user_id}", "post"),
+        ("/v1/files", "post"),
+        ("/v1/files/{id}", "patch"),
+        ("/v1/files/{id}", "delete"),
+        ("/v1/files/{id}", "get"),
     ];
     for (path, method) in routes {
         let op = &paths[path][method];

@@ -36,6 +36,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_oversized_frames_total",
         "natter_typing_dropped_total",
         "natter_users_registered_total",
+        "natter_uploads_expired_total",
         "natter_login_failures_total",
         "natter_pushes_total",
         "natter_bus_publishes_total",
@@ -242,6 +243,10 @@ pub fn describe() {
     );
     // Accounts
     describe_counter!("natter_users_registered_total", "Accounts created.");
+    describe_counter!(
+        "natter_uploads_expired_total",
+        "Unfinished uploads deleted past files.expire_after_secs."
+    );
     describe_counter!(
         "natter_logins_total",
         "Successful logins, by method (password or token)."

@@ -141,6 +141,11 @@ pub async fn run_then(
         Duration::from_secs(5),
         background_stop.clone(),
     ));
+    let files =
+        natter_service::files::Files::open(config.data_dir.join("files"), config.files.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the files directory: {e}"))?;
+    background.spawn(expire_uploads(files.clone(), background_stop.clone()));
     let gateway = Gateway::new(service.clone(), registry, gw_config, shutdown.clone());
     if let Some(c) = &cluster {
         // GOING_AWAY sends each client to another live node.
@@ -203,6 +208,7 @@ pub async fn run_then(
         rest: Some(natter_api::RestState {
             service: service.clone(),
             cluster: node_table,
+            files: Some(files),
         }),
     };
     // HTTP and HTTPS split the HTTP descriptors between them.
@@ -251,4 +257,19 @@ pub async fn run_then(
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes unfinished uploads past their expiry: looks a quarter of the
+/// expiry apart (at most a minute, at least 100 ms).
+async fn expire_uploads(files: natter_service::files::Files, stop: CancellationToken) {
+    let every = Duration::from_millis(
+        (files.config().expire_after_secs.saturating_mul(250)).clamp(100, 60_000),
+    );
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        files.expire(natter_runtime::clock::now_ms()).await;
+    }
 }

@@ -9,6 +9,7 @@ mod accounts;
 mod config;
 mod error;
 mod events;
+pub mod files;
 mod groups;
 mod messaging;
 mod password;

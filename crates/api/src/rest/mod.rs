@@ -12,6 +12,7 @@
 //!   ([`openapi::ApiDoc`]) and served at `/v1/openapi.json`.
 
 mod auth;
+mod files;
 mod groups;
 mod messages;
 pub(crate) mod openapi;
@@ -36,6 +37,8 @@ pub struct RestState {
     pub service: Service,
     /// Where a client that logged in should connect for live traffic.
     pub cluster: Arc<dyn ClusterView>,
+    /// Uploads and downloads (`None`: this server stores no files).
+    pub files: Option<natter_service::files::Files>,
 }
 
 /// The largest JSON request body: a message at its largest, escaped, with
@@ -98,6 +101,20 @@ pub fn router(state: RestState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         // JSON answers are gzipped for clients that accept it.
         .layer(tower_http::compression::CompressionLayer::new())
+        // Files stream as they are: never buffered, never re-encoded (a
+        // range is of the file's own bytes).
+        .merge(
+            Router::new()
+                .route("/v1/files", post(files::create).options(files::options))
+                .route("/v1/files/", post(files::create).options(files::options))
+                .route(
+                    "/v1/files/{id}",
+                    get(files::download)
+                        .head(files::offset)
+                        .patch(files::append)
+                        .delete(files::delete),
+                ),
+        )
         .with_state(state)
 }
 

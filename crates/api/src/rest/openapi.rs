@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and
 //! served at `/v1/openapi.json` (no UI: nothing is fetched at build time).
 
-use super::{auth, groups, messages, social, ErrorBody};
+use super::{auth, files, groups, messages, social, ErrorBody};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -49,6 +49,10 @@ use utoipa::{Modify, OpenApi};
         groups::join,
         groups::join_requests,
         groups::decide,
+        files::create,
+        files::append,
+        files::delete,
+        files::download,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Bearer),
@@ -57,6 +61,7 @@ use utoipa::{Modify, OpenApi};
         (name = "messages", description = "Sending, sync, history, the conversation list"),
         (name = "friends", description = "Finding users, friend requests, friends, blocks"),
         (name = "groups", description = "Groups and rooms"),
+        (name = "files", description = "Resumable uploads (tus 1.0) and downloads with ranges"),
     )
 )]
 pub struct ApiDoc;
