@@ -481,3 +481,65 @@ async fn uploads_are_in_the_openapi_document() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
 }
+
+#[tokio::test]
+async fn a_file_message_lets_its_conversation_download_the_file() {
+    let server = TestServer::start().await;
+    let a = server.http;
+    let alice = login(a, "alice").await;
+    let bob = login(a, "bob").await;
+    let carol = login(a, "carol").await;
+    let me = |t: &str| {
+        let h = [("authorization", format!("Bearer {t}"))];
+        async move { call(a, "GET", "/v1/me", &h, Vec::new()).await.json() }
+    };
+    let bob_id = me(&bob).await["user_id"].as_u64().unwrap();
+
+    let file = data(5000, 9);
+    let at = create(a, &alice, file.len(), "notes.txt")
+        .await
+        .header("location")
+        .unwrap()
+        .to_owned();
+    assert_eq!(patch(a, &alice, &at, 0, &file, None).await.status, 204);
+    let id = at.rsplit('/').next().unwrap().to_owned();
+    let get = |t: &str| {
+        let h = [("authorization", format!("Bearer {t}"))];
+        let at = at.clone();
+        async move { call(a, "GET", &at, &h, Vec::new()).await }
+    };
+    assert_eq!(get(&bob).await.status, 404, "not shared yet");
+
+    // The file message (the service's one send path, as over frames).
+    let content = json!({"file_id": id, "name": "notes.txt", "size": file.len()}).to_string();
+    let send = json!({
+        "client_msg_id": "f1",
+        "to_user_id": bob_id,
+        "body": {"kind": "FILE", "content": content},
+    });
+    let h = [
+        ("authorization", format!("Bearer {alice}")),
+        ("content-type", "application/json".to_owned()),
+    ];
+    let r = call(a, "POST", "/v1/messages", &h, send.to_string().into_bytes()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    let d = get(&bob).await;
+    assert_eq!(d.status, 200);
+    assert!(d.body == file);
+    // Not a member of that conversation: it does not exist for her.
+    assert_eq!(get(&carol).await.status, 404);
+    // Sharing lets a member download, not change the upload.
+    assert_eq!(offset(a, &bob, &at).await.status, 404);
+    assert_eq!(
+        call(a, "DELETE", &at, &tus(&bob), Vec::new()).await.status,
+        404
+    );
+
+    // The share is kept across a restart.
+    let dir = server.stop().await;
+    let server = TestServer::start_in(dir, |_| {}).await;
+    let h = [("authorization", format!("Bearer {bob}"))];
+    let d = call(server.http, "GET", &at, &h, Vec::new()).await;
+    assert_eq!(d.status, 200);
+}

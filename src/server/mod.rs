@@ -146,6 +146,7 @@ pub async fn run_then(
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the files directory: {e}"))?;
     background.spawn(expire_uploads(files.clone(), background_stop.clone()));
+    service.set_files(files);
     let gateway = Gateway::new(service.clone(), registry, gw_config, shutdown.clone());
     if let Some(c) = &cluster {
         // GOING_AWAY sends each client to another live node.
@@ -208,7 +209,6 @@ pub async fn run_then(
         rest: Some(natter_api::RestState {
             service: service.clone(),
             cluster: node_table,
-            files: Some(files),
         }),
     };
     // HTTP and HTTPS split the HTTP descriptors between them.

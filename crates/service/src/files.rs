@@ -86,7 +86,15 @@ pub struct Upload {
     pub touched_at_ms: i64,
     /// Hex SHA-256 of the bytes, once the upload is finished.
     pub sha256: Option<String>,
+    /// Conversations a file message named it in: their members may
+    /// download it (at most `MAX_SHARES`).
+    #[serde(default)]
+    pub shared_with: Vec<u64>,
 }
+
+/// Conversations one file is shared with, at most: what a download by a
+/// non-owner may cost is one membership read per share.
+pub const MAX_SHARES: usize = 64;
 
 impl Upload {
     pub fn finished(&self) -> bool {
@@ -274,6 +282,7 @@ impl Files {
             created_at_ms: now_ms,
             touched_at_ms: now_ms,
             sha256: None,
+            shared_with: Vec::new(),
         };
         {
             // Checked and reserved at once, so two creations cannot both
@@ -440,20 +449,51 @@ impl Files {
         Ok(())
     }
 
-    /// A finished file to read: its record and an open handle.
-    pub async fn open_download(
-        &self,
-        owner: UserId,
-        id: &str,
-    ) -> Result<(Upload, tokio::fs::File), ServiceError> {
-        let u = self.get(owner, id)?;
+    /// An upload, whoever owns it (for the service's download check).
+    pub fn lookup(&self, id: &str) -> Option<Upload> {
+        self.index().get(id).cloned()
+    }
+
+    /// Lets the members of `conversation` download `owner`'s upload `id`
+    /// (a file message named it there). Not the owner's, unknown, or
+    /// already shared with `MAX_SHARES` conversations: nothing changes.
+    pub async fn share(&self, owner: UserId, id: &str, conversation: u64) {
+        let next = {
+            let index = self.index();
+            match index.get(id) {
+                Some(u)
+                    if u.owner == owner
+                        && !u.shared_with.contains(&conversation)
+                        && u.shared_with.len() < MAX_SHARES =>
+                {
+                    let mut next = u.clone();
+                    next.shared_with.push(conversation);
+                    next
+                }
+                _ => return,
+            }
+        };
+        match self.record(&next).await {
+            Ok(()) => {
+                let mut index = self.index();
+                if let Some(u) = index.get_mut(id) {
+                    if !u.shared_with.contains(&conversation) {
+                        u.shared_with.push(conversation);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, file = id, "cannot record a file's share"),
+        }
+    }
+
+    /// A finished file's bytes, to read.
+    pub async fn open_finished(&self, u: &Upload) -> Result<tokio::fs::File, ServiceError> {
         if !u.finished() {
             return Err(not_found());
         }
-        let f = tokio::fs::File::open(self.data_path(id))
+        tokio::fs::File::open(self.data_path(&u.id))
             .await
-            .map_err(io_error)?;
-        Ok((u, f))
+            .map_err(io_error)
     }
 
     /// Deletes the unfinished uploads untouched past the expiry; returns

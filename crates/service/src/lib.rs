@@ -48,6 +48,8 @@ struct Inner {
     hasher: password::Hasher,
     throttles: throttle::Throttles,
     load: Arc<Load>,
+    /// Uploads, when this node stores files (`Service::set_files`).
+    files: std::sync::OnceLock<files::Files>,
 }
 
 impl Service {
@@ -82,8 +84,23 @@ impl Service {
                 config,
                 hasher,
                 load,
+                files: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Gives the service the node's file storage (once, at start-up):
+    /// file messages then share their file with their conversation.
+    pub fn set_files(&self, files: files::Files) {
+        let _ = self.inner.files.set(files);
+    }
+
+    /// The node's file storage; `NOT_FOUND` on a node that keeps none.
+    pub fn files(&self) -> Result<&files::Files, ServiceError> {
+        self.inner
+            .files
+            .get()
+            .ok_or(ServiceError::NotFound("file storage"))
     }
 
     /// The node's overload stage.

@@ -38,13 +38,24 @@ struct FileRef {
 }
 
 /// A queued Send's outcome, once its commit is over.
-pub struct PendingSend(PendingAppend);
+pub struct PendingSend(Waiting);
+
+enum Waiting {
+    Commit(PendingAppend),
+    /// A file message: once stored, its file is shared with its
+    /// conversation.
+    ThenShare(Pin<Box<dyn Future<Output = natter_store::Result<Appended>> + Send>>),
+}
 
 impl Future for PendingSend {
     type Output = Result<Appended, ServiceError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| {
+        let polled = match &mut self.0 {
+            Waiting::Commit(p) => Pin::new(p).poll(cx),
+            Waiting::ThenShare(f) => f.as_mut().poll(cx),
+        };
+        polled.map(|r| {
             let appended = r?;
             let outcome = if appended.duplicate {
                 "duplicate"
@@ -137,6 +148,12 @@ impl Service {
             )));
         }
         self.check_body(&input.body)?;
+        let file = match input.body.kind {
+            BodyKind::File => serde_json::from_str::<FileRef>(&input.body.content)
+                .ok()
+                .map(|f| f.file_id),
+            _ => None,
+        };
         if input.mentions.len() > 100 {
             return Err(ServiceError::InvalidArgument(
                 "at most 100 mentions per message".into(),
@@ -157,7 +174,45 @@ impl Service {
                 origin: Some(session.session_id),
             })
             .await?;
-        Ok(PendingSend(pending))
+        match (file, self.inner.files.get()) {
+            (Some(file_id), Some(files)) => {
+                let (files, owner) = (files.clone(), session.user_id);
+                Ok(PendingSend(Waiting::ThenShare(Box::pin(async move {
+                    let stored = pending.await;
+                    if let Ok(a) = &stored {
+                        files
+                            .share(owner, &file_id, a.message.conversation_id)
+                            .await;
+                    }
+                    stored
+                }))))
+            }
+            _ => Ok(PendingSend(Waiting::Commit(pending))),
+        }
+    }
+
+    /// A finished file to download: the uploader's own, or one a file
+    /// message shared with a conversation `session`'s user is in. Anyone
+    /// else hears it does not exist.
+    pub async fn open_file(
+        &self,
+        session: &SessionInfo,
+        id: &str,
+    ) -> Result<(crate::files::Upload, tokio::fs::File), ServiceError> {
+        let files = self.files()?;
+        let u = files.lookup(id).ok_or(ServiceError::NotFound("file"))?;
+        let mut allowed = u.owner == session.user_id;
+        for &c in u.shared_with.iter().take(crate::files::MAX_SHARES) {
+            if allowed {
+                break;
+            }
+            allowed = self.inner.store.audience(session.user_id, c).await.is_ok();
+        }
+        if !allowed {
+            return Err(ServiceError::NotFound("file"));
+        }
+        let f = files.open_finished(&u).await?;
+        Ok((u, f))
     }
 
     /// A page of what the user has not seen, in conversations after `after`.

@@ -45,9 +45,7 @@ fn tus(status: StatusCode, headers: Vec<(HeaderName, HeaderValue)>) -> Response 
 }
 
 fn files(s: &RestState) -> Result<&Files, ApiError> {
-    s.files
-        .as_ref()
-        .ok_or_else(|| ApiError::new("NOT_FOUND", "this server stores no files"))
+    Ok(s.service.files()?)
 }
 
 /// Every tus request but OPTIONS names the protocol version it speaks:
@@ -87,7 +85,7 @@ fn upload_headers(f: &Files, u: &Upload) -> Vec<(HeaderName, HeaderValue)> {
 
 /// `OPTIONS /v1/files/`: what this server speaks.
 pub async fn options(State(s): State<RestState>) -> Response {
-    let max = s.files.as_ref().map_or(0, |f| f.config().max_file_bytes);
+    let max = s.service.files().map_or(0, |f| f.config().max_file_bytes);
     tus(
         StatusCode::NO_CONTENT,
         vec![
@@ -387,7 +385,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     checked_id(&id)?;
-    let (u, mut file) = files(&s)?.open_download(me.user_id, &id).await?;
+    let (u, mut file) = s.service.open_file(&me, &id).await?;
     let etag = format!("\"{}\"", u.sha256.clone().unwrap_or_default());
     let len = u.length;
     let mut common = vec![

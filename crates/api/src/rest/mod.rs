@@ -37,8 +37,6 @@ pub struct RestState {
     pub service: Service,
     /// Where a client that logged in should connect for live traffic.
     pub cluster: Arc<dyn ClusterView>,
-    /// Uploads and downloads (`None`: this server stores no files).
-    pub files: Option<natter_service::files::Files>,
 }
 
 /// The largest JSON request body: a message at its largest, escaped, with
