@@ -58,7 +58,11 @@ pub fn zero(tls_listeners: &[&'static str]) {
         .collect();
     let stages = natter_runtime::load::Stage::ALL.map(|s| s.name());
     let labelled: [(&'static str, &'static str, &[&'static str]); 11] = [
-        ("natter_connections_total", "transport", &["tcp", "ws"]),
+        (
+            "natter_connections_total",
+            "transport",
+            &["tcp", "ws", "sse"],
+        ),
         ("natter_disconnects_total", "reason", &reasons),
         (
             "natter_limit_hits_total",

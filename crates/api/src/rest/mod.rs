@@ -12,10 +12,13 @@
 //!   ([`openapi::ApiDoc`]) and served at `/v1/openapi.json`.
 
 mod auth;
+mod events;
 mod groups;
 mod messages;
 pub(crate) mod openapi;
 mod social;
+
+pub use events::{LiveFeed, LiveSessions};
 
 use crate::ClusterView;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -36,6 +39,8 @@ pub struct RestState {
     pub service: Service,
     /// Where a client that logged in should connect for live traffic.
     pub cluster: Arc<dyn ClusterView>,
+    /// Attaches the sessions of `GET /v1/events` here.
+    pub live: Arc<dyn LiveSessions>,
 }
 
 /// The largest JSON request body: a message at its largest, escaped, with
@@ -52,6 +57,7 @@ pub fn router(state: RestState) -> Router {
         .route("/v1/me/password", put(auth::change_password))
         .route("/v1/messages", post(messages::send))
         .route("/v1/sync", post(messages::sync))
+        .route("/v1/events", get(events::events))
         .route("/v1/conversations", get(messages::conversations))
         .route("/v1/conversations/{id}/messages", get(messages::history))
         .route("/v1/conversations/{id}/read", post(messages::mark_read))
