@@ -1,9 +1,9 @@
 //! Live events over HTTP (`GET /v1/events`) against a real server over a
 //! real socket, read with a real HTTP client: pushes from frame and HTTP
 //! clients arrive, the session counts as online, a reconnect syncs and
-//! loses nothing, logout and a second stream of the session end it with a
-//! reason, a stream that falls behind is ended, and a request without a
-//! valid token gets the error shape.
+//! loses nothing, logout, a second stream of the session and shutdown end
+//! it with a reason, a stream that falls behind is ended, and a request
+//! without a valid token gets the error shape.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -53,7 +53,9 @@ async fn open(
     });
     let mut req = hyper::Request::get("http://x/v1/events")
         .header("host", "x")
-        .header("accept", "text/event-stream");
+        .header("accept", "text/event-stream")
+        // A stream must not wait for a compressor's block to fill.
+        .header("accept-encoding", "gzip");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
@@ -66,14 +68,25 @@ async fn open(
         .unwrap();
     let status = resp.status().as_u16();
     if status != 200 {
+        let gzipped = resp.headers().get("content-encoding").is_some();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         driver.abort();
-        return Err((status, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+        let mut json = Vec::new();
+        if gzipped {
+            use std::io::Read;
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut json)
+                .unwrap();
+        } else {
+            json = body.to_vec();
+        }
+        return Err((status, serde_json::from_slice(&json).unwrap_or(Value::Null)));
     }
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
+    assert!(resp.headers().get("content-encoding").is_none());
     Ok(Stream {
         body: resp.into_body(),
         buf: String::new(),
@@ -417,6 +430,21 @@ async fn a_logout_over_frames_of_another_session_ends_its_stream() {
     let d = events.next_named("disconnect").await;
     assert_eq!(d.data["reason"], "LOGGED_OUT", "{:?}", d.data);
     assert!(events.next().await.is_none());
+}
+
+#[tokio::test]
+async fn shutdown_ends_the_stream_as_going_away() {
+    let server = TestServer::start().await;
+    let (_, token) = http_user(server.http, "alice", "web").await;
+    let mut events = open(server.http, Some(&token), None).await.unwrap();
+    events.next_named("sync").await;
+    let stopping = natter_testkit::spawn(server.stop());
+    let d = events.next_named("disconnect").await;
+    assert_eq!(d.data["reason"], "GOING_AWAY", "{:?}", d.data);
+    assert!(d.data["reconnect_after_ms"].as_u64().unwrap() > 0);
+    assert!(events.next().await.is_none());
+    // The node drains without waiting for the stream's client.
+    tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
 }
 
 #[tokio::test]
