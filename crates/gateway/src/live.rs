@@ -213,3 +213,164 @@ fn decode(frame: &Bytes) -> Option<Push> {
     }
     push
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::{route, sync_hint, Routed};
+    use natter_service::model::{
+        Body, BodyKind, Committed, FriendRequestRecord, JoinRequestRecord, RequestStatus,
+        StoredMessage,
+    };
+    use natter_service::{Event, RevokeReason};
+
+    fn frame(event: Event) -> Bytes {
+        match route(event) {
+            Routed::Push { frame, .. } => frame,
+            Routed::Revoke { .. } => unreachable!("a push, not a revocation"),
+        }
+    }
+
+    /// Every push a session's queue can hold reads back as what it said.
+    #[test]
+    fn every_push_reads_back_from_its_frame() {
+        let message = StoredMessage {
+            conversation_id: 7,
+            seq: 3,
+            msg_id: 11,
+            sender_id: 2,
+            client_msg_id: "c1".into(),
+            server_ts_ms: 1_700_000_000_000,
+            body: Body {
+                kind: BodyKind::Recalled,
+                content: String::new(),
+            },
+            mentions: vec![1, 5],
+            mention_all: true,
+        };
+        let request = FriendRequestRecord {
+            id: 4,
+            from: 1,
+            from_name: "alice".into(),
+            to: 2,
+            to_name: "bob".into(),
+            message: "hi".into(),
+            status: RequestStatus::Accepted,
+            reply: "hello".into(),
+            created_at_ms: 5,
+            decided_at_ms: 6,
+        };
+        let join = JoinRequestRecord {
+            conversation_id: 9,
+            user_id: 3,
+            username: "carol".into(),
+            message: "let me in".into(),
+            created_at_ms: 8,
+        };
+        let (c, u, to) = (7, 2, vec![1]);
+        let table = [
+            (
+                frame(Event::Message(Committed {
+                    message: Arc::new(message.clone()),
+                    members: vec![1, 2].into(),
+                    origin: None,
+                })),
+                Push::Message(message),
+            ),
+            (
+                frame(Event::Receipt {
+                    conversation_id: c,
+                    user_id: u,
+                    seq: 3,
+                    to: to.clone(),
+                }),
+                Push::Delivered {
+                    conversation_id: c,
+                    user_id: u,
+                    seq: 3,
+                },
+            ),
+            (
+                frame(Event::Read {
+                    conversation_id: c,
+                    user_id: u,
+                    seq: 2,
+                    to: to.clone(),
+                }),
+                Push::Read {
+                    conversation_id: c,
+                    user_id: u,
+                    seq: 2,
+                },
+            ),
+            (
+                frame(Event::Typing {
+                    conversation_id: c,
+                    user_id: u,
+                    to: to.clone(),
+                }),
+                Push::Typing {
+                    conversation_id: c,
+                    user_id: u,
+                },
+            ),
+            (
+                frame(Event::Presence {
+                    user_id: u,
+                    online: true,
+                    to: to.clone(),
+                }),
+                Push::Presence {
+                    user_id: u,
+                    online: true,
+                },
+            ),
+            (
+                frame(Event::FriendRequest {
+                    request: request.clone(),
+                    to: to.clone(),
+                }),
+                Push::FriendRequest(request),
+            ),
+            (
+                frame(Event::JoinRequest {
+                    request: join.clone(),
+                    to,
+                }),
+                Push::JoinRequest(join),
+            ),
+            (sync_hint(), Push::Sync),
+        ];
+        for (frame, want) in table {
+            assert_eq!(decode(&frame), Some(want));
+        }
+        // A revocation is a close, never a queued frame.
+        assert!(matches!(
+            route(Event::Revoked {
+                user: 1,
+                sessions: vec![2],
+                reason: RevokeReason::LoggedOut,
+            }),
+            Routed::Revoke { .. }
+        ));
+    }
+
+    #[test]
+    fn a_close_becomes_the_last_push_with_its_reason() {
+        let push = disconnect(Close {
+            reason: DisconnectReason::SlowConsumer,
+            message: "outbound queue full".into(),
+            flush: false,
+            reconnect_after_ms: 0,
+            reconnect_to: None,
+        });
+        assert_eq!(
+            push,
+            Push::Disconnect {
+                reason: "SLOW_CONSUMER",
+                message: "outbound queue full".into(),
+                reconnect_after_ms: 0,
+            }
+        );
+    }
+}
