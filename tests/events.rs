@@ -447,6 +447,43 @@ async fn shutdown_ends_the_stream_as_going_away() {
     tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
 }
 
+/// In a cluster the stream's node is in the directory: a message sent on
+/// another node is routed to it, and so is a logout made there. Skips
+/// (saying why) without NATTER_TEST_POSTGRES_URL and NATTER_TEST_REDIS_URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn in_a_cluster_events_from_another_node_reach_the_stream() {
+    let Some((pg, redis)) =
+        common::cluster::services("in_a_cluster_events_from_another_node_reach_the_stream")
+    else {
+        return;
+    };
+    let c = common::cluster::LocalCluster::start(&pg, &redis, 2, &[]).await;
+    let (here, there) = (c.nodes[0].http, c.nodes[1].http);
+    let (alice, token) = http_user(here, "alice", "web").await;
+    let (_, bob_token) = http_user(there, "bob", "web").await;
+    let mut events = open(here, Some(&token), None).await.unwrap();
+    events.next_named("sync").await;
+
+    let (st, ack) = call(
+        there,
+        "POST",
+        "/v1/messages",
+        Some(&bob_token),
+        Some(json!({"client_msg_id": "b1", "to_user_id": alice,
+            "body": {"kind": "TEXT", "content": "from the other node"}})),
+    )
+    .await;
+    assert_eq!(st, 200, "{ack}");
+    let m = events.next_named("message").await;
+    assert_eq!(m.data["body"]["content"], "from the other node");
+    assert_eq!(m.data["seq"], ack["seq"]);
+
+    let (st, _) = call(there, "POST", "/v1/logout", Some(&token), None).await;
+    assert_eq!(st, 204);
+    let d = events.next_named("disconnect").await;
+    assert_eq!(d.data["reason"], "LOGGED_OUT", "{:?}", d.data);
+}
+
 #[tokio::test]
 async fn a_request_without_a_valid_token_gets_401_in_the_error_shape() {
     let server = TestServer::start().await;
