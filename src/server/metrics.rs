@@ -185,11 +185,11 @@ pub fn describe() {
     // Connections
     describe_gauge!(
         "natter_connections",
-        "Chat connections (TCP and WebSocket) open now."
+        "Chat connections (TCP, WebSocket and HTTP event streams) open now."
     );
     describe_counter!(
         "natter_connections_total",
-        "Chat connections accepted, by transport."
+        "Chat connections accepted, by transport (tcp, ws, sse: an HTTP event stream)."
     );
     describe_gauge!(
         "natter_unauthenticated_connections",
