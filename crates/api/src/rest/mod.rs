@@ -8,6 +8,9 @@
 //! - Errors: one shape, `{code, message, retry_after_ms?}`, with the wire
 //!   protocol's codes; [`status`] is the one place a code meets its HTTP
 //!   status.
+//! - Live events: `GET /v1/events` streams the session's pushes as
+//!   Server-Sent Events (`events.rs`), through a trait the binary
+//!   implements on the gateway.
 //! - The OpenAPI document is generated from these handlers
 //!   ([`openapi::ApiDoc`]) and served at `/v1/openapi.json`.
 
