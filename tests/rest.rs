@@ -509,6 +509,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/me/password", "put"),
         ("/v1/messages", "post"),
         ("/v1/sync", "post"),
+        ("/v1/events", "get"),
         ("/v1/conversations", "get"),
         ("/v1/conversations/{id}/messages", "get"),
         ("/v1/conversations/{id}/read", "post"),

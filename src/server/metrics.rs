@@ -59,7 +59,11 @@ pub fn zero(tls_listeners: &[&'static str]) {
         .collect();
     let stages = natter_runtime::load::Stage::ALL.map(|s| s.name());
     let labelled: [(&'static str, &'static str, &[&'static str]); 11] = [
-        ("natter_connections_total", "transport", &["tcp", "ws"]),
+        (
+            "natter_connections_total",
+            "transport",
+            &["tcp", "ws", "sse"],
+        ),
         ("natter_disconnects_total", "reason", &reasons),
         (
             "natter_limit_hits_total",
@@ -182,11 +186,11 @@ pub fn describe() {
     // Connections
     describe_gauge!(
         "natter_connections",
-        "Chat connections (TCP and WebSocket) open now."
+        "Chat connections (TCP, WebSocket and HTTP event streams) open now."
     );
     describe_counter!(
         "natter_connections_total",
-        "Chat connections accepted, by transport."
+        "Chat connections accepted, by transport (tcp, ws, sse: an HTTP event stream)."
     );
     describe_gauge!(
         "natter_unauthenticated_connections",

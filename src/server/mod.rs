@@ -209,6 +209,7 @@ pub async fn run_then(
         rest: Some(natter_api::RestState {
             service: service.clone(),
             cluster: node_table,
+            live: Arc::new(LiveHere(gateway.clone())),
         }),
     };
     // HTTP and HTTPS split the HTTP descriptors between them.
@@ -271,5 +272,28 @@ async fn expire_uploads(files: natter_service::files::Files, stop: CancellationT
             _ = tokio::time::sleep(every) => {}
         }
         files.expire(natter_runtime::clock::now_ms()).await;
+    }
+}
+
+/// `GET /v1/events`' sessions, attached to this node's gateway like its
+/// connections.
+struct LiveHere(Arc<Gateway>);
+
+impl natter_api::LiveSessions for LiveHere {
+    fn open(
+        &self,
+        session: natter_service::SessionInfo,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<natter_api::LiveFeed, natter_service::ServiceError>,
+                > + Send
+                + '_,
+        >,
+    > {
+        Box::pin(async move {
+            let live = self.0.open_live(session).await?;
+            Ok(Box::pin(live.into_stream()) as natter_api::LiveFeed)
+        })
     }
 }

@@ -8,7 +8,7 @@ mod listener;
 pub mod rest;
 
 pub use listener::{serve, HttpConfig, HttpLimits};
-pub use rest::RestState;
+pub use rest::{LiveFeed, LiveSessions, RestState};
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 
-static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+pub(crate) static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Frames answered at most from what a client had already sent when the
 /// server began to shut down, how long the socket may stay quiet before

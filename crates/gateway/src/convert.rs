@@ -34,6 +34,33 @@ pub fn message(m: &StoredMessage) -> pb::Message {
     }
 }
 
+/// A pushed message back from its protobuf form (`live` reads the frames
+/// queued for a session); a body kind no variant has is a bug.
+pub fn message_from(m: pb::Message) -> Option<StoredMessage> {
+    let body = m.body?;
+    Some(StoredMessage {
+        conversation_id: m.conversation_id,
+        seq: m.seq,
+        msg_id: m.msg_id,
+        sender_id: m.sender_id,
+        client_msg_id: m.client_msg_id,
+        server_ts_ms: m.server_ts_ms,
+        body: Body {
+            kind: match pb::BodyKind::try_from(body.kind).ok()? {
+                pb::BodyKind::Text => BodyKind::Text,
+                pb::BodyKind::Custom => BodyKind::Custom,
+                pb::BodyKind::File => BodyKind::File,
+                pb::BodyKind::System => BodyKind::System,
+                pb::BodyKind::Recalled => BodyKind::Recalled,
+                _ => return None,
+            },
+            content: body.content,
+        },
+        mentions: m.mention_user_ids,
+        mention_all: m.mention_all,
+    })
+}
+
 pub fn conversation_kind(k: ConversationKind) -> i32 {
     (match k {
         ConversationKind::Direct => pb::ConversationKind::Direct,
@@ -107,6 +134,38 @@ pub fn friend_request(r: &FriendRequestRecord) -> pb::FriendRequest {
         reply: r.reply.clone(),
         created_at_ms: r.created_at_ms,
         decided_at_ms: r.decided_at_ms,
+    }
+}
+
+/// A pushed friend request back from its protobuf form.
+pub fn friend_request_from(r: pb::FriendRequest) -> Option<FriendRequestRecord> {
+    Some(FriendRequestRecord {
+        id: r.request_id,
+        from: r.from_user_id,
+        from_name: r.from_username,
+        to: r.to_user_id,
+        to_name: r.to_username,
+        message: r.message,
+        status: match pb::FriendRequestStatus::try_from(r.status).ok()? {
+            pb::FriendRequestStatus::Pending => RequestStatus::Pending,
+            pb::FriendRequestStatus::Accepted => RequestStatus::Accepted,
+            pb::FriendRequestStatus::Rejected => RequestStatus::Rejected,
+            _ => return None,
+        },
+        reply: r.reply,
+        created_at_ms: r.created_at_ms,
+        decided_at_ms: r.decided_at_ms,
+    })
+}
+
+/// A pushed join request back from its protobuf form.
+pub fn join_request_from(r: pb::JoinRequest) -> JoinRequestRecord {
+    JoinRequestRecord {
+        conversation_id: r.conversation_id,
+        user_id: r.user_id,
+        username: r.username,
+        message: r.message,
+        created_at_ms: r.created_at_ms,
     }
 }
 

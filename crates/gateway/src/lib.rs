@@ -9,6 +9,7 @@ mod connection;
 mod convert;
 pub mod delivery;
 mod dispatch;
+mod live;
 mod outbound;
 mod pipeline;
 mod registry;
@@ -16,6 +17,7 @@ mod requests;
 mod transport;
 
 pub use config::{GatewayConfig, ShutdownConfig};
+pub use live::Live;
 pub use registry::Registry;
 
 use natter_runtime::load::Load;

@@ -198,6 +198,38 @@ impl Outbound {
     }
 }
 
+/// For a reader that is not a socket writer (`live`): the same queue, taken
+/// by whoever serves the session.
+impl Outbound {
+    /// Moves up to `max` queued frames to `batch`; they no longer count
+    /// against the queue's bytes.
+    pub(crate) fn take_queued(&self, batch: &mut Vec<Bytes>, max: usize) {
+        let from = batch.len();
+        self.closer.take(batch, max);
+        let bytes: usize = batch[from..].iter().map(Bytes::len).sum();
+        self.closer.queued.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Resolves once something was pushed since the last time it resolved.
+    pub(crate) async fn pushed(&self) {
+        self.closer.ready.notified().await
+    }
+
+    /// Why the connection closes, once it does (`None`: aborted).
+    pub(crate) fn ending(&self) -> Option<Close> {
+        self.closer
+            .close
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Takes no more pushes; moves what is queued to `batch` if given.
+    pub(crate) fn shut_into(&self, batch: Option<&mut Vec<Bytes>>) {
+        self.closer.shut(batch)
+    }
+}
+
 /// How much a connection's queue may hold.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueLimits {

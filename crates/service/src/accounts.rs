@@ -327,6 +327,25 @@ impl Service {
         Ok(())
     }
 
+    /// [`Service::logout`] from an edge that holds no connection of the
+    /// session (HTTP): whatever holds it elsewhere (a frame connection of
+    /// the same device's token, an event stream, on any node) is closed as
+    /// LOGGED_OUT too. A frame connection logging itself out closes itself
+    /// after its answer instead, so its answer is not raced by the close.
+    pub async fn logout_elsewhere(
+        &self,
+        session: &SessionInfo,
+        others: &[String],
+    ) -> Result<(), ServiceError> {
+        self.logout(session, others).await?;
+        self.inner.events.publish(Event::Revoked {
+            user: session.user_id,
+            sessions: vec![session.session_id],
+            reason: RevokeReason::LoggedOut,
+        });
+        Ok(())
+    }
+
     /// Changes the password and ends every other session of the user, in
     /// one store transaction.
     pub async fn change_password(

@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 use natter_domain::{
-    Committed, ConversationId, FriendRequestRecord, JoinRequestRecord, SessionId, UserId,
+    Committed, ConversationId, FriendRequestRecord, JoinRequestRecord, SessionId, StoredMessage,
+    UserId,
 };
 
 #[derive(Clone, Debug)]
@@ -68,6 +69,45 @@ pub enum RevokeReason {
     Kicked,
     /// The user logged the session out (from another connection).
     LoggedOut,
+}
+
+/// What one session hears, as data: the pushes of the frame protocol for
+/// an edge that does not speak it (HTTP's event stream), in the order the
+/// session's queue received them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Push {
+    Message(StoredMessage),
+    /// `user_id` has every message of the conversation up to `seq`.
+    Delivered {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        seq: u64,
+    },
+    /// `user_id` has read the conversation up to `seq`.
+    Read {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        seq: u64,
+    },
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+    },
+    Presence {
+        user_id: UserId,
+        online: bool,
+    },
+    FriendRequest(FriendRequestRecord),
+    JoinRequest(JoinRequestRecord),
+    /// Pushes may have been lost (a cluster's bus was away): sync now.
+    Sync,
+    /// The last push: the session is detached here, and why (the frame
+    /// protocol's Disconnect reason without its prefix, e.g. `LOGGED_OUT`).
+    Disconnect {
+        reason: &'static str,
+        message: String,
+        reconnect_after_ms: u32,
+    },
 }
 
 /// Receives events. Must not block: implementations queue or drop.

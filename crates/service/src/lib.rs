@@ -19,7 +19,7 @@ mod throttle;
 pub use accounts::{SessionInfo, Tokens};
 pub use config::{DirectMessages, PasswordConfig, ServiceConfig, SessionConfig, SocialConfig};
 pub use error::{ServiceError, Unavailable};
-pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
+pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, Push, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
 /// The domain types callers of the service use; the backends stay below.
 pub use natter_domain::model;

@@ -113,7 +113,8 @@ pub async fn login(
     }))
 }
 
-/// Ends the session whose token this request carries.
+/// Ends the session whose token this request carries (its event stream and
+/// any connection holding it end as `LOGGED_OUT`).
 #[utoipa::path(post, path = "/v1/logout", tag = "accounts",
     security(("bearer" = [])),
     responses(
@@ -124,7 +125,8 @@ pub async fn logout(
     State(s): State<RestState>,
     Authed(me): Authed,
 ) -> Result<StatusCode, ApiError> {
-    s.service.logout(&me, &[]).await?;
+    // The session's event stream, wherever it is, ends with it.
+    s.service.logout_elsewhere(&me, &[]).await?;
     Ok(done())
 }
 

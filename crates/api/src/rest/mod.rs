@@ -8,15 +8,21 @@
 //! - Errors: one shape, `{code, message, retry_after_ms?}`, with the wire
 //!   protocol's codes; [`status`] is the one place a code meets its HTTP
 //!   status.
+//! - Live events: `GET /v1/events` streams the session's pushes as
+//!   Server-Sent Events (`events.rs`), through a trait the binary
+//!   implements on the gateway.
 //! - The OpenAPI document is generated from these handlers
 //!   ([`openapi::ApiDoc`]) and served at `/v1/openapi.json`.
 
 mod auth;
+mod events;
 mod files;
 mod groups;
 mod messages;
 pub(crate) mod openapi;
 mod social;
+
+pub use events::{LiveFeed, LiveSessions};
 
 use crate::ClusterView;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -37,6 +43,8 @@ pub struct RestState {
     pub service: Service,
     /// Where a client that logged in should connect for live traffic.
     pub cluster: Arc<dyn ClusterView>,
+    /// Attaches the sessions of `GET /v1/events` here.
+    pub live: Arc<dyn LiveSessions>,
 }
 
 /// The largest JSON request body: a message at its largest, escaped, with
@@ -53,6 +61,7 @@ pub fn router(state: RestState) -> Router {
         .route("/v1/me/password", put(auth::change_password))
         .route("/v1/messages", post(messages::send))
         .route("/v1/sync", post(messages::sync))
+        .route("/v1/events", get(events::events))
         .route("/v1/conversations", get(messages::conversations))
         .route("/v1/conversations/{id}/messages", get(messages::history))
         .route("/v1/conversations/{id}/read", post(messages::mark_read))
