@@ -163,6 +163,41 @@ pub enum ClientCommand {
         /// The seq of the message to recall.
         seq: u64,
     },
+    /// Upload a file (resuming an upload of it a cut left unfinished) and
+    /// send it to a user or a group as a file message.
+    Upload {
+        #[command(flatten)]
+        login: Login,
+        /// The file.
+        file: std::path::PathBuf,
+        /// To this user ...
+        #[arg(long, conflicts_with = "group", required_unless_present = "group")]
+        to: Option<String>,
+        /// ... or into this group or room (its conversation id).
+        #[arg(long)]
+        group: Option<u64>,
+        /// The server's HTTP address (default: the server when it is an
+        /// http(s):// one, else port 7780 of its host).
+        #[arg(long, env = "NATTER_HTTP")]
+        http: Option<String>,
+        /// Print JSON, one object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a file (going on from a partial download left by a cut),
+    /// checking its SHA-256.
+    Download {
+        #[command(flatten)]
+        login: Login,
+        /// The file's id (a file message's `file_id`).
+        id: String,
+        /// Where to write it (default: the file id, in this directory).
+        #[arg(long, short)]
+        out: Option<std::path::PathBuf>,
+        /// The server's HTTP address (as for upload).
+        #[arg(long, env = "NATTER_HTTP")]
+        http: Option<String>,
+    },
     /// Print messages as they arrive until interrupted (or --count arrive).
     Listen {
         #[command(flatten)]
@@ -322,6 +357,80 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<()> {
                     ack.conversation_id, ack.seq, ack.msg_id
                 );
             }
+        }
+        ClientCommand::Upload {
+            login: l,
+            file,
+            to,
+            group,
+            http,
+            json: json_out,
+        } => {
+            let (c, ok) = login(server, &l, Kind::OneShot).await?;
+            let target = match (to, group) {
+                (Some(to), _) => pb::send::Target::PeerUserId(
+                    c.user_id(&to)
+                        .await
+                        .with_context(|| format!("unknown recipient {to}"))?,
+                ),
+                (None, Some(g)) => pb::send::Target::ConversationId(g),
+                (None, None) => bail!("give --to USER or --group ID"),
+            };
+            let base = super::files::http_base(server.name, http.as_deref());
+            let path = file.clone();
+            let (id, sha256, size) =
+                tokio::task::spawn_blocking(move || super::files::upload(&base, &ok.token, &path))
+                    .await??;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let content = json!({"file_id": id, "name": name, "size": size, "sha256": sha256});
+            let send = pb::Send {
+                client_msg_id: format!("file-{id}"),
+                target: Some(target),
+                body: Some(pb::Body {
+                    kind: pb::BodyKind::File as i32,
+                    content: content.to_string(),
+                }),
+                ..Default::default()
+            };
+            let ack = c
+                .send(send)
+                .await
+                .context("sending the file message failed")?;
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"file_id": id, "sha256": sha256, "size": size,
+                           "conversation_id": ack.conversation_id, "seq": ack.seq})
+                );
+            } else {
+                println!(
+                    "uploaded {name} ({size} bytes) as {id}; sent: conversation {} seq {}",
+                    ack.conversation_id, ack.seq
+                );
+            }
+        }
+        ClientCommand::Download {
+            login: l,
+            id,
+            out,
+            http,
+        } => {
+            let (_, ok) = login(server, &l, Kind::OneShot).await?;
+            let base = super::files::http_base(server.name, http.as_deref());
+            let out = out.unwrap_or_else(|| std::path::PathBuf::from(&id));
+            let path = out.clone();
+            let n = tokio::task::spawn_blocking(move || {
+                super::files::download(&base, &ok.token, &id, &path)
+            })
+            .await??;
+            println!(
+                "downloaded {} bytes to {} (SHA-256 checked)",
+                n,
+                out.display()
+            );
         }
         ClientCommand::Sync {
             login: l,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod files;
 pub mod show;
 pub mod social;
 
