@@ -14,7 +14,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-use crate::sql::{accounts, friends, lists as shared, messages as shared_messages};
+use crate::sql::{accounts, codes, friends, lists as shared, messages as shared_messages};
 use engine::dialect::Pg;
 use engine::faults::collided;
 pub use engine::faults::pool_error;
@@ -29,6 +29,7 @@ use crate::{
     MemberRecord, NewGroup, NewMessage, NewSession, Page, PendingAppend, ReadMoved, Result,
     SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId, UserRecord,
 };
+use crate::{CodePurpose, CodeVerdict, NewEmailCode};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use engine::writer::{self, timed_out, Job, Writer};
@@ -313,6 +314,54 @@ impl Store for PgStore {
             id,
             hash,
             keep
+        )
+        .await?)
+    }
+
+    async fn create_user_with_email(
+        &self,
+        username: &str,
+        hash: &str,
+        email: &str,
+        now_ms: i64,
+    ) -> Result<UserId> {
+        self.with(|c| async move {
+            accounts::create_user_with_email(&Pg(&**c), username, hash, email, now_ms).await
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        self.with(|c| async move { accounts::user_by_email(&Pg(&**c), email).await })
+            .await
+    }
+
+    async fn put_email_code(&self, code: NewEmailCode, now_ms: i64) -> Result<()> {
+        let code = &code;
+        transaction!(self, COMMITTED, |tx| codes::put_email_code(
+            &Pg(tx),
+            code,
+            now_ms
+        )
+        .await?)
+    }
+
+    async fn use_email_code(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        code_hash: [u8; 32],
+        now_ms: i64,
+        max_attempts: u32,
+    ) -> Result<CodeVerdict> {
+        let code_hash = &code_hash;
+        transaction!(self, COMMITTED, |tx| codes::use_email_code(
+            &Pg(tx),
+            purpose,
+            address,
+            code_hash,
+            now_ms,
+            max_attempts
         )
         .await?)
     }
