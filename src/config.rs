@@ -22,8 +22,8 @@ pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
 pub use natter_service::{
-    DirectMessages, PasswordConfig as Password, SessionConfig as Session, SocialConfig as Social,
-    ThrottleConfig as Throttle,
+    DirectMessages, EmailConfig as Email, EmailTls, PasswordConfig as Password,
+    SessionConfig as Session, SocialConfig as Social, ThrottleConfig as Throttle,
 };
 pub use natter_store::model::DevicePolicy;
 pub use natter_store::sqlite::Synchronous;
@@ -49,6 +49,8 @@ pub struct Config {
     pub overload: Overload,
     pub cluster: ClusterSection,
     pub tls: TlsSection,
+    /// Optional: without an SMTP host no email is sent.
+    pub email: Email,
 }
 
 /// The `[listen]` section: the addresses the binary binds. It stays here
@@ -87,6 +89,7 @@ impl Default for Config {
             overload: Overload::default(),
             cluster: ClusterSection::default(),
             tls: TlsSection::default(),
+            email: Email::default(),
         }
     }
 }
@@ -192,6 +195,7 @@ impl Config {
             || "a cluster needs store.backend = \"postgres\": nodes share one database".into(),
         )?;
         self.log.validate()?;
+        self.email.validate()?;
         Ok(())
     }
 }

@@ -37,6 +37,8 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_typing_dropped_total",
         "natter_users_registered_total",
         "natter_login_failures_total",
+        "natter_email_codes_sent_total",
+        "natter_email_failures_total",
         "natter_pushes_total",
         "natter_bus_publishes_total",
         "natter_bus_published_bytes_total",
@@ -249,6 +251,14 @@ pub fn describe() {
     describe_counter!(
         "natter_login_failures_total",
         "Logins refused for a wrong username or password."
+    );
+    describe_counter!(
+        "natter_email_codes_sent_total",
+        "Codes emailed (registration and password reset), with [email]."
+    );
+    describe_counter!(
+        "natter_email_failures_total",
+        "Emails the SMTP server refused or did not take within email.send_timeout_ms."
     );
     // Messages and fan-out
     describe_counter!(

@@ -112,6 +112,7 @@ pub async fn run_then(
             &config.throttle,
             &config.session,
             &config.limits,
+            &config.email,
         ),
         load.clone(),
     );

@@ -1,4 +1,5 @@
-//! natter's domain logic: accounts, sessions, 1:1 messaging and sync.
+//! natter's domain logic: accounts, sessions, 1:1 messaging and sync;
+//! email codes when `[email]` is set.
 //!
 //! The service knows nothing of sockets or wire formats. It talks to storage
 //! through [`natter_store::Store`] and announces what happened through an
@@ -7,6 +8,7 @@
 
 mod accounts;
 mod config;
+mod email;
 mod error;
 mod events;
 mod groups;
@@ -17,6 +19,7 @@ mod throttle;
 
 pub use accounts::{SessionInfo, Tokens};
 pub use config::{DirectMessages, PasswordConfig, ServiceConfig, SessionConfig, SocialConfig};
+pub use email::{EmailConfig, EmailTls};
 pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
@@ -46,6 +49,8 @@ struct Inner {
     config: ServiceConfig,
     hasher: password::Hasher,
     throttles: throttle::Throttles,
+    /// The mailer, with `[email]`.
+    mail: Option<email::Mail>,
     load: Arc<Load>,
 }
 
@@ -74,6 +79,7 @@ impl Service {
         Service {
             inner: Arc::new(Inner {
                 throttles: throttle::Throttles::new(&config.throttle),
+                mail: email::Mail::new(&config.email, config.throttle.max_tracked),
                 store,
                 events,
                 presence,

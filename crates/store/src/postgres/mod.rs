@@ -29,7 +29,7 @@ use crate::{
     MemberRecord, NewGroup, NewMessage, NewSession, Page, PendingAppend, ReadMoved, Result,
     SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId, UserRecord,
 };
-use crate::{CodePurpose, CodeVerdict, NewEmailCode};
+use crate::{CodeTry, CodeVerdict, NewEmailCode, NewVerifiedUser};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use engine::writer::{self, timed_out, Job, Writer};
@@ -318,17 +318,10 @@ impl Store for PgStore {
         .await?)
     }
 
-    async fn create_user_with_email(
-        &self,
-        username: &str,
-        hash: &str,
-        email: &str,
-        now_ms: i64,
-    ) -> Result<UserId> {
-        self.with(|c| async move {
-            accounts::create_user_with_email(&Pg(&**c), username, hash, email, now_ms).await
-        })
-        .await
+    async fn create_user_with_email(&self, new: NewVerifiedUser) -> Result<UserId> {
+        let new = &new;
+        self.with(|c| async move { accounts::create_user_with_email(&Pg(&**c), new).await })
+            .await
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
@@ -346,24 +339,10 @@ impl Store for PgStore {
         .await?)
     }
 
-    async fn use_email_code(
-        &self,
-        purpose: CodePurpose,
-        address: &str,
-        code_hash: [u8; 32],
-        now_ms: i64,
-        max_attempts: u32,
-    ) -> Result<CodeVerdict> {
-        let code_hash = &code_hash;
-        transaction!(self, COMMITTED, |tx| codes::use_email_code(
-            &Pg(tx),
-            purpose,
-            address,
-            code_hash,
-            now_ms,
-            max_attempts
-        )
-        .await?)
+    async fn use_email_code(&self, code: CodeTry) -> Result<CodeVerdict> {
+        let code = &code;
+        transaction!(self, COMMITTED, |tx| codes::use_email_code(&Pg(tx), code)
+            .await?)
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {

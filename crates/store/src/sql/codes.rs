@@ -5,7 +5,7 @@
 
 use super::{args, has_nul, Db};
 use crate::rules::{judge_code, CodeWrite};
-use crate::{CodePurpose, CodeVerdict, NewEmailCode, Result, StoredCode};
+use crate::{CodeTry, CodeVerdict, NewEmailCode, Result, StoredCode};
 
 /// Stores a new code for the address, replacing one that waited (its
 /// tries start afresh), and forgets every code whose time ran out.
@@ -37,18 +37,11 @@ pub(crate) async fn put_email_code(db: &impl Db, code: &NewEmailCode, now_ms: i6
 
 /// Tries `offered` (a code's hash) against the address's code: a right one
 /// is used up, a wrong one counts, a dead one goes.
-pub(crate) async fn use_email_code(
-    db: &impl Db,
-    purpose: CodePurpose,
-    address: &str,
-    offered: &[u8; 32],
-    now_ms: i64,
-    max_attempts: u32,
-) -> Result<CodeVerdict> {
-    if has_nul(address) {
+pub(crate) async fn use_email_code(db: &impl Db, t: &CodeTry) -> Result<CodeVerdict> {
+    if has_nul(&t.address) {
         return Ok(CodeVerdict::Missing);
     }
-    let key = args![purpose as i64, address];
+    let key = args![t.purpose as i64, t.address.as_str()];
     let stored = db
         .opt(
             "SELECT code_hash, expires_at_ms, attempts FROM email_codes
@@ -64,7 +57,7 @@ pub(crate) async fn use_email_code(
             })
         })
         .transpose()?;
-    let (verdict, write) = judge_code(stored.as_ref(), offered, now_ms, max_attempts);
+    let (verdict, write) = judge_code(stored.as_ref(), &t.code_hash, t.now_ms, t.max_attempts);
     match write {
         CodeWrite::Nothing => {}
         CodeWrite::CountAttempt => {

@@ -16,7 +16,7 @@ use crate::{
     NewSession, Page, PendingAppend, ReadMoved, Result, SessionGrant, SessionId, SessionRecord,
     Store, StoreError, SyncPage, UserId, UserRecord,
 };
-use crate::{CodePurpose, CodeVerdict, NewEmailCode};
+use crate::{CodeTry, CodeVerdict, NewEmailCode, NewVerifiedUser};
 use async_trait::async_trait;
 use engine::dialect::{now, Lite};
 use engine::faults::io_fault;
@@ -333,61 +333,22 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_user_with_email(
-        &self,
-        username: &str,
-        password_hash: &str,
-        email: &str,
-        now_ms: i64,
-    ) -> Result<UserId> {
-        let (u, h, e) = (
-            username.to_owned(),
-            password_hash.to_owned(),
-            email.to_owned(),
-        );
-        self.write(move |t| {
-            now(accounts::create_user_with_email(
-                &Lite(t.conn),
-                &u,
-                &h,
-                &e,
-                now_ms,
-            ))
-        })
-        .await
+    async fn create_user_with_email(&self, new: NewVerifiedUser) -> Result<UserId> {
+        self.write(move |t| now(accounts::create_user_with_email(&Lite(t.conn), &new)))
+            .await
     }
-
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
         let e = email.to_owned();
         self.read(move |c| now(accounts::user_by_email(&Lite(c), &e)))
             .await
     }
-
     async fn put_email_code(&self, code: NewEmailCode, now_ms: i64) -> Result<()> {
         self.write(move |t| now(codes::put_email_code(&Lite(t.conn), &code, now_ms)))
             .await
     }
-
-    async fn use_email_code(
-        &self,
-        purpose: CodePurpose,
-        address: &str,
-        code_hash: [u8; 32],
-        now_ms: i64,
-        max_attempts: u32,
-    ) -> Result<CodeVerdict> {
-        let a = address.to_owned();
-        self.write(move |t| {
-            now(codes::use_email_code(
-                &Lite(t.conn),
-                purpose,
-                &a,
-                &code_hash,
-                now_ms,
-                max_attempts,
-            ))
-        })
-        .await
+    async fn use_email_code(&self, code: CodeTry) -> Result<CodeVerdict> {
+        self.write(move |t| now(codes::use_email_code(&Lite(t.conn), &code)))
+            .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {

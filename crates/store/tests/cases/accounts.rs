@@ -135,17 +135,23 @@ pub async fn a_newer_schema_is_refused(mut env: Env) {
 /// wrong tries up to the cap, expire, and are kept per purpose.
 pub async fn email_addresses_and_codes(env: Env) {
     let s = env.store();
+    let verified = |name: &str, email: &str| NewVerifiedUser {
+        username: name.into(),
+        password_hash: "h".into(),
+        email: email.into(),
+        now_ms: 0,
+    };
     let a = s
-        .create_user_with_email("ann", "h", "ann@example.org", 0)
+        .create_user_with_email(verified("ann", "ann@example.org"))
         .await
         .unwrap();
     assert!(matches!(
-        s.create_user_with_email("ann2", "h", "ann@example.org", 0)
+        s.create_user_with_email(verified("ann2", "ann@example.org"))
             .await,
         Err(StoreError::Conflict("email"))
     ));
     assert!(matches!(
-        s.create_user_with_email("ann", "h", "other@example.org", 0)
+        s.create_user_with_email(verified("ann", "other@example.org"))
             .await,
         Err(StoreError::Conflict("username"))
     ));
@@ -171,8 +177,14 @@ pub async fn email_addresses_and_codes(env: Env) {
         code_hash: [hash; 32],
         expires_at_ms,
     };
-    let try_code = |purpose, hash: u8, now: i64| {
-        s.use_email_code(purpose, "ann@example.org", [hash; 32], now, 3)
+    let try_code = |purpose, hash: u8, now_ms: i64| {
+        s.use_email_code(CodeTry {
+            purpose,
+            address: "ann@example.org".into(),
+            code_hash: [hash; 32],
+            now_ms,
+            max_attempts: 3,
+        })
     };
     use CodePurpose::*;
     use CodeVerdict::*;
