@@ -69,7 +69,8 @@ mod tests {
             attempts,
         };
         // (stored, offered, now, expected)
-        let table: &[(Option<StoredCode>, [u8; 32], i64, (CodeVerdict, CodeWrite))] = &[
+        type Row = (Option<StoredCode>, [u8; 32], i64, (CodeVerdict, CodeWrite));
+        let table: &[Row] = &[
             (None, right, 0, (Missing, Nothing)),
             (Some(code(100, 0)), right, 99, (Accepted, Delete)),
             (Some(code(100, 4)), right, 99, (Accepted, Delete)),
