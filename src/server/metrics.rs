@@ -67,7 +67,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
             "limit",
             // gateway (admission, frames, requests, outbound queue, group
             // size), api (HTTP connections), service (sends, logins,
-            // registrations, hashing, overload)
+            // registrations, hashing, overload, email codes)
             &[
                 "connections",
                 "unauthenticated_per_address",
@@ -83,6 +83,10 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "failed_logins_address",
                 "failed_logins_user",
                 "registrations",
+                "email_codes_address",
+                "email_codes_source",
+                "email_code_tries",
+                "email_queue",
             ],
         ),
         (
@@ -96,6 +100,9 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "failed_logins_user",
                 "registrations",
                 "typing",
+                "email_codes_address",
+                "email_codes_source",
+                "email_code_tries",
             ],
         ),
         ("natter_logins_total", "method", &["password", "token"]),

@@ -3,7 +3,11 @@
 //! code proves: an address at registration, or the right to reset a
 //! password. Codes are 6 digits, stored as hashes with their expiry and
 //! failed tries (so they survive a restart and serve every node), single
-//! use, and limited per address and per source address.
+//! use, and limited per address and per source address. A registration
+//! code is sent while the request waits (a failing mail server is its
+//! UNAVAILABLE); a reset code is sent off the request path by
+//! [`Service::mail_resets`], so the answer, and how long it takes, are the
+//! same whether or not an account has the address.
 
 use crate::throttle::limited;
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Unavailable};
@@ -17,8 +21,14 @@ use natter_runtime::config::{check, Invalid};
 use natter_runtime::limits::{address_key, KeyedBuckets};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Reset codes waiting to be sent; more are UNAVAILABLE.
+const RESET_QUEUE: usize = 1024;
 
 /// How the SMTP connection is protected.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -164,6 +174,10 @@ pub(crate) struct Mail {
     by_source: KeyedBuckets<IpAddr>,
     /// Codes tried per source address: as many tries as its codes allow.
     tries_by_source: KeyedBuckets<IpAddr>,
+    /// Addresses to send a reset code to, and their receiving end until
+    /// [`Service::mail_resets`] takes it.
+    resets: mpsc::Sender<String>,
+    reset_queue: Mutex<Option<mpsc::Receiver<String>>>,
 }
 
 impl Mail {
@@ -188,7 +202,10 @@ impl Mail {
         let (a_rate, a_burst) = per_hour(c.codes_per_address_per_hour);
         let (s_rate, s_burst) = per_hour(c.codes_per_source_per_hour);
         let tries = per_hour(c.codes_per_source_per_hour.saturating_mul(c.max_attempts));
+        let (resets, reset_queue) = mpsc::channel(RESET_QUEUE);
         Some(Mail {
+            resets,
+            reset_queue: Mutex::new(Some(reset_queue)),
             transport,
             from,
             timeout: Duration::from_millis(c.send_timeout_ms),
@@ -272,8 +289,9 @@ impl Service {
     }
 
     /// Emails a code for `purpose` to `email`; `from` is the address asking,
-    /// for its limit. For a reset, an address no account has is answered
-    /// like one that has (nothing is sent), so the answer does not tell.
+    /// for its limit. A reset code is only queued (see
+    /// [`Service::mail_resets`]); for an address no account has, nothing
+    /// is sent, and the answer is the same.
     pub async fn send_email_code(
         &self,
         email: &str,
@@ -290,11 +308,58 @@ impl Service {
         mail.by_address
             .take(&address, now)
             .map_err(|d| limited("email_codes_address", d))?;
-        if purpose == CodePurpose::Reset
-            && self.inner.store.user_by_email(&address).await?.is_none()
-        {
+        if purpose == CodePurpose::Reset {
+            return mail.resets.try_send(address).map_err(|_| {
+                metrics::counter!("natter_limit_hits_total", "limit" => "email_queue").increment(1);
+                ServiceError::Unavailable(Unavailable::Overloaded)
+            });
+        }
+        self.issue_code(mail, purpose, &address).await
+    }
+
+    /// Sends the reset codes asked for, one at a time, until `stop` (each
+    /// send is bounded by `email.send_timeout_ms`): run one for the
+    /// server's life on a tracker the drain waits for. Without `[email]`
+    /// it returns at once.
+    pub async fn mail_resets(self, stop: impl Future<Output = ()>) {
+        let Some(mail) = self.inner.mail.as_ref() else {
+            return;
+        };
+        let queue = mail.reset_queue.lock().ok().and_then(|mut q| q.take());
+        let Some(mut queue) = queue else {
+            return;
+        };
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let address = tokio::select! {
+                _ = &mut stop => return,
+                a = queue.recv() => match a {
+                    Some(a) => a,
+                    None => return,
+                },
+            };
+            match self.send_reset_code(mail, &address).await {
+                // A failed send is logged and counted where it failed.
+                Ok(()) | Err(ServiceError::Unavailable(Unavailable::MailFailing)) => {}
+                Err(e) => tracing::warn!(error = %e, "a reset code was not sent"),
+            }
+        }
+    }
+
+    async fn send_reset_code(&self, mail: &Mail, address: &str) -> Result<(), ServiceError> {
+        if self.inner.store.user_by_email(address).await?.is_none() {
             return Ok(());
         }
+        self.issue_code(mail, CodePurpose::Reset, address).await
+    }
+
+    /// Stores a new code for the address and emails it.
+    async fn issue_code(
+        &self,
+        mail: &Mail,
+        purpose: CodePurpose,
+        address: &str,
+    ) -> Result<(), ServiceError> {
         let code = new_code()?;
         let now_ms = now_ms();
         self.inner
@@ -302,8 +367,8 @@ impl Service {
             .put_email_code(
                 NewEmailCode {
                     purpose,
-                    address: address.clone(),
-                    code_hash: code_hash(purpose, &address, &code),
+                    address: address.to_owned(),
+                    code_hash: code_hash(purpose, address, &code),
                     expires_at_ms: now_ms + mail.ttl_ms,
                 },
                 now_ms,
@@ -321,7 +386,7 @@ impl Service {
             "Your code to {what} is {code}\r\n\r\nIt is valid for {valid}. \
              If you did not ask for it, ignore this email.\r\n"
         );
-        mail.send(&address, subject, body).await?;
+        mail.send(address, subject, body).await?;
         metrics::counter!("natter_email_codes_sent_total").increment(1);
         Ok(())
     }

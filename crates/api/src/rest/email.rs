@@ -26,15 +26,16 @@ pub struct CodeRequest {
     pub purpose: Purpose,
 }
 
-/// Emails a 6-digit code to the address. For `reset` the answer is the
-/// same whether or not an account has the address.
+/// Emails a 6-digit code to the address. A `register` code is sent before
+/// the answer; a `reset` code after it, so the answer is the same whether
+/// or not an account has the address.
 #[utoipa::path(post, path = "/v1/email/code", tag = "accounts",
     request_body = CodeRequest,
     responses(
-        (status = 202, description = "Sent (for a reset: sent if an account has the address)"),
+        (status = 202, description = "Sent (for a reset: queued, and sent if an account has the address)"),
         (status = 400, description = "INVALID_ARGUMENT (not an address, or the server sends no email) or MALFORMED", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED: too many codes for this address or from this source", body = ErrorBody),
-        (status = 503, description = "UNAVAILABLE: the mail server failed or did not answer in time", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE: the mail server failed or did not answer in time (register), or too many resets wait", body = ErrorBody),
     ))]
 pub async fn send_code(
     State(s): State<RestState>,
