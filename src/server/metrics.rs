@@ -136,6 +136,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "connection_writer",
                 "fanout",
                 "password_hash",
+                "reset_mail",
                 "store_writer",
             ],
         ),

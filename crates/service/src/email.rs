@@ -338,10 +338,14 @@ impl Service {
                     None => return,
                 },
             };
-            match self.send_reset_code(mail, &address).await {
+            // A panic costs this one mail, not the worker.
+            let send = std::pin::pin!(self.send_reset_code(mail, &address));
+            match natter_runtime::panics::guard("reset_mail", send).await {
                 // A failed send is logged and counted where it failed.
-                Ok(()) | Err(ServiceError::Unavailable(Unavailable::MailFailing)) => {}
-                Err(e) => tracing::warn!(error = %e, "a reset code was not sent"),
+                None
+                | Some(Ok(()))
+                | Some(Err(ServiceError::Unavailable(Unavailable::MailFailing))) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "a reset code was not sent"),
             }
         }
     }
