@@ -23,8 +23,8 @@ pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
 pub use natter_service::files::FilesConfig as FilesSection;
 pub use natter_service::{
-    DirectMessages, PasswordConfig as Password, SessionConfig as Session, SocialConfig as Social,
-    ThrottleConfig as Throttle,
+    DirectMessages, EmailConfig as Email, EmailTls, PasswordConfig as Password,
+    SessionConfig as Session, SocialConfig as Social, ThrottleConfig as Throttle,
 };
 pub use natter_store::model::DevicePolicy;
 pub use natter_store::sqlite::Synchronous;
@@ -51,6 +51,8 @@ pub struct Config {
     pub cluster: ClusterSection,
     pub tls: TlsSection,
     pub files: FilesSection,
+    /// Optional: without an SMTP host no email is sent.
+    pub email: Email,
 }
 
 /// The `[listen]` section: the addresses the binary binds. It stays here
@@ -90,6 +92,7 @@ impl Default for Config {
             cluster: ClusterSection::default(),
             tls: TlsSection::default(),
             files: FilesSection::default(),
+            email: Email::default(),
         }
     }
 }
@@ -196,6 +199,7 @@ impl Config {
             || "a cluster needs store.backend = \"postgres\": nodes share one database".into(),
         )?;
         self.log.validate()?;
+        self.email.validate()?;
         Ok(())
     }
 }

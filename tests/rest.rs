@@ -507,6 +507,8 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/logout", "post"),
         ("/v1/me", "get"),
         ("/v1/me/password", "put"),
+        ("/v1/email/code", "post"),
+        ("/v1/password/reset", "post"),
         ("/v1/messages", "post"),
         ("/v1/sync", "post"),
         ("/v1/events", "get"),

@@ -38,6 +38,8 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_users_registered_total",
         "natter_uploads_expired_total",
         "natter_login_failures_total",
+        "natter_email_codes_sent_total",
+        "natter_email_failures_total",
         "natter_pushes_total",
         "natter_bus_publishes_total",
         "natter_bus_published_bytes_total",
@@ -70,7 +72,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
             "limit",
             // gateway (admission, frames, requests, outbound queue, group
             // size), api (HTTP connections), service (sends, logins,
-            // registrations, hashing, overload)
+            // registrations, hashing, overload, email codes)
             &[
                 "connections",
                 "unauthenticated_per_address",
@@ -86,6 +88,10 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "failed_logins_address",
                 "failed_logins_user",
                 "registrations",
+                "email_codes_address",
+                "email_codes_source",
+                "email_code_tries",
+                "email_queue",
             ],
         ),
         (
@@ -99,6 +105,9 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "failed_logins_user",
                 "registrations",
                 "typing",
+                "email_codes_address",
+                "email_codes_source",
+                "email_code_tries",
             ],
         ),
         ("natter_logins_total", "method", &["password", "token"]),
@@ -132,6 +141,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "connection_writer",
                 "fanout",
                 "password_hash",
+                "reset_mail",
                 "store_writer",
             ],
         ),
@@ -258,6 +268,14 @@ pub fn describe() {
     describe_counter!(
         "natter_login_failures_total",
         "Logins refused for a wrong username or password."
+    );
+    describe_counter!(
+        "natter_email_codes_sent_total",
+        "Codes emailed (registration and password reset), with [email]."
+    );
+    describe_counter!(
+        "natter_email_failures_total",
+        "Emails the SMTP server refused or did not take within email.send_timeout_ms."
     );
     // Messages and fan-out
     describe_counter!(

@@ -112,6 +112,7 @@ pub async fn run_then(
             &config.throttle,
             &config.session,
             &config.limits,
+            &config.email,
         ),
         load.clone(),
     );
@@ -127,6 +128,12 @@ pub async fn run_then(
     for feed in feeds {
         background.spawn(service.clone().dispatch(feed));
     }
+    // Password-reset codes go out off the request path (with [email]).
+    background.spawn(
+        service
+            .clone()
+            .mail_resets(background_stop.clone().cancelled_owned()),
+    );
     let s = store.clone();
     background.spawn(load::monitor(
         load.clone(),

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+pub use crate::email::*;
+
 /// A stored number no variant has: the database is damaged, or was
 /// written by something else. Reading it is an error, never another kind.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -303,7 +303,7 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         ServiceError::InvalidArgument(_) => ErrorCode::InvalidArgument,
         ServiceError::UsernameTaken => ErrorCode::UsernameTaken,
         ServiceError::WeakPassword(_) => ErrorCode::WeakPassword,
-        ServiceError::BadCredentials => ErrorCode::BadCredentials,
+        ServiceError::BadCredentials | ServiceError::BadCode(_) => ErrorCode::BadCredentials,
         ServiceError::TokenInvalid => ErrorCode::TokenInvalid,
         ServiceError::TokenExpired => ErrorCode::TokenExpired,
         ServiceError::AccountDisabled => ErrorCode::AccountDisabled,

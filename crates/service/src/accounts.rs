@@ -1,8 +1,9 @@
-//! Registration, login, token resume, logout and password change.
+//! Registration, login, token resume, logout and password change
+//! (registration's emailed code and the reset by code are in `email.rs`).
 
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Unavailable};
 use base64::Engine;
-use natter_domain::{NewSession, SessionId, UserId, UserRecord};
+use natter_domain::{NewSession, NewVerifiedUser, SessionId, UserId, UserRecord};
 use natter_runtime::clock::Instant;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -84,7 +85,7 @@ fn throttle_key(username: &str) -> String {
 
 impl Service {
     /// Refuses what creates new load while the node sheds it.
-    fn admit_new(&self) -> Result<(), ServiceError> {
+    pub(crate) fn admit_new(&self) -> Result<(), ServiceError> {
         if self.inner.load.accepts_new() {
             Ok(())
         } else {
@@ -93,7 +94,11 @@ impl Service {
         }
     }
 
-    fn check_password(&self, username: &str, password: &str) -> Result<(), ServiceError> {
+    pub(crate) fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ServiceError> {
         let min = self.inner.config.password.min_length;
         if password.chars().count() < min {
             return Err(ServiceError::WeakPassword(format!(
@@ -120,16 +125,43 @@ impl Service {
         password: &str,
         from: IpAddr,
     ) -> Result<UserId, ServiceError> {
+        self.register_with_email(username, password, None, from)
+            .await
+    }
+
+    /// Creates an account, with `email`, an address and the code emailed
+    /// to it (required when `email.require_verified`), verified first.
+    pub async fn register_with_email(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<(&str, &str)>,
+        from: IpAddr,
+    ) -> Result<UserId, ServiceError> {
         self.admit_new()?;
         let username = normalize_username(username)?;
         self.check_password(&username, password)?;
+        let email = self.registration_email(email)?;
         self.inner.throttles.before_register(from, Instant::now())?;
+        if let Some((address, code)) = &email {
+            self.verify_registration(&username, address, code, from)
+                .await?;
+        }
         let hash = self.inner.hasher.hash(password.to_owned()).await?;
-        let id = self
-            .inner
-            .store
-            .create_user(&username, &hash, now_ms())
-            .await?;
+        let store = &self.inner.store;
+        let id = match &email {
+            Some((address, _)) => {
+                store
+                    .create_user_with_email(NewVerifiedUser {
+                        username: username.clone(),
+                        password_hash: hash,
+                        email: address.clone(),
+                        now_ms: now_ms(),
+                    })
+                    .await?
+            }
+            None => store.create_user(&username, &hash, now_ms()).await?,
+        };
         metrics::counter!("natter_users_registered_total").increment(1);
         tracing::info!(user_id = id, %username, "registered");
         Ok(id)

@@ -3,7 +3,7 @@
 //! here, with their defaults and rules; `ServiceConfig::new` makes the
 //! service's settings from them and the runtime's `[limits]`.
 
-use crate::ThrottleConfig;
+use crate::{EmailConfig, ThrottleConfig};
 use natter_domain::DevicePolicy;
 use natter_runtime::config::{check, Invalid, LimitsConfig};
 use serde::{Deserialize, Serialize};
@@ -202,18 +202,20 @@ pub struct ServiceConfig {
     /// Users one user may block.
     pub max_blocked: usize,
     pub throttle: ThrottleConfig,
+    pub email: EmailConfig,
 }
 
 impl ServiceConfig {
     /// The service's settings from the sections it enforces: its own
-    /// `[password]`, `[social]`, `[throttle]` and `[session]`, and the
-    /// message and page sizes of `[limits]`.
+    /// `[password]`, `[social]`, `[throttle]`, `[session]` and `[email]`
+    /// (in `email.rs`), and the message and page sizes of `[limits]`.
     pub fn new(
         password: &PasswordConfig,
         social: &SocialConfig,
         throttle: &ThrottleConfig,
         session: &SessionConfig,
         limits: &LimitsConfig,
+        email: &EmailConfig,
     ) -> Self {
         ServiceConfig {
             password: password.clone(),
@@ -231,6 +233,7 @@ impl ServiceConfig {
             typing_max_members: social.typing_max_members,
             max_blocked: social.max_blocked,
             throttle: throttle.clone(),
+            email: email.clone(),
         }
     }
 }

@@ -14,6 +14,10 @@ pub enum ServiceError {
     WeakPassword(String),
     #[error("wrong username or password")]
     BadCredentials,
+    /// An emailed code that is wrong, expired, used or never sent (the
+    /// wire's BAD_CREDENTIALS: the code is the credential).
+    #[error("{0}")]
+    BadCode(String),
     #[error("the token is not valid")]
     TokenInvalid,
     #[error("the token has expired; log in again")]
@@ -63,6 +67,8 @@ pub enum Unavailable {
     DatabaseDown,
     #[error("the server's database is busy; nothing was done, retry shortly")]
     StorageBusy,
+    #[error("the server could not send the email; retry later")]
+    MailFailing,
 }
 
 impl Unavailable {
@@ -74,6 +80,7 @@ impl Unavailable {
             Unavailable::Busy(d) => *d,
             Unavailable::StorageFull | Unavailable::StorageFailing => Duration::from_secs(5),
             Unavailable::DatabaseDown | Unavailable::StorageBusy => Duration::from_secs(1),
+            Unavailable::MailFailing => Duration::from_secs(10),
         }
     }
 }
@@ -86,7 +93,7 @@ impl ServiceError {
             ServiceError::InvalidArgument(_) => "INVALID_ARGUMENT",
             ServiceError::UsernameTaken => "USERNAME_TAKEN",
             ServiceError::WeakPassword(_) => "WEAK_PASSWORD",
-            ServiceError::BadCredentials => "BAD_CREDENTIALS",
+            ServiceError::BadCredentials | ServiceError::BadCode(_) => "BAD_CREDENTIALS",
             ServiceError::TokenInvalid => "TOKEN_INVALID",
             ServiceError::TokenExpired => "TOKEN_EXPIRED",
             ServiceError::AccountDisabled => "ACCOUNT_DISABLED",
@@ -117,6 +124,12 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict("username") => ServiceError::UsernameTaken,
+            StoreError::Conflict("email") => {
+                ServiceError::InvalidArgument("that email address is already in use".into())
+            }
+            StoreError::Conflict("email code") => {
+                ServiceError::InvalidArgument("a code is being sent to this address".into())
+            }
             StoreError::Conflict(what) => {
                 ServiceError::InvalidArgument(format!("{what} already exists"))
             }

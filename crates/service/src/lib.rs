@@ -1,4 +1,5 @@
-//! natter's domain logic: accounts, sessions, 1:1 messaging and sync.
+//! natter's domain logic: accounts, sessions, 1:1 messaging and sync;
+//! email codes when `[email]` is set.
 //!
 //! The service knows nothing of sockets or wire formats. It talks to storage
 //! through [`natter_store::Store`] and announces what happened through an
@@ -7,6 +8,7 @@
 
 mod accounts;
 mod config;
+mod email;
 mod error;
 mod events;
 pub mod files;
@@ -18,6 +20,7 @@ mod throttle;
 
 pub use accounts::{SessionInfo, Tokens};
 pub use config::{DirectMessages, PasswordConfig, ServiceConfig, SessionConfig, SocialConfig};
+pub use email::{EmailConfig, EmailTls};
 pub use error::{ServiceError, Unavailable};
 pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, Push, RevokeReason};
 pub use messaging::{PendingSend, SendInput};
@@ -47,6 +50,8 @@ struct Inner {
     config: ServiceConfig,
     hasher: password::Hasher,
     throttles: throttle::Throttles,
+    /// The mailer, with `[email]`.
+    mail: Option<email::Mail>,
     load: Arc<Load>,
     /// Uploads, when this node stores files (`Service::set_files`).
     files: std::sync::OnceLock<files::Files>,
@@ -77,6 +82,7 @@ impl Service {
         Service {
             inner: Arc::new(Inner {
                 throttles: throttle::Throttles::new(&config.throttle),
+                mail: email::Mail::new(&config.email, config.throttle.max_tracked),
                 store,
                 events,
                 presence,

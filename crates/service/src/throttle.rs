@@ -114,13 +114,16 @@ pub(crate) struct Throttles {
     typing: KeyedBuckets<(UserId, ConversationId)>,
 }
 
-fn limited(what: &'static str, retry_after: Duration) -> ServiceError {
+pub(crate) fn limited(what: &'static str, retry_after: Duration) -> ServiceError {
     metrics::counter!("natter_limit_hits_total", "limit" => what).increment(1);
     ServiceError::RateLimited {
         what: match what {
             "login_rate" => "too many logins from this address",
             "failed_logins_address" => "too many failed logins from this address",
             "failed_logins_user" => "too many failed logins for this account",
+            "email_codes_address" => "too many codes sent to this email address",
+            "email_codes_source" => "too many email codes asked for from this address",
+            "email_code_tries" => "too many email codes tried from this address",
             _ => "too many registrations from this address",
         },
         retry_after,

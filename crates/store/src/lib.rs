@@ -71,6 +71,20 @@ pub trait Store: Send + Sync + 'static {
         keep: Option<SessionId>,
     ) -> Result<Vec<SessionId>>;
 
+    // ---- email
+    /// Creates a user with a verified address (normalized by the caller);
+    /// fails with [`StoreError::Conflict`] naming `username` or `email`,
+    /// whichever is taken.
+    async fn create_user_with_email(&self, new: NewVerifiedUser) -> Result<UserId>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>>;
+    /// Stores a code for its purpose and address, replacing the one that
+    /// waited (its tries start afresh); forgets codes whose time ran out.
+    async fn put_email_code(&self, code: NewEmailCode, now_ms: i64) -> Result<()>;
+    /// Tries a code (its hash) on the address's pending one, under
+    /// [`rules::judge_code`]: a right one is used up, a wrong one counts
+    /// toward `max_attempts`, after which the code is dead.
+    async fn use_email_code(&self, code: CodeTry) -> Result<CodeVerdict>;
+
     // ---- sessions
     /// Creates a session under the device policy. A previous session of the
     /// same device is always replaced; the grant lists every revoked session.

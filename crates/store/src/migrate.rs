@@ -1,7 +1,8 @@
 //! Moving a deployment from SQLite to PostgreSQL: every row of every table
 //! copied with its ids (users, sessions, conversations, members and their
 //! cursors, messages with their seqs and ids, mentions, groups, join
-//! requests, friend requests, friends, blocks), in batches, then verified:
+//! requests, friend requests, friends, blocks; emailed codes wait only
+//! minutes and are not copied), in batches, then verified:
 //! row counts per table and each conversation's last seq on both sides.
 //! The source is locked like a running server would lock it, so nothing
 //! writes to it meanwhile. A target that already holds data is refused
@@ -55,6 +56,8 @@ enum Kind {
     SmallInt,
     Int,
     Text,
+    /// Text that may be NULL.
+    OptText,
     Bool,
     Bytes,
     /// SQLite's space-separated ids, PostgreSQL's BIGINT[].
@@ -80,6 +83,7 @@ const TABLES: &[Table] = &[
             ("password_hash", Text),
             ("disabled", Bool),
             ("created_at_ms", BigInt),
+            ("email", OptText),
         ],
         identity: true,
     },
@@ -218,6 +222,7 @@ enum Column {
     SmallInt(Vec<i16>),
     Int(Vec<i32>),
     Text(Vec<String>),
+    OptText(Vec<Option<String>>),
     Bool(Vec<bool>),
     Bytes(Vec<Vec<u8>>),
 }
@@ -229,6 +234,7 @@ impl Column {
             SmallInt => Column::SmallInt(Vec::new()),
             Int => Column::Int(Vec::new()),
             Text | Ids => Column::Text(Vec::new()),
+            OptText => Column::OptText(Vec::new()),
             Bool => Column::Bool(Vec::new()),
             Bytes => Column::Bytes(Vec::new()),
         }
@@ -241,6 +247,7 @@ impl Column {
             (Column::Int(v), _) => v.push(row.get::<_, i64>(i)? as i32),
             (Column::Bool(v), _) => v.push(row.get::<_, i64>(i)? != 0),
             (Column::Bytes(v), _) => v.push(row.get(i)?),
+            (Column::OptText(v), _) => v.push(row.get(i)?),
             (Column::Text(v), Ids) => {
                 let ids: String = row.get(i)?;
                 let list: Vec<&str> = ids.split(' ').filter(|s| !s.is_empty()).collect();
@@ -257,6 +264,7 @@ impl Column {
             Column::SmallInt(v) => v,
             Column::Int(v) => v,
             Column::Text(v) => v,
+            Column::OptText(v) => v,
             Column::Bool(v) => v,
             Column::Bytes(v) => v,
         }
@@ -268,6 +276,7 @@ impl Column {
             Column::SmallInt(v) => v.clear(),
             Column::Int(v) => v.clear(),
             Column::Text(v) => v.clear(),
+            Column::OptText(v) => v.clear(),
             Column::Bool(v) => v.clear(),
             Column::Bytes(v) => v.clear(),
         }
@@ -279,7 +288,7 @@ fn array_type(kind: Kind) -> &'static str {
         BigInt => "bigint[]",
         SmallInt => "smallint[]",
         Int => "integer[]",
-        Text | Ids => "text[]",
+        Text | OptText | Ids => "text[]",
         Bool => "boolean[]",
         Bytes => "bytea[]",
     }

@@ -60,6 +60,7 @@ macro_rules! conformance {
 
 conformance!(
     accounts_and_lookups,
+    email_addresses_and_codes,
     the_device_policy,
     seqs_are_dense_and_resends_idempotent,
     a_refused_append_does_not_spoil_its_round,

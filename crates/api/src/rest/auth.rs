@@ -1,4 +1,4 @@
-//! Accounts over HTTP: register, login (a token, its expiry and the node
+//! Accounts over HTTP: register (with an emailed code when asked), login (a token, its expiry and the node
 //! to connect to for live traffic), logout, who I am, password change.
 
 use super::{done, ApiError, Authed, ErrorBody, Json, Peer, RestState};
@@ -14,6 +14,13 @@ pub struct RegisterRequest {
     /// compared case-insensitively.
     pub username: String,
     pub password: String,
+    /// An address to verify, with `code`: required when the server
+    /// requires verified addresses (`email.require_verified`).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The 6 digits a `register` code's email gave (`POST /v1/email/code`).
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -28,7 +35,8 @@ pub struct Registered {
     request_body = RegisterRequest,
     responses(
         (status = 201, body = Registered),
-        (status = 400, description = "INVALID_ARGUMENT, WEAK_PASSWORD or MALFORMED", body = ErrorBody),
+        (status = 400, description = "INVALID_ARGUMENT (also: an address is required, or is in use), WEAK_PASSWORD or MALFORMED", body = ErrorBody),
+        (status = 401, description = "BAD_CREDENTIALS: the email code is wrong, expired, used or was never sent", body = ErrorBody),
         (status = 409, description = "USERNAME_TAKEN", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
@@ -38,7 +46,20 @@ pub async fn register(
     Peer(from): Peer,
     Json(r): Json<RegisterRequest>,
 ) -> Result<(StatusCode, axum::Json<Registered>), ApiError> {
-    let user_id = s.service.register(&r.username, &r.password, from).await?;
+    let email = match (&r.email, &r.code) {
+        (Some(e), Some(c)) => Some((e.as_str(), c.as_str())),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::new(
+                "INVALID_ARGUMENT",
+                "`email` and `code` come together",
+            ))
+        }
+    };
+    let user_id = s
+        .service
+        .register_with_email(&r.username, &r.password, email, from)
+        .await?;
     // The name as stored: the service's rule, read back rather than copied.
     let username = s
         .service

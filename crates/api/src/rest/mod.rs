@@ -15,6 +15,7 @@
 //!   ([`openapi::ApiDoc`]) and served at `/v1/openapi.json`.
 
 mod auth;
+mod email;
 mod events;
 mod files;
 mod groups;
@@ -55,6 +56,8 @@ pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/register", post(auth::register))
+        .route("/v1/email/code", post(email::send_code))
+        .route("/v1/password/reset", post(email::reset_password))
         .route("/v1/login", post(auth::login))
         .route("/v1/logout", post(auth::logout))
         .route("/v1/me", get(auth::me))

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and
 //! served at `/v1/openapi.json` (no UI: nothing is fetched at build time).
 
-use super::{auth, events, files, groups, messages, social, ErrorBody};
+use super::{auth, email, events, files, groups, messages, social, ErrorBody};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -18,6 +18,8 @@ use utoipa::{Modify, OpenApi};
         auth::logout,
         auth::me,
         auth::change_password,
+        email::send_code,
+        email::reset_password,
         messages::send,
         messages::sync,
         events::events,

@@ -4,6 +4,7 @@
 //! member's view starts; what system event a change records and who hears
 //! of it. A backend loads, asks the rule, and writes what it says.
 
+mod codes;
 mod events;
 mod friends;
 mod groups;
@@ -13,6 +14,7 @@ mod sessions;
 mod summaries;
 mod sync;
 
+pub use codes::{judge_code, CodeWrite};
 pub use events::SystemEvent;
 pub use friends::{
     may_block, respond_request, send_request, FriendPlan, RequestFacts, RequestWrite,

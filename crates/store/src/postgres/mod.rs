@@ -14,7 +14,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-use crate::sql::{accounts, friends, lists as shared, messages as shared_messages};
+use crate::sql::{accounts, codes, friends, lists as shared, messages as shared_messages};
 use engine::dialect::Pg;
 use engine::faults::collided;
 pub use engine::faults::pool_error;
@@ -29,6 +29,7 @@ use crate::{
     MemberRecord, NewGroup, NewMessage, NewSession, Page, PendingAppend, ReadMoved, Result,
     SessionGrant, SessionId, SessionRecord, Store, StoreError, SyncPage, UserId, UserRecord,
 };
+use crate::{CodeTry, CodeVerdict, NewEmailCode, NewVerifiedUser};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use engine::writer::{self, timed_out, Job, Writer};
@@ -315,6 +316,33 @@ impl Store for PgStore {
             keep
         )
         .await?)
+    }
+
+    async fn create_user_with_email(&self, new: NewVerifiedUser) -> Result<UserId> {
+        let new = &new;
+        self.with(|c| async move { accounts::create_user_with_email(&Pg(&**c), new).await })
+            .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        self.with(|c| async move { accounts::user_by_email(&Pg(&**c), email).await })
+            .await
+    }
+
+    async fn put_email_code(&self, code: NewEmailCode, now_ms: i64) -> Result<()> {
+        let code = &code;
+        transaction!(self, COMMITTED, |tx| codes::put_email_code(
+            &Pg(tx),
+            code,
+            now_ms
+        )
+        .await?)
+    }
+
+    async fn use_email_code(&self, code: CodeTry) -> Result<CodeVerdict> {
+        let code = &code;
+        transaction!(self, COMMITTED, |tx| codes::use_email_code(&Pg(tx), code)
+            .await?)
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {

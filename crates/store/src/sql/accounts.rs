@@ -4,7 +4,8 @@
 use super::{args, each, has_nul, Db, Row};
 use crate::rules;
 use crate::{
-    NewSession, Result, SessionGrant, SessionId, SessionRecord, StoreError, UserId, UserRecord,
+    NewSession, NewVerifiedUser, Result, SessionGrant, SessionId, SessionRecord, StoreError,
+    UserId, UserRecord,
 };
 
 macro_rules! user_columns {
@@ -209,4 +210,42 @@ pub(crate) async fn revoke_session(db: &impl Db, id: SessionId) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// A user with a verified email address. Fails with
+/// [`StoreError::Conflict`] naming `username` or `email`, whichever is
+/// taken.
+pub(crate) async fn create_user_with_email(db: &impl Db, new: &NewVerifiedUser) -> Result<UserId> {
+    let row = db
+        .opt(
+            "INSERT INTO users (username, password_hash, created_at_ms, email)
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING id",
+            args![
+                new.username.as_str(),
+                new.password_hash.as_str(),
+                new.now_ms,
+                new.email.as_str()
+            ],
+        )
+        .await?;
+    match row {
+        Some(r) => r.get(0),
+        None if user_by_name(db, &new.username).await?.is_some() => {
+            Err(StoreError::Conflict("username"))
+        }
+        None => Err(StoreError::Conflict("email")),
+    }
+}
+
+pub(crate) async fn user_by_email(db: &impl Db, email: &str) -> Result<Option<UserRecord>> {
+    if has_nul(email) {
+        return Ok(None);
+    }
+    db.opt(
+        concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"),
+        args![email],
+    )
+    .await?
+    .map(|r| user_row(&r))
+    .transpose()
 }

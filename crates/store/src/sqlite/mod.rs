@@ -8,7 +8,7 @@ mod messages;
 pub(crate) mod schema;
 mod sync;
 
-use crate::sql::{accounts, friends, lists as shared, messages as shared_messages};
+use crate::sql::{accounts, codes, friends, lists as shared, messages as shared_messages};
 use crate::{
     Before, CommitFeedSender, ConversationId, ConversationSummary, Delivered, FriendList,
     FriendRequestOutcome, FriendRequestPage, FriendRequestRecord, GroupAction, GroupLimits,
@@ -16,6 +16,7 @@ use crate::{
     NewSession, Page, PendingAppend, ReadMoved, Result, SessionGrant, SessionId, SessionRecord,
     Store, StoreError, SyncPage, UserId, UserRecord,
 };
+use crate::{CodeTry, CodeVerdict, NewEmailCode, NewVerifiedUser};
 use async_trait::async_trait;
 use engine::dialect::{now, Lite};
 use engine::faults::io_fault;
@@ -329,6 +330,24 @@ impl Store for SqliteStore {
     ) -> Result<Vec<SessionId>> {
         let h = password_hash.to_owned();
         self.write(move |t| now(accounts::set_password(&Lite(t.conn), id, &h, keep)))
+            .await
+    }
+
+    async fn create_user_with_email(&self, new: NewVerifiedUser) -> Result<UserId> {
+        self.write(move |t| now(accounts::create_user_with_email(&Lite(t.conn), &new)))
+            .await
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let e = email.to_owned();
+        self.read(move |c| now(accounts::user_by_email(&Lite(c), &e)))
+            .await
+    }
+    async fn put_email_code(&self, code: NewEmailCode, now_ms: i64) -> Result<()> {
+        self.write(move |t| now(codes::put_email_code(&Lite(t.conn), &code, now_ms)))
+            .await
+    }
+    async fn use_email_code(&self, code: CodeTry) -> Result<CodeVerdict> {
+        self.write(move |t| now(codes::use_email_code(&Lite(t.conn), &code)))
             .await
     }
 

@@ -154,6 +154,20 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE messages;
     ALTER TABLE messages_by_conversation RENAME TO messages;
     CREATE UNIQUE INDEX messages_by_client_id ON messages(sender_id, client_msg_id);",
+    // 5: verified email addresses (optional, each on one account at most)
+    // and the codes emailed to prove them, kept as hashes, one per purpose
+    // and address.
+    "ALTER TABLE users ADD COLUMN email TEXT;
+    CREATE UNIQUE INDEX users_by_email ON users(email);
+    CREATE TABLE email_codes (
+        purpose INTEGER NOT NULL,
+        address TEXT NOT NULL,
+        code_hash BLOB NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (purpose, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX email_codes_by_expiry ON email_codes(expires_at_ms);",
 ];
 
 /// The next message id, from what the database holds: each conversation's

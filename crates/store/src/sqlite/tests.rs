@@ -287,6 +287,10 @@ async fn messages_keyed_by_id_are_migrated_to_the_conversation_layout() {
              DROP TABLE messages;
              ALTER TABLE old RENAME TO messages;
              CREATE UNIQUE INDEX messages_by_client_id ON messages(sender_id, client_msg_id);
+             -- And without what migration 5 adds.
+             DROP TABLE email_codes;
+             DROP INDEX users_by_email;
+             ALTER TABLE users DROP COLUMN email;
              PRAGMA user_version = 3;
              COMMIT;",
         )

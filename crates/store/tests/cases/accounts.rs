@@ -130,3 +130,100 @@ pub async fn a_newer_schema_is_refused(mut env: Env) {
         other => panic!("a newer schema was not refused: {other:?}"),
     }
 }
+
+/// Verified addresses are unique; emailed codes are single use, count
+/// wrong tries up to the cap, expire, and are kept per purpose.
+pub async fn email_addresses_and_codes(env: Env) {
+    let s = env.store();
+    let verified = |name: &str, email: &str| NewVerifiedUser {
+        username: name.into(),
+        password_hash: "h".into(),
+        email: email.into(),
+        now_ms: 0,
+    };
+    let a = s
+        .create_user_with_email(verified("ann", "ann@example.org"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_user_with_email(verified("ann2", "ann@example.org"))
+            .await,
+        Err(StoreError::Conflict("email"))
+    ));
+    assert!(matches!(
+        s.create_user_with_email(verified("ann", "other@example.org"))
+            .await,
+        Err(StoreError::Conflict("username"))
+    ));
+    // Users without an address do not collide with each other.
+    users(s, &["nomail1", "nomail2"]).await;
+    assert_eq!(
+        s.user_by_email("ann@example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        a
+    );
+    assert!(s
+        .user_by_email("nobody@example.org")
+        .await
+        .unwrap()
+        .is_none());
+
+    let code = |purpose, hash: u8, expires_at_ms| NewEmailCode {
+        purpose,
+        address: "ann@example.org".into(),
+        code_hash: [hash; 32],
+        expires_at_ms,
+    };
+    let try_code = |purpose, hash: u8, now_ms: i64| {
+        s.use_email_code(CodeTry {
+            purpose,
+            address: "ann@example.org".into(),
+            code_hash: [hash; 32],
+            now_ms,
+            max_attempts: 3,
+        })
+    };
+    use CodePurpose::*;
+    use CodeVerdict::*;
+    assert_eq!(try_code(Register, 1, 0).await.unwrap(), Missing);
+    s.put_email_code(code(Register, 1, 1000), 0).await.unwrap();
+    // A code for one purpose is not one for the other.
+    assert_eq!(try_code(Reset, 1, 10).await.unwrap(), Missing);
+    assert_eq!(
+        try_code(Register, 2, 10).await.unwrap(),
+        Wrong { attempts_left: 2 }
+    );
+    assert_eq!(try_code(Register, 1, 10).await.unwrap(), Accepted);
+    // Single use.
+    assert_eq!(try_code(Register, 1, 10).await.unwrap(), Missing);
+    // Wrong tries up to the cap kill it, even for the right code after.
+    s.put_email_code(code(Register, 1, 1000), 0).await.unwrap();
+    for left in [2, 1, 0] {
+        assert_eq!(
+            try_code(Register, 2, 10).await.unwrap(),
+            Wrong {
+                attempts_left: left
+            }
+        );
+    }
+    assert_eq!(try_code(Register, 1, 10).await.unwrap(), Missing);
+    // A new code starts its tries afresh and replaces the old one.
+    s.put_email_code(code(Register, 1, 1000), 0).await.unwrap();
+    assert_eq!(
+        try_code(Register, 2, 10).await.unwrap(),
+        Wrong { attempts_left: 2 }
+    );
+    s.put_email_code(code(Register, 3, 1000), 20).await.unwrap();
+    assert_eq!(
+        try_code(Register, 1, 30).await.unwrap(),
+        Wrong { attempts_left: 2 }
+    );
+    assert_eq!(try_code(Register, 3, 30).await.unwrap(), Accepted);
+    // Expired: refused and gone.
+    s.put_email_code(code(Reset, 4, 100), 0).await.unwrap();
+    assert_eq!(try_code(Reset, 4, 100).await.unwrap(), Expired);
+    assert_eq!(try_code(Reset, 4, 50).await.unwrap(), Missing);
+}

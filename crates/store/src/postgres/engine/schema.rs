@@ -119,6 +119,19 @@ const MIGRATIONS: &[&str] = &[
         blocked_id BIGINT NOT NULL REFERENCES users(id),
         PRIMARY KEY (user_id, blocked_id)
     );",
+    // 2: verified email addresses (optional, each on one account at most)
+    // and the codes emailed to prove them, kept as hashes, one per purpose
+    // and address.
+    "ALTER TABLE users ADD COLUMN email TEXT UNIQUE;
+    CREATE TABLE email_codes (
+        purpose SMALLINT NOT NULL,
+        address TEXT NOT NULL,
+        code_hash BYTEA NOT NULL,
+        expires_at_ms BIGINT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (purpose, address)
+    );
+    CREATE INDEX email_codes_by_expiry ON email_codes(expires_at_ms);",
 ];
 
 /// The newest schema this binary knows.
