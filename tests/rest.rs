@@ -389,6 +389,20 @@ async fn bad_requests_get_the_error_shape_and_nothing_is_stored() {
         (400, Some("INVALID_ARGUMENT")),
         "{e}"
     );
+    // Text no backend may be asked to keep: a NUL, on every backend.
+    let (st, e, _) = call(
+        a,
+        "POST",
+        "/v1/messages",
+        Some(&token),
+        Some(json!({"client_msg_id": "x", "to_user_id": 2, "body": {"kind": "TEXT", "content": "a\0b"}})),
+    )
+    .await;
+    assert_eq!(
+        (st, e["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{e}"
+    );
     // A body only the server writes.
     let (st, e, _) = call(
         a,

@@ -60,6 +60,7 @@ fn normalize_username(name: &str) -> Result<String, ServiceError> {
 }
 
 fn check_device_id(device_id: &str) -> Result<(), ServiceError> {
+    crate::error::storable("device_id", device_id)?;
     if device_id.is_empty() || device_id.len() > 64 {
         return Err(ServiceError::InvalidArgument(
             "device_id must be 1-64 bytes".into(),

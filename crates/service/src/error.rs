@@ -85,6 +85,17 @@ impl Unavailable {
     }
 }
 
+/// Text a user gives that the store keeps must hold no NUL (U+0000): one
+/// backend's text type cannot store it, so it is refused on every one.
+pub(crate) fn storable(what: &str, text: &str) -> Result<(), ServiceError> {
+    if text.contains('\0') {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{what} must not contain NUL (U+0000)"
+        )));
+    }
+    Ok(())
+}
+
 impl ServiceError {
     /// The error's code as the wire protocol names it (`ErrorCode` without
     /// its `ERROR_CODE_` prefix): every edge answers with these names.

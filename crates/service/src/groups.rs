@@ -11,6 +11,7 @@ const MAX_NAME_BYTES: usize = 64;
 const MAX_NOTICE_BYTES: usize = 2048;
 
 fn check_name(name: &str) -> Result<String, ServiceError> {
+    crate::error::storable("a group name", name)?;
     let name = name.trim();
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return Err(ServiceError::InvalidArgument(format!(
@@ -36,6 +37,7 @@ fn for_viewer(mut g: GroupRecord) -> GroupRecord {
 }
 
 fn check_notice(notice: &str) -> Result<(), ServiceError> {
+    crate::error::storable("a group notice", notice)?;
     if notice.len() > MAX_NOTICE_BYTES {
         return Err(ServiceError::InvalidArgument(format!(
             "a group notice must be at most {MAX_NOTICE_BYTES} bytes"
@@ -144,6 +146,8 @@ impl Service {
         message: &str,
         invite_code: &str,
     ) -> Result<bool, ServiceError> {
+        crate::error::storable("the join message", message)?;
+        crate::error::storable("the invite code", invite_code)?;
         if message.len() > 256 {
             return Err(ServiceError::InvalidArgument(
                 "the join message must be at most 256 bytes".into(),

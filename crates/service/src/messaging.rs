@@ -70,6 +70,7 @@ impl Future for PendingSend {
 
 impl Service {
     fn check_body(&self, body: &Body) -> Result<(), ServiceError> {
+        crate::error::storable("a message body", &body.content)?;
         let max = self.inner.config.max_message_bytes;
         if body.content.len() > max {
             return Err(ServiceError::MessageTooLarge {
@@ -133,6 +134,7 @@ impl Service {
             });
         }
         let input = input?;
+        crate::error::storable("client_msg_id", &input.client_msg_id)?;
         if input.client_msg_id.is_empty() || input.client_msg_id.len() > 64 {
             return Err(ServiceError::InvalidArgument(
                 "client_msg_id must be 1-64 bytes".into(),

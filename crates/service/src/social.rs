@@ -14,6 +14,7 @@ pub struct FriendView {
 }
 
 fn check_note(what: &str, text: &str) -> Result<(), ServiceError> {
+    crate::error::storable(what, text)?;
     if text.len() > MAX_NOTE_BYTES {
         return Err(ServiceError::InvalidArgument(format!(
             "{what} must be at most {MAX_NOTE_BYTES} bytes"

@@ -476,6 +476,7 @@ pub struct ReadRequest {
         (status = 204, description = "Done (also when the cursor was already there)"),
         (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: not a member", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such conversation", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
     ))]
 pub async fn mark_read(

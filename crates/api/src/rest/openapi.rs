@@ -4,6 +4,7 @@
 use super::{auth, email, events, files, groups, messages, social, ErrorBody};
 use axum::response::IntoResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -83,7 +84,65 @@ impl Modify for Bearer {
                     .build(),
             ),
         );
+        // What the HTTP edge itself may answer to any operation, beside
+        // what each one lists: a path, query or body it cannot take, a
+        // missing or bad token, and a node that cannot serve now.
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let json_body = op
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|b| b.content.contains_key("application/json"));
+                let authed = op.security.is_some();
+                let mut add = |code: &str, what: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(what));
+                };
+                add(
+                    "400",
+                    "INVALID_ARGUMENT or MALFORMED: a path, query or body the server cannot take",
+                );
+                if authed {
+                    add("401", "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED");
+                    add("403", "ACCOUNT_DISABLED");
+                }
+                if json_body {
+                    add("413", "FRAME_TOO_LARGE: a body over 256 KiB");
+                    add("415", "UNSUPPORTED_MEDIA_TYPE: not application/json");
+                }
+                add(
+                    "503",
+                    "UNAVAILABLE: the node cannot serve now (shutting down, overloaded, its storage failing); retry after `retry_after_ms`",
+                );
+            }
+        }
     }
+}
+
+/// A response with the error body.
+fn error(what: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// `GET /v1/openapi.json`.
