@@ -213,7 +213,7 @@ async fn generated_requests_get_no_5xx_and_only_documented_statuses() {
     let server = TestServer::start().await;
     let a = server.http;
     // Someone to act as, with a friend, a group and a message to act on.
-    let (mut alice, login) = server.user("alice").await;
+    let (alice, login) = server.user("alice").await;
     let (_bob, _) = server.user("bob").await;
     alice.send_text(2, "seed", "hello").await.unwrap();
     let token = login.token.clone();
