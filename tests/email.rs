@@ -153,7 +153,7 @@ async fn server_in(
     .await
 }
 
-/// One JSON request: (status, body or Null).
+/// One JSON request (a `Null` body: none): (status, body or Null).
 async fn call(
     addr: SocketAddr,
     method: &str,
@@ -161,39 +161,9 @@ async fn call(
     token: Option<&str>,
     body: Value,
 ) -> (u16, Value) {
-    let (method, url, token) = (
-        method.to_owned(),
-        format!("http://{addr}{path}"),
-        token.map(str::to_owned),
-    );
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut req = ureq::http::Request::builder()
-            .method(method.as_str())
-            .uri(&url);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let resp = if body.is_null() {
-            agent.run(req.body(()).unwrap()).unwrap()
-        } else {
-            agent
-                .run(
-                    req.header("content-type", "application/json")
-                        .body(body.to_string())
-                        .unwrap(),
-                )
-                .unwrap()
-        };
-        let status = resp.status().as_u16();
-        let text = resp.into_body().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    })
-    .await
-    .unwrap()
+    let body = (!body.is_null()).then_some(body);
+    let (status, body, _) = common::http::call(addr, method, path, token, body).await;
+    (status, body)
 }
 
 async fn ask_code(addr: SocketAddr, email: &str, purpose: &str) -> (u16, Value) {

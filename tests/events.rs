@@ -150,38 +150,8 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let (method, url, token) = (
-        method.to_owned(),
-        format!("http://{addr}{path}"),
-        token.map(str::to_owned),
-    );
-    tokio::task::spawn_blocking(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut req = ureq::http::Request::builder()
-            .method(method.as_str())
-            .uri(&url);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let resp = match body {
-            Some(b) => agent
-                .run(
-                    req.header("content-type", "application/json")
-                        .body(b.to_string())
-                        .unwrap(),
-                )
-                .unwrap(),
-            None => agent.run(req.body(()).unwrap()).unwrap(),
-        };
-        let status = resp.status().as_u16();
-        let text = resp.into_body().read_to_string().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    })
-    .await
-    .unwrap()
+    let (status, body, _) = common::http::call(addr, method, path, token, body).await;
+    (status, body)
 }
 
 /// Registers `name` over HTTP and logs in on `device`: (user id, token).

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod http;
 
 use bytes::{Bytes, BytesMut};
 use natter::config::Config;

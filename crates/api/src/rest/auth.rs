@@ -140,7 +140,6 @@ pub async fn login(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session is over"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
     ))]
 pub async fn logout(
     State(s): State<RestState>,
@@ -165,7 +164,6 @@ pub struct Me {
     security(("bearer" = [])),
     responses(
         (status = 200, body = Me),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "ACCOUNT_DISABLED", body = ErrorBody),
     ))]
 pub async fn me(Authed(me): Authed) -> axum::Json<Me> {

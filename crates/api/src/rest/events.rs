@@ -90,7 +90,6 @@ struct Disconnect {
     responses(
         (status = 200, content_type = "text/event-stream", body = String,
             description = "Server-Sent Events; a comment every 15 s keeps the stream open"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "ACCOUNT_DISABLED", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE: the node holds its maximum of connections, or is shutting down", body = ErrorBody),
     ))]

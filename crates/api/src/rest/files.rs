@@ -140,7 +140,6 @@ fn metadata(headers: &HeaderMap) -> Result<(String, String), ApiError> {
     responses(
         (status = 201, description = "Created: `Location` names the upload; `Upload-Expires` says when it expires unfinished"),
         (status = 400, description = "INVALID_ARGUMENT: no Upload-Length", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: over the quota", body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0"),
         (status = 413, description = "MESSAGE_TOO_LARGE: over files.max_file_bytes", body = ErrorBody),
@@ -208,7 +207,6 @@ pub async fn offset(
     request_body(content = Vec<u8>, content_type = "application/offset+octet-stream"),
     responses(
         (status = 204, description = "Stored and synced: `Upload-Offset` is the new offset"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 409, description = "Upload-Offset is not the upload's offset"),
         (status = 412, description = "Not tus 1.0.0"),
@@ -296,7 +294,6 @@ fn parse_checksum(v: &HeaderValue) -> Result<Checksum, ApiError> {
     params(("id" = String, Path, description = "The upload"), ("Tus-Resumable" = String, Header, description = "1.0.0")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0"),
     ))]
@@ -374,7 +371,6 @@ fn range(headers: &HeaderMap, len: u64, etag: &str) -> Result<Option<(u64, u64)>
         (status = 200, description = "The file; `ETag` is its quoted SHA-256", content_type = "application/octet-stream"),
         (status = 206, description = "One range; `Content-Range: bytes a-b/len`", content_type = "application/octet-stream"),
         (status = 304, description = "Not modified (If-None-Match)"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: no such finished file of yours", body = ErrorBody),
         (status = 416, description = "Unsatisfiable: `Content-Range: bytes */len`"),
     ))]

@@ -138,7 +138,6 @@ pub struct NewGroup {
     responses(
         (status = 201, body = Group),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 409, description = "GROUP_FULL", body = ErrorBody),
     ))]
 pub async fn create(
@@ -172,7 +171,6 @@ pub async fn create(
     responses(
         (status = 200, body = Group),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
 pub async fn get(
@@ -208,7 +206,6 @@ pub struct Groups {
     responses(
         (status = 200, body = Groups),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
     ))]
 pub async fn mine(
     State(s): State<RestState>,
@@ -241,7 +238,6 @@ pub struct RoomsQuery {
     responses(
         (status = 200, body = Groups),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
     ))]
 pub async fn rooms(
     State(s): State<RestState>,
@@ -291,7 +287,6 @@ pub struct Members {
     responses(
         (status = 200, body = Members),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -333,7 +328,6 @@ pub struct Joined {
     responses(
         (status = 200, body = Joined),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: a wrong invite code, or dismissed", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 409, description = "GROUP_FULL", body = ErrorBody),
@@ -377,7 +371,6 @@ pub struct Invite {
     responses(
         (status = 204, description = "Added"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 409, description = "GROUP_FULL", body = ErrorBody),
@@ -398,7 +391,6 @@ pub async fn invite(
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -425,7 +417,6 @@ pub struct NewRole {
     responses(
         (status = 204, description = "Set"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -453,7 +444,6 @@ pub struct Mute {
     responses(
         (status = 204, description = "Set"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -482,7 +472,6 @@ pub struct Transfer {
     responses(
         (status = 204, description = "Transferred"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -502,7 +491,6 @@ pub async fn transfer(
     responses(
         (status = 204, description = "Left"),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -540,7 +528,6 @@ pub struct Update {
     responses(
         (status = 204, description = "Changed"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -568,7 +555,6 @@ pub async fn update(
     responses(
         (status = 204, description = "Dismissed"),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -613,7 +599,6 @@ pub struct JoinRequests {
     responses(
         (status = 200, body = JoinRequests),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -644,7 +629,6 @@ pub struct Decision {
     responses(
         (status = 204, description = "Decided"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 409, description = "GROUP_FULL", body = ErrorBody),

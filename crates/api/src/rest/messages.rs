@@ -150,7 +150,6 @@ fn send_input(r: SendRequest) -> Result<SendInput, ServiceError> {
     responses(
         (status = 200, body = SendAck),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN or MUTED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 413, description = "MESSAGE_TOO_LARGE", body = ErrorBody),
@@ -259,7 +258,6 @@ pub struct SyncPage {
     responses(
         (status = 200, body = SyncPage),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
     ))]
 pub async fn sync(
@@ -349,7 +347,6 @@ pub struct HistoryPage {
     responses(
         (status = 200, body = HistoryPage),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: not a member", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
     ))]
@@ -435,7 +432,6 @@ pub struct ConversationList {
     responses(
         (status = 200, body = ConversationList),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
     ))]
 pub async fn conversations(
@@ -474,7 +470,6 @@ pub struct ReadRequest {
     request_body = ReadRequest,
     responses(
         (status = 204, description = "Done (also when the cursor was already there)"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: not a member", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: no such conversation", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
@@ -499,7 +494,6 @@ pub async fn mark_read(
     ),
     responses(
         (status = 204, description = "Recalled"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: not yours, past the window, or not a member", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),

@@ -37,7 +37,6 @@ pub struct Users {
     responses(
         (status = 200, body = Users),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
     ))]
 pub async fn search(
     State(s): State<RestState>,
@@ -116,7 +115,6 @@ pub struct NewFriendRequest {
     responses(
         (status = 200, body = FriendRequest),
         (status = 400, description = "INVALID_ARGUMENT (yourself, already friends) or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -149,7 +147,6 @@ pub struct Answer {
     responses(
         (status = 200, body = FriendRequest),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN: not yours to answer, or answered", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
@@ -193,7 +190,6 @@ pub struct FriendRequests {
     responses(
         (status = 200, body = FriendRequests),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
     ))]
 pub async fn requests(
     State(s): State<RestState>,
@@ -247,7 +243,6 @@ pub struct Friends {
     responses(
         (status = 200, body = Friends),
         (status = 400, description = "INVALID_ARGUMENT", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
     ))]
 pub async fn friends(
     State(s): State<RestState>,
@@ -290,7 +285,6 @@ pub struct Remark {
     responses(
         (status = 204, description = "Set"),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: not a friend", body = ErrorBody),
     ))]
 pub async fn remark(
@@ -309,7 +303,6 @@ pub async fn remark(
     params(("user_id" = u64, Path, description = "The friend")),
     responses(
         (status = 204, description = "No longer friends"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: not a friend", body = ErrorBody),
     ))]
 pub async fn remove(
@@ -328,7 +321,6 @@ pub async fn remove(
     responses(
         (status = 204, description = "Blocked (also when they already were)"),
         (status = 400, description = "INVALID_ARGUMENT: yourself, or as many blocked as `social.max_blocked` allows", body = ErrorBody),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
 pub async fn block(
@@ -346,7 +338,6 @@ pub async fn block(
     params(("user_id" = u64, Path, description = "The user")),
     responses(
         (status = 204, description = "Not blocked"),
-        (status = 401, description = "NOT_AUTHENTICATED, TOKEN_INVALID or TOKEN_EXPIRED", body = ErrorBody),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
     ))]
 pub async fn unblock(
