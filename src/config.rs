@@ -21,7 +21,7 @@ pub use natter_gateway::ShutdownConfig as Shutdown;
 pub use natter_runtime::config::LimitsConfig as Limits;
 pub use natter_runtime::load::OverloadConfig as Overload;
 pub use natter_runtime::tls::TlsOptions as TlsSection;
-pub use natter_service::files::FilesConfig as FilesSection;
+pub use natter_service::files::{FilesConfig as FilesSection, StorageKind as FilesStorage};
 pub use natter_service::{
     DirectMessages, EmailConfig as Email, EmailTls, PasswordConfig as Password,
     SessionConfig as Session, SocialConfig as Social, ThrottleConfig as Throttle,

@@ -424,16 +424,25 @@ fn documented_keys() -> BTreeSet<String> {
 /// docs/CONFIG.md, and the document names no key the server does not read.
 #[test]
 fn every_config_key_is_documented() {
-    let config = serde_json::to_value(natter::Config::default()).unwrap();
-    let mut keys = BTreeSet::new();
-    for (name, value) in config.as_object().unwrap() {
-        match value.as_object() {
-            Some(section) => keys.extend(section.keys().map(|k| format!("{name}.{k}"))),
-            None => {
-                keys.insert(name.clone());
+    fn flatten(prefix: &str, value: &serde_json::Value, keys: &mut BTreeSet<String>) {
+        for (name, value) in value.as_object().unwrap() {
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}.{name}")
+            };
+            match value.is_object() {
+                // A section within a section (`[files.s3]`).
+                true => flatten(&key, value, keys),
+                false => {
+                    keys.insert(key);
+                }
             }
         }
     }
+    let config = serde_json::to_value(natter::Config::default()).unwrap();
+    let mut keys = BTreeSet::new();
+    flatten("", &config, &mut keys);
     assert!(keys.len() > 100, "the keys were not found ({})", keys.len());
     let documented = documented_keys();
     let missing: Vec<_> = keys.difference(&documented).collect();

@@ -106,6 +106,41 @@ pub async fn postgres_url_for(dir: &std::path::Path) -> Option<String> {
     Some(schema.url.clone())
 }
 
+/// Files in the S3-compatible server at NATTER_TEST_S3_ENDPOINT (bucket
+/// NATTER_TEST_S3_BUCKET, default `natter-test`, made if missing), under a
+/// prefix of data directory `dir`'s own, kept in it so a server restarted
+/// on the directory finds its files. Unset: `None`, and `test` says it
+/// skipped.
+pub fn s3_files_for(dir: &std::path::Path, test: &str) -> Option<natter::config::FilesSection> {
+    let Ok(endpoint) = std::env::var("NATTER_TEST_S3_ENDPOINT") else {
+        eprintln!("skipped: {test} needs NATTER_TEST_S3_ENDPOINT (an S3-compatible server)");
+        return None;
+    };
+    let bucket = std::env::var("NATTER_TEST_S3_BUCKET").unwrap_or_else(|_| "natter-test".into());
+    // Made unsigned, as the local test servers allow; a real one has it.
+    let _ = ureq::put(format!("{endpoint}/{bucket}")).send_empty();
+    let file = dir.join("s3-prefix");
+    let prefix = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+        let p = format!(
+            "test-{}",
+            dir.file_name().unwrap_or_default().to_string_lossy()
+        );
+        std::fs::write(&file, &p).expect("write the prefix");
+        p
+    });
+    let mut files = natter::config::FilesSection {
+        storage: natter::config::FilesStorage::S3,
+        ..Default::default()
+    };
+    files.s3.endpoint = endpoint;
+    files.s3.bucket = bucket;
+    files.s3.prefix = prefix;
+    files.s3.access_key_id = "natter".into();
+    files.s3.secret_access_key = "natter-secret".into();
+    files.s3.part_size_bytes = 5 << 20;
+    Some(files)
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         TestServer::start_with(|_| {}).await

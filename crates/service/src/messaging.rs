@@ -193,14 +193,14 @@ impl Service {
         }
     }
 
-    /// A finished file to download: the uploader's own, or one a file
+    /// A finished file to download (`Files::read` reads it): the uploader's own, or one a file
     /// message shared with a conversation `session`'s user is in. Anyone
     /// else hears it does not exist.
     pub async fn open_file(
         &self,
         session: &SessionInfo,
         id: &str,
-    ) -> Result<(crate::files::Upload, tokio::fs::File), ServiceError> {
+    ) -> Result<crate::files::Upload, ServiceError> {
         let files = self.files()?;
         let u = files.lookup(id).ok_or(ServiceError::NotFound("file"))?;
         let mut allowed = u.owner == session.user_id;
@@ -213,8 +213,10 @@ impl Service {
         if !allowed {
             return Err(ServiceError::NotFound("file"));
         }
-        let f = files.open_finished(&u).await?;
-        Ok((u, f))
+        if !u.finished() {
+            return Err(ServiceError::NotFound("file"));
+        }
+        Ok(u)
     }
 
     /// A page of what the user has not seen, in conversations after `after`.

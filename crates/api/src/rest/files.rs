@@ -11,7 +11,6 @@ use futures_util::TryStreamExt;
 use natter_service::files::{valid_id, AppendError, Checksum, Files, Upload};
 use natter_service::ServiceError;
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 const TUS_VERSION: &str = "1.0.0";
 const TUS_EXTENSIONS: &str = "creation,checksum,termination,expiration";
@@ -381,7 +380,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     checked_id(&id)?;
-    let (u, mut file) = s.service.open_file(&me, &id).await?;
+    let u = s.service.open_file(&me, &id).await?;
     let etag = format!("\"{}\"", u.sha256.clone().unwrap_or_default());
     let len = u.length;
     let mut common = vec![
@@ -419,10 +418,7 @@ pub async fn download(
             return Ok(r);
         }
     };
-    file.seek(std::io::SeekFrom::Start(start))
-        .await
-        .map_err(|e| ApiError::from(ServiceError::Internal(e.to_string())))?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 64 * 1024);
+    let stream = files(&s)?.read(&u, start, count).await?;
     let mut r = Response::new(Body::from_stream(stream));
     *r.status_mut() = status;
     common.push((header::CONTENT_LENGTH, value(count)));
