@@ -267,12 +267,21 @@ pub async fn run_then(
     Ok(())
 }
 
-/// Deletes unfinished uploads past their expiry: looks a quarter of the
-/// expiry apart (at most a minute, at least 100 ms).
+/// Indexes the files once their storage answers, then deletes unfinished
+/// uploads past their expiry: looks a quarter of the expiry apart (at most
+/// a minute, at least 100 ms).
 async fn expire_uploads(files: natter_service::files::Files, stop: CancellationToken) {
     let every = Duration::from_millis(
         (files.config().expire_after_secs.saturating_mul(250)).clamp(100, 60_000),
     );
+    // An object store that did not answer at start-up is read as soon as
+    // it does.
+    while files.load().await.is_err() {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

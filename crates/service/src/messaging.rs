@@ -202,7 +202,7 @@ impl Service {
         id: &str,
     ) -> Result<crate::files::Upload, ServiceError> {
         let files = self.files()?;
-        let u = files.lookup(id).ok_or(ServiceError::NotFound("file"))?;
+        let u = files.lookup(id)?.ok_or(ServiceError::NotFound("file"))?;
         let mut allowed = u.owner == session.user_id;
         for &c in u.shared_with.iter().take(crate::files::MAX_SHARES) {
             if allowed {

@@ -52,6 +52,10 @@ pub struct S3Config {
     /// What all appends together may hold in memory while they fill
     /// parts; an append that would pass it waits.
     pub buffer_bytes: u64,
+    /// How long one request to the store may take, retries included
+    /// (twice this at most): a store that stops answering fails the
+    /// append (UNAVAILABLE) instead of holding it.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for S3Config {
@@ -65,6 +69,7 @@ impl Default for S3Config {
             prefix: "natter/files".into(),
             part_size_bytes: 8 << 20,
             buffer_bytes: 256 << 20,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -119,6 +124,11 @@ impl FilesConfig {
                 s3.buffer_bytes >= s3.part_size_bytes,
                 "files.s3.buffer_bytes",
                 || "must be at least files.s3.part_size_bytes".to_owned(),
+            )?;
+            check(
+                s3.request_timeout_ms >= 100,
+                "files.s3.request_timeout_ms",
+                || "must be at least 100".to_owned(),
             )?;
             check(
                 s3.endpoint.is_empty()

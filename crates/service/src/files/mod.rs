@@ -247,6 +247,9 @@ pub struct Files {
 struct Inner {
     storage: Box<dyn Storage>,
     config: FilesConfig,
+    /// Whether `index` holds every record (an object store that did not
+    /// answer at start-up is read later, by `load`).
+    loaded: std::sync::atomic::AtomicBool,
     index: Mutex<HashMap<String, Upload>>,
     /// Uploads being appended to or deleted now: one at a time per upload.
     busy: Mutex<std::collections::HashSet<String>>,
@@ -270,26 +273,58 @@ impl Drop for Busy<'_> {
 
 impl Files {
     /// Opens the storage `config` names (local disk under `dir`, or the
-    /// object store) and indexes what it holds.
+    /// object store) and indexes what it holds. A local disk that cannot
+    /// be read is an error; an object store that does not answer is not:
+    /// files answer UNAVAILABLE until `load` reaches it.
     pub async fn open(dir: PathBuf, config: FilesConfig) -> std::io::Result<Files> {
         let storage: Box<dyn Storage> = match config.storage {
             StorageKind::Local => Box::new(disk::Disk::open(dir).await?),
             StorageKind::S3 => Box::new(s3::S3::open(&config.s3)?),
         };
-        let index = storage
-            .records()
-            .await?
-            .into_iter()
-            .map(|u| (u.id.clone(), u))
-            .collect();
-        Ok(Files {
+        let kind = config.storage;
+        let files = Files {
             inner: Arc::new(Inner {
                 storage,
                 config,
-                index: Mutex::new(index),
+                loaded: Default::default(),
+                index: Mutex::new(HashMap::new()),
                 busy: Mutex::new(Default::default()),
             }),
-        })
+        };
+        match files.load().await {
+            Ok(()) => {}
+            Err(e) if kind == StorageKind::S3 => tracing::error!(
+                error = %e,
+                "the object store does not answer; files are UNAVAILABLE until it does"
+            ),
+            Err(e) => return Err(e),
+        }
+        Ok(files)
+    }
+
+    /// Reads every record into the index, once; the server calls it until
+    /// it succeeds.
+    pub async fn load(&self) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.inner.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let records = self.inner.storage.records().await?;
+        self.index()
+            .extend(records.into_iter().map(|u| (u.id.clone(), u)));
+        self.inner.loaded.store(true, Ordering::Release);
+        tracing::info!(uploads = self.index().len(), "files indexed");
+        Ok(())
+    }
+
+    /// Files answer only once their index is whole.
+    fn ready(&self) -> Result<(), ServiceError> {
+        match self.inner.loaded.load(std::sync::atomic::Ordering::Acquire) {
+            true => Ok(()),
+            false => Err(ServiceError::Unavailable(
+                crate::Unavailable::StorageFailing,
+            )),
+        }
     }
 
     pub fn config(&self) -> &FilesConfig {
@@ -314,6 +349,7 @@ impl Files {
 
     /// An upload as its owner sees it.
     pub fn get(&self, owner: UserId, id: &str) -> Result<Upload, ServiceError> {
+        self.ready()?;
         match self.index().get(id) {
             Some(u) if u.owner == owner => Ok(u.clone()),
             _ => Err(not_found()),
@@ -329,6 +365,7 @@ impl Files {
         media_type: &str,
         now_ms: i64,
     ) -> Result<Upload, ServiceError> {
+        self.ready()?;
         let c = &self.inner.config;
         if length > c.max_file_bytes {
             return Err(ServiceError::MessageTooLarge {
@@ -495,8 +532,9 @@ impl Files {
     }
 
     /// An upload, whoever owns it (for the service's download check).
-    pub fn lookup(&self, id: &str) -> Option<Upload> {
-        self.index().get(id).cloned()
+    pub fn lookup(&self, id: &str) -> Result<Option<Upload>, ServiceError> {
+        self.ready()?;
+        Ok(self.index().get(id).cloned())
     }
 
     /// Lets the members of `conversation` download `owner`'s upload `id`
@@ -563,7 +601,9 @@ impl Files {
             let Some(_busy) = self.busy(&id) else {
                 continue;
             };
-            let Some(u) = self.lookup(&id) else { continue };
+            let Some(u) = self.index().get(&id).cloned() else {
+                continue;
+            };
             if self.remove(&u).await.is_ok() {
                 n += 1;
             }

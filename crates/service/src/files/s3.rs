@@ -20,7 +20,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, PutPayload, RetryConfig};
 use std::io;
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
@@ -82,16 +82,29 @@ impl S3 {
             .with_bucket_name(&c.bucket)
             .with_region(&c.region);
         if !c.endpoint.is_empty() {
-            b = b
-                .with_endpoint(&c.endpoint)
-                .with_allow_http(c.endpoint.starts_with("http://"));
+            b = b.with_endpoint(&c.endpoint);
         }
         if !c.access_key_id.is_empty() {
             b = b
                 .with_access_key_id(&c.access_key_id)
                 .with_secret_access_key(&c.secret_access_key);
         }
-        let store = b.build().map_err(io::Error::other)?;
+        let timeout = std::time::Duration::from_millis(c.request_timeout_ms);
+        let store = b
+            .with_client_options(
+                // The options hold allow_http too: set here, not before.
+                ClientOptions::new()
+                    .with_allow_http(c.endpoint.starts_with("http://"))
+                    .with_timeout(timeout)
+                    .with_connect_timeout(timeout.min(std::time::Duration::from_secs(5))),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: timeout,
+                ..Default::default()
+            })
+            .build()
+            .map_err(io::Error::other)?;
         let units = (c.buffer_bytes / UNIT).min(Semaphore::MAX_PERMITS as u64);
         Ok(S3 {
             store,
