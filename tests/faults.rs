@@ -308,8 +308,9 @@ async fn send_and_request_floods_are_rate_limited() {
 #[tokio::test]
 async fn connections_past_the_limit_are_told_the_server_is_full() {
     let server = TestServer::start_with(|c| c.limits.max_connections = 2).await;
-    let a = server.client().await;
-    let _b = server.client().await;
+    // Logged in: one that had not would make room for a newcomer.
+    let (a, _) = server.user("alice").await;
+    let (_b, _) = server.user("bob").await;
     let mut third = Raw::connect(&server.tcp).await;
     let frames = third.until_closed().await;
     assert_eq!(
@@ -339,7 +340,8 @@ async fn a_session_turned_away_as_busy_comes_back_when_told() {
     })
     .await;
     let (_alice, login) = server.user("alice").await;
-    let second = server.client().await;
+    // Logged in: one that had not would be evicted to let the Resume in.
+    let (second, _) = server.user("bob").await;
 
     // Told to come back, but asked for one try: the refusal is the answer.
     let once = SessionOptions {

@@ -32,6 +32,7 @@ pub fn handle() -> Option<PrometheusHandle> {
 pub fn zero(tls_listeners: &[&'static str]) {
     for name in [
         "natter_frames_in_total",
+        "natter_unauthenticated_evictions_total",
         "natter_http_idle_closed_total",
         "natter_oversized_frames_total",
         "natter_typing_dropped_total",
@@ -205,6 +206,10 @@ pub fn describe() {
     describe_gauge!(
         "natter_unauthenticated_connections",
         "Chat connections that have not logged in yet."
+    );
+    describe_counter!(
+        "natter_unauthenticated_evictions_total",
+        "Connections that had not logged in, closed with SERVER_FULL to make room for a newer one (past limits.max_unauthenticated waiting, or the node at limits.max_connections)."
     );
     describe_counter!(
         "natter_disconnects_total",
