@@ -169,3 +169,42 @@ async fn a_full_node_lets_a_resume_in_by_evicting_one_that_has_not_logged_in() {
         Some(1.0)
     );
 }
+
+/// Clients holding every HTTP slot, and more queued behind them: the
+/// health endpoints still answer, truthfully (the metrics show the slots
+/// held), and anything else past the cap is refused.
+#[tokio::test]
+async fn health_checks_answer_while_every_http_slot_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(dir.path(), &[("NATTER_HTTP__MAX_CONNECTIONS", "64")], &[]).await;
+    let http = server.http.unwrap();
+    // 64 slots and the 8 health slots held by connections that send
+    // nothing, and as many again that keep closing each other.
+    let mut held = Vec::new();
+    for _ in 0..64 + 2 * natter_api::HEALTH_SLOTS {
+        held.push(tokio::net::TcpStream::connect(http).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for round in 0..3 {
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let (status, body) = tokio::time::timeout(Duration::from_secs(2), http_get(http, path))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: {path} did not answer within 2 s"));
+            assert_eq!(status, 200, "round {round}: {path}: {body}");
+            if path == "/metrics" {
+                let open = metric(&body, "natter_http_connections").unwrap();
+                assert_eq!(open, 64.0, "the slots held are shown");
+            }
+        }
+        // An idle newcomer takes a health slot too, and is closed by the
+        // next one rather than keep it.
+        held.push(tokio::net::TcpStream::connect(http).await.unwrap());
+    }
+    let (status, _) = http_get(http, "/v1/cluster/nodes").await;
+    assert_eq!(
+        status, 503,
+        "only the health endpoints are served past the cap"
+    );
+    let page = server.get("/metrics").await.1;
+    assert!(metric(&page, "natter_http_health_slot_evictions_total").unwrap() >= 8.0);
+}

@@ -34,6 +34,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_frames_in_total",
         "natter_unauthenticated_evictions_total",
         "natter_http_idle_closed_total",
+        "natter_http_health_slot_evictions_total",
         "natter_oversized_frames_total",
         "natter_typing_dropped_total",
         "natter_users_registered_total",
@@ -220,6 +221,10 @@ pub fn describe() {
     describe_counter!(
         "natter_http_idle_closed_total",
         "HTTP connections closed because no byte moved within http.idle_timeout_ms."
+    );
+    describe_counter!(
+        "natter_http_health_slot_evictions_total",
+        "Connections in the health slots past http.max_connections (served /healthz, /readyz and /metrics only) closed to make room for a newer one."
     );
     // TLS
     describe_counter!(
