@@ -129,6 +129,7 @@ impl Gateway {
             reason: DisconnectReason::ServerFull,
             message,
             flush: true,
+            too_large: false,
             reconnect_after_ms: self.config.reconnect_after.as_millis() as u32,
             // In a cluster: try another node.
             reconnect_to: self.reconnect_target(),
@@ -401,7 +402,15 @@ impl Conn {
                     metrics::counter!("natter_limit_hits_total", "limit" => "frame_size")
                         .increment(1);
                     self.reply(0, ServerFrame::error(code, why.clone()));
-                    self.close(DisconnectReason::ProtocolError, &why);
+                    self.out.close(Close {
+                        reason: DisconnectReason::ProtocolError,
+                        message: why,
+                        flush: true,
+                        // Over WebSocket: 1009, message too big.
+                        too_large: code == ErrorCode::FrameTooLarge,
+                        reconnect_after_ms: 0,
+                        reconnect_to: None,
+                    });
                     return;
                 }
                 Err(ReadError::TextMessage) => {
@@ -595,6 +604,7 @@ impl Conn {
             reason,
             message: message.into(),
             flush: true,
+            too_large: false,
             reconnect_after_ms,
             reconnect_to,
         });

@@ -68,6 +68,7 @@ impl Gateway {
                     reason: DisconnectReason::GoingAway,
                     message: "the server is shutting down".into(),
                     flush: true,
+                    too_large: false,
                     reconnect_after_ms: gw.config.reconnect_after.as_millis() as u32,
                     reconnect_to: gw.reconnect_target(),
                 }),
@@ -361,6 +362,7 @@ mod tests {
             reason: DisconnectReason::SlowConsumer,
             message: "outbound queue full".into(),
             flush: false,
+            too_large: false,
             reconnect_after_ms: 0,
             reconnect_to: None,
         });
