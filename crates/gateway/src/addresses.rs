@@ -82,9 +82,9 @@ impl Unauthenticated {
 
     /// Evicts one waiting connection other than `spare`'s, to free the
     /// place it holds among all connections; false when there is none.
-    pub fn evict_one(&self, spare: &Slot) -> bool {
+    pub fn evict_one(&self, spare: Option<&Slot>) -> bool {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-        self.evict(&mut table, Some(spare.seq))
+        self.evict(&mut table, spare.map(|s| s.seq))
     }
 
     /// The oldest connection of the address holding the most: a flood from
@@ -203,12 +203,12 @@ mod tests {
         assert!(a2.evicted().is_cancelled());
         // Making room among all connections for c1: address 3 holds the
         // most, and c1 is spared, so c2 goes.
-        assert!(t.evict_one(&c1));
+        assert!(t.evict_one(Some(&c1)));
         assert!(!c1.evicted().is_cancelled() && c2.evicted().is_cancelled());
         assert!(!b1.evicted().is_cancelled());
         assert_eq!(t.total(), 2);
         drop((a2, c2, b1));
-        assert!(!t.evict_one(&c1), "nothing else to evict");
+        assert!(!t.evict_one(Some(&c1)), "nothing else to evict");
         drop(c1);
         assert_eq!(t.total(), 0);
     }

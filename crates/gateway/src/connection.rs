@@ -110,7 +110,7 @@ impl Gateway {
         let unauth = admission.slot;
         // Full: the place of one waiting to log in is taken, unless one was
         // evicted above already, whose place this is.
-        if permit.is_none() && !admission.evicted && !self.unauth.evict_one(&unauth) {
+        if permit.is_none() && !admission.evicted && !self.unauth.evict_one(Some(&unauth)) {
             return Err(self.full(
                 "connections",
                 format!(
@@ -141,10 +141,9 @@ impl Gateway {
     /// is closed.
     async fn take_place(&self, mut a: Admitted) -> Result<Admitted, Close> {
         if a.permit.is_none() {
-            let wait = self.config.flush_timeout + std::time::Duration::from_secs(1);
-            match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-                Ok(Ok(p)) => a.permit = Some(p),
-                _ => {
+            match self.evicted_place().await {
+                Some(p) => a.permit = Some(p),
+                None => {
                     return Err(self.full(
                         "connections",
                         format!(
@@ -156,6 +155,18 @@ impl Gateway {
             }
         }
         Ok(a)
+    }
+}
+
+impl Gateway {
+    /// The place of a connection just evicted, once it has said why it is
+    /// closed (`None` if that takes too long).
+    pub(crate) async fn evicted_place(&self) -> Option<OwnedSemaphorePermit> {
+        let wait = self.config.flush_timeout + std::time::Duration::from_secs(1);
+        tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
 }
 
