@@ -198,7 +198,7 @@ async fn before_login_only_small_frames_are_read() {
 
     // A WebSocket client may not send much before it logs in either: past
     // its 32 KiB it hears FRAME_TOO_LARGE, then Disconnect, then a close
-    // frame saying why (1008, policy).
+    // frame saying why (1009, too big).
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     use tokio_tungstenite::tungstenite::Message;
@@ -234,7 +234,7 @@ async fn before_login_only_small_frames_are_read() {
         other => panic!("{other:?}"),
     }
     let close = close.expect("a close frame");
-    assert_eq!(close.code, CloseCode::Policy);
+    assert_eq!(close.code, CloseCode::Size);
     assert!(close.reason.contains("before login"), "{close:?}");
 }
 

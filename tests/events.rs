@@ -516,3 +516,26 @@ async fn metric_slow(server: &TestServer) -> bool {
     let (_, page) = http_get(server.http, "/metrics").await;
     metric(&page, "natter_limit_hits_total{limit=\"outbound_queue\"}").unwrap_or(0.0) > 0.0
 }
+
+/// On a full node an event stream is a login like any other: it takes the
+/// place of a connection that has not logged in (which hears SERVER_FULL),
+/// and is refused only once every place is logged in.
+#[tokio::test]
+async fn a_stream_on_a_full_node_takes_the_place_of_one_not_logged_in() {
+    let server = TestServer::start_with(|c| c.limits.max_connections = 2).await;
+    let (_, token) = http_user(server.http, "alice", "web").await;
+    let (_bob, _) = server.user("bob").await;
+    let mut waiting = Raw::connect(&server.tcp).await;
+    waiting.hello().await;
+    let mut events = open(server.http, Some(&token), None).await.unwrap();
+    events.next_named("sync").await;
+    let frames = waiting.until_closed().await;
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(natter_client::pb::DisconnectReason::ServerFull)
+    );
+    // Both places logged in: the next stream is refused.
+    let (_, other) = login(server.http, "alice", "web2").await;
+    let (status, _) = open(server.http, Some(&other), None).await.err().unwrap();
+    assert_eq!(status, 503);
+}

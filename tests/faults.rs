@@ -308,8 +308,9 @@ async fn send_and_request_floods_are_rate_limited() {
 #[tokio::test]
 async fn connections_past_the_limit_are_told_the_server_is_full() {
     let server = TestServer::start_with(|c| c.limits.max_connections = 2).await;
-    let a = server.client().await;
-    let _b = server.client().await;
+    // Logged in: one that had not would make room for a newcomer.
+    let (a, _) = server.user("alice").await;
+    let (_b, _) = server.user("bob").await;
     let mut third = Raw::connect(&server.tcp).await;
     let frames = third.until_closed().await;
     assert_eq!(
@@ -339,7 +340,8 @@ async fn a_session_turned_away_as_busy_comes_back_when_told() {
     })
     .await;
     let (_alice, login) = server.user("alice").await;
-    let second = server.client().await;
+    // Logged in: one that had not would be evicted to let the Resume in.
+    let (second, _) = server.user("bob").await;
 
     // Told to come back, but asked for one try: the refusal is the answer.
     let once = SessionOptions {
@@ -387,8 +389,42 @@ async fn a_session_turned_away_as_busy_comes_back_when_told() {
     session.client().ping().await.unwrap();
 }
 
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads a WebSocket to its end: the frames it carried and its close frame.
+async fn until_ws_closed(
+    ws: &mut Ws,
+) -> (
+    Vec<ServerFrame>,
+    Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+) {
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut frames, mut close) = (Vec::new(), None);
+    tokio::time::timeout(WAIT, async {
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Binary(b) => {
+                    let mut buf = BytesMut::from(&b[..]);
+                    let f = natter_proto::FrameDecoder::new(1 << 20)
+                        .decode(&mut buf)
+                        .unwrap()
+                        .expect("one whole frame per message");
+                    frames.push(ServerFrame::decode(&f).unwrap());
+                }
+                Message::Close(c) => close = c,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the WebSocket is closed");
+    (frames, close)
+}
+
 #[tokio::test]
 async fn websocket_text_messages_are_a_protocol_error() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
     let server = TestServer::start().await;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws.as_str())
         .await
@@ -398,19 +434,92 @@ async fn websocket_text_messages_are_a_protocol_error() {
     ))
     .await
     .unwrap();
-    let mut saw = None;
-    while let Some(Ok(m)) = ws.next().await {
-        if let tokio_tungstenite::tungstenite::Message::Binary(b) = m {
-            let mut buf = BytesMut::from(&b[..]);
-            let f = natter_proto::FrameDecoder::new(1 << 20)
-                .decode(&mut buf)
-                .unwrap()
-                .unwrap();
-            if let Ok(ServerFrame::Disconnect(d)) = ServerFrame::decode(&f) {
-                saw = Some(d.reason());
-            }
-        }
-    }
-    assert_eq!(saw, Some(pb::DisconnectReason::ProtocolError));
+    let (frames, close) = until_ws_closed(&mut ws).await;
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::ProtocolError)
+    );
+    // The close frame says it again: 1008, policy, with the reason.
+    let close = close.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert!(close.reason.contains("binary"), "{close:?}");
     still_serving(&server).await;
+}
+
+/// A logged-in WebSocket client that sends a message past the frame limit
+/// hears FRAME_TOO_LARGE and a close frame with 1009 (too big); one still
+/// connected when the server shuts down hears GOING_AWAY and 1001.
+#[tokio::test]
+async fn websocket_close_frames_say_too_big_and_going_away() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    let server = TestServer::start().await;
+    let (_alice, _) = server.user("alice").await;
+    let connect = || tokio_tungstenite::connect_async(server.ws.as_str());
+    let (mut big, _) = connect().await.unwrap();
+    let mut login = Vec::new();
+    for (id, f) in [
+        (
+            1,
+            ClientFrame::Hello(pb::Hello {
+                min_version: 1,
+                max_version: 1,
+                client_name: "ws".into(),
+            }),
+        ),
+        (
+            2,
+            ClientFrame::Login(pb::Login {
+                username: "alice".into(),
+                password: PASSWORD.into(),
+                device_id: "w".into(),
+            }),
+        ),
+    ] {
+        login.extend_from_slice(&f.to_bytes(id));
+    }
+    big.send(Message::Binary(login.into())).await.unwrap();
+    // Past limits.max_frame_bytes (256 KiB), in one message.
+    big.send(Message::Binary(vec![7u8; 300 * 1024].into()))
+        .await
+        .unwrap();
+    let (frames, close) = until_ws_closed(&mut big).await;
+    assert!(
+        matches!(frames.get(1), Some(ServerFrame::LoginOk(_))),
+        "{frames:?}"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| error_code(f) == Some(pb::ErrorCode::FrameTooLarge)),
+        "{frames:?}"
+    );
+    let close = close.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Size);
+    assert!(close.reason.contains("exceeds"), "{close:?}");
+
+    let (mut waiting, _) = connect().await.unwrap();
+    waiting
+        .send(Message::Binary(
+            ClientFrame::Hello(pb::Hello {
+                min_version: 1,
+                max_version: 1,
+                client_name: "ws".into(),
+            })
+            .to_bytes(1)
+            .to_vec()
+            .into(),
+        ))
+        .await
+        .unwrap();
+    let stopping = natter_testkit::spawn(server.stop());
+    let (frames, close) = until_ws_closed(&mut waiting).await;
+    assert_eq!(
+        disconnect_reason(&frames),
+        Some(pb::DisconnectReason::GoingAway)
+    );
+    let close = close.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Away);
+    assert!(close.reason.contains("shutting down"), "{close:?}");
+    stopping.await.unwrap();
 }

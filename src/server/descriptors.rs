@@ -15,7 +15,9 @@ fn reserve(c: &Config) -> u64 {
     };
     // Redis: the command connection, the subscription, one reconnecting.
     let cluster = if c.cluster.redis_url.is_empty() { 0 } else { 3 };
-    64 + 3 * (c.store.readers as u64 + 2) + postgres + cluster
+    // Each HTTP listener's health slots, past its cap (HTTP and HTTPS).
+    let health = 2 * natter_api::HEALTH_SLOTS as u64;
+    64 + 3 * (c.store.readers as u64 + 2) + postgres + cluster + health
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

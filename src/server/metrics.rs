@@ -32,7 +32,9 @@ pub fn handle() -> Option<PrometheusHandle> {
 pub fn zero(tls_listeners: &[&'static str]) {
     for name in [
         "natter_frames_in_total",
+        "natter_unauthenticated_evictions_total",
         "natter_http_idle_closed_total",
+        "natter_http_health_slot_evictions_total",
         "natter_oversized_frames_total",
         "natter_typing_dropped_total",
         "natter_users_registered_total",
@@ -207,6 +209,10 @@ pub fn describe() {
         "Chat connections that have not logged in yet."
     );
     describe_counter!(
+        "natter_unauthenticated_evictions_total",
+        "Connections that had not logged in, closed with SERVER_FULL to make room for a newer one (past limits.max_unauthenticated waiting, or the node at limits.max_connections)."
+    );
+    describe_counter!(
         "natter_disconnects_total",
         "Connections the server closed with a Disconnect frame, by reason."
     );
@@ -215,6 +221,10 @@ pub fn describe() {
     describe_counter!(
         "natter_http_idle_closed_total",
         "HTTP connections closed because no byte moved within http.idle_timeout_ms."
+    );
+    describe_counter!(
+        "natter_http_health_slot_evictions_total",
+        "Connections in the health slots past http.max_connections (served /healthz, /readyz and /metrics only) closed to make room for a newer one."
     );
     // TLS
     describe_counter!(

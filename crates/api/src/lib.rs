@@ -7,7 +7,7 @@
 mod listener;
 pub mod rest;
 
-pub use listener::{serve, HttpConfig, HttpLimits};
+pub use listener::{serve, HttpConfig, HttpLimits, HEALTH_SLOTS};
 pub use rest::{LiveFeed, LiveSessions, RestState};
 
 use axum::extract::{RawQuery, State};

@@ -6,6 +6,13 @@
 //! reading). HTTP/1.1 and HTTP/2 (h2c by its preface, h2 by ALPN), at most
 //! `MAX_STREAMS` requests at once on one HTTP/2 connection. Connections are
 //! tracked and drained at shutdown.
+//!
+//! Past the cap, `HEALTH_SLOTS` more connections are served, for
+//! `/healthz`, `/readyz` and `/metrics` only (anything else is answered
+//! 503), one request each with a short header deadline; when they are all
+//! taken a newcomer closes the oldest of them. So clients holding every
+//! slot cannot make a load balancer or an orchestrator see a healthy node
+//! as down.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -17,9 +24,11 @@ use natter_runtime::clock::Instant;
 use natter_runtime::config::{check, Invalid};
 use natter_runtime::tls::Acceptor;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -28,6 +37,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+/// Connections past the cap kept for the health endpoints.
+pub const HEALTH_SLOTS: usize = 8;
+/// The paths those connections serve.
+const HEALTH_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// How long a connection in a health slot may take to send its request.
+const HEALTH_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
@@ -96,9 +112,6 @@ const MAX_STREAMS: u32 = 64;
 /// bounded by hyper's read buffer).
 const MAX_HEADERS: u32 = 16 * 1024;
 
-const REFUSAL: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
-
 /// Serves `router` until `shutdown`, then lets open requests finish (for at
 /// most a couple of seconds). With `tls`, HTTPS: the handshake must finish
 /// within `header_timeout`.
@@ -110,6 +123,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let health = HealthSlots::default();
+    let health_router = router.clone().layer(axum::middleware::from_fn(health_only));
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -127,8 +142,29 @@ pub async fn serve(
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics::counter!("natter_limit_hits_total", "limit" => "http_connections")
                 .increment(1);
-            // Best effort, never waiting: the socket buffer takes it or not.
-            let _ = stream.try_write(REFUSAL);
+            let (router, stop, tls) = (health_router.clone(), shutdown.clone(), tls.clone());
+            let slot = health.take();
+            tracker.spawn(async move {
+                let limits = HttpLimits {
+                    header_timeout: limits.header_timeout.min(HEALTH_HEADER_TIMEOUT),
+                    idle_timeout: limits.idle_timeout.min(HEALTH_HEADER_TIMEOUT),
+                    ..limits
+                };
+                let serve = async {
+                    match tls {
+                        None => one(stream, peer, router, limits, stop, None).await,
+                        Some(tls) => {
+                            if let Some(s) = tls.accept(stream, limits.header_timeout).await {
+                                one(s, peer, router, limits, stop, None).await;
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = slot.closed.cancelled() => {}
+                    _ = serve => {}
+                }
+            });
             continue;
         };
         // By steps, not set from the permits: sets from several threads
@@ -137,10 +173,10 @@ pub async fn serve(
         let (router, stop, tls) = (router.clone(), shutdown.clone(), tls.clone());
         tracker.spawn(async move {
             match tls {
-                None => one(stream, peer, router, limits, stop, permit).await,
+                None => one(stream, peer, router, limits, stop, Some(permit)).await,
                 Some(tls) => {
                     if let Some(stream) = tls.accept(stream, limits.header_timeout).await {
-                        one(stream, peer, router, limits, stop, permit).await;
+                        one(stream, peer, router, limits, stop, Some(permit)).await;
                     }
                 }
             }
@@ -151,13 +187,84 @@ pub async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
 }
 
+/// The connections in health slots, oldest first, each closed by its token.
+#[derive(Default)]
+struct HealthSlots {
+    open: Arc<Mutex<VecDeque<(u64, CancellationToken)>>>,
+    next: AtomicU64,
+}
+
+/// One connection's health slot; given back when dropped.
+struct HealthSlot {
+    open: Arc<Mutex<VecDeque<(u64, CancellationToken)>>>,
+    id: u64,
+    closed: CancellationToken,
+}
+
+impl HealthSlots {
+    /// A slot, closing the oldest connection in one when all are taken:
+    /// one that holds a slot without asking for anything cannot keep a
+    /// health check out.
+    fn take(&self) -> HealthSlot {
+        let (id, closed) = (
+            self.next.fetch_add(1, Ordering::Relaxed),
+            CancellationToken::new(),
+        );
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        while open.len() >= HEALTH_SLOTS {
+            if let Some((_, oldest)) = open.pop_front() {
+                metrics::counter!("natter_http_health_slot_evictions_total").increment(1);
+                oldest.cancel();
+            }
+        }
+        open.push_back((id, closed.clone()));
+        HealthSlot {
+            open: self.open.clone(),
+            id,
+            closed,
+        }
+    }
+}
+
+impl Drop for HealthSlot {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|(id, _)| *id != self.id);
+    }
+}
+
+/// In a health slot: the health endpoints, and 503 for anything else.
+async fn health_only(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let http1 = request.version() < axum::http::Version::HTTP_2;
+    let mut response = if HEALTH_PATHS.contains(&request.uri().path()) {
+        next.run(request).await
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server holds its maximum of HTTP connections\n",
+        )
+            .into_response()
+    };
+    // One request per connection: the slot is free for the next check
+    // (HTTP/2 has no such header; its connection ends at the deadline).
+    if http1 {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
+}
+
 async fn one<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     peer: std::net::SocketAddr,
     router: Router,
     limits: HttpLimits,
     shutdown: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    // `None` in a health slot, which its caller holds.
+    _permit: Option<OwnedSemaphorePermit>,
 ) {
     let base = Instant::now();
     let last = Arc::new(AtomicU64::new(0));

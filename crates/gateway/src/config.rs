@@ -54,6 +54,8 @@ pub struct GatewayConfig {
     pub max_connections: usize,
     /// Connections from one address that have not logged in yet.
     pub max_unauthenticated_per_address: usize,
+    /// Connections waiting to log in, in all: past it a new one evicts one.
+    pub max_unauthenticated: usize,
     /// Connections waiting to log in, in all, while the node sheds load.
     pub max_unauthenticated_shedding: usize,
     /// Frames queued for one connection before it counts as a slow consumer.
@@ -102,6 +104,7 @@ impl GatewayConfig {
             max_preauth_bytes: 8 * limits.max_preauth_frame_bytes,
             max_connections,
             max_unauthenticated_per_address: limits.max_unauthenticated_per_address,
+            max_unauthenticated: limits.unauthenticated_bound(max_connections),
             max_unauthenticated_shedding: overload.max_unauthenticated,
             outbound_queue: limits.outbound_queue,
             outbound_queue_bytes: limits.outbound_queue_bytes,

@@ -63,62 +63,125 @@ pub(crate) struct Conn {
 
 /// What a new connection is let in with, or the close that refuses it.
 pub(crate) struct Admitted {
-    _permit: OwnedSemaphorePermit,
+    /// `None` while it waits for the place of the connection it evicted.
+    permit: Option<OwnedSemaphorePermit>,
     unauth: Slot,
 }
 
 impl Gateway {
     /// Lets a connection in, or says why not; called as it is accepted, so
-    /// that the counts the accept loop reads are up to date.
+    /// that the counts the accept loop reads are up to date. Connections
+    /// waiting to log in never take the room logins need: past
+    /// `max_unauthenticated` of them, or when the node is full, a new one
+    /// evicts one of them instead of being refused.
     pub(crate) fn admit(&self, peer: SocketAddr) -> Result<Admitted, Close> {
         let cfg = &self.config;
-        let full = |what: &str, message: String| {
-            metrics::counter!("natter_limit_hits_total", "limit" => what.to_owned()).increment(1);
-            Close {
-                reason: DisconnectReason::ServerFull,
-                message,
-                flush: true,
-                reconnect_after_ms: cfg.reconnect_after.as_millis() as u32,
-                // In a cluster: try another node.
-                reconnect_to: self.reconnect_target(),
+        let permit = self.slots.clone().try_acquire_owned().ok();
+        // While the node sheds load, only a few connections may wait to log
+        // in at once: enough for sessions to resume, not for a flood.
+        let refuse_at = if self.load.accepts_new() {
+            usize::MAX
+        } else {
+            cfg.max_unauthenticated_shedding
+        };
+        let admission = match self.unauth.admit(
+            peer.ip(),
+            cfg.max_unauthenticated_per_address,
+            refuse_at,
+            cfg.max_unauthenticated,
+        ) {
+            Ok(a) => a,
+            Err(Refused::Address) => {
+                return Err(self.full(
+                    "unauthenticated_per_address",
+                    format!(
+                        "{} connections from this address are already waiting to log in",
+                        cfg.max_unauthenticated_per_address
+                    ),
+                ))
+            }
+            Err(Refused::Total) => {
+                return Err(self.full(
+                    "overload",
+                    "the server is overloaded; reconnect later".into(),
+                ))
             }
         };
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            return Err(full(
+        let unauth = admission.slot;
+        // Full: the place of one waiting to log in is taken, unless one was
+        // evicted above already, whose place this is.
+        if permit.is_none() && !admission.evicted && !self.unauth.evict_one(Some(&unauth)) {
+            return Err(self.full(
                 "connections",
                 format!(
                     "the server holds its maximum of {} connections",
                     cfg.max_connections
                 ),
             ));
-        };
-        // While the node sheds load, only a few connections may wait to log
-        // in at once: enough for sessions to resume, not for a flood.
-        let total = if self.load.accepts_new() {
-            usize::MAX
-        } else {
-            cfg.max_unauthenticated_shedding
-        };
-        match self
-            .unauth
-            .admit(peer.ip(), cfg.max_unauthenticated_per_address, total)
-        {
-            Ok(unauth) => Ok(Admitted {
-                _permit: permit,
-                unauth,
-            }),
-            Err(Refused::Address) => Err(full(
-                "unauthenticated_per_address",
-                format!(
-                    "{} connections from this address are already waiting to log in",
-                    cfg.max_unauthenticated_per_address
-                ),
-            )),
-            Err(Refused::Total) => Err(full(
-                "overload",
-                "the server is overloaded; reconnect later".into(),
-            )),
         }
+        Ok(Admitted { permit, unauth })
+    }
+
+    /// The close that turns a connection away, counted by `what` limit.
+    fn full(&self, what: &str, message: String) -> Close {
+        metrics::counter!("natter_limit_hits_total", "limit" => what.to_owned()).increment(1);
+        Close {
+            reason: DisconnectReason::ServerFull,
+            message,
+            flush: true,
+            too_large: false,
+            reconnect_after_ms: self.config.reconnect_after.as_millis() as u32,
+            // In a cluster: try another node.
+            reconnect_to: self.reconnect_target(),
+        }
+    }
+
+    /// Waits, when the node was full, for the place of the connection this
+    /// one evicted: it is given back as soon as that one has said why it
+    /// is closed.
+    async fn take_place(&self, mut a: Admitted) -> Result<Admitted, Close> {
+        if a.permit.is_none() {
+            match self.evicted_place().await {
+                Some(p) => a.permit = Some(p),
+                None => {
+                    return Err(self.full(
+                        "connections",
+                        format!(
+                            "the server holds its maximum of {} connections",
+                            self.config.max_connections
+                        ),
+                    ))
+                }
+            }
+        }
+        Ok(a)
+    }
+}
+
+impl Gateway {
+    /// The place of a connection just evicted, once it has said why it is
+    /// closed (`None` if that takes too long).
+    pub(crate) async fn evicted_place(&self) -> Option<OwnedSemaphorePermit> {
+        let wait = self.config.flush_timeout + std::time::Duration::from_secs(1);
+        tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// Runs `f` (a handshake) unless the connection is evicted first.
+async fn unless_evicted<F: std::future::Future>(
+    admitted: &Result<Admitted, Close>,
+    f: F,
+) -> Option<F::Output> {
+    let Ok(a) = admitted else {
+        return Some(f.await);
+    };
+    let evicted = a.unauth.evicted();
+    tokio::select! {
+        _ = evicted.cancelled() => None,
+        r = f => Some(r),
     }
 }
 
@@ -130,6 +193,10 @@ pub(crate) async fn serve(
     tls: Option<Acceptor>,
     admitted: Result<Admitted, Close>,
 ) {
+    let admitted = match admitted {
+        Ok(a) => gw.take_place(a).await,
+        refused => refused,
+    };
     let cfg = &gw.config;
     // The handshake counts against the time a connection has to log in.
     let Some(tls) = tls else {
@@ -154,7 +221,8 @@ async fn serve_tls(
     admitted: Result<Admitted, Close>,
 ) {
     let cfg = &gw.config;
-    let Some(stream) = tls.accept(stream, cfg.auth_timeout).await else {
+    let Some(Some(stream)) = unless_evicted(&admitted, tls.accept(stream, cfg.auth_timeout)).await
+    else {
         return;
     };
     match kind {
@@ -182,10 +250,12 @@ async fn upgrade<S>(
         cfg.max_preauth_bytes,
     );
     // Boxed: the handshake's state is not kept for the connection's life.
-    match Box::pin(tokio::time::timeout(cfg.auth_timeout, upgrade)).await {
-        Ok(Ok((r, w))) => run(gw, r, w, peer, Kind::WebSocket, admitted).await,
-        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
-        Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
+    let upgrade = Box::pin(tokio::time::timeout(cfg.auth_timeout, upgrade));
+    match unless_evicted(&admitted, upgrade).await {
+        Some(Ok(Ok((r, w)))) => run(gw, r, w, peer, Kind::WebSocket, admitted).await,
+        Some(Ok(Err(e))) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
+        Some(Err(_)) => tracing::debug!(%peer, "websocket handshake timed out"),
+        None => tracing::debug!(%peer, "evicted during the websocket handshake"),
     }
 }
 
@@ -255,7 +325,7 @@ async fn run<R: FrameRead, W: FrameWrite>(
     conn.out.abort();
     let _ = writer.await;
     conn.gw.connection_closed();
-    drop(admitted._permit);
+    drop(admitted.permit);
 }
 
 impl Conn {
@@ -266,8 +336,13 @@ impl Conn {
         // the timer wheel. The timer is moved only when it fires early.
         let closed = self.out.closed();
         let shutdown = self.gw.shutdown.clone().cancelled_owned();
+        let evicted = match &self.unauth {
+            Some(slot) => slot.evicted(),
+            None => tokio_util::sync::CancellationToken::new(),
+        }
+        .cancelled_owned();
         let timer = sleep_until(deadline);
-        tokio::pin!(closed, shutdown, timer);
+        tokio::pin!(closed, shutdown, evicted, timer);
         loop {
             let read = tokio::select! {
                 biased;
@@ -277,6 +352,15 @@ impl Conn {
                     Box::pin(self.answer_what_was_sent(reader)).await;
                     self.finish_in_flight().await;
                     self.close(DisconnectReason::GoingAway, "server shutting down; reconnect");
+                    return;
+                }
+                // A newer connection took its place before it logged in.
+                _ = &mut evicted, if self.unauth.is_some() => {
+                    self.close(
+                        DisconnectReason::ServerFull,
+                        "the server is full: this connection had not logged in and made \
+                         room for a newer one; reconnect and log in",
+                    );
                     return;
                 }
                 Some((id, frame)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
@@ -329,7 +413,15 @@ impl Conn {
                     metrics::counter!("natter_limit_hits_total", "limit" => "frame_size")
                         .increment(1);
                     self.reply(0, ServerFrame::error(code, why.clone()));
-                    self.close(DisconnectReason::ProtocolError, &why);
+                    self.out.close(Close {
+                        reason: DisconnectReason::ProtocolError,
+                        message: why,
+                        flush: true,
+                        // Over WebSocket: 1009, message too big.
+                        too_large: code == ErrorCode::FrameTooLarge,
+                        reconnect_after_ms: 0,
+                        reconnect_to: None,
+                    });
                     return;
                 }
                 Err(ReadError::TextMessage) => {
@@ -523,6 +615,7 @@ impl Conn {
             reason,
             message: message.into(),
             flush: true,
+            too_large: false,
             reconnect_after_ms,
             reconnect_to,
         });

@@ -37,12 +37,20 @@ impl Gateway {
     /// Attaches `session` here for an event stream, as a login attaches a
     /// connection: another connection or stream holding the same session
     /// is closed as REPLACED. Refused while the node holds its maximum of
-    /// connections or is shutting down.
+    /// connections, all logged in (one that is not is evicted instead), or
+    /// is shutting down.
     pub async fn open_live(self: &Arc<Self>, session: SessionInfo) -> Result<Live, ServiceError> {
         if self.shutdown.is_cancelled() {
             return Err(ServiceError::Unavailable(Unavailable::ShuttingDown));
         }
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+        // A full node makes room by evicting a connection that has not
+        // logged in, as for a login over a socket.
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) if self.unauth.evict_one(None) => self.evicted_place().await,
+            Err(_) => None,
+        };
+        let Some(permit) = permit else {
             metrics::counter!("natter_limit_hits_total", "limit" => "connections").increment(1);
             return Err(ServiceError::Unavailable(Unavailable::Overloaded));
         };
@@ -68,6 +76,7 @@ impl Gateway {
                     reason: DisconnectReason::GoingAway,
                     message: "the server is shutting down".into(),
                     flush: true,
+                    too_large: false,
                     reconnect_after_ms: gw.config.reconnect_after.as_millis() as u32,
                     reconnect_to: gw.reconnect_target(),
                 }),
@@ -361,6 +370,7 @@ mod tests {
             reason: DisconnectReason::SlowConsumer,
             message: "outbound queue full".into(),
             flush: false,
+            too_large: false,
             reconnect_after_ms: 0,
             reconnect_to: None,
         });

@@ -21,6 +21,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// The Disconnect a connection was closed with, said again by a WebSocket
+/// in its close frame.
+pub struct Farewell {
+    pub reason: DisconnectReason,
+    pub message: String,
+    pub too_large: bool,
+}
+
 /// How a connection ends.
 #[derive(Clone, Debug)]
 pub struct Close {
@@ -28,6 +36,8 @@ pub struct Close {
     pub message: String,
     /// Write what is already queued before the last frame.
     pub flush: bool,
+    /// For a frame too large: a WebSocket's close code is 1009, not 1008.
+    pub too_large: bool,
     pub reconnect_after_ms: u32,
     /// GOING_AWAY in a cluster: the frame and WebSocket addresses of the
     /// node to reconnect to (empty: anywhere).
@@ -158,6 +168,7 @@ impl Outbound {
                             reason: DisconnectReason::SlowConsumer,
                             message: "outbound queue full: reconnect and sync".into(),
                             flush: false,
+                            too_large: false,
                             reconnect_after_ms: 0,
                             reconnect_to: None,
                         });
@@ -311,7 +322,11 @@ pub async fn writer<W: FrameWrite>(mut io: W, out: Outbound, flush_timeout: Dura
     // The Disconnect sent, for a WebSocket's close frame.
     let mut farewell = None;
     if clean {
-        farewell = close.as_ref().map(|c| (c.reason, c.message.clone()));
+        farewell = close.as_ref().map(|c| Farewell {
+            reason: c.reason,
+            message: c.message.clone(),
+            too_large: c.too_large,
+        });
         // Without a reason (the peer went away) what is queued is still
         // flushed, in case the peer only closed its sending side.
         let flush = close.as_ref().is_none_or(|c| c.flush);
@@ -343,6 +358,5 @@ pub async fn writer<W: FrameWrite>(mut io: W, out: Outbound, flush_timeout: Dura
         .await;
     }
     out.closer.shut(None);
-    let why = farewell.as_ref().map(|(r, m)| (*r, m.as_str()));
-    let _ = tokio::time::timeout(flush_timeout, io.shutdown(why)).await;
+    let _ = tokio::time::timeout(flush_timeout, io.shutdown(farewell.as_ref())).await;
 }

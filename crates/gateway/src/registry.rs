@@ -196,6 +196,7 @@ impl LocalSessions for Registry {
                     reason: pb::DisconnectReason::GoingAway,
                     message: "rebalancing: reconnect to the node named".into(),
                     flush: true,
+                    too_large: false,
                     reconnect_after_ms,
                     reconnect_to: Some(Arc::new(to)),
                 });
@@ -234,6 +235,7 @@ fn replaced(reason: RevokeReason) -> Close {
         reason,
         message: message.into(),
         flush: true,
+        too_large: false,
         reconnect_after_ms: 0,
         reconnect_to: None,
     }

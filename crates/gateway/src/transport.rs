@@ -1,6 +1,7 @@
 //! TCP and WebSocket differ only in how bytes arrive and leave: both yield
 //! frames through the same decoder and take encoded frames to write.
 
+use crate::outbound::Farewell;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -15,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHa
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -67,10 +69,7 @@ pub trait FrameWrite: Send + 'static {
     ) -> impl Future<Output = std::io::Result<()>> + Send;
     /// Ends the stream; `why` is the Disconnect just sent, if any (a
     /// WebSocket says it again in its close frame).
-    fn shutdown(
-        &mut self,
-        why: Option<(DisconnectReason, &str)>,
-    ) -> impl Future<Output = ()> + Send;
+    fn shutdown(&mut self, why: Option<&Farewell>) -> impl Future<Output = ()> + Send;
 }
 
 /// Reads whatever the socket has, up to this much at a time, into a buffer
@@ -160,7 +159,7 @@ impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for TcpWrite<W> {
         self.wr.flush().await
     }
 
-    async fn shutdown(&mut self, _: Option<(DisconnectReason, &str)>) {
+    async fn shutdown(&mut self, _: Option<&Farewell>) {
         let _ = self.wr.shutdown().await;
     }
 }
@@ -288,6 +287,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsRead<S> {
                         max: self.preauth_bytes,
                     });
                 }
+                // A message past the frame limit, refused by the WebSocket
+                // layer before it was all read.
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    return Err(ReadError::Frame(FrameError::TooLarge {
+                        len: size,
+                        max: max_size,
+                    }));
+                }
                 Some(Err(e)) => return Err(ReadError::Io(e.to_string())),
             }
         }
@@ -314,11 +321,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameWrite for WsWrite<
         self.wr.flush().await.map_err(std::io::Error::other)
     }
 
-    async fn shutdown(&mut self, why: Option<(DisconnectReason, &str)>) {
-        if let Some((reason, message)) = why {
+    async fn shutdown(&mut self, why: Option<&Farewell>) {
+        if let Some(why) = why {
             let frame = CloseFrame {
-                code: close_code(reason),
-                reason: close_reason(message).into(),
+                code: close_code(why),
+                reason: close_reason(&why.message).into(),
             };
             let _ = self.wr.send(Message::Close(Some(frame))).await;
         }
@@ -328,8 +335,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameWrite for WsWrite<
 
 /// The WebSocket close code that goes with a Disconnect (docs/PROTOCOL.md
 /// §1): the Disconnect frame before it says the rest.
-fn close_code(reason: DisconnectReason) -> CloseCode {
-    match reason {
+fn close_code(why: &Farewell) -> CloseCode {
+    if why.too_large {
+        return CloseCode::Size;
+    }
+    match why.reason {
         DisconnectReason::GoingAway => CloseCode::Away,
         DisconnectReason::ProtocolError => CloseCode::Policy,
         DisconnectReason::ServerFull => CloseCode::Again,

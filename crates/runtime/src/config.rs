@@ -48,6 +48,9 @@ pub fn check(ok: bool, key: &'static str, reason: impl FnOnce() -> String) -> Re
 pub struct LimitsConfig {
     pub max_connections: usize,
     pub max_unauthenticated_per_address: usize,
+    /// Connections waiting to log in, in all, always; 0 means half of
+    /// `max_connections` (see [`LimitsConfig::unauthenticated_bound`]).
+    pub max_unauthenticated: usize,
     pub max_frame_bytes: usize,
     pub max_preauth_frame_bytes: usize,
     pub max_message_bytes: usize,
@@ -68,6 +71,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_connections: 19_000,
             max_unauthenticated_per_address: 256,
+            max_unauthenticated: 0,
             max_frame_bytes: 256 * 1024,
             max_preauth_frame_bytes: 4096,
             max_message_bytes: 64 * 1024,
@@ -86,6 +90,17 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// How many of a node's `max_connections` connections may be waiting to
+    /// log in at once: `max_unauthenticated`, or half when it is 0, and
+    /// never all of them, so that logins always find room.
+    pub fn unauthenticated_bound(&self, max_connections: usize) -> usize {
+        let bound = match self.max_unauthenticated {
+            0 => max_connections / 2,
+            n => n,
+        };
+        bound.min(max_connections.saturating_sub(1)).max(1)
+    }
+
     pub fn validate(&self) -> Result<(), Invalid> {
         let l = self;
         let at_least_1 = || "must be at least 1".to_owned();
