@@ -276,6 +276,12 @@ pub trait Store: Send + Sync + 'static {
     /// store can take writes now. After a storage fault it tries a small
     /// write, so it turns healthy again once the fault has cleared.
     async fn check(&self) -> Result<()>;
+    /// What the store already knows to be wrong, without asking the
+    /// database (the PostgreSQL breaker open): for readiness, which must
+    /// not wait on it.
+    fn known_down(&self) -> Option<String> {
+        None
+    }
     /// Queued writes and the queue's capacity.
     fn queue(&self) -> (usize, usize);
     /// From now on, refuses queued and new writes with

@@ -648,6 +648,12 @@ impl Store for PgStore {
         self.change(writer::Probe).await
     }
 
+    fn known_down(&self) -> Option<String> {
+        self.breaker
+            .is_open()
+            .then(|| "the database is unreachable (circuit breaker open)".into())
+    }
+
     fn queue(&self) -> (usize, usize) {
         let max = self.writer.max_capacity();
         (max - self.writer.capacity(), max)
