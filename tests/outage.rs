@@ -1,5 +1,7 @@
 //! PostgreSQL misbehaving under a running server, through a fault-injecting
-//! proxy between natter and the database: cut, stalled, slow. Nothing
+//! proxy between natter and the database: cut, stalled (briefly, or silent
+//! for seconds: `Mode::Stall` forwards nothing and closes nothing, as a
+//! partition or a hung primary would), slow. Nothing
 //! uncommitted is ACKed, senders hear UNAVAILABLE with a retry hint quickly,
 //! /readyz says so while the breaker is open, the server recovers by itself
 //! when the database is back, and every ACKed message is stored exactly
@@ -343,5 +345,187 @@ async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
     let have = stored(&server).await;
     assert_eq!(have.len(), attempts * 40);
     assert!(have.values().all(|&n| n == 1), "each once");
+    server.stop().await;
+}
+
+/// Sets every `[store]` timeout and breaker setting back to its default
+/// (`behind_proxy` shortens them): the silent-database tests measure what
+/// a production configuration does.
+fn store_defaults(c: &mut natter::Config) {
+    let d = natter::config::StoreConfig::default();
+    c.store.connect_timeout_ms = d.connect_timeout_ms;
+    c.store.statement_timeout_ms = d.statement_timeout_ms;
+    c.store.pool_wait_ms = d.pool_wait_ms;
+    c.store.breaker_failures = d.breaker_failures;
+    c.store.breaker_open_ms = d.breaker_open_ms;
+}
+
+/// The documented bound on a Send (`store.request_timeout_ms`, default
+/// 2 s), and what a loaded test machine may add to it.
+const SEND_DEADLINE: Duration = Duration::from_millis(2_000);
+const MARGIN: Duration = Duration::from_millis(1_000);
+
+/// A database that goes silent (a partition, a hung primary: the proxy in
+/// `Mode::Stall` holds every byte and closes nothing) for 10 s under a steady stream of
+/// pipelined Sends. Every Send is answered within its deadline, ACKed or
+/// UNAVAILABLE with a retry hint; the breaker opens; /readyz answers 503
+/// from what it knows, quickly; the server recovers without a restart.
+/// Nothing ACKed is lost, and no Send refused after the silence began is
+/// stored; Sends already in a round when it began have an unknown outcome,
+/// which the client's resend with the same client_msg_id resolves to one
+/// message.
+#[tokio::test]
+async fn a_silent_database_answers_every_send_within_its_deadline() {
+    let Some((server, proxy, _)) = behind_proxy(store_defaults).await else {
+        return;
+    };
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    const EVERY: Duration = Duration::from_millis(100);
+    const SILENT_FROM: Duration = Duration::from_secs(2);
+    const SILENT_FOR: Duration = Duration::from_secs(10);
+    const SENDS: u32 = 170; // 17 s: 2 before, 10 silent, 5 after
+    let start = Instant::now();
+    let sends = futures_util::future::join_all((0..SENDS).map(|i| {
+        let alice = &alice;
+        async move {
+            tokio::time::sleep_until(start + EVERY * i).await;
+            let issued = Instant::now();
+            let id = format!("s{i}");
+            let r = alice.send_text(bob.user_id, &id, "steady").await;
+            (id, issued - start, issued.elapsed(), r)
+        }
+    }));
+    let outage = async {
+        tokio::time::sleep_until(start + SILENT_FROM).await;
+        proxy.set(Mode::Stall);
+        // /readyz while the database is silent: always quick, and 503 with
+        // the breaker named once it opens.
+        let (mut slowest, mut saw_open, mut probes) = (Duration::ZERO, None, 0);
+        while Instant::now() < start + SILENT_FROM + SILENT_FOR {
+            let asked = Instant::now();
+            let (status, body) = http_get(server.http, "/readyz").await;
+            slowest = slowest.max(asked.elapsed());
+            probes += 1;
+            if status == 503 && body.contains("breaker") && saw_open.is_none() {
+                saw_open = Some(asked - start - SILENT_FROM);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        proxy.set(Mode::Pass);
+        (slowest, saw_open, probes)
+    };
+    let (results, (slowest_ready, opened_after, probes)) = tokio::join!(sends, outage);
+
+    let mut answered_in: Vec<Duration> = results.iter().map(|r| r.2).collect();
+    answered_in.sort();
+    let (p50, max) = (
+        answered_in[answered_in.len() / 2],
+        answered_in[answered_in.len() - 1],
+    );
+    let refused: Vec<&(String, Duration, Duration, _)> =
+        results.iter().filter(|r| r.3.is_err()).collect();
+    eprintln!(
+        "sends: {} answered, p50 {p50:?}, max {max:?}, {} refused; /readyz: {probes} probes, \
+         slowest {slowest_ready:?}, breaker seen open {opened_after:?} after the silence began",
+        results.len(),
+        refused.len()
+    );
+    for (id, _, took, r) in &results {
+        assert!(
+            *took <= SEND_DEADLINE + MARGIN,
+            "{id} answered after {took:?}: {r:?}"
+        );
+        assert!(r.is_ok() || unavailable(r), "{id}: {r:?}");
+    }
+    assert!(
+        slowest_ready <= Duration::from_millis(200),
+        "/readyz took {slowest_ready:?}"
+    );
+    assert!(opened_after.is_some(), "the breaker never opened");
+    assert!(!refused.is_empty(), "the silence was noticed");
+
+    // Back without a restart: a Send is ACKed again.
+    until_a_send_works(&alice, bob.user_id, "after").await;
+    until_ready_is(&server, 200).await;
+    let have = stored(&server).await;
+    for (id, _, _, r) in &results {
+        if r.is_ok() {
+            assert_eq!(have.get(id), Some(&1), "{id} was ACKed: stored once");
+        }
+    }
+    // A Send that arrived once the database was silent never reached it.
+    for (id, issued, _, _) in &refused {
+        if *issued > SILENT_FROM + Duration::from_millis(50) {
+            assert!(!have.contains_key(id), "{id} was refused but stored");
+        }
+    }
+    // The rest (in a round when the silence began) are resent, and each
+    // resolves to exactly one message.
+    for (id, _, _, _) in &refused {
+        let again = until_a_send_works(&alice, bob.user_id, id).await;
+        assert_eq!(again.duplicate, have.contains_key(id), "{id}");
+    }
+    let have = stored(&server).await;
+    assert!(
+        have.values().all(|&n| n == 1),
+        "each message once: {have:?}"
+    );
+    assert_eq!(
+        have.len(),
+        results.len() + 1,
+        "every Send is stored in the end"
+    );
+    server.stop().await;
+}
+
+/// Logins refused because the database is down are not failed passwords:
+/// once it is back, the owner logs in at once, however many tries failed
+/// while it was down (6 used to put the account in back-off). A wrong
+/// password still counts.
+#[tokio::test]
+async fn logins_refused_while_the_database_is_down_do_not_count_as_failures() {
+    // The test configuration lifts the per-address limits (every client
+    // is 127.0.0.1); the per-account back-off keeps its default.
+    let Some((server, proxy, _)) = behind_proxy(|_| {}).await else {
+        return;
+    };
+    let (_alice, _) = server.user("alice").await;
+    proxy.set(Mode::Cut);
+    for i in 0..10 {
+        let mut c = server.client().await;
+        let r = c.login("alice", PASSWORD, "d2").await;
+        assert_eq!(code(r), pb::ErrorCode::Unavailable, "login {i} while down");
+    }
+    proxy.set(Mode::Pass);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut c = server.client().await;
+        match c.login("alice", PASSWORD, "d2").await {
+            Ok(_) => break,
+            Err(e) => {
+                let code = code::<()>(Err(e));
+                assert_eq!(
+                    code,
+                    pb::ErrorCode::Unavailable,
+                    "only the outage may refuse"
+                );
+                assert!(Instant::now() < deadline, "never logged in again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // Wrong passwords do count: past the free ones the account backs off.
+    let free = natter::config::Throttle::default().failed_login_free_per_user;
+    for _ in 0..free {
+        let mut c = server.client().await;
+        let r = c.login("alice", "wrong", "d3").await;
+        assert_eq!(code(r), pb::ErrorCode::BadCredentials);
+    }
+    let mut c = server.client().await;
+    let _ = c.login("alice", "wrong", "d3").await;
+    let mut c = server.client().await;
+    let r = c.login("alice", PASSWORD, "d3").await;
+    assert_eq!(code(r), pb::ErrorCode::RateLimited, "wrong passwords count");
     server.stop().await;
 }

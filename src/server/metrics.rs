@@ -40,6 +40,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_users_registered_total",
         "natter_uploads_expired_total",
         "natter_login_failures_total",
+        "natter_store_expired_total",
         "natter_email_codes_sent_total",
         "natter_email_failures_total",
         "natter_pushes_total",
@@ -372,6 +373,10 @@ pub fn describe() {
     describe_gauge!(
         "natter_store_queue_depth",
         "Writes waiting for the store's writer."
+    );
+    describe_counter!(
+        "natter_store_expired_total",
+        "Writes answered UNAVAILABLE without being sent to the database: their deadline (store.request_timeout_ms) passed while they were queued."
     );
     describe_gauge!(
         "natter_store_breaker_state",

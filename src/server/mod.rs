@@ -26,7 +26,7 @@ use natter_runtime::limits::SendBuckets;
 use natter_runtime::load::{self, Load};
 use natter_service::{EventSink, Limiter, Presence, Service, ServiceConfig};
 use natter_store as store;
-use readiness::{readiness, single_node, NodeTable};
+use readiness::{readiness, single_node, NodeTable, StoreHealth};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +144,12 @@ pub async fn run_then(
         },
         background_stop.clone(),
     ));
+    let store_health = StoreHealth::new();
+    background.spawn(readiness::watch_store(
+        store.clone(),
+        store_health.clone(),
+        background_stop.clone(),
+    ));
     background.spawn(memory::trimmer(
         Duration::from_secs(5),
         background_stop.clone(),
@@ -210,6 +216,7 @@ pub async fn run_then(
             draining.clone(),
             load.clone(),
             store.clone(),
+            store_health,
             cluster.clone(),
         ),
         cluster: node_table.clone(),

@@ -1,6 +1,7 @@
 //! What the HTTP API reports about this node: whether it is ready (not
 //! draining, not shedding load, the store answering in time, the cluster's
-//! bus connected) and which node a client should use.
+//! bus connected) and which node a client should use. Readiness is read
+//! from memory, kept fresh by a background check of the store.
 
 use crate::config::Config;
 use natter_api::{ClusterView, ReadinessCheck};
@@ -9,30 +10,73 @@ use natter_gateway::Gateway;
 use natter_runtime::load::Load;
 use natter_store::Store;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// The readiness answer: not while draining or shedding load, and only when
-/// the store completes a round trip in time. The store's answer is reused for
-/// a second, and one check runs at a time, so polling /readyz cannot load
-/// the writer.
+/// How often the store's round trip is checked, and how long one may take.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+const CHECK_BOUND: Duration = Duration::from_secs(2);
+
+/// The store's last checked answer, kept by [`watch_store`] and read by
+/// the readiness answer, which so never waits on the database.
+pub(super) struct StoreHealth(Mutex<Result<(), String>>);
+
+impl StoreHealth {
+    /// Ready until the first check says otherwise: the store was opened
+    /// (and migrated) just before.
+    pub(super) fn new() -> Arc<StoreHealth> {
+        Arc::new(StoreHealth(Mutex::new(Ok(()))))
+    }
+
+    fn get(&self) -> Result<(), String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, answer: Result<(), String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = answer;
+    }
+}
+
+/// Checks the store's round trip every second (each check bounded) until
+/// `stop`, keeping the answer in `health`. One check at a time, whatever
+/// polls /readyz, so polling cannot load the writer.
+pub(super) async fn watch_store(
+    store: Arc<dyn Store>,
+    health: Arc<StoreHealth>,
+    stop: CancellationToken,
+) {
+    loop {
+        let checked = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = tokio::time::timeout(CHECK_BOUND, store.check()) => r,
+        };
+        health.set(match checked {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("storage: {e}")),
+            Err(_) => Err(format!("storage: no answer within {CHECK_BOUND:?}")),
+        });
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+    }
+}
+
+/// The readiness answer: not while draining or shedding load, not while
+/// the store knows the database is down (its breaker open), and only when
+/// the store's last round trip (see [`watch_store`]) completed in time.
+/// Everything it reads is in memory: it answers at once, whatever the
+/// database does.
 pub(super) fn readiness(
     draining: Arc<AtomicBool>,
     load: Arc<Load>,
     store: Arc<dyn Store>,
+    health: Arc<StoreHealth>,
     cluster: Option<Cluster>,
 ) -> ReadinessCheck {
-    type Checked = Option<(natter_runtime::clock::Instant, Result<(), String>)>;
-    let last: Arc<tokio::sync::Mutex<Checked>> = Arc::default();
     Arc::new(move || {
-        let (draining, load, store, last, cluster) = (
-            draining.clone(),
-            load.clone(),
-            store.clone(),
-            last.clone(),
-            cluster.clone(),
-        );
-        Box::pin(async move {
+        let answer = (|| {
             if draining.load(Ordering::Acquire) {
                 return Err("draining".into());
             }
@@ -42,20 +86,12 @@ pub(super) fn readiness(
             if !load.accepts_new() {
                 return Err(format!("shedding load (stage {})", load.stage().name()));
             }
-            let mut last = last.lock().await;
-            if let Some((at, answer)) = last.as_ref() {
-                if at.elapsed() < Duration::from_secs(1) {
-                    return answer.clone();
-                }
+            if let Some(why) = store.known_down() {
+                return Err(format!("storage: {why}"));
             }
-            let answer = match tokio::time::timeout(Duration::from_secs(2), store.check()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("storage: {e}")),
-                Err(_) => Err("storage: no answer within 2 s".into()),
-            };
-            *last = Some((natter_runtime::clock::Instant::now(), answer.clone()));
-            answer
-        })
+            health.get()
+        })();
+        Box::pin(std::future::ready(answer))
     })
 }
 

@@ -309,6 +309,26 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
         self.table.remove(key);
     }
 
+    /// Takes back one failure recorded ahead of an attempt that turned out
+    /// not to be one (it could not be judged), with the wait it imposed:
+    /// the key waits as if it had never been made.
+    pub fn give_back(&self, key: &K, now: Instant) {
+        let mut shard = self.table.shard(key);
+        let Some(f) = shard.get_mut(key) else {
+            return;
+        };
+        f.count = f.count.saturating_sub(1);
+        if f.count == 0 {
+            shard.remove(key);
+        } else if f.count <= self.free {
+            f.until = f.until.min(now);
+        } else {
+            let doublings = (f.count - self.free - 1).min(30);
+            let wait = self.base.saturating_mul(1 << doublings).min(self.max);
+            f.until = f.until.min(f.last + wait);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }

@@ -184,15 +184,17 @@ impl Service {
             Ok(name) => self.inner.store.user_by_name(&name).await,
             Err(_) => Ok(None),
         };
-        let checked = match user {
-            Ok(user) => {
-                let hash = user.as_ref().map(|u| u.password_hash.clone());
-                let ok = self.inner.hasher.verify(password.to_owned(), hash).await;
-                ok.map(|ok| (user, ok))
+        let user = match user {
+            Ok(user) => user,
+            Err(e) => {
+                // The storage is down: no password was judged.
+                throttles.not_looked_up(&key, from, Instant::now());
+                return Err(e.into());
             }
-            Err(e) => Err(e.into()),
         };
-        let (user, ok) = match checked {
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let checked = self.inner.hasher.verify(password.to_owned(), hash).await;
+        let (user, ok) = match checked.map(|ok| (user, ok)) {
             Ok(c) => c,
             Err(e) => {
                 throttles.not_checked(from, Instant::now());

@@ -204,6 +204,14 @@ impl Throttles {
         self.not_checked(from, now);
     }
 
+    /// The account could not be looked up (the storage down or busy):
+    /// nothing was guessed, so neither the username nor the address is
+    /// charged a failure. Only a wrong password counts toward a back-off.
+    pub fn not_looked_up(&self, user: &str, from: Option<IpAddr>, now: Instant) {
+        self.failed_by_user.give_back(&user.to_owned(), now);
+        self.not_checked(from, now);
+    }
+
     /// The password could not be checked (the hashing line was full): the
     /// address's failure is given back; the username's stays counted, so a
     /// busy server never makes guessing cheaper.
@@ -272,6 +280,35 @@ mod tests {
             t.before_password("carol", None, now()).unwrap();
         }
         assert!(t.before_password("carol", None, now()).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_the_storage_could_not_judge_cost_nothing() {
+        let t = Throttles::new(&ThrottleConfig {
+            failed_login_burst_per_address: 3.0,
+            ..ThrottleConfig::default()
+        });
+        let (now, from) = (Instant::now, Some(addr("10.0.0.1")));
+        for _ in 0..20 {
+            t.before_password("dave", from, now()).unwrap();
+            t.not_looked_up("dave", from, now());
+        }
+        // Five wrong passwords are free, the sixth starts the back-off.
+        for _ in 0..6 {
+            t.before_password("dave", None, now()).unwrap();
+        }
+        assert!(t.before_password("dave", None, now()).is_err());
+        // One that could not be judged takes back the doubling it made:
+        // the wait stays the 1 s the six wrong ones earned, not 2 s.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        t.before_password("dave", None, now()).unwrap();
+        t.not_looked_up("dave", None, now());
+        match t.before_password("dave", None, now()) {
+            Err(ServiceError::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_secs(1))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test(start_paused = true)]

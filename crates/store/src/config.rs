@@ -48,6 +48,10 @@ pub struct StoreConfig {
     pub connect_timeout_ms: u64,
     /// PostgreSQL: how long one statement may run.
     pub statement_timeout_ms: u64,
+    /// PostgreSQL: a request's whole bound from its arrival (a Send's
+    /// queueing, connecting and committing), after which it is answered
+    /// UNAVAILABLE.
+    pub request_timeout_ms: u64,
     /// PostgreSQL: how long a request waits for a free pooled connection.
     pub pool_wait_ms: u64,
     /// PostgreSQL: consecutive failures that open the circuit breaker.
@@ -75,6 +79,7 @@ impl Default for StoreConfig {
             pool_size: 16,
             connect_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
+            request_timeout_ms: 2_000,
             pool_wait_ms: 2_000,
             breaker_failures: 3,
             breaker_open_ms: 2_000,
@@ -108,6 +113,7 @@ impl StoreConfig {
         for (v, key) in [
             (self.connect_timeout_ms, "store.connect_timeout_ms"),
             (self.statement_timeout_ms, "store.statement_timeout_ms"),
+            (self.request_timeout_ms, "store.request_timeout_ms"),
             (self.pool_wait_ms, "store.pool_wait_ms"),
             (self.breaker_open_ms, "store.breaker_open_ms"),
         ] {
@@ -150,6 +156,7 @@ impl StoreConfig {
             pool_size: self.pool_size,
             connect_timeout: ms(self.connect_timeout_ms),
             statement_timeout: ms(self.statement_timeout_ms),
+            request_timeout: ms(self.request_timeout_ms),
             pool_wait: ms(self.pool_wait_ms),
             max_batch: self.max_batch,
             queue_depth: self.queue_depth,

@@ -27,28 +27,44 @@ pub use postgres::engine::breaker::{Breaker, BreakerOptions};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A queued append's outcome, once its transaction is over (see
-/// [`Store::queue_append`]).
-pub struct PendingAppend(tokio::sync::oneshot::Receiver<Result<Appended>>);
+/// A queued write's outcome, once its transaction is over (see
+/// [`Store::queue_append`]), or a time-out once its caller's deadline has
+/// passed without one.
+pub struct PendingAppend<T = Appended> {
+    rx: tokio::sync::oneshot::Receiver<Result<T>>,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
 
-impl PendingAppend {
-    pub fn new(rx: tokio::sync::oneshot::Receiver<Result<Appended>>) -> Self {
-        PendingAppend(rx)
+impl<T> PendingAppend<T> {
+    pub fn new(rx: tokio::sync::oneshot::Receiver<Result<T>>) -> Self {
+        PendingAppend { rx, deadline: None }
+    }
+
+    /// Stops waiting at `at`: the answer is then "no answer in time" (the
+    /// database down), whatever the writer does later.
+    pub fn until(mut self, at: natter_runtime::clock::Instant) -> Self {
+        self.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
+        self
     }
 }
 
-impl std::future::Future for PendingAppend {
-    type Output = Result<Appended>;
+impl<T> std::future::Future for PendingAppend<T> {
+    type Output = Result<T>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
         // A writer that went away without answering stored nothing it
         // could still report: the caller hears "not taking writes".
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(StoreError::Unavailable)))
+        if let Poll::Ready(r) = std::pin::Pin::new(&mut self.rx).poll(cx) {
+            return Poll::Ready(r.unwrap_or(Err(StoreError::Unavailable)));
+        }
+        match self.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(postgres::engine::writer::timed_out())),
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -260,6 +276,12 @@ pub trait Store: Send + Sync + 'static {
     /// store can take writes now. After a storage fault it tries a small
     /// write, so it turns healthy again once the fault has cleared.
     async fn check(&self) -> Result<()>;
+    /// What the store already knows to be wrong, without asking the
+    /// database (the PostgreSQL breaker open): for readiness, which must
+    /// not wait on it.
+    fn known_down(&self) -> Option<String> {
+        None
+    }
     /// Queued writes and the queue's capacity.
     fn queue(&self) -> (usize, usize);
     /// From now on, refuses queued and new writes with

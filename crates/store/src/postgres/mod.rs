@@ -33,6 +33,7 @@ use crate::{CodeTry, CodeVerdict, NewEmailCode, NewVerifiedUser};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use engine::writer::{self, timed_out, Job, Writer};
+use natter_runtime::clock::Instant;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +52,9 @@ pub struct PgOptions {
     pub connect_timeout: Duration,
     /// How long one statement may run on the server (statement_timeout).
     pub statement_timeout: Duration,
+    /// A request's whole bound from when the store gets it: a Send's
+    /// queueing, connecting and committing.
+    pub request_timeout: Duration,
     /// How long a request waits for a free pooled connection.
     pub pool_wait: Duration,
     /// The most appends one transaction carries.
@@ -69,6 +73,7 @@ impl PgOptions {
             pool_size: 16,
             connect_timeout: Duration::from_secs(3),
             statement_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(2),
             pool_wait: Duration::from_secs(2),
             max_batch: 512,
             queue_depth: 8192,
@@ -93,9 +98,15 @@ impl PgOptions {
         Ok(c)
     }
 
-    /// A request's whole time bound: a statement, plus a connection.
+    /// The longest anything may wait on the server: a statement, plus a
+    /// connection.
     fn op_timeout(&self) -> Duration {
         self.statement_timeout + self.connect_timeout
+    }
+
+    /// A request's whole time bound.
+    fn request_bound(&self) -> Duration {
+        self.request_timeout.min(self.op_timeout())
     }
 }
 
@@ -105,33 +116,16 @@ pub struct PgStore {
     pool: Pool,
     breaker: Arc<Breaker>,
     refusing: Arc<AtomicBool>,
-    op_timeout: Duration,
+    /// A request's whole time bound (see [`PgOptions::request_bound`]).
+    bound: Duration,
     /// Partition upkeep (monthly partitioning only), stopped by `close`.
     upkeep: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
 }
 
-/// How often partitions are made ahead and old ones dropped.
-const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
-
-async fn upkeep(pool: Pool, p: Partitioning, mut stop: oneshot::Receiver<()>) {
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            () = tokio::time::sleep(UPKEEP_EVERY) => {}
-        }
-        let done = match pool.get().await {
-            Ok(c) => partitions::maintain(&**c, p, natter_runtime::clock::now_ms()).await,
-            Err(e) => Err(pool_error(e)),
-        };
-        match done {
-            Ok(dropped) if !dropped.is_empty() => {
-                tracing::info!(?dropped, "retention dropped message partitions")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "partition upkeep failed; retrying later"),
-        }
-    }
-}
+/// How long past a job's deadline its caller still waits for the writer's
+/// own answer (which comes at the deadline) before giving up on it: the
+/// writer is stuck somewhere unbounded, which would be a bug.
+const ANSWER_GRACE: Duration = Duration::from_millis(250);
 
 impl PgStore {
     /// Connects, migrates (refusing a newer schema) and starts the writer.
@@ -190,7 +184,8 @@ impl PgStore {
                 let (stop, stopped) = oneshot::channel();
                 // Stopped and awaited by `close`.
                 #[allow(clippy::disallowed_methods)]
-                let task = tokio::spawn(upkeep(pool.clone(), opts.partitioning, stopped));
+                let task =
+                    tokio::spawn(partitions::upkeep(pool.clone(), opts.partitioning, stopped));
                 Some((stop, task))
             }
             _ => None,
@@ -201,7 +196,7 @@ impl PgStore {
             pool,
             breaker,
             refusing,
-            op_timeout: opts.op_timeout(),
+            bound: opts.request_bound(),
             upkeep: Mutex::new(upkeep),
         })
     }
@@ -225,7 +220,7 @@ impl PgStore {
             let c = self.pool.get().await.map_err(pool_error)?;
             f(c).await
         };
-        let out = match tokio::time::timeout(self.op_timeout, run).await {
+        let out = match tokio::time::timeout(self.bound, run).await {
             Ok(r) => r,
             Err(_) => Err(timed_out()),
         };
@@ -234,20 +229,25 @@ impl PgStore {
     }
 
     async fn change<C: writer::Change>(&self, change: C) -> Result<C::Out> {
+        let by = Instant::now() + self.bound;
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Change(Box::new(writer::Typed { change, reply })))
-            .await?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
+        self.submit(
+            Job::Change(Box::new(writer::Typed { change, reply }), by),
+            by,
+        )
+        .await?;
+        PendingAppend::new(rx).until(by + ANSWER_GRACE).await
     }
 
-    async fn submit(&self, job: Job) -> Result<()> {
+    /// Queues a job for the writer, waiting for room no later than `by`.
+    async fn submit(&self, job: Job, by: Instant) -> Result<()> {
         if self.refusing.load(Ordering::Relaxed) {
             return Err(StoreError::Unavailable);
         }
-        self.writer
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Unavailable)
+        match tokio::time::timeout_at(by, self.writer.send(job)).await {
+            Ok(sent) => sent.map_err(|_| StoreError::Unavailable),
+            Err(_) => Err(timed_out()),
+        }
     }
 }
 
@@ -362,11 +362,19 @@ impl Store for PgStore {
     }
 
     async fn queue_append(&self, new: NewMessage) -> Result<PendingAppend> {
+        // The one deadline of this Send, from its arrival: the writer
+        // answers by then, stored or not.
+        let deadline = Instant::now() + self.bound;
         let (reply, rx) = oneshot::channel();
         // The writer's queue is FIFO and its rounds keep queue order, so
         // queueing order is storing order.
-        self.submit(Job::Append(new, reply)).await?;
-        Ok(PendingAppend::new(rx))
+        let append = writer::Append {
+            new,
+            reply,
+            deadline,
+        };
+        self.submit(Job::Append(append), deadline).await?;
+        Ok(PendingAppend::new(rx).until(deadline + ANSWER_GRACE))
     }
 
     async fn sync(
@@ -638,6 +646,12 @@ impl Store for PgStore {
         })
         .await?;
         self.change(writer::Probe).await
+    }
+
+    fn known_down(&self) -> Option<String> {
+        self.breaker
+            .is_open()
+            .then(|| "the database is unreachable (circuit breaker open)".into())
     }
 
     fn queue(&self) -> (usize, usize) {

@@ -61,13 +61,15 @@ pub fn collided(e: &StoreError) -> bool {
     }
 }
 
-/// A pool that could not hand out a connection: a bounded wait that ran
-/// out is "busy", not a bug.
+/// A pool that could not hand out a connection: a bounded wait for a free
+/// one that ran out is "busy", not a bug; a new connection (or the check of
+/// an idle one) that got no answer in time is the server silent: "down".
 pub fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
-    use deadpool_postgres::PoolError as P;
+    use deadpool_postgres::{PoolError as P, TimeoutType};
     match e {
         P::Backend(e) => e.into(),
-        P::Timeout(_) => StoreError::Fault {
+        P::Timeout(TimeoutType::Create | TimeoutType::Recycle) => super::writer::timed_out(),
+        P::Timeout(TimeoutType::Wait) => StoreError::Fault {
             fault: Fault::Busy,
             source: Arc::new(PoolExhausted),
         },

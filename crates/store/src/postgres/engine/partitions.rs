@@ -6,7 +6,10 @@
 //! every layout; by month they visit each partition's index.
 
 use crate::{Result, StoreError};
+use deadpool_postgres::Pool;
 use std::fmt;
+use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio_postgres::GenericClient;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +183,30 @@ pub async fn maintain(c: &impl GenericClient, p: Partitioning, now_ms: i64) -> R
     .await
     .map_err(StoreError::from)?;
     Ok(dropped)
+}
+
+/// How often partitions are made ahead and old ones dropped.
+const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Makes partitions ahead and drops old ones every hour until `stop`.
+pub async fn upkeep(pool: Pool, p: Partitioning, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(UPKEEP_EVERY) => {}
+        }
+        let done = match pool.get().await {
+            Ok(c) => maintain(&**c, p, natter_runtime::clock::now_ms()).await,
+            Err(e) => Err(super::faults::pool_error(e)),
+        };
+        match done {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(?dropped, "retention dropped message partitions")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "partition upkeep failed; retrying later"),
+        }
+    }
 }
 
 #[cfg(test)]

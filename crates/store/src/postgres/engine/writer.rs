@@ -6,6 +6,11 @@
 //! A round that raced another node's runs again; a round whose COMMIT's
 //! fate is unknown fails, and its callers' resends resolve by
 //! (sender, client_msg_id) to exactly one message.
+//!
+//! Every job carries its caller's deadline: one still queued when it
+//! passes is answered at once and never sent to the database, and a round
+//! is given up at the earliest deadline among its jobs, so nothing waits
+//! behind a stuck commit longer than its own bound.
 
 use super::super::messages::append::{self as appends, Pairs, Round, Statements};
 use super::super::messages::Published;
@@ -27,9 +32,17 @@ use tokio_postgres::{Client, NoTls, Transaction};
 const ATTEMPTS: usize = 4;
 
 pub enum Job {
-    Append(NewMessage, oneshot::Sender<Result<Appended>>),
-    Change(Box<dyn Queued>),
+    Append(Append),
+    Change(Box<dyn Queued>, Instant),
     Close(oneshot::Sender<()>),
+}
+
+/// A queued append: the message, where its answer goes, and when its
+/// caller stops waiting.
+pub struct Append {
+    pub new: NewMessage,
+    pub reply: oneshot::Sender<Result<Appended>>,
+    pub deadline: Instant,
 }
 
 /// A change that appends a system event: one transaction of its own (run
@@ -43,8 +56,9 @@ pub trait Change: Send + Sync + 'static {
 /// A queued change with where its answer goes; the writer sees only this.
 #[async_trait]
 pub trait Queued: Send {
-    async fn execute(self: Box<Self>, writer: &Writer, client: &mut Option<Conn>);
-    fn refuse(self: Box<Self>);
+    async fn execute(self: Box<Self>, writer: &Writer, client: &mut Option<Conn>, by: Instant);
+    /// Answers without running: the store is closing, or the deadline passed.
+    fn refuse(self: Box<Self>, why: StoreError);
 }
 
 /// A change and its caller's reply channel, typed together, so an answer
@@ -56,13 +70,13 @@ pub struct Typed<C: Change> {
 
 #[async_trait]
 impl<C: Change> Queued for Typed<C> {
-    async fn execute(self: Box<Self>, writer: &Writer, client: &mut Option<Conn>) {
-        let out = writer.change(client, &self.change).await;
+    async fn execute(self: Box<Self>, writer: &Writer, client: &mut Option<Conn>, by: Instant) {
+        let out = writer.change(client, &self.change, by).await;
         let _ = self.reply.send(out);
     }
 
-    fn refuse(self: Box<Self>) {
-        let _ = self.reply.send(Err(StoreError::Unavailable));
+    fn refuse(self: Box<Self>, why: StoreError) {
+        let _ = self.reply.send(Err(why));
     }
 }
 
@@ -146,7 +160,8 @@ impl Change for Probe {
 pub struct Writer {
     pub rx: mpsc::Receiver<Job>,
     pub config: tokio_postgres::Config,
-    /// The longest a round may take before the connection is given up.
+    /// The longest a round may take before the connection is given up,
+    /// whatever its jobs' deadlines.
     pub op_timeout: Duration,
     pub max_batch: usize,
     pub feed: CommitFeedSender,
@@ -165,23 +180,28 @@ pub fn timed_out() -> StoreError {
     }
 }
 
+/// Counts jobs answered without running because their deadline passed
+/// while they were queued.
+fn expired(n: usize) {
+    metrics::counter!("natter_store_expired_total").increment(n as u64);
+}
+
 /// The writer's connection and what it has prepared.
 pub struct Conn {
     client: Client,
     statements: Statements,
 }
 
-/// The writer's connection, made (through the breaker) when missing.
+/// The writer's connection, made when missing (its caller has passed the
+/// breaker).
 async fn connected<'c>(
     client: &'c mut Option<Conn>,
     config: &tokio_postgres::Config,
-    breaker: &Breaker,
     timeout: Duration,
 ) -> Result<&'c mut Conn> {
     if client.as_ref().is_some_and(|c| c.client.is_closed()) {
         *client = None;
     }
-    breaker.admit()?;
     if client.is_none() {
         let made = match tokio::time::timeout(timeout, config.connect(NoTls)).await {
             Ok(Ok((c, connection))) => {
@@ -229,18 +249,21 @@ impl Writer {
                     let _ = reply.send(());
                     break;
                 }
-                Job::Change(c) => {
+                Job::Change(c, by) => {
                     if self.refusing.load(Ordering::Relaxed) {
-                        c.refuse();
-                        continue;
+                        c.refuse(StoreError::Unavailable);
+                    } else if Instant::now() >= by {
+                        expired(1);
+                        c.refuse(timed_out());
+                    } else {
+                        c.execute(&self, &mut client, by).await;
                     }
-                    c.execute(&self, &mut client).await;
                 }
-                Job::Append(new, reply) => {
-                    let mut batch = vec![(new, reply)];
+                Job::Append(first) => {
+                    let mut batch = vec![first];
                     while batch.len() < self.max_batch {
                         match self.rx.try_recv() {
-                            Ok(Job::Append(n, r)) => batch.push((n, r)),
+                            Ok(Job::Append(a)) => batch.push(a),
                             Ok(other) => {
                                 carry = Some(other);
                                 break;
@@ -249,12 +272,25 @@ impl Writer {
                         }
                     }
                     if self.refusing.load(Ordering::Relaxed) {
-                        for (_, r) in batch {
-                            let _ = r.send(Err(StoreError::Unavailable));
+                        for a in batch {
+                            let _ = a.reply.send(Err(StoreError::Unavailable));
                         }
                         continue;
                     }
-                    self.appends(&mut client, &mut pairs, batch).await;
+                    // Their callers have been answered (or are being):
+                    // sending them now could store what was refused.
+                    let now = Instant::now();
+                    let (batch, late): (Vec<Append>, Vec<Append>) =
+                        batch.into_iter().partition(|a| a.deadline > now);
+                    if !late.is_empty() {
+                        expired(late.len());
+                        for a in late {
+                            let _ = a.reply.send(Err(timed_out()));
+                        }
+                    }
+                    if !batch.is_empty() {
+                        self.appends(&mut client, &mut pairs, batch).await;
+                    }
                 }
             }
         }
@@ -262,10 +298,10 @@ impl Writer {
         // Anything that raced the close is refused, not dropped silently.
         while let Ok(job) = self.rx.try_recv() {
             match job {
-                Job::Append(_, r) => {
-                    let _ = r.send(Err(StoreError::Unavailable));
+                Job::Append(a) => {
+                    let _ = a.reply.send(Err(StoreError::Unavailable));
                 }
-                Job::Change(c) => c.refuse(),
+                Job::Change(c, _) => c.refuse(StoreError::Unavailable),
                 Job::Close(r) => {
                     let _ = r.send(());
                 }
@@ -273,56 +309,76 @@ impl Writer {
         }
     }
 
-    async fn appends(
-        &self,
-        client: &mut Option<Conn>,
-        pairs: &mut Pairs,
-        batch: Vec<(NewMessage, oneshot::Sender<Result<Appended>>)>,
-    ) {
-        let (news, replies): (Vec<NewMessage>, Vec<_>) = batch.into_iter().unzip();
+    async fn appends(&self, client: &mut Option<Conn>, pairs: &mut Pairs, batch: Vec<Append>) {
         let started = Instant::now();
+        let by = batch
+            .iter()
+            .map(|a| a.deadline)
+            .min()
+            .unwrap_or(started)
+            .min(started + self.op_timeout);
+        let (news, replies): (Vec<NewMessage>, Vec<_>) =
+            batch.into_iter().map(|a| (a.new, a.reply)).unzip();
+        // A refusal is the breaker's own answer, not news of the server:
+        // recorded, it would reopen the breaker while its probe is out.
+        if let Err(refused) = self.breaker.admit() {
+            for r in replies {
+                let _ = r.send(Err(refused.clone()));
+            }
+            return;
+        }
         let mut outcome = Err(StoreError::Unavailable);
-        for attempt in 0..ATTEMPTS {
-            let c = match connected(client, &self.config, &self.breaker, self.op_timeout).await {
-                Ok(c) => c,
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
-            };
-            let look_first = attempt > 0;
-            let round = async {
-                let tx = c.client.transaction().await?;
-                let out = appends::round(&tx, &mut c.statements, &news, pairs, look_first).await?;
-                tx.commit().await?;
-                Ok::<_, Round>(out)
-            };
-            let r = match tokio::time::timeout(self.op_timeout, round).await {
-                Ok(r) => r,
-                Err(_) => Err(Round::Failed(timed_out())),
-            };
-            match r {
-                Ok(out) => {
-                    outcome = Ok(out);
-                    break;
-                }
-                Err(Round::Raced) => {
-                    pairs.clear();
-                    continue;
-                }
-                Err(Round::Failed(e)) => {
-                    // Pairs found or made in a rolled-back round may not exist.
-                    pairs.clear();
-                    if e.fault() == Some(Fault::Down) {
-                        *client = None;
-                    }
-                    let again = collided(&e);
-                    outcome = Err(e);
-                    if !again {
+        let rounds = async {
+            for attempt in 0..ATTEMPTS {
+                let c = match connected(client, &self.config, self.op_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        outcome = Err(e);
                         break;
+                    }
+                };
+                let look_first = attempt > 0;
+                let round = async {
+                    let tx = c.client.transaction().await?;
+                    let out =
+                        appends::round(&tx, &mut c.statements, &news, pairs, look_first).await?;
+                    tx.commit().await?;
+                    Ok::<_, Round>(out)
+                };
+                let r = match tokio::time::timeout(self.op_timeout, round).await {
+                    Ok(r) => r,
+                    Err(_) => Err(Round::Failed(timed_out())),
+                };
+                match r {
+                    Ok(out) => {
+                        outcome = Ok(out);
+                        break;
+                    }
+                    Err(Round::Raced) => {
+                        pairs.clear();
+                        continue;
+                    }
+                    Err(Round::Failed(e)) => {
+                        // Pairs found or made in a rolled-back round may not exist.
+                        pairs.clear();
+                        if e.fault() == Some(Fault::Down) {
+                            *client = None;
+                        }
+                        let again = collided(&e);
+                        outcome = Err(e);
+                        if !again {
+                            break;
+                        }
                     }
                 }
             }
+        };
+        if tokio::time::timeout_at(by, rounds).await.is_err() {
+            // Given up mid-round: the connection may be anywhere in the
+            // transaction, and pairs found in it may be rolled back.
+            *client = None;
+            pairs.clear();
+            outcome = Err(timed_out());
         }
         self.breaker.record(&outcome);
         metrics::histogram!("natter_store_batch_size").record(news.len() as f64);
@@ -346,38 +402,51 @@ impl Writer {
         }
     }
 
-    async fn change<C: Change>(&self, client: &mut Option<Conn>, change: &C) -> Result<C::Out> {
+    async fn change<C: Change>(
+        &self,
+        client: &mut Option<Conn>,
+        change: &C,
+        by: Instant,
+    ) -> Result<C::Out> {
+        let by = by.min(Instant::now() + self.op_timeout);
+        self.breaker.admit()?;
         let mut outcome = Err(StoreError::Unavailable);
         let mut publish = Vec::new();
-        for _ in 0..ATTEMPTS {
-            publish.clear();
-            let c = match connected(client, &self.config, &self.breaker, self.op_timeout).await {
-                Ok(c) => c,
-                Err(e) => {
-                    outcome = Err(e);
+        let runs = async {
+            for _ in 0..ATTEMPTS {
+                publish.clear();
+                let c = match connected(client, &self.config, self.op_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                };
+                let run = async {
+                    let tx = c.client.transaction().await?;
+                    let out = change.run(&tx, &mut publish).await?;
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(out)
+                };
+                let r = match tokio::time::timeout(self.op_timeout, run).await {
+                    Ok(r) => r,
+                    Err(_) => Err(timed_out()),
+                };
+                let again = matches!(&r, Err(e) if collided(e));
+                if let Err(e) = &r {
+                    if e.fault() == Some(Fault::Down) {
+                        *client = None;
+                    }
+                }
+                outcome = r;
+                if !again {
                     break;
                 }
-            };
-            let run = async {
-                let tx = c.client.transaction().await?;
-                let out = change.run(&tx, &mut publish).await?;
-                tx.commit().await?;
-                Ok::<_, StoreError>(out)
-            };
-            let r = match tokio::time::timeout(self.op_timeout, run).await {
-                Ok(r) => r,
-                Err(_) => Err(timed_out()),
-            };
-            let again = matches!(&r, Err(e) if collided(e));
-            if let Err(e) = &r {
-                if e.fault() == Some(Fault::Down) {
-                    *client = None;
-                }
             }
-            outcome = r;
-            if !again {
-                break;
-            }
+        };
+        if tokio::time::timeout_at(by, runs).await.is_err() {
+            *client = None;
+            outcome = Err(timed_out());
         }
         self.breaker.record(&outcome);
         if outcome.is_ok() {
