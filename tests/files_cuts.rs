@@ -396,3 +396,49 @@ async fn an_object_store_down_or_silent_answers_unavailable_and_recovers() {
     assert!(body == file, "the download differs from the upload");
     server.stop().await;
 }
+
+/// More appends at once than the S3 buffer has parts' room for: those
+/// that find no room wait and then run, and every upload finishes (no
+/// append may hold part of the room while waiting for more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_appends_than_the_s3_buffer_holds_all_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = "more_appends_than_the_s3_buffer_holds_all_finish";
+    let Some(mut f) = s3_files_for(dir.path(), test) else {
+        return;
+    };
+    // Room for two parts; six appends of more than a part each.
+    f.s3.buffer_bytes = 10 * MIB as u64;
+    let server = TestServer::start_in(dir, move |c| c.files = f).await;
+    let a = server.http;
+    let (_, token) = register_and_login(a, "alice").await;
+    let file = std::sync::Arc::new(data(7 * MIB));
+    let mut uploads = Vec::new();
+    for _ in 0..6 {
+        let (status, text) = request(
+            a,
+            format!(
+                "POST /v1/files/ HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+                 tus-resumable: 1.0.0\r\nupload-length: {}\r\ncontent-length: 0\r\n\
+                 connection: close\r\n\r\n",
+                file.len()
+            ),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 201, "{text}");
+        let at = header(&text, "location").unwrap();
+        let (token, file) = (token.clone(), file.clone());
+        uploads.push(natter_testkit::spawn(async move {
+            request(a, patch_head(&token, &at, 0, file.len(), None), &file).await
+        }));
+    }
+    for u in uploads {
+        let (status, text) = tokio::time::timeout(WAIT * 3, u)
+            .await
+            .expect("every append ends")
+            .unwrap();
+        assert_eq!(status, 204, "{text}");
+    }
+    server.stop().await;
+}

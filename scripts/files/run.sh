@@ -67,10 +67,10 @@ for round in 1 2; do
       a=$(create $((64 * MIB)))
       patch "$a" "$OUT/64m.bin" --limit-rate 4M >> "$OUT/many-$storage-$round.txt" & pids+=($!)
     done
-    while kill -0 "${pids[0]}" 2>/dev/null || [ "$(jobs -rp | wc -l)" -gt 0 ]; do
+    running() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }
+    while running; do
       r=$(rss_kib $SERVER); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.5
     done
-    wait
     ok=$(grep -c '^204 ' "$OUT/many-$storage-$round.txt")
     echo "round $round $storage 100 uploads x 64 MiB at once: RSS $((base / 1024)) MiB before, peak $((peak / 1024)) MiB, $ok/100 finished" | tee -a "$OUT/summary"
     : > "$OUT/many-$storage-$round.txt"

@@ -8,9 +8,10 @@
 //! part in `<id>.tail.<n>` (`n` = the parts before it). An append fills
 //! parts and writes the new tail before the record moves, so the record
 //! always names objects that exist: a new tail has a new name whenever a
-//! part was added, and otherwise begins with the old one. Memory: the
-//! bytes appends hold while they fill parts are counted against
-//! `buffer_bytes`, and an append that would pass it waits.
+//! part was added, and otherwise begins with the old one. Memory: each
+//! append that runs holds one part's room of `buffer_bytes`, taken whole
+//! before it reads; one that finds no room waits (its client's bytes wait
+//! in its socket).
 
 use super::config::S3Config;
 use super::{Appended, Body, ByteStream, Parts, Storage, Upload};
@@ -40,39 +41,6 @@ fn err(e: object_store::Error) -> io::Error {
     match e {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
         e => io::Error::other(e),
-    }
-}
-
-/// Budget an append holds, given back when it ends (or is dropped).
-struct Held<'a> {
-    budget: &'a Semaphore,
-    units: u32,
-}
-
-impl Held<'_> {
-    async fn grow(&mut self, bytes: usize) -> io::Result<()> {
-        let units = u32::try_from((bytes as u64).div_ceil(UNIT)).unwrap_or(u32::MAX);
-        self.budget
-            .acquire_many(units)
-            .await
-            .map_err(io::Error::other)?
-            .forget();
-        self.units += units;
-        Ok(())
-    }
-
-    fn shrink(&mut self, bytes: usize) {
-        let units = u32::try_from((bytes as u64) / UNIT)
-            .unwrap_or(u32::MAX)
-            .min(self.units);
-        self.budget.add_permits(units as usize);
-        self.units -= units;
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.budget.add_permits(self.units as usize);
     }
 }
 
@@ -206,11 +174,15 @@ impl Storage for S3 {
     }
 
     async fn append(&self, u: &Upload, body: &mut Body<'_>) -> io::Result<Appended> {
-        let mut held = Held {
-            budget: &self.budget,
-            units: 0,
-        };
-        held.grow(u.parts.tail as usize).await?;
+        // A whole part's room, taken at once before any byte is read: an
+        // append holds all it may need or nothing, so appends can never
+        // each hold a piece of the budget while all wait for more.
+        let units = u32::try_from((self.part_size as u64).div_ceil(UNIT)).unwrap_or(u32::MAX);
+        let _room = self
+            .budget
+            .acquire_many(units)
+            .await
+            .map_err(io::Error::other)?;
         let mut buf = BytesMut::from(self.read_tail(u).await?);
         let mut parts = u.parts.clone();
         let mut got: u64 = 0;
@@ -222,13 +194,11 @@ impl Storage for S3 {
                 // The client went away mid-body, or the body was refused.
                 Err(_) => break,
             };
-            held.grow(n).await?;
             buf.extend_from_slice(&chunk[..n]);
             got += n as u64;
             if buf.len() >= self.part_size {
                 let data = buf.split_to(self.part_size).freeze();
                 self.put_part(&u.id, &mut parts, data).await?;
-                held.shrink(self.part_size);
             }
         }
         if body.refused() {
