@@ -16,7 +16,7 @@
 use super::config::S3Config;
 use super::{Appended, Body, ByteStream, Parts, Storage, Upload};
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::multipart::{MultipartStore, PartId};
@@ -183,22 +183,27 @@ impl Storage for S3 {
             .acquire_many(units)
             .await
             .map_err(io::Error::other)?;
-        let mut buf = BytesMut::from(self.read_tail(u).await?);
+        // One part's buffer, filled in place and never past a part: the
+        // room taken above is what it holds.
+        let tail = self.read_tail(u).await?;
+        let mut buf = BytesMut::with_capacity(self.part_size);
+        buf.extend_from_slice(&tail);
+        drop(tail);
         let mut parts = u.parts.clone();
         let mut got: u64 = 0;
-        let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            let n = match body.read(&mut chunk).await {
+            let room = self.part_size - buf.len();
+            let n = match body.read_buf(&mut (&mut buf).limit(room)).await {
                 Ok(0) => break,
                 Ok(n) => n,
                 // The client went away mid-body, or the body was refused.
                 Err(_) => break,
             };
-            buf.extend_from_slice(&chunk[..n]);
             got += n as u64;
-            if buf.len() >= self.part_size {
-                let data = buf.split_to(self.part_size).freeze();
-                self.put_part(&u.id, &mut parts, data).await?;
+            if buf.len() == self.part_size {
+                let full = std::mem::replace(&mut buf, BytesMut::new());
+                self.put_part(&u.id, &mut parts, full.freeze()).await?;
+                buf.reserve(self.part_size);
             }
         }
         if body.refused() {
