@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# scripts/rest/run.sh BIN OUTDIR (needs wrk, curl and h2load: apt-get install wrk nghttp2-client).
+# scripts/rest/run.sh BIN OUTDIR (needs wrk and curl with HTTP/2: apt-get install wrk curl).
 # REST against the frame protocol on one server build, one run: sends over
-# HTTP/1.1 keep-alive (wrk, closed loop) and HTTP/2 (curl, 100 streams) and over frames (natter bench dm at
+# HTTP/1.1 keep-alive (wrk, closed loop), HTTP/2 (curl multiplexing) and over frames (natter bench dm at
 # the rate HTTP reached), logins over HTTP (wrk) and over frames (natter
 # bench connect). Server on core 1, load on core 0; a fresh server each.
 set -uo pipefail
@@ -47,52 +47,16 @@ for round in 1 2; do
   lreqs=$(awk '/^Requests\/sec/ {print $2}' "$OUT/http-login-$round.txt")
   ltotal=$(awk '/requests in/ {print $1}' "$OUT/http-login-$round.txt")
   echo "round $round http login: $lreqs req/s, $(python3 -c "print(round(($c1-$c0)/$tick*1e6/$ltotal,1))") us CPU/login, $(awk '/ 99%/ {print $2}' "$OUT/http-login-$round.txt") p99" | tee -a "$OUT/summary"
-  # Sends over HTTP/2 (h2c): curl multiplexing 100 streams on one
-  # connection, each request its own sender and client_msg_id.
-  python3 - "$OUT/tokens" "$HTTP" "$round" > "$OUT/h2-send.cfg" <<'PY'
-import sys
-tokens = [l.split() for l in open(sys.argv[1])]
-port, rnd = sys.argv[2], sys.argv[3]
-print("--http2-prior-knowledge\n--parallel\n--parallel-max 100\n--silent")
-pad = "x" * 100
-for i in range(60000):
-    t, peer = tokens[i % len(tokens)]
-    print(f'url = "http://127.0.0.1:{port}/v1/messages"')
-    print(f'header = "authorization: Bearer {t}"\nheader = "content-type: application/json"')
-    print(f"data = '{{\"client_msg_id\":\"h{rnd}-{i}\",\"to_user_id\":{peer},\"body\":{{\"kind\":\"TEXT\",\"content\":\"{pad}\"}}}}'")
-    print('output = "/dev/null"\nwrite-out = "%{http_code} %{time_total}\\n"')
-    print("next")
-PY
-  c0=$(cpu_ticks $SERVER); t0=$(date +%s.%N)
-  taskset -c 0 curl -K "$OUT/h2-send.cfg" > "$OUT/h2-send-$round.txt" 2>> "$OUT/bench.err"
-  t1=$(date +%s.%N); c1=$(cpu_ticks $SERVER)
-  python3 - "$OUT/h2-send-$round.txt" "$t0" "$t1" "$c0" "$c1" "$tick" "$round" <<'PY' | tee -a "$OUT/summary"
-import sys
-f, t0, t1, c0, c1, tick, rnd = sys.argv[1:]
-rows = [l.split() for l in open(f) if l.strip()]
-ok = [float(t) for c, t in rows if c == "201" or c == "200"]
-lat = sorted(ok); n = len(rows)
-p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
-wall = float(t1) - float(t0)
-cpu = (int(c1) - int(c0)) / int(tick) * 1e6 / max(n, 1)
-print(f"round {rnd} http/2 send: {round(n / wall)} req/s ({len(ok)}/{n} stored), {cpu:.1f} us CPU/msg, {p99:.2f}ms p99")
-PY
-  # Logins over HTTP/2 (h2load: 50 connections, 1 stream each).
-  echo '{"username":"user1","password":"correct horse","device_id":"h2"}' > "$OUT/login.json"
-  c0=$(cpu_ticks $SERVER)
-  taskset -c 0 h2load -c50 -m1 -D 10 -d "$OUT/login.json" -H 'content-type: application/json' \
-    "http://127.0.0.1:$HTTP/v1/login" > "$OUT/h2-login-$round.txt" 2>&1
-  c1=$(cpu_ticks $SERVER)
-  python3 - "$OUT/h2-login-$round.txt" "$c0" "$c1" "$tick" "$round" <<'PY' | tee -a "$OUT/summary"
-import re, sys
-f, c0, c1, tick, rnd = sys.argv[1:]
-t = open(f).read()
-rps = float(re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", t).group(1))
-done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", t).group(2))
-mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", t).group(1)
-cpu = (int(c1) - int(c0)) / int(tick) * 1e6 / max(done, 1)
-print(f"round {rnd} http/2 login: {rps:.0f} req/s ({done} succeeded), {cpu:.1f} us CPU/login, mean {mean}")
-PY
+  # Sends and logins over HTTP/2 (h2c): curl multiplexing on one
+  # connection, each request its own sender and client_msg_id (sends) or
+  # user (logins); a config file per run, made by h2.py.
+  for what in send login; do
+    python3 "$HERE/h2.py" "$what" "$OUT/tokens" "$HTTP" "$round" > "$OUT/h2-$what.cfg"
+    c0=$(cpu_ticks $SERVER); t0=$(date +%s.%N)
+    taskset -c 0 curl -K "$OUT/h2-$what.cfg" > "$OUT/h2-$what-$round.txt" 2>> "$OUT/bench.err"
+    t1=$(date +%s.%N); c1=$(cpu_ticks $SERVER)
+    python3 "$HERE/h2.py" report "$OUT/h2-$what-$round.txt" "$t0" "$t1" "$c0" "$c1" "$tick" "round $round http/2 $what" | tee -a "$OUT/summary"
+  done
   stop
   # Sends over frames at the rate HTTP reached (rounded down to 1000).
   rate=$(python3 -c "print(max(1000, int(float('$reqs')//1000*1000)))")
