@@ -1,0 +1,334 @@
+//! The line in front of the hashing threads, shared fairly between the
+//! sources asking: each source (an address) has its own queue, and the
+//! threads take one job from each source in turn, so a flood from many
+//! addresses delays a login from another by one hash per flooding address at
+//! most, never by the whole line. Jobs from sources known to the account
+//! (an address that gave its password before) wait in a lane of their own,
+//! served in alternation with the rest, so a flood of strangers gets no more
+//! than half the threads while they wait.
+//!
+//! The line holds at most `cap` waiting jobs in all (plus one per idle
+//! thread). When it is full, a newcomer takes the place of the newest job of
+//! the source that uses the line most (the jobs it has waiting plus those
+//! served among the last few), if that source uses it more than the
+//! newcomer's; otherwise the newcomer is refused. So memory stays bounded, a
+//! source that has not been heard from lately always gets a place, and
+//! sources flooding at full speed only take places from each other.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Which lane a job waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// A source that gave this account's password before.
+    Known,
+    Others,
+}
+
+struct Queues<K, J> {
+    jobs: HashMap<K, VecDeque<J>>,
+    /// Sources with a job waiting, in the order they are served.
+    turn: VecDeque<K>,
+}
+
+impl<K: Hash + Eq + Clone, J> Queues<K, J> {
+    fn new() -> Self {
+        Queues {
+            jobs: HashMap::new(),
+            turn: VecDeque::new(),
+        }
+    }
+
+    fn held_by(&self, source: &K) -> usize {
+        self.jobs.get(source).map_or(0, VecDeque::len)
+    }
+
+    fn push(&mut self, source: K, job: J) {
+        let queue = self.jobs.entry(source.clone()).or_default();
+        if queue.is_empty() {
+            self.turn.push_back(source);
+        }
+        queue.push_back(job);
+    }
+
+    /// The next source's oldest job, with its source; the source goes to
+    /// the back of the turn.
+    fn pop(&mut self) -> Option<(J, K)> {
+        let source = self.turn.pop_front()?;
+        let queue = self.jobs.get_mut(&source)?;
+        let job = queue.pop_front()?;
+        if queue.is_empty() {
+            self.jobs.remove(&source);
+        } else {
+            self.turn.push_back(source.clone());
+        }
+        Some((job, source))
+    }
+
+    /// Takes the newest job of `source`.
+    fn evict(&mut self, source: &K) -> Option<J> {
+        let queue = self.jobs.get_mut(source)?;
+        let job = queue.pop_back();
+        if queue.is_empty() {
+            self.jobs.remove(source);
+            self.turn.retain(|k| k != source);
+        }
+        job
+    }
+}
+
+struct State<K, J> {
+    known: Queues<K, J>,
+    others: Queues<K, J>,
+    /// The sources of the last jobs served, oldest first, and how many
+    /// each has among them.
+    served: VecDeque<K>,
+    served_by: HashMap<K, usize>,
+    /// Whether the known lane was served last (the lanes alternate).
+    known_last: bool,
+    waiting: usize,
+    idle: usize,
+    closed: bool,
+}
+
+impl<K: Hash + Eq + Clone, J> State<K, J> {
+    /// How much `source` uses the line: jobs waiting and lately served.
+    fn usage(&self, source: &K) -> usize {
+        self.known.held_by(source)
+            + self.others.held_by(source)
+            + self.served_by.get(source).copied().unwrap_or(0)
+    }
+
+    /// Remembers the last `keep` jobs' sources.
+    fn note_served(&mut self, source: K, keep: usize) {
+        *self.served_by.entry(source.clone()).or_default() += 1;
+        self.served.push_back(source);
+        while self.served.len() > keep {
+            let Some(old) = self.served.pop_front() else {
+                break;
+            };
+            if let Some(n) = self.served_by.get_mut(&old) {
+                *n -= 1;
+                if *n == 0 {
+                    self.served_by.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// What became of a job offered to the line.
+pub enum Admitted<J> {
+    /// It waits; `J` (if any) lost its place to it and must be refused.
+    Queued(Option<J>),
+    /// The line is full of jobs from sources holding no more than this one.
+    Refused(J),
+}
+
+pub struct Line<K, J> {
+    state: Mutex<State<K, J>>,
+    ready: Condvar,
+    cap: usize,
+}
+
+impl<K: Hash + Eq + Clone, J> Line<K, J> {
+    pub fn new(cap: usize) -> Self {
+        Line {
+            state: Mutex::new(State {
+                known: Queues::new(),
+                others: Queues::new(),
+                served: VecDeque::new(),
+                served_by: HashMap::new(),
+                known_last: false,
+                waiting: 0,
+                idle: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            cap,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<K, J>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, source: K, lane: Lane, job: J) -> Admitted<J> {
+        let mut s = self.lock();
+        let mut evicted = None;
+        if s.waiting >= self.cap + s.idle {
+            let own = s.usage(&source);
+            // The source using the line most loses a place; of two using
+            // it alike, a stranger before a source known to its account.
+            let victim = [(Lane::Others, &s.others), (Lane::Known, &s.known)]
+                .into_iter()
+                .flat_map(|(l, q)| q.jobs.keys().map(move |k| (l, k)))
+                .map(|(l, k)| (l, k.clone(), s.usage(k)))
+                .filter(|(_, _, n)| *n > own)
+                .max_by_key(|(l, _, n)| (*n, *l == Lane::Others));
+            let Some((victim_lane, victim, _)) = victim else {
+                return Admitted::Refused(job);
+            };
+            evicted = match victim_lane {
+                Lane::Known => s.known.evict(&victim),
+                Lane::Others => s.others.evict(&victim),
+            };
+            s.waiting -= usize::from(evicted.is_some());
+        }
+        match lane {
+            Lane::Known => s.known.push(source, job),
+            Lane::Others => s.others.push(source, job),
+        }
+        s.waiting += 1;
+        drop(s);
+        self.ready.notify_one();
+        Admitted::Queued(evicted)
+    }
+
+    /// The next job for a thread, waiting for one; None once closed.
+    pub fn next(&self) -> Option<J> {
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return None;
+            }
+            let known_first = !s.known_last;
+            let job = if known_first {
+                s.known.pop().map(|(j, k)| (j, k, true))
+            } else {
+                s.others.pop().map(|(j, k)| (j, k, false))
+            }
+            .or_else(|| {
+                if known_first {
+                    s.others.pop().map(|(j, k)| (j, k, false))
+                } else {
+                    s.known.pop().map(|(j, k)| (j, k, true))
+                }
+            });
+            if let Some((job, source, known)) = job {
+                s.known_last = known;
+                s.waiting -= 1;
+                s.note_served(source, self.cap.max(32) * 2);
+                return Some(job);
+            }
+            s.idle += 1;
+            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
+            s.idle -= 1;
+        }
+    }
+
+    /// Wakes every thread to leave; jobs still waiting are dropped.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    #[cfg(test)]
+    pub fn waiting(&self) -> usize {
+        self.lock().waiting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued<J>(a: Admitted<J>) -> Option<J> {
+        match a {
+            Admitted::Queued(evicted) => evicted,
+            Admitted::Refused(_) => panic!("refused"),
+        }
+    }
+
+    #[test]
+    fn sources_are_served_in_turn() {
+        let line = Line::new(100);
+        for i in 0..5 {
+            queued(line.push("flood", Lane::Others, format!("flood {i}")));
+        }
+        queued(line.push("alice", Lane::Others, "alice".to_string()));
+        let order: Vec<_> = (0..3).map(|_| line.next().unwrap()).collect();
+        assert_eq!(order, ["flood 0", "alice", "flood 1"]);
+    }
+
+    #[test]
+    fn the_known_lane_alternates_with_the_rest() {
+        let line = Line::new(100);
+        for i in 0..4 {
+            queued(line.push(i, Lane::Others, format!("stranger {i}")));
+        }
+        queued(line.push(9, Lane::Known, "owner".to_string()));
+        assert_eq!(line.next().unwrap(), "owner");
+        queued(line.push(9, Lane::Known, "owner again".to_string()));
+        assert_eq!(line.next().unwrap(), "stranger 0");
+        assert_eq!(line.next().unwrap(), "owner again");
+        assert_eq!(line.next().unwrap(), "stranger 1");
+    }
+
+    #[test]
+    fn a_full_line_takes_a_place_from_whoever_holds_the_most() {
+        let line = Line::new(4);
+        for i in 0..3 {
+            queued(line.push("flood", Lane::Others, i));
+        }
+        queued(line.push("other", Lane::Others, 10));
+        // Full: a newcomer holding nothing takes the flood's newest place.
+        assert_eq!(queued(line.push("alice", Lane::Others, 20)), Some(2));
+        assert_eq!(queued(line.push("bob", Lane::Others, 30)), Some(1));
+        // Now everyone holds one: a source holding one is refused.
+        assert!(matches!(
+            line.push("flood", Lane::Others, 3),
+            Admitted::Refused(3)
+        ));
+        assert_eq!(line.waiting(), 4);
+    }
+
+    #[test]
+    fn sources_served_lately_give_way_to_one_that_was_not() {
+        let line = Line::new(2);
+        // The flood was served twice lately, "other" once.
+        for (who, n) in [("flood", 0), ("other", 1), ("flood", 2)] {
+            queued(line.push(who, Lane::Others, n));
+            assert_eq!(line.next(), Some(n));
+        }
+        queued(line.push("flood", Lane::Others, 3));
+        queued(line.push("other", Lane::Others, 4));
+        // Full, one each: a newcomer takes the flood's place, then the
+        // other's; the flood, using the line most, cannot take one back.
+        assert_eq!(queued(line.push("alice", Lane::Others, 5)), Some(3));
+        assert!(matches!(
+            line.push("flood", Lane::Others, 6),
+            Admitted::Refused(6)
+        ));
+        assert_eq!(queued(line.push("bob", Lane::Others, 7)), Some(4));
+        // Alice, waiting, is not pushed out by a flood that was served.
+        assert!(matches!(
+            line.push("other", Lane::Others, 8),
+            Admitted::Refused(8)
+        ));
+        assert_eq!(line.next(), Some(5));
+        assert_eq!(line.next(), Some(7));
+    }
+
+    #[test]
+    fn an_idle_thread_takes_a_job_even_with_no_room_to_wait() {
+        let line = std::sync::Arc::new(Line::new(0));
+        let worker = {
+            let line = line.clone();
+            std::thread::spawn(move || line.next())
+        };
+        while line.lock().idle == 0 {
+            std::thread::yield_now();
+        }
+        queued(line.push(1, Lane::Others, "job"));
+        assert_eq!(worker.join().unwrap(), Some("job"));
+        assert!(matches!(
+            line.push(1, Lane::Others, "more"),
+            Admitted::Refused(_)
+        ));
+        line.close();
+        assert_eq!(line.next(), None);
+    }
+}
