@@ -1,19 +1,25 @@
 //! The line in front of the hashing threads, shared fairly between the
 //! sources asking: each source (an address) has its own queue, and the
-//! threads take one job from each source in turn, so a flood from many
-//! addresses delays a login from another by one hash per flooding address at
-//! most, never by the whole line. Jobs from sources known to the account
+//! threads take the next job from the source served least among the last
+//! jobs (of several, in turn), so sources flooding at full speed share the
+//! threads evenly and a source not heard from lately goes first: a flood
+//! from many addresses delays a login from another by a few hashes, never by
+//! the whole line. Jobs from sources known to the account
 //! (an address that gave its password before) wait in a lane of their own,
 //! served in alternation with the rest, so a flood of strangers gets no more
 //! than half the threads while they wait.
 //!
 //! The line holds at most `cap` waiting jobs in all (plus one per idle
 //! thread). When it is full, a newcomer takes the place of the newest job of
-//! the source that uses the line most (the jobs it has waiting plus those
+//! the stranger that uses the line most (the jobs it has waiting plus those
 //! served among the last few), if that source uses it more than the
-//! newcomer's; otherwise the newcomer is refused. So memory stays bounded, a
-//! source that has not been heard from lately always gets a place, and
-//! sources flooding at full speed only take places from each other.
+//! newcomer; otherwise the newcomer is refused. A known source takes a
+//! stranger's place in any case, and its own place is never taken, but the
+//! known lane holds at most half the line (past that, its jobs wait with the
+//! strangers'). So memory stays bounded, a source that has not been heard
+//! from lately always gets a place, sources flooding at full speed only take
+//! places from each other, and one that proved the password before is not
+//! levelled with them for having been served.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -29,6 +35,7 @@ pub enum Lane {
 
 struct Queues<K, J> {
     jobs: HashMap<K, VecDeque<J>>,
+    held: usize,
     /// Sources with a job waiting, in the order they are served.
     turn: VecDeque<K>,
 }
@@ -37,6 +44,7 @@ impl<K: Hash + Eq + Clone, J> Queues<K, J> {
     fn new() -> Self {
         Queues {
             jobs: HashMap::new(),
+            held: 0,
             turn: VecDeque::new(),
         }
     }
@@ -51,14 +59,23 @@ impl<K: Hash + Eq + Clone, J> Queues<K, J> {
             self.turn.push_back(source);
         }
         queue.push_back(job);
+        self.held += 1;
     }
 
-    /// The next source's oldest job, with its source; the source goes to
-    /// the back of the turn.
-    fn pop(&mut self) -> Option<(J, K)> {
-        let source = self.turn.pop_front()?;
+    /// The oldest job of the source served least lately (`served`; of
+    /// several, the first in turn), with its source; the source goes to the
+    /// back of the turn.
+    fn pop(&mut self, served: &HashMap<K, usize>) -> Option<(J, K)> {
+        let least = |k: &K| served.get(k).copied().unwrap_or(0);
+        let (at, _) = self
+            .turn
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, k)| (least(k), *i))?;
+        let source = self.turn.remove(at)?;
         let queue = self.jobs.get_mut(&source)?;
         let job = queue.pop_front()?;
+        self.held -= 1;
         if queue.is_empty() {
             self.jobs.remove(&source);
         } else {
@@ -70,12 +87,13 @@ impl<K: Hash + Eq + Clone, J> Queues<K, J> {
     /// Takes the newest job of `source`.
     fn evict(&mut self, source: &K) -> Option<J> {
         let queue = self.jobs.get_mut(source)?;
-        let job = queue.pop_back();
+        let job = queue.pop_back()?;
+        self.held -= 1;
         if queue.is_empty() {
             self.jobs.remove(source);
             self.turn.retain(|k| k != source);
         }
-        job
+        Some(job)
     }
 }
 
@@ -157,29 +175,33 @@ impl<K: Hash + Eq + Clone, J> Line<K, J> {
 
     pub fn push(&self, source: K, lane: Lane, job: J) -> Admitted<J> {
         let mut s = self.lock();
+        // The known lane holds at most half the line; past that its jobs
+        // wait with the rest.
+        let known = lane == Lane::Known && s.known.held < (self.cap / 2).max(1);
         let mut evicted = None;
         if s.waiting >= self.cap + s.idle {
-            let own = s.usage(&source);
-            // The source using the line most loses a place; of two using
-            // it alike, a stranger before a source known to its account.
-            let victim = [(Lane::Others, &s.others), (Lane::Known, &s.known)]
-                .into_iter()
-                .flat_map(|(l, q)| q.jobs.keys().map(move |k| (l, k)))
-                .map(|(l, k)| (l, k.clone(), s.usage(k)))
-                .filter(|(_, _, n)| *n > own)
-                .max_by_key(|(l, _, n)| (*n, *l == Lane::Others));
-            let Some((victim_lane, victim, _)) = victim else {
+            // The stranger using the line most loses a place: to a known
+            // source in any case, to another stranger if it uses the line
+            // more. A known source's place is never taken.
+            let own = if known { 0 } else { s.usage(&source) };
+            let victim = s
+                .others
+                .jobs
+                .keys()
+                .map(|k| (k, s.usage(k)))
+                .filter(|(_, n)| *n > own)
+                .max_by_key(|(_, n)| *n)
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else {
                 return Admitted::Refused(job);
             };
-            evicted = match victim_lane {
-                Lane::Known => s.known.evict(&victim),
-                Lane::Others => s.others.evict(&victim),
-            };
+            evicted = s.others.evict(&victim);
             s.waiting -= usize::from(evicted.is_some());
         }
-        match lane {
-            Lane::Known => s.known.push(source, job),
-            Lane::Others => s.others.push(source, job),
+        if known {
+            s.known.push(source, job);
+        } else {
+            s.others.push(source, job);
         }
         s.waiting += 1;
         drop(s);
@@ -195,16 +217,22 @@ impl<K: Hash + Eq + Clone, J> Line<K, J> {
                 return None;
             }
             let known_first = !s.known_last;
+            let State {
+                known,
+                others,
+                served_by,
+                ..
+            } = &mut *s;
             let job = if known_first {
-                s.known.pop().map(|(j, k)| (j, k, true))
+                known.pop(served_by).map(|(j, k)| (j, k, true))
             } else {
-                s.others.pop().map(|(j, k)| (j, k, false))
+                others.pop(served_by).map(|(j, k)| (j, k, false))
             }
             .or_else(|| {
                 if known_first {
-                    s.others.pop().map(|(j, k)| (j, k, false))
+                    others.pop(served_by).map(|(j, k)| (j, k, false))
                 } else {
-                    s.known.pop().map(|(j, k)| (j, k, true))
+                    known.pop(served_by).map(|(j, k)| (j, k, true))
                 }
             });
             if let Some((job, source, known)) = job {
@@ -251,6 +279,20 @@ mod tests {
         queued(line.push("alice", Lane::Others, "alice".to_string()));
         let order: Vec<_> = (0..3).map(|_| line.next().unwrap()).collect();
         assert_eq!(order, ["flood 0", "alice", "flood 1"]);
+    }
+
+    #[test]
+    fn a_source_not_served_lately_goes_first() {
+        let line = Line::new(100);
+        for who in ["a", "b", "c", "a", "b", "c", "d"] {
+            queued(line.push(who, Lane::Others, who));
+        }
+        let order: Vec<_> = (0..7).map(|_| line.next().unwrap()).collect();
+        assert_eq!(order, ["a", "b", "c", "d", "a", "b", "c"]);
+        for who in ["a", "b", "e", "c"] {
+            queued(line.push(who, Lane::Others, who));
+        }
+        assert_eq!(line.next(), Some("e"));
     }
 
     #[test]
@@ -310,6 +352,36 @@ mod tests {
         ));
         assert_eq!(line.next(), Some(5));
         assert_eq!(line.next(), Some(7));
+    }
+
+    #[test]
+    fn strangers_never_take_a_known_place_and_the_known_hold_half() {
+        let line = Line::new(4);
+        queued(line.push("owner", Lane::Known, 1));
+        queued(line.push("flood", Lane::Others, 2));
+        queued(line.push("flood", Lane::Others, 3));
+        queued(line.push("alice", Lane::Others, 4));
+        // Full: a stranger takes the flood's newest place, not the owner's
+        // (who holds as much and was not heard from either).
+        assert_eq!(queued(line.push("carol", Lane::Others, 5)), Some(3));
+        assert!(matches!(
+            line.push("flood", Lane::Others, 6),
+            Admitted::Refused(6)
+        ));
+        // A known source takes a stranger's place, though it holds more.
+        assert!(queued(line.push("owner", Lane::Known, 7)).is_some());
+        // Half the line is known now: the next known job waits with the
+        // strangers, as a source holding two, and finds no place.
+        assert!(matches!(
+            line.push("owner", Lane::Known, 8),
+            Admitted::Refused(8)
+        ));
+        // A newcomer takes the last stranger's place, never a known one.
+        assert!(queued(line.push("erin", Lane::Others, 9)).is_some());
+        let served: Vec<_> = (0..4).map(|_| line.next().unwrap()).collect();
+        for kept in [1, 7, 9] {
+            assert!(served.contains(&kept), "{served:?}");
+        }
     }
 
     #[test]
