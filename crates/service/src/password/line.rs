@@ -141,7 +141,7 @@ impl<K: Hash + Eq + Clone, J> State<K, J> {
 pub enum Admitted<J> {
     /// It waits; `J` (if any) lost its place to it and must be refused.
     Queued(Option<J>),
-    /// The line is full of jobs from sources holding no more than this one.
+    /// The line is full of jobs from sources using it no more than this one.
     Refused(J),
 }
 
