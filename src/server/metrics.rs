@@ -108,6 +108,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
                 "failed_logins_user",
                 "registrations",
                 "typing",
+                "known_logins",
                 "email_codes_address",
                 "email_codes_source",
                 "email_code_tries",

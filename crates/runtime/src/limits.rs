@@ -1,6 +1,6 @@
 //! Rate limiters: a token bucket, a table of buckets keyed by user or
-//! address (each user's send buckets among them), and a table of escalating
-//! back-offs for repeated failures.
+//! address (each user's send buckets among them), a table of escalating
+//! back-offs for repeated failures, and a table of keys seen lately.
 //!
 //! Tables are sharded so unrelated keys do not contend, and bounded: an
 //! entry that has returned to its resting state (a full bucket, a back-off
@@ -224,7 +224,8 @@ impl SendBuckets {
 }
 
 /// Escalating back-off after repeated failures, per key: the first `free`
-/// failures cost nothing, each further one doubles the wait from `base` up to
+/// failures cost nothing; once they are spent, each attempt waits, `base`
+/// after the last free one and doubling with each further failure up to
 /// `max`. A key that has not failed for `window` starts afresh; a success
 /// clears it. One wait never exceeds `max` (though whoever keeps failing
 /// keeps the key waiting).
@@ -280,6 +281,43 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
 
     /// Records a failure; returns the wait it imposes from now.
     pub fn fail(&self, key: &K, now: Instant) -> Duration {
+        self.entry(key, now, |f| {
+            self.record(f, now);
+            f.until.saturating_duration_since(now)
+        })
+    }
+
+    /// Counts an attempt as a failure before it is judged, in one step with
+    /// the check, or says how long the key must still wait. Attempts made at
+    /// once cannot all pass the check before the first one fails: at most
+    /// `free` of them get through while none has been judged.
+    pub fn reserve(&self, key: &K, now: Instant) -> Result<(), Duration> {
+        self.entry(key, now, |f| {
+            if now < f.until {
+                return Err(f.until - now);
+            }
+            self.record(f, now);
+            Ok(())
+        })
+    }
+
+    /// The wait after `count` failures: none while some are still free.
+    pub fn wait_after(&self, count: u32) -> Duration {
+        if count < self.free {
+            return Duration::ZERO;
+        }
+        let doublings = (count - self.free).min(30);
+        self.base.saturating_mul(1 << doublings).min(self.max)
+    }
+
+    fn record(&self, f: &mut Failures, now: Instant) {
+        f.count += 1;
+        f.last = now;
+        f.until = f.until.max(now + self.wait_after(f.count));
+    }
+
+    /// Runs `op` on the key's failures (fresh if it rested), under its lock.
+    fn entry<R>(&self, key: &K, now: Instant, op: impl FnOnce(&mut Failures) -> R) -> R {
         let fresh = Failures {
             count: 0,
             last: now,
@@ -293,14 +331,7 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
                 if self.rested(f, now) {
                     *f = fresh;
                 }
-                f.count += 1;
-                f.last = now;
-                if f.count > self.free {
-                    let doublings = (f.count - self.free - 1).min(30);
-                    let wait = self.base.saturating_mul(1 << doublings).min(self.max);
-                    f.until = now + wait;
-                }
-                f.until.saturating_duration_since(now)
+                op(f)
             },
         )
     }
@@ -320,13 +351,53 @@ impl<K: Hash + Eq + Clone> Backoff<K> {
         f.count = f.count.saturating_sub(1);
         if f.count == 0 {
             shard.remove(key);
-        } else if f.count <= self.free {
-            f.until = f.until.min(now);
         } else {
-            let doublings = (f.count - self.free - 1).min(30);
-            let wait = self.base.saturating_mul(1 << doublings).min(self.max);
-            f.until = f.until.min(f.last + wait);
+            // The wait the failures left would have earned (none while
+            // some are still free).
+            f.until = f.until.min(now.max(f.last + self.wait_after(f.count)));
         }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Keys seen lately, each for `ttl` after it was last remembered: a bounded
+/// table that forgets the oldest first (a full shard sweeps the expired, and
+/// past that stops taking new keys, as the other tables do).
+pub struct Remembered<K> {
+    table: Table<K, Instant>,
+    ttl: Duration,
+}
+
+impl<K: Hash + Eq + Clone> Remembered<K> {
+    pub fn new(name: &'static str, ttl: Duration, max_entries: usize) -> Self {
+        Remembered {
+            table: Table::new(name, max_entries),
+            ttl,
+        }
+    }
+
+    pub fn remember(&self, key: &K, now: Instant) {
+        let ttl = self.ttl;
+        self.table.with(
+            key,
+            || now,
+            |seen| now.saturating_duration_since(*seen) >= ttl,
+            |seen| *seen = now,
+        );
+    }
+
+    pub fn knows(&self, key: &K, now: Instant) -> bool {
+        let shard = self.table.shard(key);
+        shard
+            .get(key)
+            .is_some_and(|seen| now.saturating_duration_since(*seen) < self.ttl)
     }
 
     pub fn len(&self) -> usize {
@@ -424,10 +495,11 @@ mod tests {
             Duration::from_secs(60),
             1000,
         );
-        for _ in 0..3 {
+        for _ in 0..2 {
             assert_eq!(b.fail(&"u", t0), Duration::ZERO);
             assert!(b.check(&"u", t0).is_ok());
         }
+        // The third and last free failure makes the next attempt wait.
         let waits: Vec<u64> = (0..6).map(|_| b.fail(&"u", t0).as_secs()).collect();
         assert_eq!(waits, vec![1, 2, 4, 8, 8, 8]);
         assert_eq!(b.check(&"u", t0), Err(Duration::from_secs(8)));
@@ -439,5 +511,45 @@ mod tests {
         assert_eq!(b.fail(&"u", later), Duration::ZERO);
         b.succeed(&"u");
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn reserving_lets_only_the_free_failures_through_at_once() {
+        let t0 = t0();
+        let b = Backoff::new(
+            "test",
+            5,
+            Duration::from_secs(1),
+            Duration::from_secs(8),
+            Duration::from_secs(60),
+            1000,
+        );
+        let passed = (0..50).filter(|_| b.reserve(&"u", t0).is_ok()).count();
+        assert_eq!(passed, 5);
+        assert_eq!(b.reserve(&"u", t0), Err(Duration::from_secs(1)));
+        // One more after the wait, and the next waits twice as long.
+        assert!(b.reserve(&"u", t0 + Duration::from_secs(1)).is_ok());
+        assert_eq!(
+            b.reserve(&"u", t0 + Duration::from_secs(1)),
+            Err(Duration::from_secs(2))
+        );
+        // A success clears the key.
+        b.succeed(&"u");
+        assert!(b.reserve(&"u", t0 + Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn remembered_keys_are_forgotten_after_their_time() {
+        let t0 = t0();
+        let r = Remembered::new("test", Duration::from_secs(10), SHARDS);
+        r.remember(&1u32, t0);
+        assert!(r.knows(&1, t0 + Duration::from_secs(9)));
+        assert!(!r.knows(&2, t0));
+        assert!(!r.knows(&1, t0 + Duration::from_secs(10)));
+        // A full table sweeps what it has forgotten, and stays bounded.
+        for i in 0..100 {
+            r.remember(&i, t0 + Duration::from_secs(20));
+        }
+        assert!(r.len() <= SHARDS);
     }
 }

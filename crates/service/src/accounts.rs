@@ -1,6 +1,7 @@
 //! Registration, login, token resume, logout and password change
 //! (registration's emailed code and the reset by code are in `email.rs`).
 
+use crate::password::{Lane, Source};
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Unavailable};
 use base64::Engine;
 use natter_domain::{NewSession, NewVerifiedUser, SessionId, UserId, UserRecord};
@@ -148,7 +149,11 @@ impl Service {
             self.verify_registration(&username, address, code, from)
                 .await?;
         }
-        let hash = self.inner.hasher.hash(password.to_owned()).await?;
+        let hash = self
+            .inner
+            .hasher
+            .hash(password.to_owned(), Source::stranger(Some(from)))
+            .await?;
         let store = &self.inner.store;
         let id = match &email {
             Some((address, _)) => {
@@ -192,8 +197,18 @@ impl Service {
                 return Err(e.into());
             }
         };
+        // An address that gave this account's password before is hashed
+        // in a lane of its own, so a flood of strangers cannot keep it out.
+        let mut source = Source::stranger(from);
+        if from.is_some_and(|a| throttles.known(&key, a, Instant::now())) {
+            source.lane = Lane::Known;
+        }
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let checked = self.inner.hasher.verify(password.to_owned(), hash).await;
+        let checked = self
+            .inner
+            .hasher
+            .verify(password.to_owned(), hash, source)
+            .await;
         let (user, ok) = match checked.map(|ok| (user, ok)) {
             Ok(c) => c,
             Err(e) => {
@@ -391,7 +406,8 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let user = self.authenticate(&session.username, old, None).await?;
         self.check_password(&user.username, new)?;
-        let hash = self.inner.hasher.hash(new.to_owned()).await?;
+        let from = Source::stranger(None);
+        let hash = self.inner.hasher.hash(new.to_owned(), from).await?;
         let revoked = self
             .inner
             .store

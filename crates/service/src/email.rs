@@ -9,6 +9,7 @@
 //! [`Service::mail_resets`], so the answer, and how long it takes, are the
 //! same whether or not an account has the address.
 
+use crate::password::Source;
 use crate::throttle::limited;
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Unavailable};
 use lettre::message::header::ContentType;
@@ -500,7 +501,11 @@ impl Service {
         if user.disabled {
             return Err(ServiceError::AccountDisabled);
         }
-        let hash = self.inner.hasher.hash(new_password.to_owned()).await?;
+        let hash = self
+            .inner
+            .hasher
+            .hash(new_password.to_owned(), Source::stranger(Some(from)))
+            .await?;
         let revoked = self.inner.store.set_password(user.id, &hash, None).await?;
         if !revoked.is_empty() {
             self.inner.events.publish(Event::Revoked {

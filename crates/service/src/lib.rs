@@ -81,7 +81,10 @@ impl Service {
         });
         Service {
             inner: Arc::new(Inner {
-                throttles: throttle::Throttles::new(&config.throttle),
+                throttles: throttle::Throttles::knowing_for(
+                    &config.throttle,
+                    std::time::Duration::from_secs(config.token_ttl_secs),
+                ),
                 mail: email::Mail::new(&config.email, config.throttle.max_tracked),
                 store,
                 events,

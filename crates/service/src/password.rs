@@ -3,15 +3,21 @@
 //! on passwords stays at `max_concurrent_hashes` × argon2 memory whatever the
 //! login rate (a fresh 19 MiB buffer per hash, freed on whichever thread ran
 //! it, is what the allocator used to keep). A bounded line waits in front of
-//! the workers; past it, callers are told to come back later.
+//! the workers, shared fairly between the addresses asking (`line`); past
+//! it, callers are told to come back later.
+
+mod line;
+
+pub use line::Lane;
 
 use crate::{ServiceError, Unavailable};
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use line::{Admitted, Line};
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 /// How the pool is sized.
 #[derive(Clone, Debug)]
@@ -25,6 +31,23 @@ pub struct PoolConfig {
     pub queue: usize,
 }
 
+/// Who a hash is for: the address asking (its key, an IPv4 address or an
+/// IPv6 /64; None for a request from a session) and its lane.
+#[derive(Clone, Copy, Debug)]
+pub struct Source {
+    pub address: Option<IpAddr>,
+    pub lane: Lane,
+}
+
+impl Source {
+    pub fn stranger(from: Option<IpAddr>) -> Self {
+        Source {
+            address: from.map(natter_runtime::limits::address_key),
+            lane: Lane::Others,
+        }
+    }
+}
+
 enum Job {
     Hash {
         password: String,
@@ -35,14 +58,47 @@ enum Job {
         /// `None`: the user does not exist; check against the dummy so the
         /// answer takes as long as for a wrong password.
         hash: Option<String>,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Result<bool, ServiceError>>,
     },
+}
+
+impl Job {
+    /// Answers without hashing (the job lost its place in the line).
+    fn refuse(self, e: ServiceError) {
+        match self {
+            Job::Hash { reply, .. } => drop(reply.send(Err(e))),
+            Job::Verify { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
+
+    /// Whether nobody waits for the answer any more (the caller is gone).
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Hash { reply, .. } => reply.is_closed(),
+            Job::Verify { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
+type Jobs = Line<Option<IpAddr>, Job>;
+
+/// Closes the line when the last `Hasher` goes, so the workers leave.
+struct Handle(Arc<Jobs>);
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: mpsc::Sender<(Job, tokio::sync::OwnedSemaphorePermit)>,
-    line: Arc<Semaphore>,
+    line: Arc<Handle>,
+}
+
+fn busy() -> ServiceError {
+    metrics::counter!("natter_limit_hits_total", "limit" => "hash_queue").increment(1);
+    ServiceError::Unavailable(Unavailable::Busy(Duration::from_secs(1)))
 }
 
 impl Hasher {
@@ -52,44 +108,43 @@ impl Hasher {
                 tracing::warn!(error = %e, "argon2 parameters rejected; using the defaults");
                 Params::default()
             });
-        let (tx, rx) = mpsc::channel();
-        let rx = Arc::new(Mutex::new(rx));
+        let line = Arc::new(Line::new(cfg.queue));
         let dummy = Arc::new(OnceLock::new());
         for i in 0..cfg.workers.max(1) {
-            let (rx, params, dummy) = (rx.clone(), params.clone(), dummy.clone());
+            let (line, params, dummy) = (line.clone(), params.clone(), dummy.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("natter-hash-{i}"))
-                .spawn(move || worker(&rx, &params, &dummy));
+                .spawn(move || worker(&line, &params, &dummy));
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "cannot start a password hashing thread");
             }
         }
         Hasher {
-            jobs: tx,
-            line: Arc::new(Semaphore::new(cfg.workers.max(1) + cfg.queue)),
+            line: Arc::new(Handle(line)),
         }
     }
 
     async fn submit<T>(
         &self,
-        job: impl FnOnce(oneshot::Sender<T>) -> Job,
+        from: Source,
+        job: impl FnOnce(oneshot::Sender<Result<T, ServiceError>>) -> Job,
     ) -> Result<T, ServiceError> {
-        let Ok(permit) = self.line.clone().try_acquire_owned() else {
-            metrics::counter!("natter_limit_hits_total", "limit" => "hash_queue").increment(1);
-            return Err(ServiceError::Unavailable(Unavailable::Busy(
-                Duration::from_secs(1),
-            )));
-        };
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send((job(reply), permit))
-            .map_err(|_| ServiceError::Unavailable(Unavailable::ShuttingDown))?;
+        match self.line.0.push(from.address, from.lane, job(reply)) {
+            Admitted::Queued(evicted) => {
+                if let Some(e) = evicted {
+                    e.refuse(busy());
+                }
+            }
+            Admitted::Refused(_) => return Err(busy()),
+        }
         rx.await
-            .map_err(|_| ServiceError::Internal("a password hashing thread failed".into()))
+            .map_err(|_| ServiceError::Internal("a password hashing thread failed".into()))?
     }
 
-    pub async fn hash(&self, password: String) -> Result<String, ServiceError> {
-        self.submit(|reply| Job::Hash { password, reply }).await?
+    pub async fn hash(&self, password: String, from: Source) -> Result<String, ServiceError> {
+        self.submit(from, |reply| Job::Hash { password, reply })
+            .await
     }
 
     /// Checks `password` against `hash`, or against a dummy when `hash` is None.
@@ -97,8 +152,9 @@ impl Hasher {
         &self,
         password: String,
         hash: Option<String>,
+        from: Source,
     ) -> Result<bool, ServiceError> {
-        self.submit(|reply| Job::Verify {
+        self.submit(from, |reply| Job::Verify {
             password,
             hash,
             reply,
@@ -107,14 +163,12 @@ impl Hasher {
     }
 }
 
-type Queue = Mutex<mpsc::Receiver<(Job, tokio::sync::OwnedSemaphorePermit)>>;
-
-fn worker(rx: &Queue, params: &Params, dummy: &OnceLock<String>) {
+fn worker(line: &Jobs, params: &Params, dummy: &OnceLock<String>) {
     let mut memory: Vec<Block> = Vec::new();
-    loop {
-        // Idle workers queue on the lock; the one holding it waits for a job.
-        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        let Ok((job, _permit)) = next else { return };
+    while let Some(job) = line.next() {
+        if job.abandoned() {
+            continue;
+        }
         let done = natter_runtime::panics::catch("password_hash", || match job {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash(params, &password, &mut memory));
@@ -134,7 +188,7 @@ fn worker(rx: &Queue, params: &Params, dummy: &OnceLock<String>) {
                         .clone(),
                 };
                 let ok = verify(&password, &stored, &mut memory);
-                let _ = reply.send(ok && real);
+                let _ = reply.send(Ok(ok && real));
             }
         });
         if done.is_none() {
@@ -235,6 +289,11 @@ mod tests {
     use super::*;
     use argon2::password_hash::PasswordVerifier;
 
+    const ANY: Source = Source {
+        address: None,
+        lane: Lane::Others,
+    };
+
     fn pool(workers: usize, queue: usize) -> Hasher {
         Hasher::new(&PoolConfig {
             memory_kib: 64,
@@ -248,19 +307,19 @@ mod tests {
     #[tokio::test]
     async fn hashes_verify_here_and_with_the_argon2_crate() {
         let h = pool(2, 8);
-        let phc = h.hash("hunter42 hunter42".into()).await.unwrap();
+        let phc = h.hash("hunter42 hunter42".into(), ANY).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
         assert!(h
-            .verify("hunter42 hunter42".into(), Some(phc.clone()))
+            .verify("hunter42 hunter42".into(), Some(phc.clone()), ANY)
             .await
             .unwrap());
         assert!(!h
-            .verify("hunter43".into(), Some(phc.clone()))
+            .verify("hunter43".into(), Some(phc.clone()), ANY)
             .await
             .unwrap());
-        assert!(!h.verify("anything".into(), None).await.unwrap());
+        assert!(!h.verify("anything".into(), None, ANY).await.unwrap());
         assert!(!h
-            .verify("x".into(), Some("not a hash".into()))
+            .verify("x".into(), Some("not a hash".into()), ANY)
             .await
             .unwrap());
         // Interoperable both ways with the crate's own hasher.
@@ -277,7 +336,7 @@ mod tests {
         .hash_password(b"pw", &SaltString::encode_b64(b"saltsaltsalt").unwrap())
         .unwrap()
         .to_string();
-        assert!(h.verify("pw".into(), Some(theirs)).await.unwrap());
+        assert!(h.verify("pw".into(), Some(theirs), ANY).await.unwrap());
     }
 
     #[tokio::test]
@@ -287,7 +346,7 @@ mod tests {
             .map(|i| {
                 let h = h.clone();
                 #[allow(clippy::disallowed_methods)] // the test awaits each below
-                let task = tokio::spawn(async move { h.hash(format!("password {i}")).await });
+                let task = tokio::spawn(async move { h.hash(format!("password {i}"), ANY).await });
                 task
             })
             .collect();

@@ -9,7 +9,7 @@ use crate::ServiceError;
 use natter_domain::{ConversationId, UserId};
 use natter_runtime::clock::Instant;
 use natter_runtime::config::{check, Invalid};
-use natter_runtime::limits::{address_key, Backoff, KeyedBuckets};
+use natter_runtime::limits::{address_key, Backoff, KeyedBuckets, Remembered};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -112,6 +112,9 @@ pub(crate) struct Throttles {
     failed_by_user: Backoff<String>,
     registrations: KeyedBuckets<IpAddr>,
     typing: KeyedBuckets<(UserId, ConversationId)>,
+    /// (address, username) pairs that gave the right password lately: a
+    /// login from one is hashed ahead of the crowd (see `password`).
+    known: Remembered<(IpAddr, String)>,
 }
 
 pub(crate) fn limited(what: &'static str, retry_after: Duration) -> ServiceError {
@@ -131,9 +134,17 @@ pub(crate) fn limited(what: &'static str, retry_after: Duration) -> ServiceError
 }
 
 impl Throttles {
+    #[cfg(test)]
     pub fn new(c: &ThrottleConfig) -> Self {
+        Throttles::knowing_for(c, Duration::from_secs(30 * 24 * 3600))
+    }
+
+    /// `known_for`: how long an address that logged in to an account stays
+    /// known for it (the service gives a session's lifetime).
+    pub fn knowing_for(c: &ThrottleConfig, known_for: Duration) -> Self {
         let n = c.max_tracked;
         Throttles {
+            known: Remembered::new("known_logins", known_for, n),
             logins: KeyedBuckets::new(
                 "logins",
                 c.login_rate_per_address,
@@ -173,8 +184,9 @@ impl Throttles {
 
     /// Before a password is checked: refuses when the username (or, with
     /// one, the address) must wait, and otherwise counts the attempt as a
-    /// failure at once, so that guesses made in parallel cannot all pass the
-    /// check before the first one fails. A correct password takes it back.
+    /// failure at once, in one step with the username's check, so that
+    /// guesses made in parallel get no more than the free failures between
+    /// them before the first one is judged. A correct password takes it back.
     pub fn before_password(
         &self,
         user: &str,
@@ -182,10 +194,10 @@ impl Throttles {
         now: Instant,
     ) -> Result<(), ServiceError> {
         let user = user.to_owned();
-        self.failed_by_user
-            .check(&user, now)
-            .map_err(|d| limited("failed_logins_user", d))?;
-        if let Some(addr) = from.map(address_key) {
+        let refused = |d| limited("failed_logins_user", d);
+        self.failed_by_user.check(&user, now).map_err(refused)?;
+        let addr = from.map(address_key);
+        if let Some(addr) = addr {
             self.failed_by_address
                 .check(&addr, now)
                 .map_err(|d| limited("failed_logins_address", d))?;
@@ -194,13 +206,24 @@ impl Throttles {
                 .map_err(|d| limited("login_rate", d))?;
             let _ = self.failed_by_address.take(&addr, now);
         }
-        self.failed_by_user.fail(&user, now);
+        if let Err(d) = self.failed_by_user.reserve(&user, now) {
+            // Another guess took the last free failure since the check.
+            if let Some(addr) = addr {
+                self.logins.give_back(&addr, now);
+                self.failed_by_address.give_back(&addr, now);
+            }
+            return Err(refused(d));
+        }
         Ok(())
     }
 
-    /// The password was right: the attempt was no failure after all.
+    /// The password was right: the attempt was no failure after all, and
+    /// the address is known for the account from now on.
     pub fn password_right(&self, user: &str, from: Option<IpAddr>, now: Instant) {
         self.failed_by_user.succeed(&user.to_owned());
+        if let Some(addr) = from.map(address_key) {
+            self.known.remember(&(addr, user.to_owned()), now);
+        }
         self.not_checked(from, now);
     }
 
@@ -210,6 +233,11 @@ impl Throttles {
     pub fn not_looked_up(&self, user: &str, from: Option<IpAddr>, now: Instant) {
         self.failed_by_user.give_back(&user.to_owned(), now);
         self.not_checked(from, now);
+    }
+
+    /// Whether `from` gave the right password for `user` lately.
+    pub fn known(&self, user: &str, from: IpAddr, now: Instant) -> bool {
+        self.known.knows(&(address_key(from), user.to_owned()), now)
     }
 
     /// The password could not be checked (the hashing line was full): the
@@ -250,7 +278,7 @@ mod tests {
         let now = Instant::now;
         let at = |s: &str| Some(addr(s));
         // A guesser spreads over addresses: the username backs off after 5.
-        for i in 0..6 {
+        for i in 0..5 {
             t.before_password("alice", at(&format!("10.0.0.{i}")), now())
                 .unwrap();
         }
@@ -276,7 +304,7 @@ mod tests {
             .count();
         assert_eq!(passed, 8);
         // Without an address (a password change) only the username counts.
-        for _ in 0..6 {
+        for _ in 0..5 {
             t.before_password("carol", None, now()).unwrap();
         }
         assert!(t.before_password("carol", None, now()).is_err());
@@ -293,13 +321,13 @@ mod tests {
             t.before_password("dave", from, now()).unwrap();
             t.not_looked_up("dave", from, now());
         }
-        // Five wrong passwords are free, the sixth starts the back-off.
-        for _ in 0..6 {
+        // Five wrong passwords are free; the back-off starts after them.
+        for _ in 0..5 {
             t.before_password("dave", None, now()).unwrap();
         }
         assert!(t.before_password("dave", None, now()).is_err());
         // One that could not be judged takes back the doubling it made:
-        // the wait stays the 1 s the six wrong ones earned, not 2 s.
+        // the wait stays the 1 s the five wrong ones earned, not 2 s.
         tokio::time::advance(Duration::from_secs(1)).await;
         t.before_password("dave", None, now()).unwrap();
         t.not_looked_up("dave", None, now());
@@ -309,6 +337,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_address_is_known_for_an_account_once_its_password_was_right() {
+        let t = Throttles::knowing_for(&ThrottleConfig::default(), Duration::from_secs(60));
+        let (home, elsewhere) = (addr("10.0.0.1"), addr("10.0.0.2"));
+        t.before_password("dave", Some(home), Instant::now())
+            .unwrap();
+        assert!(!t.known("dave", home, Instant::now()));
+        t.password_right("dave", Some(home), Instant::now());
+        assert!(t.known("dave", home, Instant::now()));
+        assert!(!t.known("dave", elsewhere, Instant::now()));
+        assert!(!t.known("erin", home, Instant::now()));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(!t.known("dave", home, Instant::now()));
     }
 
     #[tokio::test(start_paused = true)]
