@@ -529,3 +529,36 @@ async fn logins_refused_while_the_database_is_down_do_not_count_as_failures() {
     assert_eq!(code(r), pb::ErrorCode::RateLimited, "wrong passwords count");
     server.stop().await;
 }
+
+/// Sends the store refused (UNAVAILABLE) are given back to the sender's
+/// allowance: the client resends them after the outage and each costs one
+/// message, not two, so the resent backlog is not met by RATE_LIMITED.
+#[tokio::test]
+async fn sends_refused_during_an_outage_are_not_charged_twice() {
+    let Some((server, proxy, _)) = behind_proxy(|c| {
+        // Ten messages of allowance, refilled slowly: a backlog charged
+        // twice would run out.
+        c.limits.send_burst = 10.0;
+        c.limits.send_rate_per_sec = 0.01;
+    })
+    .await
+    else {
+        return;
+    };
+    let (alice, _) = server.user("alice").await;
+    let (_bob, bob) = server.user("bob").await;
+    proxy.set(Mode::Cut);
+    for i in 0..8 {
+        let r = alice.send_text(bob.user_id, &format!("m{i}"), "x").await;
+        assert!(unavailable(&r), "send {i} during the outage: {r:?}");
+    }
+    proxy.set(Mode::Pass);
+    until_ready_is(&server, 200).await;
+    for i in 0..8 {
+        let r = alice.send_text(bob.user_id, &format!("m{i}"), "x").await;
+        assert!(r.is_ok(), "resend {i} after the outage: {r:?}");
+    }
+    let have = stored(&server).await;
+    assert_eq!(have.len(), 8, "{have:?}");
+    server.stop().await;
+}

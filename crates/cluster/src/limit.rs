@@ -77,6 +77,12 @@ impl Limiter for SharedLimiter {
             }
         }
     }
+
+    /// The node's own bucket only: the shared one is a rate (GCRA) that
+    /// forgets a spent message within one interval anyway.
+    fn give_back_send(&self, user: UserId) {
+        self.local.give_back(user)
+    }
 }
 
 impl Shared {

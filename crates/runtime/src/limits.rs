@@ -221,6 +221,12 @@ impl SendBuckets {
     pub fn take(&self, user: u64) -> Result<(), Duration> {
         self.0.take(&user, Instant::now())
     }
+
+    /// Gives back one message taken for a Send the store refused: the
+    /// client sends it again, and it is charged once.
+    pub fn give_back(&self, user: u64) {
+        self.0.give_back(&user, Instant::now())
+    }
 }
 
 /// Escalating back-off after repeated failures, per key: the first `free`

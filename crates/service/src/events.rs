@@ -138,6 +138,9 @@ pub trait Limiter: Send + Sync + 'static {
     /// Takes one message from `user`'s send allowance; `Err(wait)` when it
     /// is spent.
     async fn take_send(&self, user: UserId) -> Result<(), std::time::Duration>;
+    /// Gives back what `take_send` took, for a Send the store refused
+    /// (UNAVAILABLE): it will be sent again, and must not cost twice.
+    fn give_back_send(&self, user: UserId);
 }
 
 /// On one node, each user's own bucket here is the whole send limit.
@@ -145,6 +148,10 @@ pub trait Limiter: Send + Sync + 'static {
 impl Limiter for natter_runtime::limits::SendBuckets {
     async fn take_send(&self, user: UserId) -> Result<(), std::time::Duration> {
         self.take(user)
+    }
+
+    fn give_back_send(&self, user: UserId) {
+        self.give_back(user)
     }
 }
 

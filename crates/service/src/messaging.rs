@@ -1,5 +1,6 @@
 //! Sending, syncing, history and delivery receipts.
 
+use crate::events::Limiter;
 use crate::{now_ms, Event, Service, ServiceError, SessionInfo};
 use natter_domain::{
     Appended, Before, Body, BodyKind, ConversationId, ConversationSummary, HistoryPage, NewMessage,
@@ -10,6 +11,7 @@ use natter_store::PendingAppend;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// The sync page served while the node is in its essential-only stage.
@@ -38,7 +40,26 @@ struct FileRef {
 }
 
 /// A queued Send's outcome, once its commit is over.
-pub struct PendingSend(Waiting);
+pub struct PendingSend {
+    waiting: Waiting,
+    /// Who is given back the message its send took, if the store refuses
+    /// it (UNAVAILABLE): the client sends it again.
+    refund: Refund,
+}
+
+struct Refund {
+    limiter: Arc<dyn Limiter>,
+    user: natter_domain::UserId,
+}
+
+impl Refund {
+    /// Gives the allowance back when `e` says the store refused the Send.
+    fn after(&self, e: &ServiceError) {
+        if matches!(e, ServiceError::Unavailable(_)) {
+            self.limiter.give_back_send(self.user);
+        }
+    }
+}
 
 enum Waiting {
     Commit(PendingAppend),
@@ -51,12 +72,14 @@ impl Future for PendingSend {
     type Output = Result<Appended, ServiceError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let polled = match &mut self.0 {
+        let polled = match &mut self.waiting {
             Waiting::Commit(p) => Pin::new(p).poll(cx),
             Waiting::ThenShare(f) => f.as_mut().poll(cx),
         };
         polled.map(|r| {
-            let appended = r?;
+            let appended = r
+                .map_err(ServiceError::from)
+                .inspect_err(|e| self.refund.after(e))?;
             let outcome = if appended.duplicate {
                 "duplicate"
             } else {
@@ -161,7 +184,11 @@ impl Service {
                 "at most 100 mentions per message".into(),
             ));
         }
-        let pending = self
+        let refund = Refund {
+            limiter: self.inner.limiter.clone(),
+            user: session.user_id,
+        };
+        let queued = self
             .inner
             .store
             .queue_append(NewMessage {
@@ -175,21 +202,29 @@ impl Service {
                 now_ms: now_ms(),
                 origin: Some(session.session_id),
             })
-            .await?;
+            .await
+            .map_err(ServiceError::from);
+        let pending = queued.inspect_err(|e| refund.after(e))?;
         match (file, self.inner.files.get()) {
             (Some(file_id), Some(files)) => {
                 let (files, owner) = (files.clone(), session.user_id);
-                Ok(PendingSend(Waiting::ThenShare(Box::pin(async move {
-                    let stored = pending.await;
-                    if let Ok(a) = &stored {
-                        files
-                            .share(owner, &file_id, a.message.conversation_id)
-                            .await;
-                    }
-                    stored
-                }))))
+                Ok(PendingSend {
+                    refund,
+                    waiting: Waiting::ThenShare(Box::pin(async move {
+                        let stored = pending.await;
+                        if let Ok(a) = &stored {
+                            files
+                                .share(owner, &file_id, a.message.conversation_id)
+                                .await;
+                        }
+                        stored
+                    })),
+                })
             }
-            _ => Ok(PendingSend(Waiting::Commit(pending))),
+            _ => Ok(PendingSend {
+                waiting: Waiting::Commit(pending),
+                refund,
+            }),
         }
     }
 
