@@ -116,8 +116,12 @@ pub struct PgStore {
     pool: Pool,
     breaker: Arc<Breaker>,
     refusing: Arc<AtomicBool>,
-    /// A request's whole time bound (see [`PgOptions::request_bound`]).
+    /// A Send's whole time bound (see [`PgOptions::request_bound`]).
     bound: Duration,
+    /// Any other request's: a statement plus a connection. A group of
+    /// thousands created on a busy machine may take longer than a Send
+    /// may wait, and is no sign of a database down.
+    op_bound: Duration,
     /// Partition upkeep (monthly partitioning only), stopped by `close`.
     upkeep: Mutex<Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>>,
 }
@@ -197,6 +201,7 @@ impl PgStore {
             breaker,
             refusing,
             bound: opts.request_bound(),
+            op_bound: opts.op_timeout(),
             upkeep: Mutex::new(upkeep),
         })
     }
@@ -220,7 +225,7 @@ impl PgStore {
             let c = self.pool.get().await.map_err(pool_error)?;
             f(c).await
         };
-        let out = match tokio::time::timeout(self.bound, run).await {
+        let out = match tokio::time::timeout(self.op_bound, run).await {
             Ok(r) => r,
             Err(_) => Err(timed_out()),
         };
@@ -229,7 +234,7 @@ impl PgStore {
     }
 
     async fn change<C: writer::Change>(&self, change: C) -> Result<C::Out> {
-        let by = Instant::now() + self.bound;
+        let by = Instant::now() + self.op_bound;
         let (reply, rx) = oneshot::channel();
         self.submit(
             Job::Change(Box::new(writer::Typed { change, reply }), by),
