@@ -6,34 +6,11 @@
 mod common;
 
 use common::*;
-use natter_client::{pb, Client, ConnectOptions};
+use natter_client::{pb, Client};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A client from `ip`, logged in by `login` within 2 s, or why not.
-async fn within_2s<F, Fut>(tcp: &str, ip: &str, login: F) -> Result<(), String>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = Result<(Client, pb::LoginOk), natter_client::ClientError>>,
-{
-    let options = ConnectOptions {
-        local_ip: Some(ip.parse().unwrap()),
-        ..Default::default()
-    };
-    let attempt = async {
-        let c = Client::connect_with(tcp, options)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (c, _) = login(c).await.map_err(|e| format!("login: {e}"))?;
-        c.ping().await.map_err(|e| format!("ping: {e}"))?;
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .map_err(|_| "no answer within 2 s".to_owned())?
-}
 
 /// 40 addresses (127.0.1.1–40), each holding its 10 newest connections
 /// that never log in and opening one more every 40 ms: 400 wanted against

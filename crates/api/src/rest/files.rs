@@ -295,6 +295,7 @@ fn parse_checksum(v: &HeaderValue) -> Result<Checksum, ApiError> {
         (status = 204, description = "Deleted"),
         (status = 404, description = "NOT_FOUND", body = ErrorBody),
         (status = 412, description = "Not tus 1.0.0"),
+        (status = 429, description = "RATE_LIMITED: an append to this upload is running; `Retry-After`", body = ErrorBody),
     ))]
 pub async fn delete(
     State(s): State<RestState>,
