@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use natter_client::Client;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
