@@ -7,9 +7,6 @@ mod common;
 
 use common::*;
 use natter_client::{pb, Client};
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// 40 addresses (127.0.1.1–40), each holding its 10 newest connections
@@ -19,83 +16,14 @@ use std::time::Duration;
 /// SERVER_FULL; with it, each gets in at once, round after round.
 #[tokio::test]
 async fn logins_and_resumes_get_in_while_many_addresses_hold_the_node_full() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Binary::start(
-        dir.path(),
-        &[("NATTER_LIMITS__MAX_CONNECTIONS", "200")],
-        &[],
-    )
+    flood::logins_get_in_during(flood::Flood {
+        node: 200,
+        addresses: 40,
+        held_per_address: 10,
+        fill: Duration::from_millis(1500),
+        rounds: 5,
+    })
     .await;
-    let tcp = server.tcp.clone();
-    let mut alice = client_from(&tcp, "127.0.0.1").await;
-    alice.register("alice", PASSWORD).await.unwrap();
-    let token = alice.login("alice", PASSWORD, "d1").await.unwrap().token;
-    drop(alice);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut attackers = Vec::new();
-    for a in 1..=40 {
-        let (tcp, stop) = (tcp.clone(), stop.clone());
-        attackers.push(natter_testkit::spawn(async move {
-            let mut held = VecDeque::new();
-            while !stop.load(Ordering::Relaxed) {
-                let socket = tokio::net::TcpSocket::new_v4().unwrap();
-                socket
-                    .bind(format!("127.0.1.{a}:0").parse().unwrap())
-                    .unwrap();
-                if let Ok(s) = socket.connect(tcp.parse().unwrap()).await {
-                    held.push_back(s);
-                }
-                if held.len() > 10 {
-                    held.pop_front();
-                }
-                tokio::time::sleep(Duration::from_millis(40)).await;
-            }
-        }));
-    }
-    // Let the flood fill the node.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let page = server.get("/metrics").await.1;
-    let waiting = metric(&page, "natter_unauthenticated_connections").unwrap();
-    assert!(waiting >= 90.0, "the flood holds {waiting} connections");
-
-    let mut failures = Vec::new();
-    for round in 0..5 {
-        let login = within_2s(&tcp, "127.0.0.1", |mut c| async move {
-            let ok = c.login("alice", PASSWORD, "d2").await?;
-            Ok((c, ok))
-        })
-        .await;
-        let t = token.clone();
-        let resume = within_2s(&tcp, "127.0.0.1", |mut c| async move {
-            let ok = c.resume(&t, "d1").await?;
-            Ok((c, ok))
-        })
-        .await;
-        for (what, r) in [("login", login), ("resume", resume)] {
-            if let Err(e) = r {
-                failures.push(format!("round {round}, {what}: {e}"));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let page = server.get("/metrics").await.1;
-    stop.store(true, Ordering::Relaxed);
-    for a in attackers {
-        a.await.unwrap();
-    }
-    assert!(
-        failures.is_empty(),
-        "refused during the flood: {failures:#?}"
-    );
-    // The flood was held to its share and paid for its own renewals.
-    let waiting = metric(&page, "natter_unauthenticated_connections").unwrap();
-    assert!(
-        waiting <= 100.0,
-        "{waiting} waiting to log in, over half of 200"
-    );
-    let evicted = metric(&page, "natter_unauthenticated_evictions_total").unwrap();
-    assert!(evicted > 0.0, "no connection was evicted");
 }
 
 /// A node full of connections, one of which has not logged in: a Resume

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod flood;
 pub mod http;
 
 use bytes::{Bytes, BytesMut};
@@ -578,27 +579,4 @@ pub async fn client_from(addr: &str, ip: &str) -> Client {
     )
     .await
     .expect("connect")
-}
-
-/// A client from `ip`, logged in by `login` within 2 s, or why not.
-pub async fn within_2s<F, Fut>(tcp: &str, ip: &str, login: F) -> Result<(), String>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = Result<(Client, pb::LoginOk), natter_client::ClientError>>,
-{
-    let options = natter_client::ConnectOptions {
-        local_ip: Some(ip.parse().unwrap()),
-        ..Default::default()
-    };
-    let attempt = async {
-        let c = Client::connect_with(tcp, options)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (c, _) = login(c).await.map_err(|e| format!("login: {e}"))?;
-        c.ping().await.map_err(|e| format!("ping: {e}"))?;
-        Ok(())
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .map_err(|_| "no answer within 2 s".to_owned())?
 }

@@ -142,19 +142,20 @@ impl Storage for S3 {
             .try_collect()
             .await
             .map_err(err)?;
-        let mut out = Vec::with_capacity(metas.len());
-        for m in metas {
-            let bytes = self
-                .store
-                .get(&m.location)
-                .await
-                .map_err(err)?
-                .bytes()
-                .await
-                .map_err(err)?;
+        // Read 16 at a time: start-up waits for the whole index.
+        let records: Vec<_> = futures_util::stream::iter(metas)
+            .map(|m| async move {
+                let got = self.store.get(&m.location).await.map_err(err)?;
+                Ok::<_, io::Error>((m.location, got.bytes().await.map_err(err)?))
+            })
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
+        let mut out = Vec::with_capacity(records.len());
+        for (key, bytes) in records {
             match serde_json::from_slice::<Upload>(&bytes) {
                 Ok(u) if super::valid_id(&u.id) => out.push(u),
-                _ => tracing::warn!(key = %m.location, "an unreadable upload record; skipped"),
+                _ => tracing::warn!(%key, "an unreadable upload record; skipped"),
             }
         }
         Ok(out)
