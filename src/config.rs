@@ -72,6 +72,11 @@ pub struct Listen {
     pub tcp_tls: String,
     pub ws_tls: String,
     pub https: String,
+    /// The admin console and its API (`/admin`): empty serves them on the
+    /// HTTP listener when that is a loopback address; an address gives them
+    /// a listener of their own (and takes them off the HTTP one); `none`
+    /// serves them nowhere.
+    pub admin: String,
 }
 
 impl Default for Config {
@@ -106,6 +111,7 @@ impl Default for Listen {
             tcp_tls: String::new(),
             ws_tls: String::new(),
             https: String::new(),
+            admin: String::new(),
         }
     }
 }

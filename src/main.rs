@@ -77,6 +77,8 @@ enum AdminCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Ops(natter::cli::admin::AdminOps),
 }
 
 /// Where `serve --help` sends people for the rest of the settings.
@@ -131,6 +133,7 @@ fn main() -> std::process::ExitCode {
                 resume,
                 config,
             }) => migrate(&from, &to, resume, config.as_deref()).await,
+            Command::Admin(AdminCommand::Ops(op)) => natter::cli::admin::run(op).await,
             Command::Cluster(ClusterCommand::Status {
                 redis,
                 config,
@@ -189,6 +192,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if let Some(a) = listeners.http_addr() {
             println!("natter http={a}");
+        }
+        if let Some(a) = listeners.admin_addr() {
+            println!("natter admin={a}");
         }
         for (name, a) in listeners.tls_addrs() {
             println!("natter {name}={a}");

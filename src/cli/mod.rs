@@ -1,8 +1,10 @@
-//! `natter client ...`: the command-line client. `client` parses the
+//! `natter client ...`: the command-line client (and `admin.rs`, `natter
+//! admin ...` for operators). `client` parses the
 //! commands and runs them, `auth` signs them in, `social` carries the
 //! friend and group commands, `show` words messages and events for a person. What more than one of them needs lives here,
 //! so none of them imports another's internals.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod files;

@@ -92,6 +92,13 @@ pub(super) async fn open_store(
     })
 }
 
+/// The configured store alone, for a command that runs no server
+/// (`natter admin create-admin`); SQLite's refuses while a server holds it.
+pub async fn open_store_alone(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let (feed, _feeds) = store::commit_feed(1, 16);
+    open_store(config, feed).await
+}
+
 /// The TLS side, when a TLS listener is bound: the certificate is loaded
 /// (a bad one stops start-up, naming the key) and watched for reloads.
 pub(super) fn tls(

@@ -43,7 +43,10 @@ fn raise_nofile() -> Option<u64> {
 pub fn budget(c: &Config) -> Budget {
     let want = Budget {
         chat: c.limits.max_connections,
-        http: if c.listen.http.is_empty() && c.listen.https.is_empty() {
+        http: if c.listen.http.is_empty()
+            && c.listen.https.is_empty()
+            && matches!(c.listen.admin.as_str(), "" | "none")
+        {
             0
         } else {
             c.http.max_connections

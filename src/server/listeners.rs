@@ -15,6 +15,8 @@ pub struct Listeners {
     pub tcp_tls: Option<TcpListener>,
     pub ws_tls: Option<TcpListener>,
     pub https: Option<TcpListener>,
+    /// The admin console's own listener (`listen.admin`), when it has one.
+    pub admin: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -40,6 +42,10 @@ impl Listeners {
             tcp_tls: bind("TCP over TLS", &listen.tcp_tls).await?,
             ws_tls: bind("WebSocket over TLS", &listen.ws_tls).await?,
             https: bind("HTTPS", &listen.https).await?,
+            admin: match listen.admin.as_str() {
+                "none" => None,
+                a => bind("admin", a).await?,
+            },
         })
     }
 
@@ -55,6 +61,10 @@ impl Listeners {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The TLS listeners' addresses: (name, address) for each one bound.

@@ -40,6 +40,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_users_registered_total",
         "natter_uploads_expired_total",
         "natter_login_failures_total",
+        "natter_admin_login_failures_total",
         "natter_store_expired_total",
         "natter_email_codes_sent_total",
         "natter_email_failures_total",
@@ -280,6 +281,10 @@ pub fn describe() {
     describe_counter!(
         "natter_login_failures_total",
         "Logins refused for a wrong username or password."
+    );
+    describe_counter!(
+        "natter_admin_login_failures_total",
+        "Administrator logins refused for a wrong name or password."
     );
     describe_counter!(
         "natter_email_codes_sent_total",

@@ -5,7 +5,7 @@
 //! close the store, and let fan-out finish). `run` reads in that order:
 //! assemble the parts, start the background work, serve, drain.
 
-mod assemble;
+pub mod assemble;
 mod descriptors;
 mod drain;
 pub mod listeners;
@@ -227,8 +227,9 @@ pub async fn run_then(
         }),
     };
     // HTTP and HTTPS split the HTTP descriptors between them.
-    let http_listeners =
-        usize::from(listeners.http.is_some()) + usize::from(listeners.https.is_some());
+    let http_listeners = usize::from(listeners.http.is_some())
+        + usize::from(listeners.https.is_some())
+        + usize::from(listeners.admin.is_some());
     let limits = config.http.limits(budget.http / http_listeners.max(1));
     let mut api = Vec::new();
     for (http, tls) in [
@@ -240,20 +241,47 @@ pub async fn run_then(
         ),
     ] {
         let Some(http) = http else { continue };
+        // The admin console rides on a loopback HTTP listener unless it has
+        // its own (or none): never on one others can reach.
+        let loopback = http.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        let admin_here = config.listen.admin.is_empty() && loopback;
         if let Ok(addr) = http.local_addr() {
             let what = if tls.is_some() { "HTTPS" } else { "HTTP" };
-            tracing::info!(%addr, "listening for {what} (/healthz, /readyz, /metrics)");
+            tracing::info!(%addr, admin = admin_here, "listening for {what} (/healthz, /readyz, /metrics)");
         }
+        let admin = admin_here.then(|| natter_api::admin::AdminState {
+            service: service.clone(),
+            https: tls.is_some(),
+        });
         // Ends when `api_stop` fires, last in the drain, which awaits it.
         #[allow(clippy::disallowed_methods)]
         api.push(tokio::spawn(natter_api::serve(
             http,
-            natter_api::router(state.clone()),
+            natter_api::router(state.clone(), admin),
             limits,
             tls,
             api_stop.clone(),
         )));
     }
+    if let Some(l) = listeners.admin {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!(%addr, "listening for the admin console (/admin)");
+        }
+        let admin = natter_api::admin::AdminState {
+            service: service.clone(),
+            https: false,
+        };
+        // Ends with the other HTTP listeners, last in the drain.
+        #[allow(clippy::disallowed_methods)]
+        api.push(tokio::spawn(natter_api::serve(
+            l,
+            natter_api::admin_router(admin),
+            limits,
+            None,
+            api_stop.clone(),
+        )));
+    }
+    background.spawn(lift_bans(service.clone(), background_stop.clone()));
     tracing::info!(data_dir = %config.data_dir.display(), "natter is up");
 
     shutdown.cancelled().await;
@@ -295,6 +323,20 @@ async fn expire_uploads(files: natter_service::files::Files, stop: CancellationT
             _ = tokio::time::sleep(every) => {}
         }
         files.expire(natter_runtime::clock::now_ms()).await;
+    }
+}
+
+/// Lets accounts whose ban has ended back in, once a minute (a login
+/// checks the ban's end itself; this clears the mark for the rest).
+async fn lift_bans(service: Service, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        if let Err(e) = service.lift_ended_bans().await {
+            tracing::warn!(error = %e, "cannot lift the bans that ended");
+        }
     }
 }
 

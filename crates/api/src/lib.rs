@@ -4,6 +4,7 @@
 //! clients can never take the descriptors or memory the chat ports need.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod listener;
 pub mod rest;
 
@@ -45,8 +46,18 @@ pub struct ApiState {
     pub rest: Option<RestState>,
 }
 
-pub fn router(state: ApiState) -> Router {
+/// The admin console and API alone, for a listener of their own.
+pub fn admin_router(admin: admin::AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(admin::router(admin))
+}
+
+/// Everything the HTTP listener serves; with `admin`, the admin console
+/// and API too.
+pub fn router(state: ApiState, admin: Option<admin::AdminState>) -> Router {
     let rest = state.rest.clone().map(rest::router).unwrap_or_default();
+    let admin = admin.map(admin::router).unwrap_or_default();
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -55,6 +66,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/cluster/nodes", get(nodes))
         .with_state(state)
         .merge(rest)
+        .merge(admin)
 }
 
 /// `GET /v1/cluster/assign[?user=ID_OR_NAME][&avoid=NODE,NODE]`: `{node_id,

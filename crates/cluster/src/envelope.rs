@@ -65,6 +65,8 @@ impl Envelope {
                     RevokeReason::Replaced => 1,
                     RevokeReason::Kicked => 2,
                     RevokeReason::LoggedOut => 3,
+                    RevokeReason::Disabled => 4,
+                    RevokeReason::Admin => 5,
                 },
                 ..Envelope::default()
             },
@@ -87,6 +89,8 @@ impl Envelope {
             let reason = match self.reason {
                 1 => RevokeReason::Replaced,
                 3 => RevokeReason::LoggedOut,
+                4 => RevokeReason::Disabled,
+                5 => RevokeReason::Admin,
                 _ => RevokeReason::Kicked,
             };
             return Some(Routed::Revoke {

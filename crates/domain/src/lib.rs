@@ -6,6 +6,7 @@
 //! these types. Nothing here knows SQL, sockets or a runtime.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod email;
 mod error;
 pub mod model;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+pub use crate::admin::*;
 pub use crate::email::*;
 
 /// A stored number no variant has: the database is damaged, or was
@@ -40,6 +41,8 @@ pub struct UserRecord {
     pub username: String,
     pub password_hash: String,
     pub disabled: bool,
+    /// When a ban ends (with `disabled`); `None`: disabled until enabled.
+    pub banned_until_ms: Option<i64>,
 }
 
 /// What a login beyond `session.max_devices` does (the setting
@@ -80,6 +83,7 @@ pub struct SessionRecord {
     pub expires_at_ms: i64,
     pub revoked: bool,
     pub user_disabled: bool,
+    pub user_banned_until_ms: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

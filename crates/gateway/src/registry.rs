@@ -226,6 +226,14 @@ fn replaced(reason: RevokeReason) -> Close {
             "this session connected again elsewhere",
         ),
         RevokeReason::Kicked => (pb::DisconnectReason::Kicked, "this session was ended"),
+        RevokeReason::Disabled => (
+            pb::DisconnectReason::Kicked,
+            "the account was disabled by an administrator",
+        ),
+        RevokeReason::Admin => (
+            pb::DisconnectReason::Kicked,
+            "an administrator ended this session",
+        ),
         RevokeReason::LoggedOut => (
             pb::DisconnectReason::LoggedOut,
             "this session was logged out",

@@ -219,7 +219,7 @@ impl Service {
         match user {
             Some(user) if ok => {
                 throttles.password_right(&key, from, Instant::now());
-                if user.disabled {
+                if user.barred(now_ms()) {
                     Err(ServiceError::AccountDisabled)
                 } else {
                     Ok(user)
@@ -293,7 +293,7 @@ impl Service {
         if record.expires_at_ms <= now_ms() {
             return Err(ServiceError::TokenExpired);
         }
-        if record.user_disabled {
+        if record.user_barred(now_ms()) {
             return Err(ServiceError::AccountDisabled);
         }
         metrics::counter!("natter_logins_total", "method" => "token").increment(1);
@@ -326,7 +326,7 @@ impl Service {
         if record.expires_at_ms <= now_ms() {
             return Err(ServiceError::TokenExpired);
         }
-        if record.user_disabled {
+        if record.user_barred(now_ms()) {
             return Err(ServiceError::AccountDisabled);
         }
         Ok(SessionInfo {

@@ -498,7 +498,7 @@ impl Service {
         let user = user.ok_or(ServiceError::BadCode(
             "no code is waiting for this address; ask for one".into(),
         ))?;
-        if user.disabled {
+        if user.barred(crate::now_ms()) {
             return Err(ServiceError::AccountDisabled);
         }
         let hash = self

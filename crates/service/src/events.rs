@@ -69,6 +69,10 @@ pub enum RevokeReason {
     Kicked,
     /// The user logged the session out (from another connection).
     LoggedOut,
+    /// An administrator disabled or banned the account.
+    Disabled,
+    /// An administrator ended the account's sessions (or reset its password).
+    Admin,
 }
 
 /// What one session hears, as data: the pushes of the frame protocol for

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+pub mod admin;
 mod config;
 mod email;
 mod error;
@@ -26,6 +27,7 @@ pub use events::{Event, EventSink, Limiter, Presence, PresenceUnknown, Push, Rev
 pub use messaging::{PendingSend, SendInput};
 /// The domain types callers of the service use; the backends stay below.
 pub use natter_domain::model;
+pub use password::hash_now as hash_password;
 pub use social::FriendView;
 pub use throttle::ThrottleConfig;
 

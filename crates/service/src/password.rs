@@ -220,6 +220,19 @@ fn compute(
     )
 }
 
+/// Hashes a password on this thread with the configured argon2id
+/// parameters, for a tool that runs no server (the command line).
+pub fn hash_now(cfg: &crate::PasswordConfig, password: &str) -> Result<String, ServiceError> {
+    let params = Params::new(
+        cfg.argon2_memory_kib,
+        cfg.argon2_iterations,
+        cfg.argon2_parallelism,
+        None,
+    )
+    .map_err(|e| ServiceError::Internal(format!("argon2 parameters: {e}")))?;
+    hash(&params, password, &mut Vec::new())
+}
+
 fn hash(params: &Params, password: &str, memory: &mut Vec<Block>) -> Result<String, ServiceError> {
     let internal = |e: &dyn std::fmt::Display| ServiceError::Internal(format!("hashing: {e}"));
     let mut salt = [0u8; 16];

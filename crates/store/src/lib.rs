@@ -7,6 +7,7 @@
 //! the commit feed, from which the service fans them out.
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod config;
 mod error;
 mod feed;
@@ -18,6 +19,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use std::collections::HashMap;
 
+pub use admin::AdminStore;
 pub use config::{Backend, Partition, StoreConfig};
 pub use error::{Fault, StoreError};
 pub use feed::{commit_feed, CommitFeed, CommitFeedSender};
@@ -69,7 +71,7 @@ impl<T> std::future::Future for PendingAppend<T> {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AdminStore + Send + Sync + 'static {
     // ---- accounts
     /// Fails with [`StoreError::Conflict`] when the name is taken.
     async fn create_user(&self, username: &str, password_hash: &str, now_ms: i64)

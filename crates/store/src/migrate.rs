@@ -58,6 +58,8 @@ enum Kind {
     Text,
     /// Text that may be NULL.
     OptText,
+    /// A BIGINT that may be NULL.
+    OptBigInt,
     Bool,
     Bytes,
     /// SQLite's space-separated ids, PostgreSQL's BIGINT[].
@@ -84,6 +86,8 @@ const TABLES: &[Table] = &[
             ("disabled", Bool),
             ("created_at_ms", BigInt),
             ("email", OptText),
+            ("banned_until_ms", OptBigInt),
+            ("ban_reason", Text),
         ],
         identity: true,
     },
@@ -214,6 +218,41 @@ const TABLES: &[Table] = &[
         columns: &[("user_id", BigInt), ("blocked_id", BigInt)],
         identity: false,
     },
+    Table {
+        name: "admins",
+        columns: &[
+            ("id", BigInt),
+            ("name", Text),
+            ("password_hash", Text),
+            ("role", SmallInt),
+            ("created_at_ms", BigInt),
+        ],
+        identity: true,
+    },
+    Table {
+        name: "admin_sessions",
+        columns: &[
+            ("token_hash", Bytes),
+            ("admin_id", BigInt),
+            ("created_at_ms", BigInt),
+            ("expires_at_ms", BigInt),
+        ],
+        identity: false,
+    },
+    Table {
+        name: "admin_audit",
+        columns: &[
+            ("id", BigInt),
+            ("at_ms", BigInt),
+            ("actor", Text),
+            ("address", Text),
+            ("action", Text),
+            ("target", Text),
+            ("detail", Text),
+            ("ok", Bool),
+        ],
+        identity: true,
+    },
 ];
 
 /// One batch of rows, column by column, as PostgreSQL takes arrays.
@@ -223,6 +262,7 @@ enum Column {
     Int(Vec<i32>),
     Text(Vec<String>),
     OptText(Vec<Option<String>>),
+    OptBigInt(Vec<Option<i64>>),
     Bool(Vec<bool>),
     Bytes(Vec<Vec<u8>>),
 }
@@ -235,6 +275,7 @@ impl Column {
             Int => Column::Int(Vec::new()),
             Text | Ids => Column::Text(Vec::new()),
             OptText => Column::OptText(Vec::new()),
+            OptBigInt => Column::OptBigInt(Vec::new()),
             Bool => Column::Bool(Vec::new()),
             Bytes => Column::Bytes(Vec::new()),
         }
@@ -248,6 +289,7 @@ impl Column {
             (Column::Bool(v), _) => v.push(row.get::<_, i64>(i)? != 0),
             (Column::Bytes(v), _) => v.push(row.get(i)?),
             (Column::OptText(v), _) => v.push(row.get(i)?),
+            (Column::OptBigInt(v), _) => v.push(row.get(i)?),
             (Column::Text(v), Ids) => {
                 let ids: String = row.get(i)?;
                 let list: Vec<&str> = ids.split(' ').filter(|s| !s.is_empty()).collect();
@@ -265,6 +307,7 @@ impl Column {
             Column::Int(v) => v,
             Column::Text(v) => v,
             Column::OptText(v) => v,
+            Column::OptBigInt(v) => v,
             Column::Bool(v) => v,
             Column::Bytes(v) => v,
         }
@@ -277,6 +320,7 @@ impl Column {
             Column::Int(v) => v.clear(),
             Column::Text(v) => v.clear(),
             Column::OptText(v) => v.clear(),
+            Column::OptBigInt(v) => v.clear(),
             Column::Bool(v) => v.clear(),
             Column::Bytes(v) => v.clear(),
         }
@@ -285,7 +329,7 @@ impl Column {
 
 fn array_type(kind: Kind) -> &'static str {
     match kind {
-        BigInt => "bigint[]",
+        BigInt | OptBigInt => "bigint[]",
         SmallInt => "smallint[]",
         Int => "integer[]",
         Text | OptText | Ids => "text[]",

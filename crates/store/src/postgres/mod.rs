@@ -286,6 +286,8 @@ macro_rules! transaction {
 
 const COMMITTED: IsolationLevel = IsolationLevel::ReadCommitted;
 
+mod admin;
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(&self, username: &str, hash: &str, now_ms: i64) -> Result<UserId> {

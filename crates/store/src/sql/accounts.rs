@@ -10,7 +10,7 @@ use crate::{
 
 macro_rules! user_columns {
     () => {
-        "id, username, password_hash, disabled"
+        "id, username, password_hash, disabled, banned_until_ms"
     };
 }
 pub(crate) use user_columns;
@@ -21,6 +21,7 @@ pub(crate) fn user_row(r: &Row) -> Result<UserRecord> {
         username: r.get(1)?,
         password_hash: r.get(2)?,
         disabled: r.get(3)?,
+        banned_until_ms: r.get(4)?,
     })
 }
 
@@ -184,7 +185,8 @@ pub(crate) async fn session_by_token(
 ) -> Result<Option<SessionRecord>> {
     let row = db
         .opt(
-            "SELECT s.id, s.user_id, u.username, s.device_id, s.expires_at_ms, s.revoked, u.disabled
+            "SELECT s.id, s.user_id, u.username, s.device_id, s.expires_at_ms, s.revoked, u.disabled,
+                u.banned_until_ms
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1",
             args![&token_hash[..]],
         )
@@ -198,6 +200,7 @@ pub(crate) async fn session_by_token(
             expires_at_ms: r.get(4)?,
             revoked: r.get(5)?,
             user_disabled: r.get(6)?,
+            user_banned_until_ms: r.get(7)?,
         })
     })
     .transpose()

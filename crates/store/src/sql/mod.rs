@@ -27,6 +27,7 @@
 //! This module imports no backend.
 
 pub(crate) mod accounts;
+pub(crate) mod admin;
 pub(crate) mod codes;
 pub(crate) mod friends;
 pub(crate) mod groups;

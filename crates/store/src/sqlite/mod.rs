@@ -2,6 +2,7 @@
 //! (new messages and cursor raises through the message log, `log.rs`), and a
 //! small pool of reader connections.
 
+mod admin;
 mod engine;
 mod groups;
 mod messages;

@@ -168,6 +168,35 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (purpose, address)
     ) WITHOUT ROWID;
     CREATE INDEX email_codes_by_expiry ON email_codes(expires_at_ms);",
+    // 6: administrators (apart from chat users), their sessions, the audit
+    // log of what they did, and bans (an account disabled until a time).
+    "ALTER TABLE users ADD COLUMN banned_until_ms INTEGER;
+    ALTER TABLE users ADD COLUMN ban_reason TEXT NOT NULL DEFAULT '';
+    CREATE TABLE admins (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        role INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE admin_sessions (
+        token_hash BLOB PRIMARY KEY,
+        admin_id INTEGER NOT NULL REFERENCES admins(id) ON DELETE CASCADE,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX admin_sessions_by_expiry ON admin_sessions(expires_at_ms);
+    CREATE TABLE admin_audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        address TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        ok INTEGER NOT NULL
+    );
+    CREATE INDEX users_by_ban ON users(banned_until_ms) WHERE banned_until_ms IS NOT NULL;",
 ];
 
 /// The next message id, from what the database holds: each conversation's

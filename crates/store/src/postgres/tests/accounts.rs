@@ -29,6 +29,7 @@ async fn looks_up_users_sessions_and_names() {
                 username: "bob".into(),
                 password_hash: "h".into(),
                 disabled: false,
+                banned_until_ms: None,
             }
         );
         assert!(user_by_id(&Pg(c), off).await.unwrap().unwrap().disabled);
@@ -74,6 +75,7 @@ async fn looks_up_users_sessions_and_names() {
                 expires_at_ms: 99,
                 revoked: true,
                 user_disabled: true,
+                user_banned_until_ms: None,
             }
         );
         assert_eq!(session_by_token(&Pg(c), &[8u8; 32]).await.unwrap(), None);

@@ -1,0 +1,40 @@
+//! The admin API's OpenAPI 3.1 document, generated from the handlers'
+//! annotations and served at `/admin/api/openapi.json`.
+
+use super::users;
+use crate::rest::ErrorBody;
+use axum::response::IntoResponse;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "natter admin",
+        description = "Operating a natter deployment: administrator sessions (cookie `natter_admin`; every change carries the session's `X-CSRF-Token`), accounts, the audit log. Served on the admin listener (`listen.admin`) only. Errors are `{code, message, retry_after_ms?}`.",
+    ),
+    paths(
+        users::login,
+        users::logout,
+        users::me,
+        users::list,
+        users::one,
+        users::disable,
+        users::enable,
+        users::ban,
+        users::logout_user,
+        users::reset_password,
+        users::audit,
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "sessions", description = "Administrators logging in and out"),
+        (name = "users", description = "Accounts: find, look, disable, ban, end sessions, reset passwords"),
+        (name = "audit", description = "What administrators did"),
+    )
+)]
+pub struct AdminDoc;
+
+/// `GET /admin/api/openapi.json`.
+pub async fn document() -> impl IntoResponse {
+    axum::Json(AdminDoc::openapi())
+}

@@ -1,0 +1,116 @@
+//! [`AdminStore`] on SQLite: the shared SQL of `sql/admin.rs`, writes on
+//! the writer thread, reads on a reader connection.
+
+use super::engine::dialect::{now, Lite};
+use super::SqliteStore;
+use crate::sql::admin;
+use crate::{
+    AccountDetail, AccountSummary, AdminId, AdminRecord, AdminRole, AdminSessionRecord, AdminStore,
+    AuditRecord, Bar, NewAudit, Result, SessionId, UserId,
+};
+use async_trait::async_trait;
+
+#[async_trait]
+impl AdminStore for SqliteStore {
+    async fn put_admin(
+        &self,
+        name: &str,
+        password_hash: &str,
+        role: AdminRole,
+        now_ms: i64,
+        replace: bool,
+    ) -> Result<bool> {
+        let (name, hash) = (name.to_owned(), password_hash.to_owned());
+        self.write(move |t| {
+            now(admin::put_admin(
+                &Lite(t.conn),
+                &name,
+                &hash,
+                role,
+                now_ms,
+                replace,
+            ))
+        })
+        .await
+    }
+
+    async fn admin_by_name(&self, name: &str) -> Result<Option<AdminRecord>> {
+        let name = name.to_owned();
+        self.read(move |c| now(admin::admin_by_name(&Lite(c), &name)))
+            .await
+    }
+
+    async fn admins(&self) -> Result<Vec<AdminRecord>> {
+        self.read(move |c| now(admin::admins(&Lite(c)))).await
+    }
+
+    async fn create_admin_session(
+        &self,
+        admin_id: AdminId,
+        token_hash: [u8; 32],
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        self.write(move |t| {
+            now(admin::create_admin_session(
+                &Lite(t.conn),
+                admin_id,
+                &token_hash,
+                now_ms,
+                expires_at_ms,
+            ))
+        })
+        .await
+    }
+
+    async fn admin_session(&self, token_hash: [u8; 32]) -> Result<Option<AdminSessionRecord>> {
+        self.read(move |c| now(admin::admin_session(&Lite(c), &token_hash)))
+            .await
+    }
+
+    async fn end_admin_session(&self, token_hash: [u8; 32]) -> Result<()> {
+        self.write(move |t| now(admin::end_admin_session(&Lite(t.conn), &token_hash)))
+            .await
+    }
+
+    async fn audit(&self, entry: NewAudit) -> Result<()> {
+        self.write(move |t| now(admin::audit(&Lite(t.conn), &entry)))
+            .await
+    }
+
+    async fn audit_log(&self, before: u64, limit: usize) -> Result<Vec<AuditRecord>> {
+        self.read(move |c| now(admin::audit_log(&Lite(c), before, limit)))
+            .await
+    }
+
+    async fn accounts(
+        &self,
+        text: &str,
+        after: UserId,
+        limit: usize,
+    ) -> Result<Vec<AccountSummary>> {
+        let text = text.to_owned();
+        self.read(move |c| now(admin::accounts(&Lite(c), &text, after, limit)))
+            .await
+    }
+
+    async fn account(&self, id: UserId, now_ms: i64) -> Result<Option<AccountDetail>> {
+        self.fresh(move |c| now(admin::account(&Lite(c), id, now_ms)))
+            .await
+    }
+
+    async fn set_bar(&self, id: UserId, bar: Bar) -> Result<Vec<SessionId>> {
+        self.write(move |t| now(admin::set_bar(&Lite(t.conn), id, &bar)))
+            .await
+    }
+
+    async fn end_sessions(&self, id: UserId) -> Result<Vec<SessionId>> {
+        self.write(move |t| now(admin::end_sessions(&Lite(t.conn), id)))
+            .await
+    }
+
+    async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>> {
+        self.write(move |t| now(admin::lift_ended_bans(&Lite(t.conn), now_ms)))
+            .await
+    }
+}

@@ -1,0 +1,459 @@
+//! `natter admin ...` for people operating a deployment: `create-admin`
+//! makes an administrator in the configured store directly (argon2id, the
+//! server's parameters); the account commands (`users`, `user`, `disable`,
+//! `enable`, `ban`, `logout`, `reset-password`, `audit`) go through a
+//! running server's admin API, so they take effect at once on every node and
+//! are in the audit log under the administrator's name.
+
+use super::auth::password;
+use crate::config::Config;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// The administrator's password, when not typed at a prompt.
+pub const ADMIN_PASSWORD_ENV: &str = "NATTER_ADMIN_PASSWORD";
+
+#[derive(Subcommand, Debug)]
+pub enum AdminOps {
+    /// Make an administrator (or, with --replace, give one a new password
+    /// and role). The password comes from NATTER_ADMIN_PASSWORD or a prompt.
+    /// Writes to the configured store: with SQLite, stop the server first.
+    CreateAdmin {
+        #[arg(long)]
+        name: String,
+        /// admin (may change anything) or viewer (may only look).
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Replace an administrator of that name (its sessions end).
+        #[arg(long)]
+        replace: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List accounts, by id; --search filters by name or address.
+    Users {
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long, default_value = "")]
+        search: String,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one account: sessions, groups, last login.
+    User {
+        #[command(flatten)]
+        server: Remote,
+        /// A user id, or a username.
+        user: String,
+    },
+    /// Disable an account until enabled: its sessions end at once.
+    Disable {
+        #[command(flatten)]
+        server: Remote,
+        user: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Enable an account (ending a ban too).
+    Enable {
+        #[command(flatten)]
+        server: Remote,
+        user: String,
+    },
+    /// Ban an account for a time (e.g. 30m, 12h, 7d).
+    Ban {
+        #[command(flatten)]
+        server: Remote,
+        user: String,
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// End every session of an account.
+    Logout {
+        #[command(flatten)]
+        server: Remote,
+        user: String,
+    },
+    /// Set a new random password (printed) and end every session.
+    ResetPassword {
+        #[command(flatten)]
+        server: Remote,
+        user: String,
+    },
+    /// What administrators did, newest first.
+    Audit {
+        #[command(flatten)]
+        server: Remote,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// Where the admin API is, and who logs in to it.
+#[derive(Args, Debug)]
+pub struct Remote {
+    /// The server's admin base URL (listen.admin, or listen.http on loopback).
+    #[arg(long, default_value = "http://127.0.0.1:7780")]
+    pub server: String,
+    /// The administrator to log in as (default: NATTER_ADMIN).
+    #[arg(long, env = "NATTER_ADMIN")]
+    pub admin: String,
+}
+
+pub async fn run(op: AdminOps) -> anyhow::Result<()> {
+    match op {
+        AdminOps::CreateAdmin {
+            name,
+            role,
+            replace,
+            config,
+            data_dir,
+        } => create_admin(&name, &role, replace, config, data_dir).await,
+        op => tokio::task::spawn_blocking(move || remote(op))
+            .await
+            .context("the admin command failed")?,
+    }
+}
+
+async fn create_admin(
+    name: &str,
+    role: &str,
+    replace: bool,
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use figment::providers::Serialized;
+    let role =
+        natter_service::model::AdminRole::parse(role).context("--role is admin or viewer")?;
+    let name = natter_service::admin::check_admin_name(name)?;
+    let mut figment = Config::figment(config.as_deref());
+    if let Some(d) = data_dir {
+        figment = figment.merge(Serialized::default("data_dir", d));
+    }
+    let config = Config::from_figment(figment)?;
+    let pw = match std::env::var(ADMIN_PASSWORD_ENV) {
+        Ok(p) => p,
+        Err(_) => password("new administrator password: ")?
+            .context("no password: set NATTER_ADMIN_PASSWORD or run on a terminal")?,
+    };
+    if pw.chars().count() < 10 {
+        bail!("an administrator's password has at least 10 characters");
+    }
+    let hash = natter_service::hash_password(&config.password, &pw)?;
+    let store = crate::server::assemble::open_store_alone(&config).await?;
+    let made = store
+        .put_admin(&name, &hash, role, natter_runtime::clock::now_ms(), replace)
+        .await
+        .map_err(|e| match e {
+            natter_store::StoreError::Conflict(_) => {
+                anyhow::anyhow!("an administrator named {name} exists (--replace to change it)")
+            }
+            e => anyhow::anyhow!("cannot store the administrator: {e}"),
+        })?;
+    let cli = natter_service::admin::Actor::cli();
+    let action = if made {
+        "admin.create"
+    } else {
+        "admin.replace"
+    };
+    store
+        .audit(natter_service::model::NewAudit {
+            at_ms: natter_runtime::clock::now_ms(),
+            actor: cli.name,
+            address: cli.address,
+            action: action.into(),
+            target: format!("admin:{name}"),
+            detail: format!("role={}", role.name()),
+            ok: true,
+        })
+        .await?;
+    store.close().await;
+    println!(
+        "{} administrator {name} ({})",
+        if made { "made" } else { "replaced" },
+        role.name()
+    );
+    Ok(())
+}
+
+/// A logged-in admin API session.
+struct Session {
+    base: String,
+    agent: ureq::Agent,
+    cookie: String,
+    csrf: String,
+}
+
+type Reply = ureq::http::Response<ureq::Body>;
+
+fn json(r: Reply, what: &str) -> anyhow::Result<serde_json::Value> {
+    let status = r.status();
+    let text = r.into_body().read_to_string().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    if !status.is_success() {
+        let message = v["message"].as_str().unwrap_or(&text);
+        bail!("{what}: {status} {message}");
+    }
+    Ok(v)
+}
+
+impl Session {
+    fn open(r: &Remote) -> anyhow::Result<Session> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let base = r.server.trim_end_matches('/').to_owned();
+        let pw = match std::env::var(ADMIN_PASSWORD_ENV) {
+            Ok(p) => p,
+            Err(_) => password(&format!("password for {}: ", r.admin))?
+                .context("no password: set NATTER_ADMIN_PASSWORD or run on a terminal")?,
+        };
+        let reply = agent
+            .post(format!("{base}/admin/api/login"))
+            .send_json(serde_json::json!({"name": r.admin, "password": pw}))
+            .with_context(|| format!("cannot reach {base}"))?;
+        let cookie = reply
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(str::to_owned);
+        let v = json(reply, "login")?;
+        Ok(Session {
+            base,
+            agent,
+            cookie: cookie.context("the server set no session cookie")?,
+            csrf: v["csrf"].as_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .call()?;
+        json(r, path)
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .send_json(body)?;
+        json(r, path)
+    }
+
+    /// A user id from an id or a username.
+    fn user(&self, user: &str) -> anyhow::Result<u64> {
+        if let Ok(id) = user.parse() {
+            return Ok(id);
+        }
+        let q: String = user
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+            .collect();
+        let mut after = 0;
+        loop {
+            let page = self.get(&format!("/admin/api/users?q={q}&after={after}&limit=500"))?;
+            for u in page["users"].as_array().into_iter().flatten() {
+                if u["username"].as_str() == Some(&user.to_ascii_lowercase()) {
+                    return u["id"].as_u64().context("a user without an id");
+                }
+            }
+            match page["next_after"].as_u64() {
+                Some(n) => after = n,
+                None => bail!("no user named {user}"),
+            }
+        }
+    }
+
+    fn close(self) {
+        let _ = self.post("/admin/api/logout", serde_json::json!({}));
+    }
+}
+
+fn remote(op: AdminOps) -> anyhow::Result<()> {
+    let server = match &op {
+        AdminOps::CreateAdmin { .. } => unreachable!("create-admin runs locally"),
+        AdminOps::Users { server, .. }
+        | AdminOps::User { server, .. }
+        | AdminOps::Disable { server, .. }
+        | AdminOps::Enable { server, .. }
+        | AdminOps::Ban { server, .. }
+        | AdminOps::Logout { server, .. }
+        | AdminOps::ResetPassword { server, .. }
+        | AdminOps::Audit { server, .. } => server,
+    };
+    let s = Session::open(server)?;
+    let out = act(&s, &op);
+    s.close();
+    out
+}
+
+fn act(s: &Session, op: &AdminOps) -> anyhow::Result<()> {
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    match op {
+        AdminOps::Users {
+            search,
+            after,
+            limit,
+            ..
+        } => {
+            let q: String = url_escape(search);
+            let v = s.get(&format!(
+                "/admin/api/users?q={q}&after={after}&limit={limit}"
+            ))?;
+            println!("{:>8}  {:<32} {:<10} email", "id", "username", "state");
+            for u in v["users"].as_array().into_iter().flatten() {
+                let state = match (u["disabled"].as_bool(), u["banned_until_ms"].as_i64()) {
+                    (Some(true), Some(_)) => "banned",
+                    (Some(true), None) => "disabled",
+                    _ => "active",
+                };
+                println!(
+                    "{:>8}  {:<32} {:<10} {}",
+                    u["id"],
+                    u["username"].as_str().unwrap_or(""),
+                    state,
+                    u["email"].as_str().unwrap_or("")
+                );
+            }
+            if let Some(n) = v["next_after"].as_u64() {
+                println!("(more: --after {n})");
+            }
+        }
+        AdminOps::User { user, .. } => {
+            let id = s.user(user)?;
+            println!("{}", pretty(&s.get(&format!("/admin/api/users/{id}"))?));
+        }
+        AdminOps::Disable { user, reason, .. } => {
+            let id = s.user(user)?;
+            s.post(
+                &format!("/admin/api/users/{id}/disable"),
+                serde_json::json!({ "reason": reason }),
+            )?;
+            println!("user {id} disabled; its sessions ended");
+        }
+        AdminOps::Enable { user, .. } => {
+            let id = s.user(user)?;
+            s.post(
+                &format!("/admin/api/users/{id}/enable"),
+                serde_json::json!({}),
+            )?;
+            println!("user {id} enabled");
+        }
+        AdminOps::Ban {
+            user,
+            duration,
+            reason,
+            ..
+        } => {
+            let seconds = parse_duration(duration)?;
+            let id = s.user(user)?;
+            let v = s.post(
+                &format!("/admin/api/users/{id}/ban"),
+                serde_json::json!({ "seconds": seconds, "reason": reason }),
+            )?;
+            println!(
+                "user {id} banned until {} ms since the epoch",
+                v["banned_until_ms"]
+            );
+        }
+        AdminOps::Logout { user, .. } => {
+            let id = s.user(user)?;
+            let v = s.post(
+                &format!("/admin/api/users/{id}/logout"),
+                serde_json::json!({}),
+            )?;
+            println!("user {id}: {} sessions ended", v["sessions"]);
+        }
+        AdminOps::ResetPassword { user, .. } => {
+            let id = s.user(user)?;
+            let v = s.post(
+                &format!("/admin/api/users/{id}/password"),
+                serde_json::json!({}),
+            )?;
+            println!(
+                "user {id}: new password {}",
+                v["password"].as_str().unwrap_or("")
+            );
+        }
+        AdminOps::Audit { limit, .. } => {
+            let v = s.get(&format!("/admin/api/audit?limit={limit}"))?;
+            for l in v["lines"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>6} {} {:<16} {:<15} {:<22} {:<12} {} {}",
+                    l["id"],
+                    l["at_ms"],
+                    l["actor"].as_str().unwrap_or(""),
+                    l["address"].as_str().unwrap_or(""),
+                    l["action"].as_str().unwrap_or(""),
+                    l["target"].as_str().unwrap_or(""),
+                    if l["ok"].as_bool() == Some(true) {
+                        "ok"
+                    } else {
+                        "REFUSED"
+                    },
+                    l["detail"].as_str().unwrap_or("")
+                );
+            }
+        }
+        AdminOps::CreateAdmin { .. } => unreachable!("create-admin runs locally"),
+    }
+    Ok(())
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// `90`, `90s`, `30m`, `12h`, `7d` as seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = n.parse().with_context(|| format!("not a duration: {s}"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("not a duration: {s} (use s, m, h or d)"),
+    };
+    Ok(n.saturating_mul(mult))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), 90);
+        assert_eq!(parse_duration("30m").unwrap(), 1800);
+        assert_eq!(parse_duration("7d").unwrap(), 604_800);
+        assert!(parse_duration("7w").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+}

@@ -1,0 +1,482 @@
+//! The admin API and `natter admin ...` against a real server: an
+//! administrator made by the command line logs in (cookie + CSRF), finds
+//! accounts, disables one whose connection closes at once, bans one for a
+//! time that ends by itself, ends sessions, resets a password; a viewer may
+//! only look; wrong passwords back off; everything is in the audit log.
+
+mod common;
+
+use common::http::{call, register_and_login};
+use common::{next_disconnect, postgres_url_for, TestServer, PASSWORD};
+use natter_proto::pb;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const ADMIN_PASSWORD: &str = "admin password 1";
+
+/// Makes an administrator with the command line, in the store the server
+/// on `dir` will use.
+async fn create_admin(dir: &std::path::Path, name: &str, role: &str, extra: &[&str]) -> String {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+    cmd.args(["admin", "create-admin", "--name", name, "--role", role])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("NATTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("NATTER_PASSWORD__ARGON2_MEMORY_KIB", "64")
+        .env("NATTER_PASSWORD__ARGON2_ITERATIONS", "1")
+        .stdin(std::process::Stdio::null());
+    if let Some(url) = postgres_url_for(dir).await {
+        cmd.env("NATTER_STORE__BACKEND", "postgres")
+            .env("NATTER_STORE__URL", url);
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "create-admin: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An administrator's browser, as far as the API sees it: the cookie and
+/// the CSRF token.
+struct AdminClient {
+    addr: SocketAddr,
+    cookie: String,
+    csrf: String,
+}
+
+/// (status, JSON body, the response's headers).
+async fn admin_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value, Vec<(String, String)>) {
+    let (method, url) = (method.to_owned(), format!("http://{addr}{path}"));
+    let (cookie, csrf) = (cookie.map(str::to_owned), csrf.map(str::to_owned));
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut req = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        let resp = match body {
+            Some(b) => agent.run(
+                req.header("content-type", "application/json")
+                    .body(b.to_string())
+                    .unwrap(),
+            ),
+            None => agent.run(req.body(()).unwrap()),
+        }
+        .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let text = resp.into_body().read_to_string().unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, value, headers)
+    })
+    .await
+    .unwrap()
+}
+
+fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+impl AdminClient {
+    async fn login(addr: SocketAddr, name: &str) -> AdminClient {
+        let (st, v, h) = admin_call(
+            addr,
+            "POST",
+            "/admin/api/login",
+            None,
+            None,
+            Some(json!({"name": name, "password": ADMIN_PASSWORD})),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let set = header(&h, "set-cookie").expect("a session cookie");
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+            assert!(set.contains(attr), "{set} lacks {attr}");
+        }
+        AdminClient {
+            addr,
+            cookie: set.split(';').next().unwrap().to_owned(),
+            csrf: v["csrf"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (st, v, h) = admin_call(self.addr, "GET", path, Some(&self.cookie), None, None).await;
+        assert_eq!(header(&h, "cache-control"), Some("no-store"));
+        assert_eq!(header(&h, "x-frame-options"), Some("DENY"));
+        (st, v)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (st, v, _) = admin_call(
+            self.addr,
+            "POST",
+            path,
+            Some(&self.cookie),
+            Some(&self.csrf),
+            Some(body),
+        )
+        .await;
+        (st, v)
+    }
+}
+
+async fn rest_login(addr: SocketAddr, name: &str, password: &str) -> (u16, Value) {
+    let (st, v, _) = call(
+        addr,
+        "POST",
+        "/v1/login",
+        None,
+        Some(json!({"username": name, "password": password, "device_id": "again"})),
+    )
+    .await;
+    (st, v)
+}
+
+#[tokio::test]
+async fn an_administrator_finds_disables_bans_and_resets_accounts_and_all_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = create_admin(dir.path(), "root", "admin", &[]).await;
+    assert!(made.contains("made administrator root"), "{made}");
+    create_admin(dir.path(), "watcher", "viewer", &[]).await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let addr = s.http;
+
+    // Not logged in, a wrong password, a forged change.
+    let (st, v, _) = admin_call(addr, "GET", "/admin/api/users", None, None, None).await;
+    assert_eq!((st, v["code"].as_str()), (401, Some("NOT_AUTHENTICATED")));
+    let (st, v, _) = admin_call(
+        addr,
+        "POST",
+        "/admin/api/login",
+        None,
+        None,
+        Some(json!({"name": "root", "password": "wrong password"})),
+    )
+    .await;
+    assert_eq!((st, v["code"].as_str()), (401, Some("BAD_CREDENTIALS")));
+    let root = AdminClient::login(addr, "root").await;
+    let (st, me) = root.get("/admin/api/me").await;
+    assert_eq!((st, me["role"].as_str()), (200, Some("admin")));
+    assert_eq!(me["csrf"], root.csrf);
+
+    // Chat users: alice connected over TCP, bob over HTTP.
+    let (mut alice, alice_ok) = s.user("alice").await;
+    let alice_id = alice_ok.user_id;
+    let (bob_id, bob_token) = register_and_login(addr, "bob").await;
+
+    // Find them, page by page.
+    let (st, page) = root.get("/admin/api/users?q=LIC").await;
+    assert_eq!(st, 200);
+    let names: Vec<&str> = page["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice"]);
+    let (_, first) = root.get("/admin/api/users?limit=1").await;
+    assert_eq!(first["users"][0]["id"], alice_id);
+    let after = first["next_after"].as_u64().expect("a next page");
+    let (_, second) = root
+        .get(&format!("/admin/api/users?limit=1&after={after}"))
+        .await;
+    assert_eq!(second["users"][0]["id"], bob_id);
+    let (_, one) = root.get(&format!("/admin/api/users/{alice_id}")).await;
+    assert_eq!(one["username"], "alice");
+    assert_eq!(one["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(one["online"], true);
+    assert!(one["last_login_ms"].as_i64().unwrap() > 0);
+    let (st, _) = root.get("/admin/api/users/999999").await;
+    assert_eq!(st, 404);
+
+    // A change without the CSRF token is refused and changes nothing.
+    let (st, v, _) = admin_call(
+        addr,
+        "POST",
+        &format!("/admin/api/users/{alice_id}/disable"),
+        Some(&root.cookie),
+        Some("forged"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("FORBIDDEN")));
+    let (st, _) = rest_login(addr, "alice", PASSWORD).await;
+    assert_eq!(st, 200, "alice is still enabled");
+
+    // Disabled: her open connection is closed at once and she cannot log in.
+    let (st, v) = root
+        .post(
+            &format!("/admin/api/users/{alice_id}/disable"),
+            json!({"reason": "spam"}),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    let d = next_disconnect(&mut alice).await;
+    assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
+    assert!(d.message.contains("disabled"), "{}", d.message);
+    let (st, v) = rest_login(addr, "alice", PASSWORD).await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("ACCOUNT_DISABLED")));
+    let (_, one) = root.get(&format!("/admin/api/users/{alice_id}")).await;
+    assert_eq!(
+        (one["disabled"].as_bool(), one["reason"].as_str()),
+        (Some(true), Some("spam"))
+    );
+    assert!(one["sessions"].as_array().unwrap().is_empty());
+    let (st, _) = root
+        .post(&format!("/admin/api/users/{alice_id}/enable"), json!({}))
+        .await;
+    assert_eq!(st, 204);
+    let (st, _) = rest_login(addr, "alice", PASSWORD).await;
+    assert_eq!(st, 200, "enabled again");
+
+    // Banned for two seconds: refused, then let in by itself.
+    let (st, v) = root
+        .post(
+            &format!("/admin/api/users/{bob_id}/ban"),
+            json!({"seconds": 2, "reason": "cool down"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v, _) = call(addr, "GET", "/v1/me", Some(&bob_token), None).await;
+    assert_eq!(st, 401, "a banned account's token is ended: {v}");
+    let (st, v) = rest_login(addr, "bob", PASSWORD).await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("ACCOUNT_DISABLED")));
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (st, v) = rest_login(addr, "bob", PASSWORD).await;
+    assert_eq!(st, 200, "the ban ended by itself: {v}");
+
+    // Every session ended: both devices' connections close.
+    let (mut a1, _) = s.device("alice", "phone").await;
+    let (mut a2, _) = s.device("alice", "laptop").await;
+    let (st, v) = root
+        .post(&format!("/admin/api/users/{alice_id}/logout"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    assert!(v["sessions"].as_u64().unwrap() >= 2, "{v}");
+    for c in [&mut a1, &mut a2] {
+        let d = next_disconnect(c).await;
+        assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
+    }
+
+    // A new password: the old one no longer works, the new one does.
+    let (st, v) = root
+        .post(&format!("/admin/api/users/{alice_id}/password"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let new = v["password"].as_str().unwrap().to_owned();
+    assert_eq!(rest_login(addr, "alice", PASSWORD).await.0, 401);
+    assert_eq!(rest_login(addr, "alice", &new).await.0, 200);
+
+    // A viewer looks but changes nothing.
+    let watcher = AdminClient::login(addr, "watcher").await;
+    let (st, _) = watcher.get("/admin/api/users").await;
+    assert_eq!(st, 200);
+    let (st, v) = watcher
+        .post(&format!("/admin/api/users/{bob_id}/disable"), json!({}))
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("FORBIDDEN")));
+    assert_eq!(rest_login(addr, "bob", PASSWORD).await.0, 200);
+
+    // The audit log: who did what to whom, the refusals too, newest first.
+    let (st, log) = root.get("/admin/api/audit?limit=100").await;
+    assert_eq!(st, 200);
+    let lines: Vec<(String, String, String, bool)> = log["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["actor"].as_str().unwrap().to_owned(),
+                l["action"].as_str().unwrap().to_owned(),
+                l["target"].as_str().unwrap().to_owned(),
+                l["ok"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let a = format!("user:{alice_id}");
+    let b = format!("user:{bob_id}");
+    let want = [
+        ("watcher", "user.disable", b.as_str(), false),
+        ("watcher", "admin.login", "", true),
+        ("root", "user.reset_password", a.as_str(), true),
+        ("root", "user.logout", a.as_str(), true),
+        ("root", "user.ban", b.as_str(), true),
+        ("root", "user.enable", a.as_str(), true),
+        ("root", "user.disable", a.as_str(), true),
+        ("root", "admin.login", "", true),
+        ("root", "admin.login", "", false),
+    ];
+    let got: Vec<(&str, &str, &str, bool)> = lines
+        .iter()
+        .map(|(w, a, t, ok)| (w.as_str(), a.as_str(), t.as_str(), *ok))
+        .take(want.len())
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        lines
+            .iter()
+            .any(|(w, a, t, _)| w.starts_with("cli:") && a == "admin.create" && t == "admin:root"),
+        "{lines:?}"
+    );
+
+    // Logged out, the cookie is worth nothing.
+    let (st, _) = root.post("/admin/api/logout", json!({})).await;
+    assert_eq!(st, 204);
+    let (st, _) = root.get("/admin/api/users").await;
+    assert_eq!(st, 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn admin_logins_back_off_and_the_cli_acts_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    create_admin(dir.path(), "root", "admin", &[]).await;
+    // A name taken: refused unless replaced.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+    cmd.args(["admin", "create-admin", "--name", "root", "--data-dir"])
+        .arg(dir.path())
+        .env("NATTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::null());
+    if let Some(url) = postgres_url_for(dir.path()).await {
+        cmd.env("NATTER_STORE__BACKEND", "postgres")
+            .env("NATTER_STORE__URL", url);
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
+    let replaced = create_admin(dir.path(), "root", "admin", &["--replace"]).await;
+    assert!(
+        replaced.contains("replaced administrator root"),
+        "{replaced}"
+    );
+
+    let s = TestServer::start_in(dir, |c| {
+        c.throttle.failed_login_free_per_user = 3;
+    })
+    .await;
+    let addr = s.http;
+    let (mut carol, ok) = s.user("carol").await;
+
+    // The command line, as the administrator, through the running server.
+    let admin = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"));
+        cmd.arg("admin")
+            .args(args)
+            .args(["--server", &format!("http://{addr}"), "--admin", "root"])
+            .env("NATTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    let out = admin(&["users", "--search", "car"]).output().await.unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listed.contains("carol") && listed.contains("active"),
+        "{listed}"
+    );
+    let out = admin(&["disable", "carol", "--reason", "cli"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = next_disconnect(&mut carol).await;
+    assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
+    let out = admin(&["user", &ok.user_id.to_string()])
+        .output()
+        .await
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(shown.contains("\"disabled\": true"), "{shown}");
+    let out = admin(&["audit"]).output().await.unwrap();
+    let audit = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(audit.contains("user.disable"), "{audit}");
+
+    // Wrong passwords for one administrator back off (429), and then even
+    // the right one waits: guessing is slowed the same as for chat users.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        let (st, _, _) = admin_call(
+            addr,
+            "POST",
+            "/admin/api/login",
+            None,
+            None,
+            Some(json!({"name": "root", "password": "guess"})),
+        )
+        .await;
+        codes.push(st);
+    }
+    assert_eq!(&codes[..3], &[401, 401, 401], "{codes:?}");
+    assert!(codes[3..].iter().all(|&c| c == 429), "{codes:?}");
+    let (st, _, h) = admin_call(
+        addr,
+        "POST",
+        "/admin/api/login",
+        None,
+        None,
+        Some(json!({"name": "root", "password": ADMIN_PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 429);
+    assert!(header(&h, "retry-after").is_some());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_is_not_served_on_a_public_listener_and_has_its_own_document() {
+    // On the loopback HTTP listener by default.
+    let s = TestServer::start().await;
+    let (st, doc, _) = admin_call(s.http, "GET", "/admin/api/openapi.json", None, None, None).await;
+    assert_eq!(st, 200);
+    for p in [
+        "/admin/api/login",
+        "/admin/api/users",
+        "/admin/api/users/{id}/disable",
+        "/admin/api/users/{id}/ban",
+        "/admin/api/audit",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "{p} is not documented");
+    }
+    s.stop().await;
+    // With a listener of its own, the HTTP listener no longer serves it.
+    let s = TestServer::start_with(|c| c.listen.admin = "127.0.0.1:0".into()).await;
+    let (st, _, _) = admin_call(s.http, "GET", "/admin/api/me", None, None, None).await;
+    assert_eq!(st, 404);
+    s.stop().await;
+    let s = TestServer::start_with(|c| c.listen.admin = "none".into()).await;
+    let (st, _, _) = admin_call(s.http, "GET", "/admin/api/me", None, None, None).await;
+    assert_eq!(st, 404);
+    s.stop().await;
+}
