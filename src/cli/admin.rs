@@ -20,6 +20,7 @@ pub enum AdminOps {
     /// and role). The password comes from NATTER_ADMIN_PASSWORD or a prompt.
     /// Writes to the configured store: with SQLite, stop the server first.
     CreateAdmin {
+        /// The administrator's name (1-64 of a-z, 0-9, '_', '.', '-', '@').
         #[arg(long)]
         name: String,
         /// admin (may change anything) or viewer (may only look).
@@ -28,8 +29,10 @@ pub enum AdminOps {
         /// Replace an administrator of that name (its sessions end).
         #[arg(long)]
         replace: bool,
+        /// The server's configuration file (its [store] and [password]).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The server's data directory (its SQLite database).
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -37,10 +40,13 @@ pub enum AdminOps {
     Users {
         #[command(flatten)]
         server: Remote,
+        /// Text the name or email address contains.
         #[arg(long, default_value = "")]
         search: String,
+        /// The last id of the page before.
         #[arg(long, default_value_t = 0)]
         after: u64,
+        /// At most this many (up to 500).
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -55,7 +61,9 @@ pub enum AdminOps {
     Disable {
         #[command(flatten)]
         server: Remote,
+        /// A user id, or a username.
         user: String,
+        /// Why (kept with the account and in the audit log).
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -63,15 +71,19 @@ pub enum AdminOps {
     Enable {
         #[command(flatten)]
         server: Remote,
+        /// A user id, or a username.
         user: String,
     },
     /// Ban an account for a time (e.g. 30m, 12h, 7d).
     Ban {
         #[command(flatten)]
         server: Remote,
+        /// A user id, or a username.
         user: String,
+        /// How long: 90 (seconds), 30m, 12h, 7d.
         #[arg(long = "for")]
         duration: String,
+        /// Why (kept with the account and in the audit log).
         #[arg(long, default_value = "")]
         reason: String,
     },
@@ -79,18 +91,21 @@ pub enum AdminOps {
     Logout {
         #[command(flatten)]
         server: Remote,
+        /// A user id, or a username.
         user: String,
     },
     /// Set a new random password (printed) and end every session.
     ResetPassword {
         #[command(flatten)]
         server: Remote,
+        /// A user id, or a username.
         user: String,
     },
     /// What administrators did, newest first.
     Audit {
         #[command(flatten)]
         server: Remote,
+        /// The newest this many lines.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },

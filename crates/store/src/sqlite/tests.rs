@@ -291,6 +291,13 @@ async fn messages_keyed_by_id_are_migrated_to_the_conversation_layout() {
              DROP TABLE email_codes;
              DROP INDEX users_by_email;
              ALTER TABLE users DROP COLUMN email;
+             -- And without what migration 6 adds.
+             DROP TABLE admin_audit;
+             DROP TABLE admin_sessions;
+             DROP TABLE admins;
+             DROP INDEX users_by_ban;
+             ALTER TABLE users DROP COLUMN banned_until_ms;
+             ALTER TABLE users DROP COLUMN ban_reason;
              PRAGMA user_version = 3;
              COMMIT;",
         )
