@@ -343,3 +343,33 @@ async fn traces_are_bounded_in_users_time_and_lines() {
     let users: Vec<u64> = c.traces().iter().map(|t| t.user).collect();
     assert_eq!(users, [1]);
 }
+
+#[test]
+fn the_subscriber_tells_tracing_its_most_verbose_level() {
+    use tracing::Subscriber as _;
+    let hint = |level: &str, traced: bool| {
+        let (sub, c) = subscriber(
+            level,
+            RingSize {
+                lines: 10,
+                bytes: BIG,
+            },
+            Suppress::new(0, Duration::from_secs(1)),
+            Output {
+                writer: Captured::default(),
+                json: false,
+                ansi: false,
+            },
+        )
+        .unwrap();
+        if traced {
+            c.trace_user(1, Duration::from_secs(1)).unwrap();
+        }
+        sub.max_level_hint()
+    };
+    // Debug and trace callsites cost one comparison at info.
+    assert_eq!(hint("info", false), Some(LevelFilter::INFO));
+    assert_eq!(hint("natter=debug,warn", false), Some(LevelFilter::DEBUG));
+    // While a user is traced, debug events are looked at.
+    assert_eq!(hint("info", true), Some(LevelFilter::DEBUG));
+}
