@@ -2,7 +2,9 @@
 //! same warning or error repeats ([`suppress`]), queued without blocking
 //! to one writer thread ([`sink`]) that writes them to stdout and/or a
 //! rotating file ([`rotate`]). A log line is either written or counted as
-//! dropped; nothing is lost silently.
+//! dropped; nothing is lost silently. The recent lines are also kept in
+//! memory ([`ring`]), and [`Control`] changes the level while running and
+//! traces one user's debug lines, for the admin console.
 
 pub mod config;
 pub mod control;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer};
 
 /// How long closing waits for queued lines to be written.
@@ -182,7 +185,9 @@ pub fn init(config: &Config) -> std::io::Result<Logging> {
     };
     let (subscriber, control) =
         subscriber(&level, ring, suppress.clone(), output).map_err(std::io::Error::other)?;
-    tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)?;
+    // try_init, not set_global_default: it also brings the `log` crate's
+    // records (from dependencies) into tracing.
+    subscriber.try_init().map_err(std::io::Error::other)?;
     let _ = CONTROL.set(control.clone());
     // Owned by the `Logging` guard, which outlives the drain (so the drain
     // is logged) and aborts them when dropped.
