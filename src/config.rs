@@ -278,6 +278,8 @@ mod tests {
                 "log.max_total_bytes",
             ),
             ("[log]\nrepeat_window_ms = 0", "log.repeat_window_ms"),
+            ("[log]\nring_lines = 1000001", "log.ring_lines"),
+            ("[log]\nring_bytes = 1000", "log.ring_bytes"),
         ] {
             let e = from_toml(toml).unwrap_err();
             assert!(e.to_string().contains(key), "{toml}: {e}");
@@ -287,6 +289,9 @@ mod tests {
         assert_eq!(c.log.file, PathBuf::from("n.log"));
         let c = from_toml("[log]\nrepeat_burst = 0\nrepeat_window_ms = 0").unwrap();
         assert_eq!(c.log.repeat_burst, 0);
+        // A ring that is off needs no room.
+        let c = from_toml("[log]\nring_lines = 0\nring_bytes = 0").unwrap();
+        assert_eq!(c.log.ring_lines, 0);
     }
 
     #[test]

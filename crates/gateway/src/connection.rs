@@ -318,6 +318,15 @@ async fn run<R: FrameRead, W: FrameWrite>(
     if let Phase::Authed(s) = &conn.phase {
         let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
         let draining = conn.gw.shutdown.is_cancelled();
+        tracing::debug!(
+            peer = %conn.peer,
+            user = s.user_id,
+            session = s.session_id,
+            conn = conn.conn_id,
+            last,
+            draining,
+            "disconnected"
+        );
         conn.gw.service.detached(s, last, draining).await;
     }
     // Whatever ended the loop, the writer now finishes: with the close frame
@@ -533,6 +542,7 @@ impl Conn {
     pub(crate) async fn logged_in(
         &mut self,
         id: u32,
+        via: &'static str,
         result: Result<SessionInfo, ServiceError>,
     ) -> Flow {
         let s = match result {
@@ -550,7 +560,14 @@ impl Conn {
                 .registry
                 .attach(s.user_id, s.session_id, self.conn_id, self.out.clone());
         self.gw.service.attached(&s, first).await;
-        tracing::debug!(peer = %self.peer, user = s.user_id, session = s.session_id, "authenticated");
+        tracing::debug!(
+            peer = %self.peer,
+            user = s.user_id,
+            session = s.session_id,
+            conn = self.conn_id,
+            via,
+            "authenticated"
+        );
         self.phase = Phase::Authed(s);
         Flow::Continue
     }

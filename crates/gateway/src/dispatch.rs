@@ -26,6 +26,16 @@ pub(crate) async fn dispatch(conn: &mut Conn, id: u32, request: F) -> Flow {
     if !matches!(request, F::Send(_)) {
         conn.finish_in_flight().await;
     }
+    // Names the user, so a trace of one user shows each request.
+    if let Phase::Authed(s) = &conn.phase {
+        tracing::debug!(
+            user = s.user_id,
+            conn = conn.conn_id,
+            id,
+            request = request.name(),
+            "request"
+        );
+    }
     match (&conn.phase, request) {
         // ---- before login
         (Phase::New, F::Hello(h)) => match auth::hello(&conn.gw.config, &conn.gw.service, h) {
@@ -45,11 +55,11 @@ pub(crate) async fn dispatch(conn: &mut Conn, id: u32, request: F) -> Flow {
         (_, F::Register(r)) => ask!(conn, id, auth::register, r, conn.peer.ip()),
         (Phase::Greeted, F::Login(l)) => {
             let r = Box::pin(auth::login(&conn.gw.service, l, conn.peer.ip())).await;
-            Box::pin(conn.logged_in(id, r)).await
+            Box::pin(conn.logged_in(id, "login", r)).await
         }
         (Phase::Greeted, F::Resume(r)) => {
             let r = Box::pin(auth::resume(&conn.gw.service, r)).await;
-            Box::pin(conn.logged_in(id, r)).await
+            Box::pin(conn.logged_in(id, "resume", r)).await
         }
         (Phase::Greeted, _) => conn.error(id, ErrorCode::NotAuthenticated, "log in first"),
 

@@ -6,6 +6,10 @@ use natter_runtime::config::{check, Invalid};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// `log.ring_bytes` holds at least a few of the longest lines.
+const MIN_RING_BYTES: u64 = 64 * 1024;
+const MAX_RING_BYTES: u64 = 1024 * 1024 * 1024;
+
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -36,6 +40,10 @@ pub struct Log {
     /// Warnings and errors let through per callsite per window; 0: all.
     pub repeat_burst: u32,
     pub repeat_window_ms: u64,
+    /// Recent lines kept in memory for the admin console; 0: none.
+    pub ring_lines: usize,
+    /// And at most this many bytes of them.
+    pub ring_bytes: u64,
 }
 
 impl Default for Log {
@@ -52,6 +60,8 @@ impl Default for Log {
             max_total_bytes: 1024 * 1024 * 1024,
             repeat_burst: 10,
             repeat_window_ms: 10_000,
+            ring_lines: 10_000,
+            ring_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -92,6 +102,15 @@ impl Log {
             g.repeat_burst == 0 || g.repeat_window_ms >= 1,
             "log.repeat_window_ms",
             || "must be at least 1".into(),
+        )?;
+        check(g.ring_lines <= 1_000_000, "log.ring_lines", || {
+            "must be at most 1000000 (0 turns the ring off)".into()
+        })?;
+        // The longest line always fits.
+        check(
+            g.ring_lines == 0 || (MIN_RING_BYTES..=MAX_RING_BYTES).contains(&g.ring_bytes),
+            "log.ring_bytes",
+            || format!("must be between {MIN_RING_BYTES} and {MAX_RING_BYTES}"),
         )
     }
 }

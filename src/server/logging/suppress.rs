@@ -127,6 +127,14 @@ impl<S: Subscriber> Layer<S> for Suppress {
     fn event_enabled(&self, event: &Event<'_>, _: Context<'_, S>) -> bool {
         self.admit(event, Instant::now())
     }
+
+    /// It only holds back lines the other layers want, and wants none
+    /// itself. Saying so lets the per-layer level filters beside it set the
+    /// level tracing checks first (no hint would mean every level), so a
+    /// disabled debug event costs a comparison.
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::OFF)
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +149,10 @@ mod tests {
     impl<S: Subscriber> Layer<S> for Count {
         fn on_event(&self, _: &Event<'_>, _: Context<'_, S>) {
             self.0.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::TRACE)
         }
     }
 
