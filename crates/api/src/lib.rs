@@ -6,6 +6,7 @@
 
 mod listener;
 pub mod rest;
+mod web;
 
 pub use listener::{serve, HttpConfig, HttpLimits, HEALTH_SLOTS};
 pub use rest::{LiveFeed, LiveSessions, RestState};
@@ -53,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/cluster/assign", get(assign))
         .route("/v1/cluster/nodes", get(nodes))
+        .merge(web::router(state.rest.is_some()))
         .with_state(state)
         .merge(rest)
 }
