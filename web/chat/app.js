@@ -248,6 +248,9 @@ async function openConversation(id) {
   const c = store.convs.get(id);
   if (!c) return;
   open = { convId: id, peerId: c.peer_user_id ?? null };
+  // Shown now; the server hears it once the messages are (markRead).
+  c.unread = 0;
+  c.mentioned = false;
   ui.openChat(c.title);
   drawList();
   if (c.kind !== 'DIRECT') {
