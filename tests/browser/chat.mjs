@@ -55,6 +55,35 @@ async function unnamedControls(page) {
   });
 }
 
+// Visible text whose contrast with its background is under 4.5:1.
+async function lowContrast(page) {
+  return page.evaluate(() => {
+    const rgb = (c) => (c.match(/[\d.]+/g) ?? []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (e) => {
+      for (; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      const e = n.parentElement;
+      if (!n.textContent.trim() || !e.getClientRects().length) continue;
+      const style = getComputedStyle(e);
+      const [l1, l2] = [lum(rgb(style.color)), lum(background(e))].sort((x, y) => y - x);
+      const ratio = (l1 + 0.05) / (l2 + 0.05);
+      if (ratio < 4.5) out.push(`${n.textContent.trim().slice(0, 30)}: ${ratio.toFixed(2)}`);
+    }
+    return out;
+  });
+}
+
 // The open chat's messages: [{seq, text}] in DOM order.
 async function messages(page) {
   return page.$$eval('#messages li.msg', (lis) => lis.map((li) => ({
@@ -116,6 +145,7 @@ async function main() {
     await a.goto(base);
     await a.locator('#login-form').waitFor();
     assert.deepEqual(await unnamedControls(a), []);
+    assert.deepEqual(await lowContrast(a), []);
     await shot(a, 'login');
 
     step('both register and log in through the page');
@@ -202,8 +232,16 @@ async function main() {
 
     step('a file: alice uploads with progress, bob downloads the same bytes');
     const bytes = randomBytes(200 * 1024 + 123);
+    await a.evaluate(() => {
+      // Every value the progress bar shows.
+      const bar = document.getElementById('upload-progress');
+      window.progressSeen = [];
+      new MutationObserver(() => window.progressSeen.push(bar.value)).observe(bar, { attributes: true });
+    });
     await a.locator('#file').setInputFiles({ name: 'notes.bin', mimeType: 'application/octet-stream', buffer: bytes });
     await a.waitForFunction(() => document.getElementById('upload-progress').value === 100);
+    const seen = await a.evaluate(() => window.progressSeen);
+    assert.ok(seen.some((v) => v > 0 && v < 100), `progress between 0 and 100: ${seen}`);
     const link = b.locator('#messages a.file-link', { hasText: 'notes.bin' });
     await b.waitForFunction(() => document.querySelector('#messages a.file-link')?.href.startsWith('blob:'));
     const [download] = await Promise.all([b.waitForEvent('download'), link.click()]);
@@ -251,9 +289,11 @@ async function main() {
     );
     assert.equal(after.at(-1).text, 'while away 3');
 
-    step('the chat screen: every control is named');
+    step('the chat screen: every control is named, all text has 4.5:1 contrast');
     assert.deepEqual(await unnamedControls(a), []);
     assert.deepEqual(await unnamedControls(b), []);
+    assert.deepEqual(await lowContrast(a), []);
+    assert.deepEqual(await lowContrast(b), []);
 
     step('alice logs out');
     await a.getByRole('button', { name: 'Log out' }).click();

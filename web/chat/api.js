@@ -6,6 +6,7 @@
 // EventSource cannot send that header.
 
 const TOKEN_KEY = 'natter.token';
+const DEVICE_KEY = 'natter.device';
 
 export class ApiError extends Error {
   constructor(status, code, message, retryAfterMs) {
@@ -41,7 +42,8 @@ export class Api {
     }
     const r = await fetch(path, init);
     const text = await r.text();
-    const data = text ? JSON.parse(text) : null;
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: a proxy's page, say */ }
     if (!r.ok) {
       throw new ApiError(r.status, data?.code, data?.message, data?.retry_after_ms);
     }
@@ -53,7 +55,14 @@ export class Api {
   }
 
   async login(username, password) {
-    const device_id = `web-${crypto.randomUUID().slice(0, 8)}`;
+    // One device per tab, kept across reloads and logins in it: a login on
+    // a device ends that device's previous session instead of piling up
+    // sessions, and two tabs do not take each other's.
+    let device_id = sessionStorage.getItem(DEVICE_KEY);
+    if (!device_id) {
+      device_id = `web-${crypto.randomUUID().slice(0, 8)}`;
+      sessionStorage.setItem(DEVICE_KEY, device_id);
+    }
     const r = await this.call('POST', '/v1/login', { username, password, device_id });
     this.setToken(r.token);
     return r;

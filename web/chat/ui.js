@@ -82,6 +82,7 @@ export class Ui {
     $('me').textContent = '';
     $('auth-status').textContent = message;
     this.setConn('offline');
+    $('conn').hidden = true;
   }
 
   authStatus(message) { $('auth-status').textContent = message; }
@@ -90,6 +91,7 @@ export class Ui {
     $('auth').hidden = true;
     $('app').hidden = false;
     $('logout').hidden = false;
+    $('conn').hidden = false;
     $('me').textContent = `Signed in as ${me.username}`;
     $('chat').hidden = true;
     $('empty').hidden = false;
@@ -146,7 +148,7 @@ export class Ui {
   }
 
   friendStatus(message) { $('friend-status').textContent = message; }
-  groupDone() { $('group-name').value = ''; }
+  groupDone() { $('group-form').reset(); }
 
   openChat(title) {
     $('empty').hidden = true;
@@ -297,8 +299,11 @@ export class Ui {
 
   progress(fraction) {
     const p = $('upload-progress');
+    clearTimeout(this.progressTimer);
     p.hidden = false;
     p.value = Math.round(fraction * 100);
+    // A finished bar stays a moment, then goes.
+    if (fraction >= 1) this.progressTimer = setTimeout(() => { p.hidden = true; }, 1500);
   }
 }
 
