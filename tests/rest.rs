@@ -453,6 +453,7 @@ async fn the_openapi_document_describes_every_route() {
         ("/v1/conversations", "get"),
         ("/v1/conversations/{id}/messages", "get"),
         ("/v1/conversations/{id}/read", "post"),
+        ("/v1/conversations/{id}/typing", "post"),
         ("/v1/conversations/{id}/messages/{seq}/recall", "post"),
         ("/v1/users", "get"),
         ("/v1/friends/requests", "post"),

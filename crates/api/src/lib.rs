@@ -7,6 +7,7 @@
 pub mod admin;
 mod listener;
 pub mod rest;
+mod web;
 
 pub use listener::{serve, HttpConfig, HttpLimits, HEALTH_SLOTS};
 pub use rest::{LiveFeed, LiveSessions, RestState};
@@ -64,6 +65,7 @@ pub fn router(state: ApiState, admin: Option<admin::AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/cluster/assign", get(assign))
         .route("/v1/cluster/nodes", get(nodes))
+        .merge(web::router(state.rest.is_some()))
         .with_state(state)
         .merge(rest)
         .merge(admin)

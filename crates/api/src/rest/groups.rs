@@ -138,6 +138,7 @@ pub struct NewGroup {
     responses(
         (status = 201, body = Group),
         (status = 400, description = "INVALID_ARGUMENT or MALFORMED", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: a user in member_ids does not exist", body = ErrorBody),
         (status = 409, description = "GROUP_FULL", body = ErrorBody),
     ))]
 pub async fn create(

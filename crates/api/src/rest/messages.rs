@@ -484,6 +484,28 @@ pub async fn mark_read(
     Ok(done())
 }
 
+/// Says the user is typing in a conversation: its other members hear a
+/// `typing` event. Best effort, like the frame protocol's Typing: past the
+/// typing limit, in a very large group or when the node sheds extras it is
+/// dropped, and still answered `204`.
+#[utoipa::path(post, path = "/v1/conversations/{id}/typing", tag = "messages",
+    security(("bearer" = [])),
+    params(("id" = u64, Path, description = "The conversation")),
+    responses(
+        (status = 204, description = "Heard (or dropped)"),
+        (status = 403, description = "FORBIDDEN: not a member", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such conversation", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn typing(
+    State(s): State<RestState>,
+    Authed(me): Authed,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, ApiError> {
+    s.service.typing(&me, id).await?;
+    Ok(done())
+}
+
 /// Recalls one's own message within the recall window (admins: any
 /// message of their group); it becomes a tombstone for everyone.
 #[utoipa::path(post, path = "/v1/conversations/{id}/messages/{seq}/recall", tag = "messages",

@@ -68,6 +68,7 @@ pub fn router(state: RestState) -> Router {
         .route("/v1/conversations", get(messages::conversations))
         .route("/v1/conversations/{id}/messages", get(messages::history))
         .route("/v1/conversations/{id}/read", post(messages::mark_read))
+        .route("/v1/conversations/{id}/typing", post(messages::typing))
         .route(
             "/v1/conversations/{id}/messages/{seq}/recall",
             post(messages::recall),

@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         messages::history,
         messages::conversations,
         messages::mark_read,
+        messages::typing,
         messages::recall,
         social::search,
         social::request,

@@ -1,0 +1,312 @@
+// natter's web chat client in a real Chromium: two users in two browser
+// contexts, driven only through the page, asserting on what the page shows.
+//
+//   node tests/browser/chat.mjs <base-url> [screenshot-dir]
+//
+// Exits non-zero at the first failed expectation. Waits are for selectors
+// and conditions with timeouts, never fixed sleeps.
+
+import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const base = process.argv[2];
+const shots = process.argv[3] ?? 'target/screenshots';
+if (!base) {
+  console.error('usage: node chat.mjs <base-url> [screenshot-dir]');
+  process.exit(2);
+}
+mkdirSync(shots, { recursive: true });
+
+const WAIT = 15000;
+const PASSWORD = 'correct horse';
+// A 2×2 PNG, red.
+const PNG = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+let stepNo = 0;
+function step(what) {
+  console.log(`[browser] ${++stepNo}. ${what}`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+// Every visible input and button has an accessible name; the names missing.
+async function unnamedControls(page) {
+  return page.evaluate(() => {
+    const out = [];
+    for (const e of document.querySelectorAll('input, button, select, textarea')) {
+      const visible = e.type === 'file' || e.getClientRects().length > 0;
+      if (!visible) continue;
+      let name = e.getAttribute('aria-label') ?? '';
+      const by = e.getAttribute('aria-labelledby');
+      if (!name && by) name = by.split(' ').map((id) => document.getElementById(id)?.textContent ?? '').join(' ');
+      if (!name && e.labels?.length) name = [...e.labels].map((l) => l.textContent).join(' ');
+      if (!name && e.tagName === 'BUTTON') name = e.textContent;
+      if (!name.trim()) out.push(e.outerHTML.slice(0, 80));
+    }
+    return out;
+  });
+}
+
+// Visible text whose contrast with its background is under 4.5:1.
+async function lowContrast(page) {
+  return page.evaluate(() => {
+    const rgb = (c) => (c.match(/[\d.]+/g) ?? []).map(Number);
+    const lum = ([r, g, b]) => {
+      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+    };
+    const background = (e) => {
+      for (; e; e = e.parentElement) {
+        const c = rgb(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    const out = [];
+    const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+      const e = n.parentElement;
+      if (!n.textContent.trim() || !e.getClientRects().length) continue;
+      const style = getComputedStyle(e);
+      const [l1, l2] = [lum(rgb(style.color)), lum(background(e))].sort((x, y) => y - x);
+      const ratio = (l1 + 0.05) / (l2 + 0.05);
+      if (ratio < 4.5) out.push(`${n.textContent.trim().slice(0, 30)}: ${ratio.toFixed(2)}`);
+    }
+    return out;
+  });
+}
+
+// The open chat's messages: [{seq, text}] in DOM order.
+async function messages(page) {
+  return page.$$eval('#messages li.msg', (lis) => lis.map((li) => ({
+    seq: Number(li.dataset.seq || 0),
+    text: li.querySelector('.body')?.textContent ?? '',
+  })));
+}
+
+async function inOrderOnce(page) {
+  const ms = await messages(page);
+  const seqs = ms.map((m) => m.seq).filter(Boolean);
+  for (let i = 1; i < seqs.length; i++) {
+    assert.ok(seqs[i] > seqs[i - 1], `seqs ascending and unique: ${seqs.join(',')}`);
+  }
+  return ms;
+}
+
+async function register(page, name) {
+  await page.goto(base);
+  await page.locator('#register-user').fill(name);
+  await page.locator('#register-pass').fill(PASSWORD);
+  await page.getByRole('button', { name: 'Register' }).click();
+  await page.locator('#app').waitFor({ state: 'visible' }).catch(async (e) => {
+    throw new Error(`${e.message}; the page says: ${await page.locator('#auth-status').textContent()}`);
+  });
+  await page.locator('#conn[data-state="online"]').waitFor();
+}
+
+// Sends with the keyboard only: focus the field, type, Enter.
+async function sendByKeyboard(page, text) {
+  await page.locator('#text').focus();
+  await page.keyboard.type(text);
+  await page.keyboard.press('Enter');
+  await page.locator('#messages li.msg.own:not(.pending)', { hasText: text }).last().waitFor();
+}
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.NATTER_CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu'],
+  });
+  try {
+    // Short enough that one page of history overflows the list, so paging back takes a scroll.
+    const ctxA = await browser.newContext({ acceptDownloads: true, viewport: { width: 1100, height: 560 } });
+    const ctxB = await browser.newContext({ acceptDownloads: true });
+    ctxA.setDefaultTimeout(WAIT);
+    ctxB.setDefaultTimeout(WAIT);
+    const a = await ctxA.newPage();
+    const b = await ctxB.newPage();
+    for (const [who, p] of [['alice', a], ['bob', b]]) {
+      p.on('pageerror', (e) => console.log(`[${who} page error] ${e.message}`));
+      p.on('console', (m) => { if (m.type() === 'error') console.log(`[${who} console] ${m.text()}`); });
+      p.on('response', async (r) => {
+        if (r.status() >= 500) console.log(`[${who}] ${r.request().method()} ${r.url()}: ${r.status()} ${await r.text().catch(() => '')}`);
+      });
+    }
+
+    step('the login screen: every control is named');
+    await a.goto(base);
+    await a.locator('#login-form').waitFor();
+    assert.deepEqual(await unnamedControls(a), []);
+    assert.deepEqual(await lowContrast(a), []);
+    await shot(a, 'login');
+
+    step('both register and log in through the page');
+    await register(a, 'alice');
+    await register(b, 'bob');
+    assert.equal(await a.locator('#me').textContent(), 'Signed in as alice');
+
+    step('alice asks bob to be friends; bob accepts; both see the other as a friend');
+    await a.getByLabel('Add a friend by username').fill('bob');
+    await a.getByRole('button', { name: 'Send request' }).click();
+    await a.locator('#friend-status', { hasText: 'Request sent to bob' }).waitFor();
+    await b.getByRole('button', { name: 'Accept alice' }).click();
+    await a.getByRole('button', { name: 'Message bob' }).waitFor();
+    await b.getByRole('button', { name: 'Message alice' }).waitFor();
+
+    step('alice opens the 1:1 and sends with the keyboard only');
+    await a.getByRole('button', { name: 'Message bob' }).click();
+    await a.locator('#chat-title', { hasText: 'bob' }).waitFor();
+    await sendByKeyboard(a, 'hello bob');
+
+    step('bob sees the conversation with one unread, opens it, reads it');
+    const convB = b.locator('#conv-list button', { hasText: 'alice' });
+    await convB.locator('.unread', { hasText: '1' }).waitFor();
+    await shot(b, 'conversations');
+    await convB.click();
+    await b.locator('#messages li.msg', { hasText: 'hello bob' }).waitFor();
+    await convB.locator('.unread').waitFor({ state: 'detached' });
+
+    step('alice sees the read receipt on her message');
+    await a.locator('#messages li.msg.own', { hasText: 'hello bob' }).locator('.status', { hasText: 'read' }).waitFor();
+
+    step('bob types: alice sees it; bob sends: alice sees the message live');
+    await b.locator('#text').focus();
+    await b.keyboard.type('hi al');
+    await a.locator('#typing', { hasText: 'bob is typing' }).waitFor();
+    await b.keyboard.type('ice');
+    await b.keyboard.press('Enter');
+    await a.locator('#messages li.msg:not(.own)', { hasText: 'hi alice' }).waitFor();
+    assert.deepEqual((await inOrderOnce(a)).map((m) => m.text), ['hello bob', 'hi alice']);
+
+    step('alice recalls a message: both see "message recalled"');
+    await sendByKeyboard(a, 'oops');
+    const oopsB = b.locator('#messages li.msg', { hasText: 'oops' });
+    await oopsB.waitFor();
+    const oopsSeq = await oopsB.getAttribute('data-seq');
+    await a.locator('#messages li.msg.own', { hasText: 'oops' }).getByRole('button', { name: 'Recall this message' }).click();
+    await a.locator(`#messages li.msg[data-seq="${oopsSeq}"]`, { hasText: 'message recalled' }).waitFor();
+    await b.locator(`#messages li.msg[data-seq="${oopsSeq}"]`, { hasText: 'message recalled' }).waitFor();
+    assert.equal(await b.locator('#messages li.msg', { hasText: 'oops' }).count(), 0);
+
+    step('history: bob sends 30 more; alice reloads and pages back on scroll');
+    await b.evaluate(async () => {
+      const token = sessionStorage.getItem('natter.token');
+      const conv = Number(document.querySelector('#conv-list button[aria-current="true"]').dataset.conv);
+      for (let i = 1; i <= 30; i++) {
+        const r = await fetch('/v1/messages', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ client_msg_id: `page-${i}`, conversation_id: conv, body: { kind: 'TEXT', content: `page ${i}` } }),
+        });
+        if (!r.ok) throw new Error(`send ${i}: ${r.status}`);
+      }
+    });
+    await a.locator('#messages li.msg', { hasText: /^page 30$/ }).waitFor();
+    await a.reload();
+    await a.locator('#conn[data-state="online"]').waitFor();
+    await a.locator('#conv-list button', { hasText: 'bob' }).click();
+    await a.locator('#messages li.msg', { hasText: 'page 30' }).waitFor();
+    const first = await inOrderOnce(a);
+    assert.equal(first.length, 20, `one page of history: ${first.map((m) => m.seq).join(',')}`);
+    assert.equal(first.at(-1).text, 'page 30');
+    await a.locator('#older').waitFor();
+    await a.locator('#messages').evaluate((e) => { e.scrollTop = 0; });
+    await a.waitForFunction(() => document.querySelectorAll('#messages li.msg').length === 33)
+      .catch(async (e) => {
+        const seen = await messages(a);
+        throw new Error(`${e.message}; shown: ${seen.map((m) => `${m.seq}:${m.text}`).join(' | ')}`);
+      });
+    const all = await inOrderOnce(a);
+    assert.deepEqual(all.slice(0, 3).map((m) => m.text), ['hello bob', 'hi alice', 'message recalled']);
+    assert.deepEqual(all.slice(3).map((m) => m.text), Array.from({ length: 30 }, (_, i) => `page ${i + 1}`));
+    await a.locator('#older').waitFor({ state: 'hidden' });
+    await shot(a, 'chat');
+
+    step('a file: alice uploads with progress, bob downloads the same bytes');
+    const bytes = randomBytes(200 * 1024 + 123);
+    await a.evaluate(() => {
+      // Every value the progress bar shows.
+      const bar = document.getElementById('upload-progress');
+      window.progressSeen = [];
+      new MutationObserver(() => window.progressSeen.push(bar.value)).observe(bar, { attributes: true });
+    });
+    await a.locator('#file').setInputFiles({ name: 'notes.bin', mimeType: 'application/octet-stream', buffer: bytes });
+    await a.waitForFunction(() => document.getElementById('upload-progress').value === 100);
+    const seen = await a.evaluate(() => window.progressSeen);
+    assert.ok(seen.some((v) => v > 0 && v < 100), `progress between 0 and 100: ${seen}`);
+    const link = b.locator('#messages a.file-link', { hasText: 'notes.bin' });
+    await b.waitForFunction(() => document.querySelector('#messages a.file-link')?.href.startsWith('blob:'));
+    const [download] = await Promise.all([b.waitForEvent('download'), link.click()]);
+    assert.equal(download.suggestedFilename(), 'notes.bin');
+    assert.ok(readFileSync(await download.path()).equals(bytes), 'the downloaded bytes are the uploaded ones');
+
+    step('an image: bob sees it previewed');
+    await a.locator('#file').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
+    const img = b.locator('#messages li.msg img[alt="dot.png"]');
+    await img.waitFor();
+    await b.waitForFunction(() => {
+      const i = document.querySelector('#messages img[alt="dot.png"]');
+      return i && i.complete && i.naturalWidth === 2;
+    });
+
+    step('a group: alice creates it with bob, mentions him; bob sees the mention and answers');
+    await a.getByLabel('Group name').fill('climbers');
+    await a.locator('#group-members').getByLabel('bob').check();
+    await a.getByRole('button', { name: 'Create group' }).click();
+    await a.locator('#chat-title', { hasText: 'climbers' }).waitFor();
+    await sendByKeyboard(a, 'rope? @bob');
+    const groupB = b.locator('#conv-list button', { hasText: 'climbers' });
+    await groupB.locator('.mentioned').waitFor();
+    await groupB.click();
+    await b.locator('#messages li.msg', { hasText: 'rope? @bob' }).locator('.who', { hasText: 'alice' }).waitFor();
+    await sendByKeyboard(b, 'got one');
+    await a.locator('#messages li.msg', { hasText: 'got one' }).waitFor();
+    await shot(a, 'group');
+
+    step('alice goes offline; bob sends 3; back online, alice sees each once, in order');
+    await a.locator('#conv-list button', { hasText: 'bob' }).click();
+    await a.locator('#messages li.msg', { hasText: 'page 30' }).waitFor();
+    await b.locator('#conv-list button', { hasText: 'alice' }).click();
+    await b.locator('#messages li.msg', { hasText: 'page 30' }).waitFor();
+    await ctxA.setOffline(true);
+    await a.locator('#conn[data-state="offline"]').waitFor();
+    for (const t of ['while away 1', 'while away 2', 'while away 3']) await sendByKeyboard(b, t);
+    await ctxA.setOffline(false);
+    await a.locator('#conn[data-state="online"]').waitFor();
+    await a.locator('#messages li.msg', { hasText: 'while away 3' }).waitFor();
+    const after = await inOrderOnce(a);
+    assert.deepEqual(
+      after.filter((m) => m.text.startsWith('while away')).map((m) => m.text),
+      ['while away 1', 'while away 2', 'while away 3'],
+    );
+    assert.equal(after.at(-1).text, 'while away 3');
+
+    step('the chat screen: every control is named, all text has 4.5:1 contrast');
+    assert.deepEqual(await unnamedControls(a), []);
+    assert.deepEqual(await unnamedControls(b), []);
+    assert.deepEqual(await lowContrast(a), []);
+    assert.deepEqual(await lowContrast(b), []);
+
+    step('alice logs out');
+    await a.getByRole('button', { name: 'Log out' }).click();
+    await a.locator('#login-form').waitFor();
+    assert.equal(await a.evaluate(() => sessionStorage.getItem('natter.token')), null);
+
+    console.log('[browser] all passed');
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`[browser] FAILED at step ${stepNo}: ${e.stack ?? e}`);
+  process.exit(1);
+});

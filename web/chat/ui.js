@@ -1,0 +1,314 @@
+// The DOM: what the user sees and what they do. Text always goes in as
+// textContent, never as markup. Actions are handed to `on`, the app's
+// handlers.
+
+import { fileOf, systemEvent } from './store.js';
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'text') e.textContent = v;
+    else if (k === 'class') e.className = v;
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k in e && k !== 'dataset') e[k] = v;
+    else e.setAttribute(k, v);
+  }
+  e.append(...children.filter(Boolean));
+  return e;
+}
+
+const EVENT_WORDS = {
+  created: 'created the group',
+  joined: 'joined',
+  invited: 'added members',
+  left: 'left',
+  kicked: 'removed a member',
+  role_changed: 'changed a role',
+  owner_transferred: 'handed the group over',
+  muted: 'muted a member',
+  unmuted: 'unmuted a member',
+  updated: 'updated the group',
+  dismissed: 'dismissed the group',
+};
+
+export class Ui {
+  constructor(on) {
+    this.on = on;
+    this.list = $('messages');
+    this.typingTimer = null;
+    $('login-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      on.login($('login-user').value.trim(), $('login-pass').value);
+    });
+    $('register-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      on.register($('register-user').value.trim(), $('register-pass').value);
+    });
+    $('logout').addEventListener('click', () => on.logout());
+    $('friend-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      on.requestFriend($('friend-name').value.trim());
+    });
+    $('group-form').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const ids = [...$('group-members').querySelectorAll('input:checked')].map((i) => Number(i.value));
+      on.createGroup($('group-name').value.trim(), ids);
+    });
+    $('composer').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const text = $('text').value;
+      if (!text.trim()) return;
+      $('text').value = '';
+      on.sendText(text);
+    });
+    $('text').addEventListener('input', () => on.typing());
+    $('file').addEventListener('change', () => {
+      const f = $('file').files[0];
+      if (f) on.sendFile(f);
+      $('file').value = '';
+    });
+    $('older').addEventListener('click', () => on.loadOlder());
+    this.list.addEventListener('scroll', () => {
+      if (this.list.scrollTop < 40 && !$('older').hidden) on.loadOlder();
+    });
+  }
+
+  showAuth(message = '') {
+    $('auth').hidden = false;
+    $('app').hidden = true;
+    $('logout').hidden = true;
+    $('me').textContent = '';
+    $('auth-status').textContent = message;
+    this.setConn('offline');
+    $('conn').hidden = true;
+  }
+
+  authStatus(message) { $('auth-status').textContent = message; }
+
+  showApp(me) {
+    $('auth').hidden = true;
+    $('app').hidden = false;
+    $('logout').hidden = false;
+    $('conn').hidden = false;
+    $('me').textContent = `Signed in as ${me.username}`;
+    $('chat').hidden = true;
+    $('empty').hidden = false;
+    for (const id of ['login-pass', 'register-pass']) $(id).value = '';
+  }
+
+  setConn(state) {
+    $('conn').dataset.state = state;
+    $('conn').textContent = state;
+  }
+
+  renderConversations(convs, openId) {
+    const items = convs.map((c) => {
+      const badge = [];
+      if (c.mentioned) badge.push(el('span', { class: 'mentioned', text: '@', title: 'You were mentioned' }));
+      if (c.unread) badge.push(el('span', { class: 'unread', text: String(c.unread) }));
+      const label = `${c.title}${c.unread ? `, ${c.unread} unread` : ''}${c.mentioned ? ', mentioned' : ''}`;
+      return el('li', {},
+        el('button', {
+          type: 'button',
+          'aria-label': label,
+          'aria-current': String(c.conversation_id === openId),
+          'data-conv': c.conversation_id,
+          onclick: () => this.on.openConversation(c.conversation_id),
+        }, el('span', { class: 'title', text: c.title }), el('span', {}, ...badge)));
+    });
+    $('conv-list').replaceChildren(...items);
+  }
+
+  renderFriends(friends, requests, myId) {
+    $('friends').replaceChildren(...friends.map((f) => el('li', {},
+      el('span', { text: `${f.username}${f.online ? ' (online)' : ''}` }),
+      el('button', {
+        type: 'button', class: 'quiet', text: 'Message', 'aria-label': `Message ${f.username}`,
+        onclick: () => this.on.openDirect(f.user_id),
+      }))));
+    const rows = [];
+    for (const r of requests.incoming.filter((r) => r.status === 'PENDING')) {
+      rows.push(el('li', { 'data-request': r.id },
+        el('span', { text: `${r.from_username} wants to be friends` }),
+        el('button', { type: 'button', text: 'Accept', 'aria-label': `Accept ${r.from_username}`, onclick: () => this.on.answerFriend(r.id, true) }),
+        el('button', { type: 'button', class: 'quiet', text: 'Decline', 'aria-label': `Decline ${r.from_username}`, onclick: () => this.on.answerFriend(r.id, false) })));
+    }
+    for (const r of requests.outgoing.filter((r) => r.status === 'PENDING' && r.from_user_id === myId)) {
+      rows.push(el('li', {}, el('span', { text: `Waiting for ${r.to_username}` })));
+    }
+    $('requests').replaceChildren(...rows);
+    $('group-members').replaceChildren(el('legend', { text: 'Members' }), ...friends.map((f) => {
+      const id = `member-${f.user_id}`;
+      return el('div', {},
+        el('input', { type: 'checkbox', id, value: String(f.user_id) }),
+        el('label', { for: id, text: f.username }));
+    }));
+  }
+
+  friendStatus(message) { $('friend-status').textContent = message; }
+  groupDone() { $('group-form').reset(); }
+
+  openChat(title) {
+    $('empty').hidden = true;
+    $('chat').hidden = false;
+    $('chat-title').textContent = title;
+    $('typing').textContent = '';
+    this.list.replaceChildren();
+    this.setOlder(false);
+    $('text').focus();
+  }
+
+  setOlder(more) { $('older').hidden = !more; }
+
+  // Runs `change` (which adds older messages) keeping the view where it was.
+  keepScroll(change) {
+    const fromBottom = this.list.scrollHeight - this.list.scrollTop;
+    change();
+    this.list.scrollTop = this.list.scrollHeight - fromBottom;
+  }
+
+  // Runs `change` and follows the newest message if the view was at it.
+  followBottom(change) {
+    const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 60;
+    change();
+    if (atBottom) this.list.scrollTop = this.list.scrollHeight;
+  }
+
+  toBottom() { this.list.scrollTop = this.list.scrollHeight; }
+
+  // Whether the list is too short to scroll, so scrolling cannot ask for more.
+  short() { return this.list.scrollHeight <= this.list.clientHeight; }
+
+  // One message into the open chat, at its place by seq (pending sends stay last).
+  insertMessage(m, view) {
+    const node = this.messageNode(m, view);
+    if (!node) return;
+    this.place(node, m.seq);
+  }
+
+  place(node, seq) {
+    let after = null;
+    for (let c = this.list.lastElementChild; c; c = c.previousElementSibling) {
+      if (c.dataset.seq && Number(c.dataset.seq) < seq) { after = c; break; }
+    }
+    if (after) after.after(node);
+    else this.list.prepend(node);
+  }
+
+  messageNode(m, view) {
+    const sys = systemEvent(m);
+    if (m.body.kind === 'SYSTEM') {
+      if (!sys || sys.type === 'recalled') return null;
+      const words = EVENT_WORDS[sys.type] ?? sys.type;
+      return el('li', { class: 'notice', 'data-seq': m.seq, text: `${view.nameOf(sys.actor_id)} ${words}` });
+    }
+    const own = m.sender_id === view.myId;
+    const li = el('li', { class: own ? 'msg own' : 'msg', 'data-seq': m.seq, 'data-sender': m.sender_id });
+    if (m.client_msg_id) li.dataset.cid = m.client_msg_id;
+    this.fillMessage(li, m, view);
+    return li;
+  }
+
+  fillMessage(li, m, view) {
+    const own = m.sender_id === view.myId;
+    const parts = [];
+    if (view.group && !own) parts.push(el('span', { class: 'who', text: view.nameOf(m.sender_id) }));
+    if (m.body.kind === 'RECALLED') {
+      parts.push(el('span', { class: 'body recalled', text: 'message recalled' }));
+    } else if (m.body.kind === 'FILE') {
+      parts.push(this.fileNode(fileOf(m)));
+    } else {
+      parts.push(el('span', { class: 'body', text: m.body.content }));
+    }
+    if (own && m.seq) {
+      const read = view.direct && m.seq <= view.peerRead;
+      parts.push(el('span', { class: 'status', text: read ? 'read' : 'sent' }));
+      if (m.body.kind !== 'RECALLED') {
+        parts.push(el('button', {
+          type: 'button', class: 'quiet recall', text: 'Recall', 'aria-label': 'Recall this message',
+          onclick: () => this.on.recall(m.conversation_id, m.seq),
+        }));
+      }
+    }
+    li.replaceChildren(...parts);
+  }
+
+  fileNode(info) {
+    const box = el('span', { class: 'body file' });
+    if (!info) { box.textContent = 'a file'; return box; }
+    const link = el('a', { class: 'file-link', download: info.name, text: `Download ${info.name}` });
+    box.append(link, el('span', { text: ` (${formatSize(info.size)})` }));
+    this.on.fileBlob(info).then((blob) => {
+      const url = URL.createObjectURL(blob);
+      link.href = url;
+      if (blob.type.startsWith('image/')) box.append(el('img', { src: url, alt: info.name }));
+    }, () => { link.textContent = `${info.name} (not available)`; });
+    return box;
+  }
+
+  // Re-renders the messages of the open chat whose state changed (recalled, read).
+  refresh(seqs, msgOf, view) {
+    for (const seq of seqs) {
+      const li = this.list.querySelector(`li.msg[data-seq="${seq}"]`);
+      const m = msgOf(seq);
+      if (li && m) this.fillMessage(li, m, view);
+    }
+  }
+
+  addPending(p, view) {
+    const li = el('li', { class: 'msg own pending', 'data-cid': p.cid });
+    li.append(el('span', { class: 'body', text: p.body.content }), el('span', { class: 'status', text: 'sending' }));
+    this.list.append(li);
+    this.toBottom();
+    return view;
+  }
+
+  // A pending send was stored: it becomes the message, at its seq's place.
+  confirmPending(cid, m, view) {
+    const li = this.list.querySelector(`li.pending[data-cid="${CSS.escape(cid)}"]`);
+    if (!li) { this.insertMessage(m, view); return; }
+    li.remove();
+    li.classList.remove('pending');
+    li.dataset.seq = m.seq;
+    this.fillMessage(li, m, view);
+    this.place(li, m.seq);
+  }
+
+  failPending(cid, message) {
+    const li = this.list.querySelector(`li.pending[data-cid="${CSS.escape(cid)}"]`);
+    if (!li) return;
+    li.querySelector('.status').textContent = `not sent: ${message}`;
+    li.append(el('button', { type: 'button', class: 'quiet', text: 'Retry', onclick: () => this.on.retry(cid) }));
+  }
+
+  retrying(cid) {
+    const li = this.list.querySelector(`li.pending[data-cid="${CSS.escape(cid)}"]`);
+    li?.querySelector('button')?.remove();
+    if (li) li.querySelector('.status').textContent = 'sending';
+  }
+
+  showTyping(name) {
+    $('typing').textContent = `${name} is typing…`;
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => { $('typing').textContent = ''; }, 4000);
+  }
+
+  clearTyping() { $('typing').textContent = ''; }
+
+  progress(fraction) {
+    const p = $('upload-progress');
+    clearTimeout(this.progressTimer);
+    p.hidden = false;
+    p.value = Math.round(fraction * 100);
+    // A finished bar stays a moment, then goes.
+    if (fraction >= 1) this.progressTimer = setTimeout(() => { p.hidden = true; }, 1500);
+  }
+}
+
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
