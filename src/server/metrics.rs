@@ -64,7 +64,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         .map(|r| r.as_str_name())
         .collect();
     let stages = natter_runtime::load::Stage::ALL.map(|s| s.name());
-    let labelled: [(&'static str, &'static str, &[&'static str]); 11] = [
+    let labelled: [(&'static str, &'static str, &[&'static str]); 12] = [
         (
             "natter_connections_total",
             "transport",
@@ -136,6 +136,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
             ],
         ),
         ("natter_log_write_errors_total", "sink", &["stdout", "file"]),
+        ("natter_log_events_total", "level", &["error", "warn"]),
         (
             // Every panics::guard and panics::catch, and the hook's own.
             "natter_panics_total",
@@ -179,6 +180,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_connections",
         "natter_unauthenticated_connections",
         "natter_http_connections",
+        "natter_users_online",
         "natter_store_queue_depth",
         "natter_store_log_waiting",
     ] {
@@ -190,6 +192,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_store_copy_seconds",
         "natter_store_copy_size",
         "natter_store_checkpoint_seconds",
+        "natter_delivery_seconds",
     ] {
         // A handle is enough: an empty histogram shows a count of 0.
         let _ = metrics::histogram!(name);
@@ -199,6 +202,19 @@ pub fn zero(tls_listeners: &[&'static str]) {
 /// Describes every metric to the installed recorder.
 pub fn describe() {
     // Connections
+    describe_gauge!(
+        "natter_users_online",
+        "Users with at least one session attached to this node now."
+    );
+    describe_histogram!(
+        "natter_delivery_seconds",
+        Unit::Seconds,
+        "From a message's arrival to its push made for its recipients (each message once)."
+    );
+    describe_counter!(
+        "natter_log_events_total",
+        "Warnings and errors logged, by level (counted before repeats are held back)."
+    );
     describe_gauge!(
         "natter_connections",
         "Chat connections (TCP, WebSocket and HTTP event streams) open now."

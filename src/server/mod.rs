@@ -231,6 +231,14 @@ pub async fn run_then(
         + usize::from(listeners.https.is_some())
         + usize::from(listeners.admin.is_some());
     let limits = config.http.limits(budget.http / http_listeners.max(1));
+    let admin = natter_api::admin::AdminState {
+        service: service.clone(),
+        https: false,
+        metrics: metrics::handle(),
+        cluster: Some(state.cluster.clone()),
+        logs: logging::view::admin_view(),
+        sampler: Arc::default(),
+    };
     let mut api = Vec::new();
     for (http, tls) in [
         (listeners.http, None),
@@ -250,8 +258,8 @@ pub async fn run_then(
             tracing::info!(%addr, admin = admin_here, "listening for {what} (/healthz, /readyz, /metrics)");
         }
         let admin = admin_here.then(|| natter_api::admin::AdminState {
-            service: service.clone(),
             https: tls.is_some(),
+            ..admin.clone()
         });
         // Ends when `api_stop` fires, last in the drain, which awaits it.
         #[allow(clippy::disallowed_methods)]
@@ -267,10 +275,6 @@ pub async fn run_then(
         if let Ok(addr) = l.local_addr() {
             tracing::info!(%addr, "listening for the admin console (/admin)");
         }
-        let admin = natter_api::admin::AdminState {
-            service: service.clone(),
-            https: false,
-        };
         // Ends with the other HTTP listeners, last in the drain.
         #[allow(clippy::disallowed_methods)]
         api.push(tokio::spawn(natter_api::serve(

@@ -2,6 +2,7 @@
 //! and a raw socket for speaking (and mangling) the protocol by hand.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod flood;

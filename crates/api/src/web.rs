@@ -17,16 +17,18 @@ use axum::Router;
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
 
-/// A file of the client: its name under `/chat/`, bytes and content type.
-struct Asset {
-    name: &'static str,
-    bytes: &'static [u8],
-    content_type: &'static str,
+/// A file built into the binary: its name under the route that serves it,
+/// bytes and content type (the admin console's files are served the same
+/// way, `admin/console.rs`).
+pub(crate) struct Asset {
+    pub(crate) name: &'static str,
+    pub(crate) bytes: &'static [u8],
+    pub(crate) content_type: &'static str,
 }
 
 macro_rules! asset {
     ($name:literal, $kind:expr) => {
-        Asset {
+        $crate::web::Asset {
             name: $name,
             bytes: include_bytes!(concat!("../../../web/chat/", $name)),
             content_type: $kind,
@@ -34,7 +36,7 @@ macro_rules! asset {
     };
 }
 
-const JS: &str = "text/javascript; charset=utf-8";
+pub(crate) const JS: &str = "text/javascript; charset=utf-8";
 
 /// The page is the first; `/chat/index.html` is the same page.
 const ASSETS: &[Asset] = &[
@@ -48,8 +50,11 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// Each asset's ETag, in `ASSETS` order, computed once.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
-    ASSETS
+static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| etags(ASSETS));
+
+/// The ETags of `assets`, in order: a hash of each one's bytes.
+pub(crate) fn etags(assets: &[Asset]) -> Vec<HeaderValue> {
+    assets
         .iter()
         .map(|a| {
             let hash = Sha256::digest(a.bytes);
@@ -57,7 +62,7 @@ static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
             HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex in quotes is a header value")
         })
         .collect()
-});
+}
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' blob: data:; connect-src 'self'; object-src 'none'; \
@@ -96,7 +101,11 @@ async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
 }
 
 fn serve(i: usize, headers: &HeaderMap) -> Response {
-    let (asset, etag) = (&ASSETS[i], &ETAGS[i]);
+    secured(serve_asset(&ASSETS[i], &ETAGS[i], headers))
+}
+
+/// One asset, or 304 when the browser holds these bytes already.
+pub(crate) fn serve_asset(asset: &Asset, etag: &HeaderValue, headers: &HeaderMap) -> Response {
     let cached = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -120,7 +129,7 @@ fn serve(i: usize, headers: &HeaderMap) -> Response {
     let h = response.headers_mut();
     h.insert(header::ETAG, etag.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    secured(response)
+    response
 }
 
 fn secured(mut response: Response) -> Response {

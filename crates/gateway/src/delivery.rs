@@ -81,15 +81,21 @@ pub fn route(event: Event) -> Routed {
         order: None,
     };
     match event {
-        Event::Message(c) => Routed::Push {
-            frame: ServerFrame::MessagePush(pb::MessagePush {
-                message: Some(convert::message(&c.message)),
-            })
-            .to_bytes(0),
-            order: Some((c.message.conversation_id, c.message.seq)),
-            users: c.members,
-            skip: c.origin,
-        },
+        Event::Message(c) => {
+            // From the message's timestamp (its arrival) to its push made
+            // for the recipients: what a recipient waits beyond the network.
+            let waited = natter_runtime::clock::now_ms() - c.message.server_ts_ms;
+            metrics::histogram!("natter_delivery_seconds").record(waited.max(0) as f64 / 1000.0);
+            Routed::Push {
+                frame: ServerFrame::MessagePush(pb::MessagePush {
+                    message: Some(convert::message(&c.message)),
+                })
+                .to_bytes(0),
+                order: Some((c.message.conversation_id, c.message.seq)),
+                users: c.members,
+                skip: c.origin,
+            }
+        }
         Event::Receipt {
             conversation_id,
             user_id,

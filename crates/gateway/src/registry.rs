@@ -79,7 +79,11 @@ impl Registry {
             conn_id,
             out,
         });
-        entry.conns.len() == 1
+        let first = entry.conns.len() == 1;
+        if first {
+            metrics::gauge!("natter_users_online").increment(1.0);
+        }
+        first
     }
 
     /// Returns true when the user has no connection left (they went offline).
@@ -90,6 +94,9 @@ impl Registry {
             entry.conns.retain(|a| a.conn_id != conn_id);
             if entry.conns.is_empty() {
                 shard.users.remove(&user);
+                if before > 0 {
+                    metrics::gauge!("natter_users_online").decrement(1.0);
+                }
                 return before > 0;
             }
         }
@@ -138,7 +145,12 @@ impl Registry {
                     }
                 });
             }
+            let before = shard.users.len();
             shard.users.retain(|_, e| !e.conns.is_empty());
+            let gone = before - shard.users.len();
+            if gone > 0 {
+                metrics::gauge!("natter_users_online").decrement(gone as f64);
+            }
         }
     }
 }

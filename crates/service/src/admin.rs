@@ -222,8 +222,10 @@ impl Service {
         }
     }
 
-    /// Runs a change for `actor`: refused for a viewer; logged either way.
-    async fn change<T>(
+    /// Runs a change for `actor`: refused for a viewer; logged in the audit
+    /// log either way. Changes made outside the service (the log level) go
+    /// through it too.
+    pub async fn admin_change<T>(
         &self,
         actor: &Actor,
         action: &str,
@@ -303,7 +305,7 @@ impl Service {
         } else {
             "user.enable"
         };
-        self.change(
+        self.admin_change(
             actor,
             action,
             format!("user:{id}"),
@@ -324,7 +326,7 @@ impl Service {
     ) -> Result<i64, ServiceError> {
         let until = now_ms().saturating_add(for_ms);
         let detail = format!("until_ms={until} {reason}");
-        self.change(actor, "user.ban", format!("user:{id}"), detail, async {
+        self.admin_change(actor, "user.ban", format!("user:{id}"), detail, async {
             if !(1..=MAX_BAN_MS).contains(&for_ms) {
                 return Err(ServiceError::InvalidArgument(
                     "a ban lasts from 1 ms to 100 years".into(),
@@ -360,7 +362,7 @@ impl Service {
         actor: &Actor,
         id: UserId,
     ) -> Result<usize, ServiceError> {
-        self.change(
+        self.admin_change(
             actor,
             "user.logout",
             format!("user:{id}"),
@@ -392,7 +394,7 @@ impl Service {
         id: UserId,
         password: Option<&str>,
     ) -> Result<String, ServiceError> {
-        self.change(
+        self.admin_change(
             actor,
             "user.reset_password",
             format!("user:{id}"),

@@ -12,6 +12,7 @@ pub mod ring;
 pub mod rotate;
 pub mod sink;
 pub mod suppress;
+pub mod view;
 
 pub use control::Control;
 

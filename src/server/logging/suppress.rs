@@ -53,6 +53,13 @@ impl Suppress {
     /// Decides for one event at `now`: true lets it through.
     fn admit(&self, event: &Event<'_>, now: Instant) -> bool {
         let meta = event.metadata();
+        // Every warning and error is counted (the dashboard's error rate),
+        // whether or not it is then held back.
+        if *meta.level() == Level::ERROR {
+            metrics::counter!("natter_log_events_total", "level" => "error").increment(1);
+        } else if *meta.level() == Level::WARN {
+            metrics::counter!("natter_log_events_total", "level" => "warn").increment(1);
+        }
         if self.burst == 0 || *meta.level() > Level::WARN || meta.target() == super::sink::TARGET {
             return true;
         }

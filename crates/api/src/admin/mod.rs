@@ -10,10 +10,14 @@
 //!   sniffing; the console's pages get a strict Content-Security-Policy.
 //! - Errors are the REST API's `{code, message, retry_after_ms?}`.
 
+mod console;
+pub mod dashboard;
+pub mod logs;
 pub(crate) mod openapi;
 mod users;
 
 use crate::rest::{ApiError, Peer};
+use crate::ClusterView;
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method};
@@ -21,8 +25,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use natter_service::admin::{admin_csrf, Actor};
 use natter_service::Service;
+use std::sync::Arc;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "natter_admin";
@@ -35,6 +41,14 @@ pub struct AdminState {
     pub service: Service,
     /// Whether the listener is HTTPS (the cookie is then `Secure`).
     pub https: bool,
+    /// The metrics `/metrics` renders, which the dashboard reads.
+    pub metrics: Option<PrometheusHandle>,
+    /// The nodes of the cluster, for the dashboard.
+    pub cluster: Option<Arc<dyn ClusterView>>,
+    /// The server's log, when it keeps one in memory.
+    pub logs: Option<Arc<dyn logs::LogView>>,
+    /// The dashboard's one sampler, shared by every listener's router.
+    pub sampler: Arc<dashboard::Sampler>,
 }
 
 /// The largest JSON body an admin request takes.
@@ -57,6 +71,22 @@ pub fn router(state: AdminState) -> Router {
             post(users::reset_password),
         )
         .route("/admin/api/audit", get(users::audit))
+        .route("/admin/api/dashboard", get(dashboard::dashboard))
+        .route("/admin/api/logs", get(logs::lines))
+        .route("/admin/api/logs/export", get(logs::export))
+        .route("/admin/api/logs/stream", get(logs::stream))
+        .route(
+            "/admin/api/logs/level",
+            get(logs::level).put(logs::set_level),
+        )
+        .route(
+            "/admin/api/traces",
+            get(logs::traces).post(logs::start_trace),
+        )
+        .route("/admin/api/traces/{user_id}", get(logs::trace))
+        .route("/admin", get(console::page))
+        .route("/admin/", get(console::page))
+        .route("/admin/assets/{file}", get(console::file))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(csrf))
         .layer(axum::middleware::from_fn(headers))

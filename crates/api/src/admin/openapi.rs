@@ -1,7 +1,7 @@
 //! The admin API's OpenAPI 3.1 document, generated from the handlers'
 //! annotations and served at `/admin/api/openapi.json`.
 
-use super::users;
+use super::{dashboard, logs, users};
 use crate::rest::ErrorBody;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
@@ -24,12 +24,23 @@ use utoipa::OpenApi;
         users::logout_user,
         users::reset_password,
         users::audit,
+        dashboard::dashboard,
+        logs::lines,
+        logs::export,
+        logs::stream,
+        logs::level,
+        logs::set_level,
+        logs::start_trace,
+        logs::traces,
+        logs::trace,
     ),
     components(schemas(ErrorBody)),
     tags(
         (name = "sessions", description = "Administrators logging in and out"),
         (name = "users", description = "Accounts: find, look, disable, ban, end sessions, reset passwords"),
         (name = "audit", description = "What administrators did"),
+        (name = "dashboard", description = "Live figures from the server's own metrics"),
+        (name = "logs", description = "The server's recent log, its live tail, its level, per-user traces"),
     )
 )]
 pub struct AdminDoc;
