@@ -7,10 +7,10 @@
 // and conditions with timeouts, never fixed sleeps.
 
 import { chromium } from 'playwright-core';
+import { step, shot, unnamedControls, lowContrast, failed } from './lib.mjs';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 
 const base = process.argv[2];
 const shots = process.argv[3] ?? 'target/screenshots';
@@ -27,62 +27,6 @@ const PNG = Buffer.from(
   'iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP4z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==',
   'base64',
 );
-
-let stepNo = 0;
-function step(what) {
-  console.log(`[browser] ${++stepNo}. ${what}`);
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
-
-// Every visible input and button has an accessible name; the names missing.
-async function unnamedControls(page) {
-  return page.evaluate(() => {
-    const out = [];
-    for (const e of document.querySelectorAll('input, button, select, textarea')) {
-      const visible = e.type === 'file' || e.getClientRects().length > 0;
-      if (!visible) continue;
-      let name = e.getAttribute('aria-label') ?? '';
-      const by = e.getAttribute('aria-labelledby');
-      if (!name && by) name = by.split(' ').map((id) => document.getElementById(id)?.textContent ?? '').join(' ');
-      if (!name && e.labels?.length) name = [...e.labels].map((l) => l.textContent).join(' ');
-      if (!name && e.tagName === 'BUTTON') name = e.textContent;
-      if (!name.trim()) out.push(e.outerHTML.slice(0, 80));
-    }
-    return out;
-  });
-}
-
-// Visible text whose contrast with its background is under 4.5:1.
-async function lowContrast(page) {
-  return page.evaluate(() => {
-    const rgb = (c) => (c.match(/[\d.]+/g) ?? []).map(Number);
-    const lum = ([r, g, b]) => {
-      const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
-      return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
-    };
-    const background = (e) => {
-      for (; e; e = e.parentElement) {
-        const c = rgb(getComputedStyle(e).backgroundColor);
-        if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
-      }
-      return [255, 255, 255];
-    };
-    const out = [];
-    const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-    for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-      const e = n.parentElement;
-      if (!n.textContent.trim() || !e.getClientRects().length) continue;
-      const style = getComputedStyle(e);
-      const [l1, l2] = [lum(rgb(style.color)), lum(background(e))].sort((x, y) => y - x);
-      const ratio = (l1 + 0.05) / (l2 + 0.05);
-      if (ratio < 4.5) out.push(`${n.textContent.trim().slice(0, 30)}: ${ratio.toFixed(2)}`);
-    }
-    return out;
-  });
-}
 
 // The open chat's messages: [{seq, text}] in DOM order.
 async function messages(page) {
@@ -146,7 +90,7 @@ async function main() {
     await a.locator('#login-form').waitFor();
     assert.deepEqual(await unnamedControls(a), []);
     assert.deepEqual(await lowContrast(a), []);
-    await shot(a, 'login');
+    await shot(shots, a, 'login');
 
     step('both register and log in through the page');
     await register(a, 'alice');
@@ -169,7 +113,7 @@ async function main() {
     step('bob sees the conversation with one unread, opens it, reads it');
     const convB = b.locator('#conv-list button', { hasText: 'alice' });
     await convB.locator('.unread', { hasText: '1' }).waitFor();
-    await shot(b, 'conversations');
+    await shot(shots, b, 'conversations');
     await convB.click();
     await b.locator('#messages li.msg', { hasText: 'hello bob' }).waitFor();
     await convB.locator('.unread').waitFor({ state: 'detached' });
@@ -228,7 +172,7 @@ async function main() {
     assert.deepEqual(all.slice(0, 3).map((m) => m.text), ['hello bob', 'hi alice', 'message recalled']);
     assert.deepEqual(all.slice(3).map((m) => m.text), Array.from({ length: 30 }, (_, i) => `page ${i + 1}`));
     await a.locator('#older').waitFor({ state: 'hidden' });
-    await shot(a, 'chat');
+    await shot(shots, a, 'chat');
 
     step('a file: alice uploads with progress, bob downloads the same bytes');
     const bytes = randomBytes(200 * 1024 + 123);
@@ -269,7 +213,7 @@ async function main() {
     await b.locator('#messages li.msg', { hasText: 'rope? @bob' }).locator('.who', { hasText: 'alice' }).waitFor();
     await sendByKeyboard(b, 'got one');
     await a.locator('#messages li.msg', { hasText: 'got one' }).waitFor();
-    await shot(a, 'group');
+    await shot(shots, a, 'group');
 
     step('alice goes offline; bob sends 3; back online, alice sees each once, in order');
     await a.locator('#conv-list button', { hasText: 'bob' }).click();
@@ -306,7 +250,4 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.error(`[browser] FAILED at step ${stepNo}: ${e.stack ?? e}`);
-  process.exit(1);
-});
+main().catch(failed);

@@ -1,0 +1,116 @@
+// natter's admin console in a real Chromium, beside a chat user's page:
+// the administrator logs in, watches the dashboard move under load, finds
+// the user and disables her (her open page is signed out at once), changes
+// the log level and finds a line in the log view; every screen is named
+// for assistive technology and readable.
+//
+//   node tests/browser/admin.mjs <base-url> <screenshot-dir> <admin> <admin-password>
+//
+// Exits non-zero at the first failed expectation.
+
+import { chromium } from 'playwright-core';
+import { step, shot, unnamedControls, lowContrast, failed } from './lib.mjs';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+
+const [base, shots, adminName, adminPassword] = process.argv.slice(2);
+if (!adminPassword) {
+  console.error('usage: node admin.mjs <base-url> <screenshot-dir> <admin> <admin-password>');
+  process.exit(2);
+}
+mkdirSync(shots, { recursive: true });
+const WAIT = 15000;
+
+async function main() {
+  const browser = await chromium.launch({
+    executablePath: process.env.NATTER_CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu'],
+  });
+  try {
+    const chatCtx = await browser.newContext();
+    const adminCtx = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 800 } });
+    chatCtx.setDefaultTimeout(WAIT);
+    adminCtx.setDefaultTimeout(WAIT);
+    const zoe = await chatCtx.newPage();
+    const admin = await adminCtx.newPage();
+    for (const [who, p] of [['zoe', zoe], ['admin', admin]]) {
+      p.on('pageerror', (e) => console.log(`[${who} page error] ${e.message}`));
+      p.on('console', (m) => { if (m.type() === 'error') console.log(`[${who} console] ${m.text()}`); });
+    }
+
+    step('zoe registers in the web client and is online');
+    await zoe.goto(base);
+    await zoe.locator('#register-user').fill('zoe');
+    await zoe.locator('#register-pass').fill('correct horse');
+    await zoe.getByRole('button', { name: 'Register' }).click();
+    await zoe.locator('#conn[data-state="online"]').waitFor();
+
+    step('the admin login screen: controls named, readable; a wrong password is refused');
+    await admin.goto(`${base}/admin`);
+    await admin.locator('#login-form').waitFor();
+    assert.deepEqual(await unnamedControls(admin), []);
+    assert.deepEqual(await lowContrast(admin), []);
+    await shot(shots, admin, 'admin-login');
+    await admin.getByLabel('Administrator').fill(adminName);
+    await admin.getByLabel('Password').fill('not the password');
+    await admin.getByRole('button', { name: 'Log in' }).click();
+    await admin.locator('#login-error', { hasText: 'wrong' }).waitFor();
+
+    step('the administrator logs in with the keyboard and sees the dashboard move under load');
+    await admin.getByLabel('Password').fill(adminPassword);
+    await admin.getByLabel('Password').press('Enter');
+    await admin.locator('#who-name', { hasText: adminName }).waitFor();
+    await admin.locator('#dash-status', { hasText: 'live' }).waitFor();
+    await admin.waitForFunction(() => {
+      const v = document.querySelector('[data-key="messages_in_per_sec"]');
+      return v && Number(v.textContent) > 0;
+    }, null, { timeout: WAIT });
+    const online = Number(await admin.locator('[data-key="users_online"]').textContent());
+    assert.ok(online >= 1, `users online: ${online}`);
+    assert.deepEqual(await unnamedControls(admin), []);
+    assert.deepEqual(await lowContrast(admin), []);
+    await shot(shots, admin, 'admin-dashboard');
+
+    step('finds zoe and disables her: her open page is signed out at once');
+    await admin.getByRole('link', { name: 'Users' }).click();
+    await admin.getByLabel('Name or email contains').fill('zoe');
+    await admin.getByRole('button', { name: 'Search' }).click();
+    await admin.getByRole('link', { name: 'zoe', exact: true }).click();
+    await admin.locator('#user-online', { hasText: 'yes' }).waitFor();
+    await shot(shots, admin, 'admin-user');
+    await admin.getByLabel('Reason').first().fill('testing the console');
+    await admin.getByRole('button', { name: 'Disable' }).click();
+    await admin.locator('#user-state', { hasText: 'disabled' }).waitFor();
+    await zoe.locator('#login-form').waitFor();
+    const said = await zoe.locator('body').textContent();
+    assert.ok(said.includes('disabled by an administrator'), `zoe's page: ${said.slice(0, 300)}`);
+
+    step('the log level goes to debug live, and a line is found in the log view');
+    await admin.getByRole('link', { name: 'Logs' }).click();
+    await admin.getByLabel('Server log level').fill('debug');
+    await admin.getByRole('button', { name: 'Set level' }).click();
+    await admin.locator('#toast', { hasText: 'Log level is now debug' }).waitFor();
+    await admin.getByLabel('Text').fill('user.disable');
+    await admin.getByRole('button', { name: 'Filter' }).click();
+    await admin.locator('#log-lines div', { hasText: 'user.disable' }).first().waitFor();
+    assert.deepEqual(await unnamedControls(admin), []);
+    await shot(shots, admin, 'admin-logs');
+
+    step('the audit log shows the disable, by this administrator');
+    await admin.getByRole('link', { name: 'Audit log' }).click();
+    const row = admin.locator('tr', { hasText: 'user.disable' }).first();
+    await row.waitFor();
+    assert.ok((await row.textContent()).includes(adminName));
+    assert.deepEqual(await lowContrast(admin), []);
+    await shot(shots, admin, 'admin-audit');
+
+    step('logs out');
+    await admin.getByRole('button', { name: 'Log out' }).click();
+    await admin.locator('#login-form').waitFor();
+    console.log('[browser] all passed');
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch(failed);
