@@ -97,6 +97,10 @@ async fn an_administrator_finds_disables_bans_and_resets_accounts_and_all_is_aud
     let (st, _) = rest_login(addr, "alice", PASSWORD).await;
     assert_eq!(st, 200, "alice is still enabled");
 
+    // Someone writing to her: allowed now, refused once she is disabled.
+    let (carl, _) = s.user("carl").await;
+    carl.send_text(alice_id, "c1", "hi alice").await.unwrap();
+
     // Disabled: her open connection is closed at once and she cannot log in.
     let (st, v) = root
         .post(
@@ -110,6 +114,12 @@ async fn an_administrator_finds_disables_bans_and_resets_accounts_and_all_is_aud
     assert!(d.message.contains("disabled"), "{}", d.message);
     let (st, v) = rest_login(addr, "alice", PASSWORD).await;
     assert_eq!((st, v["code"].as_str()), (403, Some("ACCOUNT_DISABLED")));
+    assert!(
+        carl.send_text(alice_id, "c2", "still there?")
+            .await
+            .is_err(),
+        "a disabled account takes no new messages"
+    );
     let (_, one) = root.get(&format!("/admin/api/users/{alice_id}")).await;
     assert_eq!(
         (one["disabled"].as_bool(), one["reason"].as_str()),

@@ -100,8 +100,12 @@ impl AdminStore for SqliteStore {
     }
 
     async fn set_bar(&self, id: UserId, bar: Bar) -> Result<Vec<SessionId>> {
-        self.write(move |t| now(admin::set_bar(&Lite(t.conn), id, &bar)))
-            .await
+        self.write(move |t| {
+            // Whether the account may be written to is in the writer's cache.
+            t.convs.social_changed();
+            now(admin::set_bar(&Lite(t.conn), id, &bar))
+        })
+        .await
     }
 
     async fn end_sessions(&self, id: UserId) -> Result<Vec<SessionId>> {
@@ -110,7 +114,10 @@ impl AdminStore for SqliteStore {
     }
 
     async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>> {
-        self.write(move |t| now(admin::lift_ended_bans(&Lite(t.conn), now_ms)))
-            .await
+        self.write(move |t| {
+            t.convs.social_changed();
+            now(admin::lift_ended_bans(&Lite(t.conn), now_ms))
+        })
+        .await
     }
 }
