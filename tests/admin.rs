@@ -360,3 +360,67 @@ async fn the_admin_api_is_not_served_on_a_public_listener_and_has_its_own_docume
     assert_eq!(st, 404);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_deleted_account_loses_its_data_and_its_name_is_free_again() {
+    let dir = tempfile::tempdir().unwrap();
+    create_admin(dir.path(), "root", "admin", &[]).await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let addr = s.http;
+    let root = AdminClient::login(addr, "root").await;
+    let (mut gone, gone_ok) = s.user("gone").await;
+    let id = gone_ok.user_id;
+    let (friend, friend_ok) = s.user("friend").await;
+    // A friendship and a message: the message stays in the friend's
+    // history, the friendship goes.
+    let req = gone.friend_request(friend_ok.user_id, "hi").await.unwrap();
+    friend
+        .respond_friend_request(req.request_id, true, "")
+        .await
+        .unwrap();
+    gone.send_text(friend_ok.user_id, "g1", "remember me")
+        .await
+        .unwrap();
+    assert_eq!(friend.friends().await.unwrap().friends.len(), 1);
+
+    let (st, v, _) = admin_call(
+        addr,
+        "DELETE",
+        &format!("/admin/api/users/{id}"),
+        Some(&root.cookie),
+        Some(&root.csrf),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["sessions"], 1);
+    let d = next_disconnect(&mut gone).await;
+    assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
+    assert!(friend.friends().await.unwrap().friends.is_empty());
+    let (_, shown) = root.get(&format!("/admin/api/users/{id}")).await;
+    assert_eq!(shown["username"], format!("~deleted-{id}"));
+    assert_eq!(shown["disabled"], true);
+    assert!(shown["sessions"].as_array().unwrap().is_empty());
+    // The old password opens nothing; the name is free for someone new.
+    assert_eq!(rest_login(addr, "gone", PASSWORD).await.0, 401);
+    let (new_id, _) = register_and_login(addr, "gone").await;
+    assert_ne!(new_id, id);
+    // Deleted once only; the audit log has it.
+    let (st, _, _) = admin_call(
+        addr,
+        "DELETE",
+        &format!("/admin/api/users/{id}"),
+        Some(&root.cookie),
+        Some(&root.csrf),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404);
+    let (_, log) = root.get("/admin/api/audit").await;
+    let line = &log["lines"][1];
+    assert_eq!(
+        (line["action"].as_str(), line["ok"].as_bool()),
+        (Some("user.delete"), Some(true))
+    );
+    s.stop().await;
+}

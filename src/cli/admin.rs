@@ -101,6 +101,17 @@ pub enum AdminOps {
         /// A user id, or a username.
         user: String,
     },
+    /// Delete an account and its data (sessions, friends, requests, blocks,
+    /// mentions, uploads; its name, password and address erased).
+    Delete {
+        #[command(flatten)]
+        server: Remote,
+        /// A user id, or a username.
+        user: String,
+        /// Yes, delete it: there is no undo.
+        #[arg(long)]
+        yes: bool,
+    },
     /// What administrators did, newest first.
     Audit {
         #[command(flatten)]
@@ -269,6 +280,16 @@ impl Session {
         json(r, path)
     }
 
+    fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .call()?;
+        json(r, path)
+    }
+
     /// A user id from an id or a username.
     fn user(&self, user: &str) -> anyhow::Result<u64> {
         if let Ok(id) = user.parse() {
@@ -308,6 +329,7 @@ fn remote(op: AdminOps) -> anyhow::Result<()> {
         | AdminOps::Ban { server, .. }
         | AdminOps::Logout { server, .. }
         | AdminOps::ResetPassword { server, .. }
+        | AdminOps::Delete { server, .. }
         | AdminOps::Audit { server, .. } => server,
     };
     let s = Session::open(server)?;
@@ -402,6 +424,17 @@ fn act(s: &Session, op: &AdminOps) -> anyhow::Result<()> {
             println!(
                 "user {id}: new password {}",
                 v["password"].as_str().unwrap_or("")
+            );
+        }
+        AdminOps::Delete { user, yes, .. } => {
+            if !yes {
+                bail!("deleting {user} cannot be undone: add --yes");
+            }
+            let id = s.user(user)?;
+            let v = s.delete(&format!("/admin/api/users/{id}"))?;
+            println!(
+                "user {id} deleted: {} sessions ended, {} uploads deleted",
+                v["sessions"], v["uploads"]
             );
         }
         AdminOps::Audit { limit, .. } => {

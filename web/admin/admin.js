@@ -257,6 +257,11 @@ async function user(id) {
       act("Reset password", "secondary", async () => {
         const r = await api("POST", `/admin/api/users/${id}/password`, {});
         return `New password: ${r.password}`;
+      }),
+      act("Delete account", "danger", async () => {
+        if (!confirm(`Delete ${u.username} and its data? There is no undo.`)) return "Not deleted";
+        const r = await api("DELETE", `/admin/api/users/${id}`);
+        return `Deleted: ${r.sessions} sessions ended, ${r.uploads} uploads deleted`;
       })));
   v.append(el("h3", {}, "Sessions"), table(["Id", "Device", "Since", "Expires"],
     u.sessions.map((s) => el("tr", {}, el("td", { class: "num" }, s.id), el("td", {}, s.device_id),

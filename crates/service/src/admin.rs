@@ -427,6 +427,49 @@ impl Service {
         .await
     }
 
+    /// Deletes an account and its data: sessions (closed at once), friends,
+    /// requests, blocks, mentions, uploads; its name, password and address
+    /// erased (it stays as `~deleted-<id>`, the sender of what it wrote).
+    /// Sessions and uploads deleted.
+    pub async fn admin_delete_user(
+        &self,
+        actor: &Actor,
+        id: UserId,
+    ) -> Result<(usize, usize), ServiceError> {
+        self.admin_change(
+            actor,
+            "user.delete",
+            format!("user:{id}"),
+            String::new(),
+            async {
+                let user = self
+                    .inner
+                    .store
+                    .user_by_id(id)
+                    .await?
+                    .ok_or(ServiceError::NotFound("user"))?;
+                if user.username.starts_with("~deleted-") && user.password_hash.is_empty() {
+                    return Err(ServiceError::NotFound("user"));
+                }
+                let ended = self.inner.store.delete_account(id).await?;
+                let sessions = ended.len();
+                if !ended.is_empty() {
+                    self.inner.events.publish(Event::Revoked {
+                        user: id,
+                        sessions: ended,
+                        reason: RevokeReason::Admin,
+                    });
+                }
+                let uploads = match self.files() {
+                    Ok(f) => f.delete_owned_by(id).await,
+                    Err(_) => 0,
+                };
+                Ok((sessions, uploads))
+            },
+        )
+        .await
+    }
+
     pub async fn admin_audit_log(
         &self,
         before: u64,

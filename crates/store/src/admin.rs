@@ -49,6 +49,9 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn set_bar(&self, id: UserId, bar: Bar) -> Result<Vec<SessionId>>;
     /// Ends every session of the account; those ended.
     async fn end_sessions(&self, id: UserId) -> Result<Vec<SessionId>>;
+    /// Deletes an account's data (`sql/admin.rs` says what); the sessions
+    /// that were still valid.
+    async fn delete_account(&self, id: UserId) -> Result<Vec<SessionId>>;
     /// Lifts the bans that ended by `now_ms`; the accounts let back in.
     async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>>;
 }

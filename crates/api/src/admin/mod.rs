@@ -61,7 +61,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/api/logout", post(users::logout))
         .route("/admin/api/me", get(users::me))
         .route("/admin/api/users", get(users::list))
-        .route("/admin/api/users/{id}", get(users::one))
+        .route(
+            "/admin/api/users/{id}",
+            get(users::one).delete(users::delete),
+        )
         .route("/admin/api/users/{id}/disable", post(users::disable))
         .route("/admin/api/users/{id}/enable", post(users::enable))
         .route("/admin/api/users/{id}/ban", post(users::ban))

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
         users::ban,
         users::logout_user,
         users::reset_password,
+        users::delete,
         users::audit,
         dashboard::dashboard,
         logs::lines,

@@ -420,3 +420,27 @@ pub async fn audit(
         lines: lines.into_iter().map(AuditLine::from).collect(),
     }))
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct Deleted {
+    /// Sessions that were still valid (closed at once).
+    pub sessions: usize,
+    /// Uploads deleted.
+    pub uploads: usize,
+}
+
+/// Deletes an account and its data: sessions (closed at once, on every
+/// node), friends, friend requests, blocks, mentions and uploads; its name,
+/// password and address are erased. It stays as `~deleted-<id>`, barred for
+/// good, as the sender of the messages it wrote; its name is free again.
+#[utoipa::path(delete, path = "/admin/api/users/{id}", tag = "users",
+    params(("id" = u64, Path)),
+    responses((status = 200, body = Deleted), (status = 403, description = "FORBIDDEN", body = ErrorBody), (status = 404, description = "NOT_FOUND (or deleted already)", body = ErrorBody)))]
+pub async fn delete(
+    State(s): State<AdminState>,
+    a: Admin,
+    Path(id): Path<u64>,
+) -> Result<axum::Json<Deleted>, ApiError> {
+    let (sessions, uploads) = s.service.admin_delete_user(&a.actor, id).await?;
+    Ok(axum::Json(Deleted { sessions, uploads }))
+}

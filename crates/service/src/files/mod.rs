@@ -531,6 +531,30 @@ impl Files {
         self.inner.storage.remove(u).await.map_err(io_error)
     }
 
+    /// Deletes every upload of `owner` (an account deleted); how many. One
+    /// being appended to is left to its expiry.
+    pub async fn delete_owned_by(&self, owner: UserId) -> usize {
+        let ids: Vec<String> = self
+            .index()
+            .values()
+            .filter(|u| u.owner == owner)
+            .map(|u| u.id.clone())
+            .collect();
+        let mut n = 0;
+        for id in ids {
+            let Some(_busy) = self.busy(&id) else {
+                continue;
+            };
+            let Some(u) = self.index().get(&id).cloned() else {
+                continue;
+            };
+            if self.remove(&u).await.is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// An upload, whoever owns it (for the service's download check).
     pub fn lookup(&self, id: &str) -> Result<Option<Upload>, ServiceError> {
         self.ready()?;

@@ -106,6 +106,11 @@ impl AdminStore for PgStore {
             .await
     }
 
+    async fn delete_account(&self, id: UserId) -> Result<Vec<SessionId>> {
+        transaction!(self, COMMITTED, |tx| admin::delete_account(&Pg(tx), id)
+            .await?)
+    }
+
     async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>> {
         self.with(|c| async move { admin::lift_ended_bans(&Pg(&**c), now_ms).await })
             .await

@@ -350,3 +350,49 @@ pub(crate) async fn lift_ended_bans(db: &impl Db, now_ms: i64) -> Result<Vec<Use
         .await?;
     each(rows, |r| r.get(0))
 }
+
+/// Deletes an account's data: its sessions (those still valid are
+/// returned), friends, friend requests, blocks, requests to join and
+/// mentions; its name, password and address are erased and it stays barred
+/// for good, as `~deleted-<id>` (a name no one can register), so the messages it sent keep a sender in
+/// others' history and its name is free again.
+pub(crate) async fn delete_account(db: &impl Db, id: UserId) -> Result<Vec<SessionId>> {
+    db.lock_users(&[id]).await?;
+    if !db
+        .exists("SELECT 1 FROM users WHERE id = $1", args![id])
+        .await?
+    {
+        return Err(StoreError::NotFound("user"));
+    }
+    let ended = end_sessions(db, id).await?;
+    db.exec("DELETE FROM sessions WHERE user_id = $1", args![id])
+        .await?;
+    db.exec(
+        "DELETE FROM friends WHERE user_id = $1 OR friend_id = $1",
+        args![id],
+    )
+    .await?;
+    db.exec(
+        "DELETE FROM friend_requests WHERE from_id = $1 OR to_id = $1",
+        args![id],
+    )
+    .await?;
+    db.exec(
+        "DELETE FROM blocks WHERE user_id = $1 OR blocked_id = $1",
+        args![id],
+    )
+    .await?;
+    db.exec("DELETE FROM join_requests WHERE user_id = $1", args![id])
+        .await?;
+    db.exec("DELETE FROM mentions WHERE user_id = $1", args![id])
+        .await?;
+    let name = format!("~deleted-{id}");
+    db.exec(
+        "UPDATE users SET username = $2, password_hash = '', email = NULL, disabled = true,
+             banned_until_ms = NULL, ban_reason = 'deleted'
+         WHERE id = $1",
+        args![id, name.as_str()],
+    )
+    .await?;
+    Ok(ended)
+}

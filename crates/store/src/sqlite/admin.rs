@@ -113,6 +113,14 @@ impl AdminStore for SqliteStore {
             .await
     }
 
+    async fn delete_account(&self, id: UserId) -> Result<Vec<SessionId>> {
+        self.write(move |t| {
+            t.convs.social_changed();
+            now(admin::delete_account(&Lite(t.conn), id))
+        })
+        .await
+    }
+
     async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>> {
         self.write(move |t| {
             t.convs.social_changed();
