@@ -10,8 +10,11 @@
 //!   sniffing; the console's pages get a strict Content-Security-Policy.
 //! - Errors are the REST API's `{code, message, retry_after_ms?}`.
 
+mod config;
 pub(crate) mod openapi;
 mod users;
+
+pub use config::ConfigKey;
 
 use crate::rest::{ApiError, Peer};
 use axum::extract::{FromRequestParts, Request};
@@ -35,6 +38,8 @@ pub struct AdminState {
     pub service: Service,
     /// Whether the listener is HTTPS (the cookie is then `Secure`).
     pub https: bool,
+    /// The effective configuration, composed once at start-up.
+    pub config: std::sync::Arc<[ConfigKey]>,
 }
 
 /// The largest JSON body an admin request takes.
@@ -57,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
             post(users::reset_password),
         )
         .route("/admin/api/audit", get(users::audit))
+        .route("/admin/api/config", get(config::config))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(csrf))
         .layer(axum::middleware::from_fn(headers))
