@@ -6,13 +6,16 @@
 //! Each section is defined, with its defaults and its `validate`, by the
 //! crate that uses it (`[limits]`, which several crates read, by the runtime
 //! they share); this file only composes them, holds `[listen]`, and checks
-//! the rules that span two sections.
+//! the rules that span two sections. `explain.rs` reports, for the admin
+//! API, which layer set each key.
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use natter_runtime::config::{check, Invalid};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+pub mod explain;
 
 // The sections the crates own, with their defaults and rules.
 pub use natter_api::HttpConfig as Http;

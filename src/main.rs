@@ -152,21 +152,23 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    use figment::providers::Serialized;
+    use natter::config::explain::{self, flag};
     let mut figment = Config::figment(args.config.as_deref());
     if let Some(d) = args.data_dir {
-        figment = figment.merge(Serialized::default("data_dir", d));
+        figment = figment.merge(flag("data_dir", d));
     }
     if let Some(a) = args.tcp_addr {
-        figment = figment.merge(Serialized::default("listen.tcp", a));
+        figment = figment.merge(flag("listen.tcp", a));
     }
     if let Some(a) = args.ws_addr {
-        figment = figment.merge(Serialized::default("listen.ws", a));
+        figment = figment.merge(flag("listen.ws", a));
     }
     if let Some(a) = args.http_addr {
-        figment = figment.merge(Serialized::default("listen.http", a));
+        figment = figment.merge(flag("listen.http", a));
     }
-    let config = Config::from_figment(figment)?;
+    let config = Config::from_figment(figment.clone())?;
+    // Which layer set each key, for the admin API (secrets redacted).
+    let explained = std::sync::Arc::new(explain::explain(&figment, &config));
     // Held to the end: dropping it writes out the queued log lines.
     let _logging = logging::init(&config).context("cannot start logging")?;
     let listeners = server::Listeners::bind(&config.listen).await?;
@@ -185,7 +187,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(file_size_signals());
     // The addresses are printed once start-up can no longer fail, plainly
     // as well, so scripts that start on port 0 can find us.
-    server::run_then(config, listeners, shutdown, |listeners| {
+    server::run_then(config, Some(explained), listeners, shutdown, |listeners| {
         println!("natter tcp={}", listeners.tcp_addr());
         if let Some(a) = listeners.ws_addr() {
             println!("natter ws={a}");

@@ -3,12 +3,14 @@
 //! accounts, disables one whose connection closes at once, bans one for a
 //! time that ends by itself, ends sessions, resets a password; a viewer may
 //! only look; wrong passwords back off; everything is in the audit log.
+//! The effective configuration names where each key came from and hides
+//! secrets.
 
 mod common;
 
 use common::admin::{admin_call, create_admin, header, AdminClient, ADMIN_PASSWORD};
 use common::http::{call, register_and_login};
-use common::{next_disconnect, postgres_url_for, TestServer, PASSWORD};
+use common::{next_disconnect, postgres_url_for, Binary, TestServer, PASSWORD};
 use natter_proto::pb;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -82,6 +84,12 @@ async fn an_administrator_finds_disables_bans_and_resets_accounts_and_all_is_aud
     assert!(one["last_login_ms"].as_i64().unwrap() > 0);
     let (st, _) = root.get("/admin/api/users/999999").await;
     assert_eq!(st, 404);
+    // A server handed a whole configuration says so of every key.
+    let (st, conf) = root.get("/admin/api/config").await;
+    assert_eq!(st, 200);
+    let keys = conf["keys"].as_array().unwrap();
+    assert!(keys.len() > 50, "{conf}");
+    assert!(keys.iter().all(|k| k["source"] == "given"), "{conf}");
 
     // A change without the CSRF token is refused and changes nothing.
     let (st, v, _) = admin_call(
@@ -346,6 +354,7 @@ async fn the_admin_api_is_not_served_on_a_public_listener_and_has_its_own_docume
         "/admin/api/users/{id}/disable",
         "/admin/api/users/{id}/ban",
         "/admin/api/audit",
+        "/admin/api/config",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} is not documented");
     }
@@ -423,4 +432,63 @@ async fn a_deleted_account_loses_its_data_and_its_name_is_free_again() {
         (Some("user.delete"), Some(true))
     );
     s.stop().await;
+}
+
+#[tokio::test]
+async fn the_configuration_names_where_each_key_came_from_and_hides_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    create_admin(dir.path(), "root", "admin", &[]).await;
+    let file = dir.path().join("natter.toml");
+    std::fs::write(
+        &file,
+        "[limits]\nmax_connections = 1234\n\n[files.s3]\nsecret_access_key = \"very secret\"\naccess_key_id = \"AKIAEXAMPLE\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap().to_owned();
+    let bin = Binary::start_args(
+        dir.path(),
+        &[("NATTER_LOG__FORMAT", "json")],
+        &[],
+        &["--config", &file],
+    )
+    .await;
+    let root = AdminClient::login(bin.http.unwrap(), "root").await;
+    let (st, conf) = root.get("/admin/api/config").await;
+    assert_eq!(st, 200, "{conf}");
+    let keys = conf["keys"].as_array().unwrap();
+    let key = |k: &str| {
+        keys.iter()
+            .find(|x| x["key"] == k)
+            .unwrap_or_else(|| panic!("no {k} in {conf}"))
+            .clone()
+    };
+    let source = |k: &str| key(k)["source"].as_str().unwrap().to_owned();
+    assert_eq!(key("limits.max_connections")["value"], 1234);
+    assert_eq!(source("limits.max_connections"), "file");
+    assert_eq!(key("log.format")["value"], "json");
+    assert_eq!(source("log.format"), "env");
+    assert_eq!(source("listen.http"), "flag");
+    assert_eq!(source("data_dir"), "flag");
+    let secret = key("files.s3.secret_access_key");
+    assert_eq!(
+        (secret["value"].as_str(), secret["source"].as_str()),
+        (Some("***"), Some("file"))
+    );
+    assert_eq!(key("files.s3.access_key_id")["value"], "***");
+    assert!(!conf.to_string().contains("very secret"));
+    assert!(!conf.to_string().contains("AKIAEXAMPLE"));
+    // Untouched: the default, which needs a restart to change.
+    let beat = key("session.heartbeat_interval_ms");
+    assert_eq!(beat["source"], "default");
+    assert_eq!(
+        (beat["live"].as_bool(), beat["note"].as_str()),
+        (Some(false), Some("restart to change"))
+    );
+    // The log filter and the certificate change while the server runs.
+    for k in ["log.level", "tls.cert", "tls.key"] {
+        assert_eq!(key(k)["live"], true, "{k}");
+        assert!(key(k).get("note").is_none(), "{k}");
+    }
+    // Leaves only: sections nest by dots.
+    assert!(keys.iter().all(|k| !k["value"].is_object()), "{conf}");
 }

@@ -16,6 +16,7 @@ mod readiness;
 
 pub use listeners::Listeners;
 
+use crate::config::explain::{self, KeyReport};
 use crate::config::Config;
 use anyhow::Context;
 use assemble::{bound, cluster_config, open_store, tls, FLUSH};
@@ -40,15 +41,19 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    run_then(config, listeners, shutdown, |_| {}).await
+    run_then(config, None, listeners, shutdown, |_| {}).await
 }
 
 /// [`run`], calling `ready` once everything that can fail at start-up (the
 /// configuration, the store, the cluster, the TLS certificate) has
 /// succeeded and just before the listeners start serving: whoever reports
 /// the addresses does it there, so a start-up that fails never reports any.
+/// `explained` is the configuration with the layer that set each key
+/// (`config::explain`), for the admin API; without it every key is
+/// reported as `given`.
 pub async fn run_then(
     config: Config,
+    explained: Option<Arc<Vec<KeyReport>>>,
     listeners: Listeners,
     shutdown: CancellationToken,
     ready: impl FnOnce(&Listeners),
@@ -169,6 +174,11 @@ pub async fn run_then(
         }));
     }
 
+    let admin_config = admin_config(
+        explained
+            .as_deref()
+            .map_or_else(|| explain::given(&config), Vec::clone),
+    );
     let listeners_addrs = bound(&listeners);
     tracing::info!(addr = %listeners.tcp_addr(), "listening for TCP");
     let tls = tls(&config, &listeners, &background, &background_stop)?;
@@ -238,6 +248,7 @@ pub async fn run_then(
         cluster: Some(state.cluster.clone()),
         logs: logging::view::admin_view(),
         sampler: Arc::default(),
+        config: admin_config.clone(),
     };
     let mut api = Vec::new();
     for (http, tls) in [
@@ -342,6 +353,19 @@ async fn lift_bans(service: Service, stop: CancellationToken) {
             tracing::warn!(error = %e, "cannot lift the bans that ended");
         }
     }
+}
+
+/// The configuration report as the admin API answers it.
+fn admin_config(keys: Vec<KeyReport>) -> Arc<[natter_api::admin::ConfigKey]> {
+    keys.into_iter()
+        .map(|k| natter_api::admin::ConfigKey {
+            key: k.key,
+            value: k.value,
+            source: k.source.name().into(),
+            live: k.live,
+            note: k.note,
+        })
+        .collect()
 }
 
 /// `GET /v1/events`' sessions, attached to this node's gateway like its

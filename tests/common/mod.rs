@@ -456,6 +456,16 @@ impl Binary {
     /// Starts `natter serve` on `dir` with [`BINARY_ENV`], then `env` on
     /// top; `prefix` runs it under another command (e.g. prlimit).
     pub async fn start(dir: &std::path::Path, env: &[(&str, &str)], prefix: &[&str]) -> Binary {
+        Binary::start_args(dir, env, prefix, &[]).await
+    }
+
+    /// [`Binary::start`], with `args` after `natter serve`'s own.
+    pub async fn start_args(
+        dir: &std::path::Path,
+        env: &[(&str, &str)],
+        prefix: &[&str],
+        args: &[&str],
+    ) -> Binary {
         use tokio::io::AsyncBufReadExt;
         let bin = env!("CARGO_BIN_EXE_natter");
         let mut cmd = match prefix.split_first() {
@@ -469,6 +479,7 @@ impl Binary {
         cmd.args(["serve", "--tcp-addr", "127.0.0.1:0", "--ws-addr", ""])
             .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(args)
             .env("NATTER_TEST_POSTGRES_URL", "postgres://unused")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())

@@ -10,11 +10,14 @@
 //!   sniffing; the console's pages get a strict Content-Security-Policy.
 //! - Errors are the REST API's `{code, message, retry_after_ms?}`.
 
+mod config;
 mod console;
 pub mod dashboard;
 pub mod logs;
 pub(crate) mod openapi;
 mod users;
+
+pub use config::ConfigKey;
 
 use crate::rest::{ApiError, Peer};
 use crate::ClusterView;
@@ -49,6 +52,8 @@ pub struct AdminState {
     pub logs: Option<Arc<dyn logs::LogView>>,
     /// The dashboard's one sampler, shared by every listener's router.
     pub sampler: Arc<dashboard::Sampler>,
+    /// The effective configuration, composed once at start-up.
+    pub config: std::sync::Arc<[ConfigKey]>,
 }
 
 /// The largest JSON body an admin request takes.
@@ -90,6 +95,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin", get(console::page))
         .route("/admin/", get(console::page))
         .route("/admin/assets/{file}", get(console::file))
+        .route("/admin/api/config", get(config::config))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(csrf))
         .layer(axum::middleware::from_fn(headers))

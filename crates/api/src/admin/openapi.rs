@@ -1,7 +1,7 @@
 //! The admin API's OpenAPI 3.1 document, generated from the handlers'
 //! annotations and served at `/admin/api/openapi.json`.
 
-use super::{dashboard, logs, users};
+use super::{config, dashboard, logs, users};
 use crate::rest::ErrorBody;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "natter admin",
-        description = "Operating a natter deployment: administrator sessions (cookie `natter_admin`; every change carries the session's `X-CSRF-Token`), accounts, the audit log. Served on the admin listener (`listen.admin`) only. Errors are `{code, message, retry_after_ms?}`.",
+        description = "Operating a natter deployment: administrator sessions (cookie `natter_admin`; every change carries the session's `X-CSRF-Token`), accounts, the audit log, the effective configuration. Served on the admin listener (`listen.admin`) only. Errors are `{code, message, retry_after_ms?}`.",
     ),
     paths(
         users::login,
@@ -34,6 +34,7 @@ use utoipa::OpenApi;
         logs::start_trace,
         logs::traces,
         logs::trace,
+        config::config,
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -42,6 +43,7 @@ use utoipa::OpenApi;
         (name = "audit", description = "What administrators did"),
         (name = "dashboard", description = "Live figures from the server's own metrics"),
         (name = "logs", description = "The server's recent log, its live tail, its level, per-user traces"),
+        (name = "config", description = "The effective configuration, with where each key came from"),
     )
 )]
 pub struct AdminDoc;
