@@ -11,6 +11,7 @@
 //! - Errors are the REST API's `{code, message, retry_after_ms?}`.
 
 mod config;
+mod groups;
 pub(crate) mod openapi;
 mod users;
 
@@ -63,6 +64,13 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/admin/api/audit", get(users::audit))
         .route("/admin/api/config", get(config::config))
+        .route("/admin/api/groups", get(groups::list))
+        .route("/admin/api/groups/{id}", get(groups::one))
+        .route("/admin/api/groups/{id}/dismiss", post(groups::dismiss))
+        .route(
+            "/admin/api/groups/{id}/members/{user_id}/remove",
+            post(groups::remove_member),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(csrf))
         .layer(axum::middleware::from_fn(headers))
