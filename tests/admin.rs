@@ -3,14 +3,19 @@
 //! accounts, disables one whose connection closes at once, bans one for a
 //! time that ends by itself, ends sessions, resets a password; a viewer may
 //! only look; wrong passwords back off; everything is in the audit log.
-//! The effective configuration names where each key came from and hides
-//! secrets.
+//! Groups made by users are found, looked at, dismissed and thinned by an
+//! administrator, their members told; the effective configuration names
+//! where each key came from and hides secrets.
 
 mod common;
 
 use common::admin::{admin_call, create_admin, header, AdminClient, ADMIN_PASSWORD};
 use common::http::{call, register_and_login};
-use common::{next_disconnect, postgres_url_for, Binary, TestServer, PASSWORD};
+use common::{
+    code, next_disconnect, next_message, postgres_url_for, system_event, Binary, TestServer,
+    PASSWORD,
+};
+use natter_client::Client;
 use natter_proto::pb;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -355,6 +360,10 @@ async fn the_admin_api_is_not_served_on_a_public_listener_and_has_its_own_docume
         "/admin/api/users/{id}/ban",
         "/admin/api/audit",
         "/admin/api/config",
+        "/admin/api/groups",
+        "/admin/api/groups/{id}",
+        "/admin/api/groups/{id}/dismiss",
+        "/admin/api/groups/{id}/members/{user_id}/remove",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} is not documented");
     }
@@ -491,4 +500,200 @@ async fn the_configuration_names_where_each_key_came_from_and_hides_secrets() {
     }
     // Leaves only: sections nest by dots.
     assert!(keys.iter().all(|k| !k["value"].is_object()), "{conf}");
+}
+
+/// Waits for the next system event of one type pushed to `c`.
+async fn event_of(c: &mut Client, kind: &str) -> (pb::Message, Value) {
+    loop {
+        let m = next_message(c).await;
+        if let Some(e) = system_event(&m) {
+            if e["type"] == kind {
+                return (m, e);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_administrator_finds_groups_removes_members_and_dismisses_them() {
+    let dir = tempfile::tempdir().unwrap();
+    create_admin(dir.path(), "root", "admin", &[]).await;
+    create_admin(dir.path(), "watcher", "viewer", &[]).await;
+    let s = TestServer::start_in(dir, |_| {}).await;
+    let (mut alice, a) = s.user("alice").await;
+    let (mut bob, b) = s.user("bob").await;
+    let (mut carol, c) = s.user("carol").await;
+    let g = alice
+        .create_group(
+            pb::ConversationKind::Group,
+            "Spam Central",
+            pb::JoinPolicy::Open,
+            vec![b.user_id, c.user_id],
+        )
+        .await
+        .unwrap();
+    let id = g.conversation_id;
+    alice
+        .set_role(id, b.user_id, pb::Role::Admin)
+        .await
+        .unwrap();
+    let other = alice
+        .create_group(
+            pb::ConversationKind::Room,
+            "lobby",
+            pb::JoinPolicy::Open,
+            vec![],
+        )
+        .await
+        .unwrap();
+
+    // Found by a part of its name, in any case; shown with its members.
+    let root = AdminClient::login(s.http, "root").await;
+    let (st, page) = root.get("/admin/api/groups?q=spam").await;
+    assert_eq!(st, 200, "{page}");
+    let ids: Vec<u64> = page["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [id]);
+    let (_, all) = root.get("/admin/api/groups").await;
+    assert_eq!(all["groups"].as_array().unwrap().len(), 2);
+    assert_eq!(all["groups"][1]["id"], other.conversation_id);
+    assert_eq!(all["groups"][1]["kind"], "room");
+    let (st, one) = root.get(&format!("/admin/api/groups/{id}")).await;
+    assert_eq!(st, 200, "{one}");
+    assert_eq!(
+        (
+            one["name"].as_str(),
+            one["kind"].as_str(),
+            one["owner_id"].as_u64()
+        ),
+        (Some("Spam Central"), Some("group"), Some(a.user_id))
+    );
+    assert_eq!(
+        (one["member_count"].as_u64(), one["dismissed"].as_bool()),
+        (Some(3), Some(false))
+    );
+    let members: Vec<(u64, &str)> = one["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["user_id"].as_u64().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            (a.user_id, "owner"),
+            (b.user_id, "admin"),
+            (c.user_id, "member")
+        ]
+    );
+    let (st, _) = root.get("/admin/api/groups/999999").await;
+    assert_eq!(st, 404);
+
+    // A viewer may look, not dismiss.
+    let watcher = AdminClient::login(s.http, "watcher").await;
+    let (st, _) = watcher.get(&format!("/admin/api/groups/{id}")).await;
+    assert_eq!(st, 200);
+    let (st, v) = watcher
+        .post(
+            &format!("/admin/api/groups/{id}/dismiss"),
+            json!({"reason": "no"}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("FORBIDDEN")));
+
+    // Removing a member: everyone hears it, as from an administrator of the
+    // server; the owner is not removed (the group is dismissed instead).
+    let (st, v) = root
+        .post(
+            &format!("/admin/api/groups/{id}/members/{}/remove", c.user_id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    for client in [&mut alice, &mut bob, &mut carol] {
+        let (_, e) = event_of(client, "kicked").await;
+        assert_eq!(
+            (e["by"].as_str(), e["actor_id"].as_u64()),
+            (Some("operator"), Some(0))
+        );
+        assert_eq!(e["user_ids"], json!([c.user_id]));
+    }
+    assert_eq!(
+        code(carol.send_to(id, "c1", "still here?").await),
+        pb::ErrorCode::Forbidden
+    );
+    let (st, v) = root
+        .post(
+            &format!("/admin/api/groups/{id}/members/{}/remove", a.user_id),
+            json!({}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_str()), (403, Some("FORBIDDEN")), "{v}");
+
+    // Dismissed: the members are told, and it is gone for them.
+    let (st, v) = root
+        .post(
+            &format!("/admin/api/groups/{id}/dismiss"),
+            json!({"reason": "spam"}),
+        )
+        .await;
+    assert_eq!(st, 204, "{v}");
+    for client in [&mut alice, &mut bob] {
+        let (m, e) = event_of(client, "dismissed").await;
+        assert_eq!(
+            (e["by"].as_str(), e["actor_id"].as_u64()),
+            (Some("operator"), Some(0))
+        );
+        assert_eq!(m.conversation_id, id);
+    }
+    assert_eq!(
+        code(bob.send_to(id, "b1", "hello?").await),
+        pb::ErrorCode::Forbidden
+    );
+    assert!(bob.my_groups().await.unwrap().is_empty());
+    assert!(alice
+        .my_groups()
+        .await
+        .unwrap()
+        .iter()
+        .all(|g| g.conversation_id != id));
+    let (_, one) = root.get(&format!("/admin/api/groups/{id}")).await;
+    assert_eq!(one["dismissed"], true);
+    let (st, _) = root
+        .post(&format!("/admin/api/groups/{id}/dismiss"), json!({}))
+        .await;
+    assert_eq!(st, 403, "dismissed once");
+
+    // All in the audit log, the refusals too.
+    let (_, log) = root.get("/admin/api/audit?limit=10").await;
+    let got: Vec<(&str, &str, &str, bool)> = log["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["actor"].as_str().unwrap(),
+                l["action"].as_str().unwrap(),
+                l["target"].as_str().unwrap(),
+                l["ok"].as_bool().unwrap(),
+            )
+        })
+        .take(5)
+        .collect();
+    let t = format!("group:{id}");
+    assert_eq!(
+        got,
+        [
+            ("root", "group.dismiss", t.as_str(), false),
+            ("root", "group.dismiss", t.as_str(), true),
+            ("root", "group.remove_member", t.as_str(), false),
+            ("root", "group.remove_member", t.as_str(), true),
+            ("watcher", "group.dismiss", t.as_str(), false),
+        ]
+    );
+    s.stop().await;
 }

@@ -3,10 +3,16 @@
 //! chat users (argon2id, throttled like a login), a viewer only looks, and
 //! every change an administrator makes, or is refused, is written to the
 //! audit log. Barring an account or ending its sessions closes whatever it
-//! holds open at once, on every node (an `Event::Revoked`).
+//! holds open at once, on every node (an `Event::Revoked`). Groups are
+//! found and looked at whole, and changed as the server's operators (the
+//! group rules' `GroupActor::Operator`): members hear it as from the owner
+//! and see that an administrator of the server did it.
 
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Tokens};
-use natter_domain::{AccountDetail, AccountSummary, AdminRole, AuditRecord, Bar, NewAudit, UserId};
+use natter_domain::{
+    AccountDetail, AccountSummary, AdminRole, AuditRecord, Bar, ConversationId, GroupAction,
+    GroupRecord, MemberRecord, NewAudit, UserId,
+};
 use natter_runtime::clock::Instant;
 use sha2::{Digest, Sha256};
 use std::net::IpAddr;
@@ -18,6 +24,8 @@ pub const MAX_BAN_MS: i64 = 100 * 365 * 24 * 3600 * 1000;
 pub const MAX_REASON_BYTES: usize = 500;
 /// The most accounts or audit lines one page holds.
 pub const MAX_ADMIN_PAGE: usize = 500;
+/// The most members one look at a group shows.
+pub const MAX_GROUP_MEMBERS_PAGE: usize = 200;
 
 /// Who does an administrative action, and from where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -481,6 +489,82 @@ impl Service {
             limit.min(MAX_ADMIN_PAGE)
         };
         Ok(self.inner.store.audit_log(before, limit).await?)
+    }
+
+    /// Groups and rooms, dismissed ones too, whose name contains `text`, by
+    /// id after `after`.
+    pub async fn admin_groups(
+        &self,
+        text: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>, ServiceError> {
+        if text.len() > 100 {
+            return Err(ServiceError::InvalidArgument(
+                "search text is at most 100 bytes".into(),
+            ));
+        }
+        let limit = if limit == 0 {
+            50
+        } else {
+            limit.min(MAX_ADMIN_PAGE)
+        };
+        Ok(self.inner.store.admin_groups(text, after, limit).await?)
+    }
+
+    /// A group or room with a page of its members (up to
+    /// [`MAX_GROUP_MEMBERS_PAGE`]) by user id after `after`.
+    pub async fn admin_group(
+        &self,
+        id: ConversationId,
+        after: UserId,
+    ) -> Result<(GroupRecord, Vec<MemberRecord>), ServiceError> {
+        self.inner
+            .store
+            .admin_group(id, after, MAX_GROUP_MEMBERS_PAGE)
+            .await?
+            .ok_or(ServiceError::NotFound("group"))
+    }
+
+    /// Dismisses a group or room as the server's operators: its members
+    /// hear it as when the owner dismisses it, and see that an
+    /// administrator of the server did.
+    pub async fn admin_dismiss_group(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        let target = format!("group:{id}");
+        self.admin_change(actor, "group.dismiss", target, reason.to_owned(), async {
+            check_reason(reason)?;
+            self.operate(id, GroupAction::Dismiss).await
+        })
+        .await
+    }
+
+    /// Removes a member from a group or room as the server's operators
+    /// (anyone but the owner: dismiss the group instead).
+    pub async fn admin_remove_member(
+        &self,
+        actor: &Actor,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<(), ServiceError> {
+        let (target, detail) = (format!("group:{id}"), format!("user:{user}"));
+        self.admin_change(actor, "group.remove_member", target, detail, async {
+            self.operate(id, GroupAction::Kick(user)).await
+        })
+        .await
+    }
+
+    async fn operate(&self, id: ConversationId, action: GroupAction) -> Result<(), ServiceError> {
+        let limits = self.group_limits();
+        Ok(self
+            .inner
+            .store
+            .operate_group(id, action, limits, now_ms())
+            .await?)
     }
 
     /// Lifts the bans that have ended (run now and then by the server).

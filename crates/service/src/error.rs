@@ -200,6 +200,10 @@ fn refused(r: Refusal) -> ServiceError {
         UpdateAdminsOnly => "only the owner and admins may change the group".into(),
         DismissOwnerOnly => "only the owner may dismiss the group".into(),
         JoinRequestsAdminsOnly => "only the owner and admins see and answer join requests".into(),
+        OperatorRemovesAndDismissesOnly => {
+            "an administrator of the server may only remove members and dismiss".into()
+        }
+        OwnerNotRemovable => "the owner cannot be removed: dismiss the group instead".into(),
         Muted { until_ms } => {
             format!("you are muted in this conversation until {until_ms} (ms since the epoch)")
         }

@@ -47,7 +47,7 @@ fn check_notice(notice: &str) -> Result<(), ServiceError> {
 }
 
 impl Service {
-    fn group_limits(&self) -> GroupLimits {
+    pub(crate) fn group_limits(&self) -> GroupLimits {
         GroupLimits {
             max_members: self.inner.config.max_group_members,
             room_history: self.inner.config.room_history,

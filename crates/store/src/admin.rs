@@ -5,7 +5,8 @@
 
 use crate::{
     AccountDetail, AccountSummary, AdminId, AdminRecord, AdminRole, AdminSessionRecord,
-    AuditRecord, Bar, NewAudit, Result, SessionId, UserId,
+    AuditRecord, Bar, ConversationId, GroupAction, GroupLimits, GroupRecord, MemberRecord,
+    NewAudit, Result, SessionId, UserId,
 };
 use async_trait::async_trait;
 
@@ -54,4 +55,29 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn delete_account(&self, id: UserId) -> Result<Vec<SessionId>>;
     /// Lifts the bans that ended by `now_ms`; the accounts let back in.
     async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>>;
+    /// Groups and rooms (dismissed ones too) whose name contains `text`,
+    /// by id after `after`; `my_role` is `None`.
+    async fn admin_groups(
+        &self,
+        text: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>>;
+    /// A group or room, dismissed or not, with up to `limit` of its members
+    /// by user id after `after`.
+    async fn admin_group(
+        &self,
+        id: ConversationId,
+        after: UserId,
+        limit: usize,
+    ) -> Result<Option<(GroupRecord, Vec<MemberRecord>)>>;
+    /// Changes a group as the server's operators (`rules::GroupActor::Operator`):
+    /// the rules and the write of a member's change.
+    async fn operate_group(
+        &self,
+        id: ConversationId,
+        action: GroupAction,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<()>;
 }

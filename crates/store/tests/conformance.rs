@@ -73,6 +73,7 @@ conformance!(
     cursors_move_only_forward,
     friends_requests_and_blocks,
     groups_rooms_and_join_requests,
+    the_operators_find_thin_and_dismiss_groups,
     recall_within_the_window,
     one_to_one_policy,
     writes_stop_when_told,

@@ -13,6 +13,7 @@
 mod config;
 mod console;
 pub mod dashboard;
+mod groups;
 pub mod logs;
 pub(crate) mod openapi;
 mod users;
@@ -96,6 +97,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/", get(console::page))
         .route("/admin/assets/{file}", get(console::file))
         .route("/admin/api/config", get(config::config))
+        .route("/admin/api/groups", get(groups::list))
+        .route("/admin/api/groups/{id}", get(groups::one))
+        .route("/admin/api/groups/{id}/dismiss", post(groups::dismiss))
+        .route(
+            "/admin/api/groups/{id}/members/{user_id}/remove",
+            post(groups::remove_member),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(csrf))
         .layer(axum::middleware::from_fn(headers))

@@ -1,7 +1,7 @@
 //! The admin API's OpenAPI 3.1 document, generated from the handlers'
 //! annotations and served at `/admin/api/openapi.json`.
 
-use super::{config, dashboard, logs, users};
+use super::{config, dashboard, groups, logs, users};
 use crate::rest::ErrorBody;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "natter admin",
-        description = "Operating a natter deployment: administrator sessions (cookie `natter_admin`; every change carries the session's `X-CSRF-Token`), accounts, the audit log, the effective configuration. Served on the admin listener (`listen.admin`) only. Errors are `{code, message, retry_after_ms?}`.",
+        description = "Operating a natter deployment: administrator sessions (cookie `natter_admin`; every change carries the session's `X-CSRF-Token`), accounts, groups and rooms, the audit log, the effective configuration. Served on the admin listener (`listen.admin`) only. Errors are `{code, message, retry_after_ms?}`.",
     ),
     paths(
         users::login,
@@ -35,6 +35,10 @@ use utoipa::OpenApi;
         logs::traces,
         logs::trace,
         config::config,
+        groups::list,
+        groups::one,
+        groups::dismiss,
+        groups::remove_member,
     ),
     components(schemas(ErrorBody)),
     tags(
@@ -43,6 +47,7 @@ use utoipa::OpenApi;
         (name = "audit", description = "What administrators did"),
         (name = "dashboard", description = "Live figures from the server's own metrics"),
         (name = "logs", description = "The server's recent log, its live tail, its level, per-user traces"),
+        (name = "groups", description = "Groups and rooms: find, look, dismiss, remove a member"),
         (name = "config", description = "The effective configuration, with where each key came from"),
     )
 )]

@@ -25,9 +25,12 @@ pub enum SystemEvent {
     Left {
         actor: UserId,
     },
+    /// `operator`: the server's operators removed the member (`actor` is
+    /// then the owner, whose name the message is sent in).
     Kicked {
         actor: UserId,
         user: UserId,
+        operator: bool,
     },
     RoleChanged {
         actor: UserId,
@@ -56,8 +59,10 @@ pub enum SystemEvent {
         /// The code itself is not in the event: not every member may see it.
         invite_code_reset: bool,
     },
+    /// `operator`: as for `Kicked`.
     Dismissed {
         actor: UserId,
+        operator: bool,
     },
     Recalled {
         actor: UserId,
@@ -80,7 +85,7 @@ impl SystemEvent {
             | Muted { actor, .. }
             | Unmuted { actor, .. }
             | Updated { actor, .. }
-            | Dismissed { actor }
+            | Dismissed { actor, .. }
             | Recalled { actor, .. } => *actor,
         }
     }
@@ -147,7 +152,17 @@ impl Serialize for SystemEvent {
         use SystemEvent::*;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("type", self.name())?;
-        m.serialize_entry("actor_id", &self.actor())?;
+        // The server's operators are no user: actor 0, and said so.
+        let operator = matches!(
+            self,
+            Kicked { operator: true, .. } | Dismissed { operator: true, .. }
+        );
+        if operator {
+            m.serialize_entry("actor_id", &0)?;
+            m.serialize_entry("by", "operator")?;
+        } else {
+            m.serialize_entry("actor_id", &self.actor())?;
+        }
         match self {
             Created { name, users, .. } => {
                 m.serialize_entry("name", name)?;
@@ -232,8 +247,20 @@ mod tests {
                 json!({"type": "left", "actor_id": 7, "user_ids": [7]}),
             ),
             (
-                SystemEvent::Kicked { actor: 1, user: 2 },
+                SystemEvent::Kicked {
+                    actor: 1,
+                    user: 2,
+                    operator: false,
+                },
                 json!({"type": "kicked", "actor_id": 1, "user_ids": [2]}),
+            ),
+            (
+                SystemEvent::Kicked {
+                    actor: 1,
+                    user: 2,
+                    operator: true,
+                },
+                json!({"type": "kicked", "actor_id": 0, "by": "operator", "user_ids": [2]}),
             ),
             (
                 SystemEvent::RoleChanged {
@@ -283,8 +310,18 @@ mod tests {
                 json!({"type": "updated", "actor_id": 1, "notice": "hi"}),
             ),
             (
-                SystemEvent::Dismissed { actor: 1 },
+                SystemEvent::Dismissed {
+                    actor: 1,
+                    operator: false,
+                },
                 json!({"type": "dismissed", "actor_id": 1}),
+            ),
+            (
+                SystemEvent::Dismissed {
+                    actor: 1,
+                    operator: true,
+                },
+                json!({"type": "dismissed", "actor_id": 0, "by": "operator"}),
             ),
             (
                 SystemEvent::Recalled { actor: 1, seq: 5 },

@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub struct GroupHead {
     pub id: ConversationId,
     pub kind: ConversationKind,
+    pub owner: UserId,
     pub policy: JoinPolicy,
     pub dismissed: bool,
     pub member_count: u32,
@@ -202,15 +203,43 @@ fn full(limits: GroupLimits) -> DomainError {
     .into()
 }
 
-/// Judges a change to a group by one of its members. `roles` are the
-/// current members'; `candidates` describe the users an invite names;
-/// `join_request` says whether the user a join answer names asked.
-/// `Ok(None)`: allowed, and nothing to do.
+/// Who changes a group: one of its members, or the server's operators
+/// (an administrator of the deployment, through the admin API). The
+/// operators are no member: they may remove anyone but the owner and
+/// dismiss any group, and nothing else; their events say so
+/// ([`SystemEvent::Kicked`] and [`SystemEvent::Dismissed`] with
+/// `operator`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    Member(UserId),
+    Operator,
+}
+
+impl From<UserId> for Actor {
+    fn from(u: UserId) -> Actor {
+        Actor::Member(u)
+    }
+}
+
+impl Actor {
+    /// The user whose blocks an invite respects: nobody for the operators.
+    pub fn user(self) -> Option<UserId> {
+        match self {
+            Actor::Member(u) => Some(u),
+            Actor::Operator => None,
+        }
+    }
+}
+
+/// Judges a change to a group by one of its members or its operators.
+/// `roles` are the current members'; `candidates` describe the users an
+/// invite names; `join_request` says whether the user a join answer names
+/// asked. `Ok(None)`: allowed, and nothing to do.
 #[allow(clippy::too_many_arguments)]
 pub fn act(
     head: &GroupHead,
     roles: &HashMap<UserId, (Role, i64)>,
-    actor: UserId,
+    actor: impl Into<Actor>,
     action: &GroupAction,
     candidates: &[Candidate],
     join_request: bool,
@@ -218,6 +247,10 @@ pub fn act(
     now_ms: i64,
 ) -> Result<Option<Change>> {
     let role = |u: UserId| roles.get(&u).map(|&(r, _)| r);
+    let actor = match actor.into() {
+        Actor::Member(u) => u,
+        Actor::Operator => return operate(head, roles, action),
+    };
     let Some(mine) = role(actor) else {
         // A group is private: to a non-member it does not exist, the same
         // answer as for an id never used, so ids cannot be probed by
@@ -275,7 +308,11 @@ pub fn act(
                 return refuse(Refusal::KickNotAllowed);
             }
             c.remove = Some(*u);
-            SystemEvent::Kicked { actor, user: *u }
+            SystemEvent::Kicked {
+                actor,
+                user: *u,
+                operator: false,
+            }
         }
         GroupAction::SetRole(u, r) => {
             if mine != Role::Owner {
@@ -350,7 +387,10 @@ pub fn act(
                 return refuse(Refusal::DismissOwnerOnly);
             }
             c.update.dismissed = true;
-            SystemEvent::Dismissed { actor }
+            SystemEvent::Dismissed {
+                actor,
+                operator: false,
+            }
         }
         GroupAction::RespondJoin(u, accept) => {
             if !admin {
@@ -378,300 +418,43 @@ pub fn act(
     Ok(Some(c))
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    const LIMITS: GroupLimits = GroupLimits {
-        max_members: 4,
-        room_history: 10,
-    };
-
-    fn head(kind: ConversationKind, policy: JoinPolicy, count: u32) -> GroupHead {
-        GroupHead {
-            id: 7,
-            kind,
-            policy,
-            dismissed: false,
-            member_count: count,
-            last_seq: 30,
-            invite_code: "code".into(),
-        }
+/// A change by the server's operators: removing a member or dismissing.
+/// The event's message is sent in the owner's name (a message's sender is
+/// a user); its JSON says the operators did it.
+fn operate(
+    head: &GroupHead,
+    roles: &HashMap<UserId, (Role, i64)>,
+    action: &GroupAction,
+) -> Result<Option<Change>> {
+    if head.dismissed {
+        return Err(Refusal::Dismissed.into());
     }
-
-    fn cand(id: UserId) -> Candidate {
-        Candidate {
-            id,
-            active: true,
-            blocked_actor: false,
-        }
-    }
-
-    /// A short name for an outcome, so tables stay readable.
-    fn outcome(r: Result<Option<Change>>) -> String {
-        match r {
-            Ok(None) => "nothing".into(),
-            Ok(Some(c)) => match &c.event {
-                Some(e) => e.name().into(),
-                None => "no event".into(),
-            },
-            Err(DomainError::Refused(r)) => format!("{r:?}"),
-            Err(e) => format!("{e:?}"),
-        }
-    }
-
-    #[test]
-    fn the_permission_matrix() {
-        use GroupAction::*;
-        let g = head(ConversationKind::Group, JoinPolicy::Open, 3);
-        let approval = head(ConversationKind::Group, JoinPolicy::Approval, 3);
-        let room = head(ConversationKind::Room, JoinPolicy::Open, 3);
-        // 1 owner, 2 admin, 3 member, 4 another member.
-        let roles: HashMap<UserId, (Role, i64)> = [
-            (1, (Role::Owner, 0)),
-            (2, (Role::Admin, 0)),
-            (3, (Role::Member, 0)),
-            (4, (Role::Member, 0)),
-        ]
-        .into();
-        let update = |name: &str| Update {
-            name: Some(name.into()),
-            notice: None,
-            join_policy: None,
-            muted_all: None,
-            invite_code: None,
-        };
-        // (head, actor, action, expected)
-        let table: Vec<(&GroupHead, UserId, GroupAction, &str)> = vec![
-            (&g, 3, Invite(vec![9]), "invited"),
-            (&approval, 3, Invite(vec![9]), "InviteAdminsOnly"),
-            (&approval, 2, Invite(vec![9]), "invited"),
-            (&g, 3, Invite(vec![4]), "nothing"),
-            (&g, 1, Leave, "OwnerCannotLeave"),
-            (&g, 3, Leave, "left"),
-            (&g, 1, Kick(2), "kicked"),
-            (&g, 2, Kick(3), "kicked"),
-            (&g, 2, Kick(1), "KickNotAllowed"),
-            (&g, 3, Kick(4), "KickNotAllowed"),
-            (&g, 2, Kick(9), "NotFound(\"member\")"),
-            (&g, 1, SetRole(3, Role::Admin), "role_changed"),
-            (&g, 2, SetRole(3, Role::Admin), "RolesOwnerOnly"),
-            (&g, 1, SetRole(3, Role::Owner), "OwnerByTransferOnly"),
-            (&g, 1, Transfer(3), "owner_transferred"),
-            (&g, 1, Transfer(1), "AlreadyOwner"),
-            (&g, 2, Transfer(3), "TransferOwnerOnly"),
-            (&g, 2, Mute(3, 5_000), "muted"),
-            (&g, 2, Mute(3, 0), "unmuted"),
-            (&g, 2, Mute(1, 5_000), "MuteNotAllowed"),
-            (&g, 3, Mute(4, 5_000), "MuteNotAllowed"),
-            (&g, 2, update("n"), "updated"),
-            (&g, 3, update("n"), "UpdateAdminsOnly"),
-            (&g, 2, Dismiss, "DismissOwnerOnly"),
-            (&g, 1, Dismiss, "dismissed"),
-            (&g, 3, RespondJoin(9, true), "JoinRequestsAdminsOnly"),
-            (&g, 2, RespondJoin(9, true), "joined"),
-            (&g, 2, RespondJoin(9, false), "no event"),
-            (&g, 9, Leave, "NotFound(\"group\")"),
-            (&g, 9, update("n"), "NotFound(\"group\")"),
-            (&room, 9, Leave, "NotMember(7)"),
-            (&room, 9, update("n"), "NotMember(7)"),
-        ];
-        for (h, actor, action, want) in table {
-            let found: Vec<Candidate> = match &action {
-                Invite(users) => users.iter().map(|&u| cand(u)).collect(),
-                _ => vec![],
-            };
-            let got = outcome(act(h, &roles, actor, &action, &found, true, LIMITS, 1_000));
-            assert_eq!(got, want, "{actor} {action:?}");
-        }
-        let mut dismissed = g.clone();
-        dismissed.dismissed = true;
-        assert_eq!(
-            outcome(act(&dismissed, &roles, 1, &Leave, &[], false, LIMITS, 0)),
-            "Dismissed"
-        );
-        assert_eq!(
-            outcome(act(
-                &g,
-                &roles,
-                1,
-                &RespondJoin(9, true),
-                &[],
-                false,
-                LIMITS,
-                0
-            )),
-            "NotFound(\"join request\")"
-        );
-    }
-
-    #[test]
-    fn changes_say_what_to_write_and_who_hears() {
-        let roles: HashMap<UserId, (Role, i64)> =
-            [(1, (Role::Owner, 0)), (3, (Role::Member, 0))].into();
-        let room = head(ConversationKind::Room, JoinPolicy::Open, 2);
-        let c = act(
-            &room,
-            &roles,
-            1,
-            &GroupAction::Invite(vec![5, 5, 6, 3]),
-            &[
-                cand(5),
-                cand(5),
-                Candidate {
-                    blocked_actor: true,
-                    ..cand(6)
-                },
-                cand(3),
-            ],
-            false,
-            LIMITS,
-            0,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!((c.add.clone(), c.joined_seq), (vec![5], 20));
-        assert_eq!(&*c.audience(&[1, 3]), &[1, 3, 5]);
-        let kick = act(
-            &room,
-            &roles,
-            1,
-            &GroupAction::Kick(3),
-            &[],
-            false,
-            LIMITS,
-            0,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(kick.remove, Some(3));
-        assert_eq!(
-            &*kick.audience(&[1, 3]),
-            &[1, 3],
-            "the kicked member hears it"
-        );
-        let t = act(
-            &room,
-            &roles,
-            1,
-            &GroupAction::Transfer(3),
-            &[],
-            false,
-            LIMITS,
-            0,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(t.roles, vec![(3, Role::Owner), (1, Role::Admin)]);
-        assert_eq!(t.update.owner, Some(3));
-        let full = head(ConversationKind::Group, JoinPolicy::Open, 4);
-        assert_eq!(
-            outcome(act(
-                &full,
-                &roles,
-                1,
-                &GroupAction::Invite(vec![5]),
-                &[cand(5)],
-                false,
-                LIMITS,
-                0
-            )),
-            "GroupFull { max: 4 }"
-        );
-        let missing = Candidate {
-            active: false,
-            ..cand(5)
-        };
-        assert_eq!(
-            outcome(act(
-                &room,
-                &roles,
-                1,
-                &GroupAction::Invite(vec![5]),
-                &[missing],
-                false,
-                LIMITS,
-                0
-            )),
-            "NotFound(\"user\")"
-        );
-    }
-
-    #[test]
-    fn creating_and_joining() {
-        let blocked = Candidate {
-            blocked_actor: true,
-            ..cand(3)
-        };
-        let new = NewGroup {
-            creator: 1,
-            kind: ConversationKind::Group,
-            name: "g".into(),
-            notice: String::new(),
-            join_policy: JoinPolicy::Open,
-            members: Vec::new(),
-            invite_code: "code".into(),
-            now_ms: 0,
-        };
-        assert_eq!(
-            create_group(&new, &[cand(4), cand(1), cand(4), blocked, cand(2)], LIMITS).unwrap(),
-            CreatePlan {
-                members: vec![(1, Role::Owner), (4, Role::Member), (2, Role::Member)],
-                event: SystemEvent::Created {
-                    actor: 1,
-                    name: "g".into(),
-                    users: vec![4, 2],
-                },
-                audience: vec![1, 2, 4].into(),
+    let mut c = Change::default();
+    let event = match action {
+        GroupAction::Kick(u) => match roles.get(u) {
+            None => return Err(DomainError::NotFound("member")),
+            Some((Role::Owner, _)) => return Err(Refusal::OwnerNotRemovable.into()),
+            Some(_) => {
+                c.remove = Some(*u);
+                SystemEvent::Kicked {
+                    actor: head.owner,
+                    user: *u,
+                    operator: true,
+                }
             }
-        );
-        assert!(create_group(&new, &[cand(2), cand(3), cand(4), cand(5)], LIMITS).is_err());
-        assert!(create_group(
-            &new,
-            &[Candidate {
-                active: false,
-                ..cand(2)
-            }],
-            LIMITS
-        )
-        .is_err());
-
-        let g = head(ConversationKind::Group, JoinPolicy::Open, 2);
-        let a = head(ConversationKind::Group, JoinPolicy::Approval, 2);
-        let r = head(ConversationKind::Room, JoinPolicy::Open, 2);
-        let f = head(ConversationKind::Room, JoinPolicy::Open, 4);
-        let mut d = g.clone();
-        d.dismissed = true;
-        // (head, member, code, expected)
-        let joins = |joined_seq| {
-            Ok(JoinStep::Join(Box::new(Change {
-                add: vec![7],
-                joined_seq,
-                event: Some(SystemEvent::Joined {
-                    actor: 7,
-                    users: vec![7],
-                }),
-                ..Change::default()
-            })))
-        };
-        let table: Vec<(&GroupHead, bool, &str, Result<JoinStep>)> = vec![
-            (&g, false, "code", joins(30)),
-            (&g, false, "cod", Err(DomainError::NotFound("group"))),
-            (&g, false, "", Err(DomainError::NotFound("group"))),
-            (&g, true, "", Ok(JoinStep::AlreadyMember)),
-            (&a, false, "code", Ok(JoinStep::Request)),
-            (&r, false, "", joins(20)),
-            (&f, false, "", Err(Refusal::GroupFull { max: 4 }.into())),
-            (&d, true, "code", Err(DomainError::NotFound("group"))),
-        ];
-        for (h, member, code, want) in table {
-            assert_eq!(
-                format!("{:?}", join(h, 7, member, code, LIMITS)),
-                format!("{want:?}"),
-                "{h:?} {member} {code}"
-            );
+        },
+        GroupAction::Dismiss => {
+            c.update.dismissed = true;
+            SystemEvent::Dismissed {
+                actor: head.owner,
+                operator: true,
+            }
         }
-        assert_eq!(join_point(ConversationKind::Room, 5, LIMITS), 0);
-    }
+        _ => return Err(Refusal::OperatorRemovesAndDismissesOnly.into()),
+    };
+    c.event = Some(event);
+    Ok(Some(c))
 }
+
+#[cfg(test)]
+mod tests;

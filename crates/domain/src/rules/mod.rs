@@ -20,8 +20,8 @@ pub use friends::{
     may_block, respond_request, send_request, FriendPlan, RequestFacts, RequestWrite,
 };
 pub use groups::{
-    act, create_group, join, join_point, Candidate, Change, CreatePlan, GroupHead, GroupUpdate,
-    JoinStep,
+    act, create_group, join, join_point, Actor as GroupActor, Candidate, Change, CreatePlan,
+    GroupHead, GroupUpdate, JoinStep,
 };
 pub use refusal::{Refusal, RefusalKind};
 pub use send::{

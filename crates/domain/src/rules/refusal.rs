@@ -13,13 +13,17 @@ pub enum Refusal {
     RecallSystemEvent,
     OwnerByTransferOnly,
     AlreadyOwner,
-    TooManyBlocked { max: usize },
+    TooManyBlocked {
+        max: usize,
+    },
     // ---- not allowed
     FriendsOnly,
     Dismissed,
     MentionAllAdminsOnly,
     RecallSenderOrAdmin,
-    RecallWindowPassed { window_ms: i64 },
+    RecallWindowPassed {
+        window_ms: i64,
+    },
     InviteAdminsOnly,
     OwnerCannotLeave,
     KickNotAllowed,
@@ -29,11 +33,19 @@ pub enum Refusal {
     UpdateAdminsOnly,
     DismissOwnerOnly,
     JoinRequestsAdminsOnly,
+    /// The server's operators remove members and dismiss, nothing else.
+    OperatorRemovesAndDismissesOnly,
+    /// Not even the operators remove an owner: the group is dismissed.
+    OwnerNotRemovable,
     // ---- muted
-    Muted { until_ms: i64 },
+    Muted {
+        until_ms: i64,
+    },
     MutedAll,
     // ---- a limit
-    GroupFull { max: u32 },
+    GroupFull {
+        max: u32,
+    },
     TooManySessions,
 }
 
@@ -73,7 +85,9 @@ impl Refusal {
             | MuteNotAllowed
             | UpdateAdminsOnly
             | DismissOwnerOnly
-            | JoinRequestsAdminsOnly => RefusalKind::Forbidden,
+            | JoinRequestsAdminsOnly
+            | OperatorRemovesAndDismissesOnly
+            | OwnerNotRemovable => RefusalKind::Forbidden,
             Muted { .. } | MutedAll => RefusalKind::Muted,
             GroupFull { .. } => RefusalKind::GroupFull,
             TooManySessions => RefusalKind::TooManySessions,

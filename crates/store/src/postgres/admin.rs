@@ -7,7 +7,8 @@ use super::{PgStore, COMMITTED};
 use crate::sql::admin;
 use crate::{
     AccountDetail, AccountSummary, AdminId, AdminRecord, AdminRole, AdminSessionRecord, AdminStore,
-    AuditRecord, Bar, NewAudit, Result, SessionId, UserId,
+    AuditRecord, Bar, ConversationId, GroupAction, GroupLimits, GroupRecord, MemberRecord,
+    NewAudit, Result, SessionId, UserId,
 };
 use async_trait::async_trait;
 
@@ -114,5 +115,42 @@ impl AdminStore for PgStore {
     async fn lift_ended_bans(&self, now_ms: i64) -> Result<Vec<UserId>> {
         self.with(|c| async move { admin::lift_ended_bans(&Pg(&**c), now_ms).await })
             .await
+    }
+
+    async fn admin_groups(
+        &self,
+        text: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>> {
+        self.with(|c| async move { admin::groups(&Pg(&**c), text, after, limit).await })
+            .await
+    }
+
+    async fn admin_group(
+        &self,
+        id: ConversationId,
+        after: UserId,
+        limit: usize,
+    ) -> Result<Option<(GroupRecord, Vec<MemberRecord>)>> {
+        self.with(|c| async move { admin::group(&Pg(&**c), id, after, limit).await })
+            .await
+    }
+
+    async fn operate_group(
+        &self,
+        id: ConversationId,
+        action: GroupAction,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.change(super::engine::writer::Act {
+            actor: crate::rules::GroupActor::Operator,
+            id,
+            action,
+            limits,
+            now_ms,
+        })
+        .await
     }
 }

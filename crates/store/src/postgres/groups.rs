@@ -109,7 +109,7 @@ pub async fn join(
 #[allow(clippy::too_many_arguments)]
 pub async fn act(
     tx: &Transaction<'_>,
-    actor: UserId,
+    actor: rules::GroupActor,
     id: ConversationId,
     action: &GroupAction,
     limits: GroupLimits,
@@ -120,7 +120,9 @@ pub async fn act(
     let h = head(&Pg(tx), id).await?;
     let v = view(tx, id).await?;
     let found = match action {
-        GroupAction::Invite(users) => candidates(&Pg(tx), users, actor).await?,
+        GroupAction::Invite(users) => {
+            candidates(&Pg(tx), users, actor.user().unwrap_or_default()).await?
+        }
         _ => Vec::new(),
     };
     let asked = match action {

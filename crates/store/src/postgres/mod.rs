@@ -624,7 +624,7 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> Result<()> {
         self.change(writer::Act {
-            actor,
+            actor: actor.into(),
             id,
             action,
             limits,

@@ -2,10 +2,12 @@
 //! log, and accounts as an administrator sees and changes them (search,
 //! one account in full, disable, ban, end every session).
 
+use super::lists::{group_row, group_select};
 use super::{args, each, has_nul, Db, Row};
 use crate::{
     AccountDetail, AccountGroup, AccountSession, AccountSummary, AdminId, AdminRecord, AdminRole,
-    AdminSessionRecord, AuditRecord, Bar, NewAudit, Result, SessionId, StoreError, UserId,
+    AdminSessionRecord, AuditRecord, Bar, ConversationId, GroupRecord, MemberRecord, NewAudit,
+    Result, SessionId, StoreError, UserId,
 };
 
 fn admin_row(r: &Row) -> Result<AdminRecord> {
@@ -205,15 +207,7 @@ pub(crate) async fn accounts(
     if has_nul(text) {
         return Ok(Vec::new());
     }
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
+    let pattern = contains(text);
     let rows = db
         .rows(
             concat!(
@@ -395,4 +389,84 @@ pub(crate) async fn delete_account(db: &impl Db, id: UserId) -> Result<Vec<Sessi
     )
     .await?;
     Ok(ended)
+}
+
+/// A `LIKE` pattern matching what contains `text`, literally (`%`, `_`
+/// and `\` escaped).
+fn contains(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Groups and rooms, dismissed ones too, whose name contains `text` (any
+/// case, for ASCII), by id after `after`. Read as nobody (viewer 0), so
+/// `my_role` is `None`.
+pub(crate) async fn groups(
+    db: &impl Db,
+    text: &str,
+    after: ConversationId,
+    limit: usize,
+) -> Result<Vec<GroupRecord>> {
+    if has_nul(text) {
+        return Ok(Vec::new());
+    }
+    let pattern = contains(text);
+    let rows = db
+        .rows(
+            concat!(
+                group_select!(),
+                " WHERE g.conversation_id > $2 AND g.name COLLATE \"C\" ILIKE $3 ESCAPE '\\'
+                 ORDER BY g.conversation_id LIMIT $4"
+            ),
+            args![0i64, after, pattern.as_str(), limit],
+        )
+        .await?;
+    each(rows, group_row)
+}
+
+/// A group or room, dismissed or not, with up to `limit` of its current
+/// members by user id after `after`.
+pub(crate) async fn group(
+    db: &impl Db,
+    id: ConversationId,
+    after: UserId,
+    limit: usize,
+) -> Result<Option<(GroupRecord, Vec<MemberRecord>)>> {
+    let Some(row) = db
+        .opt(
+            concat!(group_select!(), " WHERE g.conversation_id = $2"),
+            args![0i64, id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let group = group_row(&row)?;
+    let rows = db
+        .rows(
+            "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.conversation_id = $1 AND m.left_seq = 0 AND m.user_id > $2
+             ORDER BY m.user_id LIMIT $3",
+            args![id, after, limit],
+        )
+        .await?;
+    let members = each(rows, |r| {
+        Ok(MemberRecord {
+            user_id: r.get(0)?,
+            username: r.get(1)?,
+            role: r.stored(2)?,
+            muted_until_ms: r.get(3)?,
+            joined_at_ms: r.get(4)?,
+        })
+    })?;
+    Ok(Some((group, members)))
 }

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 pub(crate) async fn head(db: &impl Db, id: ConversationId) -> Result<GroupHead> {
     let r = db
         .opt(
-            "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code
+            "SELECT c.kind, g.join_policy, g.dismissed, g.member_count, c.last_seq, g.invite_code,
+                    g.owner_id
              FROM groups g JOIN conversations c ON c.id = g.conversation_id
              WHERE g.conversation_id = $1",
             args![id],
@@ -28,6 +29,7 @@ pub(crate) async fn head(db: &impl Db, id: ConversationId) -> Result<GroupHead> 
         member_count: r.get::<i64>(3)?.clamp(0, u32::MAX.into()) as u32,
         last_seq: r.get(4)?,
         invite_code: r.get(5)?,
+        owner: r.get(6)?,
     })
 }
 

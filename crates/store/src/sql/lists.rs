@@ -113,6 +113,7 @@ macro_rules! group_select {
          FROM groups g JOIN conversations c ON c.id = g.conversation_id"
     };
 }
+pub(crate) use group_select;
 
 /// Reads a group with [`group_select`]'s columns.
 pub(crate) fn group_row(r: &Row) -> Result<GroupRecord> {

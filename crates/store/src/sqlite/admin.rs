@@ -6,7 +6,8 @@ use super::SqliteStore;
 use crate::sql::admin;
 use crate::{
     AccountDetail, AccountSummary, AdminId, AdminRecord, AdminRole, AdminSessionRecord, AdminStore,
-    AuditRecord, Bar, NewAudit, Result, SessionId, UserId,
+    AuditRecord, Bar, ConversationId, GroupAction, GroupLimits, GroupRecord, MemberRecord,
+    NewAudit, Result, SessionId, UserId,
 };
 use async_trait::async_trait;
 
@@ -127,5 +128,38 @@ impl AdminStore for SqliteStore {
             now(admin::lift_ended_bans(&Lite(t.conn), now_ms))
         })
         .await
+    }
+
+    async fn admin_groups(
+        &self,
+        text: &str,
+        after: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<GroupRecord>> {
+        let text = text.to_owned();
+        self.read(move |c| now(admin::groups(&Lite(c), &text, after, limit)))
+            .await
+    }
+
+    async fn admin_group(
+        &self,
+        id: ConversationId,
+        after: UserId,
+        limit: usize,
+    ) -> Result<Option<(GroupRecord, Vec<MemberRecord>)>> {
+        self.fresh(move |c| now(admin::group(&Lite(c), id, after, limit)))
+            .await
+    }
+
+    async fn operate_group(
+        &self,
+        id: ConversationId,
+        action: GroupAction,
+        limits: GroupLimits,
+        now_ms: i64,
+    ) -> Result<()> {
+        let operator = crate::rules::GroupActor::Operator;
+        self.write(move |t| super::groups::act(t, operator, id, &action, limits, now_ms))
+            .await
     }
 }

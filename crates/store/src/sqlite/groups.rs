@@ -108,7 +108,7 @@ pub fn join(
 /// Changes a group if [`rules::act`] allows, and records the event.
 pub fn act(
     tx: &mut Tx<'_>,
-    actor: UserId,
+    actor: rules::GroupActor,
     id: ConversationId,
     action: &GroupAction,
     limits: GroupLimits,
@@ -120,7 +120,11 @@ pub fn act(
     // against, read once.
     let view = tx.convs.get(conn, id)?;
     let found = match action {
-        GroupAction::Invite(users) => now(candidates(&Lite(conn), users, actor))?,
+        GroupAction::Invite(users) => now(candidates(
+            &Lite(conn),
+            users,
+            actor.user().unwrap_or_default(),
+        ))?,
         _ => Vec::new(),
     };
     let asked = match action {

@@ -622,7 +622,7 @@ impl Store for SqliteStore {
         limits: GroupLimits,
         now_ms: i64,
     ) -> Result<()> {
-        self.write(move |t| groups::act(t, actor, id, &action, limits, now_ms))
+        self.write(move |t| groups::act(t, actor.into(), id, &action, limits, now_ms))
             .await
     }
 

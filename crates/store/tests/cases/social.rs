@@ -271,3 +271,63 @@ pub async fn groups_rooms_and_join_requests(env: Env) {
     assert!(!mine.iter().any(|x| x.id == g));
     env.close().await;
 }
+
+/// The admin API's groups: found by name (dismissed ones too), read whole
+/// as nobody, and changed as the server's operators through the same rules
+/// and write as a member's change.
+pub async fn the_operators_find_thin_and_dismiss_groups(env: Env) {
+    let s = env.store();
+    let [o, m, x] = users(s, &["o", "m", "x"]).await[..] else {
+        unreachable!()
+    };
+    let g = group(s, o, vec![m, x], ConversationKind::Group).await;
+    let found = s.admin_groups("G1-", 0, 10).await.unwrap();
+    assert_eq!(found.iter().map(|g| g.id).collect::<Vec<_>>(), [g]);
+    assert_eq!(found[0].my_role, None);
+    assert!(s.admin_groups("%", 0, 10).await.unwrap().is_empty());
+    assert!(s.admin_groups("", g, 10).await.unwrap().is_empty());
+    let (head, members) = s.admin_group(g, 0, 200).await.unwrap().unwrap();
+    assert_eq!((head.owner_id, head.member_count), (o, 3));
+    let roles: Vec<(UserId, Role)> = members.iter().map(|m| (m.user_id, m.role)).collect();
+    assert_eq!(
+        roles,
+        [(o, Role::Owner), (m, Role::Member), (x, Role::Member)]
+    );
+    assert_eq!(s.admin_group(g, o, 1).await.unwrap().unwrap().1.len(), 1);
+    assert!(s.admin_group(999_999, 0, 10).await.unwrap().is_none());
+
+    s.operate_group(g, GroupAction::Kick(x), LIMITS, 5)
+        .await
+        .unwrap();
+    let (head, members) = s.admin_group(g, 0, 200).await.unwrap().unwrap();
+    assert_eq!((head.member_count, members.len()), (2, 2));
+    let h = s.history(o, g, 0, page(10)).await.unwrap();
+    let last = h.messages.first().unwrap(); // newest first
+    assert_eq!(last.sender_id, o, "sent in the owner's name");
+    assert!(
+        last.body.content.contains("\"by\":\"operator\""),
+        "{last:?}"
+    );
+    refused(
+        s.operate_group(g, GroupAction::Kick(o), LIMITS, 6).await,
+        Refusal::OwnerNotRemovable,
+    );
+    refused(
+        s.operate_group(g, GroupAction::Leave, LIMITS, 6).await,
+        Refusal::OperatorRemovesAndDismissesOnly,
+    );
+    s.operate_group(g, GroupAction::Dismiss, LIMITS, 7)
+        .await
+        .unwrap();
+    assert!(s.admin_group(g, 0, 10).await.unwrap().unwrap().0.dismissed);
+    assert_eq!(s.admin_groups("", 0, 10).await.unwrap().len(), 1);
+    refused(
+        s.operate_group(g, GroupAction::Dismiss, LIMITS, 8).await,
+        Refusal::Dismissed,
+    );
+    assert!(matches!(
+        s.operate_group(999_999, GroupAction::Dismiss, LIMITS, 8)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -112,7 +112,7 @@ impl Change for Join {
 }
 
 pub struct Act {
-    pub actor: UserId,
+    pub actor: crate::rules::GroupActor,
     pub id: ConversationId,
     pub action: GroupAction,
     pub limits: GroupLimits,
