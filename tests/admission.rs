@@ -21,6 +21,7 @@ async fn logins_and_resumes_get_in_while_many_addresses_hold_the_node_full() {
         addresses: 40,
         held_per_address: 10,
         fill: Duration::from_millis(1500),
+        every: Duration::from_millis(40),
         rounds: 5,
     })
     .await;

@@ -8,7 +8,7 @@ use common::*;
 use std::time::Duration;
 
 /// The issue's own size: 250 addresses (127.0.1.1–250) each holding its 76
-/// newest connections that never log in and opening one more every 40 ms
+/// newest connections that never log in and opening one more every 100 ms
 /// (19,250 wanted, renewed all the time) against a node of 19,000. The flood
 /// is held to half the node and pays for its renewals with its own
 /// connections; a password login and a Resume from 127.0.0.1 are each in
@@ -21,6 +21,9 @@ async fn nineteen_thousand_waiting_connections_from_250_addresses_keep_no_login_
         addresses: 250,
         held_per_address: 76,
         fill: Duration::from_millis(8000),
+        // 2,500 new connections a second from 250 addresses, each keeping its
+        // newest 76: the node stays full and evicts all along.
+        every: Duration::from_millis(100),
         rounds: 10,
     })
     .await;

@@ -96,6 +96,16 @@ async function main() {
     assert.deepEqual(await unnamedControls(admin), []);
     await shot(shots, admin, 'admin-logs');
 
+    step('the configuration page shows each key with where it came from');
+    await admin.getByRole('link', { name: 'Configuration' }).click();
+    const httpRow = admin.locator('tr', { hasText: 'listen.http' }).first();
+    await httpRow.waitFor();
+    assert.ok((await httpRow.textContent()).includes('flag'), await httpRow.textContent());
+    const levelRow = admin.locator('tr', { has: admin.locator('code', { hasText: /^log\.level$/ }) });
+    assert.ok((await levelRow.textContent()).includes('live'), await levelRow.textContent());
+    assert.deepEqual(await lowContrast(admin), []);
+    await shot(shots, admin, 'admin-config');
+
     step('the audit log shows the disable, by this administrator');
     await admin.getByRole('link', { name: 'Audit log' }).click();
     const row = admin.locator('tr', { hasText: 'user.disable' }).first();

@@ -17,6 +17,8 @@ pub struct Flood {
     pub held_per_address: usize,
     pub fill: Duration,
     pub rounds: usize,
+    /// Each address opens one more connection this often.
+    pub every: Duration,
 }
 
 /// Runs `f`: the flood is held to half the node (at least 90 % of that
@@ -55,7 +57,7 @@ pub async fn logins_get_in_during(f: Flood) {
                 if held.len() > f.held_per_address {
                     held.pop_front();
                 }
-                tokio::time::sleep(Duration::from_millis(40)).await;
+                tokio::time::sleep(f.every).await;
             }
         }));
     }
