@@ -121,6 +121,28 @@ where
     Ok((subscriber, Control::new(kept, level.to_owned(), reloads)))
 }
 
+/// Tests that install a subscriber of their own take this first: tracing's
+/// callsite interest is process-wide, so two such tests at once can turn
+/// each other's events off (a trace test kept 91 of 2,000 lines so).
+#[cfg(test)]
+pub(crate) static SUBSCRIBER_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes [`SUBSCRIBER_TESTS`] and starts from fresh callsite interest.
+#[cfg(test)]
+pub(crate) async fn one_subscriber_test() -> tokio::sync::MutexGuard<'static, ()> {
+    let guard = SUBSCRIBER_TESTS.lock().await;
+    tracing_core::callsite::rebuild_interest_cache();
+    guard
+}
+
+/// [`one_subscriber_test`] for a test outside a runtime.
+#[cfg(test)]
+pub(crate) fn one_subscriber_test_now() -> tokio::sync::MutexGuard<'static, ()> {
+    let guard = SUBSCRIBER_TESTS.blocking_lock();
+    tracing_core::callsite::rebuild_interest_cache();
+    guard
+}
+
 /// Where `log.file` lives: a relative path is under `data_dir`.
 pub fn file_path(config: &Config) -> Option<PathBuf> {
     let file = &config.log.file;

@@ -169,6 +169,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_flood_from_one_place_is_cut_to_the_burst_and_summed_up() {
+        let _one = super::super::one_subscriber_test().await;
         let suppress = Suppress::new(10, Duration::from_secs(10));
         let reached = Arc::new(AtomicUsize::new(0));
         let subscriber = tracing_subscriber::registry()
@@ -209,6 +210,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_trickle_is_never_suppressed() {
+        let _one = super::super::one_subscriber_test().await;
         let suppress = Suppress::new(2, Duration::from_secs(1));
         let reached = Arc::new(AtomicUsize::new(0));
         for i in 0..10 {

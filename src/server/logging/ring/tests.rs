@@ -78,6 +78,7 @@ fn info_for(user: u64, what: &str) {
 
 #[test]
 fn the_ring_keeps_the_newest_lines_up_to_its_line_cap() {
+    let _one = super::super::one_subscriber_test_now();
     logged("info", 5, BIG, |c| {
         for i in 0..12 {
             tracing::info!(i, "line {i}");
@@ -100,6 +101,7 @@ fn the_ring_keeps_the_newest_lines_up_to_its_line_cap() {
 
 #[test]
 fn the_ring_keeps_the_newest_lines_up_to_its_byte_cap() {
+    let _one = super::super::one_subscriber_test_now();
     let text = "x".repeat(1000);
     let cost = {
         let mut cost = 0;
@@ -122,6 +124,7 @@ fn the_ring_keeps_the_newest_lines_up_to_its_byte_cap() {
 
 #[test]
 fn a_line_past_8_kib_is_cut_and_says_so() {
+    let _one = super::super::one_subscriber_test_now();
     logged("info", 10, BIG, |c| {
         let long = "é".repeat(10_000);
         tracing::info!(extra = %long, "{long}");
@@ -139,6 +142,7 @@ fn a_line_past_8_kib_is_cut_and_says_so() {
 
 #[test]
 fn queries_filter_by_level_text_seq_user_and_limit() {
+    let _one = super::super::one_subscriber_test_now();
     logged("debug", 100, BIG, |c| {
         tracing::debug!(user = 1u64, "opened");
         tracing::info!(user_id = 2u64, "Sent A Message");
@@ -181,6 +185,7 @@ fn queries_filter_by_level_text_seq_user_and_limit() {
 
 #[test]
 fn a_line_serializes_with_a_lowercase_level() {
+    let _one = super::super::one_subscriber_test_now();
     logged("info", 10, BIG, |c| {
         tracing::warn!(user = 5u64, n = 1, "hello");
         let json = serde_json::to_value(&all(c)[0]).unwrap();
@@ -194,6 +199,7 @@ fn a_line_serializes_with_a_lowercase_level() {
 
 #[test]
 fn subscribers_hear_each_new_line_and_a_slow_one_lags() {
+    let _one = super::super::one_subscriber_test_now();
     logged("info", 10, BIG, |c| {
         let mut rx = c.subscribe();
         tracing::info!("first");
@@ -212,6 +218,7 @@ fn subscribers_hear_each_new_line_and_a_slow_one_lags() {
 
 #[test]
 fn an_off_ring_keeps_nothing_and_its_subscribers_wait() {
+    let _one = super::super::one_subscriber_test_now();
     logged("info", 0, BIG, |c| {
         let mut rx = c.subscribe();
         tracing::info!("nowhere");
@@ -226,6 +233,7 @@ fn an_off_ring_keeps_nothing_and_its_subscribers_wait() {
 
 #[test]
 fn the_level_changes_live_for_the_ring_and_the_output() {
+    let _one = super::super::one_subscriber_test_now();
     let out = logged("info", 100, BIG, |c| {
         assert_eq!(c.level(), "info");
         debug_for(1, "hidden");
@@ -249,6 +257,7 @@ fn the_level_changes_live_for_the_ring_and_the_output() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trace_keeps_one_users_debug_lines_until_it_ends() {
+    let _one = super::super::one_subscriber_test().await;
     let (sub, c) = subscriber(
         "info",
         RingSize {
@@ -304,6 +313,7 @@ async fn a_trace_keeps_one_users_debug_lines_until_it_ends() {
 
 #[tokio::test(start_paused = true)]
 async fn traces_are_bounded_in_users_time_and_lines() {
+    let _one = super::super::one_subscriber_test().await;
     let (sub, c) = subscriber(
         "info",
         RingSize {
@@ -346,6 +356,7 @@ async fn traces_are_bounded_in_users_time_and_lines() {
 
 #[test]
 fn the_subscriber_tells_tracing_its_most_verbose_level() {
+    let _one = super::super::one_subscriber_test_now();
     use tracing::Subscriber as _;
     let hint = |level: &str, traced: bool| {
         let (sub, c) = subscriber(
