@@ -11,7 +11,7 @@
 use crate::{now_ms, Event, RevokeReason, Service, ServiceError, Tokens};
 use natter_domain::{
     AccountDetail, AccountSummary, AdminRole, AuditRecord, Bar, ConversationId, GroupAction,
-    GroupRecord, MemberRecord, NewAudit, UserId,
+    GroupRecord, MemberRecord, NewAudit, SessionId, UserId,
 };
 use natter_runtime::clock::Instant;
 use sha2::{Digest, Sha256};
@@ -264,16 +264,8 @@ impl Service {
         after: UserId,
         limit: usize,
     ) -> Result<Vec<AccountSummary>, ServiceError> {
-        if text.len() > 100 {
-            return Err(ServiceError::InvalidArgument(
-                "search text is at most 100 bytes".into(),
-            ));
-        }
-        let limit = if limit == 0 {
-            50
-        } else {
-            limit.min(MAX_ADMIN_PAGE)
-        };
+        check_search(text)?;
+        let limit = page_limit(limit);
         Ok(self.inner.store.accounts(text, after, limit).await?)
     }
 
@@ -351,15 +343,20 @@ impl Service {
         .await
     }
 
-    async fn apply_bar(&self, id: UserId, bar: Bar) -> Result<(), ServiceError> {
-        let ended = self.inner.store.set_bar(id, bar).await?;
-        if !ended.is_empty() {
+    /// Closes whatever holds the `sessions` of `user` open, on every node.
+    fn ended(&self, user: UserId, sessions: Vec<SessionId>, reason: RevokeReason) {
+        if !sessions.is_empty() {
             self.inner.events.publish(Event::Revoked {
-                user: id,
-                sessions: ended,
-                reason: RevokeReason::Disabled,
+                user,
+                sessions,
+                reason,
             });
         }
+    }
+
+    async fn apply_bar(&self, id: UserId, bar: Bar) -> Result<(), ServiceError> {
+        let ended = self.inner.store.set_bar(id, bar).await?;
+        self.ended(id, ended, RevokeReason::Disabled);
         Ok(())
     }
 
@@ -381,13 +378,7 @@ impl Service {
                 }
                 let ended = self.inner.store.end_sessions(id).await?;
                 let n = ended.len();
-                if n > 0 {
-                    self.inner.events.publish(Event::Revoked {
-                        user: id,
-                        sessions: ended,
-                        reason: RevokeReason::Admin,
-                    });
-                }
+                self.ended(id, ended, RevokeReason::Admin);
                 Ok(n)
             },
         )
@@ -422,13 +413,7 @@ impl Service {
                 let from = crate::password::Source::stranger(None);
                 let hash = self.inner.hasher.hash(password.clone(), from).await?;
                 let ended = self.inner.store.set_password(id, &hash, None).await?;
-                if !ended.is_empty() {
-                    self.inner.events.publish(Event::Revoked {
-                        user: id,
-                        sessions: ended,
-                        reason: RevokeReason::Admin,
-                    });
-                }
+                self.ended(id, ended, RevokeReason::Admin);
                 Ok(password)
             },
         )
@@ -461,13 +446,7 @@ impl Service {
                 }
                 let ended = self.inner.store.delete_account(id).await?;
                 let sessions = ended.len();
-                if !ended.is_empty() {
-                    self.inner.events.publish(Event::Revoked {
-                        user: id,
-                        sessions: ended,
-                        reason: RevokeReason::Admin,
-                    });
-                }
+                self.ended(id, ended, RevokeReason::Admin);
                 let uploads = match self.files() {
                     Ok(f) => f.delete_owned_by(id).await,
                     Err(_) => 0,
@@ -499,16 +478,8 @@ impl Service {
         after: ConversationId,
         limit: usize,
     ) -> Result<Vec<GroupRecord>, ServiceError> {
-        if text.len() > 100 {
-            return Err(ServiceError::InvalidArgument(
-                "search text is at most 100 bytes".into(),
-            ));
-        }
-        let limit = if limit == 0 {
-            50
-        } else {
-            limit.min(MAX_ADMIN_PAGE)
-        };
+        check_search(text)?;
+        let limit = page_limit(limit);
         Ok(self.inner.store.admin_groups(text, after, limit).await?)
     }
 
@@ -571,6 +542,25 @@ impl Service {
     pub async fn lift_ended_bans(&self) -> Result<usize, ServiceError> {
         Ok(self.inner.store.lift_ended_bans(now_ms()).await?.len())
     }
+}
+
+/// How many a page of accounts or groups holds: 50 unless asked, at most
+/// [`MAX_ADMIN_PAGE`]. A page this full may have more after it.
+pub fn page_limit(asked: usize) -> usize {
+    if asked == 0 {
+        50
+    } else {
+        asked.min(MAX_ADMIN_PAGE)
+    }
+}
+
+fn check_search(text: &str) -> Result<(), ServiceError> {
+    if text.len() > 100 {
+        return Err(ServiceError::InvalidArgument(
+            "search text is at most 100 bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_reason(reason: &str) -> Result<String, ServiceError> {

@@ -3,11 +3,11 @@
 //! operators (members see that an administrator of the server did it).
 
 use super::users::Reason;
-use super::{Admin, AdminState};
+use super::{next_after, Admin, AdminState};
 use crate::rest::{ApiError, ErrorBody, Json, Path, Query};
 use axum::extract::State;
 use axum::http::StatusCode;
-use natter_service::admin::{MAX_ADMIN_PAGE, MAX_GROUP_MEMBERS_PAGE};
+use natter_service::admin::{page_limit, MAX_GROUP_MEMBERS_PAGE};
 use natter_service::model::{ConversationKind, GroupRecord, MemberRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -74,10 +74,9 @@ pub async fn list(
     _a: Admin,
     Query(q): Query<GroupsQuery>,
 ) -> Result<axum::Json<GroupPage>, ApiError> {
-    let limit = if q.limit == 0 { 50 } else { q.limit };
+    let limit = page_limit(q.limit);
     let found = s.service.admin_groups(&q.q, q.after, limit).await?;
-    let full = found.len() >= limit.min(MAX_ADMIN_PAGE);
-    let next_after = full.then(|| found.last().map(|g| g.id)).flatten();
+    let next_after = next_after(&found, limit, |g| g.id);
     Ok(axum::Json(GroupPage {
         groups: found.into_iter().map(Group::from).collect(),
         next_after,
@@ -136,8 +135,7 @@ pub async fn one(
     Query(q): Query<MembersQuery>,
 ) -> Result<axum::Json<GroupInFull>, ApiError> {
     let (group, members) = s.service.admin_group(id, q.after).await?;
-    let full = members.len() >= MAX_GROUP_MEMBERS_PAGE;
-    let next_after = full.then(|| members.last().map(|m| m.user_id)).flatten();
+    let next_after = next_after(&members, MAX_GROUP_MEMBERS_PAGE, |m| m.user_id);
     Ok(axum::Json(GroupInFull {
         group: group.into(),
         members: members.into_iter().map(Member::from).collect(),

@@ -110,6 +110,14 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// The `after` of the next page of a page read with `limit`
+/// (`natter_service::admin::page_limit`): its last id when it is full.
+pub(crate) fn next_after<T>(found: &[T], limit: usize, id: impl Fn(&T) -> u64) -> Option<u64> {
+    (found.len() >= limit)
+        .then(|| found.last().map(id))
+        .flatten()
+}
+
 /// The session token the request's cookie holds.
 fn cookie_token(parts: &Parts) -> Option<String> {
     parts

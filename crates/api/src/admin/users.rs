@@ -2,12 +2,12 @@
 //! and page through accounts, look at one, disable, enable, ban, end its
 //! sessions, reset its password, and read what administrators did.
 
-use super::{Admin, AdminState, COOKIE};
+use super::{next_after, Admin, AdminState, COOKIE};
 use crate::rest::{ApiError, ErrorBody, Json, Path, Peer, Query};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use natter_service::admin::{admin_csrf, AccountView};
+use natter_service::admin::{admin_csrf, page_limit, AccountView};
 use natter_service::model::{AccountSummary, AuditRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -154,10 +154,9 @@ pub async fn list(
     _a: Admin,
     Query(q): Query<ListQuery>,
 ) -> Result<axum::Json<AccountPage>, ApiError> {
-    let limit = if q.limit == 0 { 50 } else { q.limit };
+    let limit = page_limit(q.limit);
     let found = s.service.admin_accounts(&q.q, q.after, limit).await?;
-    let full = found.len() >= limit.min(natter_service::admin::MAX_ADMIN_PAGE);
-    let next_after = full.then(|| found.last().map(|a| a.id)).flatten();
+    let next_after = next_after(&found, limit, |a| a.id);
     Ok(axum::Json(AccountPage {
         users: found.into_iter().map(Account::from).collect(),
         next_after,

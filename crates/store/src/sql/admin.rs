@@ -450,23 +450,6 @@ pub(crate) async fn group(
         return Ok(None);
     };
     let group = group_row(&row)?;
-    let rows = db
-        .rows(
-            "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
-             FROM members m JOIN users u ON u.id = m.user_id
-             WHERE m.conversation_id = $1 AND m.left_seq = 0 AND m.user_id > $2
-             ORDER BY m.user_id LIMIT $3",
-            args![id, after, limit],
-        )
-        .await?;
-    let members = each(rows, |r| {
-        Ok(MemberRecord {
-            user_id: r.get(0)?,
-            username: r.get(1)?,
-            role: r.stored(2)?,
-            muted_until_ms: r.get(3)?,
-            joined_at_ms: r.get(4)?,
-        })
-    })?;
+    let members = super::lists::member_rows(db, id, after, limit).await?;
     Ok(Some((group, members)))
 }

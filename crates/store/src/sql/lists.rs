@@ -235,30 +235,39 @@ pub(crate) async fn members(
     after: UserId,
     page: Page,
 ) -> Result<(Vec<MemberRecord>, bool)> {
-    let listed = async {
-        let found = db
-            .rows(
-                "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
-                 FROM members m JOIN users u ON u.id = m.user_id
-                 WHERE m.conversation_id = $1 AND m.left_seq = 0 AND m.user_id > $2
-                 ORDER BY m.user_id LIMIT $3",
-                args![id, after, fetch(page)],
-            )
-            .await?;
-        each(found, |r| {
-            Ok(MemberRecord {
-                user_id: r.get(0)?,
-                username: r.get(1)?,
-                role: r.stored(2)?,
-                muted_until_ms: r.get(3)?,
-                joined_at_ms: r.get(4)?,
-            })
-        })
-    };
+    let listed = member_rows(db, id, after, fetch(page));
     // Who may not see the group hears that it does not exist (see
     // `group`), whatever the page read alongside found.
     let (_, listed) = tokio::try_join!(group(db, id, viewer), listed)?;
     Ok(page.cut(listed, MemberRecord::size_hint))
+}
+
+/// Up to `limit` current members of a group by user id after `after`,
+/// whoever asks (the callers check who may see them).
+pub(crate) async fn member_rows(
+    db: &impl Db,
+    id: ConversationId,
+    after: UserId,
+    limit: usize,
+) -> Result<Vec<MemberRecord>> {
+    let found = db
+        .rows(
+            "SELECT m.user_id, u.username, m.role, m.muted_until_ms, m.joined_at_ms
+             FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.conversation_id = $1 AND m.left_seq = 0 AND m.user_id > $2
+             ORDER BY m.user_id LIMIT $3",
+            args![id, after, limit],
+        )
+        .await?;
+    each(found, |r| {
+        Ok(MemberRecord {
+            user_id: r.get(0)?,
+            username: r.get(1)?,
+            role: r.stored(2)?,
+            muted_until_ms: r.get(3)?,
+            joined_at_ms: r.get(4)?,
+        })
+    })
 }
 
 macro_rules! join_request_select {
