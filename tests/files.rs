@@ -8,6 +8,7 @@ mod common;
 use base64::Engine;
 use common::cli::Cli;
 use common::*;
+use natter_client::ServerFrame;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -543,6 +544,66 @@ async fn a_file_message_lets_its_conversation_download_the_file() {
     let h = [("authorization", format!("Bearer {bob}"))];
     let d = call(server.http, "GET", &at, &h, Vec::new()).await;
     assert_eq!(d.status, 200);
+}
+
+/// The file is shared before its message is stored: a recipient who
+/// downloads it the moment the message arrives gets it, in a 1:1 and in a
+/// group, every time (a share after the store lost this race).
+#[tokio::test]
+async fn a_file_message_s_recipient_downloads_the_file_the_moment_it_arrives() {
+    let server = TestServer::start().await;
+    let a = server.http;
+    let alice = login(a, "alice").await;
+    let bob = login(a, "bob").await;
+    let mut live = server.client().await;
+    let bob_id = live.login("bob", PASSWORD, "live").await.unwrap().user_id;
+    let h = [
+        ("authorization", format!("Bearer {alice}")),
+        ("content-type", "application/json".to_owned()),
+    ];
+    let group = json!({"kind": "GROUP", "name": "files", "member_ids": [bob_id]});
+    let r = call(a, "POST", "/v1/groups", &h, group.to_string().into_bytes()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let group_id = r.json()["conversation_id"].as_u64().unwrap();
+    for i in 0..20u8 {
+        let file = data(3000, i);
+        let at = create(a, &alice, file.len(), "f.bin")
+            .await
+            .header("location")
+            .unwrap()
+            .to_owned();
+        assert_eq!(patch(a, &alice, &at, 0, &file, None).await.status, 204);
+        let id = at.rsplit('/').next().unwrap().to_owned();
+        let content = json!({"file_id": id, "name": "f.bin", "size": file.len()}).to_string();
+        let mut send = json!({
+            "client_msg_id": format!("f{i}"),
+            "body": {"kind": "FILE", "content": content},
+        });
+        if i % 2 == 0 {
+            send["to_user_id"] = json!(bob_id);
+        } else {
+            send["conversation_id"] = json!(group_id);
+        }
+        let (h, body) = (h.clone(), send.to_string().into_bytes());
+        let post =
+            natter_testkit::spawn(async move { call(a, "POST", "/v1/messages", &h, body).await });
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), live.next_push()).await {
+                Ok(Some(ServerFrame::MessagePush(p)))
+                    if p.message.as_ref().unwrap().body.as_ref().unwrap().content == content =>
+                {
+                    break
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("no message push: {other:?}"),
+            }
+        }
+        let as_bob = [("authorization", format!("Bearer {bob}"))];
+        let got = call(a, "GET", &at, &as_bob, Vec::new()).await;
+        assert_eq!(got.status, 200, "file {i} as soon as its message arrived");
+        assert!(got.body == file);
+        assert_eq!(post.await.unwrap().status, 200);
+    }
 }
 
 #[tokio::test]

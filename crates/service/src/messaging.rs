@@ -41,7 +41,7 @@ struct FileRef {
 
 /// A queued Send's outcome, once its commit is over.
 pub struct PendingSend {
-    waiting: Waiting,
+    pending: PendingAppend,
     /// Who is given back the message its send took, if the store refuses
     /// it (UNAVAILABLE): the client sends it again.
     refund: Refund,
@@ -61,22 +61,11 @@ impl Refund {
     }
 }
 
-enum Waiting {
-    Commit(PendingAppend),
-    /// A file message: once stored, its file is shared with its
-    /// conversation.
-    ThenShare(Pin<Box<dyn Future<Output = natter_store::Result<Appended>> + Send>>),
-}
-
 impl Future for PendingSend {
     type Output = Result<Appended, ServiceError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let polled = match &mut self.waiting {
-            Waiting::Commit(p) => Pin::new(p).poll(cx),
-            Waiting::ThenShare(f) => f.as_mut().poll(cx),
-        };
-        polled.map(|r| {
+        Pin::new(&mut self.pending).poll(cx).map(|r| {
             let appended = r
                 .map_err(ServiceError::from)
                 .inspect_err(|e| self.refund.after(e))?;
@@ -188,6 +177,11 @@ impl Service {
             limiter: self.inner.limiter.clone(),
             user: session.user_id,
         };
+        // A file is shared before its message is stored: whoever the
+        // message reaches can download it at once.
+        if let (Some(file_id), Some(files)) = (&file, self.inner.files.get()) {
+            files.share(session.user_id, file_id, input.target).await;
+        }
         let queued = self
             .inner
             .store
@@ -205,32 +199,13 @@ impl Service {
             .await
             .map_err(ServiceError::from);
         let pending = queued.inspect_err(|e| refund.after(e))?;
-        match (file, self.inner.files.get()) {
-            (Some(file_id), Some(files)) => {
-                let (files, owner) = (files.clone(), session.user_id);
-                Ok(PendingSend {
-                    refund,
-                    waiting: Waiting::ThenShare(Box::pin(async move {
-                        let stored = pending.await;
-                        if let Ok(a) = &stored {
-                            files
-                                .share(owner, &file_id, a.message.conversation_id)
-                                .await;
-                        }
-                        stored
-                    })),
-                })
-            }
-            _ => Ok(PendingSend {
-                waiting: Waiting::Commit(pending),
-                refund,
-            }),
-        }
+        Ok(PendingSend { pending, refund })
     }
 
-    /// A finished file to download (`Files::read` reads it): the uploader's own, or one a file
-    /// message shared with a conversation `session`'s user is in. Anyone
-    /// else hears it does not exist.
+    /// A finished file to download (`Files::read` reads it): the
+    /// uploader's own, or one a file message shared with the user (a 1:1)
+    /// or with a conversation the user is in. Anyone else hears it does not
+    /// exist.
     pub async fn open_file(
         &self,
         session: &SessionInfo,
@@ -238,7 +213,8 @@ impl Service {
     ) -> Result<crate::files::Upload, ServiceError> {
         let files = self.files()?;
         let u = files.lookup(id)?.ok_or(ServiceError::NotFound("file"))?;
-        let mut allowed = u.owner == session.user_id;
+        let mut allowed =
+            u.owner == session.user_id || u.shared_with_users.contains(&session.user_id);
         for &c in u.shared_with.iter().take(crate::files::MAX_SHARES) {
             if allowed {
                 break;

@@ -23,7 +23,7 @@ use crate::ServiceError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
-use natter_domain::UserId;
+use natter_domain::{Target, UserId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -51,9 +51,12 @@ pub struct Upload {
     /// Hex SHA-256 of the bytes, once the upload is finished.
     pub sha256: Option<String>,
     /// Conversations a file message named it in: their members may
-    /// download it (at most `MAX_SHARES`).
+    /// download it (at most `MAX_SHARES`, with `shared_with_users`).
     #[serde(default)]
     pub shared_with: Vec<u64>,
+    /// Users a 1:1 file message was sent to: each may download it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with_users: Vec<u64>,
     /// Where an object store keeps the bytes so far.
     #[serde(default, skip_serializing_if = "Parts::is_empty")]
     pub(crate) parts: Parts,
@@ -390,6 +393,7 @@ impl Files {
             touched_at_ms: now_ms,
             sha256: None,
             shared_with: Vec::new(),
+            shared_with_users: Vec::new(),
             parts: Parts::default(),
         };
         {
@@ -561,20 +565,34 @@ impl Files {
         Ok(self.index().get(id).cloned())
     }
 
-    /// Lets the members of `conversation` download `owner`'s upload `id`
-    /// (a file message named it there). Not the owner's, unknown, or
-    /// already shared with `MAX_SHARES` conversations: nothing changes.
-    pub async fn share(&self, owner: UserId, id: &str, conversation: u64) {
+    /// Lets the members of a conversation, or the peer of a 1:1, download
+    /// `owner`'s upload `id`: a file message is about to name it there.
+    /// The service calls this before it stores the message, so that whoever
+    /// the message reaches can download the file at once. Not the owner's,
+    /// unknown, or already shared `MAX_SHARES` times: nothing changes.
+    pub async fn share(&self, owner: UserId, id: &str, with: Target) {
+        let add = |u: &mut Upload| -> bool {
+            if u.shared_with.len() + u.shared_with_users.len() >= MAX_SHARES {
+                return false;
+            }
+            let (list, key) = match with {
+                Target::Conversation(c) => (&mut u.shared_with, c),
+                Target::Peer(p) => (&mut u.shared_with_users, p),
+            };
+            if list.contains(&key) {
+                return false;
+            }
+            list.push(key);
+            true
+        };
         let next = {
             let index = self.index();
             match index.get(id) {
-                Some(u)
-                    if u.owner == owner
-                        && !u.shared_with.contains(&conversation)
-                        && u.shared_with.len() < MAX_SHARES =>
-                {
+                Some(u) if u.owner == owner => {
                     let mut next = u.clone();
-                    next.shared_with.push(conversation);
+                    if !add(&mut next) {
+                        return;
+                    }
                     next
                 }
                 _ => return,
@@ -582,11 +600,8 @@ impl Files {
         };
         match self.record(&next).await {
             Ok(()) => {
-                let mut index = self.index();
-                if let Some(u) = index.get_mut(id) {
-                    if !u.shared_with.contains(&conversation) {
-                        u.shared_with.push(conversation);
-                    }
+                if let Some(u) = self.index().get_mut(id) {
+                    add(u);
                 }
             }
             Err(e) => tracing::warn!(error = %e, file = id, "cannot record a file's share"),
