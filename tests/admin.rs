@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::admin::{admin_call, create_admin, header, AdminClient, ADMIN_PASSWORD};
+use common::admin::{admin_call, admin_cli, create_admin, header, AdminClient, ADMIN_PASSWORD};
 use common::http::{call, register_and_login};
 use common::{
     code, next_disconnect, next_message, postgres_url_for, system_event, Binary, TestServer,
@@ -275,45 +275,19 @@ async fn admin_logins_back_off_and_the_cli_acts_through_the_api() {
     let (mut carol, ok) = s.user("carol").await;
 
     // The command line, as the administrator, through the running server.
-    let admin = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"));
-        cmd.arg("admin")
-            .args(args)
-            .args(["--server", &format!("http://{addr}"), "--admin", "root"])
-            .env("NATTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdin(std::process::Stdio::null());
-        cmd
-    };
-    let out = admin(&["users", "--search", "car"]).output().await.unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok_, listed, err) = admin_cli(addr, &["users", "--search", "car"]).await;
+    assert!(ok_, "{err}");
     assert!(
         listed.contains("carol") && listed.contains("active"),
         "{listed}"
     );
-    let out = admin(&["disable", "carol", "--reason", "cli"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok_, _, err) = admin_cli(addr, &["disable", "carol", "--reason", "cli"]).await;
+    assert!(ok_, "{err}");
     let d = next_disconnect(&mut carol).await;
     assert_eq!(d.reason, pb::DisconnectReason::Kicked as i32);
-    let out = admin(&["user", &ok.user_id.to_string()])
-        .output()
-        .await
-        .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    let (_, shown, _) = admin_cli(addr, &["user", &ok.user_id.to_string()]).await;
     assert!(shown.contains("\"disabled\": true"), "{shown}");
-    let out = admin(&["audit"]).output().await.unwrap();
-    let audit = String::from_utf8_lossy(&out.stdout).to_string();
+    let (_, audit, _) = admin_cli(addr, &["audit"]).await;
     assert!(audit.contains("user.disable"), "{audit}");
 
     // Wrong passwords for one administrator back off (429), and then even

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::admin::{admin_call, admin_events, create_admin, header, AdminClient};
+use common::admin::{admin_call, admin_cli, admin_events, create_admin, header, AdminClient};
 use common::{Binary, TestServer};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -250,5 +250,107 @@ async fn the_log_is_read_tailed_exported_and_its_level_changed_live() {
             ("watcher", "log.level", false),
         ]
     );
+    drop(bin);
+}
+
+/// The deployment's `natter admin` commands through a real server: groups
+/// found, shown, a member removed and the group dismissed; the
+/// configuration with each key's source; the log level read and changed,
+/// the log read, one user traced.
+#[tokio::test]
+async fn the_command_line_operates_groups_the_configuration_and_the_log() {
+    use natter_client::pb;
+    let dir = tempfile::tempdir().unwrap();
+    create_admin(dir.path(), "root", "admin", &[]).await;
+    let bin = Binary::start(dir.path(), &[("NATTER_LOG__LEVEL", "info")], &[]).await;
+    let http = bin.http.unwrap();
+    let user = |name: &'static str| {
+        let tcp = bin.tcp.clone();
+        async move {
+            let mut c = natter_client::Client::connect(&tcp).await.unwrap();
+            c.register(name, common::PASSWORD).await.unwrap();
+            let id = c.login(name, common::PASSWORD, "d1").await.unwrap().user_id;
+            (c, id)
+        }
+    };
+    let (alice, _) = user("alice").await;
+    let (_bob, bob_id) = user("bob").await;
+    let g = alice
+        .create_group(
+            pb::ConversationKind::Group,
+            "climbers",
+            pb::JoinPolicy::Open,
+            vec![bob_id],
+        )
+        .await
+        .unwrap();
+    let id = g.conversation_id.to_string();
+
+    let (ok, out, err) = admin_cli(http, &["groups", "--search", "climb"]).await;
+    assert!(ok, "{err}");
+    let row = out.lines().find(|l| l.contains("climbers")).expect(&out);
+    assert!(row.contains(&id) && row.contains("live"), "{out}");
+    let (ok, out, err) = admin_cli(http, &["group", &id]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("\"username\": \"bob\""), "{out}");
+    let (ok, _, err) = admin_cli(http, &["remove-member", &id, "bob"]).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = admin_cli(http, &["group", &id]).await;
+    assert!(!out.contains("\"username\": \"bob\""), "{out}");
+    // Dismissing needs --yes; then the group says so.
+    let (ok, _, err) = admin_cli(http, &["dismiss-group", &id]).await;
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, _, err) = admin_cli(http, &["dismiss-group", &id, "--yes"]).await;
+    assert!(ok, "{err}");
+    let (_, out, _) = admin_cli(http, &["groups", "--search", "climb"]).await;
+    assert!(out.contains("dismissed"), "{out}");
+
+    // The configuration: a key set by the environment says so, and is live.
+    let (ok, out, err) = admin_cli(http, &["config", "--key", "log."]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l == "log.level = \"info\"  # env, live"),
+        "{out}"
+    );
+    assert!(out.lines().all(|l| l.starts_with("log.")), "{out}");
+
+    // The level, read and changed; the log, read; a user traced.
+    let (_, out, _) = admin_cli(http, &["log-level"]).await;
+    assert_eq!(out.trim(), "info");
+    let (ok, out, err) = admin_cli(http, &["log-level", "debug"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "debug");
+    let (ok, out, err) = admin_cli(http, &["logs", "--search", "natter is up"]).await;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("INFO") && out.contains("natter is up"),
+        "{out}"
+    );
+    let (ok, _, err) = admin_cli(http, &["trace", "alice", "--minutes", "1"]).await;
+    assert!(ok, "{err}");
+    let _ = alice.ping().await;
+    let traced = timeout(Duration::from_secs(10), async {
+        loop {
+            let (ok, out, _) = admin_cli(http, &["trace", "alice", "--show"]).await;
+            if ok && out.lines().any(|l| l.contains("\"level\":\"debug\"")) {
+                return out;
+            }
+            let _ = alice.ping().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the trace keeps alice's debug lines");
+    assert!(traced.lines().all(|l| l.contains("\"user\":")), "{traced}");
+    let (_, audit, _) = admin_cli(http, &["audit"]).await;
+    for action in [
+        "group.dismiss",
+        "group.remove_member",
+        "log.level",
+        "log.trace",
+    ] {
+        assert!(audit.contains(action), "{action}: {audit}");
+    }
     drop(bin);
 }

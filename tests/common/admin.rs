@@ -33,6 +33,25 @@ pub async fn create_admin(dir: &std::path::Path, name: &str, role: &str, extra: 
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `natter admin ARGS` as administrator `root` against the server at
+/// `addr`: whether it succeeded, its stdout and its stderr.
+pub async fn admin_cli(addr: SocketAddr, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+        .arg("admin")
+        .args(args)
+        .args(["--server", &format!("http://{addr}"), "--admin", "root"])
+        .env("NATTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// An administrator's browser, as far as the API sees it: the cookie and
 /// the CSRF token.
 pub struct AdminClient {

@@ -1,14 +1,21 @@
 //! `natter admin ...` for people operating a deployment: `create-admin`
 //! makes an administrator in the configured store directly (argon2id, the
 //! server's parameters); the account commands (`users`, `user`, `disable`,
-//! `enable`, `ban`, `logout`, `reset-password`, `audit`) go through a
+//! `enable`, `ban`, `logout`, `reset-password`, `delete`, `audit`) and the
+//! deployment's (`groups`, `group`, `dismiss-group`, `remove-member`,
+//! `config`, `log-level`, `logs`, `trace`, in `deployment.rs`) go through a
 //! running server's admin API, so they take effect at once on every node and
 //! are in the audit log under the administrator's name.
+
+mod deployment;
+mod session;
 
 use super::auth::password;
 use crate::config::Config;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+pub use session::parse_duration;
+use session::{url_escape, Session};
 use std::path::PathBuf;
 
 /// The administrator's password, when not typed at a prompt.
@@ -120,6 +127,96 @@ pub enum AdminOps {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// List groups and rooms (dismissed ones too), by id; --search by name.
+    Groups {
+        #[command(flatten)]
+        server: Remote,
+        /// Text the name contains.
+        #[arg(long, default_value = "")]
+        search: String,
+        /// The last id of the page before.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// At most this many (up to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one group or room with its members and their roles.
+    Group {
+        #[command(flatten)]
+        server: Remote,
+        /// The group's conversation id.
+        group: u64,
+        /// The last member's user id of the page before.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Dismiss a group or room: its members hear it, nobody can send to it.
+    DismissGroup {
+        #[command(flatten)]
+        server: Remote,
+        /// The group's conversation id.
+        group: u64,
+        /// Why (kept in the audit log).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Yes, dismiss it: there is no undo.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Remove a member (anyone but the owner) from a group or room.
+    RemoveMember {
+        #[command(flatten)]
+        server: Remote,
+        /// The group's conversation id.
+        group: u64,
+        /// A user id, or a username.
+        user: String,
+    },
+    /// The effective configuration: every key, its value (secrets
+    /// redacted), where it came from, and whether it changes live.
+    Config {
+        #[command(flatten)]
+        server: Remote,
+        /// Only keys that start with this (e.g. `store.`).
+        #[arg(long, default_value = "")]
+        key: String,
+    },
+    /// Show the log level, or set it at once (e.g. `debug`, or
+    /// `natter_gateway=debug,info`) until the next change or restart.
+    LogLevel {
+        #[command(flatten)]
+        server: Remote,
+        level: Option<String>,
+    },
+    /// Recent log lines from the server's memory, oldest first.
+    Logs {
+        #[command(flatten)]
+        server: Remote,
+        /// The least severe level shown: error, warn, info, debug, trace.
+        #[arg(long, default_value = "info")]
+        level: String,
+        /// Text the line contains (any case).
+        #[arg(long, default_value = "")]
+        search: String,
+        /// The newest this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Keep one user's debug lines for 1-10 minutes, whatever the level;
+    /// with --show, print what was kept (NDJSON).
+    Trace {
+        #[command(flatten)]
+        server: Remote,
+        /// A user id, or a username.
+        user: String,
+        /// How long, 1 to 10 minutes.
+        #[arg(long, default_value_t = 5)]
+        minutes: u64,
+        /// Print the lines kept instead of starting a trace.
+        #[arg(long)]
+        show: bool,
+    },
 }
 
 /// Where the admin API is, and who logs in to it.
@@ -209,116 +306,6 @@ async fn create_admin(
     Ok(())
 }
 
-/// A logged-in admin API session.
-struct Session {
-    base: String,
-    agent: ureq::Agent,
-    cookie: String,
-    csrf: String,
-}
-
-type Reply = ureq::http::Response<ureq::Body>;
-
-fn json(r: Reply, what: &str) -> anyhow::Result<serde_json::Value> {
-    let status = r.status();
-    let text = r.into_body().read_to_string().unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    if !status.is_success() {
-        let message = v["message"].as_str().unwrap_or(&text);
-        bail!("{what}: {status} {message}");
-    }
-    Ok(v)
-}
-
-impl Session {
-    fn open(r: &Remote) -> anyhow::Result<Session> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let base = r.server.trim_end_matches('/').to_owned();
-        let pw = match std::env::var(ADMIN_PASSWORD_ENV) {
-            Ok(p) => p,
-            Err(_) => password(&format!("password for {}: ", r.admin))?
-                .context("no password: set NATTER_ADMIN_PASSWORD or run on a terminal")?,
-        };
-        let reply = agent
-            .post(format!("{base}/admin/api/login"))
-            .send_json(serde_json::json!({"name": r.admin, "password": pw}))
-            .with_context(|| format!("cannot reach {base}"))?;
-        let cookie = reply
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(str::to_owned);
-        let v = json(reply, "login")?;
-        Ok(Session {
-            base,
-            agent,
-            cookie: cookie.context("the server set no session cookie")?,
-            csrf: v["csrf"].as_str().unwrap_or_default().to_owned(),
-        })
-    }
-
-    fn get(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let r = self
-            .agent
-            .get(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .call()?;
-        json(r, path)
-    }
-
-    fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
-        let r = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
-            .send_json(body)?;
-        json(r, path)
-    }
-
-    fn delete(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let r = self
-            .agent
-            .delete(format!("{}{path}", self.base))
-            .header("cookie", &self.cookie)
-            .header("x-csrf-token", &self.csrf)
-            .call()?;
-        json(r, path)
-    }
-
-    /// A user id from an id or a username.
-    fn user(&self, user: &str) -> anyhow::Result<u64> {
-        if let Ok(id) = user.parse() {
-            return Ok(id);
-        }
-        let q: String = user
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
-            .collect();
-        let mut after = 0;
-        loop {
-            let page = self.get(&format!("/admin/api/users?q={q}&after={after}&limit=500"))?;
-            for u in page["users"].as_array().into_iter().flatten() {
-                if u["username"].as_str() == Some(&user.to_ascii_lowercase()) {
-                    return u["id"].as_u64().context("a user without an id");
-                }
-            }
-            match page["next_after"].as_u64() {
-                Some(n) => after = n,
-                None => bail!("no user named {user}"),
-            }
-        }
-    }
-
-    fn close(self) {
-        let _ = self.post("/admin/api/logout", serde_json::json!({}));
-    }
-}
-
 fn remote(op: AdminOps) -> anyhow::Result<()> {
     let server = match &op {
         AdminOps::CreateAdmin { .. } => unreachable!("create-admin runs locally"),
@@ -330,7 +317,15 @@ fn remote(op: AdminOps) -> anyhow::Result<()> {
         | AdminOps::Logout { server, .. }
         | AdminOps::ResetPassword { server, .. }
         | AdminOps::Delete { server, .. }
-        | AdminOps::Audit { server, .. } => server,
+        | AdminOps::Audit { server, .. }
+        | AdminOps::Groups { server, .. }
+        | AdminOps::Group { server, .. }
+        | AdminOps::DismissGroup { server, .. }
+        | AdminOps::RemoveMember { server, .. }
+        | AdminOps::Config { server, .. }
+        | AdminOps::LogLevel { server, .. }
+        | AdminOps::Logs { server, .. }
+        | AdminOps::Trace { server, .. } => server,
     };
     let s = Session::open(server)?;
     let out = act(&s, &op);
@@ -458,50 +453,7 @@ fn act(s: &Session, op: &AdminOps) -> anyhow::Result<()> {
             }
         }
         AdminOps::CreateAdmin { .. } => unreachable!("create-admin runs locally"),
+        op => return deployment::act(s, op),
     }
     Ok(())
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// `90`, `90s`, `30m`, `12h`, `7d` as seconds.
-pub fn parse_duration(s: &str) -> anyhow::Result<u64> {
-    let s = s.trim();
-    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = n.parse().with_context(|| format!("not a duration: {s}"))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("not a duration: {s} (use s, m, h or d)"),
-    };
-    Ok(n.saturating_mul(mult))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90").unwrap(), 90);
-        assert_eq!(parse_duration("30m").unwrap(), 1800);
-        assert_eq!(parse_duration("7d").unwrap(), 604_800);
-        assert!(parse_duration("7w").is_err());
-        assert!(parse_duration("x").is_err());
-    }
 }
