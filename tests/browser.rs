@@ -117,7 +117,10 @@ async fn an_administrator_works_in_a_real_browser() {
     )
     .await;
     // Load for the dashboard: two users sending to each other all along.
+    // loada also runs a group with loadb in it, for the console's groups
+    // page, and is traced there.
     let tcp = bin.tcp.clone();
+    let (ready, loada) = tokio::sync::oneshot::channel();
     let load = natter_testkit::spawn(async move {
         let (mut a, mut b) = (
             natter_client::Client::connect(&tcp).await.unwrap(),
@@ -125,8 +128,12 @@ async fn an_administrator_works_in_a_real_browser() {
         );
         a.register("loada", PASSWORD).await.unwrap();
         b.register("loadb", PASSWORD).await.unwrap();
-        a.login("loada", PASSWORD, "d").await.unwrap();
+        let me = a.login("loada", PASSWORD, "d").await.unwrap().user_id;
         let to = b.login("loadb", PASSWORD, "d").await.unwrap().user_id;
+        let kind = natter_client::pb::ConversationKind::Group;
+        let open = natter_client::pb::JoinPolicy::Open;
+        a.create_group(kind, "crew", open, vec![to]).await.unwrap();
+        ready.send(me).unwrap();
         for i in 0u64.. {
             if a.send_text(to, &format!("l{i}"), "load").await.is_err() {
                 return;
@@ -139,6 +146,7 @@ async fn an_administrator_works_in_a_real_browser() {
         shots(&root).display().to_string(),
         "root".into(),
         common::admin::ADMIN_PASSWORD.into(),
+        loada.await.unwrap().to_string(),
     ];
     run_script(&root, "admin.mjs", &args).await;
     load.abort();

@@ -1,21 +1,22 @@
 // natter's admin console in a real Chromium, beside a chat user's page:
 // the administrator logs in, watches the dashboard move under load, finds
 // the user and disables her (her open page is signed out at once), changes
-// the log level and finds a line in the log view; every screen is named
-// for assistive technology and readable.
+// the log level and finds a line in the log view, traces one user and
+// downloads the trace, finds a group and removes a member; every screen is
+// named for assistive technology and readable.
 //
-//   node tests/browser/admin.mjs <base-url> <screenshot-dir> <admin> <admin-password>
+//   node tests/browser/admin.mjs <base-url> <screenshot-dir> <admin> <admin-password> <traced-user-id>
 //
 // Exits non-zero at the first failed expectation.
 
 import { chromium } from 'playwright-core';
 import { step, shot, unnamedControls, lowContrast, failed } from './lib.mjs';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 
-const [base, shots, adminName, adminPassword] = process.argv.slice(2);
-if (!adminPassword) {
-  console.error('usage: node admin.mjs <base-url> <screenshot-dir> <admin> <admin-password>');
+const [base, shots, adminName, adminPassword, tracedId] = process.argv.slice(2);
+if (!tracedId) {
+  console.error('usage: node admin.mjs <base-url> <screenshot-dir> <admin> <admin-password> <traced-user-id>');
   process.exit(2);
 }
 mkdirSync(shots, { recursive: true });
@@ -96,6 +97,46 @@ async function main() {
     assert.deepEqual(await unnamedControls(admin), []);
     await shot(shots, admin, 'admin-logs');
 
+    step('one user is traced for a minute, and the trace downloads as NDJSON of her lines');
+    await admin.getByLabel('User id').fill(tracedId);
+    await admin.getByLabel('Minutes').fill('1');
+    await admin.getByRole('button', { name: 'Start trace' }).click();
+    await admin.locator('#toast', { hasText: 'Tracing' }).waitFor();
+    const traceRow = admin.locator('#traces tr', { hasText: tracedId }).first();
+    await traceRow.waitFor();
+    // Her sends go on: the trace fills; the page lists it again on a visit.
+    for (let i = 0; ; i++) {
+      await admin.getByRole('link', { name: 'Dashboard' }).click();
+      await admin.getByRole('link', { name: 'Logs' }).click();
+      await traceRow.waitFor();
+      const lines = Number(await traceRow.locator('td.num').textContent());
+      if (lines > 0) break;
+      assert.ok(i < 40, 'the trace stayed empty');
+      await admin.waitForTimeout(250);
+    }
+    const [download] = await Promise.all([
+      admin.waitForEvent('download'),
+      traceRow.getByRole('link', { name: 'Download' }).click(),
+    ]);
+    const ndjson = readFileSync(await download.path(), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.ok(ndjson.length > 0);
+    assert.ok(ndjson.every((l) => String(l.user) === tracedId), JSON.stringify(ndjson[0]));
+    assert.ok(ndjson.some((l) => l.level === 'debug'), 'no debug line in the trace');
+
+    step('a group is found, shown with its members, and a member removed');
+    await admin.getByRole('link', { name: 'Groups' }).click();
+    await admin.getByLabel('Name contains').fill('crew');
+    await admin.getByRole('button', { name: 'Search' }).click();
+    await admin.getByRole('link', { name: 'crew', exact: true }).click();
+    await admin.locator('h2', { hasText: 'Group crew' }).waitFor();
+    await admin.getByRole('button', { name: 'Remove loadb' }).waitFor();
+    assert.deepEqual(await unnamedControls(admin), []);
+    assert.deepEqual(await lowContrast(admin), []);
+    await shot(shots, admin, 'admin-group');
+    await admin.getByRole('button', { name: 'Remove loadb' }).click();
+    await admin.locator('#toast', { hasText: 'Removed' }).waitFor();
+    await admin.getByRole('button', { name: 'Remove loadb' }).waitFor({ state: 'detached' });
+
     step('the configuration page shows each key with where it came from');
     await admin.getByRole('link', { name: 'Configuration' }).click();
     const httpRow = admin.locator('tr', { hasText: 'listen.http' }).first();
@@ -106,11 +147,13 @@ async function main() {
     assert.deepEqual(await lowContrast(admin), []);
     await shot(shots, admin, 'admin-config');
 
-    step('the audit log shows the disable, by this administrator');
+    step('the audit log shows the disable, the trace and the removal, by this administrator');
     await admin.getByRole('link', { name: 'Audit log' }).click();
-    const row = admin.locator('tr', { hasText: 'user.disable' }).first();
-    await row.waitFor();
-    assert.ok((await row.textContent()).includes(adminName));
+    for (const action of ['user.disable', 'log.trace', 'group.remove_member']) {
+      const row = admin.locator('tr', { hasText: action }).first();
+      await row.waitFor();
+      assert.ok((await row.textContent()).includes(adminName), action);
+    }
     assert.deepEqual(await lowContrast(admin), []);
     await shot(shots, admin, 'admin-audit');
 
