@@ -259,6 +259,9 @@ async function main() {
     await a.getByLabel('Invite by username').fill('bob');
     await a.getByRole('button', { name: 'Invite', exact: true }).click();
     await bobRow.locator('.role', { hasText: 'member' }).waitFor();
+    for (const said of ['alice made bob an admin', 'alice removed bob', 'alice added bob']) {
+      await a.locator('#messages li.notice', { hasText: said }).waitFor();
+    }
     await shot(shots, a, 'members');
 
     step('rooms: alice creates a public room; bob finds it by name, joins it, and they talk in it');
@@ -293,6 +296,7 @@ async function main() {
     await a.getByRole('button', { name: 'Let bob join', exact: true }).click();
     await a.locator('#members li', { hasText: 'bob' }).locator('.role', { hasText: 'member' }).waitFor();
     await a.locator('#join-requests', { hasText: 'No one is waiting' }).waitFor();
+    await a.locator('#messages li.notice', { hasText: 'alice let bob join' }).waitFor();
     await b.locator('#conv-list button', { hasText: 'quiet' }).waitFor();
 
     step('the new screens: every control is named, all text has 4.5:1 contrast');

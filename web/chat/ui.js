@@ -227,8 +227,7 @@ export class Ui {
     const sys = systemEvent(m);
     if (m.body.kind === 'SYSTEM') {
       if (!sys || sys.type === 'recalled') return null;
-      const words = EVENT_WORDS[sys.type] ?? sys.type;
-      return el('li', { class: 'notice', 'data-seq': m.seq, text: `${view.nameOf(sys.actor_id)} ${words}` });
+      return el('li', { class: 'notice', 'data-seq': m.seq, text: noticeText(sys, view.nameOf) });
     }
     const own = m.sender_id === view.myId;
     const li = el('li', { class: own ? 'msg own' : 'msg', 'data-seq': m.seq, 'data-sender': m.sender_id });
@@ -339,6 +338,23 @@ export class Ui {
     p.value = Math.round(fraction * 100);
     // A finished bar stays a moment, then goes.
     if (fraction >= 1) this.progressTimer = setTimeout(() => { p.hidden = true; }, 1500);
+  }
+}
+
+// A group change in words, naming whom it was done to where that is not the actor.
+function noticeText(sys, nameOf) {
+  const actor = nameOf(sys.actor_id);
+  const users = (sys.user_ids ?? []).filter((u) => u !== sys.actor_id).map(nameOf).join(', ');
+  if (!users) return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
+  switch (sys.type) {
+    case 'joined': return `${actor} let ${users} join`;
+    case 'invited': return `${actor} added ${users}`;
+    case 'kicked': return `${actor} removed ${users}`;
+    case 'role_changed': return `${actor} made ${users} ${sys.role === 'admin' ? 'an admin' : 'a member'}`;
+    case 'owner_transferred': return `${actor} handed the group to ${users}`;
+    case 'muted': return `${actor} muted ${users}`;
+    case 'unmuted': return `${actor} unmuted ${users}`;
+    default: return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
   }
 }
 
