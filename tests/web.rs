@@ -71,6 +71,8 @@ async fn the_page_and_its_assets_are_served_with_etags_and_security_headers() {
         ("api.js", "text/javascript"),
         ("store.js", "text/javascript"),
         ("ui.js", "text/javascript"),
+        ("groups.js", "text/javascript"),
+        ("upload.js", "text/javascript"),
         ("chat.css", "text/css"),
         ("icon.svg", "image/svg+xml"),
     ] {

@@ -10,7 +10,9 @@ import { chromium } from 'playwright-core';
 import { step, shot, unnamedControls, lowContrast, failed } from './lib.mjs';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const base = process.argv[2];
 const shots = process.argv[3] ?? 'target/screenshots';
@@ -174,7 +176,12 @@ async function main() {
     await a.locator('#older').waitFor({ state: 'hidden' });
     await shot(shots, a, 'chat');
 
-    step('a file: alice uploads with progress, bob downloads the same bytes');
+    step('a file: alice uploads with progress; bob sees its name and size, and fetches it only on click');
+    // Every download bob's page starts (GET /v1/files/{id}).
+    const fileGets = [];
+    b.on('request', (r) => {
+      if (r.method() === 'GET' && /^\/v1\/files\/[^/]+$/.test(new URL(r.url()).pathname)) fileGets.push(r.url());
+    });
     const bytes = randomBytes(200 * 1024 + 123);
     await a.evaluate(() => {
       // Every value the progress bar shows.
@@ -186,11 +193,16 @@ async function main() {
     await a.waitForFunction(() => document.getElementById('upload-progress').value === 100);
     const seen = await a.evaluate(() => window.progressSeen);
     assert.ok(seen.some((v) => v > 0 && v < 100), `progress between 0 and 100: ${seen}`);
-    const link = b.locator('#messages a.file-link', { hasText: 'notes.bin' });
-    await b.waitForFunction(() => document.querySelector('#messages a.file-link')?.href.startsWith('blob:'));
-    const [download] = await Promise.all([b.waitForEvent('download'), link.click()]);
+    const notes = b.locator('#messages li.msg', { hasText: 'notes.bin' });
+    await notes.locator('.file-size', { hasText: '(200.1 KiB)' }).waitFor();
+    assert.deepEqual(fileGets, [], 'nothing is downloaded before the click');
+    const [download] = await Promise.all([
+      b.waitForEvent('download'),
+      notes.getByRole('button', { name: 'Download notes.bin, 200.1 KiB' }).click(),
+    ]);
     assert.equal(download.suggestedFilename(), 'notes.bin');
     assert.ok(readFileSync(await download.path()).equals(bytes), 'the downloaded bytes are the uploaded ones');
+    assert.equal(fileGets.length, 1, `one download, on the click: ${fileGets}`);
 
     step('an image: bob sees it previewed');
     await a.locator('#file').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
@@ -202,9 +214,9 @@ async function main() {
     });
 
     step('a group: alice creates it with bob, mentions him; bob sees the mention and answers');
-    await a.getByLabel('Group name').fill('climbers');
+    await a.getByLabel('Name of the group or room').fill('climbers');
     await a.locator('#group-members').getByLabel('bob').check();
-    await a.getByRole('button', { name: 'Create group' }).click();
+    await a.getByRole('button', { name: 'Create', exact: true }).click();
     await a.locator('#chat-title', { hasText: 'climbers' }).waitFor();
     await sendByKeyboard(a, 'rope? @bob');
     const groupB = b.locator('#conv-list button', { hasText: 'climbers' });
@@ -232,6 +244,133 @@ async function main() {
       ['while away 1', 'while away 2', 'while away 3'],
     );
     assert.equal(after.at(-1).text, 'while away 3');
+
+    step('members: alice, the owner, sees the roles, makes bob an admin, removes him and invites him back');
+    await a.locator('#conv-list button', { hasText: 'climbers' }).click();
+    await a.locator('#chat-title', { hasText: 'climbers' }).waitFor();
+    await a.getByRole('button', { name: 'Members', exact: true }).click();
+    const bobRow = a.locator('#members li', { hasText: 'bob' });
+    await bobRow.locator('.role', { hasText: 'member' }).waitFor();
+    await a.locator('#members li', { hasText: 'alice (you)' }).locator('.role', { hasText: 'owner' }).waitFor();
+    await a.getByRole('button', { name: 'Make admin: bob', exact: true }).click();
+    await bobRow.locator('.role', { hasText: 'admin' }).waitFor();
+    await a.getByRole('button', { name: 'Remove bob', exact: true }).click();
+    await bobRow.waitFor({ state: 'detached' });
+    await a.getByLabel('Invite by username').fill('bob');
+    await a.getByRole('button', { name: 'Invite', exact: true }).click();
+    await bobRow.locator('.role', { hasText: 'member' }).waitFor();
+    for (const said of ['alice made bob an admin', 'alice removed bob', 'alice added bob']) {
+      await a.locator('#messages li.notice', { hasText: said }).waitFor();
+    }
+    await shot(shots, a, 'members');
+
+    step('rooms: alice creates a public room; bob finds it by name, joins it, and they talk in it');
+    await a.getByLabel('Name of the group or room').fill('lobby');
+    await a.getByLabel('Kind', { exact: true }).selectOption('ROOM');
+    await a.getByRole('button', { name: 'Create', exact: true }).click();
+    await a.locator('#chat-title', { hasText: 'lobby' }).waitFor();
+    await b.getByLabel('Search public rooms by name').fill('lob');
+    await b.getByRole('button', { name: 'Search rooms', exact: true }).click();
+    await b.getByRole('button', { name: 'Join lobby', exact: true }).click();
+    await b.locator('#chat-title', { hasText: 'lobby' }).waitFor();
+    await b.locator('#conv-list button', { hasText: 'lobby' }).waitFor();
+    await b.getByRole('button', { name: 'Open lobby', exact: true }).waitFor();
+    await sendByKeyboard(b, 'hello lobby');
+    await a.locator('#messages li.msg', { hasText: 'hello lobby' }).locator('.who', { hasText: 'bob' }).waitFor();
+    await sendByKeyboard(a, 'welcome');
+    await b.locator('#messages li.msg', { hasText: 'welcome' }).waitFor();
+
+    step('an approval group: bob asks to join with its invite; alice sees the request live and lets him in');
+    await a.getByLabel('Name of the group or room').fill('quiet');
+    await a.getByLabel('Who may join a group').selectOption('APPROVAL');
+    await a.getByRole('button', { name: 'Create', exact: true }).click();
+    await a.locator('#chat-title', { hasText: 'quiet' }).waitFor();
+    await a.getByRole('button', { name: 'Members', exact: true }).click();
+    await a.locator('#join-requests', { hasText: 'No one is waiting' }).waitFor();
+    const info = await a.locator('#invite-info', { hasText: 'you approve who joins' }).textContent();
+    const invite = info.match(/Invite: (\S+)/)[1];
+    await b.getByLabel('Invite (group id/code)').fill(invite);
+    await b.getByRole('button', { name: 'Join with invite', exact: true }).click();
+    await b.locator('#group-status', { hasText: 'waiting for approval' }).waitFor();
+    await a.locator('#group-status', { hasText: 'bob asks to join quiet' }).waitFor();
+    await a.getByRole('button', { name: 'Let bob join', exact: true }).click();
+    await a.locator('#members li', { hasText: 'bob' }).locator('.role', { hasText: 'member' }).waitFor();
+    await a.locator('#join-requests', { hasText: 'No one is waiting' }).waitFor();
+    await a.locator('#messages li.notice', { hasText: 'alice let bob join' }).waitFor();
+    await b.locator('#conv-list button', { hasText: 'quiet' }).waitFor();
+
+    step('the new screens: every control is named, all text has 4.5:1 contrast');
+    await shot(shots, a, 'approval');
+    await shot(shots, b, 'rooms');
+    assert.deepEqual(await unnamedControls(a), []);
+    assert.deepEqual(await unnamedControls(b), []);
+    assert.deepEqual(await lowContrast(a), []);
+    assert.deepEqual(await lowContrast(b), []);
+
+    step('a remark and a block: alice calls bob "Bobby"; blocks him, so his message is refused; unblocks him');
+    await a.getByRole('button', { name: 'Set a remark for bob', exact: true }).click();
+    await a.getByLabel('Remark for bob', { exact: true }).fill('Bobby');
+    assert.deepEqual(await unnamedControls(a), []);
+    await a.getByRole('button', { name: 'Save the remark for bob', exact: true }).click();
+    await a.locator('#friends li', { hasText: 'Bobby (bob)' }).waitFor();
+    await a.getByRole('button', { name: 'Block bob', exact: true }).click();
+    await a.getByRole('button', { name: 'Unblock bob', exact: true }).waitFor();
+    await b.locator('#conv-list button', { hasText: 'alice' }).click();
+    await b.locator('#messages li.msg', { hasText: 'while away 3' }).waitFor();
+    await b.locator('#text').fill('are you there?');
+    await b.locator('#text').press('Enter');
+    const refused = b.locator('#messages li.msg.pending', { hasText: 'are you there?' });
+    await refused.locator('.status', { hasText: 'not sent' }).waitFor();
+    await a.getByRole('button', { name: 'Unblock bob', exact: true }).click();
+    await a.getByRole('button', { name: 'Block bob', exact: true }).waitFor();
+    await refused.getByRole('button', { name: 'Retry' }).click();
+    await b.locator('#messages li.msg.own:not(.pending)', { hasText: 'are you there?' }).waitFor();
+
+    step('an upload cut at 1.25 MiB resumes after a reload from the offset the server holds, and arrives whole');
+    const big = randomBytes(3 * 1024 * 1024 + 17);
+    // A file on disk, so that picking it again gives the same name, size and lastModified.
+    const bigPath = join(mkdtempSync(join(tmpdir(), 'natter-')), 'big.bin');
+    writeFileSync(bigPath, big);
+    const tusLog = [];
+    a.on('request', (r) => {
+      if (new URL(r.url()).pathname.startsWith('/v1/files/') && r.method() !== 'GET') {
+        tusLog.push({ method: r.method(), offset: r.headers()['upload-offset'] });
+      }
+    });
+    let patches = 0;
+    await a.route('**/v1/files/*', (route) => {
+      if (route.request().method() === 'PATCH' && ++patches > 20) return route.abort('connectionreset');
+      return route.continue();
+    });
+    await a.locator('#conv-list button', { hasText: 'bob' }).click();
+    await a.locator('#messages li.msg', { hasText: 'are you there?' }).waitFor();
+    await a.locator('#file').setInputFiles(bigPath);
+    await a.locator('#friend-status', { hasText: 'Could not upload big.bin' }).waitFor();
+    await a.unroute('**/v1/files/*');
+    await a.reload();
+    await a.locator('#conn[data-state="online"]').waitFor();
+    const cut = tusLog.length;
+    await a.locator('#conv-list button', { hasText: 'bob' }).click();
+    await a.locator('#messages li.msg', { hasText: 'are you there?' }).waitFor();
+    await a.locator('#file').setInputFiles(bigPath);
+    const cutAt = 20 * 64 * 1024;
+    const resumedText = `Resumed big.bin from ${Math.round((100 * cutAt) / big.length)}%`;
+    await a.locator('#friend-status', { hasText: resumedText }).waitFor().catch(async (e) => {
+      const said = await a.locator('#friend-status').textContent();
+      throw new Error(`${e.message}; the page says: ${said}; tus: ${JSON.stringify(tusLog.slice(cut, cut + 4))}`);
+    });
+    const resumed = tusLog.slice(cut);
+    assert.equal(resumed[0]?.method, 'HEAD', `asks the server first: ${JSON.stringify(resumed.slice(0, 3))}`);
+    assert.ok(!resumed.some((x) => x.method === 'POST'), 'no new upload is made');
+    assert.equal(resumed.find((x) => x.method === 'PATCH').offset, String(cutAt), 'goes on from the cut');
+    const bigB = b.locator('#messages li.msg', { hasText: 'big.bin' });
+    await bigB.locator('.file-size', { hasText: '(3.0 MiB)' }).waitFor();
+    const [bigDownload] = await Promise.all([
+      b.waitForEvent('download'),
+      bigB.getByRole('button', { name: 'Download big.bin, 3.0 MiB' }).click(),
+    ]);
+    assert.ok(readFileSync(await bigDownload.path()).equals(big), 'the resumed file is the original, byte for byte');
+    assert.equal(await a.evaluate(() => localStorage.getItem('natter.uploads')), '{}', 'a finished upload is forgotten');
 
     step('the chat screen: every control is named, all text has 4.5:1 contrast');
     assert.deepEqual(await unnamedControls(a), []);

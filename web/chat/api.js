@@ -98,45 +98,27 @@ export class Api {
   requestFriend(to_user_id) { return this.call('POST', '/v1/friends/requests', { to_user_id }); }
   answerFriend(id, accept) { return this.call('POST', `/v1/friends/requests/${id}`, { accept }); }
 
-  createGroup(name, member_ids) {
-    return this.call('POST', '/v1/groups', { kind: 'GROUP', name, member_ids });
+  // Groups and rooms (docs/HTTP.md, "Groups and rooms").
+  createGroup(kind, name, member_ids, join_policy) {
+    return this.call('POST', '/v1/groups', { kind, name, member_ids, join_policy });
   }
+  group(id) { return this.call('GET', `/v1/groups/${id}`); }
+  rooms(prefix) { return this.call('GET', `/v1/rooms?prefix=${encodeURIComponent(prefix)}&limit=20`); }
+  join(id, invite_code) { return this.call('POST', `/v1/groups/${id}/join`, invite_code ? { invite_code } : {}); }
   members(id) { return this.call('GET', `/v1/groups/${id}/members?limit=200`); }
+  invite(id, user_ids) { return this.call('POST', `/v1/groups/${id}/members`, { user_ids }); }
+  kick(id, userId) { return this.call('DELETE', `/v1/groups/${id}/members/${userId}`); }
+  setRole(id, userId, role) { return this.call('PUT', `/v1/groups/${id}/members/${userId}/role`, { role }); }
+  joinRequests(id) { return this.call('GET', `/v1/groups/${id}/join-requests?limit=100`); }
+  answerJoin(id, userId, accept) { return this.call('POST', `/v1/groups/${id}/join-requests/${userId}`, { accept }); }
 
-  // A tus 1.0 upload: POST makes it, PATCHes send it chunk by chunk, each
-  // answered once its bytes are durable. onProgress(sent, total).
-  async upload(file, onProgress, chunk = 64 * 1024) {
-    const b64 = (s) => btoa(String.fromCharCode(...new TextEncoder().encode(s)));
-    const meta = [`filename ${b64(file.name)}`];
-    if (file.type) meta.push(`filetype ${b64(file.type)}`);
-    const tus = { 'tus-resumable': '1.0.0' };
-    const made = await fetch('/v1/files/', {
-      method: 'POST',
-      headers: this.headers({ ...tus, 'upload-length': String(file.size), 'upload-metadata': meta.join(',') }),
-    });
-    if (made.status !== 201) throw await failure(made);
-    const location = made.headers.get('location');
-    let offset = 0;
-    onProgress(0, file.size);
-    while (offset < file.size) {
-      const r = await fetch(location, {
-        method: 'PATCH',
-        headers: this.headers({
-          ...tus,
-          'upload-offset': String(offset),
-          'content-type': 'application/offset+octet-stream',
-        }),
-        body: file.slice(offset, offset + chunk),
-      });
-      if (r.status === 409) {
-        offset = Number(r.headers.get('upload-offset'));
-        continue;
-      }
-      if (r.status !== 204) throw await failure(r);
-      offset = Number(r.headers.get('upload-offset'));
-      onProgress(offset, file.size);
-    }
-    return location.split('/').pop();
+  block(userId) { return this.call('PUT', `/v1/blocks/${userId}`); }
+  unblock(userId) { return this.call('DELETE', `/v1/blocks/${userId}`); }
+  setRemark(userId, remark) { return this.call('PUT', `/v1/friends/${userId}/remark`, { remark }); }
+
+  // tus requests (upload.js): the bearer and Tus-Resumable headers added.
+  tus(method, url, headers = {}, body = undefined) {
+    return fetch(url, { method, headers: this.headers({ 'tus-resumable': '1.0.0', ...headers }), body });
   }
 
   async download(fileId) {
@@ -146,7 +128,7 @@ export class Api {
   }
 }
 
-async function failure(r) {
+export async function failure(r) {
   let data = null;
   try { data = await r.json(); } catch { /* not JSON */ }
   return new ApiError(r.status, data?.code, data?.message, data?.retry_after_ms);

@@ -5,6 +5,8 @@
 import { Api, ApiError, EventStream } from './api.js';
 import { Store } from './store.js';
 import { Ui } from './ui.js';
+import { Groups } from './groups.js';
+import { upload } from './upload.js';
 
 const api = new Api();
 let store = null;
@@ -15,8 +17,15 @@ let lastTyping = 0;
 
 const ui = new Ui({
   login, register, logout, openConversation, openDirect, sendText, sendFile, retry,
-  requestFriend, answerFriend, createGroup, loadOlder, recall, typing,
-  fileBlob,
+  requestFriend, answerFriend, loadOlder, recall, typing,
+  fileBlob, block, unblock, setRemark,
+});
+const groups = new Groups(api, {
+  store: () => store,
+  openId: () => open?.convId ?? null,
+  refreshConversations: () => refreshConversations(),
+  openConversation: (id) => openConversation(id),
+  explain: (e) => explain(e),
 });
 
 // A file of a message. The server shares a file with a conversation just
@@ -128,7 +137,7 @@ function drawList() {
 async function refreshFriends() {
   const [f, r] = await Promise.all([api.friends(), api.friendRequests()]);
   for (const x of f.friends) store.names.set(x.user_id, x.username);
-  ui.renderFriends(f.friends, r, store.me.user_id);
+  ui.renderFriends(f, r, store.me.user_id);
 }
 
 function onEvent(type, data) {
@@ -142,6 +151,7 @@ function onEvent(type, data) {
         ui.showTyping(store.nameOf(data.user_id));
       }
       break;
+    case 'join_request': groups.joinRequest(data); break;
     case 'presence':
     case 'friend_request':
       refreshFriends().catch(() => {});
@@ -171,6 +181,7 @@ function onMessage(m) {
     c.unread = (c.unread || 0) + 1;
     if (m.mention_all || m.mention_user_ids?.includes(store.me.user_id)) c.mentioned = true;
   }
+  if (m.body.kind === 'SYSTEM') groups.changed(m.conversation_id);
   if (r.gap) syncSoon();
   if (fresh) refreshConversations().catch(() => {});
   else drawList();
@@ -252,6 +263,7 @@ async function openConversation(id) {
   c.unread = 0;
   c.mentioned = false;
   ui.openChat(c.title);
+  groups.opened(c);
   drawList();
   if (c.kind !== 'DIRECT') {
     api.members(id).then((r) => {
@@ -282,6 +294,7 @@ function openDirect(userId) {
   if (c) { openConversation(c.conversation_id); return; }
   open = { convId: null, peerId: userId };
   ui.openChat(store.nameOf(userId));
+  groups.opened(null);
   drawList();
 }
 
@@ -409,22 +422,29 @@ async function answerFriend(id, accept) {
   }
 }
 
-async function createGroup(name, ids) {
+// Blocks and remarks: the friends list shows the result.
+async function friendAction(what, f) {
   try {
-    const g = await api.createGroup(name, ids);
-    ui.groupDone();
-    await refreshConversations();
-    await openConversation(g.conversation_id);
+    await f();
+    ui.friendStatus('');
   } catch (e) {
-    ui.friendStatus(`Could not create the group: ${explain(e)}`);
+    ui.friendStatus(`Could not ${what}: ${explain(e)}`);
   }
+  await refreshFriends().catch(() => {});
+}
+
+function block(userId) { return friendAction(`block ${store.nameOf(userId)}`, () => api.block(userId)); }
+function unblock(userId) { return friendAction(`unblock ${store.nameOf(userId)}`, () => api.unblock(userId)); }
+function setRemark(userId, remark) {
+  return friendAction('set the remark', () => api.setRemark(userId, remark));
 }
 
 async function sendFile(file) {
   if (!open) return;
   try {
     ui.progress(0);
-    const id = await api.upload(file, (sent, total) => ui.progress(total ? sent / total : 1));
+    const { fileId: id, from } = await upload(api, store.me.user_id, file, (sent, total) => ui.progress(total ? sent / total : 1));
+    if (from) ui.friendStatus(`Resumed ${file.name} from ${Math.round((100 * from) / file.size)}%`);
     send({ kind: 'FILE', content: JSON.stringify({ file_id: id, name: file.name, size: file.size }) });
   } catch (e) {
     ui.friendStatus(`Could not upload ${file.name}: ${explain(e)}`);

@@ -6,7 +6,7 @@ import { fileOf, systemEvent } from './store.js';
 
 const $ = (id) => document.getElementById(id);
 
-function el(tag, props = {}, ...children) {
+export function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (k === 'text') e.textContent = v;
@@ -50,11 +50,6 @@ export class Ui {
     $('friend-form').addEventListener('submit', (e) => {
       e.preventDefault();
       on.requestFriend($('friend-name').value.trim());
-    });
-    $('group-form').addEventListener('submit', (e) => {
-      e.preventDefault();
-      const ids = [...$('group-members').querySelectorAll('input:checked')].map((i) => Number(i.value));
-      on.createGroup($('group-name').value.trim(), ids);
     });
     $('composer').addEventListener('submit', (e) => {
       e.preventDefault();
@@ -121,13 +116,13 @@ export class Ui {
     $('conv-list').replaceChildren(...items);
   }
 
-  renderFriends(friends, requests, myId) {
-    $('friends').replaceChildren(...friends.map((f) => el('li', {},
-      el('span', { text: `${f.username}${f.online ? ' (online)' : ''}` }),
-      el('button', {
-        type: 'button', class: 'quiet', text: 'Message', 'aria-label': `Message ${f.username}`,
-        onclick: () => this.on.openDirect(f.user_id),
-      }))));
+  // friends: /v1/friends's answer; a remark is this user's own name for a friend.
+  renderFriends({ friends, blocked = [] }, requests, myId) {
+    $('friends').replaceChildren(...friends.map((f) => this.friendRow(f)));
+    const others = blocked.filter((b) => !friends.some((f) => f.user_id === b.user_id));
+    $('blocked').replaceChildren(...friends.filter((f) => f.blocked).concat(others).map((b) => el('li', {},
+      el('span', { text: b.username }),
+      el('button', { type: 'button', class: 'quiet', text: 'Unblock', 'aria-label': `Unblock ${b.username}`, onclick: () => this.on.unblock(b.user_id) }))));
     const rows = [];
     for (const r of requests.incoming.filter((r) => r.status === 'PENDING')) {
       rows.push(el('li', { 'data-request': r.id },
@@ -147,8 +142,39 @@ export class Ui {
     }));
   }
 
+  friendRow(f) {
+    const shown = f.remark ? `${f.remark} (${f.username})` : f.username;
+    const li = el('li', { 'data-friend': f.user_id },
+      el('span', { class: 'friend-name', text: `${shown}${f.online ? ' (online)' : ''}` }),
+      el('button', {
+        type: 'button', class: 'quiet', text: 'Message', 'aria-label': `Message ${f.username}`,
+        onclick: () => this.on.openDirect(f.user_id),
+      }),
+      el('button', {
+        type: 'button', class: 'quiet', text: 'Remark', 'aria-label': `Set a remark for ${f.username}`,
+        onclick: () => this.editRemark(li, f),
+      }));
+    if (!f.blocked) {
+      li.append(el('button', {
+        type: 'button', class: 'quiet', text: 'Block', 'aria-label': `Block ${f.username}`,
+        onclick: () => this.on.block(f.user_id),
+      }));
+    }
+    return li;
+  }
+
+  // The friend's row becomes a small form for the remark (empty clears it).
+  editRemark(li, f) {
+    const input = el('input', { value: f.remark ?? '', autocomplete: 'off', 'aria-label': `Remark for ${f.username}` });
+    const form = el('form', { class: 'inline', onsubmit: (e) => { e.preventDefault(); this.on.setRemark(f.user_id, input.value.trim()); } },
+      input,
+      el('button', { type: 'submit', text: 'Save', 'aria-label': `Save the remark for ${f.username}` }),
+      el('button', { type: 'button', class: 'quiet', text: 'Cancel', onclick: () => li.replaceWith(this.friendRow(f)) }));
+    li.replaceChildren(form);
+    input.focus();
+  }
+
   friendStatus(message) { $('friend-status').textContent = message; }
-  groupDone() { $('group-form').reset(); }
 
   openChat(title) {
     $('empty').hidden = true;
@@ -201,8 +227,7 @@ export class Ui {
     const sys = systemEvent(m);
     if (m.body.kind === 'SYSTEM') {
       if (!sys || sys.type === 'recalled') return null;
-      const words = EVENT_WORDS[sys.type] ?? sys.type;
-      return el('li', { class: 'notice', 'data-seq': m.seq, text: `${view.nameOf(sys.actor_id)} ${words}` });
+      return el('li', { class: 'notice', 'data-seq': m.seq, text: noticeText(sys, view.nameOf) });
     }
     const own = m.sender_id === view.myId;
     const li = el('li', { class: own ? 'msg own' : 'msg', 'data-seq': m.seq, 'data-sender': m.sender_id });
@@ -235,16 +260,25 @@ export class Ui {
     li.replaceChildren(...parts);
   }
 
+  // A file: its name and size, fetched only when asked for, except an image
+  // small enough to preview as it comes.
   fileNode(info) {
     const box = el('span', { class: 'body file' });
     if (!info) { box.textContent = 'a file'; return box; }
-    const link = el('a', { class: 'file-link', download: info.name, text: `Download ${info.name}` });
-    box.append(link, el('span', { text: ` (${formatSize(info.size)})` }));
-    this.on.fileBlob(info).then((blob) => {
-      const url = URL.createObjectURL(blob);
-      link.href = url;
-      if (blob.type.startsWith('image/')) box.append(el('img', { src: url, alt: info.name }));
-    }, () => { link.textContent = `${info.name} (not available)`; });
+    const size = formatSize(info.size);
+    box.append(el('span', { class: 'file-name', text: info.name }), el('span', { class: 'file-size', text: ` (${size})` }));
+    const get = el('button', {
+      type: 'button', class: 'quiet file-get', text: 'Download', 'aria-label': `Download ${info.name}, ${size}`,
+      onclick: () => this.on.fileBlob(info).then((blob) => saveBlob(blob, info.name), () => {
+        get.textContent = 'not available';
+      }),
+    });
+    box.append(get);
+    if (IMAGE.test(info.name) && info.size <= PREVIEW_MAX) {
+      this.on.fileBlob(info).then((blob) => {
+        if (blob.type.startsWith('image/')) box.append(el('img', { src: URL.createObjectURL(blob), alt: info.name }));
+      }, () => {});
+    }
     return box;
   }
 
@@ -307,8 +341,39 @@ export class Ui {
   }
 }
 
+// A group change in words, naming whom it was done to where that is not the actor.
+function noticeText(sys, nameOf) {
+  const actor = nameOf(sys.actor_id);
+  const users = (sys.user_ids ?? []).filter((u) => u !== sys.actor_id).map(nameOf).join(', ');
+  if (!users) return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
+  switch (sys.type) {
+    case 'joined': return `${actor} let ${users} join`;
+    case 'invited': return `${actor} added ${users}`;
+    case 'kicked': return `${actor} removed ${users}`;
+    case 'role_changed': return `${actor} made ${users} ${sys.role === 'admin' ? 'an admin' : 'a member'}`;
+    case 'owner_transferred': return `${actor} handed the group to ${users}`;
+    case 'muted': return `${actor} muted ${users}`;
+    case 'unmuted': return `${actor} unmuted ${users}`;
+    default: return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
+  }
+}
+
 function formatSize(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+// Images at most this big are fetched as their message comes, to preview.
+const PREVIEW_MAX = 2 * 1024 * 1024;
+const IMAGE = /\.(png|jpe?g|gif|webp|avif)$/i;
+
+// Hands a fetched file to the browser to save under `name`.
+function saveBlob(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const a = el('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }

@@ -45,6 +45,8 @@ const ASSETS: &[Asset] = &[
     asset!("api.js", JS),
     asset!("store.js", JS),
     asset!("ui.js", JS),
+    asset!("groups.js", JS),
+    asset!("upload.js", JS),
     asset!("chat.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
 ];
