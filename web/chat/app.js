@@ -28,18 +28,10 @@ const groups = new Groups(api, {
   explain: (e) => explain(e),
 });
 
-// A file of a message. The server shares a file with a conversation just
-// after its message is stored, so the push can come first: a 404 is tried
-// again a few times before the file counts as gone.
+// A file of a message. The server shares a file before it stores the
+// message naming it, so whoever sees the message can download it at once.
 async function fileBlob(info) {
-  for (let tries = 0; ; tries++) {
-    try {
-      return await api.download(info.file_id);
-    } catch (e) {
-      if (!(e instanceof ApiError && e.status === 404) || tries >= 5) throw e;
-      await new Promise((r) => setTimeout(r, 250 * 2 ** tries));
-    }
-  }
+  return api.download(info.file_id);
 }
 
 // What ui.js needs to draw messages of the open chat.
