@@ -299,6 +299,25 @@ async function main() {
     await a.locator('#messages li.notice', { hasText: 'alice let bob join' }).waitFor();
     await b.locator('#conv-list button', { hasText: 'quiet' }).waitFor();
 
+    step('bob leaves quiet (alice sees it); alice dismisses lobby (bob sees it); each leaves its list');
+    await b.locator('#conv-list button', { hasText: 'quiet' }).click();
+    await b.locator('#chat-title', { hasText: 'quiet' }).waitFor();
+    await b.getByRole('button', { name: 'Members', exact: true }).click();
+    await b.getByRole('button', { name: 'Dismiss for everyone' }).waitFor({ state: 'hidden' });
+    await b.getByRole('button', { name: 'Leave', exact: true }).click();
+    await b.locator('#group-status', { hasText: 'You left quiet' }).waitFor();
+    await b.locator('#conv-list button', { hasText: 'quiet' }).waitFor({ state: 'detached' });
+    await a.locator('#messages li.notice', { hasText: 'bob left' }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'lobby' }).click();
+    await a.locator('#chat-title', { hasText: 'lobby' }).waitFor();
+    await a.getByRole('button', { name: 'Members', exact: true }).click();
+    a.once('dialog', (d) => d.accept());
+    await a.getByRole('button', { name: 'Dismiss for everyone' }).click();
+    await a.locator('#group-status', { hasText: 'lobby is dismissed' }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'lobby' }).waitFor({ state: 'detached' });
+    await b.locator('#conv-list button', { hasText: 'lobby' }).click();
+    await b.locator('#messages li.notice', { hasText: 'alice dismissed the group' }).waitFor();
+
     step('the new screens: every control is named, all text has 4.5:1 contrast');
     await shot(shots, a, 'approval');
     await shot(shots, b, 'rooms');

@@ -109,6 +109,8 @@ export class Api {
   invite(id, user_ids) { return this.call('POST', `/v1/groups/${id}/members`, { user_ids }); }
   kick(id, userId) { return this.call('DELETE', `/v1/groups/${id}/members/${userId}`); }
   setRole(id, userId, role) { return this.call('PUT', `/v1/groups/${id}/members/${userId}/role`, { role }); }
+  leave(id) { return this.call('POST', `/v1/groups/${id}/leave`); }
+  dismiss(id) { return this.call('DELETE', `/v1/groups/${id}`); }
   joinRequests(id) { return this.call('GET', `/v1/groups/${id}/join-requests?limit=100`); }
   answerJoin(id, userId, accept) { return this.call('POST', `/v1/groups/${id}/join-requests/${userId}`, { accept }); }
 

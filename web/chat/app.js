@@ -25,6 +25,7 @@ const groups = new Groups(api, {
   openId: () => open?.convId ?? null,
   refreshConversations: () => refreshConversations(),
   openConversation: (id) => openConversation(id),
+  forget: (id) => forget(id),
   explain: (e) => explain(e),
 });
 
@@ -246,6 +247,16 @@ async function markRead() {
   }
 }
 document.addEventListener('visibilitychange', markReadSoon);
+
+// A conversation this user is no longer in: out of the list, and closed.
+function forget(id) {
+  store.convs.delete(id);
+  if (open?.convId === id) {
+    open = null;
+    ui.closeChat();
+  }
+  drawList();
+}
 
 async function openConversation(id) {
   const c = store.convs.get(id);

@@ -14,7 +14,7 @@ const $ = (id) => document.getElementById(id);
 const RANK = { MEMBER: 0, ADMIN: 1, OWNER: 2 };
 
 export class Groups {
-  // app: {store(), openId(), refreshConversations(), openConversation(id), explain(e)}
+  // app: {store(), openId(), refreshConversations(), openConversation(id), forget(id), explain(e)}
   constructor(api, app) {
     this.api = api;
     this.app = app;
@@ -40,6 +40,26 @@ export class Groups {
       e.preventDefault();
       this.invite($('invite-name').value.trim());
     });
+    $('leave-group').addEventListener('click', () => this.end('leave', (id) => this.api.leave(id)));
+    $('dismiss-group').addEventListener('click', () => this.end('dismiss', (id) => this.api.dismiss(id)));
+  }
+
+  // Leaves or dismisses the shown group; it leaves the conversation list.
+  async end(what, f) {
+    const s = this.shown;
+    if (!s) return;
+    if (what === 'dismiss' && !window.confirm(`Dismiss ${s.name} for everyone? There is no undo.`)) return;
+    // Closed first: the group's last notice may come before the answer,
+    // and must not draw a panel of a group this user is no longer in.
+    this.closePanel();
+    try {
+      await f(s.id);
+    } catch (e) {
+      this.failed(`${what} ${s.name}`, e);
+      return;
+    }
+    this.app.forget(s.id);
+    this.status(what === 'leave' ? `You left ${s.name}` : `${s.name} is dismissed`);
   }
 
   status(message) { $('group-status').textContent = message; }
@@ -131,6 +151,8 @@ export class Groups {
         ? `Invite: ${g.conversation_id}/${g.invite_code} (${g.join_policy === 'APPROVAL' ? 'you approve who joins' : 'anyone with it joins'})`
         : '';
       this.drawMembers(m.members, store.me.user_id);
+      $('leave-group').hidden = this.shown.myRole === 'OWNER';
+      $('dismiss-group').hidden = this.shown.myRole !== 'OWNER';
       $('invite-form').hidden = !admin && g.join_policy === 'APPROVAL';
       if (admin && g.kind === 'GROUP') {
         const r = await this.api.joinRequests(id);
@@ -139,7 +161,7 @@ export class Groups {
         this.drawRequests(null);
       }
     } catch (e) {
-      this.failed('load the members', e);
+      if (this.shown?.id === id) this.failed('load the members', e);
     }
   }
 

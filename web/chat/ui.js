@@ -186,6 +186,11 @@ export class Ui {
     $('text').focus();
   }
 
+  closeChat() {
+    $('chat').hidden = true;
+    $('empty').hidden = false;
+  }
+
   setOlder(more) { $('older').hidden = !more; }
 
   // Runs `change` (which adds older messages) keeping the view where it was.
