@@ -95,13 +95,46 @@ async fn conversation_list_unread_and_read_cursors_across_devices() {
         .find(|s| s.peer_user_id == b.user_id)
         .unwrap();
     assert_eq!((direct.read_seq, direct.unread), (3, 0));
-    // Group reads stay with the reader: no push to the other members.
+    // In a small group the members hear each other's reads (receipts).
     alice.mark_read(g.conversation_id, 2).await.unwrap();
-    let pushes = drain_pushes(&mut bob, Duration::from_millis(200)).await;
+    let group_read =
+        |f: ServerFrame| read_push(f).filter(|r| r.conversation_id == g.conversation_id);
+    let to_member = next_push(&mut bob, group_read).await;
+    assert_eq!(
+        (to_member.conversation_id, to_member.user_id, to_member.seq),
+        (g.conversation_id, a.user_id, 2)
+    );
+    // In a room, and in a group past 32 members, reads stay with the
+    // reader: one push per member per read would be too many.
+    let (_, many) = server.users("crowd", 32).await;
+    let big = carol
+        .create_group(
+            pb::ConversationKind::Group,
+            "crowd",
+            pb::JoinPolicy::Open,
+            many.iter().copied().chain([a.user_id, b.user_id]).collect(),
+        )
+        .await
+        .unwrap();
+    let room = carol
+        .create_group(
+            pb::ConversationKind::Room,
+            "hall",
+            pb::JoinPolicy::Open,
+            vec![a.user_id, b.user_id],
+        )
+        .await
+        .unwrap();
+    for c in [big.conversation_id, room.conversation_id] {
+        carol.send_to(c, &format!("m{c}"), "hello").await.unwrap();
+        alice.mark_read(c, 2).await.unwrap();
+    }
+    let pushes = drain_pushes(&mut bob, Duration::from_millis(300)).await;
+    let quiet = [big.conversation_id, room.conversation_id];
     assert!(
         pushes
             .iter()
-            .all(|f| read_push(f.clone()).is_none_or(|r| r.conversation_id != g.conversation_id)),
+            .all(|f| read_push(f.clone()).is_none_or(|r| !quiet.contains(&r.conversation_id))),
         "{pushes:?}"
     );
     assert_eq!(

@@ -213,7 +213,7 @@ async function main() {
       return i && i.complete && i.naturalWidth === 2;
     });
 
-    step('a group: alice creates it with bob, mentions him; bob sees the mention and answers');
+    step('a group: alice creates it with bob, mentions him; bob sees the mention, reads it (alice sees "read by 1") and answers');
     await a.getByLabel('Name of the group or room').fill('climbers');
     await a.locator('#group-members').getByLabel('bob').check();
     await a.getByRole('button', { name: 'Create', exact: true }).click();
@@ -223,6 +223,7 @@ async function main() {
     await groupB.locator('.mentioned').waitFor();
     await groupB.click();
     await b.locator('#messages li.msg', { hasText: 'rope? @bob' }).locator('.who', { hasText: 'alice' }).waitFor();
+    await a.locator('#messages li.msg', { hasText: 'rope? @bob' }).locator('.status', { hasText: 'read by 1' }).waitFor();
     await sendByKeyboard(b, 'got one');
     await a.locator('#messages li.msg', { hasText: 'got one' }).waitFor();
     await shot(shots, a, 'group');

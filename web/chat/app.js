@@ -43,6 +43,7 @@ function view() {
     group: c ? c.kind !== 'DIRECT' : false,
     direct: !c || c.kind === 'DIRECT',
     peerRead: open?.convId ? store.thread(open.convId).peerRead : 0,
+    readers: open?.convId ? store.thread(open.convId).readers : new Map(),
     nameOf: (id) => store.nameOf(id),
   };
 }
@@ -186,9 +187,11 @@ function onRead(e) {
     if (c && e.seq >= c.last_seq) { c.unread = 0; c.mentioned = false; drawList(); }
     return;
   }
+  // A 1:1 peer's read cursor, or (in a small group) each member's.
   const t = store.thread(e.conversation_id);
-  if (e.seq <= t.peerRead) return;
-  t.peerRead = e.seq;
+  if (e.seq <= (t.readers.get(e.user_id) ?? 0)) return;
+  t.readers.set(e.user_id, e.seq);
+  t.peerRead = Math.max(t.peerRead, e.seq);
   if (open?.convId === e.conversation_id) {
     const own = t.seqs.filter((s) => t.msgs.get(s).sender_id === store.me.user_id);
     ui.refresh(own, (s) => t.msgs.get(s), view());

@@ -16,7 +16,7 @@ export class Store {
     if (!t) {
       // synced: every message up to it is held or fetchable as history;
       // seqs: what is held, ascending.
-      t = { msgs: new Map(), seqs: [], synced: 0, hasOlder: null, peerRead: 0, loaded: false };
+      t = { msgs: new Map(), seqs: [], synced: 0, hasOlder: null, peerRead: 0, readers: new Map(), loaded: false };
       this.threads.set(id, t);
     }
     return t;

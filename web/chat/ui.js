@@ -253,8 +253,15 @@ export class Ui {
       parts.push(el('span', { class: 'body', text: m.body.content }));
     }
     if (own && m.seq) {
-      const read = view.direct && m.seq <= view.peerRead;
-      parts.push(el('span', { class: 'status', text: read ? 'read' : 'sent' }));
+      let status = 'sent';
+      if (view.direct) {
+        if (m.seq <= view.peerRead) status = 'read';
+      } else {
+        let n = 0;
+        for (const [who, seq] of view.readers) if (who !== view.myId && seq >= m.seq) n++;
+        if (n) status = `read by ${n}`;
+      }
+      parts.push(el('span', { class: 'status', text: status }));
       if (m.body.kind !== 'RECALLED') {
         parts.push(el('button', {
           type: 'button', class: 'quiet recall', text: 'Recall', 'aria-label': 'Recall this message',

@@ -25,8 +25,9 @@ pub use groups::{
 };
 pub use refusal::{Refusal, RefusalKind};
 pub use send::{
-    cursor_audience, judge_send, may_send, recall, visible_upto, ConversationView, PeerFacts,
-    RecallPlan, RecallStep, Recallable, SendTo, SendVerdict,
+    cursor_audience, cursor_needs_members, judge_send, may_send, recall, visible_upto,
+    ConversationView, PeerFacts, RecallPlan, RecallStep, Recallable, SendTo, SendVerdict,
+    READ_RECEIPTS_MAX_MEMBERS,
 };
 pub use sessions::sessions_to_revoke;
 pub use summaries::{summarize, ListRow};

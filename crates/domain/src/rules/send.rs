@@ -229,12 +229,37 @@ pub fn visible_upto(left_seq: u64, last_seq: u64) -> u64 {
     }
 }
 
-/// Who hears that `user`'s cursor moved: in a 1:1 both members, elsewhere
-/// the user alone (their other devices): telling every member of every
-/// member's cursor would be one push per member per member.
-pub fn cursor_audience(kind: ConversationKind, user: UserId, members: &[UserId]) -> Vec<UserId> {
+/// The largest group whose members hear each other's read cursors (read
+/// receipts); in a larger one, and in every room, only the reader's own
+/// devices do: each read there would be one push per member.
+pub const READ_RECEIPTS_MAX_MEMBERS: usize = 32;
+
+/// Whether `cursor_audience` needs the conversation's members (up to
+/// `READ_RECEIPTS_MAX_MEMBERS + 1` of them are enough to decide).
+pub fn cursor_needs_members(kind: ConversationKind, read: bool) -> bool {
+    match kind {
+        ConversationKind::Direct => true,
+        ConversationKind::Group => read,
+        _ => false,
+    }
+}
+
+/// Who hears that `user`'s cursor moved (`read`: the read cursor, else the
+/// delivered one): in a 1:1 both members; a read cursor, every member of a
+/// group of at most `READ_RECEIPTS_MAX_MEMBERS`; elsewhere the user alone
+/// (their other devices): telling every member of every member's cursor
+/// would be one push per member per member.
+pub fn cursor_audience(
+    kind: ConversationKind,
+    read: bool,
+    user: UserId,
+    members: &[UserId],
+) -> Vec<UserId> {
     match kind {
         ConversationKind::Direct => members.to_vec(),
+        ConversationKind::Group if read && members.len() <= READ_RECEIPTS_MAX_MEMBERS => {
+            members.to_vec()
+        }
         _ => vec![user],
     }
 }
@@ -522,12 +547,27 @@ mod tests {
         assert_eq!(visible_upto(0, 10), 10);
         assert_eq!(visible_upto(4, 10), 4);
         assert_eq!(
-            cursor_audience(ConversationKind::Direct, 1, &[1, 2]),
+            cursor_audience(ConversationKind::Direct, false, 1, &[1, 2]),
             vec![1, 2]
         );
         assert_eq!(
-            cursor_audience(ConversationKind::Group, 1, &[1, 2, 3]),
+            cursor_audience(ConversationKind::Group, false, 1, &[1, 2, 3]),
             vec![1]
         );
+        assert_eq!(
+            cursor_audience(ConversationKind::Group, true, 1, &[1, 2, 3]),
+            vec![1, 2, 3]
+        );
+        let many: Vec<UserId> = (1..=READ_RECEIPTS_MAX_MEMBERS as u64 + 1).collect();
+        assert_eq!(
+            cursor_audience(ConversationKind::Group, true, 1, &many),
+            vec![1]
+        );
+        assert_eq!(
+            cursor_audience(ConversationKind::Room, true, 1, &[1, 2]),
+            vec![1]
+        );
+        assert!(!cursor_needs_members(ConversationKind::Group, false));
+        assert!(cursor_needs_members(ConversationKind::Group, true));
     }
 }

@@ -46,6 +46,22 @@ pub(crate) async fn members_of(db: &impl Db, conversation: ConversationId) -> Re
     each(found, |r| r.get(0))
 }
 
+/// At most `limit` current members of a conversation, by id.
+pub(crate) async fn members_of_up_to(
+    db: &impl Db,
+    conversation: ConversationId,
+    limit: usize,
+) -> Result<Vec<UserId>> {
+    let found = db
+        .rows(
+            "SELECT user_id FROM members WHERE conversation_id = $1 AND left_seq = 0
+             ORDER BY user_id LIMIT $2",
+            args![conversation, limit],
+        )
+        .await?;
+    each(found, |r| r.get(0))
+}
+
 /// Current members of a conversation the user belongs to (for ephemeral
 /// signals such as typing).
 pub(crate) async fn audience(

@@ -287,7 +287,12 @@ fn raise_cursor(
     tx.stage_cursor(user, conversation, kind, seq);
     Ok(Some((
         seq,
-        rules::cursor_audience(view.kind, user, &view.members),
+        rules::cursor_audience(
+            view.kind,
+            matches!(kind, CursorKind::Read),
+            user,
+            &view.members,
+        ),
     )))
 }
 

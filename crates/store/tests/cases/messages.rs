@@ -453,8 +453,22 @@ pub async fn cursors_move_only_forward(env: Env) {
         Err(StoreError::NotMember(_))
     ));
     unknown(s.mark_read(b, u64::MAX, 1).await.map(|r| r.is_some()));
+    // A small group hears a member's read cursor, not its delivered one;
+    // a room hears neither.
     let g = group(s, a, vec![b], ConversationKind::Group).await;
-    assert_eq!(s.mark_read(b, g, 1).await.unwrap().unwrap().notify, vec![b]);
+    assert_eq!(
+        s.mark_read(b, g, 1).await.unwrap().unwrap().notify,
+        vec![a, b]
+    );
+    assert_eq!(
+        s.mark_delivered(b, g, 1).await.unwrap().unwrap().members,
+        vec![b]
+    );
+    let room = group(s, a, vec![b], ConversationKind::Room).await;
+    assert_eq!(
+        s.mark_read(b, room, 1).await.unwrap().unwrap().notify,
+        vec![b]
+    );
     assert_eq!(s.audience(a, g).await.unwrap(), vec![a, b]);
     assert!(matches!(
         s.audience(a, 999_999).await,

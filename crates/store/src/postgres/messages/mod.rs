@@ -5,10 +5,10 @@
 use super::engine::dialect::Pg;
 use super::rows::{self, key};
 use crate::rules::{self, ConversationView, RecallStep, Recallable, SystemEvent};
-use crate::sql::messages::{members_of, visible_range};
+use crate::sql::messages::{members_of_up_to, visible_range};
 use crate::{
-    BodyKind, Committed, ConversationId, ConversationKind, Delivered, ReadMoved, Result,
-    StoreError, StoredMessage, UserId,
+    BodyKind, Committed, ConversationId, Delivered, ReadMoved, Result, StoreError, StoredMessage,
+    UserId,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,11 +56,17 @@ pub async fn raise_cursor(
         return Ok(None);
     };
     let kind = rows::kind(row.get(0))?;
-    let members = match kind {
-        ConversationKind::Direct => members_of(&Pg(c), conversation).await?,
-        _ => Vec::new(),
+    let read = matches!(cursor, Cursor::Read);
+    let members = if rules::cursor_needs_members(kind, read) {
+        let enough = rules::READ_RECEIPTS_MAX_MEMBERS + 1;
+        members_of_up_to(&Pg(c), conversation, enough).await?
+    } else {
+        Vec::new()
     };
-    Ok(Some((seq, rules::cursor_audience(kind, user, &members))))
+    Ok(Some((
+        seq,
+        rules::cursor_audience(kind, read, user, &members),
+    )))
 }
 
 pub async fn mark_delivered(
