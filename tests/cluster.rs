@@ -483,3 +483,45 @@ async fn the_cli_and_the_load_generator_ask_assignment() {
     assert_eq!(report["connected"], 30, "{report}");
     assert_eq!(live(&table), 2);
 }
+
+/// The admin dashboard of any node shows every node of the cluster with
+/// its own connections (the per-node table of the console).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dashboard_shows_each_node_with_its_connections() {
+    use common::admin::{admin_events, AdminClient};
+    let Some((pg, redis)) = services("the_dashboard_shows_each_node_with_its_connections") else {
+        return;
+    };
+    let c = LocalCluster::start(&pg, &redis, 2, &[]).await;
+    c.create_admin("root").await;
+    let _a = c.user(0, "ann", "a1").await;
+    let _b = c.user(1, "ben", "b1").await;
+    let _b2 = c.user(1, "bea", "b2").await;
+    let root = AdminClient::login(c.nodes[0].http, "root").await;
+    let mut stats = admin_events(c.nodes[0].http, "/admin/api/dashboard", &root.cookie);
+    let mut seen = serde_json::Value::Null;
+    let shown = tokio::time::timeout(LONG, async {
+        loop {
+            let (event, data) = stats.recv().await.expect("the stream goes on");
+            if event != "stats" {
+                continue;
+            }
+            seen = data;
+            let mut by_node: Vec<(String, u64)> = seen["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    let id = n["node_id"].as_str().unwrap_or("").to_owned();
+                    (id, n["connections"].as_u64().unwrap_or(0))
+                })
+                .collect();
+            by_node.sort();
+            if by_node == [("n0".to_owned(), 1), ("n1".to_owned(), 2)] {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(shown.is_ok(), "the nodes never showed: {seen}");
+}

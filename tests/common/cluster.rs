@@ -250,6 +250,24 @@ impl LocalCluster {
         Device::new(c, address, ok, device, &self.https())
     }
 
+    /// Makes administrator `name` (role admin, `ADMIN_PASSWORD`) in the
+    /// cluster's store with the command line.
+    pub async fn create_admin(&self, name: &str) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_natter"))
+            .args(["admin", "create-admin", "--name", name])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("NATTER_ADMIN_PASSWORD", super::admin::ADMIN_PASSWORD)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("natter admin create-admin");
+        assert!(
+            out.status.success(),
+            "create-admin: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The nodes listed in Redis as holding `user` (the presence directory).
     pub async fn presence(&self, user: u64) -> Vec<String> {
         let client = redis::Client::open(self.redis.as_str()).expect("redis url");
