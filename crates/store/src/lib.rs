@@ -12,6 +12,7 @@ pub mod config;
 mod error;
 mod feed;
 pub mod migrate;
+pub mod mysql;
 pub mod postgres;
 mod sql;
 pub mod sqlite;

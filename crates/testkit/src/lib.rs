@@ -1,4 +1,5 @@
-//! natter's test kit: a TCP proxy on 127.0.0.1 that sits between a test's
+//! natter's test kit: throwaway PostgreSQL schemas (`pg`) and MySQL databases
+//! (`my`), and a TCP proxy on 127.0.0.1 that sits between a test's
 //! client and a real server and injects link faults on demand (cut, stall,
 //! slow), so outage behaviour can be tested without touching the network.
 //!
@@ -14,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod my;
 pub mod pg;
 mod relay;
 

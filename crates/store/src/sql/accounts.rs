@@ -116,14 +116,30 @@ pub(crate) async fn set_password(
     if n == 0 {
         return Err(StoreError::NotFound("user"));
     }
-    let revoked = db
-        .rows(
-            "UPDATE sessions SET revoked = true
-             WHERE user_id = $1 AND id != $2 AND NOT revoked RETURNING id",
-            args![id, keep.unwrap_or(0)],
+    revoke_sessions(
+        db,
+        "SELECT id FROM sessions WHERE user_id = $1 AND id != $2 AND NOT revoked FOR UPDATE",
+        args![id, keep.unwrap_or(0)],
+    )
+    .await
+}
+
+/// Revokes the live sessions `select` finds (their ids, `FOR UPDATE`);
+/// those revoked. (No `UPDATE ... RETURNING`: MySQL has none.)
+pub(crate) async fn revoke_sessions(
+    db: &impl Db,
+    select: &'static str,
+    args: &[super::Arg<'_>],
+) -> Result<Vec<SessionId>> {
+    let ids: Vec<SessionId> = each(db.rows(select, args).await?, |r| r.get(0))?;
+    if !ids.is_empty() {
+        db.exec(
+            "UPDATE sessions SET revoked = true WHERE id = ANY($1)",
+            args![ids.as_slice()],
         )
         .await?;
-    each(revoked, |r| r.get(0))
+    }
+    Ok(ids)
 }
 
 /// A session under the device policy: the same device never holds two
@@ -135,14 +151,13 @@ pub(crate) async fn create_session(db: &impl Db, new: &NewSession) -> Result<Ses
     if user_by_id(db, new.user_id).await?.is_none() {
         return Err(StoreError::NotFound("user"));
     }
-    let replaced = db
-        .rows(
-            "UPDATE sessions SET revoked = true
-             WHERE user_id = $1 AND device_id = $2 AND NOT revoked RETURNING id",
-            args![new.user_id, new.device_id.as_str()],
-        )
-        .await?;
-    let mut revoked: Vec<SessionId> = each(replaced, |r| r.get(0))?;
+    let mut revoked = revoke_sessions(
+        db,
+        "SELECT id FROM sessions WHERE user_id = $1 AND device_id = $2 AND NOT revoked
+         FOR UPDATE",
+        args![new.user_id, new.device_id.as_str()],
+    )
+    .await?;
     let live = db
         .rows(
             "SELECT id FROM sessions WHERE user_id = $1 AND NOT revoked AND expires_at_ms > $2

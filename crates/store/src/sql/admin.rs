@@ -45,11 +45,16 @@ pub(crate) async fn put_admin(
     }
     let row = db
         .one(
-            "UPDATE admins SET password_hash = $2, role = $3 WHERE name = $1 RETURNING id",
-            args![name, hash, role as i64],
+            "SELECT id FROM admins WHERE name = $1 FOR UPDATE",
+            args![name],
         )
         .await?;
     let id: AdminId = row.get(0)?;
+    db.exec(
+        "UPDATE admins SET password_hash = $2, role = $3 WHERE id = $1",
+        args![id, hash, role as i64],
+    )
+    .await?;
     db.exec("DELETE FROM admin_sessions WHERE admin_id = $1", args![id])
         .await?;
     Ok(false)
@@ -324,25 +329,33 @@ pub(crate) async fn set_bar(db: &impl Db, id: UserId, bar: &Bar) -> Result<Vec<S
 
 /// Ends every session of the account; those ended.
 pub(crate) async fn end_sessions(db: &impl Db, id: UserId) -> Result<Vec<SessionId>> {
-    let revoked = db
-        .rows(
-            "UPDATE sessions SET revoked = true WHERE user_id = $1 AND NOT revoked RETURNING id",
-            args![id],
-        )
-        .await?;
-    each(revoked, |r| r.get(0))
+    super::accounts::revoke_sessions(
+        db,
+        "SELECT id FROM sessions WHERE user_id = $1 AND NOT revoked FOR UPDATE",
+        args![id],
+    )
+    .await
 }
 
 /// Lifts the bans that ended by `now_ms`; the accounts let back in.
 pub(crate) async fn lift_ended_bans(db: &impl Db, now_ms: i64) -> Result<Vec<UserId>> {
     let rows = db
         .rows(
-            "UPDATE users SET disabled = false, banned_until_ms = NULL, ban_reason = ''
-             WHERE banned_until_ms IS NOT NULL AND banned_until_ms <= $1 RETURNING id",
+            "SELECT id FROM users WHERE banned_until_ms IS NOT NULL AND banned_until_ms <= $1
+             FOR UPDATE",
             args![now_ms],
         )
         .await?;
-    each(rows, |r| r.get(0))
+    let ids: Vec<UserId> = each(rows, |r| r.get(0))?;
+    if !ids.is_empty() {
+        db.exec(
+            "UPDATE users SET disabled = false, banned_until_ms = NULL, ban_reason = ''
+             WHERE id = ANY($1)",
+            args![ids.as_slice()],
+        )
+        .await?;
+    }
+    Ok(ids)
 }
 
 /// Deletes an account's data: its sessions (those still valid are

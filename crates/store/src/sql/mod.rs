@@ -19,7 +19,10 @@
 //!   database has more than one writer (and means nothing where it has one);
 //! - `greatest(a, b)` is the larger of two values;
 //! - booleans are `true`/`false` and plain boolean columns (`NOT revoked`);
-//!   `ON CONFLICT ... DO NOTHING` and `RETURNING` as PostgreSQL has them.
+//!   `ON CONFLICT ... DO NOTHING` and `ON CONFLICT (...) DO UPDATE SET`;
+//!   `RETURNING id` after an `INSERT` of one row only (MySQL makes it of
+//!   the id the insert made), never after `UPDATE` or `DELETE`: a topic
+//!   selects the rows `FOR UPDATE`, then changes them by id.
 //!
 //! Statements are `&'static str` (built with `concat!`), so a backend can
 //! render each once and keep it.
