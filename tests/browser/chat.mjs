@@ -333,6 +333,14 @@ async function main() {
     assert.deepEqual(await unnamedControls(a), []);
     await a.getByRole('button', { name: 'Save the remark for bob', exact: true }).click();
     await a.locator('#friends li', { hasText: 'Bobby (bob)' }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'Bobby (bob)' }).click();
+    await a.locator('#chat-title', { hasText: /^Bobby \(bob\)$/ }).waitFor();
+    await a.getByRole('button', { name: 'Set a remark for bob', exact: true }).click();
+    await a.getByLabel('Remark for bob', { exact: true }).fill('Bob B');
+    await a.getByRole('button', { name: 'Save the remark for bob', exact: true }).click();
+    await a.locator('#chat-title', { hasText: /^Bob B \(bob\)$/ }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'Bob B (bob)' }).waitFor();
+    assert.equal(await a.locator('#conv-list button', { hasText: 'Bobby' }).count(), 0);
     await a.getByRole('button', { name: 'Block bob', exact: true }).click();
     await a.getByRole('button', { name: 'Unblock bob', exact: true }).waitFor();
     await b.locator('#conv-list button', { hasText: 'alice' }).click();

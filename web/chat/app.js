@@ -125,13 +125,22 @@ async function refreshConversations() {
 }
 
 function drawList() {
-  ui.renderConversations(store.sortedConversations(), open?.convId ?? null);
+  ui.renderConversations(store.sortedConversations(), open?.convId ?? null, (c) => store.title(c));
 }
 
+// Friends, and with them the remarks that title their 1:1s.
 async function refreshFriends() {
   const [f, r] = await Promise.all([api.friends(), api.friendRequests()]);
-  for (const x of f.friends) store.names.set(x.user_id, x.username);
+  if (!store) return;
+  store.remarks.clear();
+  for (const x of f.friends) {
+    store.names.set(x.user_id, x.username);
+    if (x.remark) store.remarks.set(x.user_id, x.remark);
+  }
   ui.renderFriends(f, r, store.me.user_id);
+  drawList();
+  const c = open?.convId ? store.convs.get(open.convId) : null;
+  if (open && (!c || c.kind === 'DIRECT')) ui.setTitle(c ? store.title(c) : store.personTitle(open.peerId));
 }
 
 function onEvent(type, data) {
@@ -268,7 +277,7 @@ async function openConversation(id) {
   // Shown now; the server hears it once the messages are (markRead).
   c.unread = 0;
   c.mentioned = false;
-  ui.openChat(c.title);
+  ui.openChat(store.title(c));
   groups.opened(c);
   drawList();
   if (c.kind !== 'DIRECT') {
@@ -299,7 +308,7 @@ function openDirect(userId) {
   const c = store.directWith(userId);
   if (c) { openConversation(c.conversation_id); return; }
   open = { convId: null, peerId: userId };
-  ui.openChat(store.nameOf(userId));
+  ui.openChat(store.personTitle(userId));
   groups.opened(null);
   drawList();
 }

@@ -98,12 +98,14 @@ export class Ui {
     $('conn').textContent = state;
   }
 
-  renderConversations(convs, openId) {
+  // titleOf(c): what the user calls it (a friend's remark for a 1:1).
+  renderConversations(convs, openId, titleOf) {
     const items = convs.map((c) => {
+      const title = titleOf(c);
       const badge = [];
       if (c.mentioned) badge.push(el('span', { class: 'mentioned', text: '@', title: 'You were mentioned' }));
       if (c.unread) badge.push(el('span', { class: 'unread', text: String(c.unread) }));
-      const label = `${c.title}${c.unread ? `, ${c.unread} unread` : ''}${c.mentioned ? ', mentioned' : ''}`;
+      const label = `${title}${c.unread ? `, ${c.unread} unread` : ''}${c.mentioned ? ', mentioned' : ''}`;
       return el('li', {},
         el('button', {
           type: 'button',
@@ -111,7 +113,7 @@ export class Ui {
           'aria-current': String(c.conversation_id === openId),
           'data-conv': c.conversation_id,
           onclick: () => this.on.openConversation(c.conversation_id),
-        }, el('span', { class: 'title', text: c.title }), el('span', {}, ...badge)));
+        }, el('span', { class: 'title', text: title }), el('span', {}, ...badge)));
     });
     $('conv-list').replaceChildren(...items);
   }
@@ -185,6 +187,8 @@ export class Ui {
     this.setOlder(false);
     $('text').focus();
   }
+
+  setTitle(title) { $('chat-title').textContent = title; }
 
   closeChat() {
     $('chat').hidden = true;
