@@ -400,6 +400,32 @@ async function main() {
     assert.ok(readFileSync(await bigDownload.path()).equals(big), 'the resumed file is the original, byte for byte');
     assert.equal(await a.evaluate(() => localStorage.getItem('natter.uploads')), '{}', 'a finished upload is forgotten');
 
+    step('an upload in progress is cancelled: the server deletes it, the bar goes, nothing is kept to resume');
+    const spare = join(mkdtempSync(join(tmpdir(), 'natter-')), 'spare.bin');
+    writeFileSync(spare, randomBytes(1024 * 1024));
+    let holding;
+    const held = new Promise((r) => { holding = r; });
+    let spared = 0;
+    await a.route('**/v1/files/*', (route) => {
+      // The third append waits until the page gives up on it.
+      if (route.request().method() === 'PATCH' && ++spared === 3) { holding(route); return undefined; }
+      return route.continue();
+    });
+    const deleted = a.waitForResponse((r) => r.request().method() === 'DELETE' && new URL(r.url()).pathname.startsWith('/v1/files/'));
+    await a.locator('#file').setInputFiles(spare);
+    const stuck = await held;
+    assert.equal(Object.keys(JSON.parse(await a.evaluate(() => localStorage.getItem('natter.uploads')))).length, 1);
+    assert.deepEqual(await unnamedControls(a), []);
+    await a.getByRole('button', { name: 'Cancel upload' }).click();
+    assert.equal((await deleted).status(), 204);
+    await a.locator('#friend-status', { hasText: 'The upload of spare.bin is cancelled' }).waitFor();
+    await a.locator('#upload-progress').waitFor({ state: 'hidden' });
+    await a.getByRole('button', { name: 'Cancel upload' }).waitFor({ state: 'hidden' });
+    assert.equal(await a.evaluate(() => localStorage.getItem('natter.uploads')), '{}', 'a cancelled upload is forgotten');
+    await stuck.abort().catch(() => {});
+    await a.unroute('**/v1/files/*');
+    assert.equal(await a.locator('#messages li.msg', { hasText: 'spare.bin' }).count(), 0, 'nothing was sent');
+
     step('the chat screen: every control is named, all text has 4.5:1 contrast');
     assert.deepEqual(await unnamedControls(a), []);
     assert.deepEqual(await unnamedControls(b), []);

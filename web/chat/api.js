@@ -119,8 +119,8 @@ export class Api {
   setRemark(userId, remark) { return this.call('PUT', `/v1/friends/${userId}/remark`, { remark }); }
 
   // tus requests (upload.js): the bearer and Tus-Resumable headers added.
-  tus(method, url, headers = {}, body = undefined) {
-    return fetch(url, { method, headers: this.headers({ 'tus-resumable': '1.0.0', ...headers }), body });
+  tus(method, url, headers = {}, body = undefined, signal = undefined) {
+    return fetch(url, { method, headers: this.headers({ 'tus-resumable': '1.0.0', ...headers }), body, signal });
   }
 
   async download(fileId) {

@@ -6,7 +6,7 @@ import { Api, ApiError, EventStream } from './api.js';
 import { Store } from './store.js';
 import { Ui } from './ui.js';
 import { Groups } from './groups.js';
-import { upload } from './upload.js';
+import { Cancelled, upload } from './upload.js';
 
 const api = new Api();
 let store = null;
@@ -14,11 +14,13 @@ let stream = null;
 // The chat on screen: {convId, peerId}; convId is null for a 1:1 not yet started.
 let open = null;
 let lastTyping = 0;
+// The upload running, to cancel it: an AbortController.
+let uploading = null;
 
 const ui = new Ui({
   login, register, logout, openConversation, openDirect, sendText, sendFile, retry,
   requestFriend, answerFriend, loadOlder, recall, typing,
-  fileBlob, block, unblock, setRemark,
+  fileBlob, block, unblock, setRemark, cancelUpload,
 });
 const groups = new Groups(api, {
   store: () => store,
@@ -456,15 +458,27 @@ function setRemark(userId, remark) {
 
 async function sendFile(file) {
   if (!open) return;
+  const abort = new AbortController();
+  uploading = abort;
+  ui.uploading(true);
   try {
     ui.progress(0);
-    const { fileId: id, from } = await upload(api, store.me.user_id, file, (sent, total) => ui.progress(total ? sent / total : 1));
+    const onProgress = (sent, total) => ui.progress(total ? sent / total : 1);
+    const { fileId: id, from } = await upload(api, store.me.user_id, file, onProgress, abort.signal);
     if (from) ui.friendStatus(`Resumed ${file.name} from ${Math.round((100 * from) / file.size)}%`);
     send({ kind: 'FILE', content: JSON.stringify({ file_id: id, name: file.name, size: file.size }) });
   } catch (e) {
-    ui.friendStatus(`Could not upload ${file.name}: ${explain(e)}`);
+    if (e instanceof Cancelled) ui.friendStatus(`The upload of ${file.name} is cancelled`);
+    else ui.friendStatus(`Could not upload ${file.name}: ${explain(e)}`);
+  } finally {
+    if (uploading === abort) {
+      uploading = null;
+      ui.uploading(false, abort.signal.aborted);
+    }
   }
 }
+
+function cancelUpload() { uploading?.abort(); }
 
 // A token from earlier in this tab resumes the session.
 if (api.token) {

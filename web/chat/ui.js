@@ -64,6 +64,7 @@ export class Ui {
       if (f) on.sendFile(f);
       $('file').value = '';
     });
+    $('upload-cancel').addEventListener('click', () => on.cancelUpload());
     $('older').addEventListener('click', () => on.loadOlder());
     this.list.addEventListener('scroll', () => {
       if (this.list.scrollTop < 40 && !$('older').hidden) on.loadOlder();
@@ -355,11 +356,21 @@ export class Ui {
     // A finished bar stays a moment, then goes.
     if (fraction >= 1) this.progressTimer = setTimeout(() => { p.hidden = true; }, 1500);
   }
+
+  // An upload runs (Cancel shows) or ended; a cancelled one's bar goes at once.
+  uploading(on, cancelled = false) {
+    $('upload-cancel').hidden = !on;
+    if (cancelled) {
+      clearTimeout(this.progressTimer);
+      $('upload-progress').hidden = true;
+    }
+  }
 }
 
 // A group change in words, naming whom it was done to where that is not the actor.
 function noticeText(sys, nameOf) {
   const actor = nameOf(sys.actor_id);
+  if (sys.type === 'updated') return `${actor} ${updateWords(sys).join('; ') || EVENT_WORDS.updated}`;
   const users = (sys.user_ids ?? []).filter((u) => u !== sys.actor_id).map(nameOf).join(', ');
   if (!users) return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
   switch (sys.type) {
