@@ -3,8 +3,8 @@
 // the DOM in ui.js, the server in api.js.
 
 import { Api, ApiError, EventStream } from './api.js';
-import { Store } from './store.js';
-import { Ui } from './ui.js';
+import { Store, systemEvent } from './store.js';
+import { Ui, formatWhen } from './ui.js';
 import { Groups } from './groups.js';
 import { Cancelled, upload } from './upload.js';
 
@@ -51,7 +51,11 @@ function view() {
 }
 
 function explain(e) {
-  return e instanceof ApiError ? e.message : 'the server cannot be reached';
+  if (!(e instanceof ApiError)) return 'the server cannot be reached';
+  // The server says until when in ms since the epoch; people read a time.
+  const until = e.code === 'MUTED' && /until (\d{10,})/.exec(e.message);
+  if (until) return `you are muted in this group until ${formatWhen(Number(until[1]))}`;
+  return e.message;
 }
 
 // Runs `f`, again after the server's retry_after_ms while it answers that
@@ -186,7 +190,7 @@ function onMessage(m) {
     c.unread = (c.unread || 0) + 1;
     if (m.mention_all || m.mention_user_ids?.includes(store.me.user_id)) c.mentioned = true;
   }
-  if (m.body.kind === 'SYSTEM') groups.changed(m.conversation_id);
+  if (m.body.kind === 'SYSTEM') groups.changed(m.conversation_id, systemEvent(m));
   if (r.gap) syncSoon();
   if (fresh) refreshConversations().catch(() => {});
   else drawList();

@@ -385,6 +385,26 @@ function noticeText(sys, nameOf) {
   }
 }
 
+// A moment to come, as the user's locale writes it: the time today, else the day too.
+export function formatWhen(ms) {
+  const d = new Date(ms);
+  const today = d.toDateString() === new Date().toDateString();
+  return today
+    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+// What an 'updated' event changed, in words.
+function updateWords(sys) {
+  const out = [];
+  if ('name' in sys) out.push(`renamed the group ${sys.name}`);
+  if ('notice' in sys) out.push(sys.notice ? `set the notice: ${sys.notice}` : 'cleared the notice');
+  if ('join_policy' in sys) out.push(String(sys.join_policy).toUpperCase() === 'APPROVAL' ? 'now approves who joins' : 'lets anyone with the invite join');
+  if ('muted_all' in sys) out.push(sys.muted_all ? 'muted everyone but the owner and admins' : 'let everyone talk again');
+  if (sys.invite_code_reset) out.push('made a new invite code');
+  return out;
+}
+
 function formatSize(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
