@@ -146,7 +146,8 @@ async function refreshFriends() {
   ui.renderFriends(f, r, store.me.user_id);
   drawList();
   const c = open?.convId ? store.convs.get(open.convId) : null;
-  if (open && (!c || c.kind === 'DIRECT')) ui.setTitle(c ? store.title(c) : store.personTitle(open.peerId));
+  if (open && !open.convId) ui.setTitle(store.personTitle(open.peerId));
+  else if (c?.kind === 'DIRECT') ui.setTitle(store.title(c));
 }
 
 function onEvent(type, data) {
