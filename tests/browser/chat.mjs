@@ -265,6 +265,99 @@ async function main() {
     }
     await shot(shots, a, 'members');
 
+    step('group settings: alice renames climbers and sets a notice; bob sees it under the title, and its change live');
+    await a.getByLabel('Name', { exact: true }).fill('climbers club');
+    await a.getByLabel('Notice (shown under the title)').fill('Meet at nine');
+    await a.getByRole('button', { name: 'Save settings' }).click();
+    await a.locator('#chat-title', { hasText: 'climbers club' }).waitFor();
+    await a.locator('#chat-notice', { hasText: 'Meet at nine' }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'climbers club' }).waitFor();
+    await b.locator('#conv-list button', { hasText: 'climbers club' }).click();
+    await b.locator('#chat-title', { hasText: 'climbers club' }).waitFor();
+    await b.locator('#chat-notice', { hasText: 'Meet at nine' }).waitFor();
+    await a.getByLabel('Notice (shown under the title)').fill('Meet at ten');
+    await a.getByRole('button', { name: 'Save settings' }).click();
+    await b.locator('#chat-notice', { hasText: 'Meet at ten' }).waitFor();
+    for (const said of ['alice renamed the group climbers club; set the notice: Meet at nine', 'alice set the notice: Meet at ten']) {
+      await b.locator('#messages li.notice', { hasText: said }).waitFor();
+    }
+    await b.getByRole('button', { name: 'Members', exact: true }).click();
+    await b.locator('#members li', { hasText: 'bob (you)' }).waitFor();
+    assert.ok(await b.locator('#group-settings').isHidden(), 'a member has no settings to change');
+    assert.equal(await b.getByRole('button', { name: 'Mute alice' }).count(), 0, 'a member mutes no one');
+
+    // Each change below is made before bob sends: its PATCH or PUT answered.
+    const answered = (method) => a.waitForResponse((r) => r.request().method() === method && /\/v1\/groups\//.test(r.url()));
+
+    step('mute all: alice mutes everyone but admins; bob\'s send is refused, saying why; lifted, his retry goes');
+    let done = answered('PATCH');
+    await a.getByLabel('Mute everyone but the owner and admins').check();
+    await a.getByRole('button', { name: 'Save settings' }).click();
+    assert.equal((await done).status(), 204);
+    await b.locator('#text').fill('may I?');
+    await b.locator('#text').press('Enter');
+    const hushed = b.locator('#messages li.msg.pending', { hasText: 'may I?' });
+    await hushed.locator('.status', { hasText: 'not sent: only the owner and admins may send while the group is muted' }).waitFor();
+    done = answered('PATCH');
+    await a.getByLabel('Mute everyone but the owner and admins').uncheck();
+    await a.getByRole('button', { name: 'Save settings' }).click();
+    assert.equal((await done).status(), 204);
+    for (const said of ['alice muted everyone but the owner and admins', 'alice let everyone talk again']) {
+      await b.locator('#messages li.notice', { hasText: said }).waitFor();
+    }
+    await hushed.getByRole('button', { name: 'Retry' }).click();
+    await b.locator('#messages li.msg.own:not(.pending)', { hasText: 'may I?' }).waitFor();
+
+    step('mute one: alice mutes bob for an hour; his row says until when; his send is refused with the time; unmuted, it goes');
+    done = answered('PUT');
+    await a.getByLabel('Mute bob for').selectOption({ label: '1 hour' });
+    await a.getByRole('button', { name: 'Mute bob', exact: true }).click();
+    assert.equal((await done).status(), 204);
+    await bobRow.locator('.muted-until', { hasText: /^muted until \S/ }).waitFor();
+    await a.locator('#messages li.notice', { hasText: 'alice muted bob' }).waitFor();
+    await b.locator('#members li', { hasText: 'bob (you)' }).locator('.muted-until').waitFor();
+    assert.deepEqual(await unnamedControls(a), []);
+    assert.deepEqual(await lowContrast(a), []);
+    assert.deepEqual(await lowContrast(b), []);
+    await shot(shots, a, 'settings');
+    await b.locator('#text').fill('still here');
+    await b.locator('#text').press('Enter');
+    const muted = b.locator('#messages li.msg.pending', { hasText: 'still here' });
+    await muted.locator('.status', { hasText: /not sent: you are muted in this group until \S/ }).waitFor();
+    assert.ok(!/\d{13}/.test(await muted.locator('.status').textContent()), 'a time, not milliseconds');
+    await a.getByRole('button', { name: 'Unmute bob', exact: true }).click();
+    await bobRow.locator('.muted-until').waitFor({ state: 'detached' });
+    await a.locator('#messages li.notice', { hasText: 'alice unmuted bob' }).waitFor();
+    await muted.getByRole('button', { name: 'Retry' }).click();
+    await b.locator('#messages li.msg.own:not(.pending)', { hasText: 'still here' }).waitFor();
+
+    step('the invite: alice makes a new code, then has the owner approve who joins');
+    const oldInvite = await a.locator('#invite-info').textContent();
+    assert.match(oldInvite, /^Invite: \d+\/\S+ \(anyone with it joins\)$/);
+    await a.getByRole('button', { name: 'New invite code' }).click();
+    await a.waitForFunction((old) => {
+      const now = document.getElementById('invite-info').textContent;
+      return now.startsWith('Invite: ') && now !== old;
+    }, oldInvite);
+    await a.getByLabel('Who may join', { exact: true }).selectOption('APPROVAL');
+    await a.getByRole('button', { name: 'Save settings' }).click();
+    await a.locator('#invite-info', { hasText: 'you approve who joins' }).waitFor();
+    for (const said of ['alice made a new invite code', 'alice now approves who joins']) {
+      await a.locator('#messages li.notice', { hasText: said }).waitFor();
+    }
+
+    step('alice hands climbers club to bob (she confirms); she becomes an admin, he the owner');
+    let asked = '';
+    a.once('dialog', (d) => { asked = d.message(); d.accept(); });
+    await a.getByRole('button', { name: 'Make owner: bob', exact: true }).click();
+    await bobRow.locator('.role', { hasText: 'owner' }).waitFor();
+    assert.equal(asked, 'Make bob the owner of climbers club? You will be an admin.');
+    await a.locator('#members li', { hasText: 'alice (you)' }).locator('.role', { hasText: 'admin' }).waitFor();
+    await a.locator('#messages li.notice', { hasText: 'alice handed the group to bob' }).waitFor();
+    assert.equal(await a.getByRole('button', { name: 'Make owner: bob' }).count(), 0);
+    await b.getByRole('button', { name: 'Make member: alice', exact: true }).waitFor();
+    await b.locator('#group-settings').waitFor();
+
     step('rooms: alice creates a public room; bob finds it by name, joins it, and they talk in it');
     await a.getByLabel('Name of the group or room').fill('lobby');
     await a.getByLabel('Kind', { exact: true }).selectOption('ROOM');
@@ -319,6 +412,56 @@ async function main() {
     await b.locator('#conv-list button', { hasText: 'lobby' }).click();
     await b.locator('#messages li.notice', { hasText: 'alice dismissed the group' }).waitFor();
 
+    step('a group of 206: the members panel shows 200, and the rest on "More members"');
+    await a.evaluate(async (password) => {
+      const token = sessionStorage.getItem('natter.token');
+      const post = async (path, body, auth) => {
+        const headers = { 'content-type': 'application/json' };
+        if (auth) headers.authorization = `Bearer ${token}`;
+        const r = await fetch(path, { method: 'POST', headers, body: JSON.stringify(body) });
+        if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+        return r.json();
+      };
+      const ids = [];
+      for (let i = 0; i < 205; i += 41) {
+        const batch = Array.from({ length: 41 }, (_, j) => `crowd${String(i + j).padStart(3, '0')}`);
+        for (const u of await Promise.all(batch.map((username) => post('/v1/register', { username, password })))) ids.push(u.user_id);
+      }
+      await post('/v1/groups', { kind: 'GROUP', name: 'crowd', member_ids: ids }, true);
+    }, PASSWORD);
+    await a.locator('#conv-list button', { hasText: 'crowd' }).click();
+    await a.locator('#chat-title', { hasText: 'crowd' }).waitFor();
+    await a.getByRole('button', { name: 'Members', exact: true }).click();
+    await a.getByRole('button', { name: 'More members' }).waitFor();
+    assert.equal(await a.locator('#members li').count(), 200);
+    await a.getByRole('button', { name: 'More members' }).click();
+    await a.waitForFunction(() => document.querySelectorAll('#members li').length === 206);
+    await a.getByRole('button', { name: 'More members' }).waitFor({ state: 'hidden' });
+    await a.locator('#members li', { hasText: 'crowd204' }).waitFor();
+    const names = await a.$$eval('#members li[data-member]', (lis) => lis.map((li) => Number(li.dataset.member)));
+    assert.equal(new Set(names).size, 206, 'each member once');
+
+    step('room search pages: of 21 rooms named hall-*, bob sees 20, and the 21st on "More rooms"');
+    await a.evaluate(async () => {
+      const token = sessionStorage.getItem('natter.token');
+      for (let i = 1; i <= 21; i++) {
+        const r = await fetch('/v1/groups', {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ kind: 'ROOM', name: `hall-${String(i).padStart(2, '0')}` }),
+        });
+        if (!r.ok) throw new Error(`room ${i}: ${r.status}`);
+      }
+    });
+    await b.getByLabel('Search public rooms by name').fill('hall');
+    await b.getByRole('button', { name: 'Search rooms', exact: true }).click();
+    await b.getByRole('button', { name: 'More rooms' }).waitFor();
+    assert.equal(await b.locator('#rooms li').count(), 20);
+    await b.getByRole('button', { name: 'More rooms' }).click();
+    await b.getByRole('button', { name: 'Join hall-21', exact: true }).waitFor();
+    assert.equal(await b.locator('#rooms li').count(), 21);
+    await b.getByRole('button', { name: 'More rooms' }).waitFor({ state: 'hidden' });
+
     step('the new screens: every control is named, all text has 4.5:1 contrast');
     await shot(shots, a, 'approval');
     await shot(shots, b, 'rooms');
@@ -333,6 +476,14 @@ async function main() {
     assert.deepEqual(await unnamedControls(a), []);
     await a.getByRole('button', { name: 'Save the remark for bob', exact: true }).click();
     await a.locator('#friends li', { hasText: 'Bobby (bob)' }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'Bobby (bob)' }).click();
+    await a.locator('#chat-title', { hasText: /^Bobby \(bob\)$/ }).waitFor();
+    await a.getByRole('button', { name: 'Set a remark for bob', exact: true }).click();
+    await a.getByLabel('Remark for bob', { exact: true }).fill('Bob B');
+    await a.getByRole('button', { name: 'Save the remark for bob', exact: true }).click();
+    await a.locator('#chat-title', { hasText: /^Bob B \(bob\)$/ }).waitFor();
+    await a.locator('#conv-list button', { hasText: 'Bob B (bob)' }).waitFor();
+    assert.equal(await a.locator('#conv-list button', { hasText: 'Bobby' }).count(), 0);
     await a.getByRole('button', { name: 'Block bob', exact: true }).click();
     await a.getByRole('button', { name: 'Unblock bob', exact: true }).waitFor();
     await b.locator('#conv-list button', { hasText: 'alice' }).click();
@@ -391,6 +542,32 @@ async function main() {
     ]);
     assert.ok(readFileSync(await bigDownload.path()).equals(big), 'the resumed file is the original, byte for byte');
     assert.equal(await a.evaluate(() => localStorage.getItem('natter.uploads')), '{}', 'a finished upload is forgotten');
+
+    step('an upload in progress is cancelled: the server deletes it, the bar goes, nothing is kept to resume');
+    const spare = join(mkdtempSync(join(tmpdir(), 'natter-')), 'spare.bin');
+    writeFileSync(spare, randomBytes(1024 * 1024));
+    let holding;
+    const held = new Promise((r) => { holding = r; });
+    let spared = 0;
+    await a.route('**/v1/files/*', (route) => {
+      // The third append waits until the page gives up on it.
+      if (route.request().method() === 'PATCH' && ++spared === 3) { holding(route); return undefined; }
+      return route.continue();
+    });
+    const deleted = a.waitForResponse((r) => r.request().method() === 'DELETE' && new URL(r.url()).pathname.startsWith('/v1/files/'));
+    await a.locator('#file').setInputFiles(spare);
+    const stuck = await held;
+    assert.equal(Object.keys(JSON.parse(await a.evaluate(() => localStorage.getItem('natter.uploads')))).length, 1);
+    assert.deepEqual(await unnamedControls(a), []);
+    await a.getByRole('button', { name: 'Cancel upload' }).click();
+    assert.equal((await deleted).status(), 204);
+    await a.locator('#friend-status', { hasText: 'The upload of spare.bin is cancelled' }).waitFor();
+    await a.locator('#upload-progress').waitFor({ state: 'hidden' });
+    await a.getByRole('button', { name: 'Cancel upload' }).waitFor({ state: 'hidden' });
+    assert.equal(await a.evaluate(() => localStorage.getItem('natter.uploads')), '{}', 'a cancelled upload is forgotten');
+    await stuck.abort().catch(() => {});
+    await a.unroute('**/v1/files/*');
+    assert.equal(await a.locator('#messages li.msg', { hasText: 'spare.bin' }).count(), 0, 'nothing was sent');
 
     step('the chat screen: every control is named, all text has 4.5:1 contrast');
     assert.deepEqual(await unnamedControls(a), []);

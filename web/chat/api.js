@@ -103,9 +103,15 @@ export class Api {
     return this.call('POST', '/v1/groups', { kind, name, member_ids, join_policy });
   }
   group(id) { return this.call('GET', `/v1/groups/${id}`); }
-  rooms(prefix) { return this.call('GET', `/v1/rooms?prefix=${encodeURIComponent(prefix)}&limit=20`); }
+  rooms(prefix, after = 0) {
+    return this.call('GET', `/v1/rooms?prefix=${encodeURIComponent(prefix)}&after=${after}&limit=20`);
+  }
   join(id, invite_code) { return this.call('POST', `/v1/groups/${id}/join`, invite_code ? { invite_code } : {}); }
-  members(id) { return this.call('GET', `/v1/groups/${id}/members?limit=200`); }
+  members(id, after = 0) { return this.call('GET', `/v1/groups/${id}/members?after=${after}&limit=200`); }
+  // changes: {name?, notice?, join_policy?, muted_all?, new_invite_code?}
+  updateGroup(id, changes) { return this.call('PATCH', `/v1/groups/${id}`, changes); }
+  mute(id, userId, seconds) { return this.call('PUT', `/v1/groups/${id}/members/${userId}/mute`, { seconds }); }
+  transfer(id, user_id) { return this.call('POST', `/v1/groups/${id}/owner`, { user_id }); }
   invite(id, user_ids) { return this.call('POST', `/v1/groups/${id}/members`, { user_ids }); }
   kick(id, userId) { return this.call('DELETE', `/v1/groups/${id}/members/${userId}`); }
   setRole(id, userId, role) { return this.call('PUT', `/v1/groups/${id}/members/${userId}/role`, { role }); }
@@ -119,8 +125,8 @@ export class Api {
   setRemark(userId, remark) { return this.call('PUT', `/v1/friends/${userId}/remark`, { remark }); }
 
   // tus requests (upload.js): the bearer and Tus-Resumable headers added.
-  tus(method, url, headers = {}, body = undefined) {
-    return fetch(url, { method, headers: this.headers({ 'tus-resumable': '1.0.0', ...headers }), body });
+  tus(method, url, headers = {}, body = undefined, signal = undefined) {
+    return fetch(url, { method, headers: this.headers({ 'tus-resumable': '1.0.0', ...headers }), body, signal });
   }
 
   async download(fileId) {

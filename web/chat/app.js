@@ -3,10 +3,10 @@
 // the DOM in ui.js, the server in api.js.
 
 import { Api, ApiError, EventStream } from './api.js';
-import { Store } from './store.js';
-import { Ui } from './ui.js';
+import { Store, systemEvent } from './store.js';
+import { Ui, formatWhen } from './ui.js';
 import { Groups } from './groups.js';
-import { upload } from './upload.js';
+import { Cancelled, upload } from './upload.js';
 
 const api = new Api();
 let store = null;
@@ -14,11 +14,13 @@ let stream = null;
 // The chat on screen: {convId, peerId}; convId is null for a 1:1 not yet started.
 let open = null;
 let lastTyping = 0;
+// The upload running, to cancel it: an AbortController.
+let uploading = null;
 
 const ui = new Ui({
   login, register, logout, openConversation, openDirect, sendText, sendFile, retry,
   requestFriend, answerFriend, loadOlder, recall, typing,
-  fileBlob, block, unblock, setRemark,
+  fileBlob, block, unblock, setRemark, cancelUpload,
 });
 const groups = new Groups(api, {
   store: () => store,
@@ -49,7 +51,11 @@ function view() {
 }
 
 function explain(e) {
-  return e instanceof ApiError ? e.message : 'the server cannot be reached';
+  if (!(e instanceof ApiError)) return 'the server cannot be reached';
+  // The server says until when in ms since the epoch; people read a time.
+  const until = e.code === 'MUTED' && /until (\d{10,})/.exec(e.message);
+  if (until) return `you are muted in this group until ${formatWhen(Number(until[1]))}`;
+  return e.message;
 }
 
 // Runs `f`, again after the server's retry_after_ms while it answers that
@@ -125,13 +131,23 @@ async function refreshConversations() {
 }
 
 function drawList() {
-  ui.renderConversations(store.sortedConversations(), open?.convId ?? null);
+  ui.renderConversations(store.sortedConversations(), open?.convId ?? null, (c) => store.title(c));
 }
 
+// Friends, and with them the remarks that title their 1:1s.
 async function refreshFriends() {
   const [f, r] = await Promise.all([api.friends(), api.friendRequests()]);
-  for (const x of f.friends) store.names.set(x.user_id, x.username);
+  if (!store) return;
+  store.remarks.clear();
+  for (const x of f.friends) {
+    store.names.set(x.user_id, x.username);
+    if (x.remark) store.remarks.set(x.user_id, x.remark);
+  }
   ui.renderFriends(f, r, store.me.user_id);
+  drawList();
+  const c = open?.convId ? store.convs.get(open.convId) : null;
+  if (open && !open.convId) ui.setTitle(store.personTitle(open.peerId));
+  else if (c?.kind === 'DIRECT') ui.setTitle(store.title(c));
 }
 
 function onEvent(type, data) {
@@ -175,7 +191,7 @@ function onMessage(m) {
     c.unread = (c.unread || 0) + 1;
     if (m.mention_all || m.mention_user_ids?.includes(store.me.user_id)) c.mentioned = true;
   }
-  if (m.body.kind === 'SYSTEM') groups.changed(m.conversation_id);
+  if (m.body.kind === 'SYSTEM') groups.changed(m.conversation_id, systemEvent(m));
   if (r.gap) syncSoon();
   if (fresh) refreshConversations().catch(() => {});
   else drawList();
@@ -268,7 +284,7 @@ async function openConversation(id) {
   // Shown now; the server hears it once the messages are (markRead).
   c.unread = 0;
   c.mentioned = false;
-  ui.openChat(c.title);
+  ui.openChat(store.title(c));
   groups.opened(c);
   drawList();
   if (c.kind !== 'DIRECT') {
@@ -299,7 +315,7 @@ function openDirect(userId) {
   const c = store.directWith(userId);
   if (c) { openConversation(c.conversation_id); return; }
   open = { convId: null, peerId: userId };
-  ui.openChat(store.nameOf(userId));
+  ui.openChat(store.personTitle(userId));
   groups.opened(null);
   drawList();
 }
@@ -447,15 +463,27 @@ function setRemark(userId, remark) {
 
 async function sendFile(file) {
   if (!open) return;
+  const abort = new AbortController();
+  uploading = abort;
+  ui.uploading(true);
   try {
     ui.progress(0);
-    const { fileId: id, from } = await upload(api, store.me.user_id, file, (sent, total) => ui.progress(total ? sent / total : 1));
+    const onProgress = (sent, total) => ui.progress(total ? sent / total : 1);
+    const { fileId: id, from } = await upload(api, store.me.user_id, file, onProgress, abort.signal);
     if (from) ui.friendStatus(`Resumed ${file.name} from ${Math.round((100 * from) / file.size)}%`);
     send({ kind: 'FILE', content: JSON.stringify({ file_id: id, name: file.name, size: file.size }) });
   } catch (e) {
-    ui.friendStatus(`Could not upload ${file.name}: ${explain(e)}`);
+    if (e instanceof Cancelled) ui.friendStatus(`The upload of ${file.name} is cancelled`);
+    else ui.friendStatus(`Could not upload ${file.name}: ${explain(e)}`);
+  } finally {
+    if (uploading === abort) {
+      uploading = null;
+      ui.uploading(false, abort.signal.aborted);
+    }
   }
 }
+
+function cancelUpload() { uploading?.abort(); }
 
 // A token from earlier in this tab resumes the session.
 if (api.token) {

@@ -9,6 +9,7 @@ export class Store {
     this.threads = new Map(); // id -> thread
     this.pending = new Map(); // client_msg_id -> {cid, convId, toUserId, body, failed}
     this.names = new Map(); // user id -> username
+    this.remarks = new Map(); // friend's user id -> this user's remark for them
   }
 
   thread(id) {
@@ -107,6 +108,21 @@ export class Store {
   newestSeq(convId) {
     const t = this.threads.get(convId);
     return t && t.seqs.length ? t.seqs[t.seqs.length - 1] : 0;
+  }
+
+  // What this user calls a 1:1's peer: their remark with the username
+  // ("Bobby (bob)"), else the username.
+  personTitle(userId) {
+    const name = this.nameOf(userId);
+    const remark = this.remarks.get(userId);
+    return remark ? `${remark} (${name})` : name;
+  }
+
+  // A conversation's title as shown: a 1:1 by what this user calls the peer.
+  title(c) {
+    return c.kind === 'DIRECT' && c.peer_user_id && this.remarks.has(c.peer_user_id)
+      ? `${this.remarks.get(c.peer_user_id)} (${c.title})`
+      : c.title;
   }
 
   nameOf(userId) {

@@ -64,6 +64,7 @@ export class Ui {
       if (f) on.sendFile(f);
       $('file').value = '';
     });
+    $('upload-cancel').addEventListener('click', () => on.cancelUpload());
     $('older').addEventListener('click', () => on.loadOlder());
     this.list.addEventListener('scroll', () => {
       if (this.list.scrollTop < 40 && !$('older').hidden) on.loadOlder();
@@ -98,12 +99,14 @@ export class Ui {
     $('conn').textContent = state;
   }
 
-  renderConversations(convs, openId) {
+  // titleOf(c): what the user calls it (a friend's remark for a 1:1).
+  renderConversations(convs, openId, titleOf) {
     const items = convs.map((c) => {
+      const title = titleOf(c);
       const badge = [];
       if (c.mentioned) badge.push(el('span', { class: 'mentioned', text: '@', title: 'You were mentioned' }));
       if (c.unread) badge.push(el('span', { class: 'unread', text: String(c.unread) }));
-      const label = `${c.title}${c.unread ? `, ${c.unread} unread` : ''}${c.mentioned ? ', mentioned' : ''}`;
+      const label = `${title}${c.unread ? `, ${c.unread} unread` : ''}${c.mentioned ? ', mentioned' : ''}`;
       return el('li', {},
         el('button', {
           type: 'button',
@@ -111,7 +114,7 @@ export class Ui {
           'aria-current': String(c.conversation_id === openId),
           'data-conv': c.conversation_id,
           onclick: () => this.on.openConversation(c.conversation_id),
-        }, el('span', { class: 'title', text: c.title }), el('span', {}, ...badge)));
+        }, el('span', { class: 'title', text: title }), el('span', {}, ...badge)));
     });
     $('conv-list').replaceChildren(...items);
   }
@@ -185,6 +188,8 @@ export class Ui {
     this.setOlder(false);
     $('text').focus();
   }
+
+  setTitle(title) { $('chat-title').textContent = title; }
 
   closeChat() {
     $('chat').hidden = true;
@@ -351,11 +356,21 @@ export class Ui {
     // A finished bar stays a moment, then goes.
     if (fraction >= 1) this.progressTimer = setTimeout(() => { p.hidden = true; }, 1500);
   }
+
+  // An upload runs (Cancel shows) or ended; a cancelled one's bar goes at once.
+  uploading(on, cancelled = false) {
+    $('upload-cancel').hidden = !on;
+    if (cancelled) {
+      clearTimeout(this.progressTimer);
+      $('upload-progress').hidden = true;
+    }
+  }
 }
 
 // A group change in words, naming whom it was done to where that is not the actor.
 function noticeText(sys, nameOf) {
   const actor = nameOf(sys.actor_id);
+  if (sys.type === 'updated') return `${actor} ${updateWords(sys).join('; ') || EVENT_WORDS.updated}`;
   const users = (sys.user_ids ?? []).filter((u) => u !== sys.actor_id).map(nameOf).join(', ');
   if (!users) return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
   switch (sys.type) {
@@ -368,6 +383,26 @@ function noticeText(sys, nameOf) {
     case 'unmuted': return `${actor} unmuted ${users}`;
     default: return `${actor} ${EVENT_WORDS[sys.type] ?? sys.type}`;
   }
+}
+
+// A moment to come, as the user's locale writes it: the time today, else the day too.
+export function formatWhen(ms) {
+  const d = new Date(ms);
+  const today = d.toDateString() === new Date().toDateString();
+  return today
+    ? d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : d.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+// What an 'updated' event changed, in words.
+function updateWords(sys) {
+  const out = [];
+  if ('name' in sys) out.push(`renamed the group ${sys.name}`);
+  if ('notice' in sys) out.push(sys.notice ? `set the notice: ${sys.notice}` : 'cleared the notice');
+  if ('join_policy' in sys) out.push(String(sys.join_policy).toUpperCase() === 'APPROVAL' ? 'now approves who joins' : 'lets anyone with the invite join');
+  if ('muted_all' in sys) out.push(sys.muted_all ? 'muted everyone but the owner and admins' : 'let everyone talk again');
+  if (sys.invite_code_reset) out.push('made a new invite code');
+  return out;
 }
 
 function formatSize(n) {

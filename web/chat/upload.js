@@ -6,6 +6,9 @@
 // asks the server (HEAD) how much it holds and sends only the rest. The
 // server answers an offset only once those bytes are durable, so HEAD's
 // offset is always safe to go on from.
+//
+// A cancelled upload is deleted on the server (tus termination) and
+// forgotten here, so picking the file again starts afresh.
 
 import { failure } from './api.js';
 
@@ -25,6 +28,21 @@ function remember(id, location) {
   if (location) all[id] = { location, at: Date.now() };
   else delete all[id];
   localStorage.setItem(KEY, JSON.stringify(all));
+}
+
+// Thrown by upload() when its signal aborts it.
+export class Cancelled extends Error {}
+
+// Deletes an upload on the server. 429 means an append to it still runs
+// there (the one just aborted): it is asked again after Retry-After.
+async function discard(api, location) {
+  for (let tries = 1; ; tries++) {
+    const r = await api.tus('DELETE', location);
+    if (r.status === 204 || r.status === 404) return;
+    if (r.status !== 429 || tries >= 5) throw await failure(r);
+    const secs = Number(r.headers.get('retry-after')) || 1;
+    await new Promise((done) => setTimeout(done, secs * 1000));
+  }
 }
 
 // Where a kept upload of this file stands: {location, offset}, or null when
@@ -56,8 +74,9 @@ async function create(api, file) {
 
 // Uploads `file` for user `userId`, going on from a kept upload of the
 // same file if the server has one. onProgress(sent, total); returns the
-// file id and the offset it started from.
-export async function upload(api, userId, file, onProgress) {
+// file id and the offset it started from. When `signal` aborts, the
+// upload is deleted and forgotten, and Cancelled is thrown.
+export async function upload(api, userId, file, onProgress, signal) {
   const id = identity(userId, file);
   let point = await resumePoint(api, id, file.size).catch(() => null);
   if (!point) {
@@ -68,16 +87,24 @@ export async function upload(api, userId, file, onProgress) {
   const from = point.offset;
   let offset = from;
   onProgress(offset, file.size);
-  while (offset < file.size) {
-    const r = await api.tus('PATCH', location, {
-      'upload-offset': String(offset),
-      'content-type': 'application/offset+octet-stream',
-    }, file.slice(offset, offset + CHUNK));
-    if (r.status !== 204 && r.status !== 409) throw await failure(r);
-    // 409: the server holds another offset (an earlier append landed after
-    // all); it says which.
-    offset = Number(r.headers.get('upload-offset'));
-    onProgress(offset, file.size);
+  try {
+    while (offset < file.size) {
+      signal?.throwIfAborted();
+      const r = await api.tus('PATCH', location, {
+        'upload-offset': String(offset),
+        'content-type': 'application/offset+octet-stream',
+      }, file.slice(offset, offset + CHUNK), signal);
+      if (r.status !== 204 && r.status !== 409) throw await failure(r);
+      // 409: the server holds another offset (an earlier append landed after
+      // all); it says which.
+      offset = Number(r.headers.get('upload-offset'));
+      onProgress(offset, file.size);
+    }
+  } catch (e) {
+    if (!signal?.aborted) throw e;
+    await discard(api, location);
+    remember(id, null);
+    throw new Cancelled(`the upload of ${file.name} is cancelled`);
   }
   remember(id, null);
   return { fileId: location.split('/').pop(), from };
