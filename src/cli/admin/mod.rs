@@ -187,6 +187,7 @@ pub enum AdminOps {
     LogLevel {
         #[command(flatten)]
         server: Remote,
+        /// The new level filter; without it, the level now is shown.
         level: Option<String>,
     },
     /// Recent log lines from the server's memory, oldest first.

@@ -7,7 +7,6 @@
 //! database into quick UNAVAILABLE answers instead of piled-up waits.
 
 pub(crate) mod engine;
-mod groups;
 mod messages;
 mod rows;
 mod sync;

@@ -31,6 +31,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod admin;
+pub(crate) mod changes;
 pub(crate) mod codes;
 pub(crate) mod friends;
 pub(crate) mod groups;
@@ -50,6 +51,14 @@ pub(crate) enum Arg<'a> {
     Ints(Vec<i64>),
     /// A list for `= ANY($n)`.
     Texts(Vec<&'a str>),
+    /// SQL NULL: an absent value (`COALESCE($n, column)` keeps the column).
+    Null,
+}
+
+impl<'a, T: Into<Arg<'a>>> From<Option<T>> for Arg<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Arg::Null, Into::into)
+    }
 }
 
 /// An id, seq or count as a parameter. Nothing stored is above

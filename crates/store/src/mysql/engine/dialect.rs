@@ -248,6 +248,7 @@ fn bind(a: &Arg<'_>) -> Result<mysql_async::Value> {
         Arg::Bytes(v) => V::Bytes(v.to_vec()),
         Arg::Ints(v) => json(serde_json::to_string(v))?,
         Arg::Texts(v) => json(serde_json::to_string(v))?,
+        Arg::Null => V::NULL,
     })
 }
 

@@ -29,6 +29,7 @@ impl ToSql for Arg<'_> {
             Arg::Bytes(v) => v.to_sql_checked(ty, out),
             Arg::Ints(v) => v.to_sql_checked(ty, out),
             Arg::Texts(v) => v.to_sql_checked(ty, out),
+            Arg::Null => Ok(IsNull::Yes),
         }
     }
 

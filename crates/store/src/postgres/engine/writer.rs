@@ -13,9 +13,9 @@
 //! behind a stuck commit longer than its own bound.
 
 use super::super::messages::append::{self as appends, Pairs, Round, Statements};
-use super::super::messages::Published;
-use super::super::{groups, messages};
+use super::dialect::Pg;
 use super::faults::collided;
+use crate::sql::changes::{self as changes, Published};
 use crate::{
     Appended, Breaker, CommitFeedSender, ConversationId, Fault, GroupAction, GroupLimits,
     GroupRecord, JoinOutcome, NewGroup, NewMessage, Result, StoreError, UserId,
@@ -86,7 +86,7 @@ pub struct CreateGroup(pub NewGroup, pub GroupLimits);
 impl Change for CreateGroup {
     type Out = GroupRecord;
     async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<GroupRecord> {
-        groups::create_group(tx, &self.0, self.1, publish).await
+        changes::create_group(&Pg(tx), &self.0, self.1, publish).await
     }
 }
 
@@ -104,8 +104,15 @@ impl Change for Join {
     type Out = JoinOutcome;
     async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<JoinOutcome> {
         let j = self;
-        groups::join(
-            tx, j.user, j.id, &j.message, &j.code, j.limits, j.now_ms, publish,
+        changes::join(
+            &Pg(tx),
+            j.user,
+            j.id,
+            &j.message,
+            &j.code,
+            j.limits,
+            j.now_ms,
+            publish,
         )
         .await
     }
@@ -124,7 +131,16 @@ impl Change for Act {
     type Out = ();
     async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<()> {
         let a = self;
-        groups::act(tx, a.actor, a.id, &a.action, a.limits, a.now_ms, publish).await
+        changes::act(
+            &Pg(tx),
+            a.actor,
+            a.id,
+            &a.action,
+            a.limits,
+            a.now_ms,
+            publish,
+        )
+        .await
     }
 }
 
@@ -141,7 +157,16 @@ impl Change for Recall {
     type Out = ();
     async fn run(&self, tx: &Transaction<'_>, publish: &mut Published) -> Result<()> {
         let r = self;
-        messages::recall(tx, r.actor, r.id, r.seq, r.window_ms, r.now_ms, publish).await
+        changes::recall(
+            &Pg(tx),
+            r.actor,
+            r.id,
+            r.seq,
+            r.window_ms,
+            r.now_ms,
+            publish,
+        )
+        .await
     }
 }
 

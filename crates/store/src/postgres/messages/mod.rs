@@ -1,17 +1,16 @@
 //! Messages beyond the append round (`append.rs`): delivery and read
-//! cursors, recall, who hears a conversation, and the system events that
-//! record changes in a conversation's own sequence.
+//! cursors, and the rows of the system events that record changes in a
+//! conversation's own sequence (the changes themselves are the shared
+//! `sql::changes`).
 
 use super::engine::dialect::Pg;
 use super::rows::{self, key};
-use crate::rules::{self, ConversationView, RecallStep, Recallable, SystemEvent};
+use crate::rules;
+use crate::sql::changes::Writes;
 use crate::sql::messages::{members_of_up_to, visible_range};
 use crate::{
-    BodyKind, Committed, ConversationId, Delivered, ReadMoved, Result, StoreError, StoredMessage,
-    UserId,
+    BodyKind, ConversationId, Delivered, ReadMoved, Result, StoreError, StoredMessage, UserId,
 };
-use std::collections::HashMap;
-use std::sync::Arc;
 use tokio_postgres::{GenericClient, Transaction};
 
 pub(crate) mod append;
@@ -91,152 +90,37 @@ pub async fn mark_read(
         .map(|(seq, notify)| ReadMoved { seq, notify }))
 }
 
-/// What a change leaves to publish once it commits.
-pub type Published = Vec<Committed>;
-
-/// Locks a conversation row; its last seq, or `None` when there is none.
-pub(super) async fn lock(tx: &Transaction<'_>, id: ConversationId) -> Result<Option<u64>> {
-    Ok(tx
-        .query_opt(
-            "SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE",
-            &[&key(id)],
-        )
-        .await?
-        .map(|r| rows::id(&r, 0)))
-}
-
-pub(super) async fn view(tx: &Transaction<'_>, id: ConversationId) -> Result<ConversationView> {
-    let head = tx
-        .query_opt(
-            "SELECT c.kind, COALESCE(g.dismissed, false), COALESCE(g.muted_all, false)
-             FROM conversations c LEFT JOIN groups g ON g.conversation_id = c.id WHERE c.id = $1",
-            &[&key(id)],
-        )
-        .await?
-        .ok_or(StoreError::NotFound("conversation"))?;
-    let mut members = Vec::new();
-    let mut roles = HashMap::new();
-    for r in tx
-        .query(
-            "SELECT user_id, role, muted_until_ms FROM members
-             WHERE conversation_id = $1 AND left_seq = 0 ORDER BY user_id",
-            &[&key(id)],
-        )
-        .await?
-    {
-        let u = rows::id(&r, 0);
-        members.push(u);
-        roles.insert(u, (rows::stored(&r, 1)?, r.get(2)));
+/// The message rows of a change's system events, in PostgreSQL's form:
+/// the idempotency key in `message_ids`, the row through the append
+/// round's insert.
+impl Writes for Pg<'_, Transaction<'_>> {
+    async fn insert_messages(&self, messages: &[&StoredMessage]) -> Result<Vec<u64>> {
+        for m in messages {
+            self.0
+                .execute(
+                    "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq,
+                        created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &key(m.sender_id),
+                        &m.client_msg_id,
+                        &key(m.conversation_id),
+                        &key(m.seq),
+                        &m.server_ts_ms,
+                    ],
+                )
+                .await?;
+        }
+        append::insert(self.0, &mut append::Statements::default(), messages).await
     }
-    Ok(ConversationView {
-        kind: rows::kind(head.get(0))?,
-        dismissed: head.get(1),
-        muted_all: head.get(2),
-        members: members.into(),
-        roles,
-    })
-}
 
-/// Appends a system event after `last_seq` and queues it for `to`.
-pub(super) async fn system_event(
-    tx: &Transaction<'_>,
-    conversation: ConversationId,
-    last_seq: u64,
-    event: &SystemEvent,
-    now_ms: i64,
-    to: Arc<[UserId]>,
-    publish: &mut Published,
-) -> Result<StoredMessage> {
-    let seq = last_seq + 1;
-    let mut m = event.message(conversation, seq, now_ms);
-    tx.execute(
-        "INSERT INTO message_ids (sender_id, client_msg_id, conversation_id, seq, created_at_ms)
-         VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &key(m.sender_id),
-            &m.client_msg_id,
-            &key(conversation),
-            &key(seq),
-            &now_ms,
-        ],
-    )
-    .await?;
-    m.msg_id = append::insert(tx, &mut append::Statements::default(), &[&m])
-        .await?
-        .first()
-        .copied()
-        .unwrap_or(0);
-    tx.execute(
-        "UPDATE conversations SET last_seq = $2, last_activity_ms = GREATEST(last_activity_ms, $3)
-         WHERE id = $1",
-        &[&key(conversation), &key(seq), &now_ms],
-    )
-    .await?;
-    publish.push(Committed {
-        message: Arc::new(m.clone()),
-        members: to,
-        origin: None,
-    });
-    Ok(m)
-}
-
-#[allow(clippy::too_many_arguments)]
-pub async fn recall(
-    tx: &Transaction<'_>,
-    actor: UserId,
-    conversation: ConversationId,
-    seq: u64,
-    window_ms: i64,
-    now_ms: i64,
-    publish: &mut Published,
-) -> Result<()> {
-    let last_seq = lock(tx, conversation)
-        .await?
-        .ok_or(StoreError::NotMember(conversation))?;
-    let v = view(tx, conversation).await?;
-    let message = tx
-        .query_opt(
-            "SELECT sender_id, body_kind, created_at_ms FROM messages
-             WHERE conversation_id = $1 AND seq = $2",
-            &[&key(conversation), &key(seq)],
-        )
-        .await?
-        .map(|r| {
-            Ok::<_, StoreError>(Recallable {
-                sender: rows::id(&r, 0),
-                kind: rows::stored(&r, 1)?,
-                server_ts_ms: r.get(2),
-            })
-        })
-        .transpose()?;
-    let plan = match rules::recall(&v, conversation, seq, actor, message, window_ms, now_ms)? {
-        RecallStep::Done => return Ok(()),
-        RecallStep::Recall(plan) => plan,
-    };
-    tx.execute(
-        "UPDATE messages SET body_kind = $3, body = '', mentions = '{}', mention_all = false
-         WHERE conversation_id = $1 AND seq = $2",
-        &[
-            &key(conversation),
-            &key(plan.seq),
-            &(BodyKind::Recalled as i16),
-        ],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM mentions WHERE conversation_id = $1 AND seq = $2",
-        &[&key(conversation), &key(plan.seq)],
-    )
-    .await?;
-    system_event(
-        tx,
-        conversation,
-        last_seq,
-        &plan.event,
-        now_ms,
-        plan.audience,
-        publish,
-    )
-    .await?;
-    Ok(())
+    async fn blank_message(&self, conversation: ConversationId, seq: u64) -> Result<()> {
+        self.0
+            .execute(
+                "UPDATE messages SET body_kind = $3, body = '', mentions = '{}', mention_all = false
+                 WHERE conversation_id = $1 AND seq = $2",
+                &[&key(conversation), &key(seq), &(BodyKind::Recalled as i16)],
+            )
+            .await?;
+        Ok(())
+    }
 }

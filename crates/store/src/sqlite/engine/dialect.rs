@@ -77,6 +77,7 @@ impl rusqlite::ToSql for Arg<'_> {
             // A list is the JSON array `json_each` reads.
             Arg::Ints(v) => json(serde_json::to_string(v)),
             Arg::Texts(v) => json(serde_json::to_string(v)),
+            Arg::Null => Ok(ToSqlOutput::from(rusqlite::types::Null)),
         }
     }
 }
