@@ -236,3 +236,156 @@ async fn social_text_round_trips_in_utf8mb4_and_sorts_bytewise() {
     );
     assert_eq!(admin::lift_ended_bans(&db, 50).await.unwrap(), vec![cat]);
 }
+
+#[tokio::test]
+async fn group_changes_and_recall_run_as_rendered() {
+    use crate::sql::changes::{self, Writes};
+    use crate::sql::Db;
+    use crate::{
+        BodyKind, ConversationKind, GroupAction, GroupLimits, JoinOutcome, JoinPolicy, NewGroup,
+        StoredMessage,
+    };
+    use mysql_async::TxOpts;
+    let Some((_db, mut conn)) = fresh("group_changes_and_recall_run_as_rendered").await else {
+        return;
+    };
+    let (ann, bob, cat) = {
+        let db = My::new(&mut conn);
+        (
+            accounts::create_user(&db, "ann", "h", 1).await.unwrap(),
+            accounts::create_user(&db, "bob", "h", 1).await.unwrap(),
+            accounts::create_user(&db, "cat", "h", 1).await.unwrap(),
+        )
+    };
+    let limits = GroupLimits {
+        max_members: 100,
+        room_history: 10,
+    };
+    let mut published = Vec::new();
+    // Each change in a transaction of its own, as the writer runs them.
+    macro_rules! change {
+        (|$db:ident| $body:expr) => {{
+            let mut tx = conn.start_transaction(TxOpts::default()).await.unwrap();
+            let out = {
+                let $db = My::new(&mut tx);
+                $body
+            };
+            tx.commit().await.unwrap();
+            out
+        }};
+    }
+    let new = NewGroup {
+        creator: ann,
+        kind: ConversationKind::Group,
+        name: "climbers 🧗".into(),
+        notice: String::new(),
+        join_policy: JoinPolicy::Open,
+        members: vec![bob],
+        invite_code: "c0de".into(),
+        now_ms: 100,
+    };
+    let g = change!(
+        |db| changes::create_group(&db, &new, limits, &mut published)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        (g.name.as_str(), g.member_count, g.last_seq),
+        ("climbers 🧗", 2, 1)
+    );
+    let joined =
+        change!(
+            |db| changes::join(&db, cat, g.id, "", "c0de", limits, 200, &mut published)
+                .await
+                .unwrap()
+        );
+    assert_eq!(joined, JoinOutcome::Joined);
+    change!(|db| changes::act(
+        &db,
+        ann.into(),
+        g.id,
+        &GroupAction::Kick(bob),
+        limits,
+        300,
+        &mut published
+    )
+    .await
+    .unwrap());
+    let update = GroupAction::Update {
+        name: None,
+        notice: Some("ropes at ten ✨".into()),
+        join_policy: None,
+        muted_all: None,
+        invite_code: None,
+    };
+    change!(
+        |db| changes::act(&db, ann.into(), g.id, &update, limits, 400, &mut published)
+            .await
+            .unwrap()
+    );
+    // cat writes; cat takes it back.
+    change!(|db| {
+        let last = changes::lock(&db, g.id).await.unwrap().unwrap();
+        let m = StoredMessage {
+            conversation_id: g.id,
+            seq: last + 1,
+            msg_id: 0,
+            sender_id: cat,
+            client_msg_id: "m1".into(),
+            server_ts_ms: 500,
+            body: crate::Body {
+                kind: BodyKind::Text,
+                content: "hello @ann 🦀".into(),
+            },
+            mentions: vec![ann],
+            mention_all: false,
+        };
+        db.insert_messages(&[&m]).await.unwrap();
+        db.exec(
+            "UPDATE conversations SET last_seq = $2 WHERE id = $1",
+            crate::sql::args![g.id, last + 1],
+        )
+        .await
+        .unwrap();
+    });
+    let page = crate::sql::messages::history(&My::new(&mut conn), ann, g.id, 0, PAGE)
+        .await
+        .unwrap();
+    let sent = page
+        .messages
+        .iter()
+        .find(|m| m.client_msg_id == "m1")
+        .unwrap();
+    assert_eq!(
+        (sent.body.content.as_str(), sent.mentions.clone()),
+        ("hello @ann 🦀", vec![ann])
+    );
+    let seq = sent.seq;
+    change!(
+        |db| changes::recall(&db, cat, g.id, seq, 60_000, 600, &mut published)
+            .await
+            .unwrap()
+    );
+    let page = crate::sql::messages::history(&My::new(&mut conn), ann, g.id, 0, PAGE)
+        .await
+        .unwrap();
+    // Newest first: the recall's event, the tombstone, the changes before.
+    let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=6).rev().collect::<Vec<_>>());
+    let tomb = page.messages.iter().find(|m| m.seq == seq).unwrap();
+    assert_eq!(
+        (tomb.body.kind, tomb.mentions.clone()),
+        (BodyKind::Recalled, vec![])
+    );
+    assert!(page.messages.iter().all(|m| m.msg_id > 0));
+    // Five events published, in seq order, for the members of the time.
+    let events: Vec<u64> = published.iter().map(|c| c.message.seq).collect();
+    assert_eq!(events, vec![1, 2, 3, 4, 6]);
+    let now = crate::sql::lists::group(&My::new(&mut conn), g.id, ann)
+        .await
+        .unwrap();
+    assert_eq!(
+        (now.member_count, now.notice.as_str(), now.last_seq),
+        (2, "ropes at ten ✨", 6)
+    );
+}
