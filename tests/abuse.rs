@@ -74,6 +74,7 @@ async fn failed_logins_back_off_per_account_and_the_owner_gets_back_in() {
             code,
             retry_after_ms,
             message,
+            ..
         }) => {
             assert_eq!(code, pb::ErrorCode::RateLimited);
             assert!((1..=300).contains(&retry_after_ms), "{retry_after_ms}");

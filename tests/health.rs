@@ -62,6 +62,7 @@ async fn a_store_that_cannot_write_says_so_and_recovers_without_a_restart() {
             code,
             retry_after_ms,
             message,
+            ..
         }) => {
             assert_eq!(code, pb::ErrorCode::Unavailable);
             assert!(retry_after_ms > 0);

@@ -156,6 +156,26 @@ async fn friends_and_groups_over_http_reach_frame_clients() {
     assert_eq!(g["notice"], "meet at 9");
     let (_, mine, _) = call(a, "GET", "/v1/groups", Some(&bob_t), None).await;
     assert_eq!(mine["groups"][0]["my_role"], "ADMIN", "{mine}");
+    // A muted member's send says until when, as a field.
+    let (st, _, _) = call(
+        a,
+        "PUT",
+        &format!("/v1/groups/{gid}/members/{bob}/mute"),
+        Some(&alice_t),
+        Some(json!({"seconds": 600})),
+    )
+    .await;
+    assert_eq!(st, 204);
+    let send = json!({"client_msg_id": "muted-1", "conversation_id": gid,
+        "body": {"kind": "TEXT", "content": "hm"}});
+    let (st, e, _) = call(a, "POST", "/v1/messages", Some(&bob_t), Some(send)).await;
+    assert_eq!((st, e["code"].as_str()), (403, Some("MUTED")), "{e}");
+    let now_ms = natter_runtime::clock::now_ms();
+    let until = e["muted_until_ms"].as_i64().unwrap();
+    assert!(
+        (now_ms + 590_000..=now_ms + 610_000).contains(&until),
+        "{e}"
+    );
 
     // A group is invisible to a stranger; a room is public and joinable.
     let (_, carol_t) = register_and_login(a, "carol").await;

@@ -9,11 +9,13 @@ const TOKEN_KEY = 'natter.token';
 const DEVICE_KEY = 'natter.device';
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfterMs) {
+  constructor(status, code, message, retryAfterMs, mutedUntilMs) {
     super(message || code || `HTTP ${status}`);
     this.status = status;
     this.code = code;
     this.retryAfterMs = retryAfterMs;
+    // For MUTED: when the mute ends (ms since the epoch); 0: the whole group.
+    this.mutedUntilMs = mutedUntilMs;
   }
 }
 
@@ -45,7 +47,7 @@ export class Api {
     let data = null;
     try { data = text ? JSON.parse(text) : null; } catch { /* not JSON: a proxy's page, say */ }
     if (!r.ok) {
-      throw new ApiError(r.status, data?.code, data?.message, data?.retry_after_ms);
+      throw new ApiError(r.status, data?.code, data?.message, data?.retry_after_ms, data?.muted_until_ms);
     }
     return data;
   }
@@ -139,7 +141,7 @@ export class Api {
 export async function failure(r) {
   let data = null;
   try { data = await r.json(); } catch { /* not JSON */ }
-  return new ApiError(r.status, data?.code, data?.message, data?.retry_after_ms);
+  return new ApiError(r.status, data?.code, data?.message, data?.retry_after_ms, data?.muted_until_ms);
 }
 
 // The live event stream, reconnected with backoff and jitter until stop().

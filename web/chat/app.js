@@ -53,8 +53,9 @@ function view() {
 function explain(e) {
   if (!(e instanceof ApiError)) return 'the server cannot be reached';
   // The server says until when in ms since the epoch; people read a time.
-  const until = e.code === 'MUTED' && /until (\d{10,})/.exec(e.message);
-  if (until) return `you are muted in this group until ${formatWhen(Number(until[1]))}`;
+  if (e.code === 'MUTED' && e.mutedUntilMs > 0) {
+    return `you are muted in this group until ${formatWhen(e.mutedUntilMs)}`;
+  }
   return e.message;
 }
 

@@ -26,6 +26,9 @@ pub enum ClientError {
         code: ErrorCode,
         message: String,
         retry_after_ms: u32,
+        /// For `MUTED`: when the mute ends, ms since the epoch (0: the
+        /// whole group is muted).
+        muted_until_ms: i64,
     },
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -219,6 +222,7 @@ impl Client {
                 code: e.code(),
                 message: e.message,
                 retry_after_ms: e.retry_after_ms,
+                muted_until_ms: e.muted_until_ms,
             }),
             other => Ok(other),
         }
@@ -415,6 +419,7 @@ impl Client {
                 code: ErrorCode::NotFound,
                 message: format!("no user named {username}"),
                 retry_after_ms: 0,
+                muted_until_ms: 0,
             })
     }
 

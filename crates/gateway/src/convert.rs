@@ -311,7 +311,7 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         ServiceError::NotFound(_) => ErrorCode::NotFound,
         ServiceError::Forbidden(_) => ErrorCode::Forbidden,
         ServiceError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
-        ServiceError::Muted(_) => ErrorCode::Muted,
+        ServiceError::Muted { .. } => ErrorCode::Muted,
         ServiceError::GroupFull(_) => ErrorCode::GroupFull,
         ServiceError::RateLimited { .. } => ErrorCode::RateLimited,
         ServiceError::Unavailable(_) => ErrorCode::Unavailable,
@@ -322,5 +322,6 @@ pub fn error(e: &ServiceError) -> ServerFrame {
         code: code as i32,
         message: e.to_string(),
         retry_after_ms,
+        muted_until_ms: e.muted_until_ms().unwrap_or(0),
     })
 }

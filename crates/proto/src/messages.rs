@@ -157,6 +157,7 @@ impl ServerFrame {
             code: code as i32,
             message: message.into(),
             retry_after_ms: 0,
+            muted_until_ms: 0,
         })
     }
 

@@ -30,8 +30,10 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    Muted(String),
+    /// The sender may not send here now: muted until `until_ms` (ms since
+    /// the epoch), or, with 0, the whole group until an admin lifts it.
+    #[error("{why}")]
+    Muted { why: String, until_ms: i64 },
     #[error("the group is full ({0} members)")]
     GroupFull(u32),
     #[error("message body is {size} bytes; the limit is {max}")]
@@ -111,7 +113,7 @@ impl ServiceError {
             ServiceError::TooManySessions => "TOO_MANY_SESSIONS",
             ServiceError::NotFound(_) => "NOT_FOUND",
             ServiceError::Forbidden(_) => "FORBIDDEN",
-            ServiceError::Muted(_) => "MUTED",
+            ServiceError::Muted { .. } => "MUTED",
             ServiceError::GroupFull(_) => "GROUP_FULL",
             ServiceError::MessageTooLarge { .. } => "MESSAGE_TOO_LARGE",
             ServiceError::RateLimited { .. } => "RATE_LIMITED",
@@ -126,6 +128,15 @@ impl ServiceError {
         match self {
             ServiceError::RateLimited { retry_after, .. } => Some(*retry_after),
             ServiceError::Unavailable(u) => Some(u.retry_after()),
+            _ => None,
+        }
+    }
+
+    /// For `MUTED`: until when (ms since the epoch); 0 while the whole
+    /// group is muted, until an admin lifts it.
+    pub fn muted_until_ms(&self) -> Option<i64> {
+        match self {
+            ServiceError::Muted { until_ms, .. } => Some(*until_ms),
             _ => None,
         }
     }
@@ -172,6 +183,10 @@ impl From<StoreError> for ServiceError {
 /// The words for each refusal of the domain rules.
 fn refused(r: Refusal) -> ServiceError {
     use Refusal::*;
+    let until_ms = match r {
+        Muted { until_ms } => until_ms,
+        _ => 0,
+    };
     let why: String = match r {
         SelfConversation => "cannot start a conversation with yourself".into(),
         SelfFriend => "cannot befriend yourself".into(),
@@ -214,7 +229,7 @@ fn refused(r: Refusal) -> ServiceError {
     match r.kind() {
         RefusalKind::Invalid => ServiceError::InvalidArgument(why),
         RefusalKind::Forbidden => ServiceError::Forbidden(why),
-        RefusalKind::Muted => ServiceError::Muted(why),
+        RefusalKind::Muted => ServiceError::Muted { why, until_ms },
         RefusalKind::GroupFull | RefusalKind::TooManySessions => ServiceError::Internal(why),
     }
 }

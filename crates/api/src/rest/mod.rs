@@ -139,6 +139,10 @@ pub struct ErrorBody {
     /// When to retry, for `RATE_LIMITED` and `UNAVAILABLE`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// For `MUTED`: when the sender's mute ends, ms since the epoch; 0
+    /// while the whole group is muted (until an admin lifts it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted_until_ms: Option<i64>,
 }
 
 /// An error answer: a service error, or one the HTTP edge found itself.
@@ -147,6 +151,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_ms: Option<u64>,
+    muted_until_ms: Option<i64>,
 }
 
 impl ApiError {
@@ -155,6 +160,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_ms: None,
+            muted_until_ms: None,
         }
     }
 }
@@ -165,6 +171,7 @@ impl From<ServiceError> for ApiError {
             code: e.code(),
             message: e.to_string(),
             retry_after_ms: e.retry_after().map(|d| d.as_millis() as u64),
+            muted_until_ms: e.muted_until_ms(),
         }
     }
 }
@@ -200,6 +207,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: self.message,
                 retry_after_ms: retry,
+                muted_until_ms: self.muted_until_ms,
             }),
         )
             .into_response();
