@@ -37,6 +37,7 @@ pub(crate) mod friends;
 pub(crate) mod groups;
 pub(crate) mod lists;
 pub(crate) mod messages;
+pub(crate) mod round;
 
 use crate::{BadValue, Result, StoreError};
 

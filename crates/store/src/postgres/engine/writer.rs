@@ -12,10 +12,11 @@
 //! is given up at the earliest deadline among its jobs, so nothing waits
 //! behind a stuck commit longer than its own bound.
 
-use super::super::messages::append::{self as appends, Pairs, Round, Statements};
+use super::super::messages::append::{PgRound, Statements};
 use super::dialect::Pg;
 use super::faults::collided;
 use crate::sql::changes::{self as changes, Published};
+use crate::sql::round::{self as rounds, Pairs, Round};
 use crate::{
     Appended, Breaker, CommitFeedSender, ConversationId, Fault, GroupAction, GroupLimits,
     GroupRecord, JoinOutcome, NewGroup, NewMessage, Result, StoreError, UserId,
@@ -365,8 +366,11 @@ impl Writer {
                 let look_first = attempt > 0;
                 let round = async {
                     let tx = c.client.transaction().await?;
-                    let out =
-                        appends::round(&tx, &mut c.statements, &news, pairs, look_first).await?;
+                    let mut db = PgRound {
+                        tx: &tx,
+                        st: &mut c.statements,
+                    };
+                    let out = rounds::round(&mut db, &news, pairs, look_first).await?;
                     tx.commit().await?;
                     Ok::<_, Round>(out)
                 };
