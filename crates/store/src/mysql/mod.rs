@@ -6,6 +6,7 @@
 //! server; the `Store` on it, with its group-committing writer, comes next.
 
 pub(crate) mod engine;
+pub(crate) mod messages;
 #[cfg(test)]
 mod tests;
 

@@ -389,3 +389,138 @@ async fn group_changes_and_recall_run_as_rendered() {
         (2, "ropes at ten ✨", 6)
     );
 }
+
+#[tokio::test]
+async fn the_append_round_runs_as_rendered() {
+    use crate::sql::round::{self, Pairs, Round};
+    use crate::sql::Db;
+    use crate::{
+        Body, BodyKind, ConversationKind, GroupLimits, JoinPolicy, NewGroup, NewMessage, Target,
+    };
+    use mysql_async::TxOpts;
+    let Some((_db, mut conn)) = fresh("the_append_round_runs_as_rendered").await else {
+        return;
+    };
+    let (ann, bob, cat) = {
+        let db = My::new(&mut conn);
+        (
+            accounts::create_user(&db, "ann", "h", 1).await.unwrap(),
+            accounts::create_user(&db, "bob", "h", 1).await.unwrap(),
+            accounts::create_user(&db, "cat", "h", 1).await.unwrap(),
+        )
+    };
+    let group = {
+        let mut tx = conn.start_transaction(TxOpts::default()).await.unwrap();
+        let new = NewGroup {
+            creator: ann,
+            kind: ConversationKind::Group,
+            name: "g".into(),
+            notice: String::new(),
+            join_policy: JoinPolicy::Open,
+            members: vec![bob, cat],
+            invite_code: "x".into(),
+            now_ms: 1,
+        };
+        let limits = GroupLimits {
+            max_members: 10,
+            room_history: 0,
+        };
+        let g = crate::sql::changes::create_group(&My::new(&mut tx), &new, limits, &mut Vec::new())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        g.id
+    };
+    let send = |from: u64, to: Target, id: &str, text: &str, mentions: Vec<u64>| NewMessage {
+        sender_id: from,
+        target: to,
+        client_msg_id: id.into(),
+        body: Body {
+            kind: BodyKind::Text,
+            content: text.into(),
+        },
+        mentions,
+        mention_all: false,
+        friends_only: false,
+        now_ms: 1000,
+        origin: None,
+    };
+    let jobs = vec![
+        send(ann, Target::Peer(bob), "a1", "hi bob 🦀", vec![]),
+        send(bob, Target::Peer(ann), "b1", "hi ann", vec![]),
+        send(ann, Target::Peer(bob), "a1", "hi bob 🦀", vec![]),
+        send(
+            cat,
+            Target::Conversation(group),
+            "c1",
+            "@bob look",
+            vec![bob],
+        ),
+        send(cat, Target::Peer(cat), "c2", "me", vec![]),
+    ];
+    let mut pairs = Pairs::new();
+    let mut tx = conn.start_transaction(TxOpts::default()).await.unwrap();
+    let (answers, published) =
+        match round::round(&mut My::new(&mut tx), &jobs, &mut pairs, false).await {
+            Ok(out) => out,
+            Err(Round::Raced) => panic!("raced"),
+            Err(Round::Failed(e)) => panic!("{e}"),
+        };
+    tx.commit().await.unwrap();
+    let got: Vec<(u64, bool)> = answers[..4]
+        .iter()
+        .map(|a| {
+            let a = a.as_ref().unwrap();
+            (a.message.seq, a.duplicate)
+        })
+        .collect();
+    assert_eq!(got, vec![(1, false), (2, false), (1, true), (2, false)]);
+    assert!(answers[4].is_err(), "no conversation with oneself");
+    assert_eq!(published.len(), 3);
+    let direct = answers[0].as_ref().unwrap().message.conversation_id;
+    assert_eq!(pairs.get(&(ann.min(bob), ann.max(bob))), Some(&direct));
+    assert!(answers.iter().flatten().all(|a| a.message.msg_id > 0));
+    // The mention is flagged; the rows were bumped.
+    let db = My::new(&mut conn);
+    assert!(db
+        .exists(
+            "SELECT 1 FROM mentions WHERE user_id = $1 AND conversation_id = $2 AND seq = 2",
+            crate::sql::args![bob, group],
+        )
+        .await
+        .unwrap());
+    let last: u64 = db
+        .one(
+            "SELECT last_seq FROM conversations WHERE id = $1",
+            crate::sql::args![direct],
+        )
+        .await
+        .unwrap()
+        .get(0)
+        .unwrap();
+    assert_eq!(last, 2);
+    drop(db);
+    // A resend in a round that does not look first races on the key, and
+    // looking, finds the original.
+    let again = vec![send(ann, Target::Peer(bob), "a1", "hi bob 🦀", vec![])];
+    let mut tx = conn.start_transaction(TxOpts::default()).await.unwrap();
+    assert!(matches!(
+        round::round(&mut My::new(&mut tx), &again, &mut pairs, false).await,
+        Err(Round::Raced)
+    ));
+    tx.rollback().await.unwrap();
+    let mut tx = conn.start_transaction(TxOpts::default()).await.unwrap();
+    let Ok((answers, published)) =
+        round::round(&mut My::new(&mut tx), &again, &mut pairs, true).await
+    else {
+        panic!("the looking round failed");
+    };
+    tx.commit().await.unwrap();
+    let a = answers[0].as_ref().unwrap();
+    assert!(a.duplicate);
+    assert_eq!(
+        (a.message.seq, a.message.body.content.as_str()),
+        (1, "hi bob 🦀")
+    );
+    assert!(published.is_empty());
+}

@@ -24,10 +24,9 @@
 // do.
 #![cfg_attr(not(test), allow(dead_code))]
 
-use crate::sql::changes::Writes;
 use crate::sql::messages::message_columns;
-use crate::sql::{args, Arg, Db, Row, Value};
-use crate::{BodyKind, ConversationId, Result, StoreError, StoredMessage};
+use crate::sql::{Arg, Db, Row, Value};
+use crate::{Result, StoreError};
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Transaction};
@@ -365,48 +364,6 @@ impl<L: Link> Db for My<'_, L> {
 pub(crate) fn mention_list(ids: &[u64]) -> String {
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
     list.join(" ")
-}
-
-/// The rows of a change's system events, in this backend's form: one
-/// insert each, so each id is the one its insert made (a multi-row
-/// insert's ids need not be consecutive when the server interleaves).
-impl<L: Link> Writes for My<'_, L> {
-    async fn insert_messages(&self, messages: &[&StoredMessage]) -> Result<Vec<u64>> {
-        let mut ids = Vec::with_capacity(messages.len());
-        for m in messages {
-            let mentions = mention_list(&m.mentions);
-            let row = self
-                .one(
-                    "INSERT INTO messages (conversation_id, seq, sender_id, client_msg_id,
-                        created_at_ms, body_kind, body, mentions, mention_all)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                    args![
-                        m.conversation_id,
-                        m.seq,
-                        m.sender_id,
-                        m.client_msg_id.as_str(),
-                        m.server_ts_ms,
-                        m.body.kind as i64,
-                        m.body.content.as_str(),
-                        mentions.as_str(),
-                        m.mention_all
-                    ],
-                )
-                .await?;
-            ids.push(row.get(0)?);
-        }
-        Ok(ids)
-    }
-
-    async fn blank_message(&self, conversation: ConversationId, seq: u64) -> Result<()> {
-        self.exec(
-            "UPDATE messages SET body_kind = $3, body = '', mentions = '', mention_all = false
-             WHERE conversation_id = $1 AND seq = $2",
-            args![conversation, seq, BodyKind::Recalled as i64],
-        )
-        .await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod code {
     pub const EXECUTION_TIMEOUT: u16 = 3024;
     pub const CRASHED: u16 = 1194;
     pub const CORRUPT: u16 = 1034;
+    pub const DUP_ENTRY: u16 = 1062;
 }
 
 fn fault_of(e: &mysql_async::Error) -> Option<Fault> {
@@ -55,4 +56,18 @@ impl From<mysql_async::Error> for StoreError {
             None => StoreError::backend("a query failed", e),
         }
     }
+}
+
+/// Whether `e` is a unique key that was taken (a row already there).
+pub(crate) fn duplicate_key(e: &StoreError) -> bool {
+    let source = match e {
+        StoreError::Backend {
+            source: Some(s), ..
+        } => s,
+        StoreError::Fault { source, .. } => source,
+        _ => return false,
+    };
+    source
+        .downcast_ref::<mysql_async::Error>()
+        .is_some_and(|e| matches!(e, mysql_async::Error::Server(s) if s.code == code::DUP_ENTRY))
 }
