@@ -481,25 +481,26 @@ async fn the_append_round_runs_as_rendered() {
     assert_eq!(pairs.get(&(ann.min(bob), ann.max(bob))), Some(&direct));
     assert!(answers.iter().flatten().all(|a| a.message.msg_id > 0));
     // The mention is flagged; the rows were bumped.
-    let db = My::new(&mut conn);
-    assert!(db
-        .exists(
-            "SELECT 1 FROM mentions WHERE user_id = $1 AND conversation_id = $2 AND seq = 2",
-            crate::sql::args![bob, group],
-        )
-        .await
-        .unwrap());
-    let last: u64 = db
-        .one(
-            "SELECT last_seq FROM conversations WHERE id = $1",
-            crate::sql::args![direct],
-        )
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
-    assert_eq!(last, 2);
-    drop(db);
+    {
+        let db = My::new(&mut conn);
+        assert!(db
+            .exists(
+                "SELECT 1 FROM mentions WHERE user_id = $1 AND conversation_id = $2 AND seq = 2",
+                crate::sql::args![bob, group],
+            )
+            .await
+            .unwrap());
+        let last: u64 = db
+            .one(
+                "SELECT last_seq FROM conversations WHERE id = $1",
+                crate::sql::args![direct],
+            )
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(last, 2);
+    }
     // A resend in a round that does not look first races on the key, and
     // looking, finds the original.
     let again = vec![send(ann, Target::Peer(bob), "a1", "hi bob 🦀", vec![])];
