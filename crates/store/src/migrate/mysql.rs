@@ -76,24 +76,14 @@ impl My {
     }
 
     pub(super) async fn write(&mut self, t: &Table, batch: &Batch) -> Result<(), CopyError> {
-        let (mut rows, mut values, mut bytes) = (0, Vec::new(), 0);
-        for (i, r) in batch.iter().enumerate() {
-            for v in r {
-                let v = my_value(v);
-                bytes += match &v {
-                    MyValue::Bytes(b) => b.len(),
-                    _ => 8,
-                };
-                values.push(v);
-            }
-            rows += 1;
-            if rows == ROWS || bytes >= BYTES || i + 1 == batch.len() {
-                let values = std::mem::take(&mut values);
-                self.conn
-                    .exec_drop(insert_sql(t, rows), Params::Positional(values))
-                    .await?;
-                (rows, bytes) = (0, 0);
-            }
+        let mut rest = &batch[..];
+        for n in chunks(batch) {
+            let (chunk, after) = rest.split_at(n);
+            rest = after;
+            let values = chunk.iter().flatten().map(my_value).collect();
+            self.conn
+                .exec_drop(insert_sql(t, n), Params::Positional(values))
+                .await?;
         }
         Ok(())
     }
@@ -130,6 +120,33 @@ impl My {
         let _ = self.conn.query_drop("COMMIT").await;
         let _ = self.conn.disconnect().await;
     }
+}
+
+/// How many rows each insert of `batch` takes, in order: at most `ROWS`,
+/// and no more than about `BYTES` of values unless one row alone is more.
+fn chunks(batch: &Batch) -> Vec<usize> {
+    let (mut out, mut rows, mut bytes) = (Vec::new(), 0, 0);
+    for r in batch {
+        let size: usize = r
+            .iter()
+            .map(|v| match v {
+                Value::Text(s) => s.len(),
+                Value::Bytes(b) => b.len(),
+                Value::Ids(ids) => 20 * ids.len(),
+                _ => 8,
+            })
+            .sum();
+        if rows > 0 && (rows == ROWS || bytes + size > BYTES) {
+            out.push(rows);
+            (rows, bytes) = (0, 0);
+        }
+        rows += 1;
+        bytes += size;
+    }
+    if rows > 0 {
+        out.push(rows);
+    }
+    out
 }
 
 /// The statement that inserts `rows` rows of `t`, leaving those there.
@@ -184,4 +201,30 @@ fn row(t: &Table, mut r: mysql_async::Row) -> Result<Vec<Value>, CopyError> {
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_stay_under_a_thousand_rows_and_about_a_mebibyte() {
+        let small = vec![vec![Value::Int(1), Value::Text("hi".into())]; 2_500];
+        assert_eq!(chunks(&small), vec![1_000, 1_000, 500]);
+        let big = vec![vec![Value::Text("x".repeat(400 << 10))]; 5];
+        assert_eq!(chunks(&big), vec![2, 2, 1]);
+        let huge = vec![vec![Value::Bytes(vec![0; 3 << 20])]; 2];
+        assert_eq!(chunks(&huge), vec![1, 1], "a row alone goes alone");
+        assert!(chunks(&Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn an_insert_leaves_rows_that_are_there() {
+        let blocks = TABLES.iter().find(|t| t.name == "blocks").unwrap();
+        assert_eq!(
+            insert_sql(blocks, 2),
+            "INSERT INTO `blocks` (user_id, blocked_id) VALUES (?, ?), (?, ?) \
+             ON DUPLICATE KEY UPDATE user_id = user_id"
+        );
+    }
 }
