@@ -307,29 +307,4 @@ async fn verify(from: &str, src: &mut Side, to: &str, dst: &mut Side) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_endpoint_is_a_url_or_a_data_directory() {
-        let pg = "postgres://u@h/db";
-        assert_eq!(Endpoint::parse(pg), Endpoint::Postgres(pg.into()));
-        let pg = "postgresql://u@h/db";
-        assert_eq!(Endpoint::parse(pg), Endpoint::Postgres(pg.into()));
-        let my = "mysql://root@127.0.0.1:3306/natter";
-        assert_eq!(Endpoint::parse(my), Endpoint::Mysql(my.into()));
-        assert_eq!(
-            Endpoint::parse("natter-data"),
-            Endpoint::Sqlite(PathBuf::from("natter-data/natter.db"))
-        );
-    }
-
-    #[test]
-    fn mentions_are_ids_separated_by_spaces() {
-        let t = TABLES.iter().find(|t| t.name == "messages").unwrap();
-        assert_eq!(ids_text(&[3, 14, 15]), "3 14 15");
-        assert_eq!(parse_ids(t, 8, "3 14 15").unwrap(), vec![3, 14, 15]);
-        assert_eq!(parse_ids(t, 8, "").unwrap(), Vec::<i64>::new());
-        assert!(parse_ids(t, 8, "3 x").is_err());
-    }
-}
+mod tests;
