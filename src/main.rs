@@ -59,21 +59,24 @@ enum ClusterCommand {
 
 #[derive(Subcommand, Debug)]
 enum AdminCommand {
-    /// Copy everything from a SQLite data directory into PostgreSQL and
-    /// verify the copy (row counts, each conversation's last seq). Stop the
-    /// server on the data directory first.
+    /// Copy everything from one backend to another (SQLite, PostgreSQL,
+    /// MySQL/MariaDB) and verify the copy (row counts, each conversation's
+    /// last seq). Stop the servers on both first.
     Migrate {
-        /// The SQLite data directory (the server's data_dir).
+        /// The source: a SQLite data directory (the server's data_dir),
+        /// postgres://user:password@host:port/database or
+        /// mysql://user:password@host:port/database.
         #[arg(long)]
-        from: PathBuf,
-        /// The target: postgres://user:password@host:port/database.
+        from: String,
+        /// The target, in the same forms; a data directory is made if
+        /// missing.
         #[arg(long)]
         to: String,
         /// Continue a copy into a target that already holds some of it.
         #[arg(long)]
         resume: bool,
-        /// A configuration file whose [store] partition settings the target
-        /// is made with (as `natter serve --config` would), if it is new.
+        /// A configuration file whose [store] partition settings a new
+        /// PostgreSQL target is made with (as `natter serve --config` would).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -253,28 +256,30 @@ async fn cluster_status(
 }
 
 async fn migrate(
-    from: &std::path::Path,
+    from: &str,
     to: &str,
     resume: bool,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
+    use natter_store::migrate::{Endpoint, Options};
     let config = Config::from_figment(Config::figment(config))?;
-    let partitioning = config.store.partitioning();
-    let db = from.join("natter.db");
-    anyhow::ensure!(db.exists(), "no natter database in {}", from.display());
+    let options = Options {
+        resume,
+        partitioning: config.store.partitioning(),
+    };
+    let (from, to) = (Endpoint::parse(from), Endpoint::parse(to));
     let mut last = String::new();
-    let report =
-        natter_store::migrate::sqlite_to_postgres(&db, to, partitioning, resume, |table, rows| {
-            if table != last {
-                eprintln!("copying {table}...");
-                last = table.to_owned();
-            }
-            if rows % 100_000 == 0 {
-                eprintln!("  {rows} rows");
-            }
-        })
-        .await
-        .with_context(|| format!("migrating {} to PostgreSQL", db.display()))?;
+    let report = natter_store::migrate::copy(&from, &to, options, |table, rows| {
+        if table != last {
+            eprintln!("copying {table}...");
+            last = table.to_owned();
+        }
+        if rows % 100_000 == 0 {
+            eprintln!("  {rows} rows");
+        }
+    })
+    .await
+    .with_context(|| format!("migrating from {} to {}", from.backend(), to.backend()))?;
     for (table, rows) in &report.tables {
         println!("{table}: {rows} rows");
     }
