@@ -1,7 +1,8 @@
 //! The store conformance suite: every backend runs every test here, so the
 //! backends keep exactly the same contract. Each test gets a fresh
-//! database (a temporary SQLite file, or a fresh PostgreSQL schema on
-//! NATTER_TEST_POSTGRES_URL; unset, the PostgreSQL half skips and says so).
+//! database (a temporary SQLite file, a fresh PostgreSQL schema on
+//! NATTER_TEST_POSTGRES_URL, a fresh MySQL database on NATTER_TEST_MYSQL_URL;
+//! unset, that backend's part skips and says so).
 //! Tests of several processes on one database run where the backend allows
 //! them (PostgreSQL).
 #![allow(clippy::unwrap_used)]
@@ -26,6 +27,16 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     if let Some(env) = super::harness::postgres().await {
+                        super::$name(env).await
+                    }
+                }
+            )*
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(env) = super::harness::mysql().await {
                         super::$name(env).await
                     }
                 }

@@ -1,17 +1,25 @@
 //! The MariaDB/MySQL backend (MariaDB 10.6+ and MySQL 8: one SQL for both;
 //! `JSON_TABLE` reads list parameters, no `UPDATE ... RETURNING`).
 //!
-//! Built in steps: the engine is here (connections, the schema, the
-//! shared topics' SQL rendered for these servers), tested against a real
-//! server; the `Store` on it, with its group-committing writer, comes next.
+//! `engine/` connects, migrates and renders the shared SQL for these
+//! servers; `store.rs` is the [`Store`](crate::Store) on them (`admin.rs`
+//! its `AdminStore`), the shared topics on a pool; `writer.rs` the node's
+//! writer task (appends group-committed through the shared round, whose
+//! statements here are `messages.rs`; changes as jobs); `sync.rs` sync
+//! pages and cursors. The conformance suite runs every case on it.
 
+mod admin;
 pub(crate) mod engine;
 pub(crate) mod messages;
+mod store;
+mod sync;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use engine::connect::{Flavor, MyOptions};
 pub use engine::schema::latest as latest_schema;
+pub use store::{MyStore, MyStoreOptions};
 
 use crate::Result;
 

@@ -18,6 +18,9 @@
 //!   case-insensitively for ASCII letters only; `FOR UPDATE` locks rows where the
 //!   database has more than one writer (and means nothing where it has one);
 //! - `greatest(a, b)` is the larger of two values;
+//! - `(SELECT count(*) FROM (SELECT 1 FROM ... LIMIT $n) AS y)` counts at
+//!   most `n` rows (a backend whose derived tables cannot name an outer
+//!   column counts them all and answers the least);
 //! - booleans are `true`/`false` and plain boolean columns (`NOT revoked`);
 //!   `ON CONFLICT ... DO NOTHING` and `ON CONFLICT (...) DO UPDATE SET`;
 //!   `RETURNING id` after an `INSERT` of one row only (MySQL makes it of

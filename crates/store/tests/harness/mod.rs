@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use natter_store::model::*;
+use natter_store::mysql::{MyStore, MyStoreOptions};
 use natter_store::postgres::{Partitioning, PgOptions, PgStore};
 use natter_store::sqlite::{SqliteOptions, SqliteStore};
 use natter_store::{commit_feed, CommitFeed, Store};
@@ -36,6 +37,7 @@ pub fn msg(sender: UserId, peer: UserId, id: &str) -> NewMessage {
 enum Db {
     Sqlite(tempfile::TempDir),
     Postgres(Schema, Partitioning),
+    Mysql(natter_testkit::my::Database),
 }
 
 /// One test's database and the store open on it.
@@ -101,6 +103,36 @@ async fn open_pg(url: &str, partitioning: Partitioning) -> (Arc<dyn Store>, Comm
     (Arc::new(store), rx)
 }
 
+/// A MySQL store on a fresh database, or `None` (with the reason printed)
+/// when NATTER_TEST_MYSQL_URL is not set.
+pub async fn mysql() -> Option<Env> {
+    let Ok(base) = std::env::var("NATTER_TEST_MYSQL_URL") else {
+        eprintln!("skipped: NATTER_TEST_MYSQL_URL is not set (MySQL third of the suite)");
+        return None;
+    };
+    let db = natter_testkit::my::Database::create(&base, "natter_c_")
+        .await
+        .unwrap();
+    let (store, feed) = open_my(&db.url).await;
+    Some(Env {
+        store: Some(store),
+        feed,
+        db: Db::Mysql(db),
+    })
+}
+
+pub fn my_options(url: &str) -> MyStoreOptions {
+    let mut opts = MyStoreOptions::new(url);
+    opts.db.pool_size = 4;
+    opts
+}
+
+async fn open_my(url: &str) -> (Arc<dyn Store>, CommitFeed) {
+    let (tx, rx) = feed();
+    let store = MyStore::open(my_options(url), tx).await.unwrap();
+    (Arc::new(store), rx)
+}
+
 impl Env {
     pub fn store(&self) -> &dyn Store {
         self.store.as_deref().unwrap()
@@ -124,6 +156,7 @@ impl Env {
         let (store, feed) = match &self.db {
             Db::Sqlite(dir) => open_sqlite(dir),
             Db::Postgres(schema, p) => open_pg(&schema.url, *p).await,
+            Db::Mysql(db) => open_my(&db.url).await,
         };
         self.store = Some(store);
         self.feed = feed;
@@ -135,6 +168,7 @@ impl Env {
         match &self.db {
             Db::Sqlite(_) => None,
             Db::Postgres(schema, p) => Some(open_pg(&schema.url, *p).await.0),
+            Db::Mysql(db) => Some(open_my(&db.url).await.0),
         }
     }
 
@@ -165,6 +199,16 @@ impl Env {
                     .await
                     .map(drop)
             }
+            Db::Mysql(db) => {
+                use mysql_async::prelude::Queryable;
+                let mut c = mysql_async::Conn::from_url(&db.url).await.unwrap();
+                c.query_drop("UPDATE natter_schema SET version = 999")
+                    .await
+                    .unwrap();
+                let _ = c.disconnect().await;
+                let (tx, _rx) = feed();
+                MyStore::open(my_options(&db.url), tx).await.map(drop)
+            }
         }
     }
 
@@ -180,7 +224,7 @@ impl Env {
     pub fn postgres_url(&self) -> Option<(&str, Partitioning)> {
         match &self.db {
             Db::Postgres(schema, p) => Some((&schema.url, *p)),
-            Db::Sqlite(_) => None,
+            Db::Sqlite(_) | Db::Mysql(_) => None,
         }
     }
 }

@@ -14,7 +14,10 @@
 //! - `INSERT ... RETURNING id` (one row) runs without it, and the row it
 //!   returns is the id the insert made, none when a conflict skipped it.
 //!   Neither server has `UPDATE ... RETURNING`; the shared SQL has none;
-//! - `groups` is quoted (a reserved word in MySQL 8).
+//! - `groups` is quoted (a reserved word in MySQL 8);
+//! - a capped count `(SELECT count(*) FROM (SELECT 1 FROM ... LIMIT $n) AS
+//!   y)` is `LEAST((SELECT count(*) FROM ...), ?)` (MariaDB lets no derived
+//!   table name an outer column; the count is then not cut short).
 //!
 //! Connections run with `NO_BACKSLASH_ESCAPES` (a backslash in a literal
 //! is itself, as in standard SQL) and strict mode (a value that does not
@@ -139,6 +142,35 @@ fn ilike(sql: &str) -> String {
     out
 }
 
+/// A capped count, `(SELECT count(*) FROM (SELECT 1 FROM ... LIMIT $n) AS y)`,
+/// as `LEAST((SELECT count(*) FROM ...), $n)`: MariaDB lets no derived
+/// table name a column of the query around it, so the count is not cut
+/// short at `n` here, only its answer.
+fn capped_counts(sql: &str) -> Result<String> {
+    const OPEN: &str = "(SELECT count(*) FROM (SELECT 1 FROM ";
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(at) = rest.find(OPEN) {
+        out.push_str(&rest[..at]);
+        let inner = &rest[at + OPEN.len()..];
+        let close = inner
+            .find(") AS y)")
+            .ok_or_else(|| StoreError::bug("a capped count without `) AS y)`"))?;
+        let body = &inner[..close];
+        let limit = body
+            .rfind(" LIMIT ")
+            .ok_or_else(|| StoreError::bug("a capped count without its LIMIT"))?;
+        out.push_str("LEAST((SELECT count(*) FROM ");
+        out.push_str(body[..limit].trim_end());
+        out.push_str("), ");
+        out.push_str(body[limit + " LIMIT ".len()..].trim());
+        out.push(')');
+        rest = &inner[close + ") AS y)".len()..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// `groups` (the table) quoted, wherever it is a word of its own.
 fn quote_groups(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
@@ -174,8 +206,8 @@ pub(crate) fn render(sql: &str, args: &[Arg<'_>]) -> Result<Rendered> {
     if sql.contains("RETURNING") {
         return Err(StoreError::bug("MySQL has no RETURNING"));
     }
-    let sql =
-        quote_groups(&ilike(&on_duplicate(&sql)?)).replace("COLLATE \"C\"", "COLLATE utf8mb4_bin");
+    let sql = quote_groups(&ilike(&capped_counts(&on_duplicate(&sql)?)?))
+        .replace("COLLATE \"C\"", "COLLATE utf8mb4_bin");
     let mut out = String::with_capacity(sql.len() + 64);
     let mut binds = Vec::new();
     let mut rest = sql.as_str();
@@ -431,6 +463,16 @@ mod tests {
             got.sql,
             "SELECT g.name FROM `groups` g JOIN members m ON m.conversation_id = g.conversation_id
              WHERE LOWER(g.name) LIKE LOWER(?) ESCAPE '\\' ORDER BY g.name COLLATE utf8mb4_bin"
+        );
+        let got = r(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM messages x
+                WHERE x.conversation_id = c.id LIMIT $1) AS y), c.id FROM conversations c",
+            &[5i64.into()],
+        );
+        assert_eq!(
+            got.sql,
+            "SELECT LEAST((SELECT count(*) FROM messages x
+                WHERE x.conversation_id = c.id), ?), c.id FROM conversations c"
         );
         assert!(render("UPDATE users SET a = 1 RETURNING id", &[]).is_err());
         assert!(render("SELECT $2", &[1i64.into()]).is_err());

@@ -71,3 +71,16 @@ pub(crate) fn duplicate_key(e: &StoreError) -> bool {
         .downcast_ref::<mysql_async::Error>()
         .is_some_and(|e| matches!(e, mysql_async::Error::Server(s) if s.code == code::DUP_ENTRY))
 }
+
+/// Whether a transaction failed only because it lost a race with another
+/// (a deadlock's victim): it can run again as it was.
+pub fn collided(e: &StoreError) -> bool {
+    match e {
+        StoreError::Fault { source, .. } => {
+            source.downcast_ref::<mysql_async::Error>().is_some_and(
+                |e| matches!(e, mysql_async::Error::Server(s) if s.code == code::LOCK_DEADLOCK),
+            )
+        }
+        _ => false,
+    }
+}
