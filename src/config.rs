@@ -203,9 +203,12 @@ impl Config {
         self.store.validate()?;
         self.cluster.validate()?;
         check(
-            !self.cluster.enabled() || self.store.backend == Backend::Postgres,
+            !self.cluster.enabled() || self.store.backend != Backend::Sqlite,
             "cluster.redis_url",
-            || "a cluster needs store.backend = \"postgres\": nodes share one database".into(),
+            || {
+                "a cluster needs store.backend = \"postgres\" or \"mysql\": nodes share one database"
+                    .into()
+            },
         )?;
         self.log.validate()?;
         self.email.validate()?;

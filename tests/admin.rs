@@ -12,8 +12,7 @@ mod common;
 use common::admin::{admin_call, admin_cli, create_admin, header, AdminClient, ADMIN_PASSWORD};
 use common::http::{call, register_and_login};
 use common::{
-    code, next_disconnect, next_message, postgres_url_for, system_event, Binary, TestServer,
-    PASSWORD,
+    code, next_disconnect, next_message, store_env_for, system_event, Binary, TestServer, PASSWORD,
 };
 use natter_client::Client;
 use natter_proto::pb;
@@ -254,10 +253,7 @@ async fn admin_logins_back_off_and_the_cli_acts_through_the_api() {
         .arg(dir.path())
         .env("NATTER_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdin(std::process::Stdio::null());
-    if let Some(url) = postgres_url_for(dir.path()).await {
-        cmd.env("NATTER_STORE__BACKEND", "postgres")
-            .env("NATTER_STORE__URL", url);
-    }
+    cmd.envs(store_env_for(dir.path()).await);
     let out = cmd.output().await.unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));

@@ -30,10 +30,7 @@ async fn spawn(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, Spawned) 
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
-    if let Some(url) = postgres_url_for(dir).await {
-        cmd.env("NATTER_STORE__BACKEND", "postgres")
-            .env("NATTER_STORE__URL", url);
-    }
+    cmd.envs(store_env_for(dir).await);
     for (k, v) in BINARY_ENV.iter().chain(env) {
         cmd.env(k, v);
     }

@@ -204,11 +204,28 @@ fn the_store_backends_never_import_each_other() {
     // The shared SQL (`sql/`) names neither backend nor any driver: a
     // backend gives it a `Db`, never the other way round.
     for (dir, others) in [
-        ("sqlite", &["postgres", "tokio_postgres"][..]),
-        ("postgres", &["sqlite", "rusqlite"][..]),
+        (
+            "sqlite",
+            &["postgres", "tokio_postgres", "mysql", "mysql_async"][..],
+        ),
+        (
+            "postgres",
+            &["sqlite", "rusqlite", "mysql", "mysql_async"][..],
+        ),
+        (
+            "mysql",
+            &["sqlite", "rusqlite", "postgres", "tokio_postgres"][..],
+        ),
         (
             "sql",
-            &["sqlite", "postgres", "rusqlite", "tokio_postgres"][..],
+            &[
+                "sqlite",
+                "postgres",
+                "mysql",
+                "rusqlite",
+                "tokio_postgres",
+                "mysql_async",
+            ][..],
         ),
     ] {
         for f in sources() {

@@ -89,6 +89,11 @@ pub(super) async fn open_store(
                 .await
                 .context("cannot open the PostgreSQL store (store.url)")?,
         ),
+        Backend::Mysql => Arc::new(
+            natter_store::mysql::MyStore::open(c.my_options(), feed)
+                .await
+                .context("cannot open the MySQL store (store.url)")?,
+        ),
     })
 }
 

@@ -9,15 +9,18 @@ use crate::config::Config;
 /// Descriptors kept for everything but client connections: the database
 /// files of each store connection, listeners, the runtime, logs.
 fn reserve(c: &Config) -> u64 {
-    let postgres = match c.store.backend {
-        crate::config::Backend::Postgres => c.store.pool_size as u64 + 1,
+    // A database server: the pool and the writer's connection.
+    let server = match c.store.backend {
+        crate::config::Backend::Postgres | crate::config::Backend::Mysql => {
+            c.store.pool_size as u64 + 1
+        }
         crate::config::Backend::Sqlite => 0,
     };
     // Redis: the command connection, the subscription, one reconnecting.
     let cluster = if c.cluster.redis_url.is_empty() { 0 } else { 3 };
     // Each HTTP listener's health slots, past its cap (HTTP and HTTPS).
     let health = 2 * natter_api::HEALTH_SLOTS as u64;
-    64 + 3 * (c.store.readers as u64 + 2) + postgres + cluster + health
+    64 + 3 * (c.store.readers as u64 + 2) + server + cluster + health
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

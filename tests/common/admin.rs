@@ -2,7 +2,7 @@
 //! it: an administrator made with `natter admin create-admin`, a session
 //! cookie and its CSRF token.
 
-use super::postgres_url_for;
+use super::store_env_for;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -20,10 +20,7 @@ pub async fn create_admin(dir: &std::path::Path, name: &str, role: &str, extra: 
         .env("NATTER_PASSWORD__ARGON2_MEMORY_KIB", "64")
         .env("NATTER_PASSWORD__ARGON2_ITERATIONS", "1")
         .stdin(std::process::Stdio::null());
-    if let Some(url) = postgres_url_for(dir).await {
-        cmd.env("NATTER_STORE__BACKEND", "postgres")
-            .env("NATTER_STORE__URL", url);
-    }
+    cmd.envs(store_env_for(dir).await);
     let out = cmd.output().await.unwrap();
     assert!(
         out.status.success(),

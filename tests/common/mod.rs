@@ -64,13 +64,14 @@ pub fn test_config(dir: &std::path::Path) -> Config {
 }
 
 /// The store the black-box tests run on: `NATTER_TEST_BACKEND=sqlite`
-/// (the default) or `postgres` (on NATTER_TEST_POSTGRES_URL, which must
-/// then be set).
+/// (the default), `postgres` (on NATTER_TEST_POSTGRES_URL) or `mysql` (on
+/// NATTER_TEST_MYSQL_URL), whose URL must then be set.
 pub fn backend() -> natter::config::Backend {
     match std::env::var("NATTER_TEST_BACKEND").as_deref() {
         Err(_) | Ok("") | Ok("sqlite") => natter::config::Backend::Sqlite,
         Ok("postgres") => natter::config::Backend::Postgres,
-        Ok(other) => panic!("NATTER_TEST_BACKEND={other}: expected sqlite or postgres"),
+        Ok("mysql") => natter::config::Backend::Mysql,
+        Ok(other) => panic!("NATTER_TEST_BACKEND={other}: expected sqlite, postgres or mysql"),
     }
 }
 
@@ -87,25 +88,59 @@ pub fn on_sqlite(test: &str) -> bool {
     yes
 }
 
-/// On PostgreSQL, the URL of the database belonging to data directory
-/// `dir`: a schema of its own, made on first use and kept with the
-/// directory, so a server restarted on the same directory finds its data.
-pub async fn postgres_url_for(dir: &std::path::Path) -> Option<String> {
-    if backend() != natter::config::Backend::Postgres {
+/// On a database server (PostgreSQL or MySQL), the URL of the database
+/// belonging to data directory `dir`: a schema or database of its own,
+/// made on first use and kept with the directory, so a server restarted on
+/// the same directory finds its data.
+pub async fn server_url_for(dir: &std::path::Path) -> Option<String> {
+    let backend = backend();
+    if backend == natter::config::Backend::Sqlite {
         return None;
     }
-    let file = dir.join("postgres-url");
+    let file = dir.join("store-url");
     if let Ok(url) = std::fs::read_to_string(&file) {
         return Some(url);
     }
-    let base = std::env::var("NATTER_TEST_POSTGRES_URL")
-        .expect("NATTER_TEST_BACKEND=postgres needs NATTER_TEST_POSTGRES_URL");
-    let schema = natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
-        .await
-        .expect("a test schema");
+    let url = match backend {
+        natter::config::Backend::Mysql => {
+            let base = std::env::var("NATTER_TEST_MYSQL_URL")
+                .expect("NATTER_TEST_BACKEND=mysql needs NATTER_TEST_MYSQL_URL");
+            natter_testkit::my::Database::create(&base, "natter_bb_")
+                .await
+                .expect("a test database")
+                .keep()
+        }
+        _ => {
+            let base = std::env::var("NATTER_TEST_POSTGRES_URL")
+                .expect("NATTER_TEST_BACKEND=postgres needs NATTER_TEST_POSTGRES_URL");
+            natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
+                .await
+                .expect("a test schema")
+                .url
+                .clone()
+        }
+    };
     std::fs::create_dir_all(dir).expect("the data directory");
-    std::fs::write(&file, &schema.url).expect("write the schema's URL");
-    Some(schema.url.clone())
+    std::fs::write(&file, &url).expect("write the store's URL");
+    Some(url)
+}
+
+/// The environment that points a `natter` command at data directory
+/// `dir`'s store (nothing on SQLite: the directory says it).
+pub async fn store_env_for(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    match server_url_for(dir).await {
+        Some(url) => {
+            let name = match backend() {
+                natter::config::Backend::Mysql => "mysql",
+                _ => "postgres",
+            };
+            vec![
+                ("NATTER_STORE__BACKEND", name.into()),
+                ("NATTER_STORE__URL", url),
+            ]
+        }
+        None => Vec::new(),
+    }
 }
 
 /// Files in the S3-compatible server at NATTER_TEST_S3_ENDPOINT (bucket
@@ -155,8 +190,8 @@ impl TestServer {
 
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = test_config(dir.path());
-        if let Some(url) = postgres_url_for(dir.path()).await {
-            config.store.backend = natter::config::Backend::Postgres;
+        if let Some(url) = server_url_for(dir.path()).await {
+            config.store.backend = backend();
             config.store.url = url;
         }
         tweak(&mut config);
@@ -484,10 +519,7 @@ impl Binary {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true);
-        if let Some(url) = postgres_url_for(dir).await {
-            cmd.env("NATTER_STORE__BACKEND", "postgres")
-                .env("NATTER_STORE__URL", url);
-        }
+        cmd.envs(store_env_for(dir).await);
         for (k, v) in BINARY_ENV.iter().chain(env) {
             cmd.env(k, v);
         }

@@ -18,6 +18,9 @@ pub enum Backend {
     Sqlite,
     /// A PostgreSQL server at `store.url`; one node or several.
     Postgres,
+    /// A MariaDB (10.6+) or MySQL (8) server at `store.url`; one node or
+    /// several.
+    Mysql,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -34,7 +37,8 @@ pub enum Partition {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     pub backend: Backend,
-    /// PostgreSQL: `postgres://user:password@host:port/database`.
+    /// PostgreSQL: `postgres://user:password@host:port/database`; MySQL:
+    /// `mysql://user:password@host:port/database`.
     pub url: String,
     /// SQLite: `full`: an ACKed message survives power loss; `normal`: a crash.
     pub synchronous: Synchronous,
@@ -65,6 +69,10 @@ pub struct StoreConfig {
     /// PostgreSQL, `partition = "monthly"`: months older than this many
     /// days are dropped (0: keep everything).
     pub retention_days: u32,
+    /// MySQL: start even when the server would lose acknowledged commits
+    /// in a crash (`innodb_flush_log_at_trx_commit` or, with a binary log,
+    /// `sync_binlog` not 1), warning loudly, instead of refusing to.
+    pub mysql_allow_unsafe_durability: bool,
 }
 
 impl Default for StoreConfig {
@@ -86,25 +94,29 @@ impl Default for StoreConfig {
             partition: Partition::None,
             partitions: 16,
             retention_days: 0,
+            mysql_allow_unsafe_durability: false,
         }
     }
 }
 
 impl StoreConfig {
-    /// The section's rules; PostgreSQL's only when it is the backend.
+    /// The section's rules; a server's only when it is the backend.
     pub fn validate(&self) -> Result<(), Invalid> {
         let at_least_1 = || "must be at least 1".to_owned();
         check(self.max_batch >= 1, "store.max_batch", at_least_1)?;
         check(self.queue_depth >= 1, "store.queue_depth", at_least_1)?;
         check(self.readers >= 1, "store.readers", at_least_1)?;
-        if self.backend != Backend::Postgres {
-            return Ok(());
+        match self.backend {
+            Backend::Sqlite => return Ok(()),
+            Backend::Postgres => check(
+                self.url.starts_with("postgres://") || self.url.starts_with("postgresql://"),
+                "store.url",
+                || "the postgres backend needs a postgres:// URL".into(),
+            )?,
+            Backend::Mysql => check(self.url.starts_with("mysql://"), "store.url", || {
+                "the mysql backend needs a mysql:// URL".into()
+            })?,
         }
-        check(
-            self.url.starts_with("postgres://") || self.url.starts_with("postgresql://"),
-            "store.url",
-            || "the postgres backend needs a postgres:// URL".into(),
-        )?;
         check(
             (1..=1000).contains(&self.pool_size),
             "store.pool_size",
@@ -146,6 +158,24 @@ impl StoreConfig {
             queue_depth: self.queue_depth,
             readers: self.readers,
         }
+    }
+
+    /// How the MySQL store opens.
+    pub fn my_options(&self) -> crate::mysql::MyStoreOptions {
+        let ms = Duration::from_millis;
+        let mut o = crate::mysql::MyStoreOptions::new(self.url.clone());
+        o.db.pool_size = self.pool_size;
+        o.db.connect_timeout = ms(self.connect_timeout_ms);
+        o.db.statement_timeout = ms(self.statement_timeout_ms);
+        o.request_timeout = ms(self.request_timeout_ms);
+        o.max_batch = self.max_batch;
+        o.queue_depth = self.queue_depth;
+        o.breaker = BreakerOptions {
+            failures: self.breaker_failures,
+            open_for: ms(self.breaker_open_ms),
+        };
+        o.allow_unsafe_durability = self.mysql_allow_unsafe_durability;
+        o
     }
 
     /// How the PostgreSQL store opens.

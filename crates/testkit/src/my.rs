@@ -16,6 +16,7 @@ pub struct Database {
     pub name: String,
     pub url: String,
     base: String,
+    drop_on_drop: bool,
 }
 
 /// `base` with its path (the database) replaced by `name`.
@@ -79,12 +80,24 @@ impl Database {
             url: with_database(base, &name),
             name,
             base: base.to_owned(),
+            drop_on_drop: true,
         })
+    }
+
+    /// Keeps the database after the value goes (for data that outlives
+    /// one server, as a restart test's does); a later run sweeps it.
+    /// Its URL.
+    pub fn keep(mut self) -> String {
+        self.drop_on_drop = false;
+        std::mem::take(&mut self.url)
     }
 }
 
 impl Drop for Database {
     fn drop(&mut self) {
+        if !self.drop_on_drop {
+            return;
+        }
         let (base, name) = (self.base.clone(), self.name.clone());
         // Drop may run inside a runtime, which cannot be blocked on: the
         // database goes on a thread of its own.
