@@ -1,4 +1,5 @@
-//! PostgreSQL misbehaving under a running server, through a fault-injecting
+//! The database server misbehaving under a running server (PostgreSQL, or
+//! MySQL in a run with NATTER_TEST_BACKEND=mysql), through a fault-injecting
 //! proxy between natter and the database: cut, stalled (briefly, or silent
 //! for seconds: `Mode::Stall` forwards nothing and closes nothing, as a
 //! partition or a hung primary would), slow. Nothing
@@ -6,7 +7,8 @@
 //! /readyz says so while the breaker is open, the server recovers by itself
 //! when the database is back, and every ACKed message is stored exactly
 //! once, resends of unanswered ones included. Needs NATTER_TEST_POSTGRES_URL
-//! (skipped, with the reason printed, when it is unset).
+//! (or NATTER_TEST_MYSQL_URL; skipped, with the reason printed, when it is
+//! unset).
 
 mod common;
 
@@ -18,25 +20,42 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// A server whose PostgreSQL connections all go through `proxy`.
+/// A server whose database connections all go through `proxy`: MySQL's
+/// in a MySQL run, PostgreSQL's otherwise.
 async fn behind_proxy(
     tweak: impl FnOnce(&mut natter::Config),
 ) -> Option<(TestServer, FaultProxy, String)> {
-    let Ok(base) = std::env::var("NATTER_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: NATTER_TEST_POSTGRES_URL is not set (PostgreSQL outage tests)");
+    let mysql = backend() == natter::config::Backend::Mysql;
+    let (var, port) = if mysql {
+        ("NATTER_TEST_MYSQL_URL", 3306)
+    } else {
+        ("NATTER_TEST_POSTGRES_URL", 5432)
+    };
+    let Ok(base) = std::env::var(var) else {
+        eprintln!("skipped: {var} is not set (database outage tests)");
         return None;
     };
-    let schema = natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
-        .await
-        .expect("a schema");
-    let (authority, upstream) = database_address(&schema.url);
+    let direct = if mysql {
+        natter_testkit::my::Database::create(&base, "natter_bb_")
+            .await
+            .expect("a database")
+            .keep()
+    } else {
+        natter_testkit::pg::Schema::create(&base, "natter_bb_", false)
+            .await
+            .expect("a schema")
+            .url
+            .clone()
+    };
+    let (authority, upstream) = database_address(&direct, port);
     let proxy = FaultProxy::start(upstream).await.expect("proxy");
-    let url = schema
-        .url
-        .replacen(&authority, &proxy.addr().to_string(), 1);
-    let direct = schema.url.clone();
+    let url = direct.replacen(&authority, &proxy.addr().to_string(), 1);
     let server = TestServer::start_with(|c| {
-        c.store.backend = natter::config::Backend::Postgres;
+        c.store.backend = if mysql {
+            natter::config::Backend::Mysql
+        } else {
+            natter::config::Backend::Postgres
+        };
         c.store.url = url;
         c.store.connect_timeout_ms = 500;
         c.store.statement_timeout_ms = 1_000;
@@ -49,8 +68,9 @@ async fn behind_proxy(
     Some((server, proxy, direct))
 }
 
-/// The `host:port` of a postgres:// URL, and it resolved.
-fn database_address(url: &str) -> (String, SocketAddr) {
+/// The `host:port` of a database URL (`port` when it names none), and it
+/// resolved.
+fn database_address(url: &str, port: u16) -> (String, SocketAddr) {
     let rest = url.split_once("://").expect("a URL").1;
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     let authority = rest
@@ -61,7 +81,7 @@ fn database_address(url: &str) -> (String, SocketAddr) {
     let addr = if authority.contains(':') {
         authority.clone()
     } else {
-        format!("{authority}:5432")
+        format!("{authority}:{port}")
     };
     let addr = addr.replace("localhost", "127.0.0.1");
     (authority, addr.parse().expect("an IP address and port"))
@@ -285,10 +305,7 @@ async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
     };
     let (alice, me) = server.user("alice").await;
     let (_bob, bob) = server.user("bob").await;
-    let (db, conn) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
-        .await
-        .expect("a direct connection");
-    natter_testkit::spawn(conn);
+    let mut db = Direct::connect(&direct).await;
     let mut lost_commits = 0;
     const ATTEMPTS: usize = 5;
     let mut attempts = 0;
@@ -304,14 +321,7 @@ async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
             let pattern = format!("lost-{attempt}-%");
             let deadline = Instant::now() + WAIT;
             while Instant::now() < deadline {
-                let n: i64 = db
-                    .query_one(
-                        "SELECT count(*) FROM message_ids WHERE sender_id = $1 AND client_msg_id LIKE $2",
-                        &[&(me.user_id as i64), &pattern],
-                    )
-                    .await
-                    .expect("count")
-                    .get(0);
+                let n = db.stored_like(me.user_id, &pattern).await;
                 if n == ids.len() as i64 {
                     proxy.set(Mode::HoldReplies);
                     return;
@@ -346,6 +356,53 @@ async fn a_commit_whose_answer_is_lost_resolves_to_one_message_on_resend() {
     assert_eq!(have.len(), attempts * 40);
     assert!(have.values().all(|&n| n == 1), "each once");
     server.stop().await;
+}
+
+/// The test's own connection to the database, past the proxy.
+enum Direct {
+    Pg(tokio_postgres::Client),
+    My(mysql_async::Conn),
+}
+
+impl Direct {
+    async fn connect(url: &str) -> Direct {
+        if url.starts_with("mysql://") {
+            return Direct::My(
+                mysql_async::Conn::from_url(url)
+                    .await
+                    .expect("a connection"),
+            );
+        }
+        let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("a direct connection");
+        natter_testkit::spawn(conn);
+        Direct::Pg(db)
+    }
+
+    /// Messages committed from `sender` whose client_msg_id is `LIKE` `pattern`.
+    async fn stored_like(&mut self, sender: u64, pattern: &str) -> i64 {
+        match self {
+            Direct::Pg(db) => db
+                .query_one(
+                    "SELECT count(*) FROM message_ids WHERE sender_id = $1 AND client_msg_id LIKE $2",
+                    &[&(sender as i64), &pattern],
+                )
+                .await
+                .expect("count")
+                .get(0),
+            Direct::My(db) => {
+                use mysql_async::prelude::Queryable;
+                db.exec_first(
+                    "SELECT count(*) FROM messages WHERE sender_id = ? AND client_msg_id LIKE ?",
+                    (sender, pattern),
+                )
+                .await
+                .expect("count")
+                .unwrap_or(0)
+            }
+        }
+    }
 }
 
 /// Sets every `[store]` timeout and breaker setting back to its default
