@@ -60,7 +60,9 @@ export class Groups {
     $('dismiss-group').addEventListener('click', () => this.end('dismiss', (id) => this.api.dismiss(id)));
   }
 
-  // Leaves or dismisses the shown group; it leaves the conversation list.
+  // Leaves the shown group (it leaves the conversation list), or dismisses
+  // it (it stays, read-only, with its history: the server keeps it in every
+  // member's list).
   async end(what, f) {
     const s = this.shown;
     if (!s) return;
@@ -74,8 +76,12 @@ export class Groups {
       this.failed(`${what} ${s.name}`, e);
       return;
     }
-    this.app.forget(s.id);
-    this.status(what === 'leave' ? `You left ${s.name}` : `${s.name} is dismissed`);
+    if (what === 'leave') {
+      this.app.forget(s.id);
+      this.status(`You left ${s.name}`);
+    } else {
+      this.status(`${s.name} is dismissed`);
+    }
   }
 
   status(message) { $('group-status').textContent = message; }
