@@ -31,7 +31,7 @@ fn quoted(t: &Table) -> String {
 
 impl My {
     async fn connect(url: &str) -> Result<My, CopyError> {
-        let conn = Conn::new(MyOptions::new(url).opts()?).await?;
+        let conn = Conn::new(MyOptions::new(url).opts(None)?).await?;
         Ok(My { conn })
     }
 

@@ -8,17 +8,16 @@
 
 use super::engine::dialect::{mention_list, Link, My};
 use super::engine::faults::duplicate_key;
-use crate::rules::{ConversationView, PeerFacts};
+use crate::rules::PeerFacts;
 use crate::sql::changes::Writes;
 use crate::sql::messages::{message_columns, message_row};
-use crate::sql::round::{Locked, Round, Rounds};
+use crate::sql::round::{set_views, Locked, Members, Round, Rounds};
 use crate::sql::{args, each, Db};
 use crate::{
-    BodyKind, ConversationId, ConversationKind, NewMessage, Result, Role, StoreError,
-    StoredMessage, UserId,
+    BodyKind, ConversationId, ConversationKind, NewMessage, Result, StoreError, StoredMessage,
+    UserId,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Bytes of message rows sent in one statement, well under the servers'
 /// smallest default `max_allowed_packet` (4 MiB on MySQL 8.0 before 8.0.3,
@@ -175,7 +174,6 @@ impl<L: Link> Rounds for My<'_, L> {
 
     async fn load_views(&mut self, locked: &mut HashMap<ConversationId, Locked>) -> Result<()> {
         let ids: Vec<u64> = locked.keys().copied().collect();
-        type Members = (Vec<UserId>, HashMap<UserId, (Role, i64)>);
         let mut views: HashMap<ConversationId, Members> = HashMap::new();
         let found = self
             .rows(
@@ -200,17 +198,7 @@ impl<L: Link> Rounds for My<'_, L> {
             each(found, |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
                 .into_iter()
                 .collect();
-        for (id, c) in locked.iter_mut() {
-            let (members, roles) = views.remove(id).unwrap_or_default();
-            let (dismissed, muted_all) = flags.get(id).copied().unwrap_or((false, false));
-            c.view = Some(Arc::new(ConversationView {
-                kind: c.kind,
-                dismissed,
-                muted_all,
-                members: members.into(),
-                roles,
-            }));
-        }
+        set_views(locked, views, flags);
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use crate::Result;
 /// (refusing one a newer natter made) and says whether the server keeps
 /// what it acknowledges (`Some(why not)`), and which server it is.
 pub async fn prepare(opts: &MyOptions) -> Result<(Flavor, Option<String>)> {
-    let pool = mysql_async::Pool::new(opts.opts()?);
+    let pool = mysql_async::Pool::new(opts.opts(None)?);
     let out = async {
         let mut conn = tokio::time::timeout(opts.connect_timeout, pool.get_conn())
             .await

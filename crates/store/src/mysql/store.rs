@@ -75,7 +75,6 @@ pub struct MyStore {
     pool: Pool,
     breaker: Arc<Breaker>,
     refusing: Arc<AtomicBool>,
-    statement_timeout: Duration,
     /// A Send's whole time bound.
     bound: Duration,
     /// Any other request's: a statement plus a connection.
@@ -103,7 +102,8 @@ impl MyStore {
             tracing::warn!(%why, "the MySQL server does not keep every acknowledged commit");
         }
         tracing::debug!(?flavor, "MySQL store open");
-        let driver = opts.db.opts()?;
+        // Every connection of the pool and the writer's starts bounded.
+        let driver = opts.db.opts(Some(flavor))?;
         let pool = Pool::new(driver.clone());
         let breaker = Arc::new(Breaker::new(opts.breaker));
         let refusing = Arc::new(AtomicBool::new(false));
@@ -115,7 +115,6 @@ impl MyStore {
             Writer {
                 rx,
                 opts: driver,
-                statement_timeout: opts.db.statement_timeout,
                 op_timeout: opts.op_timeout(),
                 max_batch: opts.max_batch.max(1),
                 feed,
@@ -130,7 +129,6 @@ impl MyStore {
             pool,
             breaker,
             refusing,
-            statement_timeout: opts.db.statement_timeout,
             bound: opts.request_timeout.min(opts.op_timeout()),
             op_bound: opts.op_timeout(),
         })
@@ -144,11 +142,7 @@ impl MyStore {
         Fut: Future<Output = Result<T>>,
     {
         self.breaker.admit()?;
-        let run = async {
-            let mut c = self.pool.get_conn().await?;
-            super::engine::connect::start_session(&mut c, self.statement_timeout).await?;
-            f(c).await
-        };
+        let run = async { f(self.pool.get_conn().await?).await };
         let out = match tokio::time::timeout(self.op_bound, run).await {
             Ok(r) => r,
             Err(_) => Err(timed_out()),

@@ -25,7 +25,9 @@ async fn fresh(test: &str) -> Option<(natter_testkit::my::Database, mysql_async:
         .await
         .unwrap();
     let opts = MyOptions::new(&db.url);
-    let mut conn = mysql_async::Conn::new(opts.opts().unwrap()).await.unwrap();
+    let mut conn = mysql_async::Conn::new(opts.opts(None).unwrap())
+        .await
+        .unwrap();
     start_session(&mut conn, opts.statement_timeout)
         .await
         .unwrap();

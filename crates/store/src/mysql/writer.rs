@@ -9,7 +9,6 @@
 //! when it passes is answered at once, and a round is given up at the
 //! earliest deadline among its jobs.
 
-use super::engine::connect::start_session;
 use super::engine::dialect::My;
 use super::engine::faults::collided;
 use crate::sql::changes::{self, Published};
@@ -166,8 +165,8 @@ impl Change for Probe {
 
 pub struct Writer {
     pub rx: mpsc::Receiver<Job>,
+    /// The connection's options, its session included.
     pub opts: Opts,
-    pub statement_timeout: Duration,
     /// The longest a round may take before the connection is given up,
     /// whatever its jobs' deadlines.
     pub op_timeout: Duration,
@@ -199,11 +198,7 @@ impl Writer {
     /// the breaker).
     async fn connected<'c>(&self, conn: &'c mut Option<Conn>) -> Result<&'c mut Conn> {
         if conn.is_none() {
-            let made = async {
-                let mut c = Conn::new(self.opts.clone()).await?;
-                start_session(&mut c, self.statement_timeout).await?;
-                Ok::<_, StoreError>(c)
-            };
+            let made = Conn::new(self.opts.clone());
             *conn = Some(match tokio::time::timeout(self.op_timeout, made).await {
                 Ok(c) => c?,
                 Err(_) => return Err(timed_out()),

@@ -12,7 +12,7 @@
 
 use crate::rules::{self, ConversationView, PeerFacts, SendTo};
 use crate::{
-    Appended, Committed, ConversationId, ConversationKind, NewMessage, Result, StoreError,
+    Appended, Committed, ConversationId, ConversationKind, NewMessage, Result, Role, StoreError,
     StoredMessage, Target, UserId,
 };
 use std::collections::HashMap;
@@ -57,6 +57,30 @@ impl Locked {
             view: None,
             touched: false,
         }
+    }
+}
+
+/// A conversation's current members in id order, with each one's role and
+/// mute, as a backend reads them for [`Rounds::load_views`].
+pub(crate) type Members = (Vec<UserId>, HashMap<UserId, (Role, i64)>);
+
+/// Gives each locked conversation its view: its members (`views`) and its
+/// group flags (`flags`: dismissed, muted_all; a 1:1 has none).
+pub(crate) fn set_views(
+    locked: &mut HashMap<ConversationId, Locked>,
+    mut views: HashMap<ConversationId, Members>,
+    flags: HashMap<ConversationId, (bool, bool)>,
+) {
+    for (id, c) in locked.iter_mut() {
+        let (members, roles) = views.remove(id).unwrap_or_default();
+        let (dismissed, muted_all) = flags.get(id).copied().unwrap_or((false, false));
+        c.view = Some(Arc::new(ConversationView {
+            kind: c.kind,
+            dismissed,
+            muted_all,
+            members: members.into(),
+            roles,
+        }));
     }
 }
 

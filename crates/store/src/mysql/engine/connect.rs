@@ -30,8 +30,9 @@ impl MyOptions {
         }
     }
 
-    /// The driver's options: the URL, the pool, and the session.
-    pub(crate) fn opts(&self) -> Result<Opts> {
+    /// The driver's options: the URL, the pool, and the session, which
+    /// bounds each statement in time once the server's flavor is known.
+    pub(crate) fn opts(&self, flavor: Option<Flavor>) -> Result<Opts> {
         let url = Opts::from_url(&self.url)
             .map_err(|e| StoreError::backend("the MySQL URL is not valid", e))?;
         let pool = PoolOpts::default().with_constraints(
@@ -39,6 +40,17 @@ impl MyOptions {
                 .ok_or_else(|| StoreError::bug("a pool of no connections"))?,
         );
         let lock_wait = self.statement_timeout.as_secs().max(1);
+        let mut init = vec![
+            // Standard literals (a backslash is itself), and a value that
+            // does not fit is an error, never cut short.
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,\
+             NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+                .to_owned(),
+            "SET NAMES utf8mb4 COLLATE utf8mb4_bin".to_owned(),
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+            format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"),
+        ];
+        init.extend(flavor.map(|f| f.statement_timeout(self.statement_timeout)));
         Ok(OptsBuilder::from_opts(url)
             .pool_opts(pool)
             .stmt_cache_size(512)
@@ -48,16 +60,7 @@ impl MyOptions {
             // stands between (a proxy, a test's fault injector).
             .prefer_socket(false)
             .wait_timeout(Some(28_800))
-            .init(vec![
-                // Standard literals (a backslash is itself), and a value
-                // that does not fit is an error, never cut short.
-                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_BACKSLASH_ESCAPES,\
-                 NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
-                    .to_owned(),
-                "SET NAMES utf8mb4 COLLATE utf8mb4_bin".to_owned(),
-                "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
-                format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"),
-            ])
+            .init(init)
             .into())
     }
 }
@@ -91,7 +94,8 @@ impl Flavor {
     }
 }
 
-/// The server's flavor, with this connection's statements bounded in time.
+/// The server's flavor, with this connection's statements bounded in time
+/// (for a connection made before the flavor was known).
 pub async fn start_session(conn: &mut Conn, statement_timeout: Duration) -> Result<Flavor> {
     let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
     let flavor = Flavor::of(&version.unwrap_or_default());

@@ -22,10 +22,6 @@
 //! Connections run with `NO_BACKSLASH_ESCAPES` (a backslash in a literal
 //! is itself, as in standard SQL) and strict mode (a value that does not
 //! fit is an error, never cut short).
-// The store on this backend, the next step, runs the shared topics
-// through `My`; until it lands, only the tests here and in `mysql/tests.rs`
-// do.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use crate::sql::messages::message_columns;
 use crate::sql::{Arg, Db, Row, Value};

@@ -4,14 +4,12 @@
 //! whatever its size.
 
 use super::super::rows::{self, key, keys};
-use crate::rules::ConversationView;
 use crate::rules::PeerFacts;
-use crate::sql::round::{Locked, Round, Rounds};
+use crate::sql::round::{set_views, Locked, Members, Round, Rounds};
 use crate::{
-    ConversationId, ConversationKind, NewMessage, Result, Role, StoreError, StoredMessage, UserId,
+    ConversationId, ConversationKind, NewMessage, Result, StoreError, StoredMessage, UserId,
 };
 use std::collections::HashMap;
-use std::sync::Arc;
 use tokio_postgres::Transaction;
 
 /// Statements prepared on the writer's connection, by their text: a round
@@ -116,7 +114,6 @@ impl Rounds for PgRound<'_, '_> {
 
     async fn load_views(&mut self, locked: &mut HashMap<ConversationId, Locked>) -> Result<()> {
         let ids: Vec<u64> = locked.keys().copied().collect();
-        type Members = (Vec<UserId>, HashMap<UserId, (Role, i64)>);
         let mut views: HashMap<ConversationId, Members> = HashMap::new();
         let members = self
             .st
@@ -143,17 +140,7 @@ impl Rounds for PgRound<'_, '_> {
         for r in self.tx.query(&groups, &[&keys(&ids)]).await? {
             flags.insert(rows::id(&r, 0), (r.get(1), r.get(2)));
         }
-        for (id, c) in locked.iter_mut() {
-            let (members, roles) = views.remove(id).unwrap_or_default();
-            let (dismissed, muted_all) = flags.get(id).copied().unwrap_or((false, false));
-            c.view = Some(Arc::new(ConversationView {
-                kind: c.kind,
-                dismissed,
-                muted_all,
-                members: members.into(),
-                roles,
-            }));
-        }
+        set_views(locked, views, flags);
         Ok(())
     }
 
