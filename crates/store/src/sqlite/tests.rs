@@ -170,6 +170,32 @@ async fn a_panic_in_a_write_fails_its_batch_and_the_writer_goes_on() {
     store.check().await.unwrap();
 }
 
+/// The health check, which the server runs every second, proves the
+/// writer answers without copying the log into the database on the
+/// writer's thread: the records stay for the copy thread, and the sends
+/// queued behind the check do not wait for a copy.
+#[tokio::test]
+async fn the_health_check_leaves_the_log_to_the_copy_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    for i in 0..10 {
+        store
+            .append_message(msg(a, b, &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let waiting = store.pending.load(Ordering::Acquire);
+    assert!(waiting >= 10, "the messages wait in the log: {waiting}");
+    store.check().await.unwrap();
+    assert_eq!(
+        store.pending.load(Ordering::Acquire),
+        waiting,
+        "the check copied the log on the writer's thread"
+    );
+}
+
 /// A full database is a storage fault. A message is durable once its log
 /// record is, so an append still succeeds; the database cannot take it,
 /// so reads that must see it fail with the fault, and so does the health
