@@ -23,12 +23,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Records copied per transaction: a round that needs the database waits
-/// for the chunk in hand, so it stays short. Each chunk's commit also held
-/// up the log's next sync: at 1,024 records (30-80 ms a chunk at this
-/// thread's priority) the 1:1 p99 was 25-30 ms, at 256 it is 9-14 ms for
-/// the same CPU (docs/BENCHMARKS.md).
-const CHUNK: usize = 256;
+/// Records copied per transaction (whole conversations, so at least one
+/// conversation's backlog): a round that needs the database waits for the
+/// chunk in hand, so it stays short. Each chunk's commit also holds up the
+/// log's next sync about as long as the chunk took: at 1,024 records
+/// (30-80 ms a chunk at this thread's priority) the 1:1 p99 was 22-27 ms,
+/// at 256 9-29 ms, at 64 7-13 ms, for the same CPU (docs/BENCHMARKS.md).
+const CHUNK: usize = 64;
 /// After a failed copy, the next try waits this long.
 const RETRY: Duration = Duration::from_millis(500);
 /// Past this many waiting records (and copying failing), staged writes are
