@@ -47,11 +47,11 @@ async fn a_store_that_cannot_write_says_so_and_recovers_without_a_restart() {
         .send_text(bob, "before", "before the fault")
         .await
         .unwrap();
-    // A write other than a message copies the log's waiting records into
-    // the database first (/readyz's store check used to, as a side effect,
-    // when it ran on the request): the history read during the fault then
-    // has nothing to copy, which it could not.
-    alice.register("carol", PASSWORD).await.unwrap();
+    // A read of messages copies the log's waiting records into the
+    // database first (an account's write used to, and /readyz's store
+    // check before it): the history read during the fault then has
+    // nothing to copy, which it could not.
+    alice.history(1, 0, 10).await.unwrap();
     until_ready(&server, 200).await;
 
     // No file of the process may grow past one byte: every write fails.

@@ -70,12 +70,12 @@ impl AdminStore for SqliteStore {
     }
 
     async fn end_admin_session(&self, token_hash: [u8; 32]) -> Result<()> {
-        self.write(move |t| now(admin::end_admin_session(&Lite(t.conn), &token_hash)))
+        self.write_apart(move |t| now(admin::end_admin_session(&Lite(t.conn), &token_hash)))
             .await
     }
 
     async fn audit(&self, entry: NewAudit) -> Result<()> {
-        self.write(move |t| now(admin::audit(&Lite(t.conn), &entry)))
+        self.write_apart(move |t| now(admin::audit(&Lite(t.conn), &entry)))
             .await
     }
 

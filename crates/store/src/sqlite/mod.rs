@@ -5,6 +5,7 @@
 mod admin;
 mod engine;
 mod groups;
+mod jobs;
 mod messages;
 pub(crate) mod schema;
 mod sync;
@@ -22,13 +23,12 @@ use async_trait::async_trait;
 use engine::dialect::{now, Lite};
 use engine::faults::io_fault;
 pub(crate) use engine::os::lock_database;
-use engine::tx::Tx;
-use engine::writer::{self, AppendJob, FlushJob, Health, Job, WriteJob};
+use engine::writer::{self, AppendJob, Health, Job};
 use engine::{checkpoint, log, os, pending, round};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -214,83 +214,6 @@ impl SqliteStore {
             pending,
         })
     }
-
-    /// Runs `f` in the writer's current transaction, inside its own savepoint.
-    async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
-    {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(WriteJob::new(f, reply))).await?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
-    }
-
-    /// Runs `f` in the writer's round as a staged (logged) write.
-    async fn staged<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
-    {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(WriteJob::staged(f, reply))).await?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
-    }
-
-    async fn submit(&self, job: Job) -> Result<()> {
-        self.writer
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Unavailable)
-    }
-
-    /// Like [`SqliteStore::read`], for a read of messages, seqs or cursors:
-    /// first waits until every record the log holds is in the database, so
-    /// the read sees every write answered before it.
-    async fn fresh<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        if self.pending.load(Ordering::Acquire) > 0 {
-            let (reply, rx) = oneshot::channel();
-            self.submit(Box::new(FlushJob(Some(reply)))).await?;
-            rx.await.map_err(|_| StoreError::Unavailable)??;
-        }
-        self.read(f).await
-    }
-
-    /// Runs `f` on a reader connection off the async runtime.
-    async fn read<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let pool = self.readers.clone();
-        let permit = pool
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable)?;
-        tokio::task::spawn_blocking(move || {
-            let conn = pool
-                .conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .pop()
-                .ok_or_else(|| StoreError::bug("reader pool: a permit without a connection"))?;
-            let out = f(&conn);
-            pool.conns
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(conn);
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|e| StoreError::backend("a reader task failed", e))?
-    }
 }
 
 #[async_trait]
@@ -302,7 +225,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<UserId> {
         let (u, h) = (username.to_owned(), password_hash.to_owned());
-        self.write(move |t| now(accounts::create_user(&Lite(t.conn), &u, &h, now_ms)))
+        self.write_apart(move |t| now(accounts::create_user(&Lite(t.conn), &u, &h, now_ms)))
             .await
     }
 
@@ -330,12 +253,12 @@ impl Store for SqliteStore {
         keep: Option<SessionId>,
     ) -> Result<Vec<SessionId>> {
         let h = password_hash.to_owned();
-        self.write(move |t| now(accounts::set_password(&Lite(t.conn), id, &h, keep)))
+        self.write_apart(move |t| now(accounts::set_password(&Lite(t.conn), id, &h, keep)))
             .await
     }
 
     async fn create_user_with_email(&self, new: NewVerifiedUser) -> Result<UserId> {
-        self.write(move |t| now(accounts::create_user_with_email(&Lite(t.conn), &new)))
+        self.write_apart(move |t| now(accounts::create_user_with_email(&Lite(t.conn), &new)))
             .await
     }
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
@@ -344,16 +267,16 @@ impl Store for SqliteStore {
             .await
     }
     async fn put_email_code(&self, code: NewEmailCode, now_ms: i64) -> Result<()> {
-        self.write(move |t| now(codes::put_email_code(&Lite(t.conn), &code, now_ms)))
+        self.write_apart(move |t| now(codes::put_email_code(&Lite(t.conn), &code, now_ms)))
             .await
     }
     async fn use_email_code(&self, code: CodeTry) -> Result<CodeVerdict> {
-        self.write(move |t| now(codes::use_email_code(&Lite(t.conn), &code)))
+        self.write_apart(move |t| now(codes::use_email_code(&Lite(t.conn), &code)))
             .await
     }
 
     async fn create_session(&self, new: NewSession) -> Result<SessionGrant> {
-        self.write(move |t| now(accounts::create_session(&Lite(t.conn), &new)))
+        self.write_apart(move |t| now(accounts::create_session(&Lite(t.conn), &new)))
             .await
     }
 
@@ -363,7 +286,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
-        self.write(move |t| now(accounts::revoke_session(&Lite(t.conn), id)))
+        self.write_apart(move |t| now(accounts::revoke_session(&Lite(t.conn), id)))
             .await
     }
 

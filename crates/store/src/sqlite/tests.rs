@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::{commit_feed, Body, BodyKind, Target};
+use std::sync::atomic::Ordering;
 
 fn open(dir: &tempfile::TempDir) -> (SqliteStore, crate::CommitFeed) {
     let (tx, mut feeds) = commit_feed(1, 1 << 16);
@@ -194,6 +195,52 @@ async fn the_health_check_leaves_the_log_to_the_copy_thread() {
         waiting,
         "the check copied the log on the writer's thread"
     );
+}
+
+/// A login's session (like an account or a code) touches no message, so
+/// its round does not copy the waiting log records first: the sends behind
+/// it do not wait for a copy. A write that sees messages still copies
+/// them all before it runs.
+#[tokio::test]
+async fn a_session_write_leaves_the_log_and_a_message_write_copies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    for i in 0..10 {
+        store
+            .append_message(msg(a, b, &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let waiting = store.pending.load(Ordering::Acquire);
+    assert!(waiting >= 10, "the messages wait in the log: {waiting}");
+    let grant = store
+        .create_session(crate::NewSession {
+            user_id: a,
+            device_id: "phone".into(),
+            token_hash: [7; 32],
+            now_ms: 1,
+            expires_at_ms: 1_000_000,
+            policy: crate::DevicePolicy::ReplaceOldest,
+            max_sessions: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.pending.load(Ordering::Acquire), waiting);
+    store.revoke_session(grant.session_id).await.unwrap();
+    store.create_user("c", "h", 0).await.unwrap();
+    assert_eq!(store.pending.load(Ordering::Acquire), waiting);
+    // A write that may read messages sees every one before it.
+    let stored: i64 = store
+        .write(|t| {
+            Ok(t.conn
+                .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored, 10);
+    assert_eq!(store.pending.load(Ordering::Acquire), 0);
 }
 
 /// A full database is a storage fault. A message is durable once its log

@@ -29,11 +29,14 @@
 //!   taken under the waiting records' lock, so anything the copy thread
 //!   commits after its snapshot is still among the waiting records, where the
 //!   writer looks first. Every write that is not
-//!   a message or a cursor (accounts, groups, friends, system events, recalls)
-//!   runs in the round's database transaction, after the round has copied every
-//!   waiting record in (under the copy gate, so no copy is half done), so it
-//!   sees and follows every message before it; that transaction commits after
-//!   the log append and the WAL is then synced. A read of messages, seqs or
+//!   a message or a cursor runs in the round's database transaction, under
+//!   the copy gate (so no copy is half done); one that may read or change
+//!   messages, seqs, cursors or conversations (groups, friends, system
+//!   events, recalls) runs after the round has copied every waiting record
+//!   in, so it sees and follows every message before it, while one that
+//!   touches none of them (accounts, sessions, codes, the audit:
+//!   `SqliteStore::write_apart`) does not wait for that copy; the
+//!   transaction commits after the log append and the WAL is then synced. A read of messages, seqs or
 //!   cursors (`SqliteStore::fresh`: sync, history, the conversation list,
 //!   group info) first has every waiting record copied in, so it sees every
 //!   write answered before it. **Recovery:** on open, every record of every

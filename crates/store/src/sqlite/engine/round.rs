@@ -7,8 +7,9 @@
 //! records, that transaction is committed and the WAL synced. The log is
 //! appended before the commit, so a failed append rolls the whole round
 //! back. The copy thread (`copier.rs`) brings logged records into the
-//! database behind; a round that writes the database itself first copies
-//! every waiting record, under the copy gate, so that its write sees them.
+//! database behind; a round that writes the database itself holds the copy
+//! gate, and before a write that must see the messages it copies every
+//! waiting record in.
 
 use super::cache::ConvCache;
 use super::checkpoint::Checkpointer;
@@ -294,9 +295,11 @@ impl Writer {
         for job in batch.iter_mut() {
             let route = job.route();
             if route != Route::Log {
-                // The database sees every message before this job first.
                 self.open()?;
-                pending.take_all().write(&self.conn)?;
+                if route == Route::Flush || job.sees_messages() {
+                    // The database sees every message before this job first.
+                    pending.take_all().write(&self.conn)?;
+                }
             }
             if route == Route::Flush {
                 continue;

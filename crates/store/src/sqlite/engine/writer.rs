@@ -78,12 +78,20 @@ pub trait Work: Send {
     fn isolated(&self) -> bool {
         self.route() == Route::Database
     }
+    /// Whether a write in the database must see (and follow) every message
+    /// and cursor before it, so the round first copies every waiting log
+    /// record in. False for writes that touch none of them (accounts,
+    /// sessions): copying for them held up every send behind the copy.
+    fn sees_messages(&self) -> bool {
+        true
+    }
 }
 
 /// A write whose result goes straight back to the caller.
 pub struct WriteJob<F, T> {
     f: Option<F>,
     route: Route,
+    sees_messages: bool,
     out: Option<Result<T>>,
     reply: Option<oneshot::Sender<Result<T>>>,
 }
@@ -94,8 +102,18 @@ impl<F, T> WriteJob<F, T> {
         WriteJob {
             f: Some(f),
             route: Route::Database,
+            sees_messages: true,
             out: None,
             reply: Some(reply),
+        }
+    }
+
+    /// A write in the round's database transaction that touches no
+    /// message, seq, cursor or conversation (see [`Work::sees_messages`]).
+    pub fn apart(f: F, reply: oneshot::Sender<Result<T>>) -> Self {
+        WriteJob {
+            sees_messages: false,
+            ..WriteJob::new(f, reply)
         }
     }
 
@@ -115,6 +133,10 @@ where
 {
     fn route(&self) -> Route {
         self.route
+    }
+
+    fn sees_messages(&self) -> bool {
+        self.sees_messages
     }
 
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {

@@ -1,0 +1,106 @@
+//! How the store's methods reach the database: writes as jobs for the
+//! writer thread (in its database transaction, apart from the message log,
+//! or staged for the log), reads on the pool of reader connections, and
+//! reads that must first see everything the log holds.
+
+use super::engine::tx::Tx;
+use super::engine::writer::{FlushJob, Job, WriteJob};
+use super::SqliteStore;
+use crate::{Result, StoreError};
+use rusqlite::Connection;
+use std::sync::atomic::Ordering;
+use tokio::sync::oneshot;
+
+impl SqliteStore {
+    /// Runs `f` in the writer's current transaction, inside its own savepoint.
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(WriteJob::new(f, reply))).await?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// Runs `f` in the writer's round as a staged (logged) write.
+    pub(super) async fn staged<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(WriteJob::staged(f, reply))).await?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    pub(super) async fn submit(&self, job: Job) -> Result<()> {
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable)
+    }
+
+    /// Like [`SqliteStore::read`], for a read of messages, seqs or cursors:
+    /// first waits until every record the log holds is in the database, so
+    /// the read sees every write answered before it.
+    pub(super) async fn fresh<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        if self.pending.load(Ordering::Acquire) > 0 {
+            let (reply, rx) = oneshot::channel();
+            self.submit(Box::new(FlushJob(Some(reply)))).await?;
+            rx.await.map_err(|_| StoreError::Unavailable)??;
+        }
+        self.read(f).await
+    }
+
+    /// Runs `f` on a reader connection off the async runtime.
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable)?;
+        tokio::task::spawn_blocking(move || {
+            let conn = pool
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .ok_or_else(|| StoreError::bug("reader pool: a permit without a connection"))?;
+            let out = f(&conn);
+            pool.conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::backend("a reader task failed", e))?
+    }
+
+    /// Like [`SqliteStore::write`], for a write that neither reads nor
+    /// changes messages, seqs, cursors or conversations (accounts, sessions,
+    /// codes, the audit): its round need not copy the waiting log records
+    /// into the database first, which would hold up every send behind it
+    /// for as long as the copy takes (a login under load, say).
+    pub(super) async fn write_apart<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(WriteJob::apart(f, reply))).await?;
+        rx.await.map_err(|_| StoreError::Unavailable)?
+    }
+}
