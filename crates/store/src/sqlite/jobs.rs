@@ -19,8 +19,21 @@ impl SqliteStore {
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(WriteJob::new(f, reply))).await?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
+        self.answer(Box::new(WriteJob::new(f, reply)), rx).await
+    }
+
+    /// Like [`SqliteStore::write`], for a write that neither reads nor
+    /// changes messages, seqs, cursors or conversations (accounts, sessions,
+    /// codes, the audit): its round need not copy the waiting log records
+    /// into the database first, which would hold up every send behind it
+    /// for as long as the copy takes (a login under load, say).
+    pub(super) async fn write_apart<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.answer(Box::new(WriteJob::apart(f, reply)), rx).await
     }
 
     /// Runs `f` in the writer's round as a staged (logged) write.
@@ -30,7 +43,12 @@ impl SqliteStore {
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(WriteJob::staged(f, reply))).await?;
+        self.answer(Box::new(WriteJob::staged(f, reply)), rx).await
+    }
+
+    /// Queues `job` for the writer and waits for its answer on `rx`.
+    async fn answer<T>(&self, job: Job, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
+        self.submit(job).await?;
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 
@@ -87,20 +105,5 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::backend("a reader task failed", e))?
-    }
-
-    /// Like [`SqliteStore::write`], for a write that neither reads nor
-    /// changes messages, seqs, cursors or conversations (accounts, sessions,
-    /// codes, the audit): its round need not copy the waiting log records
-    /// into the database first, which would hold up every send behind it
-    /// for as long as the copy takes (a login under load, say).
-    pub(super) async fn write_apart<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
-    {
-        let (reply, rx) = oneshot::channel();
-        self.submit(Box::new(WriteJob::apart(f, reply))).await?;
-        rx.await.map_err(|_| StoreError::Unavailable)?
     }
 }

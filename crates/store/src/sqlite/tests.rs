@@ -171,14 +171,9 @@ async fn a_panic_in_a_write_fails_its_batch_and_the_writer_goes_on() {
     store.check().await.unwrap();
 }
 
-/// The health check, which the server runs every second, proves the
-/// writer answers without copying the log into the database on the
-/// writer's thread: the records stay for the copy thread, and the sends
-/// queued behind the check do not wait for a copy.
-#[tokio::test]
-async fn the_health_check_leaves_the_log_to_the_copy_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _feed) = open(&dir);
+/// Ten messages from a new user "a" to "b", waiting in the log: a's id and
+/// how many records wait.
+async fn ten_waiting(store: &SqliteStore) -> (UserId, usize) {
     let a = store.create_user("a", "h", 0).await.unwrap();
     let b = store.create_user("b", "h", 0).await.unwrap();
     for i in 0..10 {
@@ -189,6 +184,18 @@ async fn the_health_check_leaves_the_log_to_the_copy_thread() {
     }
     let waiting = store.pending.load(Ordering::Acquire);
     assert!(waiting >= 10, "the messages wait in the log: {waiting}");
+    (a, waiting)
+}
+
+/// The health check, which the server runs every second, proves the
+/// writer answers without copying the log into the database on the
+/// writer's thread: the records stay for the copy thread, and the sends
+/// queued behind the check do not wait for a copy.
+#[tokio::test]
+async fn the_health_check_leaves_the_log_to_the_copy_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let (_, waiting) = ten_waiting(&store).await;
     store.check().await.unwrap();
     assert_eq!(
         store.pending.load(Ordering::Acquire),
@@ -205,16 +212,7 @@ async fn the_health_check_leaves_the_log_to_the_copy_thread() {
 async fn a_session_write_leaves_the_log_and_a_message_write_copies_it() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _feed) = open(&dir);
-    let a = store.create_user("a", "h", 0).await.unwrap();
-    let b = store.create_user("b", "h", 0).await.unwrap();
-    for i in 0..10 {
-        store
-            .append_message(msg(a, b, &format!("m{i}")))
-            .await
-            .unwrap();
-    }
-    let waiting = store.pending.load(Ordering::Acquire);
-    assert!(waiting >= 10, "the messages wait in the log: {waiting}");
+    let (a, waiting) = ten_waiting(&store).await;
     let grant = store
         .create_session(crate::NewSession {
             user_id: a,

@@ -36,8 +36,8 @@
 //!   in, so it sees and follows every message before it, while one that
 //!   touches none of them (accounts, sessions, codes, the audit:
 //!   `SqliteStore::write_apart`) does not wait for that copy; the
-//!   transaction commits after the log append and the WAL is then synced. A read of messages, seqs or
-//!   cursors (`SqliteStore::fresh`: sync, history, the conversation list,
+//!   transaction commits after the log append and the WAL is then synced.
+//!   A read of messages, seqs or cursors (`SqliteStore::fresh`: sync, history, the conversation list,
 //!   group info) first has every waiting record copied in, so it sees every
 //!   write answered before it. **Recovery:** on open, every record of every
 //!   segment is replayed into the database (`INSERT OR IGNORE` by
