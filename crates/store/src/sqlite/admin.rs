@@ -2,6 +2,7 @@
 //! the writer thread, reads on a reader connection.
 
 use super::engine::dialect::{now, Lite};
+use super::jobs::Scope;
 use super::SqliteStore;
 use crate::sql::admin;
 use crate::{
@@ -96,7 +97,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn account(&self, id: UserId, now_ms: i64) -> Result<Option<AccountDetail>> {
-        self.fresh(move |c| now(admin::account(&Lite(c), id, now_ms)))
+        self.read(move |c| now(admin::account(&Lite(c), id, now_ms)))
             .await
     }
 
@@ -147,8 +148,10 @@ impl AdminStore for SqliteStore {
         after: UserId,
         limit: usize,
     ) -> Result<Option<(GroupRecord, Vec<MemberRecord>)>> {
-        self.fresh(move |c| now(admin::group(&Lite(c), id, after, limit)))
-            .await
+        self.fresh(Scope::Conversation(id), move |c| {
+            now(admin::group(&Lite(c), id, after, limit))
+        })
+        .await
     }
 
     async fn operate_group(

@@ -1,12 +1,12 @@
 //! How the store's methods reach the database: writes as jobs for the
 //! writer thread (in its database transaction, apart from the message log,
 //! or staged for the log), reads on the pool of reader connections, and
-//! reads that must first see everything the log holds.
+//! reads that must first see what the log holds of their conversations.
 
 use super::engine::tx::Tx;
-use super::engine::writer::{FlushJob, Job, WriteJob};
+use super::engine::writer::{Job, WriteJob};
 use super::SqliteStore;
-use crate::{Result, StoreError};
+use crate::{ConversationId, Result, StoreError, UserId};
 use rusqlite::Connection;
 use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
@@ -60,19 +60,34 @@ impl SqliteStore {
     }
 
     /// Like [`SqliteStore::read`], for a read of messages, seqs or cursors:
-    /// first waits until every record the log holds is in the database, so
-    /// the read sees every write answered before it.
-    pub(super) async fn fresh<T, F>(&self, f: F) -> Result<T>
+    /// first the records the log holds for the conversations in `scope` are
+    /// copied into the database (on this reader's thread, not the
+    /// writer's), so the read sees every write answered before it.
+    pub(super) async fn fresh<T, F>(&self, scope: Scope, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        if self.pending.load(Ordering::Acquire) > 0 {
-            let (reply, rx) = oneshot::channel();
-            self.submit(Box::new(FlushJob(Some(reply)))).await?;
-            rx.await.map_err(|_| StoreError::Unavailable)??;
-        }
-        self.read(f).await
+        let (shared, waiting) = (self.shared.clone(), self.pending.clone());
+        self.read(move |c| {
+            if waiting.load(Ordering::Acquire) > 0 {
+                match scope {
+                    Scope::Conversation(id) => shared.copy_for_read(Some(&[id]))?,
+                    Scope::User(user) => {
+                        let ids = c
+                            .prepare_cached(
+                                "SELECT conversation_id FROM members WHERE user_id = ?1",
+                            )?
+                            .query_map([user], |r| r.get(0))?
+                            .collect::<rusqlite::Result<Vec<ConversationId>>>()?;
+                        shared.copy_for_read(Some(&ids))?
+                    }
+                    Scope::All => shared.copy_for_read(None)?,
+                }
+            }
+            f(c)
+        })
+        .await
     }
 
     /// Runs `f` on a reader connection off the async runtime.
@@ -106,4 +121,15 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::backend("a reader task failed", e))?
     }
+}
+
+/// Which conversations a [`SqliteStore::fresh`] read must see up to date.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Scope {
+    /// One conversation (its messages, seq and every member's cursors).
+    Conversation(ConversationId),
+    /// Every conversation the user is or was a member of.
+    User(UserId),
+    /// Every conversation.
+    All,
 }

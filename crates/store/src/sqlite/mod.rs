@@ -24,7 +24,8 @@ use engine::dialect::{now, Lite};
 use engine::faults::io_fault;
 pub(crate) use engine::os::lock_database;
 use engine::writer::{self, AppendJob, Health, Job};
-use engine::{checkpoint, log, os, pending, round};
+use engine::{checkpoint, copier, log, os, pending, round};
+use jobs::Scope;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -80,8 +81,11 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     health: Arc<Health>,
     /// Records in the message log that the database does not have yet: a
-    /// read of messages or cursors waits for them to be copied in.
+    /// read of messages or cursors first copies in those of its
+    /// conversations (`fresh`).
     pending: Arc<AtomicUsize>,
+    /// The waiting records and the copy gate, shared with the writer.
+    shared: Arc<copier::Shared>,
 }
 
 struct ReadPool {
@@ -182,9 +186,15 @@ impl SqliteStore {
         let pending = Arc::new(AtomicUsize::new(0));
         let copy_conn = open_conn(&opts)?;
         copy_conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        let shared = Arc::new(copier::Shared::new(
+            pending::Pending::new(pending.clone()),
+            log.segment(),
+            copy_conn,
+            health.clone(),
+        ));
         let writer = round::Writer::new(round::Start {
             conn,
-            copy_conn,
+            shared: shared.clone(),
             db: opts.path.clone(),
             log,
             next_id,
@@ -193,7 +203,6 @@ impl SqliteStore {
             feed,
             checkpointer,
             health: health.clone(),
-            pending: pending::Pending::new(pending.clone()),
         });
         let thread = std::thread::Builder::new()
             .name("natter-sqlite-writer".into())
@@ -212,6 +221,7 @@ impl SqliteStore {
             }),
             health,
             pending,
+            shared,
         })
     }
 }
@@ -306,8 +316,10 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<SyncPage> {
         let cursors = cursors.clone();
-        self.fresh(move |c| sync::sync(c, user, &cursors, after, page))
-            .await
+        self.fresh(Scope::User(user), move |c| {
+            sync::sync(c, user, &cursors, after, page)
+        })
+        .await
     }
 
     async fn history(
@@ -317,7 +329,7 @@ impl Store for SqliteStore {
         before_seq: u64,
         page: Page,
     ) -> Result<HistoryPage> {
-        self.fresh(move |c| {
+        self.fresh(Scope::Conversation(conversation), move |c| {
             now(shared_messages::history(
                 &Lite(c),
                 user,
@@ -372,8 +384,10 @@ impl Store for SqliteStore {
         before: Option<Before>,
         page: Page,
     ) -> Result<(Vec<ConversationSummary>, bool)> {
-        self.fresh(move |c| now(shared::conversations(&Lite(c), user, before, page)))
-            .await
+        self.fresh(Scope::User(user), move |c| {
+            now(shared::conversations(&Lite(c), user, before, page))
+        })
+        .await
     }
 
     async fn send_friend_request(
@@ -486,8 +500,10 @@ impl Store for SqliteStore {
     }
 
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
-        self.fresh(move |c| now(shared::group(&Lite(c), id, viewer)))
-            .await
+        self.fresh(Scope::Conversation(id), move |c| {
+            now(shared::group(&Lite(c), id, viewer))
+        })
+        .await
     }
 
     async fn groups_of(
@@ -496,8 +512,10 @@ impl Store for SqliteStore {
         after: ConversationId,
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
-        self.fresh(move |c| now(shared::groups_of(&Lite(c), user, after, page)))
-            .await
+        self.fresh(Scope::User(user), move |c| {
+            now(shared::groups_of(&Lite(c), user, after, page))
+        })
+        .await
     }
 
     async fn rooms(
@@ -508,8 +526,10 @@ impl Store for SqliteStore {
         page: Page,
     ) -> Result<(Vec<GroupRecord>, bool)> {
         let p = prefix.to_owned();
-        self.fresh(move |c| now(shared::rooms(&Lite(c), viewer, &p, after, page)))
-            .await
+        self.fresh(Scope::All, move |c| {
+            now(shared::rooms(&Lite(c), viewer, &p, after, page))
+        })
+        .await
     }
 
     async fn members(

@@ -241,6 +241,83 @@ async fn a_session_write_leaves_the_log_and_a_message_write_copies_it() {
     assert_eq!(store.pending.load(Ordering::Acquire), 0);
 }
 
+/// A read of messages copies in the waiting records of its own
+/// conversations (on its reader's thread) and sees every one of them; the
+/// other conversations' records stay in the log for the copy thread.
+#[tokio::test]
+async fn a_read_copies_only_its_own_conversations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let (a, _) = ten_waiting(&store).await;
+    let b = store.user_by_name("b").await.unwrap().unwrap().id;
+    let c = store.create_user("c", "h", 0).await.unwrap();
+    let d = store.create_user("d", "h", 0).await.unwrap();
+    let mut cd = 0;
+    for i in 0..5 {
+        cd = store
+            .append_message(msg(c, d, &format!("c{i}")))
+            .await
+            .unwrap()
+            .message
+            .conversation_id;
+    }
+    let ab = store
+        .append_message(msg(b, a, "b0"))
+        .await
+        .unwrap()
+        .message
+        .conversation_id;
+    store.mark_read(d, cd, 5).await.unwrap();
+    store.mark_read(a, ab, 11).await.unwrap();
+    assert_eq!(store.pending.load(Ordering::Acquire), 11 + 5 + 2);
+    let page = Page {
+        items: 50,
+        bytes: 1 << 20,
+    };
+    let history = store.history(a, ab, 0, page).await.unwrap();
+    assert_eq!(history.messages.len(), 11);
+    assert_eq!(
+        store.pending.load(Ordering::Acquire),
+        5 + 1,
+        "c and d's records wait; a and b's are in the database"
+    );
+    let (list, _) = store.conversations(d, None, page).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].last_seq, 5);
+    assert_eq!(list[0].read_seq, 5, "the cursor raise is seen");
+    assert_eq!(store.pending.load(Ordering::Acquire), 0);
+}
+
+/// A round that copies nothing (messages only, no gate) does not settle a
+/// copy another thread has in flight: if that copy then fails, its records
+/// still wait, to be copied again, and their log segment is kept.
+#[tokio::test]
+async fn a_round_leaves_a_copy_in_flight_to_its_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let (a, waiting) = ten_waiting(&store).await;
+    let b = store.user_by_name("b").await.unwrap().unwrap().id;
+    let all = store.shared.pending().waiting_ids();
+    let (chunk, _) = store.shared.pending().take_these(&all, usize::MAX);
+    assert_eq!(chunk.len(), waiting);
+    store.append_message(msg(a, b, "meanwhile")).await.unwrap();
+    store.shared.pending().copied_rolled_back();
+    assert_eq!(
+        store.pending.load(Ordering::Acquire),
+        waiting + 1,
+        "the round settled a copy it did not make"
+    );
+    let page = Page {
+        items: 50,
+        bytes: 1 << 20,
+    };
+    let ab = chunk.messages[0].conversation_id;
+    assert_eq!(
+        store.history(a, ab, 0, page).await.unwrap().messages.len(),
+        11
+    );
+}
+
 /// A full database is a storage fault. A message is durable once its log
 /// record is, so an append still succeeds; the database cannot take it,
 /// so reads that must see it fail with the fault, and so does the health
@@ -266,6 +343,12 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
             Ok(())
         })
         .await
+        .unwrap();
+    // The copy connection, which a read copies with, is as full.
+    store
+        .shared
+        .gate()
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
         .unwrap();
     let mut big = msg(a, b, "big");
     big.body.content = "x".repeat(200_000);
@@ -293,6 +376,11 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
             Ok(())
         })
         .await
+        .unwrap();
+    store
+        .shared
+        .gate()
+        .query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))
         .unwrap();
     store.check().await.unwrap();
     let page = store

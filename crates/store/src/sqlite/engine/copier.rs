@@ -5,17 +5,20 @@
 //! log sync. Once every record of a log segment is in the database and the
 //! database is synced, the segment is deleted.
 //!
-//! The writer and this thread share [`Shared`]: the waiting records (locked
-//! briefly: to take a chunk, and to settle it after its commit) and the
-//! gate, which a copy holds from taking its chunk until it is settled, so
-//! that the writer, holding it, can copy everything itself inside a
-//! transaction of its own.
+//! The writer, this thread and the readers share [`Shared`]: the waiting
+//! records (locked briefly: to take a chunk, and to settle it after its
+//! commit) and the gate, which a copy holds from taking its chunk until it
+//! is settled, so that the writer, holding it, can copy everything itself
+//! inside a transaction of its own. The gate holds the copy connection: a
+//! read that must see some conversations copies their waiting records
+//! itself (`Shared::copy_for_read`), at the reader's priority, without
+//! holding up the writer's rounds.
 
 use super::checkpoint::Nudge;
 use super::log;
-use super::pending::{Pending, COPY_HIGH};
+use super::pending::{Chunk, Pending, COPY_HIGH};
 use super::writer::Health;
-use crate::{Result, StoreError};
+use crate::{ConversationId, Result, StoreError};
 use natter_runtime::clock::Instant;
 use rusqlite::Connection;
 use std::path::PathBuf;
@@ -42,19 +45,27 @@ pub(crate) struct Shared {
     pub pending: Mutex<Pending>,
     /// Rung when records come or the thread must stop.
     pub wake: Condvar,
-    /// Held by a copy from taking its chunk until it is settled.
-    pub gate: Mutex<()>,
+    /// Held by a copy from taking its chunk until it is settled; holds the
+    /// copy connection.
+    pub gate: Mutex<Connection>,
     pub stop: AtomicBool,
     /// The segment the writer appends to now.
     pub segment: AtomicU64,
+    health: Arc<Health>,
 }
 
 impl Shared {
-    pub fn new(pending: Pending, segment: u64) -> Shared {
+    pub fn new(
+        pending: Pending,
+        segment: u64,
+        copy_conn: Connection,
+        health: Arc<Health>,
+    ) -> Shared {
         Shared {
             pending: Mutex::new(pending),
             wake: Condvar::new(),
-            gate: Mutex::new(()),
+            gate: Mutex::new(copy_conn),
+            health,
             stop: AtomicBool::new(false),
             segment: AtomicU64::new(segment),
         }
@@ -64,19 +75,87 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn gate(&self) -> MutexGuard<'_, ()> {
+    pub fn gate(&self) -> MutexGuard<'_, Connection> {
         self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copies `chunk`, taken under the gate `conn` comes from, in one
+    /// transaction and settles it: committed, it is the database's; failed,
+    /// it waits again (and past [`BEHIND`] waiting records, staged writes
+    /// are refused until a copy succeeds).
+    pub fn copy_chunk(&self, conn: &Connection, chunk: &Chunk) -> Result<()> {
+        let written = (|| -> Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            chunk.write(conn)?;
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        })();
+        let mut p = self.pending();
+        match &written {
+            Ok(()) => {
+                p.copied_committed();
+                if p.refuse.take().is_some() {
+                    self.health.set_fault(None);
+                }
+            }
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                p.copied_rolled_back();
+                if e.fault().is_some() {
+                    self.health.set_fault(Some(e.clone()));
+                }
+                if p.len() >= BEHIND {
+                    p.refuse = Some(match e.fault() {
+                        Some(_) => e.clone(),
+                        None => StoreError::Unavailable,
+                    });
+                }
+            }
+        }
+        metrics::gauge!("natter_store_log_waiting").set(p.len() as f64);
+        written
+    }
+
+    /// For a read that must see every write answered before it in the
+    /// conversations `ids` (all of them for `None`): copies their waiting
+    /// records into the database, a chunk at a time so that a round which
+    /// needs the gate waits for one chunk at most. The writer's rounds that
+    /// only log go on meanwhile.
+    pub fn copy_for_read(&self, ids: Option<&[ConversationId]>) -> Result<()> {
+        if self.stop.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable);
+        }
+        let all;
+        let mut ids = match ids {
+            Some(ids) => ids,
+            None => {
+                all = self.pending().waiting_ids();
+                &all[..]
+            }
+        };
+        while !ids.is_empty() {
+            let conn = self.gate();
+            let (chunk, covered) = self.pending().take_these(ids, READ_CHUNK);
+            ids = &ids[covered..];
+            if chunk.len() > 0 {
+                self.copy_chunk(&conn, &chunk)?;
+            }
+        }
+        Ok(())
     }
 }
 
+/// Records a read copies per transaction (whole conversations).
+const READ_CHUNK: usize = 256;
+
 pub(crate) struct Copier {
-    pub conn: Connection,
     pub db: PathBuf,
     pub log_dir: PathBuf,
     /// The oldest log segment still on disk.
     pub first_segment: u64,
     pub shared: Arc<Shared>,
-    pub health: Arc<Health>,
     pub nudge: Option<Nudge>,
     /// No copy before this (the last one failed).
     retry_at: Option<Instant>,
@@ -84,20 +163,16 @@ pub(crate) struct Copier {
 
 impl Copier {
     pub fn new(
-        conn: Connection,
         db: PathBuf,
         first_segment: u64,
         shared: Arc<Shared>,
-        health: Arc<Health>,
         nudge: Option<Nudge>,
     ) -> Copier {
         Copier {
-            conn,
             log_dir: log::dir_of(&db),
             db,
             first_segment,
             shared,
-            health,
             nudge,
             retry_at: None,
         }
@@ -153,52 +228,27 @@ impl Copier {
     /// Copies one chunk of the longest-waiting records.
     fn copy(&mut self) {
         let shared = self.shared.clone();
-        let _gate = shared.gate();
+        let conn = shared.gate();
         let chunk = shared.pending().take_oldest(CHUNK);
         if chunk.len() == 0 {
             return;
         }
         let started = Instant::now();
-        let written = (|| -> Result<()> {
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            chunk.write(&self.conn)?;
-            self.conn.execute_batch("COMMIT")?;
-            Ok(())
-        })();
-        let mut p = shared.pending();
-        match written {
+        match shared.copy_chunk(&conn, &chunk) {
             Ok(()) => {
                 metrics::histogram!("natter_store_copy_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("natter_store_copy_size").record(chunk.len() as f64);
-                p.copied_committed();
                 self.retry_at = None;
-                if p.refuse.take().is_some() {
-                    self.health.set_fault(None);
-                }
                 if let Some(n) = &self.nudge {
                     n.nudge();
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "copying log records into the database failed; retrying");
-                if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                p.copied_rolled_back();
                 self.retry_at = Some(Instant::now() + RETRY);
-                if e.fault().is_some() {
-                    self.health.set_fault(Some(e.clone()));
-                }
-                if p.len() >= BEHIND {
-                    p.refuse = Some(match e.fault() {
-                        Some(_) => e,
-                        None => StoreError::Unavailable,
-                    });
-                }
             }
         }
-        metrics::gauge!("natter_store_log_waiting").set(p.len() as f64);
     }
 
     /// Deletes the log segments whose records are all in the database, once

@@ -37,9 +37,12 @@
 //!   touches none of them (accounts, sessions, codes, the audit:
 //!   `SqliteStore::write_apart`) does not wait for that copy; the
 //!   transaction commits after the log append and the WAL is then synced.
-//!   A read of messages, seqs or cursors (`SqliteStore::fresh`: sync, history, the conversation list,
-//!   group info) first has every waiting record copied in, so it sees every
-//!   write answered before it. **Recovery:** on open, every record of every
+//!   A read of messages, seqs or cursors (`SqliteStore::fresh`: sync,
+//!   history, the conversation list, group info) first copies in the waiting
+//!   records of its own conversations (a user's, or one), on its reader's
+//!   thread with the copy connection under the gate, so it sees every write
+//!   answered before it there without holding up the writer's rounds; what
+//!   is being copied is settled only by the gate's holder. **Recovery:** on open, every record of every
 //!   segment is replayed into the database (`INSERT OR IGNORE` by
 //!   `(conversation, seq)`; cursors only rise; records of a conversation the
 //!   database never got were never acknowledged and are skipped), the database

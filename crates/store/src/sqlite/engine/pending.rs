@@ -7,14 +7,15 @@
 //! conversation at a time: the message table is clustered by conversation,
 //! so a conversation's messages copied together land on its own last pages
 //! and cost a page write per page filled instead of one each. A cursor raised several times while
-//! it waits is copied once. A read that must see everything waits for all
-//! of it to be copied (`SqliteStore::fresh`).
+//! it waits is copied once. A read that must see a conversation's messages
+//! or cursors first has that conversation's waiting records copied in
+//! (`SqliteStore::fresh`, [`Pending::take_these`]).
 
 use super::log::{CursorKind, Record};
 use crate::{ConversationId, Result, StoredMessage, UserId};
 use natter_runtime::clock::Instant;
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,8 @@ pub struct Pending {
     /// time no longer matches its conversation's is stale).
     order: VecDeque<(Instant, ConversationId)>,
     cursors: HashMap<CursorKey, Raise>,
+    /// The waiting cursors by conversation, for a read of a few.
+    cursor_convs: HashMap<ConversationId, HashSet<(UserId, CursorKind)>>,
     cursor_order: VecDeque<(Instant, CursorKey)>,
     /// Sender → client_msg_id → the message.
     keys: HashMap<UserId, HashMap<String, Arc<StoredMessage>>>,
@@ -79,6 +82,7 @@ impl Pending {
             convs: HashMap::new(),
             order: VecDeque::new(),
             cursors: HashMap::new(),
+            cursor_convs: HashMap::new(),
             cursor_order: VecDeque::new(),
             keys: HashMap::new(),
             segments: BTreeMap::new(),
@@ -161,7 +165,7 @@ impl Pending {
         let key = (user, conversation, kind);
         let now = Instant::now();
         *self.segments.entry(segment).or_default() += 1;
-        let before = self.cursors.insert(
+        let before = self.cursor_in(
             key,
             Raise {
                 seq,
@@ -212,19 +216,30 @@ impl Pending {
                     self.grew(-1);
                 }
                 Undo::Cursor(key, before) => {
-                    if let Some(now) = self.cursors.remove(&key) {
+                    if let Some(now) = self.cursor_out(&key) {
                         self.release(now.segment);
                     }
                     match before {
                         Some(old) => {
                             *self.segments.entry(old.segment).or_default() += 1;
-                            self.cursors.insert(key, old);
+                            self.cursor_in(key, old);
                         }
                         None => self.grew(-1),
                     }
                 }
             }
         }
+    }
+
+    /// Every conversation with a message or a cursor waiting.
+    pub fn waiting_ids(&self) -> Vec<ConversationId> {
+        let mut ids: Vec<ConversationId> = self.convs.keys().copied().collect();
+        ids.extend(
+            self.cursor_convs
+                .keys()
+                .filter(|id| !self.convs.contains_key(id)),
+        );
+        ids
     }
 
     /// Whether conversation `id` has messages waiting.
@@ -273,6 +288,30 @@ impl Pending {
             }
         }
         self.take(&ids, &keys)
+    }
+
+    /// Takes every waiting record (messages and cursors) of the first of
+    /// `ids`, whole conversations, until about `max` records are taken;
+    /// returns them and how many of `ids` they cover. For a read that must
+    /// see those conversations: it need not wait for anyone else's.
+    pub fn take_these(&mut self, ids: &[ConversationId], max: usize) -> (Chunk, usize) {
+        let (mut convs, mut keys) = (Vec::new(), Vec::new());
+        let (mut taking, mut covered) = (0, 0);
+        for id in ids {
+            if taking >= max {
+                break;
+            }
+            covered += 1;
+            if let Some(w) = self.convs.get(id) {
+                taking += w.messages.len() - w.copied;
+                convs.push(*id);
+            }
+            if let Some(of) = self.cursor_convs.get(id) {
+                taking += of.len();
+                keys.extend(of.iter().map(|&(user, kind)| (user, *id, kind)));
+            }
+        }
+        (self.take(&convs, &keys), covered)
     }
 
     fn take(&mut self, ids: &[ConversationId], keys: &[CursorKey]) -> Chunk {
@@ -339,7 +378,7 @@ impl Pending {
             };
             if r.copied == Some(r.seq) {
                 let segment = r.segment;
-                self.cursors.remove(&key);
+                self.cursor_out(&key);
                 self.release(segment);
                 self.grew(-1);
             } else {
@@ -364,6 +403,27 @@ impl Pending {
                 r.copied = None;
             }
         }
+    }
+
+    fn cursor_in(&mut self, key: CursorKey, raise: Raise) -> Option<Raise> {
+        let (user, conversation, kind) = key;
+        self.cursor_convs
+            .entry(conversation)
+            .or_default()
+            .insert((user, kind));
+        self.cursors.insert(key, raise)
+    }
+
+    fn cursor_out(&mut self, key: &CursorKey) -> Option<Raise> {
+        let out = self.cursors.remove(key)?;
+        let (user, conversation, kind) = *key;
+        if let Some(of) = self.cursor_convs.get_mut(&conversation) {
+            of.remove(&(user, kind));
+            if of.is_empty() {
+                self.cursor_convs.remove(&conversation);
+            }
+        }
+        Some(out)
     }
 
     /// Drops stale entries from the front of the orders.

@@ -69,8 +69,9 @@ enum Outcome {
 /// How the writer starts.
 pub(crate) struct Start {
     pub conn: Connection,
-    /// The copy thread's own connection.
-    pub copy_conn: Connection,
+    /// The waiting records and the copy gate (with the copy connection),
+    /// shared with the copy thread and the readers.
+    pub shared: Arc<Shared>,
     pub db: PathBuf,
     pub log: Log,
     pub next_id: u64,
@@ -79,18 +80,15 @@ pub(crate) struct Start {
     pub feed: CommitFeedSender,
     pub checkpointer: Checkpointer,
     pub health: Arc<Health>,
-    pub pending: Pending,
 }
 
 impl Writer {
     pub(crate) fn new(s: Start) -> Writer {
-        let shared = Arc::new(Shared::new(s.pending, s.log.segment()));
+        let shared = s.shared;
         let copier = Copier::new(
-            s.copy_conn,
             s.db.clone(),
             s.log.segment(),
             shared.clone(),
-            s.health.clone(),
             s.checkpointer.nudger(),
         );
         Writer {
@@ -181,6 +179,8 @@ impl Writer {
     /// checkpointed and synced; then the log has nothing left to hold.
     fn close(&mut self) {
         let shared = self.shared.clone();
+        // No read copies anything meanwhile.
+        let _gate = shared.gate();
         let mut pending = shared.pending();
         let copied = (|| -> Result<()> {
             let chunk = pending.take_all();
@@ -222,7 +222,7 @@ impl Writer {
         // copy is half done meanwhile and its transaction does not wait on
         // the copy thread's; one that writes more than that copies every
         // waiting record first.
-        let _gate = batch
+        let gate = batch
             .iter()
             .any(|j| j.route() != Route::Log || j.may_write_database(&self.convs))
             .then(|| shared.gate());
@@ -246,16 +246,24 @@ impl Writer {
         self.shared
             .segment
             .store(self.log.segment(), Ordering::Release);
+        // What is being copied is settled by whoever holds the gate: a
+        // round without it copied nothing, and must not settle a copy in
+        // flight on another thread.
+        let copied = gate.is_some();
         match &outcome {
             Outcome::Done => {
-                pending.copied_committed();
+                if copied {
+                    pending.copied_committed();
+                }
                 pending.round_done();
                 self.convs.seqs.settle(|id| pending.waiting(id));
                 // Published before the callers hear back, in commit order.
                 self.publish.drain(..).for_each(|c| self.feed.publish(c));
             }
             Outcome::NotSynced(_) => {
-                pending.copied_committed();
+                if copied {
+                    pending.copied_committed();
+                }
                 pending.round_done();
                 self.convs.seqs.settle(|id| pending.waiting(id));
                 self.publish.clear();
@@ -265,7 +273,9 @@ impl Writer {
                 if !self.conn.is_autocommit() {
                     let _ = self.conn.execute_batch("ROLLBACK");
                 }
-                pending.copied_rolled_back();
+                if copied {
+                    pending.copied_rolled_back();
+                }
                 pending.round_failed();
                 self.convs.seqs.undo(mark);
                 self.convs.clear(|id| pending.waiting(id));

@@ -48,8 +48,8 @@ pub enum Route {
     Log,
     /// In the round's database transaction.
     Database,
-    /// Copies every staged record into the database (for a read that must
-    /// see them).
+    /// Copies every staged record into the database (before the writer
+    /// stops).
     Flush,
 }
 
@@ -221,24 +221,6 @@ impl Work for AppendJob {
         };
         if let Some(reply) = self.reply.take() {
             let _ = reply.send(out);
-        }
-    }
-}
-
-/// Copies every staged record into the database, for a read that must see
-/// them; answers once they are committed there.
-pub struct FlushJob(pub Option<oneshot::Sender<Result<()>>>);
-
-impl Work for FlushJob {
-    fn route(&self) -> Route {
-        Route::Flush
-    }
-    fn apply(&mut self, _tx: &mut Tx<'_>) -> Result<()> {
-        Ok(())
-    }
-    fn finish(mut self: Box<Self>, outcome: Result<()>) {
-        if let Some(reply) = self.0.take() {
-            let _ = reply.send(outcome);
         }
     }
 }
