@@ -191,6 +191,7 @@ impl SqliteStore {
             log.segment(),
             copy_conn,
             health.clone(),
+            checkpointer.nudger(),
         ));
         let writer = round::Writer::new(round::Start {
             conn,

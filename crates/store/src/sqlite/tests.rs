@@ -41,11 +41,24 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database() {
     let db_len = || std::fs::metadata(dir.path().join("t.db")).unwrap().len();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let before = db_len();
+    let mut conversation = 0;
     for i in 0..300 {
         let mut m = msg(a, b, &format!("m{i}"));
         m.body.content = "x".repeat(1000);
-        store.append_message(m).await.unwrap();
+        conversation = store
+            .append_message(m)
+            .await
+            .unwrap()
+            .message
+            .conversation_id;
     }
+    // A read copies the messages out of the message log into the WAL now,
+    // rather than after `COPY_AGE`: what is timed is the checkpoint.
+    let page = Page {
+        items: 1,
+        bytes: 1 << 20,
+    };
+    store.history(a, conversation, 0, page).await.unwrap();
     let deadline = natter_runtime::clock::Instant::now() + std::time::Duration::from_secs(5);
     while db_len() < before + 300 * 1000 {
         assert!(

@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     /// The segment the writer appends to now.
     pub segment: AtomicU64,
     health: Arc<Health>,
+    /// Tells the checkpoint thread of a copy's new WAL frames; let go (so
+    /// that the thread can stop) when the writer closes.
+    pub nudge: Mutex<Option<Nudge>>,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
         segment: u64,
         copy_conn: Connection,
         health: Arc<Health>,
+        nudge: Option<Nudge>,
     ) -> Shared {
         Shared {
             pending: Mutex::new(pending),
@@ -68,6 +72,7 @@ impl Shared {
             health,
             stop: AtomicBool::new(false),
             segment: AtomicU64::new(segment),
+            nudge: Mutex::new(nudge),
         }
     }
 
@@ -96,6 +101,9 @@ impl Shared {
                 p.copied_committed();
                 if p.refuse.take().is_some() {
                     self.health.set_fault(None);
+                }
+                if let Some(n) = &*self.nudge.lock().unwrap_or_else(|p| p.into_inner()) {
+                    n.nudge();
                 }
             }
             Err(e) => {
@@ -156,24 +164,17 @@ pub(crate) struct Copier {
     /// The oldest log segment still on disk.
     pub first_segment: u64,
     pub shared: Arc<Shared>,
-    pub nudge: Option<Nudge>,
     /// No copy before this (the last one failed).
     retry_at: Option<Instant>,
 }
 
 impl Copier {
-    pub fn new(
-        db: PathBuf,
-        first_segment: u64,
-        shared: Arc<Shared>,
-        nudge: Option<Nudge>,
-    ) -> Copier {
+    pub fn new(db: PathBuf, first_segment: u64, shared: Arc<Shared>) -> Copier {
         Copier {
             log_dir: log::dir_of(&db),
             db,
             first_segment,
             shared,
-            nudge,
             retry_at: None,
         }
     }
@@ -240,9 +241,6 @@ impl Copier {
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("natter_store_copy_size").record(chunk.len() as f64);
                 self.retry_at = None;
-                if let Some(n) = &self.nudge {
-                    n.nudge();
-                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "copying log records into the database failed; retrying");

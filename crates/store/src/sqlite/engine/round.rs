@@ -85,12 +85,7 @@ pub(crate) struct Start {
 impl Writer {
     pub(crate) fn new(s: Start) -> Writer {
         let shared = s.shared;
-        let copier = Copier::new(
-            s.db.clone(),
-            s.log.segment(),
-            shared.clone(),
-            s.checkpointer.nudger(),
-        );
+        let copier = Copier::new(s.db.clone(), s.log.segment(), shared.clone());
         Writer {
             conn: s.conn,
             db: s.db,
@@ -201,6 +196,8 @@ impl Writer {
                 pending.copied_rolled_back();
             }
         }
+        // The checkpoint thread stops once nobody can nudge it.
+        *shared.nudge.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.checkpointer.stop();
         if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
             tracing::warn!(error = %e, "final checkpoint failed");
