@@ -18,8 +18,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        self.answer(Box::new(WriteJob::new(f, reply)), rx).await
+        self.answer(WriteJob::new, f).await
     }
 
     /// Like [`SqliteStore::write`], for a write that neither reads nor
@@ -32,8 +31,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        self.answer(Box::new(WriteJob::apart(f, reply)), rx).await
+        self.answer(WriteJob::apart, f).await
     }
 
     /// Runs `f` in the writer's round as a staged (logged) write.
@@ -42,13 +40,22 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        let (reply, rx) = oneshot::channel();
-        self.answer(Box::new(WriteJob::staged(f, reply)), rx).await
+        self.answer(WriteJob::staged, f).await
     }
 
-    /// Queues `job` for the writer and waits for its answer on `rx`.
-    async fn answer<T>(&self, job: Job, rx: oneshot::Receiver<Result<T>>) -> Result<T> {
-        self.submit(job).await?;
+    /// Queues `f` for the writer as the job `make` builds and waits for its
+    /// answer.
+    async fn answer<T, F>(
+        &self,
+        make: fn(F, oneshot::Sender<Result<T>>) -> WriteJob<F, T>,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Box::new(make(f, reply))).await?;
         rx.await.map_err(|_| StoreError::Unavailable)?
     }
 

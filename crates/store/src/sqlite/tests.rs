@@ -13,6 +13,12 @@ fn open(dir: &tempfile::TempDir) -> (SqliteStore, crate::CommitFeed) {
     (store, rx)
 }
 
+/// A page that holds every message these tests send.
+const PAGE: Page = Page {
+    items: 50,
+    bytes: 1 << 20,
+};
+
 fn msg(sender: UserId, peer: UserId, id: &str) -> NewMessage {
     NewMessage {
         sender_id: sender,
@@ -283,10 +289,7 @@ async fn a_read_copies_only_its_own_conversations() {
     store.mark_read(d, cd, 5).await.unwrap();
     store.mark_read(a, ab, 11).await.unwrap();
     assert_eq!(store.pending.load(Ordering::Acquire), 11 + 5 + 2);
-    let page = Page {
-        items: 50,
-        bytes: 1 << 20,
-    };
+    let page = PAGE;
     let history = store.history(a, ab, 0, page).await.unwrap();
     assert_eq!(history.messages.len(), 11);
     assert_eq!(
@@ -320,10 +323,7 @@ async fn a_round_leaves_a_copy_in_flight_to_its_owner() {
         waiting + 1,
         "the round settled a copy it did not make"
     );
-    let page = Page {
-        items: 50,
-        bytes: 1 << 20,
-    };
+    let page = PAGE;
     let ab = chunk.messages[0].conversation_id;
     assert_eq!(
         store.history(a, ab, 0, page).await.unwrap().messages.len(),
@@ -367,15 +367,7 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
     big.body.content = "x".repeat(200_000);
     let ack = store.append_message(big.clone()).await.unwrap();
     let e = store
-        .history(
-            a,
-            ack.message.conversation_id,
-            0,
-            Page {
-                items: 50,
-                bytes: 1 << 20,
-            },
-        )
+        .history(a, ack.message.conversation_id, 0, PAGE)
         .await
         .unwrap_err();
     assert_eq!(e.fault(), Some(crate::Fault::Full), "{e:?}");
@@ -397,15 +389,7 @@ async fn a_full_database_fails_the_check_until_writes_work_again() {
         .unwrap();
     store.check().await.unwrap();
     let page = store
-        .history(
-            a,
-            ack.message.conversation_id,
-            0,
-            Page {
-                items: 50,
-                bytes: 1 << 20,
-            },
-        )
+        .history(a, ack.message.conversation_id, 0, PAGE)
         .await
         .unwrap();
     assert_eq!(page.messages.len(), 2);
