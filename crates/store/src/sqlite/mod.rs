@@ -73,9 +73,12 @@ impl SqliteOptions {
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 pub struct SqliteStore {
-    /// The exclusive lock on `<db>.lock`, held for as long as the store
-    /// lives: the writer's caches assume it is the only writer.
-    _lock: std::fs::File,
+    /// The exclusive lock on `<db>.lock`, held until the store is closed
+    /// (or dropped): the writer's caches assume it is the only writer.
+    /// Let go at the close, once the writer has stopped, so that a store
+    /// opened on the same database right after (a restart in the same
+    /// process) does not find it held by a handle someone still keeps.
+    lock: Mutex<Option<std::fs::File>>,
     writer: mpsc::Sender<Job>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<ReadPool>,
@@ -213,7 +216,7 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::backend("cannot start the writer thread", e))?;
         Ok(SqliteStore {
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
             writer: tx,
             writer_thread: Mutex::new(Some(thread)),
             readers: Arc::new(ReadPool {
@@ -637,6 +640,9 @@ impl Store for SqliteStore {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        // This store writes nothing more. (While its writer thread runs,
+        // the thread's own handle on the same open file keeps the lock.)
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 

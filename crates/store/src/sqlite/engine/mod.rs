@@ -59,9 +59,12 @@
 //! - **One process per SQLite database.** `SqliteStore::open` takes an
 //!   exclusive OS lock on `<db>.lock` (`natter.db.lock`, `File::try_lock`)
 //!   before it touches the database, and the store (and its writer thread) hold
-//!   it until dropped, so a second server or store on the same file fails at
-//!   start-up with `StoreError::Locked` rather than writing beside the first
-//!   with a seq cache of its own.
+//!   it until it is closed or dropped, so a second server or store on the same
+//!   file fails at start-up with `StoreError::Locked` rather than writing
+//!   beside the first with a seq cache of its own. The close lets it go as
+//!   soon as the writer has stopped, not when the last handle on the store
+//!   is dropped: a server restarted in the same process must not find it
+//!   held by a task still finishing.
 //!
 //! - **Checkpoints never hold up the writer.** A thread of its own copies WAL
 //!   frames into the database file (passive, at most five times a second, nudged
