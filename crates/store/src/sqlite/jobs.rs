@@ -81,12 +81,15 @@ impl SqliteStore {
                 match scope {
                     Scope::Conversation(id) => shared.copy_for_read(Some(&[id]))?,
                     Scope::User(user) => {
-                        let ids = c
+                        let mut ids = c
                             .prepare_cached(
                                 "SELECT conversation_id FROM members WHERE user_id = ?1",
                             )?
                             .query_map([user], |r| r.get(0))?
                             .collect::<rusqlite::Result<Vec<ConversationId>>>()?;
+                        // And the 1:1s made in the log that the database
+                        // lacks yet.
+                        ids.extend_from_slice(shared.pending().made_of(user));
                         shared.copy_for_read(Some(&ids))?
                     }
                     Scope::All => shared.copy_for_read(None)?,
@@ -133,7 +136,8 @@ impl SqliteStore {
 /// Which conversations a [`SqliteStore::fresh`] read must see up to date.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Scope {
-    /// One conversation (its messages, seq and every member's cursors).
+    /// One conversation (its messages, seq and every member's cursors, and
+    /// the conversation itself if it was made in the log).
     Conversation(ConversationId),
     /// Every conversation the user is or was a member of.
     User(UserId),

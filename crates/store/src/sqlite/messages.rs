@@ -5,10 +5,10 @@
 use super::engine::cache::ConvCache;
 use super::engine::log::CursorKind;
 use super::engine::tx::Tx;
-use crate::rules::{self, PeerFacts, RecallStep, Recallable, SystemEvent};
+use crate::rules::{self, ConversationView, PeerFacts, RecallStep, Recallable, SystemEvent};
 use crate::{
     Body, BodyKind, Committed, ConversationId, ConversationKind, Delivered, NewMessage, ReadMoved,
-    Result, StoreError, StoredMessage, Target, UserId,
+    Result, Role, StoreError, StoredMessage, Target, UserId,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::sync::Arc;
@@ -72,7 +72,7 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     }
     let view = match new.target {
         Target::Peer(_) => None,
-        Target::Conversation(id) => Some(tx.convs.get(tx.conn, id).map_err(|e| match e {
+        Target::Conversation(id) => Some(view_of(tx, id).map_err(|e| match e {
             StoreError::NotFound(_) => StoreError::NotMember(id),
             e => e,
         })?),
@@ -135,7 +135,7 @@ fn insert(tx: &mut Tx<'_>, mut m: StoredMessage) -> Result<StoredMessage> {
             m.server_ts_ms,
             m.body.kind as i64,
             m.body.content,
-            super::engine::pending::mentions_text(&m.mentions),
+            super::engine::chunk::mentions_text(&m.mentions),
             m.mention_all
         ])?;
     Ok(m)
@@ -192,9 +192,29 @@ pub fn system_event(
     Ok(message)
 }
 
-/// The 1:1 conversation of two users, created on first use (in the round's
-/// transaction). The caller has checked that the peer exists and accepts
-/// the message.
+/// What a send or a cursor needs of a conversation: from the writer's cache
+/// or the database, or, for a 1:1 made in the log that the database lacks
+/// yet, from its record.
+fn view_of(tx: &mut Tx<'_>, id: ConversationId) -> Result<Arc<ConversationView>> {
+    match tx.pending.made(id) {
+        Some(c) => Ok(Arc::new(ConversationView {
+            kind: ConversationKind::Direct,
+            dismissed: false,
+            muted_all: false,
+            members: Arc::new([c.lo, c.hi]),
+            roles: [c.lo, c.hi]
+                .into_iter()
+                .map(|u| (u, (Role::Member, 0)))
+                .collect(),
+        })),
+        None => tx.convs.get(tx.conn, id),
+    }
+}
+
+/// The 1:1 conversation of two users, made on first use. The caller has
+/// checked that the peer exists and accepts the message. A new one is made
+/// in the message log, not the database (`Tx::stage_direct`): the first
+/// message between two users waits for no copy in the database.
 fn direct_conversation(
     tx: &mut Tx<'_>,
     a: UserId,
@@ -205,32 +225,24 @@ fn direct_conversation(
     if let Some(id) = tx.convs.pair(lo, hi) {
         return Ok(id);
     }
-    let conn = tx.conn;
-    let existing: Option<ConversationId> = conn
-        .prepare_cached(
-            "SELECT conversation_id FROM direct_pairs WHERE user_lo = ?1 AND user_hi = ?2",
-        )?
-        .query_row([lo, hi], |r| r.get(0))
-        .optional()?;
-    if let Some(id) = existing {
-        tx.convs.set_pair(lo, hi, id);
-        return Ok(id);
-    }
-    tx.begin()?;
-    conn.prepare_cached(
-        "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
-    )?
-    .execute(params![ConversationKind::Direct as i64, now_ms])?;
-    let id = conn.last_insert_rowid() as ConversationId;
-    conn.prepare_cached(
-        "INSERT INTO direct_pairs (user_lo, user_hi, conversation_id) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![lo, hi, id])?;
-    let mut member = conn.prepare_cached(
-        "INSERT INTO members (user_id, conversation_id, joined_at_ms) VALUES (?1, ?2, ?3)",
-    )?;
-    member.execute(params![lo, id, now_ms])?;
-    member.execute(params![hi, id, now_ms])?;
+    let existing = match tx.pending.direct(lo, hi) {
+        Some(id) => Some(id),
+        None => tx
+            .conn
+            .prepare_cached(
+                "SELECT conversation_id FROM direct_pairs WHERE user_lo = ?1 AND user_hi = ?2",
+            )?
+            .query_row([lo, hi], |r| r.get(0))
+            .optional()?,
+    };
+    let id = match existing {
+        Some(id) => id,
+        None => {
+            let id = tx.stage_direct(lo, hi, now_ms);
+            tx.convs.seqs.made(id, now_ms);
+            id
+        }
+    };
     tx.convs.set_pair(lo, hi, id);
     Ok(id)
 }
@@ -264,12 +276,15 @@ fn raise_cursor(
         CursorKind::Delivered => "delivered_seq",
         CursorKind::Read => "read_seq",
     };
-    let row: Option<(u64, u64)> = conn
-        .prepare_cached(&format!(
-            "SELECT left_seq, {column} FROM members WHERE user_id = ?1 AND conversation_id = ?2"
-        ))?
-        .query_row([user, conversation], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+    let row: Option<(u64, u64)> = match tx.pending.made(conversation) {
+        Some(c) => (user == c.lo || user == c.hi).then_some((0, 0)),
+        None => conn
+            .prepare_cached(&format!(
+                "SELECT left_seq, {column} FROM members WHERE user_id = ?1 AND conversation_id = ?2"
+            ))?
+            .query_row([user, conversation], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?,
+    };
     let Some((left, stored)) = row else {
         return Err(StoreError::NotMember(conversation));
     };
@@ -283,7 +298,7 @@ fn raise_cursor(
     if seq <= current {
         return Ok(None);
     }
-    let view = tx.convs.get(conn, conversation)?;
+    let view = view_of(tx, conversation)?;
     tx.stage_cursor(user, conversation, kind, seq);
     Ok(Some((
         seq,

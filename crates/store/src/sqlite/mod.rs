@@ -24,7 +24,7 @@ use engine::dialect::{now, Lite};
 use engine::faults::io_fault;
 pub(crate) use engine::os::lock_database;
 use engine::writer::{self, AppendJob, Health, Job};
-use engine::{checkpoint, copier, log, os, pending, round};
+use engine::{checkpoint, chunk, copier, log, os, pending, round};
 use jobs::Scope;
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -138,7 +138,7 @@ pub(crate) fn recover(conn: &mut Connection, db: &std::path::Path) -> Result<Opt
     })?;
     if !replay.records.is_empty() {
         let tx = conn.transaction()?;
-        let applied = pending::replay(&tx, &replay.records)?;
+        let applied = chunk::replay(&tx, &replay.records)?;
         tx.commit()?;
         os::sync_wal(db).map_err(io_fault)?;
         tracing::info!(
@@ -178,6 +178,7 @@ impl SqliteStore {
         )
         .map_err(io_fault)?;
         let next_id = schema::next_message_id(&conn)?;
+        let next_conversation = schema::next_conversation_id(&conn)?;
         let readers = (0..opts.readers.max(1))
             .map(|_| open_conn(&opts))
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -202,6 +203,7 @@ impl SqliteStore {
             db: opts.path.clone(),
             log,
             next_id,
+            next_conversation,
             sync: opts.synchronous == Synchronous::Full,
             max_batch: opts.max_batch.max(1),
             feed,
@@ -378,8 +380,10 @@ impl Store for SqliteStore {
     }
 
     async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>> {
-        self.read(move |c| now(shared_messages::audience(&Lite(c), user, conversation)))
-            .await
+        self.fresh(Scope::Conversation(conversation), move |c| {
+            now(shared_messages::audience(&Lite(c), user, conversation))
+        })
+        .await
     }
 
     async fn conversations(
@@ -543,8 +547,10 @@ impl Store for SqliteStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<MemberRecord>, bool)> {
-        self.read(move |c| now(shared::members(&Lite(c), id, viewer, after, page)))
-            .await
+        self.fresh(Scope::Conversation(id), move |c| {
+            now(shared::members(&Lite(c), id, viewer, after, page))
+        })
+        .await
     }
 
     async fn join_group(
@@ -580,8 +586,10 @@ impl Store for SqliteStore {
         after: UserId,
         page: Page,
     ) -> Result<(Vec<JoinRequestRecord>, bool)> {
-        self.read(move |c| now(shared::join_requests_for(&Lite(c), actor, id, after, page)))
-            .await
+        self.fresh(Scope::Conversation(id), move |c| {
+            now(shared::join_requests_for(&Lite(c), actor, id, after, page))
+        })
+        .await
     }
 
     async fn check(&self) -> Result<()> {

@@ -213,6 +213,13 @@ pub(crate) fn next_message_id(conn: &Connection) -> rusqlite::Result<u64> {
     )
 }
 
+/// The id after the highest conversation's: where the writer's ids for
+/// conversations made in the message log start.
+pub(crate) fn next_conversation_id(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT coalesce(max(id), 0) + 1 FROM conversations")?
+        .query_row([], |r| r.get(0))
+}
+
 /// Brings the database up to the newest schema, one transaction per step;
 /// refuses a database a newer natter has migrated.
 pub fn migrate(conn: &mut Connection) -> crate::Result<()> {

@@ -295,13 +295,14 @@ async fn a_read_copies_only_its_own_conversations() {
         .conversation_id;
     store.mark_read(d, cd, 5).await.unwrap();
     store.mark_read(a, ab, 11).await.unwrap();
-    assert_eq!(store.pending.load(Ordering::Acquire), 11 + 5 + 2);
+    // Messages, cursors, and the two 1:1 conversations, made in the log.
+    assert_eq!(store.pending.load(Ordering::Acquire), 11 + 5 + 2 + 2);
     let page = PAGE;
     let history = store.history(a, ab, 0, page).await.unwrap();
     assert_eq!(history.messages.len(), 11);
     assert_eq!(
         store.pending.load(Ordering::Acquire),
-        5 + 1,
+        5 + 1 + 1,
         "c and d's records wait; a and b's are in the database"
     );
     let (list, _) = store.conversations(d, None, page).await.unwrap();
@@ -561,3 +562,5 @@ async fn a_corrupt_enum_column_is_an_error_not_another_variant() {
         store.close().await;
     }
 }
+
+mod direct;

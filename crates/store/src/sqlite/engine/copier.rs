@@ -137,6 +137,9 @@ impl Shared {
         }
         let all;
         let mut ids = match ids {
+            // Nothing of theirs waits, nor is being copied: no gate to wait
+            // for.
+            Some(ids) if !self.pending().any_waiting(ids) => return Ok(()),
             Some(ids) => ids,
             None => {
                 all = self.pending().waiting_ids();

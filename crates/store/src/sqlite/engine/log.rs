@@ -33,6 +33,7 @@ const MAX_RECORD: u32 = 64 << 20;
 
 const TAG_MESSAGE: u8 = 1;
 const TAG_CURSOR: u8 = 2;
+const TAG_DIRECT: u8 = 3;
 
 /// Which cursor a [`Record::Cursor`] moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -41,8 +42,20 @@ pub(crate) enum CursorKind {
     Read = 1,
 }
 
+/// A 1:1 conversation made by its first message: logged before that
+/// message, so that the message needs no database write (see `pending.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NewDirect {
+    pub id: ConversationId,
+    /// The pair, lower user id first.
+    pub lo: UserId,
+    pub hi: UserId,
+    pub at_ms: i64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Record {
+    Direct(NewDirect),
     Message(StoredMessage),
     Cursor {
         user: UserId,
@@ -83,6 +96,17 @@ pub(crate) fn encode_message(m: &StoredMessage, out: &mut Vec<u8>) {
     })
 }
 
+/// Appends a new 1:1 conversation's record to `out`.
+pub(crate) fn encode_direct(c: &NewDirect, out: &mut Vec<u8>) {
+    framed(out, |out| {
+        out.push(TAG_DIRECT);
+        for v in [c.id, c.lo, c.hi] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&c.at_ms.to_le_bytes());
+    })
+}
+
 /// Appends a cursor raise's record to `out`.
 pub(crate) fn encode_cursor(
     user: UserId,
@@ -104,6 +128,7 @@ impl Record {
     #[cfg(test)]
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         match self {
+            Record::Direct(c) => encode_direct(c, out),
             Record::Message(m) => encode_message(m, out),
             Record::Cursor {
                 user,
@@ -117,6 +142,12 @@ impl Record {
     fn decode(p: &[u8]) -> Option<Record> {
         let mut r = Reader(p);
         let rec = match r.u8()? {
+            TAG_DIRECT => Record::Direct(NewDirect {
+                id: r.u64()?,
+                lo: r.u64()?,
+                hi: r.u64()?,
+                at_ms: r.u64()? as i64,
+            }),
             TAG_MESSAGE => {
                 let (conversation_id, seq, msg_id, sender_id) =
                     (r.u64()?, r.u64()?, r.u64()?, r.u64()?);

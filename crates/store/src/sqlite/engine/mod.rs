@@ -11,9 +11,10 @@
 //!
 //! # Invariants
 //!
-//! - **The SQLite message log.** A write round stages its new messages and
-//!   cursor raises as records, appends them to the log with one `write` and
-//!   one `fdatasync`, and answers; writing every B-tree page a message touches
+//! - **The SQLite message log.** A write round stages its new messages,
+//!   cursor raises and the 1:1 conversations first messages make as records,
+//!   appends them to the log with one `write` and one `fdatasync`, and
+//!   answers; writing every B-tree page a message touches
 //!   (and syncing them) was most of a message's cost. The copy thread
 //!   (`copier.rs`, at a lower CPU priority) copies records into the database
 //!   behind, a conversation at a time, once they have waited `COPY_AGE` (10 s)
@@ -28,7 +29,15 @@
 //!   lookup, a conversation not in the cache) share one read transaction,
 //!   taken under the waiting records' lock, so anything the copy thread
 //!   commits after its snapshot is still among the waiting records, where the
-//!   writer looks first. Every write that is not
+//!   writer looks first. **A new 1:1 conversation** is a record too, staged
+//!   before its first message, so no send waits for the database (it waited
+//!   for the copy in hand, 3-13 ms): the writer hands out its id (past every
+//!   id in the database, checked again after each write there, which may
+//!   make a group), keeps its seqs from 0, and answers its pair, members
+//!   and cursors from the waiting record; the first copy that takes any of
+//!   its records writes its row, pair and members ahead of them in the same
+//!   transaction, and a read of a user's conversations takes the user's
+//!   made ones too. Every write that is not
 //!   a message or a cursor runs in the round's database transaction, under
 //!   the copy gate (so no copy is half done); one that may read or change
 //!   messages, seqs, cursors or conversations (groups, friends, system
@@ -43,9 +52,11 @@
 //!   thread with the copy connection under the gate, so it sees every write
 //!   answered before it there without holding up the writer's rounds; what
 //!   is being copied is settled only by the gate's holder. **Recovery:** on open, every record of every
-//!   segment is replayed into the database (`INSERT OR IGNORE` by
-//!   `(conversation, seq)`; cursors only rise; records of a conversation the
-//!   database never got were never acknowledged and are skipped), the database
+//!   segment is replayed into the database (a made conversation's rows
+//!   first, `INSERT OR IGNORE`; messages `INSERT OR IGNORE` by
+//!   `(conversation, seq)`; cursors only rise; records of a conversation
+//!   neither the database nor the log has were never acknowledged and are
+//!   skipped), the database
 //!   is synced, and the segments are deleted. A round whose append or sync
 //!   failed is cut off: the next segment's header names where the last one's
 //!   good records end, so bytes a failed round left behind are never replayed
@@ -85,6 +96,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod checkpoint;
+pub(crate) mod chunk;
 pub(crate) mod copier;
 pub(crate) mod dialect;
 pub(crate) mod faults;

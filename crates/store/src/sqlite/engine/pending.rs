@@ -1,7 +1,10 @@
 //! What is durable in the message log but not yet in the database: new
-//! messages per conversation and cursor raises, with what the writer must
-//! answer from them meanwhile (a resend's original message, a cursor's
-//! current value).
+//! messages per conversation, cursor raises and the 1:1 conversations their
+//! first messages made, with what the writer must answer from them meanwhile
+//! (a resend's original message, a cursor's current value, a pair's
+//! conversation). A made conversation goes into the database with the first
+//! copy that takes any of its records, ahead of them in the same
+//! transaction.
 //!
 //! Records wait a few seconds before they are copied into the database, a
 //! conversation at a time: the message table is clustered by conversation,
@@ -11,10 +14,10 @@
 //! or cursors first has that conversation's waiting records copied in
 //! (`SqliteStore::fresh`, [`Pending::take_these`]).
 
-use super::log::{CursorKind, Record};
-use crate::{ConversationId, Result, StoredMessage, UserId};
+pub use super::chunk::Chunk;
+use super::log::{CursorKind, NewDirect};
+use crate::{ConversationId, StoredMessage, UserId};
 use natter_runtime::clock::Instant;
-use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use std::time::Duration;
 /// How long records wait before they are copied ... (10 s rather than 5:
 /// with messages spread over many conversations, twice the records per
 /// conversation share each page a copy dirties, and the copy's commits,
-/// which a first message between two users waits for, are shorter; the 1:1
+/// which a round that writes the database waits for, are shorter; the 1:1
 /// p99 at 5,000 msg/s 8.3 / 7.6 -> 5.1 / 4.1 ms, docs/BENCHMARKS.md)
 pub const COPY_AGE: Duration = Duration::from_secs(10);
 /// ... unless this many wait: then the oldest are copied at once.
@@ -48,8 +51,17 @@ struct Raise {
     copied: Option<u64>,
 }
 
+/// A 1:1 conversation made in the log.
+struct Made {
+    c: NewDirect,
+    segment: u64,
+    /// Taken by the open transaction.
+    copying: bool,
+}
+
 /// How to take back one record of a failed round.
 enum Undo {
+    Direct(ConversationId),
     Message(ConversationId),
     Cursor(CursorKey, Option<Raise>),
 }
@@ -65,6 +77,10 @@ pub struct Pending {
     cursor_order: VecDeque<(Instant, CursorKey)>,
     /// Sender → client_msg_id → the message.
     keys: HashMap<UserId, HashMap<String, Arc<StoredMessage>>>,
+    /// 1:1 conversations made in the log, by id, by pair and by member.
+    made: HashMap<ConversationId, Made>,
+    made_pairs: HashMap<(UserId, UserId), ConversationId>,
+    made_of: HashMap<UserId, Vec<ConversationId>>,
     /// Records not yet copied, per log segment.
     segments: BTreeMap<u64, usize>,
     /// Records waiting, shared with readers deciding whether to wait.
@@ -75,6 +91,7 @@ pub struct Pending {
     /// What the open transaction has copied from.
     copied_convs: Vec<ConversationId>,
     copied_cursors: Vec<CursorKey>,
+    copied_made: Vec<ConversationId>,
     /// Why nothing more is staged for now: the database has fallen far
     /// behind the log and keeps failing to take the records.
     pub refuse: Option<crate::StoreError>,
@@ -89,12 +106,16 @@ impl Pending {
             cursor_convs: HashMap::new(),
             cursor_order: VecDeque::new(),
             keys: HashMap::new(),
+            made: HashMap::new(),
+            made_pairs: HashMap::new(),
+            made_of: HashMap::new(),
             segments: BTreeMap::new(),
             count,
             len: 0,
             journal: Vec::new(),
             copied_convs: Vec::new(),
             copied_cursors: Vec::new(),
+            copied_made: Vec::new(),
             refuse: None,
         }
     }
@@ -132,6 +153,71 @@ impl Pending {
         kind: CursorKind,
     ) -> Option<u64> {
         self.cursors.get(&(user, conversation, kind)).map(|c| c.seq)
+    }
+
+    /// The 1:1 conversation of users `lo` < `hi`, if it was made in the log
+    /// and the database lacks it.
+    pub fn direct(&self, lo: UserId, hi: UserId) -> Option<ConversationId> {
+        self.made_pairs.get(&(lo, hi)).copied()
+    }
+
+    /// Conversation `id`, if it is a 1:1 made in the log that the database
+    /// lacks.
+    pub fn made(&self, id: ConversationId) -> Option<NewDirect> {
+        self.made.get(&id).map(|m| m.c)
+    }
+
+    /// The 1:1 conversations of `user` made in the log that the database
+    /// lacks.
+    pub fn made_of(&self, user: UserId) -> &[ConversationId] {
+        self.made_of.get(&user).map_or(&[], |v| &v[..])
+    }
+
+    /// Whether any of `ids` has a record waiting or being copied.
+    pub fn any_waiting(&self, ids: &[ConversationId]) -> bool {
+        ids.iter().any(|id| {
+            self.convs.contains_key(id)
+                || self.cursor_convs.contains_key(id)
+                || self.made.contains_key(id)
+        })
+    }
+
+    /// Adds a 1:1 conversation the current round makes in the log in
+    /// `segment` (before its first message).
+    pub fn push_direct(&mut self, c: NewDirect, segment: u64) {
+        self.made_pairs.insert((c.lo, c.hi), c.id);
+        for user in [c.lo, c.hi] {
+            self.made_of.entry(user).or_default().push(c.id);
+        }
+        self.made.insert(
+            c.id,
+            Made {
+                c,
+                segment,
+                copying: false,
+            },
+        );
+        *self.segments.entry(segment).or_default() += 1;
+        self.journal.push(Undo::Direct(c.id));
+        self.grew(1);
+    }
+
+    /// The made conversation `id` is in the database, or never was made.
+    fn unmake(&mut self, id: ConversationId) {
+        let Some(m) = self.made.remove(&id) else {
+            return;
+        };
+        self.made_pairs.remove(&(m.c.lo, m.c.hi));
+        for user in [m.c.lo, m.c.hi] {
+            if let Some(of) = self.made_of.get_mut(&user) {
+                of.retain(|&c| c != id);
+                if of.is_empty() {
+                    self.made_of.remove(&user);
+                }
+            }
+        }
+        self.release(m.segment);
+        self.grew(-1);
     }
 
     /// Adds a message the current round writes to the log in `segment`.
@@ -204,6 +290,7 @@ impl Pending {
     pub fn round_failed(&mut self) {
         while let Some(u) = self.journal.pop() {
             match u {
+                Undo::Direct(id) => self.unmake(id),
                 Undo::Message(id) => {
                     let Some(w) = self.convs.get_mut(&id) else {
                         continue;
@@ -235,20 +322,24 @@ impl Pending {
         }
     }
 
-    /// Every conversation with a message or a cursor waiting.
+    /// Every conversation with a record waiting.
     pub fn waiting_ids(&self) -> Vec<ConversationId> {
         let mut ids: Vec<ConversationId> = self.convs.keys().copied().collect();
         ids.extend(
             self.cursor_convs
                 .keys()
+                .chain(self.made.keys())
                 .filter(|id| !self.convs.contains_key(id)),
         );
+        ids.sort_unstable();
+        ids.dedup();
         ids
     }
 
-    /// Whether conversation `id` has messages waiting.
+    /// Whether conversation `id` has messages waiting, or was made in the
+    /// log (its seqs are held only by the writer).
     pub fn waiting(&self, id: ConversationId) -> bool {
-        self.convs.contains_key(&id)
+        self.convs.contains_key(&id) || self.made.contains_key(&id)
     }
 
     /// Whether a copy is due: something waited [`COPY_AGE`], or more than
@@ -320,6 +411,14 @@ impl Pending {
 
     fn take(&mut self, ids: &[ConversationId], keys: &[CursorKey]) -> Chunk {
         let mut chunk = Chunk::default();
+        // A made conversation goes in with the first of its records taken.
+        for id in ids.iter().chain(keys.iter().map(|k| &k.1)) {
+            if let Some(m) = self.made.get_mut(id).filter(|m| !m.copying) {
+                m.copying = true;
+                chunk.made.push(m.c);
+                self.copied_made.push(*id);
+            }
+        }
         for id in ids {
             let Some(w) = self.convs.get_mut(id) else {
                 continue;
@@ -353,10 +452,16 @@ impl Pending {
 
     /// The open transaction committed: what it copied is the database's now.
     pub fn copied_committed(&mut self) {
-        if self.copied_convs.is_empty() && self.copied_cursors.is_empty() {
+        if self.copied_convs.is_empty()
+            && self.copied_cursors.is_empty()
+            && self.copied_made.is_empty()
+        {
             return;
         }
         let now = Instant::now();
+        for id in std::mem::take(&mut self.copied_made) {
+            self.unmake(id);
+        }
         for id in std::mem::take(&mut self.copied_convs) {
             let Some(w) = self.convs.get_mut(&id) else {
                 continue;
@@ -397,6 +502,11 @@ impl Pending {
 
     /// The open transaction rolled back: nothing it copied counts.
     pub fn copied_rolled_back(&mut self) {
+        for id in std::mem::take(&mut self.copied_made) {
+            if let Some(m) = self.made.get_mut(&id) {
+                m.copying = false;
+            }
+        }
         for id in std::mem::take(&mut self.copied_convs) {
             if let Some(w) = self.convs.get_mut(&id) {
                 w.copied = 0;
@@ -470,151 +580,4 @@ impl Pending {
         self.len = self.len.saturating_add_signed(by);
         self.count.store(self.len, Ordering::Release);
     }
-}
-
-/// Records taken to be copied into the database.
-#[derive(Default)]
-pub struct Chunk {
-    /// Each conversation's in seq order.
-    pub messages: Vec<Arc<StoredMessage>>,
-    pub cursors: Vec<(CursorKey, u64)>,
-}
-
-impl Chunk {
-    pub fn len(&self) -> usize {
-        self.messages.len() + self.cursors.len()
-    }
-
-    /// Writes the records into the database, inside the open transaction.
-    pub fn write(&self, conn: &Connection) -> Result<()> {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
-                 created_at_ms, body_kind, body, mentions, mention_all)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        let mut mention = conn.prepare_cached(
-            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut row = conn.prepare_cached(
-            "UPDATE conversations SET last_seq = max(last_seq, ?2),
-                    last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
-        )?;
-        let mut i = 0;
-        while i < self.messages.len() {
-            // One conversation's run: its messages, then its row once.
-            let id = self.messages[i].conversation_id;
-            let (mut seq, mut ts) = (0, 0);
-            while let Some(m) = self.messages.get(i).filter(|m| m.conversation_id == id) {
-                insert_message(&mut insert, m)?;
-                for u in &m.mentions {
-                    mention.execute(params![u, m.conversation_id, m.seq])?;
-                }
-                (seq, ts) = (m.seq, ts.max(m.server_ts_ms));
-                i += 1;
-            }
-            row.execute(params![id, seq, ts])?;
-        }
-        for ((user, conversation, kind), seq) in &self.cursors {
-            raise(conn, *user, *conversation, *kind, *seq)?;
-        }
-        Ok(())
-    }
-}
-
-fn insert_message(stmt: &mut rusqlite::CachedStatement<'_>, m: &StoredMessage) -> Result<()> {
-    stmt.execute(params![
-        m.msg_id,
-        m.conversation_id,
-        m.seq,
-        m.sender_id,
-        m.client_msg_id,
-        m.server_ts_ms,
-        m.body.kind as i64,
-        m.body.content,
-        mentions_text(&m.mentions),
-        m.mention_all
-    ])?;
-    Ok(())
-}
-
-/// Mentioned user ids as the messages table keeps them.
-pub(crate) fn mentions_text(mentions: &[UserId]) -> String {
-    let mut s = String::new();
-    for (i, u) in mentions.iter().enumerate() {
-        if i > 0 {
-            s.push(' ');
-        }
-        s.push_str(&u.to_string());
-    }
-    s
-}
-
-fn raise(
-    conn: &Connection,
-    user: UserId,
-    conversation: ConversationId,
-    kind: CursorKind,
-    seq: u64,
-) -> Result<()> {
-    let sql = match kind {
-        CursorKind::Delivered => {
-            "UPDATE members SET delivered_seq = ?3
-             WHERE user_id = ?1 AND conversation_id = ?2 AND delivered_seq < ?3"
-        }
-        CursorKind::Read => {
-            "UPDATE members SET read_seq = ?3
-             WHERE user_id = ?1 AND conversation_id = ?2 AND read_seq < ?3"
-        }
-    };
-    conn.prepare_cached(sql)?
-        .execute(params![user, conversation, seq])?;
-    Ok(())
-}
-
-/// Applies records read back from the log at start-up, inside the open
-/// transaction. Records the database already has are left alone, and so are
-/// records of conversations that never committed (nothing of those was
-/// acknowledged).
-pub fn replay(conn: &Connection, records: &[Record]) -> Result<usize> {
-    let mut applied = 0;
-    let mut exists = conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
-             created_at_ms, body_kind, body, mentions, mention_all)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut mention = conn.prepare_cached(
-        "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
-    )?;
-    let mut row = conn.prepare_cached(
-        "UPDATE conversations SET last_seq = max(last_seq, ?2),
-                last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
-    )?;
-    for r in records {
-        match r {
-            Record::Message(m) => {
-                let known: Option<i64> = exists
-                    .query_row([m.conversation_id], |r| r.get(0))
-                    .optional()?;
-                if known.is_none() {
-                    continue;
-                }
-                insert_message(&mut insert, m)?;
-                if conn.changes() > 0 {
-                    applied += 1;
-                    for u in &m.mentions {
-                        mention.execute(params![u, m.conversation_id, m.seq])?;
-                    }
-                    row.execute(params![m.conversation_id, m.seq, m.server_ts_ms])?;
-                }
-            }
-            Record::Cursor {
-                user,
-                conversation,
-                kind,
-                seq,
-            } => raise(conn, *user, *conversation, *kind, *seq)?,
-        }
-    }
-    Ok(applied)
 }

@@ -75,6 +75,7 @@ pub(crate) struct Start {
     pub db: PathBuf,
     pub log: Log,
     pub next_id: u64,
+    pub next_conversation: u64,
     pub sync: bool,
     pub max_batch: usize,
     pub feed: CommitFeedSender,
@@ -94,6 +95,7 @@ impl Writer {
                 records: Vec::new(),
                 segment: s.log.segment(),
                 next_id: s.next_id,
+                next_conversation: s.next_conversation,
                 open: false,
                 durable: false,
             },
@@ -214,14 +216,14 @@ impl Writer {
     /// Applies a round and makes it durable; on failure undoes all of it.
     fn round(&mut self, batch: &mut [Job]) -> Outcome {
         let shared = self.shared.clone();
-        // A round that writes the database (or may: a first message between
-        // two users creates their conversation) holds the copy gate, so no
-        // copy is half done meanwhile and its transaction does not wait on
-        // the copy thread's; one that writes more than that copies every
-        // waiting record first.
+        // A round that writes the database holds the copy gate, so no copy
+        // is half done meanwhile and its transaction does not wait on the
+        // copy thread's; one that writes more than that copies every
+        // waiting record first. A round that only logs (new messages, even
+        // the first between two users, and cursors) takes no gate.
         let gate = batch
             .iter()
-            .any(|j| j.route() != Route::Log || j.may_write_database(&self.convs))
+            .any(|j| j.route() != Route::Log)
             .then(|| shared.gate());
         let mut pending = shared.pending();
         let mark = self.convs.seqs.mark();
@@ -361,6 +363,12 @@ impl Writer {
             }
             if applied.is_err() {
                 self.publish.truncate(mark);
+            }
+            if route == Route::Database {
+                // It may have made a conversation (a group): those made in
+                // the log from now on follow it.
+                let next = super::super::schema::next_conversation_id(&self.conn)?;
+                self.stage.next_conversation = self.stage.next_conversation.max(next);
             }
         }
         Ok(())

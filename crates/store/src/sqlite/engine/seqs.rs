@@ -9,7 +9,9 @@
 //!   [`Seqs::stage`]; the row is brought up when the message is copied into
 //!   the database, and until then the entry must stay (the caller says
 //!   which conversations still have messages waiting), since reloading it
-//!   from the row would hand the same seq out again.
+//!   from the row would hand the same seq out again;
+//! - a 1:1 conversation made in the log has no row until it is copied: its
+//!   entry starts at 0 ([`Seqs::made`]) and stays while it waits.
 //!
 //! Every change is journaled, so a savepoint rolled back or a round that
 //! failed puts the seqs back exactly as they were.
@@ -66,6 +68,19 @@ impl Seqs {
         self.map
             .get_mut(&id)
             .ok_or_else(|| StoreError::bug("a seq entry vanished"))
+    }
+
+    /// Conversation `id` was just made in the log: nothing taken yet.
+    pub fn made(&mut self, id: ConversationId, now_ms: i64) {
+        let before = self.map.insert(
+            id,
+            Seq {
+                last: 0,
+                activity_ms: now_ms,
+                dirty: false,
+            },
+        );
+        self.journal.push((id, before));
     }
 
     /// The next seq of `id` for a write in the database transaction.

@@ -4,9 +4,9 @@
 //! the jobs in `writer.rs` hand it to them.
 
 use super::cache::ConvCache;
-use super::log::{self, CursorKind};
+use super::log::{self, CursorKind, NewDirect};
 use super::pending::Pending;
-use crate::{Committed, ConversationId, Result, StoredMessage};
+use crate::{Committed, ConversationId, Result, StoredMessage, UserId};
 use rusqlite::Connection;
 use std::sync::Arc;
 
@@ -18,6 +18,10 @@ pub struct Stage {
     pub segment: u64,
     /// The next message id.
     pub next_id: u64,
+    /// The next id for a conversation made in the log: past every id in
+    /// the database (brought up after each write there, which may have made
+    /// a group) and every one made before.
+    pub next_conversation: u64,
     /// The round has opened its database transaction.
     pub open: bool,
     /// ... and written something that must be synced before the answers.
@@ -99,20 +103,25 @@ impl<'a> Tx<'a> {
         id
     }
 
-    /// Opens the round's database transaction for a write the answer must
-    /// wait for (it is synced before the round answers).
-    pub fn begin(&mut self) -> Result<()> {
-        self.stage.write(self.conn)?;
-        self.stage.durable = true;
-        Ok(())
-    }
-
     /// Fails while the writer takes no more staged writes.
     pub(crate) fn may_stage(&self) -> Result<()> {
         match &self.pending.refuse {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Makes the 1:1 conversation of users `lo` < `hi` in the log, for its
+    /// first message: its record goes before the message's, and the
+    /// database gets it with the first copy of either.
+    pub(crate) fn stage_direct(&mut self, lo: UserId, hi: UserId, at_ms: i64) -> ConversationId {
+        let id = self.stage.next_conversation;
+        self.stage.next_conversation += 1;
+        let c = NewDirect { id, lo, hi, at_ms };
+        log::encode_direct(&c, &mut self.stage.records);
+        let segment = self.stage.segment;
+        self.pending.push_direct(c, segment);
+        id
     }
 
     /// Stages a new message for the log.
@@ -125,7 +134,7 @@ impl<'a> Tx<'a> {
     /// Stages a cursor raise for the log.
     pub(crate) fn stage_cursor(
         &mut self,
-        user: crate::UserId,
+        user: UserId,
         conversation: ConversationId,
         kind: CursorKind,
         seq: u64,

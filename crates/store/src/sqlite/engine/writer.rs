@@ -13,7 +13,6 @@
 //!   so the job sees (and orders itself after) every message before it.
 //!   Most run in their own savepoint; one that fails leaves no trace.
 
-use super::cache::ConvCache;
 use super::tx::Tx;
 use crate::{Appended, Committed, NewMessage, Result, StoreError};
 use std::sync::atomic::AtomicBool;
@@ -65,12 +64,6 @@ pub trait Work: Send {
     fn finish(self: Box<Self>, outcome: Result<()>);
     /// True for the job that asks the writer to stop.
     fn is_close(&self) -> bool {
-        false
-    }
-    /// Whether a staged job may have to write the database too (say, to
-    /// create a 1:1 conversation), so its round takes the copy gate first
-    /// rather than wait on the copy thread's transaction.
-    fn may_write_database(&self, _convs: &ConvCache) -> bool {
         false
     }
     /// False for a write that, when it fails, has written nothing, so it
@@ -182,16 +175,6 @@ impl AppendJob {
 impl Work for AppendJob {
     fn route(&self) -> Route {
         Route::Log
-    }
-
-    fn may_write_database(&self, convs: &ConvCache) -> bool {
-        match self.new.target {
-            crate::Target::Peer(peer) => {
-                let (lo, hi) = (peer.min(self.new.sender_id), peer.max(self.new.sender_id));
-                convs.pair(lo, hi).is_none()
-            }
-            crate::Target::Conversation(_) => false,
-        }
     }
 
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {

@@ -54,7 +54,13 @@ fn records_come_back_as_written_across_segments() {
     let first = vec![message(1, 1, "hello"), cursor(1), message(1, 2, "é ✓ 😀")];
     log.append(&bytes(&first)).unwrap();
     log.rotate(WHOLE).unwrap();
-    let second = vec![message(2, 1, ""), cursor(5)];
+    let direct = Record::Direct(NewDirect {
+        id: 2,
+        lo: 7,
+        hi: 9,
+        at_ms: 1_700_000_000_000,
+    });
+    let second = vec![direct, message(2, 1, ""), cursor(5)];
     log.append(&bytes(&second)).unwrap();
     let r = replay(&d).unwrap();
     assert_eq!(r.records, [first, second].concat());
