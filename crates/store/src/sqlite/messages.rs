@@ -121,23 +121,7 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
 /// transaction; returns it with its id.
 fn insert(tx: &mut Tx<'_>, mut m: StoredMessage) -> Result<StoredMessage> {
     m.msg_id = tx.next_msg_id();
-    tx.conn
-        .prepare_cached(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id, created_at_ms, body_kind, body, mentions, mention_all)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?
-        .execute(params![
-            m.msg_id,
-            m.conversation_id,
-            m.seq,
-            m.sender_id,
-            m.client_msg_id,
-            m.server_ts_ms,
-            m.body.kind as i64,
-            m.body.content,
-            super::engine::chunk::mentions_text(&m.mentions),
-            m.mention_all
-        ])?;
+    super::engine::chunk::insert_message(tx.conn, &m)?;
     Ok(m)
 }
 

@@ -5,8 +5,22 @@
 use super::log::{CursorKind, NewDirect, Record};
 use super::pending::CursorKey;
 use crate::{ConversationId, Result, StoredMessage, UserId};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
 use std::sync::Arc;
+
+/// A stored message's row; `INSERT` or `INSERT OR IGNORE` goes in front.
+macro_rules! into_messages {
+    () => {
+        " INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
+             created_at_ms, body_kind, body, mentions, mention_all)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    };
+}
+
+/// Brings a conversation's row up to a seq and activity it has reached (it
+/// never goes back).
+pub(crate) const BUMP_ROW: &str = "UPDATE conversations SET last_seq = max(last_seq, ?2),
+         last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1";
 
 /// Records taken to be copied into the database.
 #[derive(Default)]
@@ -28,32 +42,18 @@ impl Chunk {
         for c in &self.made {
             make_direct(conn, c)?;
         }
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
-                 created_at_ms, body_kind, body, mentions, mention_all)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )?;
-        let mut mention = conn.prepare_cached(
-            "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut row = conn.prepare_cached(
-            "UPDATE conversations SET last_seq = max(last_seq, ?2),
-                    last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
-        )?;
+        let mut w = MessageWrites::prepare(conn, false)?;
         let mut i = 0;
         while i < self.messages.len() {
             // One conversation's run: its messages, then its row once.
             let id = self.messages[i].conversation_id;
             let (mut seq, mut ts) = (0, 0);
             while let Some(m) = self.messages.get(i).filter(|m| m.conversation_id == id) {
-                insert_message(&mut insert, m)?;
-                for u in &m.mentions {
-                    mention.execute(params![u, m.conversation_id, m.seq])?;
-                }
+                w.message(m)?;
                 (seq, ts) = (m.seq, ts.max(m.server_ts_ms));
                 i += 1;
             }
-            row.execute(params![id, seq, ts])?;
+            w.row.execute(params![id, seq, ts])?;
         }
         for ((user, conversation, kind), seq) in &self.cursors {
             raise(conn, *user, *conversation, *kind, *seq)?;
@@ -62,8 +62,54 @@ impl Chunk {
     }
 }
 
-fn insert_message(stmt: &mut rusqlite::CachedStatement<'_>, m: &StoredMessage) -> Result<()> {
-    stmt.execute(params![
+/// The statements a copy or a replay puts messages in with.
+struct MessageWrites<'c> {
+    insert: CachedStatement<'c>,
+    mention: CachedStatement<'c>,
+    row: CachedStatement<'c>,
+}
+
+impl<'c> MessageWrites<'c> {
+    /// `again`: the database may have some of the messages already (a
+    /// replay); those are left alone.
+    fn prepare(conn: &'c Connection, again: bool) -> Result<Self> {
+        let insert = match again {
+            true => concat!("INSERT OR IGNORE", into_messages!()),
+            false => concat!("INSERT", into_messages!()),
+        };
+        Ok(MessageWrites {
+            insert: conn.prepare_cached(insert)?,
+            mention: conn.prepare_cached(
+                "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
+            )?,
+            row: conn.prepare_cached(BUMP_ROW)?,
+        })
+    }
+
+    /// Inserts `m` and its mentions; false if it was there already.
+    fn message(&mut self, m: &StoredMessage) -> Result<bool> {
+        if put_message(&mut self.insert, m)? == 0 {
+            return Ok(false);
+        }
+        for u in &m.mentions {
+            self.mention.execute(params![u, m.conversation_id, m.seq])?;
+        }
+        Ok(true)
+    }
+}
+
+/// Inserts a message (without its mentions) in the open transaction: a
+/// system event the writer makes in the database.
+pub(crate) fn insert_message(conn: &Connection, m: &StoredMessage) -> Result<()> {
+    put_message(
+        &mut conn.prepare_cached(concat!("INSERT", into_messages!()))?,
+        m,
+    )?;
+    Ok(())
+}
+
+fn put_message(stmt: &mut CachedStatement<'_>, m: &StoredMessage) -> Result<usize> {
+    Ok(stmt.execute(params![
         m.msg_id,
         m.conversation_id,
         m.seq,
@@ -74,8 +120,7 @@ fn insert_message(stmt: &mut rusqlite::CachedStatement<'_>, m: &StoredMessage) -
         m.body.content,
         mentions_text(&m.mentions),
         m.mention_all
-    ])?;
-    Ok(())
+    ])?)
 }
 
 /// Mentioned user ids as the messages table keeps them.
@@ -145,18 +190,7 @@ fn raise(
 pub fn replay(conn: &Connection, records: &[Record]) -> Result<usize> {
     let mut applied = 0;
     let mut exists = conn.prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO messages (id, conversation_id, seq, sender_id, client_msg_id,
-             created_at_ms, body_kind, body, mentions, mention_all)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut mention = conn.prepare_cached(
-        "INSERT OR IGNORE INTO mentions (user_id, conversation_id, seq) VALUES (?1, ?2, ?3)",
-    )?;
-    let mut row = conn.prepare_cached(
-        "UPDATE conversations SET last_seq = max(last_seq, ?2),
-                last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
-    )?;
+    let mut w = MessageWrites::prepare(conn, true)?;
     for r in records {
         match r {
             Record::Direct(c) => make_direct(conn, c)?,
@@ -167,13 +201,10 @@ pub fn replay(conn: &Connection, records: &[Record]) -> Result<usize> {
                 if known.is_none() {
                     continue;
                 }
-                insert_message(&mut insert, m)?;
-                if conn.changes() > 0 {
+                if w.message(m)? {
                     applied += 1;
-                    for u in &m.mentions {
-                        mention.execute(params![u, m.conversation_id, m.seq])?;
-                    }
-                    row.execute(params![m.conversation_id, m.seq, m.server_ts_ms])?;
+                    w.row
+                        .execute(params![m.conversation_id, m.seq, m.server_ts_ms])?;
                 }
             }
             Record::Cursor {

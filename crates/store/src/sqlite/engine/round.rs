@@ -364,9 +364,10 @@ impl Writer {
             if applied.is_err() {
                 self.publish.truncate(mark);
             }
-            if route == Route::Database {
+            if route == Route::Database && job.sees_messages() {
                 // It may have made a conversation (a group): those made in
-                // the log from now on follow it.
+                // the log from now on follow it. (A write apart from the
+                // messages makes none.)
                 let next = super::super::schema::next_conversation_id(&self.conn)?;
                 self.stage.next_conversation = self.stage.next_conversation.max(next);
             }

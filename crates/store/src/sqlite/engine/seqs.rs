@@ -124,10 +124,7 @@ impl Seqs {
         if self.dirty.is_empty() {
             return Ok(());
         }
-        let mut update = conn.prepare_cached(
-            "UPDATE conversations SET last_seq = max(last_seq, ?2),
-                    last_activity_ms = max(last_activity_ms, ?3) WHERE id = ?1",
-        )?;
+        let mut update = conn.prepare_cached(super::chunk::BUMP_ROW)?;
         for id in std::mem::take(&mut self.dirty) {
             if let Some(s) = self.map.get_mut(&id).filter(|s| s.dirty) {
                 update.execute(rusqlite::params![id, s.last, s.activity_ms])?;
