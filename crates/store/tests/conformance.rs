@@ -74,6 +74,7 @@ conformance!(
     email_addresses_and_codes,
     the_device_policy,
     seqs_are_dense_and_resends_idempotent,
+    a_key_belongs_to_its_conversation,
     a_refused_append_does_not_spoil_its_round,
     queueing_order_is_storing_order,
     seqs_stay_dense_across_sends_changes_and_refusals,

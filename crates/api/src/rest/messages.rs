@@ -94,8 +94,9 @@ impl From<&StoredMessage> for Message {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
-    /// 1-64 bytes, unique per sender: a repeated id stores nothing new and
-    /// answers with the original message (`duplicate: true`).
+    /// 1-64 bytes, the sender's key within the conversation: a repeated id
+    /// to the same conversation stores nothing new and answers with the
+    /// original message (`duplicate: true`).
     pub client_msg_id: String,
     /// The 1:1 conversation with this user (created on first use); give
     /// this or `conversation_id`.

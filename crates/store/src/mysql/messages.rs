@@ -1,7 +1,7 @@
 //! The append round's statements on MariaDB/MySQL (the round itself is
 //! `sql::round`), set-based like PostgreSQL's: the batch's keys, pairs and
 //! rows travel as one JSON array read with `JSON_TABLE`, so a round costs
-//! a handful of round trips whatever its size. The (sender,
+//! a handful of round trips whatever its size. The (conversation, sender,
 //! client_msg_id) key is the messages table's own unique index: a key
 //! taken since the round looked fails the insert, and the round runs
 //! again, looking.
@@ -14,8 +14,7 @@ use crate::sql::messages::{message_columns, message_row};
 use crate::sql::round::{set_views, Locked, Members, Round, Rounds};
 use crate::sql::{args, each, Db};
 use crate::{
-    BodyKind, ConversationId, ConversationKind, NewMessage, Result, StoreError, StoredMessage,
-    UserId,
+    BodyKind, ConversationId, ConversationKind, Result, StoreError, StoredMessage, UserId,
 };
 use std::collections::HashMap;
 
@@ -119,19 +118,19 @@ pub(crate) async fn insert<L: Link>(
 }
 
 impl<L: Link> Rounds for My<'_, L> {
-    async fn duplicates(&mut self, jobs: &[NewMessage]) -> Result<Vec<StoredMessage>> {
-        let keys: Vec<(u64, &str)> = jobs
-            .iter()
-            .map(|j| (j.sender_id, j.client_msg_id.as_str()))
-            .collect();
+    async fn duplicates(
+        &mut self,
+        keys: &[(ConversationId, UserId, &str)],
+    ) -> Result<Vec<StoredMessage>> {
         let found = self
             .rows(
                 concat!(
                     "SELECT ",
                     message_columns!(),
-                    " FROM JSON_TABLE($1, '$[*]' COLUMNS (s BIGINT PATH '$[0]',
-                         c VARCHAR(255) PATH '$[1]')) AS k
-                     JOIN messages m ON m.sender_id = k.s AND m.client_msg_id = k.c"
+                    " FROM JSON_TABLE($1, '$[*]' COLUMNS (v BIGINT PATH '$[0]',
+                         s BIGINT PATH '$[1]', c VARCHAR(255) PATH '$[2]')) AS k
+                     JOIN messages m
+                       ON m.conversation_id = k.v AND m.sender_id = k.s AND m.client_msg_id = k.c"
                 ),
                 args![json(&keys)?.as_str()],
             )

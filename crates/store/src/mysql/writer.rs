@@ -4,8 +4,8 @@
 //! the commit feed in commit order; changes that append a system event run
 //! through it too, one transaction each. A round that raced another
 //! node's runs again, looking; a round whose COMMIT's fate is unknown
-//! fails, and its callers' resends resolve by (sender, client_msg_id) to
-//! one message. Every job carries its caller's deadline: one still queued
+//! fails, and its callers' resends resolve by (conversation, sender,
+//! client_msg_id) to one message. Every job carries its caller's deadline: one still queued
 //! when it passes is answered at once, and a round is given up at the
 //! earliest deadline among its jobs.
 

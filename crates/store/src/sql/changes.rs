@@ -25,8 +25,8 @@ pub(crate) type Published = Vec<Committed>;
 
 /// A transaction of a backend whose message rows are its own form.
 pub(crate) trait Writes: Db {
-    /// Inserts messages (with what makes their (sender, client_msg_id)
-    /// unique); their ids, in order.
+    /// Inserts messages (with what makes their (conversation, sender,
+    /// client_msg_id) unique); their ids, in order.
     async fn insert_messages(&self, messages: &[&StoredMessage]) -> Result<Vec<u64>>;
 
     /// Empties a recalled message: its body and its mentions.

@@ -4,8 +4,8 @@
 //! this node or another, never deadlock on them), every send judged by the
 //! rules against the members as they are, seqs taken from the locked rows,
 //! the messages stored and the rows bumped. Idempotency comes from the
-//! unique (sender, client_msg_id) key, so a resend returns the original
-//! also when two nodes race on it.
+//! unique (conversation, sender, client_msg_id) key, so a resend returns
+//! the original also when two nodes race on it.
 //!
 //! The statements are each backend's own ([`Rounds`]), set-based: a
 //! handful for the whole batch, whatever its size.
@@ -27,7 +27,8 @@ pub(crate) type Outcome = (Vec<Result<Appended>>, Vec<Committed>);
 
 /// Why a round must run again from the start.
 pub(crate) enum Round {
-    /// A (sender, client_msg_id) this round meant to store was taken:
+    /// A (conversation, sender, client_msg_id) this round meant to store
+    /// was taken:
     /// run again, looking first, and it is found as a duplicate.
     Raced,
     Failed(StoreError),
@@ -86,8 +87,12 @@ pub(crate) fn set_views(
 
 /// A backend's statements for a round, on its transaction.
 pub(crate) trait Rounds {
-    /// Messages stored before under the jobs' (sender, client_msg_id) keys.
-    async fn duplicates(&mut self, jobs: &[NewMessage]) -> Result<Vec<StoredMessage>>;
+    /// Messages stored before under these (conversation, sender,
+    /// client_msg_id) keys.
+    async fn duplicates(
+        &mut self,
+        keys: &[(ConversationId, UserId, &str)],
+    ) -> Result<Vec<StoredMessage>>;
 
     /// The 1:1 conversations of these (lower, higher) pairs that exist.
     async fn find_pairs(
@@ -114,7 +119,8 @@ pub(crate) trait Rounds {
     /// finds the one another transaction created first.
     async fn direct(&mut self, lo: UserId, hi: UserId, now_ms: i64) -> Result<ConversationId>;
 
-    /// Takes the messages' (sender, client_msg_id) keys where they are
+    /// Takes the messages' (conversation, sender, client_msg_id) keys where
+    /// they are
     /// kept apart from the messages; `false` when one is taken (the round
     /// then runs again, looking first). A backend whose message table
     /// holds the key takes it with [`Rounds::insert`].
@@ -138,17 +144,6 @@ pub(crate) async fn round(
     pairs: &mut Pairs,
     look_first: bool,
 ) -> Result<Outcome, Round> {
-    let mut dups: HashMap<(UserId, &str), StoredMessage> = HashMap::new();
-    if look_first {
-        for m in db.duplicates(jobs).await? {
-            if let Some(j) = jobs
-                .iter()
-                .find(|j| j.sender_id == m.sender_id && j.client_msg_id == m.client_msg_id)
-            {
-                dups.insert((j.sender_id, j.client_msg_id.as_str()), m);
-            }
-        }
-    }
     // The pairs whose conversation is known; the others are created below,
     // only for sends the rules let through.
     let wanted: Vec<(UserId, UserId)> = jobs
@@ -161,6 +156,31 @@ pub(crate) async fn round(
         .collect();
     if !wanted.is_empty() {
         pairs.extend(db.find_pairs(&wanted).await?);
+    }
+    let scopes: Vec<KeyScope> = jobs.iter().map(|j| KeyScope::of(j, pairs)).collect();
+    let mut dups: HashMap<(KeyScope, UserId, &str), StoredMessage> = HashMap::new();
+    if look_first {
+        let keys: Vec<(ConversationId, UserId, &str)> = jobs
+            .iter()
+            .zip(&scopes)
+            .filter_map(|(j, scope)| match scope {
+                KeyScope::Conversation(id) => Some((*id, j.sender_id, j.client_msg_id.as_str())),
+                KeyScope::Pair(..) => None,
+            })
+            .collect();
+        if !keys.is_empty() {
+            for m in db.duplicates(&keys).await? {
+                let at = KeyScope::Conversation(m.conversation_id);
+                if let Some(j) = jobs.iter().zip(&scopes).find_map(|(j, scope)| {
+                    (*scope == at
+                        && j.sender_id == m.sender_id
+                        && j.client_msg_id == m.client_msg_id)
+                        .then_some(j)
+                }) {
+                    dups.insert((at, j.sender_id, j.client_msg_id.as_str()), m);
+                }
+            }
+        }
     }
     let mut ids: Vec<ConversationId> = jobs
         .iter()
@@ -190,19 +210,20 @@ pub(crate) async fn round(
 
     let mut answers: Vec<Result<Appended>> = Vec::with_capacity(jobs.len());
     let mut accepted: Vec<(usize, StoredMessage, Arc<[UserId]>)> = Vec::new();
-    // (sender, client_msg_id) accepted earlier in this round.
-    let mut in_round: HashMap<(UserId, &str), usize> = HashMap::new();
+    // (scope, sender, client_msg_id) accepted earlier in this round.
+    let mut in_round: HashMap<(KeyScope, UserId, &str), usize> = HashMap::new();
     // (job, index in `accepted`) of sends repeating one accepted earlier.
     let mut repeats: Vec<(usize, usize)> = Vec::new();
     for (i, j) in jobs.iter().enumerate() {
-        if let Some(m) = dups.get(&(j.sender_id, j.client_msg_id.as_str())) {
+        let key = (scopes[i], j.sender_id, j.client_msg_id.as_str());
+        if let Some(m) = dups.get(&key) {
             answers.push(Ok(Appended {
                 message: Arc::new(m.clone()),
                 duplicate: true,
             }));
             continue;
         }
-        if let Some(&first) = in_round.get(&(j.sender_id, j.client_msg_id.as_str())) {
+        if let Some(&first) = in_round.get(&key) {
             // Answered from the first one's row once it is stored.
             repeats.push((i, first));
             answers.push(Err(StoreError::bug("pending duplicate")));
@@ -230,7 +251,7 @@ pub(crate) async fn round(
                     mentions,
                     mention_all: j.mention_all,
                 };
-                in_round.insert((j.sender_id, j.client_msg_id.as_str()), accepted.len());
+                in_round.insert(key, accepted.len());
                 accepted.push((i, message, members));
                 answers.push(Err(StoreError::bug("pending append")));
             }
@@ -278,6 +299,29 @@ pub(crate) async fn round(
         });
     }
     Ok((answers, publish))
+}
+
+/// Where a send's idempotency key lives: its conversation, or, for a send
+/// to a peer with no 1:1 yet, the pair whose conversation it makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum KeyScope {
+    Conversation(ConversationId),
+    Pair(UserId, UserId),
+}
+
+impl KeyScope {
+    fn of(j: &NewMessage, pairs: &Pairs) -> KeyScope {
+        match j.target {
+            Target::Conversation(id) => KeyScope::Conversation(id),
+            Target::Peer(p) => {
+                let pair = (j.sender_id.min(p), j.sender_id.max(p));
+                match pairs.get(&pair) {
+                    Some(&id) => KeyScope::Conversation(id),
+                    None => KeyScope::Pair(pair.0, pair.1),
+                }
+            }
+        }
+    }
 }
 
 /// The (sender, recipient) of every 1:1 send of the round, by a peer or

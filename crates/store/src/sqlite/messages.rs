@@ -49,21 +49,11 @@ pub struct AppendOutcome {
 }
 
 /// Checks a new message, takes its seq and stages it for the message log;
-/// a resend of a known client_msg_id is answered with the original.
+/// a resend of a client_msg_id its sender used before in the same
+/// conversation is answered with the original.
 pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     tx.may_stage()?;
-    let original = match tx.pending.original(new.sender_id, &new.client_msg_id) {
-        Some(m) => Some(m),
-        None => tx
-            .conn
-            .prepare_cached(select_messages!(
-                "WHERE sender_id = ?1 AND client_msg_id = ?2"
-            ))?
-            .query_row(params![new.sender_id, new.client_msg_id], message_row)
-            .optional()?
-            .map(Arc::new),
-    };
-    if let Some(message) = original {
+    if let Some(message) = original(tx, new)? {
         return Ok(AppendOutcome {
             message,
             duplicate: true,
@@ -195,19 +185,43 @@ fn view_of(tx: &mut Tx<'_>, id: ConversationId) -> Result<Arc<ConversationView>>
     }
 }
 
-/// The 1:1 conversation of two users, made on first use. The caller has
-/// checked that the peer exists and accepts the message. A new one is made
-/// in the message log, not the database (`Tx::stage_direct`): the first
-/// message between two users waits for no copy in the database.
-fn direct_conversation(
-    tx: &mut Tx<'_>,
-    a: UserId,
-    b: UserId,
-    now_ms: i64,
-) -> Result<ConversationId> {
+/// The message a send repeats: one its sender stored before in the same
+/// conversation under the same client_msg_id (a send to a peer names their
+/// 1:1, if it exists yet). Looked up in the waiting records, then in the
+/// database's key, which lives beside the conversation's messages.
+fn original(tx: &mut Tx<'_>, new: &NewMessage) -> Result<Option<Arc<StoredMessage>>> {
+    let conversation = match new.target {
+        Target::Conversation(id) => id,
+        Target::Peer(peer) => match known_direct(tx, new.sender_id, peer)? {
+            Some(id) => id,
+            None => return Ok(None),
+        },
+    };
+    if let Some(m) = tx
+        .pending
+        .original(conversation, new.sender_id, &new.client_msg_id)
+    {
+        return Ok(Some(m));
+    }
+    Ok(tx
+        .conn
+        .prepare_cached(select_messages!(
+            "WHERE conversation_id = ?1 AND sender_id = ?2 AND client_msg_id = ?3"
+        ))?
+        .query_row(
+            params![conversation, new.sender_id, new.client_msg_id],
+            message_row,
+        )
+        .optional()?
+        .map(Arc::new))
+}
+
+/// The 1:1 conversation of two users, if it exists: in the writer's cache,
+/// made in the log, or in the database.
+fn known_direct(tx: &mut Tx<'_>, a: UserId, b: UserId) -> Result<Option<ConversationId>> {
     let (lo, hi) = (a.min(b), a.max(b));
     if let Some(id) = tx.convs.pair(lo, hi) {
-        return Ok(id);
+        return Ok(Some(id));
     }
     let existing = match tx.pending.direct(lo, hi) {
         Some(id) => Some(id),
@@ -219,14 +233,28 @@ fn direct_conversation(
             .query_row([lo, hi], |r| r.get(0))
             .optional()?,
     };
-    let id = match existing {
-        Some(id) => id,
-        None => {
-            let id = tx.stage_direct(lo, hi, now_ms);
-            tx.convs.seqs.made(id, now_ms);
-            id
-        }
-    };
+    if let Some(id) = existing {
+        tx.convs.set_pair(lo, hi, id);
+    }
+    Ok(existing)
+}
+
+/// The 1:1 conversation of two users, made on first use. The caller has
+/// checked that the peer exists and accepts the message. A new one is made
+/// in the message log, not the database (`Tx::stage_direct`): the first
+/// message between two users waits for no copy in the database.
+fn direct_conversation(
+    tx: &mut Tx<'_>,
+    a: UserId,
+    b: UserId,
+    now_ms: i64,
+) -> Result<ConversationId> {
+    if let Some(id) = known_direct(tx, a, b)? {
+        return Ok(id);
+    }
+    let (lo, hi) = (a.min(b), a.max(b));
+    let id = tx.stage_direct(lo, hi, now_ms);
+    tx.convs.seqs.made(id, now_ms);
     tx.convs.set_pair(lo, hi, id);
     Ok(id)
 }

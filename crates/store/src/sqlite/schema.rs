@@ -197,6 +197,15 @@ const MIGRATIONS: &[&str] = &[
         ok INTEGER NOT NULL
     );
     CREATE INDEX users_by_ban ON users(banned_until_ms) WHERE banned_until_ms IS NOT NULL;",
+    // 7: a message's idempotency key is its sender's within its
+    // conversation, and kept beside the conversation's messages. Keyed by
+    // sender, the keys of one copy's messages were spread over every
+    // sender's part of the index (a client's keys are not in key order:
+    // UUIDs, or counters in decimal), so nearly every copied message
+    // dirtied a leaf of its own; keyed by conversation, a copy writes the
+    // key's leaf beside the messages' own.
+    "DROP INDEX messages_by_client_id;
+    CREATE UNIQUE INDEX messages_by_key ON messages(conversation_id, sender_id, client_msg_id);",
 ];
 
 /// The next message id, from what the database holds: each conversation's

@@ -68,6 +68,74 @@ pub async fn seqs_are_dense_and_resends_idempotent(mut env: Env) {
     env.close().await;
 }
 
+/// A `client_msg_id` is its sender's key within one conversation: a resend
+/// names the same conversation (by the peer or by the 1:1's id) and gets
+/// the original, while the same key in another conversation, or from the
+/// other member, is a message of its own; also when sent at once, and
+/// after a restart.
+pub async fn a_key_belongs_to_its_conversation(mut env: Env) {
+    let [a, b, c] = users(env.store(), &["a", "b", "c"]).await[..] else {
+        unreachable!()
+    };
+    let g = group(env.store(), a, vec![b, c], ConversationKind::Group).await;
+    let s = env.shared();
+    let sends = [
+        msg(a, b, "k"),
+        msg(a, c, "k"),
+        to(g, a, "k"),
+        msg(b, a, "k"),
+    ];
+    let mut tasks = Vec::new();
+    for m in sends.iter().cloned() {
+        let s = s.clone();
+        tasks.push(natter_testkit::spawn(async move {
+            s.append_message(m).await.unwrap()
+        }));
+    }
+    let mut first = Vec::new();
+    for t in tasks {
+        let m = t.await.unwrap();
+        assert!(!m.duplicate, "{:?} is a message of its own", m.message);
+        first.push(m.message);
+    }
+    let (ab, ac) = (first[0].conversation_id, first[1].conversation_id);
+    assert_ne!(ab, ac);
+    assert_eq!(first[2].conversation_id, g);
+    assert_eq!(first[3].conversation_id, ab);
+    drop(s);
+    for round in 0..2 {
+        let resends = [
+            (msg(a, b, "k"), &first[0]),
+            (to(ab, a, "k"), &first[0]),
+            (msg(a, c, "k"), &first[1]),
+            (to(g, a, "k"), &first[2]),
+            (msg(b, a, "k"), &first[3]),
+        ];
+        for (m, want) in resends {
+            let got = env.store().append_message(m).await.unwrap();
+            assert!(got.duplicate, "round {round}: {want:?}");
+            assert_eq!(
+                (
+                    got.message.conversation_id,
+                    got.message.seq,
+                    got.message.msg_id
+                ),
+                (want.conversation_id, want.seq, want.msg_id),
+                "round {round}"
+            );
+        }
+        env.reopen().await;
+    }
+    let p = env
+        .store()
+        .sync(a, &HashMap::new(), 0, page(1000))
+        .await
+        .unwrap();
+    let keyed = p.messages.iter().filter(|m| m.client_msg_id == "k").count();
+    assert_eq!(keyed, 4, "each stored once");
+    env.close().await;
+}
+
 pub async fn a_refused_append_does_not_spoil_its_round(env: Env) {
     let s = env.shared();
     let [a, b] = users(&*s, &["a", "b"]).await[..] else {

@@ -80,6 +80,23 @@ pub async fn two_nodes_race_on_one_client_msg_id(env: Env) {
         p.messages.iter().map(|m| m.seq).collect::<Vec<_>>(),
         (1..=21).collect::<Vec<_>>()
     );
+    // The first message of a pair, whose key has no conversation yet.
+    for round in 0..5 {
+        let [c, d] = users(&*s, &[&format!("c{round}"), &format!("d{round}")]).await[..] else {
+            unreachable!()
+        };
+        let (x, y) = tokio::join!(
+            s.append_message(msg(c, d, "hello")),
+            other.append_message(msg(c, d, "hello"))
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(
+            (x.message.conversation_id, x.message.seq, x.message.msg_id),
+            (y.message.conversation_id, y.message.seq, y.message.msg_id),
+            "one message"
+        );
+        assert!(x.duplicate != y.duplicate, "exactly one stored it");
+    }
     other.close().await;
     env.close().await;
 }

@@ -28,7 +28,8 @@ macro_rules! innodb {
 const MIGRATIONS: &[&[&str]] = &[
     // 1: the schema of SQLite's migration 6 and PostgreSQL's 3. Messages
     // are keyed by (conversation_id, seq), clustered by conversation;
-    // idempotency is the unique (sender_id, client_msg_id) index.
+    // idempotency is the unique (sender_id, client_msg_id) index (scoped
+    // to the conversation by migration 2).
     &[
         concat!(
             "CREATE TABLE IF NOT EXISTS users (
@@ -247,6 +248,12 @@ const MIGRATIONS: &[&[&str]] = &[
             innodb!()
         ),
     ],
+    // 2: a message's idempotency key is its sender's within its
+    // conversation (as on SQLite and PostgreSQL), kept beside the
+    // conversation's messages. One statement, so that it is done whole or
+    // not at all.
+    &["ALTER TABLE messages DROP INDEX messages_by_client_id,
+        ADD UNIQUE INDEX messages_by_key (conversation_id, sender_id, client_msg_id)"],
 ];
 
 /// The newest schema this binary knows.

@@ -161,6 +161,11 @@ const MIGRATIONS: &[&str] = &[
         ok BOOLEAN NOT NULL
     );
     CREATE INDEX users_by_ban ON users(banned_until_ms) WHERE banned_until_ms IS NOT NULL;",
+    // 4: a message's idempotency key is its sender's within its
+    // conversation (as on SQLite and MariaDB/MySQL), kept beside the
+    // conversation's other keys.
+    "ALTER TABLE message_ids DROP CONSTRAINT message_ids_pkey;
+    ALTER TABLE message_ids ADD PRIMARY KEY (conversation_id, sender_id, client_msg_id);",
 ];
 
 /// The newest schema this binary knows.

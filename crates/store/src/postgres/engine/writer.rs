@@ -5,7 +5,7 @@
 //! through it too, one transaction each, so the feed stays in commit order.
 //! A round that raced another node's runs again; a round whose COMMIT's
 //! fate is unknown fails, and its callers' resends resolve by
-//! (sender, client_msg_id) to exactly one message.
+//! (conversation, sender, client_msg_id) to exactly one message.
 //!
 //! Every job carries its caller's deadline: one still queued when it
 //! passes is answered at once and never sent to the database, and a round

@@ -6,9 +6,7 @@
 use super::super::rows::{self, key, keys};
 use crate::rules::PeerFacts;
 use crate::sql::round::{set_views, Locked, Members, Round, Rounds};
-use crate::{
-    ConversationId, ConversationKind, NewMessage, Result, StoreError, StoredMessage, UserId,
-};
+use crate::{ConversationId, ConversationKind, Result, StoreError, StoredMessage, UserId};
 use std::collections::HashMap;
 use tokio_postgres::Transaction;
 
@@ -47,9 +45,13 @@ pub struct PgRound<'a, 'c> {
 }
 
 impl Rounds for PgRound<'_, '_> {
-    async fn duplicates(&mut self, jobs: &[NewMessage]) -> Result<Vec<StoredMessage>> {
-        let senders: Vec<i64> = jobs.iter().map(|j| key(j.sender_id)).collect();
-        let cmids: Vec<&str> = jobs.iter().map(|j| j.client_msg_id.as_str()).collect();
+    async fn duplicates(
+        &mut self,
+        keys: &[(ConversationId, UserId, &str)],
+    ) -> Result<Vec<StoredMessage>> {
+        let convs: Vec<i64> = keys.iter().map(|k| key(k.0)).collect();
+        let senders: Vec<i64> = keys.iter().map(|k| key(k.1)).collect();
+        let cmids: Vec<&str> = keys.iter().map(|k| k.2).collect();
         // The columns of `rows::MESSAGE_COLUMNS`, spelled out for a constant.
         let find = self
             .st
@@ -57,13 +59,14 @@ impl Rounds for PgRound<'_, '_> {
                 self.tx,
                 "SELECT m.conversation_id, m.seq, m.id, m.sender_id, m.client_msg_id,
                         m.created_at_ms, m.body_kind, m.body, m.mentions, m.mention_all
-                 FROM unnest($1::bigint[], $2::text[]) AS k(s, c)
-                 JOIN message_ids i ON i.sender_id = k.s AND i.client_msg_id = k.c
+                 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(v, s, c)
+                 JOIN message_ids i
+                   ON i.conversation_id = k.v AND i.sender_id = k.s AND i.client_msg_id = k.c
                  JOIN messages m ON m.conversation_id = i.conversation_id AND m.seq = i.seq",
             )
             .await?;
         self.tx
-            .query(&find, &[&senders, &cmids])
+            .query(&find, &[&convs, &senders, &cmids])
             .await?
             .iter()
             .map(rows::message)

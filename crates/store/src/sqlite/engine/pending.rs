@@ -75,8 +75,8 @@ pub struct Pending {
     /// The waiting cursors by conversation, for a read of a few.
     cursor_convs: HashMap<ConversationId, HashSet<(UserId, CursorKind)>>,
     cursor_order: VecDeque<(Instant, CursorKey)>,
-    /// Sender → client_msg_id → the message.
-    keys: HashMap<UserId, HashMap<String, Arc<StoredMessage>>>,
+    /// (conversation, sender) → client_msg_id → the message.
+    keys: HashMap<(ConversationId, UserId), HashMap<String, Arc<StoredMessage>>>,
     /// 1:1 conversations made in the log, by id, by pair and by member.
     made: HashMap<ConversationId, Made>,
     made_pairs: HashMap<(UserId, UserId), ConversationId>,
@@ -140,9 +140,18 @@ impl Pending {
         self.segments.keys().next().copied()
     }
 
-    /// The stored message a resend of `(sender, client_msg_id)` stands for.
-    pub fn original(&self, sender: UserId, client_msg_id: &str) -> Option<Arc<StoredMessage>> {
-        self.keys.get(&sender)?.get(client_msg_id).cloned()
+    /// The stored message a resend of `client_msg_id` by `sender` to
+    /// `conversation` stands for.
+    pub fn original(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+        client_msg_id: &str,
+    ) -> Option<Arc<StoredMessage>> {
+        self.keys
+            .get(&(conversation, sender))?
+            .get(client_msg_id)
+            .cloned()
     }
 
     /// The value a cursor has been raised to here, if it has.
@@ -224,7 +233,7 @@ impl Pending {
     pub fn push_message(&mut self, m: Arc<StoredMessage>, segment: u64) {
         let now = Instant::now();
         self.keys
-            .entry(m.sender_id)
+            .entry((m.conversation_id, m.sender_id))
             .or_default()
             .insert(m.client_msg_id.clone(), m.clone());
         let id = m.conversation_id;
@@ -557,12 +566,13 @@ impl Pending {
     }
 
     fn forget_key(&mut self, m: &Arc<StoredMessage>) {
-        if let Some(of) = self.keys.get_mut(&m.sender_id) {
+        let at = (m.conversation_id, m.sender_id);
+        if let Some(of) = self.keys.get_mut(&at) {
             if of.get(&m.client_msg_id).is_some_and(|k| Arc::ptr_eq(k, m)) {
                 of.remove(&m.client_msg_id);
             }
             if of.is_empty() {
-                self.keys.remove(&m.sender_id);
+                self.keys.remove(&at);
             }
         }
     }
