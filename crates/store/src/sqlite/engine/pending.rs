@@ -18,7 +18,10 @@ pub use super::chunk::Chunk;
 use super::log::{CursorKind, NewDirect};
 use crate::{ConversationId, StoredMessage, UserId};
 use natter_runtime::clock::Instant;
+use hashbrown::HashTable;
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,8 +78,11 @@ pub struct Pending {
     /// The waiting cursors by conversation, for a read of a few.
     cursor_convs: HashMap<ConversationId, HashSet<(UserId, CursorKind)>>,
     cursor_order: VecDeque<(Instant, CursorKey)>,
-    /// (conversation, sender) → client_msg_id → the message.
-    keys: HashMap<(ConversationId, UserId), HashMap<String, Arc<StoredMessage>>>,
+    /// The waiting messages by their idempotency key (conversation,
+    /// sender, client_msg_id), hashed with `key_hasher`: one pointer per
+    /// message, looked up without making a key.
+    keys: HashTable<Arc<StoredMessage>>,
+    key_hasher: RandomState,
     /// 1:1 conversations made in the log, by id, by pair and by member.
     made: HashMap<ConversationId, Made>,
     made_pairs: HashMap<(UserId, UserId), ConversationId>,
@@ -105,7 +111,8 @@ impl Pending {
             cursors: HashMap::new(),
             cursor_convs: HashMap::new(),
             cursor_order: VecDeque::new(),
-            keys: HashMap::new(),
+            keys: HashTable::new(),
+            key_hasher: RandomState::new(),
             made: HashMap::new(),
             made_pairs: HashMap::new(),
             made_of: HashMap::new(),
@@ -148,9 +155,13 @@ impl Pending {
         sender: UserId,
         client_msg_id: &str,
     ) -> Option<Arc<StoredMessage>> {
+        let hash = self.key_hasher.hash_one((conversation, sender, client_msg_id));
         self.keys
-            .get(&(conversation, sender))?
-            .get(client_msg_id)
+            .find(hash, |m| {
+                m.conversation_id == conversation
+                    && m.sender_id == sender
+                    && m.client_msg_id == client_msg_id
+            })
             .cloned()
     }
 
@@ -232,10 +243,21 @@ impl Pending {
     /// Adds a message the current round writes to the log in `segment`.
     pub fn push_message(&mut self, m: Arc<StoredMessage>, segment: u64) {
         let now = Instant::now();
-        self.keys
-            .entry((m.conversation_id, m.sender_id))
-            .or_default()
-            .insert(m.client_msg_id.clone(), m.clone());
+        let (keys, hasher) = (&mut self.keys, &self.key_hasher);
+        let key = |k: &Arc<StoredMessage>| {
+            hasher.hash_one((k.conversation_id, k.sender_id, k.client_msg_id.as_str()))
+        };
+        let same = |k: &Arc<StoredMessage>| {
+            k.conversation_id == m.conversation_id
+                && k.sender_id == m.sender_id
+                && k.client_msg_id == m.client_msg_id
+        };
+        match keys.entry(key(&m), same, key) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = m.clone(),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(m.clone());
+            }
+        }
         let id = m.conversation_id;
         let w = self.convs.entry(id).or_insert_with(|| Waiting {
             messages: Vec::new(),
@@ -566,14 +588,11 @@ impl Pending {
     }
 
     fn forget_key(&mut self, m: &Arc<StoredMessage>) {
-        let at = (m.conversation_id, m.sender_id);
-        if let Some(of) = self.keys.get_mut(&at) {
-            if of.get(&m.client_msg_id).is_some_and(|k| Arc::ptr_eq(k, m)) {
-                of.remove(&m.client_msg_id);
-            }
-            if of.is_empty() {
-                self.keys.remove(&at);
-            }
+        let hash = self
+            .key_hasher
+            .hash_one((m.conversation_id, m.sender_id, m.client_msg_id.as_str()));
+        if let Ok(e) = self.keys.find_entry(hash, |k| Arc::ptr_eq(k, m)) {
+            e.remove();
         }
     }
 
