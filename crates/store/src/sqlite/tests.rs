@@ -563,4 +563,5 @@ async fn a_corrupt_enum_column_is_an_error_not_another_variant() {
     }
 }
 
+mod apart;
 mod direct;

@@ -17,8 +17,8 @@
 pub use super::chunk::Chunk;
 use super::log::{CursorKind, NewDirect};
 use crate::{ConversationId, StoredMessage, UserId};
-use natter_runtime::clock::Instant;
 use hashbrown::HashTable;
+use natter_runtime::clock::Instant;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -155,7 +155,9 @@ impl Pending {
         sender: UserId,
         client_msg_id: &str,
     ) -> Option<Arc<StoredMessage>> {
-        let hash = self.key_hasher.hash_one((conversation, sender, client_msg_id));
+        let hash = self
+            .key_hasher
+            .hash_one((conversation, sender, client_msg_id));
         self.keys
             .find(hash, |m| {
                 m.conversation_id == conversation
@@ -588,9 +590,9 @@ impl Pending {
     }
 
     fn forget_key(&mut self, m: &Arc<StoredMessage>) {
-        let hash = self
-            .key_hasher
-            .hash_one((m.conversation_id, m.sender_id, m.client_msg_id.as_str()));
+        let hash =
+            self.key_hasher
+                .hash_one((m.conversation_id, m.sender_id, m.client_msg_id.as_str()));
         if let Ok(e) = self.keys.find_entry(hash, |k| Arc::ptr_eq(k, m)) {
             e.remove();
         }

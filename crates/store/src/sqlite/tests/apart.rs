@@ -1,0 +1,53 @@
+//! Writes apart from the messages (accounts, sessions, bans) do not copy
+//! the records waiting in the message log into the database first: the
+//! periodic lifting of bans that ended once did, holding up every send
+//! behind a copy of everything waiting (seconds under load).
+
+use super::*;
+use crate::AdminStore;
+use natter_domain::admin::Bar;
+
+#[tokio::test]
+async fn bans_and_sessions_copy_nothing_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    let c = store.create_user("c", "h", 0).await.unwrap();
+    let banned = |until_ms| Bar {
+        disabled: true,
+        until_ms: Some(until_ms),
+        reason: "spam".into(),
+    };
+    store.set_bar(c, banned(100)).await.unwrap();
+    for i in 0..50 {
+        store
+            .append_message(msg(a, b, &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let waiting = || store.pending.load(Ordering::Acquire);
+    let before = waiting();
+    assert!(before >= 50, "the records wait in the log");
+    assert_eq!(store.lift_ended_bans(1_000).await.unwrap(), vec![c]);
+    assert_eq!(waiting(), before, "lifting bans copied nothing");
+    store.set_bar(b, banned(i64::MAX)).await.unwrap();
+    store.end_sessions(b).await.unwrap();
+    assert_eq!(waiting(), before, "nor did a ban or ending sessions");
+    // What the writer caches follows them: c takes messages again, b not.
+    assert!(
+        !store
+            .append_message(msg(a, c, "back"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(matches!(
+        store.append_message(msg(a, b, "banned")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A write that does see the messages still copies everything first.
+    let _ = store.set_remark(a, c, "c").await;
+    assert_eq!(waiting(), 0);
+    store.close().await;
+}
