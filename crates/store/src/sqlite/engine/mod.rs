@@ -43,8 +43,9 @@
 //!   messages, seqs, cursors or conversations (groups, friends, system
 //!   events, recalls) runs after the round has copied every waiting record
 //!   in, so it sees and follows every message before it, while one that
-//!   touches none of them (accounts, sessions, codes, the audit:
-//!   `SqliteStore::write_apart`) does not wait for that copy; the
+//!   touches none of them (accounts, sessions, codes, the audit, bans and
+//!   the minute's lifting of ended ones: `SqliteStore::write_apart`) does
+//!   not wait for that copy; the
 //!   transaction commits after the log append and the WAL is then synced.
 //!   A read of messages, seqs or cursors (`SqliteStore::fresh`: sync,
 //!   history, the conversation list, group info) first copies in the waiting
