@@ -463,14 +463,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    // Remarks, friends and blocks are rows of their own, apart from the
+    // messages: a user's change to them does not copy every waiting record
+    // in first (which held every send up for as long as that took).
     async fn set_remark(&self, me: UserId, friend: UserId, remark: &str) -> Result<()> {
         let r = remark.to_owned();
-        self.write(move |t| now(friends::set_remark(&Lite(t.conn), me, friend, &r)))
+        self.write_apart(move |t| now(friends::set_remark(&Lite(t.conn), me, friend, &r)))
             .await
     }
 
     async fn remove_friend(&self, me: UserId, other: UserId) -> Result<()> {
-        self.write(move |t| {
+        self.write_apart(move |t| {
             t.convs.social_changed();
             now(friends::remove_friend(&Lite(t.conn), me, other))
         })
@@ -484,7 +487,7 @@ impl Store for SqliteStore {
         blocked: bool,
         max_blocked: usize,
     ) -> Result<()> {
-        self.write(move |t| {
+        self.write_apart(move |t| {
             t.convs.social_changed();
             now(friends::set_blocked(
                 &Lite(t.conn),

@@ -1,14 +1,15 @@
-//! Writes apart from the messages (accounts, sessions, bans) do not copy
-//! the records waiting in the message log into the database first: the
-//! periodic lifting of bans that ended once did, holding up every send
-//! behind a copy of everything waiting (seconds under load).
+//! Writes apart from the messages (accounts, sessions, bans, friends,
+//! remarks, blocks) do not copy the records waiting in the message log
+//! into the database first: the periodic lifting of bans that ended, and
+//! every remark, unfriending or block, once did, holding up every send
+//! behind a copy of everything waiting (up to seconds under load).
 
 use super::*;
-use crate::AdminStore;
+use crate::{AdminStore, ConversationKind, JoinPolicy};
 use natter_domain::admin::Bar;
 
 #[tokio::test]
-async fn bans_and_sessions_copy_nothing_first() {
+async fn bans_sessions_and_friends_copy_nothing_first() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _feed) = open(&dir);
     let a = store.create_user("a", "h", 0).await.unwrap();
@@ -27,10 +28,15 @@ async fn bans_and_sessions_copy_nothing_first() {
             .unwrap();
     }
     let waiting = || store.pending.load(Ordering::Acquire);
+    let stored = || {
+        store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))?))
+    };
     let before = waiting();
     assert!(before >= 50, "the records wait in the log");
     assert_eq!(store.lift_ended_bans(1_000).await.unwrap(), vec![c]);
     assert_eq!(waiting(), before, "lifting bans copied nothing");
+    assert_eq!(stored().await.unwrap(), 0);
     store.set_bar(b, banned(i64::MAX)).await.unwrap();
     store.end_sessions(b).await.unwrap();
     assert_eq!(waiting(), before, "nor did a ban or ending sessions");
@@ -46,8 +52,38 @@ async fn bans_and_sessions_copy_nothing_first() {
         store.append_message(msg(a, b, "banned")).await,
         Err(StoreError::NotFound(_))
     ));
-    // A write that does see the messages still copies everything first.
+    // Nor do remarks, unfriending and blocks, which the writer's cache
+    // follows too: a block refuses a's next message.
     let _ = store.set_remark(a, c, "c").await;
+    let _ = store.remove_friend(a, c).await;
+    store.set_blocked(c, a, true, 10).await.unwrap();
+    assert_eq!(
+        stored().await.unwrap(),
+        0,
+        "a remark, unfriending or a block copied nothing"
+    );
+    assert!(store.append_message(msg(a, c, "blocked")).await.is_err());
+    // A write that does see the messages still copies everything first.
+    store
+        .create_group(
+            NewGroup {
+                creator: a,
+                kind: ConversationKind::Group,
+                name: "g".into(),
+                notice: String::new(),
+                join_policy: JoinPolicy::Open,
+                members: vec![c],
+                invite_code: "code".into(),
+                now_ms: 1,
+            },
+            GroupLimits {
+                max_members: 10,
+                room_history: 2,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(waiting(), 0);
+    assert!(stored().await.unwrap() >= 51);
     store.close().await;
 }
