@@ -28,8 +28,7 @@ pub(crate) type Outcome = (Vec<Result<Appended>>, Vec<Committed>);
 /// Why a round must run again from the start.
 pub(crate) enum Round {
     /// A (conversation, sender, client_msg_id) this round meant to store
-    /// was taken:
-    /// run again, looking first, and it is found as a duplicate.
+    /// was taken: run again, looking first, and it is found as a duplicate.
     Raced,
     Failed(StoreError),
 }
@@ -120,10 +119,9 @@ pub(crate) trait Rounds {
     async fn direct(&mut self, lo: UserId, hi: UserId, now_ms: i64) -> Result<ConversationId>;
 
     /// Takes the messages' (conversation, sender, client_msg_id) keys where
-    /// they are
-    /// kept apart from the messages; `false` when one is taken (the round
-    /// then runs again, looking first). A backend whose message table
-    /// holds the key takes it with [`Rounds::insert`].
+    /// they are kept apart from the messages; `false` when one is taken
+    /// (the round then runs again, looking first). A backend whose message
+    /// table holds the key takes it with [`Rounds::insert`].
     async fn claim_keys(&mut self, messages: &[&StoredMessage]) -> Result<bool>;
 
     /// Inserts the messages and their mention flags; their ids, in order.
