@@ -406,7 +406,9 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<FriendRequestOutcome> {
         let m = message.to_owned();
-        self.write(move |t| {
+        // Requests and friends are rows of their own: apart from the
+        // messages, like remarks and blocks below.
+        self.write_apart(move |t| {
             t.convs.social_changed();
             now(friends::send_friend_request(
                 &Lite(t.conn),
@@ -428,7 +430,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<FriendRequestRecord> {
         let r = reply.to_owned();
-        self.write(move |t| {
+        self.write_apart(move |t| {
             t.convs.social_changed();
             now(friends::respond_friend_request(
                 &Lite(t.conn),

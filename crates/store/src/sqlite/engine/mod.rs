@@ -40,11 +40,11 @@
 //!   made ones too. Every write that is not
 //!   a message or a cursor runs in the round's database transaction, under
 //!   the copy gate (so no copy is half done); one that may read or change
-//!   messages, seqs, cursors or conversations (groups, friend requests, system
-//!   events, recalls) runs after the round has copied every waiting record
+//!   messages, seqs, cursors or conversations (groups, system events,
+//!   recalls) runs after the round has copied every waiting record
 //!   in, so it sees and follows every message before it, while one that
-//!   touches none of them (accounts, sessions, codes, the audit, friends,
-//!   remarks and blocks, bans and the minute's lifting of ended ones:
+//!   touches none of them (accounts, sessions, codes, the audit, friend
+//!   requests, friends, remarks and blocks, bans and the minute's lifting of ended ones:
 //!   `SqliteStore::write_apart`) does not wait for that copy; the
 //!   transaction commits after the log append and the WAL is then synced.
 //!   A read of messages, seqs or cursors (`SqliteStore::fresh`: sync,

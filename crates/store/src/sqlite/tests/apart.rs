@@ -1,5 +1,5 @@
-//! Writes apart from the messages (accounts, sessions, bans, friends,
-//! remarks, blocks) do not copy the records waiting in the message log
+//! Writes apart from the messages (accounts, sessions, bans, friend
+//! requests, friends, remarks, blocks) do not copy the records waiting in the message log
 //! into the database first: the periodic lifting of bans that ended, and
 //! every remark, unfriending or block, once did, holding up every send
 //! behind a copy of everything waiting (up to seconds under load).
@@ -54,13 +54,18 @@ async fn bans_sessions_and_friends_copy_nothing_first() {
     ));
     // Nor do remarks, unfriending and blocks, which the writer's cache
     // follows too: a block refuses a's next message.
+    let asked = store.send_friend_request(a, c, "hi", 5).await.unwrap();
+    store
+        .respond_friend_request(c, asked.request.id, true, "ok", 6)
+        .await
+        .unwrap();
     let _ = store.set_remark(a, c, "c").await;
     let _ = store.remove_friend(a, c).await;
     store.set_blocked(c, a, true, 10).await.unwrap();
     assert_eq!(
         stored().await.unwrap(),
         0,
-        "a remark, unfriending or a block copied nothing"
+        "a friend request, its answer, a remark, unfriending or a block copied nothing"
     );
     assert!(store.append_message(msg(a, c, "blocked")).await.is_err());
     // A write that does see the messages still copies everything first.
