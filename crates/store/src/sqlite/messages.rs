@@ -53,7 +53,12 @@ pub struct AppendOutcome {
 /// conversation is answered with the original.
 pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     tx.may_stage()?;
-    if let Some(message) = original(tx, new)? {
+    // The conversation the send names, if it exists yet (a 1:1 may not).
+    let named = match new.target {
+        Target::Conversation(id) => Some(id),
+        Target::Peer(peer) => known_direct(tx, new.sender_id, peer)?,
+    };
+    if let Some(message) = original(tx, named, new)? {
         return Ok(AppendOutcome {
             message,
             duplicate: true,
@@ -76,7 +81,10 @@ pub fn append(tx: &mut Tx<'_>, new: &NewMessage) -> Result<AppendOutcome> {
     }
     let (conversation_id, members) = match new.target {
         Target::Peer(peer) => {
-            let id = direct_conversation(tx, from, peer, new.now_ms)?;
+            let id = match named {
+                Some(id) => id,
+                None => make_direct(tx, from, peer, new.now_ms),
+            };
             let members: Arc<[UserId]> = Arc::new([from.min(peer), from.max(peer)]);
             (id, members)
         }
@@ -185,17 +193,17 @@ fn view_of(tx: &mut Tx<'_>, id: ConversationId) -> Result<Arc<ConversationView>>
     }
 }
 
-/// The message a send repeats: one its sender stored before in the same
-/// conversation under the same client_msg_id (a send to a peer names their
-/// 1:1, if it exists yet). Looked up in the waiting records, then in the
+/// The message a send repeats: one its sender stored before in the
+/// conversation it names (`None`: a 1:1 not made yet, so nothing) under the
+/// same client_msg_id. Looked up in the waiting records, then in the
 /// database's key, which lives beside the conversation's messages.
-fn original(tx: &mut Tx<'_>, new: &NewMessage) -> Result<Option<Arc<StoredMessage>>> {
-    let conversation = match new.target {
-        Target::Conversation(id) => id,
-        Target::Peer(peer) => match known_direct(tx, new.sender_id, peer)? {
-            Some(id) => id,
-            None => return Ok(None),
-        },
+fn original(
+    tx: &mut Tx<'_>,
+    named: Option<ConversationId>,
+    new: &NewMessage,
+) -> Result<Option<Arc<StoredMessage>>> {
+    let Some(conversation) = named else {
+        return Ok(None);
     };
     if let Some(m) = tx
         .pending
@@ -239,24 +247,17 @@ fn known_direct(tx: &mut Tx<'_>, a: UserId, b: UserId) -> Result<Option<Conversa
     Ok(existing)
 }
 
-/// The 1:1 conversation of two users, made on first use. The caller has
-/// checked that the peer exists and accepts the message. A new one is made
-/// in the message log, not the database (`Tx::stage_direct`): the first
-/// message between two users waits for no copy in the database.
-fn direct_conversation(
-    tx: &mut Tx<'_>,
-    a: UserId,
-    b: UserId,
-    now_ms: i64,
-) -> Result<ConversationId> {
-    if let Some(id) = known_direct(tx, a, b)? {
-        return Ok(id);
-    }
+/// Makes the 1:1 conversation of two users that have none (see
+/// [`known_direct`]); the caller has checked that the peer exists and
+/// accepts the message. It is made in the message log, not the database
+/// (`Tx::stage_direct`): the first message between two users waits for no
+/// copy in the database.
+fn make_direct(tx: &mut Tx<'_>, a: UserId, b: UserId, now_ms: i64) -> ConversationId {
     let (lo, hi) = (a.min(b), a.max(b));
     let id = tx.stage_direct(lo, hi, now_ms);
     tx.convs.seqs.made(id, now_ms);
     tx.convs.set_pair(lo, hi, id);
-    Ok(id)
+    id
 }
 
 /// Ids as a JSON array, for `json_each`: one statement for any number.
