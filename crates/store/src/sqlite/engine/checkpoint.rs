@@ -86,6 +86,7 @@ fn run(conn: Connection, rx: Receiver<()>) {
             return;
         }
         let started = Instant::now();
+        let mut short = false;
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
             Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
         }) {
@@ -93,11 +94,16 @@ fn run(conn: Connection, rx: Receiver<()>) {
                 metrics::histogram!("natter_store_checkpoint_seconds")
                     .record(started.elapsed().as_secs_f64());
                 tracing::trace!(wal_pages, copied, "checkpoint");
+                // A reader on an older snapshot keeps the frames after it
+                // from being copied: try again after the pause even if no
+                // commit nudges (the last burst before a quiet spell would
+                // otherwise stay in the WAL until the next write).
+                short = copied < wal_pages;
             }
             Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
         }
         // Pause, remembering any nudge, but stop at once when told.
-        nudged = false;
+        nudged = short;
         let until = started + PAUSE;
         loop {
             match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
@@ -106,5 +112,62 @@ fn run(conn: Connection, rx: Receiver<()>) {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(path: &std::path::Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        conn
+    }
+
+    /// A checkpoint a reader cut short is tried again without another
+    /// nudge: the last burst before a quiet spell reaches the database file.
+    #[tokio::test]
+    async fn a_checkpoint_cut_short_by_a_reader_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let writer = open(&path);
+        writer
+            .execute_batch("CREATE TABLE t (b BLOB); INSERT INTO t VALUES (x'00')")
+            .unwrap();
+        let mut checkpointer = Checkpointer::spawn(open(&path)).unwrap();
+        checkpointer.nudge();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let db_len = || std::fs::metadata(&path).unwrap().len();
+        let before = db_len();
+
+        // A reader holds a snapshot from before the burst.
+        let reader = open(&path);
+        reader.execute_batch("BEGIN").unwrap();
+        let n: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+        for _ in 0..100 {
+            writer
+                .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        checkpointer.nudge();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(db_len(), before, "the reader's snapshot was overwritten");
+        // The reader goes; nothing nudges any more.
+        reader.execute_batch("COMMIT").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while db_len() < before + 100 * 4000 {
+            assert!(
+                Instant::now() < deadline,
+                "the database file stayed at {} bytes",
+                db_len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        checkpointer.stop();
     }
 }

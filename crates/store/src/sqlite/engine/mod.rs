@@ -80,7 +80,8 @@
 //!
 //! - **Checkpoints never hold up the writer.** A thread of its own copies WAL
 //!   frames into the database file (passive, at most five times a second, nudged
-//!   after commits, at a lower CPU priority); SQLite's automatic checkpoint
+//!   after commits, at a lower CPU priority; one a reader's older snapshot cut
+//!   short is tried again after its pause, nudged or not); SQLite's automatic checkpoint
 //!   stays as a backstop at 8,192 pages. On close the writer stops it and
 //!   truncates the WAL.
 //!
