@@ -23,7 +23,7 @@ impl AdminStore for SqliteStore {
         replace: bool,
     ) -> Result<bool> {
         let (name, hash) = (name.to_owned(), password_hash.to_owned());
-        self.write(move |t| {
+        self.write_apart(move |t| {
             now(admin::put_admin(
                 &Lite(t.conn),
                 &name,
@@ -53,7 +53,7 @@ impl AdminStore for SqliteStore {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> Result<()> {
-        self.write(move |t| {
+        self.write_apart(move |t| {
             now(admin::create_admin_session(
                 &Lite(t.conn),
                 admin_id,
@@ -169,7 +169,9 @@ impl AdminStore for SqliteStore {
         now_ms: i64,
     ) -> Result<()> {
         let operator = crate::rules::GroupActor::Operator;
-        self.write(move |t| super::groups::act(t, operator, id, &action, limits, now_ms))
-            .await
+        self.write_in(id, move |t| {
+            super::groups::act(t, operator, id, &action, limits, now_ms)
+        })
+        .await
     }
 }

@@ -19,11 +19,14 @@ pub fn create(tx: &mut Tx<'_>, new: &NewGroup, limits: GroupLimits) -> Result<Gr
     let conn = tx.conn;
     let found = now(candidates(&Lite(conn), &new.members, new.creator))?;
     let plan = rules::create_group(new, &found, limits)?;
+    // Its id from the writer, not the table's next: the 1:1s made in the
+    // log hold ids the database has no row for yet.
+    let id = tx.next_conversation();
     conn.prepare_cached(
-        "INSERT INTO conversations (kind, created_at_ms, last_activity_ms) VALUES (?1, ?2, ?2)",
+        "INSERT INTO conversations (id, kind, created_at_ms, last_activity_ms)
+         VALUES (?1, ?2, ?3, ?3)",
     )?
-    .execute(params![new.kind as i64, new.now_ms])?;
-    let id = conn.last_insert_rowid() as ConversationId;
+    .execute(params![id, new.kind as i64, new.now_ms])?;
     conn.prepare_cached(
         "INSERT INTO groups (conversation_id, name, notice, owner_id, join_policy, member_count,
             invite_code)

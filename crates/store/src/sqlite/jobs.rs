@@ -4,7 +4,7 @@
 //! reads that must first see what the log holds of their conversations.
 
 use super::engine::tx::Tx;
-use super::engine::writer::{Job, WriteJob};
+use super::engine::writer::{Job, Sees, WriteJob};
 use super::SqliteStore;
 use crate::{ConversationId, Result, StoreError, UserId};
 use rusqlite::Connection;
@@ -12,7 +12,9 @@ use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
 impl SqliteStore {
-    /// Runs `f` in the writer's current transaction, inside its own savepoint.
+    /// Runs `f` in the writer's current transaction, inside its own
+    /// savepoint, after every record waiting in the log is copied into the
+    /// database (a write that may touch any of a user's conversations).
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -21,17 +23,35 @@ impl SqliteStore {
         self.answer(WriteJob::new, f).await
     }
 
+    /// Like [`SqliteStore::write`], for a write that reads or changes the
+    /// messages, seqs or cursors of conversation `id` and of no other (a
+    /// group's change, a recall): its round copies only that
+    /// conversation's waiting records first.
+    pub(super) async fn write_in<T, F>(&self, id: ConversationId, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        self.answer(
+            |f, reply| WriteJob::seeing(f, reply, Sees::Conversation(id)),
+            f,
+        )
+        .await
+    }
+
     /// Like [`SqliteStore::write`], for a write that neither reads nor
-    /// changes messages, seqs, cursors or conversations (accounts, sessions,
-    /// codes, the audit): its round need not copy the waiting log records
-    /// into the database first, which would hold up every send behind it
-    /// for as long as the copy takes (a login under load, say).
+    /// changes messages, seqs, cursors or conversations that exist
+    /// (accounts, sessions, codes, the audit, a group's creation): its
+    /// round need not copy the waiting log records into the database first,
+    /// which would hold up every send behind it for as long as the copy
+    /// takes (a login under load, say).
     pub(super) async fn write_apart<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
-        self.answer(WriteJob::apart, f).await
+        self.answer(|f, reply| WriteJob::seeing(f, reply, Sees::Nothing), f)
+            .await
     }
 
     /// Runs `f` in the writer's round as a staged (logged) write.
@@ -47,7 +67,7 @@ impl SqliteStore {
     /// answer.
     async fn answer<T, F>(
         &self,
-        make: fn(F, oneshot::Sender<Result<T>>) -> WriteJob<F, T>,
+        make: impl FnOnce(F, oneshot::Sender<Result<T>>) -> WriteJob<F, T>,
         f: F,
     ) -> Result<T>
     where

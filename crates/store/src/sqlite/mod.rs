@@ -375,8 +375,10 @@ impl Store for SqliteStore {
         window_ms: i64,
         now_ms: i64,
     ) -> Result<()> {
-        self.write(move |t| messages::recall(t, actor, conversation, seq, window_ms, now_ms))
-            .await
+        self.write_in(conversation, move |t| {
+            messages::recall(t, actor, conversation, seq, window_ms, now_ms)
+        })
+        .await
     }
 
     async fn audience(&self, user: UserId, conversation: ConversationId) -> Result<Vec<UserId>> {
@@ -509,7 +511,9 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, new: NewGroup, limits: GroupLimits) -> Result<GroupRecord> {
-        self.write(move |t| groups::create(t, &new, limits)).await
+        // A new conversation only: nothing waiting in the log is its.
+        self.write_apart(move |t| groups::create(t, &new, limits))
+            .await
     }
 
     async fn group(&self, id: ConversationId, viewer: UserId) -> Result<GroupRecord> {
@@ -568,8 +572,10 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<JoinOutcome> {
         let (m, code) = (message.to_owned(), invite_code.to_owned());
-        self.write(move |t| groups::join(t, user, id, &m, &code, limits, now_ms))
-            .await
+        self.write_in(id, move |t| {
+            groups::join(t, user, id, &m, &code, limits, now_ms)
+        })
+        .await
     }
 
     async fn group_action(
@@ -580,8 +586,10 @@ impl Store for SqliteStore {
         limits: GroupLimits,
         now_ms: i64,
     ) -> Result<()> {
-        self.write(move |t| groups::act(t, actor.into(), id, &action, limits, now_ms))
-            .await
+        self.write_in(id, move |t| {
+            groups::act(t, actor.into(), id, &action, limits, now_ms)
+        })
+        .await
     }
 
     async fn join_requests(

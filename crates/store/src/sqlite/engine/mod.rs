@@ -32,21 +32,26 @@
 //!   writer looks first. **A new 1:1 conversation** is a record too, staged
 //!   before its first message, so no send waits for the database (it waited
 //!   for the copy in hand, 3-13 ms): the writer hands out its id (past every
-//!   id in the database, checked again after each write there, which may
-//!   make a group), keeps its seqs from 0, and answers its pair, members
+//!   id in the database at open; a new group takes the next one from the
+//!   writer too), keeps its seqs from 0, and answers its pair, members
 //!   and cursors from the waiting record; the first copy that takes any of
 //!   its records writes its row, pair and members ahead of them in the same
 //!   transaction, and a read of a user's conversations takes the user's
 //!   made ones too. Every write that is not
 //!   a message or a cursor runs in the round's database transaction, under
-//!   the copy gate (so no copy is half done); one that may read or change
-//!   messages, seqs, cursors or conversations (groups, system events,
-//!   recalls) runs after the round has copied every waiting record
-//!   in, so it sees and follows every message before it, while one that
-//!   touches none of them (accounts, sessions, codes, the audit, friend
-//!   requests, friends, remarks and blocks, bans and the minute's lifting of ended ones:
-//!   `SqliteStore::write_apart`) does not wait for that copy; the
-//!   transaction commits after the log append and the WAL is then synced.
+//!   the copy gate (so no copy is half done), after the round has copied in
+//!   the waiting records it may read or follow, and only those
+//!   (`writer::Sees`), since every send waits for that copy: a change to
+//!   one group or a recall (`SqliteStore::write_in`) copies its
+//!   conversation's records, so it sees and follows every message before
+//!   it there; one that touches no conversation that exists (accounts,
+//!   sessions, codes, the audit, friend requests, friends, remarks and
+//!   blocks, bans and the minute's lifting of ended ones, a group's
+//!   creation: `SqliteStore::write_apart`) copies nothing; one that may
+//!   touch any of a user's conversations (deleting an account) copies
+//!   everything. A new group takes its id from the writer, like a 1:1 made
+//!   in the log, so neither takes the other's. The transaction commits
+//!   after the log append and the WAL is then synced.
 //!   A read of messages, seqs or cursors (`SqliteStore::fresh`: sync,
 //!   history, the conversation list, group info) first copies in the waiting
 //!   records of its own conversations (a user's, or one), on its reader's

@@ -8,8 +8,8 @@
 //! appended before the commit, so a failed append rolls the whole round
 //! back. The copy thread (`copier.rs`) brings logged records into the
 //! database behind; a round that writes the database itself holds the copy
-//! gate, and before a write that must see the messages it copies every
-//! waiting record in.
+//! gate, and before a write that must see messages it copies the waiting
+//! records of the conversations it sees in (`writer::Sees`).
 
 use super::cache::ConvCache;
 use super::checkpoint::Checkpointer;
@@ -18,7 +18,7 @@ use super::faults::io_fault;
 use super::log::{self, Log};
 use super::pending::Pending;
 use super::tx::{Stage, Tx};
-use super::writer::{Health, Job, Route};
+use super::writer::{Health, Job, Route, Sees};
 use crate::{CommitFeedSender, Committed, Result, StoreError};
 use natter_runtime::clock::Instant;
 use rusqlite::Connection;
@@ -218,8 +218,8 @@ impl Writer {
         let shared = self.shared.clone();
         // A round that writes the database holds the copy gate, so no copy
         // is half done meanwhile and its transaction does not wait on the
-        // copy thread's; one that writes more than that copies every
-        // waiting record first. A round that only logs (new messages, even
+        // copy thread's; one that writes messages copies the waiting
+        // records it sees first (`apply`). A round that only logs (new messages, even
         // the first between two users, and cursors) takes no gate.
         let gate = batch
             .iter()
@@ -305,9 +305,15 @@ impl Writer {
             let route = job.route();
             if route != Route::Log {
                 self.open()?;
-                if route == Route::Flush || job.sees_messages() {
-                    // The database sees every message before this job first.
-                    pending.take_all().write(&self.conn)?;
+                // The database first sees every message before this job
+                // that the job may read or follow, and no more: every send
+                // waits for this copy.
+                match (route, job.sees()) {
+                    (Route::Flush, _) | (_, Sees::All) => pending.take_all().write(&self.conn)?,
+                    (_, Sees::Conversation(id)) => {
+                        pending.take_these(&[id], usize::MAX).0.write(&self.conn)?
+                    }
+                    (_, Sees::Nothing) => {}
                 }
             }
             if route == Route::Flush {
@@ -363,13 +369,6 @@ impl Writer {
             }
             if applied.is_err() {
                 self.publish.truncate(mark);
-            }
-            if route == Route::Database && job.sees_messages() {
-                // It may have made a conversation (a group): those made in
-                // the log from now on follow it. (A write apart from the
-                // messages makes none.)
-                let next = super::super::schema::next_conversation_id(&self.conn)?;
-                self.stage.next_conversation = self.stage.next_conversation.max(next);
             }
         }
         Ok(())

@@ -111,12 +111,19 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// The id of a new conversation: past every one in the database and
+    /// every 1:1 made in the log (whose rows the database may not have yet).
+    pub(crate) fn next_conversation(&mut self) -> ConversationId {
+        let id = self.stage.next_conversation;
+        self.stage.next_conversation += 1;
+        id
+    }
+
     /// Makes the 1:1 conversation of users `lo` < `hi` in the log, for its
     /// first message: its record goes before the message's, and the
     /// database gets it with the first copy of either.
     pub(crate) fn stage_direct(&mut self, lo: UserId, hi: UserId, at_ms: i64) -> ConversationId {
-        let id = self.stage.next_conversation;
-        self.stage.next_conversation += 1;
+        let id = self.next_conversation();
         let c = NewDirect { id, lo, hi, at_ms };
         log::encode_direct(&c, &mut self.stage.records);
         let segment = self.stage.segment;

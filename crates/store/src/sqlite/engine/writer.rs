@@ -8,13 +8,14 @@
 //!   a record for the message log; the round appends its records with one
 //!   write and one fdatasync. The records reach the database later, in large
 //!   batches (`pending.rs`).
-//! - **database**: everything else, in the round's transaction. Before the
-//!   first such job the round copies every staged record into the database,
-//!   so the job sees (and orders itself after) every message before it.
+//! - **database**: everything else, in the round's transaction. Before
+//!   each such job the round copies the waiting records the job sees
+//!   ([`Sees`]: none, one conversation's, or all) into the database, so
+//!   it orders itself after every message before it that it may read.
 //!   Most run in their own savepoint; one that fails leaves no trace.
 
 use super::tx::Tx;
-use crate::{Appended, Committed, NewMessage, Result, StoreError};
+use crate::{Appended, Committed, ConversationId, NewMessage, Result, StoreError};
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -39,6 +40,22 @@ impl Health {
 }
 
 pub type Job = Box<dyn Work>;
+
+/// What a write in the database must see of the records waiting in the log
+/// (and follow): the round copies those in before it runs, and only those,
+/// since every send waits for that copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sees {
+    /// No message, seq, cursor or conversation that exists yet (accounts,
+    /// sessions, friends, bans; a group's creation, whose id the writer
+    /// hands out past every 1:1 made in the log).
+    Nothing,
+    /// One conversation's (a group's change, a recall): its messages, seq
+    /// and cursors, and the conversation itself if it was made in the log.
+    Conversation(ConversationId),
+    /// Every conversation's (a write that may touch any of a user's).
+    All,
+}
 
 /// How a job is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +88,11 @@ pub trait Work: Send {
     fn isolated(&self) -> bool {
         self.route() == Route::Database
     }
-    /// Whether a write in the database must see (and follow) every message
-    /// and cursor before it, so the round first copies every waiting log
-    /// record in. False for writes that touch none of them (accounts,
-    /// sessions): copying for them held up every send behind the copy.
-    fn sees_messages(&self) -> bool {
-        true
+    /// What of the waiting log records a write in the database must see
+    /// (and follow), so the round first copies them in. Copying everything
+    /// for a write that touches little held every send up behind the copy.
+    fn sees(&self) -> Sees {
+        Sees::All
     }
 }
 
@@ -84,7 +100,7 @@ pub trait Work: Send {
 pub struct WriteJob<F, T> {
     f: Option<F>,
     route: Route,
-    sees_messages: bool,
+    sees: Sees,
     out: Option<Result<T>>,
     reply: Option<oneshot::Sender<Result<T>>>,
 }
@@ -95,17 +111,17 @@ impl<F, T> WriteJob<F, T> {
         WriteJob {
             f: Some(f),
             route: Route::Database,
-            sees_messages: true,
+            sees: Sees::All,
             out: None,
             reply: Some(reply),
         }
     }
 
-    /// A write in the round's database transaction that touches no
-    /// message, seq, cursor or conversation (see [`Work::sees_messages`]).
-    pub fn apart(f: F, reply: oneshot::Sender<Result<T>>) -> Self {
+    /// A write in the round's database transaction that sees only what
+    /// `sees` says of the records waiting in the log (see [`Work::sees`]).
+    pub fn seeing(f: F, reply: oneshot::Sender<Result<T>>, sees: Sees) -> Self {
         WriteJob {
-            sees_messages: false,
+            sees,
             ..WriteJob::new(f, reply)
         }
     }
@@ -128,8 +144,8 @@ where
         self.route
     }
 
-    fn sees_messages(&self) -> bool {
-        self.sees_messages
+    fn sees(&self) -> Sees {
+        self.sees
     }
 
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
