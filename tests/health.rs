@@ -216,10 +216,11 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     let server = Binary::start(
         dir.path(),
         &[
-            // Shedding starts at 60 MiB and ends below 48 MiB (80 % of
-            // it): the idle server's own 39-40 MiB (a debug build, with the
-            // S3 client linked in) must be below that.
-            ("NATTER_OVERLOAD__MEMORY_BUDGET_MB", "120"),
+            // Shedding starts at 70 MiB and ends below 56 MiB (80 % of
+            // it): the idle server's own 45-47 MiB (a debug build, with the
+            // S3 client linked in, after 301 registrations) must be below
+            // that, with room for its run-to-run spread.
+            ("NATTER_OVERLOAD__MEMORY_BUDGET_MB", "140"),
             ("NATTER_OVERLOAD__SHED_MEMORY_PCT", "50"),
             ("NATTER_OVERLOAD__ESSENTIAL_MEMORY_PCT", "75"),
             ("NATTER_OVERLOAD__CALM_MS", "500"),
@@ -241,8 +242,8 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     assert_eq!(body, "ready\n");
     let base = server.rss_bytes();
     assert!(
-        base < 46 * MIB,
-        "the idle server holds {} MiB: too close to where shedding ends (48 MiB)",
+        base < 53 * MIB,
+        "the idle server holds {} MiB: too close to where shedding ends (56 MiB)",
         base / MIB
     );
 
@@ -338,7 +339,7 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
     }
     let (_, page) = server.get("/metrics").await;
     eprintln!(
-        "RSS {} MiB before, {} MiB peak (budget 120 MiB); {} held, {refused} refused",
+        "RSS {} MiB before, {} MiB peak (budget 140 MiB); {} held, {refused} refused",
         base / MIB,
         peak / MIB,
         held.len()
@@ -350,7 +351,7 @@ async fn a_flood_enters_the_overload_stages_stays_within_budget_and_the_node_rec
         "{page}"
     );
     assert!(
-        peak <= 130 * MIB,
+        peak <= 150 * MIB,
         "peak {} MiB: over the budget's margin",
         peak / MIB
     );
