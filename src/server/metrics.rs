@@ -189,6 +189,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
     for name in [
         "natter_store_batch_size",
         "natter_store_commit_seconds",
+        "natter_store_wait_seconds",
         "natter_store_copy_seconds",
         "natter_store_copy_size",
         "natter_store_checkpoint_seconds",
@@ -373,6 +374,11 @@ pub fn describe() {
         "natter_store_commit_seconds",
         Unit::Seconds,
         "Time to apply and commit one write transaction."
+    );
+    describe_histogram!(
+        "natter_store_wait_seconds",
+        Unit::Seconds,
+        "How long the oldest write of a group-commit round waited in the queue before the round began (SQLite)."
     );
     describe_histogram!(
         "natter_store_copy_seconds",

@@ -146,6 +146,10 @@ impl Writer {
                 continue;
             }
             let started = Instant::now();
+            if let Some(oldest) = batch.iter().filter_map(|j| j.queued_at()).min() {
+                metrics::histogram!("natter_store_wait_seconds")
+                    .record(started.saturating_duration_since(oldest).as_secs_f64());
+            }
             let size = batch.len();
             let outcome = self.round(&mut batch);
             metrics::histogram!("natter_store_batch_size").record(size as f64);

@@ -16,6 +16,7 @@
 
 use super::tx::Tx;
 use crate::{Appended, Committed, ConversationId, NewMessage, Result, StoreError};
+use natter_runtime::clock::Instant;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -94,6 +95,11 @@ pub trait Work: Send {
     fn sees(&self) -> Sees {
         Sees::All
     }
+    /// When it was queued (`natter_store_wait_seconds`: how long the
+    /// oldest write of a round waited for it).
+    fn queued_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// A write whose result goes straight back to the caller.
@@ -101,6 +107,7 @@ pub struct WriteJob<F, T> {
     f: Option<F>,
     route: Route,
     sees: Sees,
+    queued: Instant,
     out: Option<Result<T>>,
     reply: Option<oneshot::Sender<Result<T>>>,
 }
@@ -112,6 +119,7 @@ impl<F, T> WriteJob<F, T> {
             f: Some(f),
             route: Route::Database,
             sees: Sees::All,
+            queued: Instant::now(),
             out: None,
             reply: Some(reply),
         }
@@ -148,6 +156,10 @@ where
         self.sees
     }
 
+    fn queued_at(&self) -> Option<Instant> {
+        Some(self.queued)
+    }
+
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
         let out = match self.f.take() {
             Some(f) => f(tx),
@@ -174,6 +186,7 @@ where
 /// boxed closure. The new message is published on the commit feed.
 pub struct AppendJob {
     new: NewMessage,
+    queued: Instant,
     out: Option<Result<Appended>>,
     reply: Option<oneshot::Sender<Result<Appended>>>,
 }
@@ -182,6 +195,7 @@ impl AppendJob {
     pub fn new(new: NewMessage, reply: oneshot::Sender<Result<Appended>>) -> Self {
         AppendJob {
             new,
+            queued: Instant::now(),
             out: None,
             reply: Some(reply),
         }
@@ -191,6 +205,10 @@ impl AppendJob {
 impl Work for AppendJob {
     fn route(&self) -> Route {
         Route::Log
+    }
+
+    fn queued_at(&self) -> Option<Instant> {
+        Some(self.queued)
     }
 
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
