@@ -38,6 +38,11 @@ pub(crate) struct Envelope {
     /// A message's conversation and seq (0: not a message).
     #[prost(uint64, tag = "7")]
     pub conversation: u64,
+    /// A revocation covers only connections attached at or before this
+    /// time, ms since the epoch (0: all of them; what a node of an earlier
+    /// version sends).
+    #[prost(int64, tag = "9")]
+    pub revoke_attached_by_ms: i64,
     #[prost(uint64, tag = "8")]
     pub seq: u64,
 }
@@ -57,10 +62,14 @@ impl Envelope {
                 ..Envelope::default()
             },
             Routed::Revoke {
-                sessions, reason, ..
+                sessions,
+                reason,
+                attached_by_ms,
+                ..
             } => Envelope {
                 users,
                 revoke: sessions.clone(),
+                revoke_attached_by_ms: attached_by_ms.unwrap_or(0),
                 reason: match reason {
                     RevokeReason::Replaced => 1,
                     RevokeReason::Kicked => 2,
@@ -97,6 +106,8 @@ impl Envelope {
                 user: self.users.first().copied().unwrap_or(0),
                 sessions: self.revoke,
                 reason,
+                attached_by_ms: (self.revoke_attached_by_ms > 0)
+                    .then_some(self.revoke_attached_by_ms),
             });
         }
         Some(Routed::Push {
@@ -114,4 +125,41 @@ pub(crate) fn encode(batch: &Batch) -> Vec<u8> {
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Batch, prost::DecodeError> {
     Batch::decode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replacing attach's time crosses the bus; a revocation without one
+    /// (every other kind, or from a node of an earlier version) covers
+    /// every connection of its sessions.
+    #[test]
+    fn a_revocation_keeps_the_time_of_the_attach_it_follows() {
+        for by in [Some(1_700_000_000_123), None] {
+            let routed = Routed::Revoke {
+                user: 7,
+                sessions: vec![70, 71],
+                reason: RevokeReason::Replaced,
+                attached_by_ms: by,
+            };
+            let batch = Batch {
+                items: vec![Envelope::of(&routed, vec![7])],
+            };
+            let back = decode(&encode(&batch)).unwrap().items.remove(0);
+            match back.into_routed() {
+                Some(Routed::Revoke {
+                    user,
+                    sessions,
+                    reason,
+                    attached_by_ms,
+                }) => {
+                    assert_eq!((user, sessions), (7, vec![70, 71]));
+                    assert_eq!(reason, RevokeReason::Replaced);
+                    assert_eq!(attached_by_ms, by);
+                }
+                _ => panic!("not a revocation"),
+            }
+        }
+    }
 }

@@ -277,6 +277,8 @@ impl EventSink for Cluster {
 #[async_trait]
 impl Presence for Cluster {
     async fn attached(&self, user: UserId, session: SessionId, first_here: bool) {
+        // The connections this attach replaces are the ones before it.
+        let attached_by_ms = natter_runtime::clock::now_ms();
         // Wait for the directory to know: a message committed after this
         // returns is routed here, and the client's Sync (its next request)
         // finds anything committed before.
@@ -288,6 +290,7 @@ impl Presence for Cluster {
             user,
             sessions: vec![session],
             reason: RevokeReason::Replaced,
+            attached_by_ms: Some(attached_by_ms),
         });
     }
 

@@ -54,6 +54,12 @@ pub enum Routed {
         user: UserId,
         sessions: Vec<SessionId>,
         reason: RevokeReason,
+        /// Only connections attached at or before this time (ms since the
+        /// epoch): a session attached on another node replaces the
+        /// connections it had before, never one that attached after (a
+        /// resume elsewhere that overtook the news of this attach on the
+        /// bus). `None`: every connection of these sessions.
+        attached_by_ms: Option<i64>,
     },
 }
 
@@ -161,6 +167,7 @@ pub fn route(event: Event) -> Routed {
             user,
             sessions,
             reason,
+            attached_by_ms: None,
         },
     }
 }

@@ -34,6 +34,8 @@ struct Attached {
     session_id: SessionId,
     conn_id: u64,
     out: Outbound,
+    /// When it attached (ms since the epoch).
+    at_ms: i64,
 }
 
 impl Default for Registry {
@@ -78,6 +80,7 @@ impl Registry {
             session_id,
             conn_id,
             out,
+            at_ms: natter_runtime::clock::now_ms(),
         });
         let first = entry.conns.len() == 1;
         if first {
@@ -130,14 +133,15 @@ impl Registry {
     }
 
     /// Closes the connections holding any of `sessions` here.
-    fn revoke(&self, sessions: &[SessionId], reason: RevokeReason) {
+    fn revoke(&self, sessions: &[SessionId], reason: RevokeReason, attached_by_ms: Option<i64>) {
         // Revocations are rare (logins past the device limit, password
         // changes), so a scan of every shard is fine.
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for entry in shard.users.values_mut() {
                 entry.conns.retain(|a| {
-                    if sessions.contains(&a.session_id) {
+                    let covered = attached_by_ms.is_none_or(|by| a.at_ms <= by);
+                    if covered && sessions.contains(&a.session_id) {
                         a.out.close(replaced(reason));
                         false
                     } else {
@@ -225,8 +229,11 @@ impl LocalSessions for Registry {
                 users, frame, skip, ..
             } => self.push(users, frame, *skip),
             Routed::Revoke {
-                sessions, reason, ..
-            } => self.revoke(sessions, *reason),
+                sessions,
+                reason,
+                attached_by_ms,
+                ..
+            } => self.revoke(sessions, *reason, *attached_by_ms),
         }
     }
 }
@@ -276,5 +283,52 @@ impl Presence for Registry {
 
     async fn online(&self, users: &[UserId]) -> Result<Vec<bool>, PresenceUnknown> {
         Ok(users.iter().map(|u| self.has(*u)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{channel, QueueLimits};
+
+    fn out() -> Outbound {
+        channel(QueueLimits {
+            frames: 4,
+            bytes: 1 << 16,
+            max_frame: 1 << 16,
+        })
+    }
+
+    /// A revocation from another node's attach closes the connections of
+    /// that session attached before it, never one attached after (a resume
+    /// here that overtook the news of the attach on the bus).
+    #[test]
+    fn a_replacing_attach_closes_only_the_connections_before_it() {
+        let registry = Registry::default();
+        let (old, new, other) = (out(), out(), out());
+        registry.attach(1, 10, 1, old.clone());
+        registry.attach(2, 20, 2, other.clone());
+        let attached = natter_runtime::clock::now_ms();
+        let revoke = |by: Option<i64>| Routed::Revoke {
+            user: 1,
+            sessions: vec![10],
+            reason: RevokeReason::Replaced,
+            attached_by_ms: by,
+        };
+        // An attach elsewhere before this connection's: it stays.
+        registry.deliver(&revoke(Some(attached - 1_000)));
+        assert!(!old.is_closing());
+        // One after it: it is replaced; another session is not.
+        registry.deliver(&revoke(Some(attached + 1)));
+        assert!(old.is_closing());
+        assert!(!other.is_closing());
+        // A resume here after that attach stays, while a revocation of
+        // every connection (a logout) still reaches it.
+        registry.attach(1, 10, 3, new.clone());
+        registry.deliver(&revoke(Some(attached - 1)));
+        assert!(!new.is_closing());
+        registry.deliver(&revoke(None));
+        assert!(new.is_closing());
+        assert_eq!(registry.users(), vec![2]);
     }
 }
