@@ -155,15 +155,9 @@ impl Pending {
         sender: UserId,
         client_msg_id: &str,
     ) -> Option<Arc<StoredMessage>> {
-        let hash = self
-            .key_hasher
-            .hash_one((conversation, sender, client_msg_id));
+        let hash = key_hash(&self.key_hasher, conversation, sender, client_msg_id);
         self.keys
-            .find(hash, |m| {
-                m.conversation_id == conversation
-                    && m.sender_id == sender
-                    && m.client_msg_id == client_msg_id
-            })
+            .find(hash, |m| has_key(m, conversation, sender, client_msg_id))
             .cloned()
     }
 
@@ -246,15 +240,10 @@ impl Pending {
     pub fn push_message(&mut self, m: Arc<StoredMessage>, segment: u64) {
         let now = Instant::now();
         let (keys, hasher) = (&mut self.keys, &self.key_hasher);
-        let key = |k: &Arc<StoredMessage>| {
-            hasher.hash_one((k.conversation_id, k.sender_id, k.client_msg_id.as_str()))
-        };
-        let same = |k: &Arc<StoredMessage>| {
-            k.conversation_id == m.conversation_id
-                && k.sender_id == m.sender_id
-                && k.client_msg_id == m.client_msg_id
-        };
-        match keys.entry(key(&m), same, key) {
+        let hash = |k: &Arc<StoredMessage>| message_key_hash(hasher, k);
+        let same =
+            |k: &Arc<StoredMessage>| has_key(k, m.conversation_id, m.sender_id, &m.client_msg_id);
+        match keys.entry(hash(&m), same, hash) {
             hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = m.clone(),
             hashbrown::hash_table::Entry::Vacant(e) => {
                 e.insert(m.clone());
@@ -590,9 +579,7 @@ impl Pending {
     }
 
     fn forget_key(&mut self, m: &Arc<StoredMessage>) {
-        let hash =
-            self.key_hasher
-                .hash_one((m.conversation_id, m.sender_id, m.client_msg_id.as_str()));
+        let hash = message_key_hash(&self.key_hasher, m);
         if let Ok(e) = self.keys.find_entry(hash, |k| Arc::ptr_eq(k, m)) {
             e.remove();
         }
@@ -611,4 +598,29 @@ impl Pending {
         self.len = self.len.saturating_add_signed(by);
         self.count.store(self.len, Ordering::Release);
     }
+}
+
+/// The hash of an idempotency key in [`Pending`]'s table: the same for a
+/// key looked up and for the waiting message that holds it.
+fn key_hash(
+    hasher: &RandomState,
+    conversation: ConversationId,
+    sender: UserId,
+    client_msg_id: &str,
+) -> u64 {
+    hasher.hash_one((conversation, sender, client_msg_id))
+}
+
+fn message_key_hash(hasher: &RandomState, m: &StoredMessage) -> u64 {
+    key_hash(hasher, m.conversation_id, m.sender_id, &m.client_msg_id)
+}
+
+/// Whether `m` holds the idempotency key (conversation, sender, id).
+fn has_key(
+    m: &StoredMessage,
+    conversation: ConversationId,
+    sender: UserId,
+    client_msg_id: &str,
+) -> bool {
+    m.conversation_id == conversation && m.sender_id == sender && m.client_msg_id == client_msg_id
 }
