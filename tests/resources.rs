@@ -147,6 +147,63 @@ async fn connections_that_never_log_in_cost_little_and_give_it_back() {
     );
 }
 
+/// A connection is one task, its reads and writes together: an idle,
+/// logged-in connection keeps no second task (with its future and the
+/// runtime's bookkeeping) for its writes.
+#[tokio::test]
+async fn a_connection_is_one_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(dir.path(), &[], &[]).await;
+    async fn tasks(server: &Binary) -> f64 {
+        // Settled: the same count twice in a row, 100 ms apart.
+        let mut last = -1.0;
+        for _ in 0..50 {
+            let (_, page) = server.get("/metrics").await;
+            let now = metric(&page, "natter_runtime_tasks").expect("natter_runtime_tasks");
+            if now == last {
+                return now;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    }
+    let n = 40;
+    let first = natter_client::Client::connect(&server.tcp).await.unwrap();
+    for i in 0..n {
+        first.register(&format!("task{i}"), PASSWORD).await.unwrap();
+    }
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = tasks(&server).await;
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut c = natter_client::Client::connect(&server.tcp).await.unwrap();
+        ids.push(
+            c.login(&format!("task{i}"), PASSWORD, "d")
+                .await
+                .unwrap()
+                .user_id,
+        );
+        held.push(c);
+    }
+    // Their writes are exercised too: a message to each from the one before.
+    for (i, c) in held.iter().enumerate() {
+        c.send_text(ids[(i + 1) % n], &format!("m{i}"), "hi")
+            .await
+            .unwrap();
+    }
+    let during = tasks(&server).await;
+    let per_connection = (during - before) / n as f64;
+    eprintln!("tasks: {before} before, {during} with {n} connections");
+    assert!(
+        (1.0..1.25).contains(&per_connection),
+        "{per_connection} tasks per connection ({before} before, {during} with {n})"
+    );
+    drop(held);
+}
+
 /// With too few descriptors for both caps, the HTTP listener gets its share
 /// and no more: a flood of idle HTTP connections leaves the chat port
 /// accepting and logging in.

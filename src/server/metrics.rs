@@ -183,6 +183,7 @@ pub fn zero(tls_listeners: &[&'static str]) {
         "natter_users_online",
         "natter_store_queue_depth",
         "natter_store_log_waiting",
+        "natter_runtime_tasks",
     ] {
         metrics::gauge!(name).increment(0.0);
     }
@@ -437,6 +438,10 @@ pub fn describe() {
         "natter_memory_budget_bytes",
         Unit::Bytes,
         "The memory budget the overload stages are measured against."
+    );
+    describe_gauge!(
+        "natter_runtime_tasks",
+        "Tasks alive in the async runtime as /metrics is read: one per open connection, plus the server's own."
     );
     describe_gauge!(
         "natter_event_loop_lag_seconds",

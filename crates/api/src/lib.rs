@@ -119,6 +119,11 @@ async fn readyz(State(s): State<ApiState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
+    // Read as it is scraped: tasks come and go with every connection.
+    let tasks = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    metrics::gauge!("natter_runtime_tasks").set(tasks as f64);
     match s.metrics {
         Some(h) => (
             StatusCode::OK,

@@ -6,6 +6,7 @@ use crate::outbound::{self, Close, Outbound, QueueLimits};
 use crate::pipeline::{self, InFlight, MAX_IN_FLIGHT};
 use crate::requests::auth;
 use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
+use crate::writer::Writer;
 use crate::{convert, Gateway};
 use futures_util::StreamExt;
 use natter_proto::pb::{DisconnectReason, ErrorCode};
@@ -272,24 +273,14 @@ async fn run<R: FrameRead, W: FrameWrite>(
         bytes: gw.config.outbound_queue_bytes,
         max_frame: gw.config.max_frame_bytes,
     });
-    let (o, flush) = (out.clone(), gw.config.flush_timeout);
-    // The writer's future is made inside the task, so the task holds it once.
-    let writer = gw.tracker.spawn(async move {
-        let closer = o.clone();
-        let write = std::pin::pin!(outbound::writer(writer, o, flush));
-        if natter_runtime::panics::guard("connection_writer", write)
-            .await
-            .is_none()
-        {
-            // Nothing can be written any more: end the connection too.
-            closer.abort();
-        }
-    });
+    let flush = gw.config.flush_timeout;
+    // This task writes too, beside its reads: one task per connection.
+    let mut writer = Writer::new(writer, out.clone());
     let admitted = match admitted {
         Ok(a) => a,
         Err(refusal) => {
             out.close(refusal);
-            let _ = writer.await;
+            writer.finish(flush).await;
             return;
         }
     };
@@ -313,26 +304,30 @@ async fn run<R: FrameRead, W: FrameWrite>(
     // A panic ends this connection only; what follows still cleans up.
     {
         let read = std::pin::pin!(conn.read_loop(&mut reader));
-        natter_runtime::panics::guard("connection", read).await;
+        let guarded = std::pin::pin!(natter_runtime::panics::guard("connection", read));
+        writer.alongside(guarded).await;
     }
-    if let Phase::Authed(s) = &conn.phase {
-        let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
-        let draining = conn.gw.shutdown.is_cancelled();
-        tracing::debug!(
-            peer = %conn.peer,
-            user = s.user_id,
-            session = s.session_id,
-            conn = conn.conn_id,
-            last,
-            draining,
-            "disconnected"
-        );
-        conn.gw.service.detached(s, last, draining).await;
-    }
-    // Whatever ended the loop, the writer now finishes: with the close frame
-    // when one was set, silently when the peer just went away.
+    // Whatever ended the loop, the writer now finishes (with the close
+    // frame when one was set, silently when the peer just went away) while
+    // the session is detached.
     conn.out.abort();
-    let _ = writer.await;
+    let detach = async {
+        if let Phase::Authed(s) = &conn.phase {
+            let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
+            let draining = conn.gw.shutdown.is_cancelled();
+            tracing::debug!(
+                peer = %conn.peer,
+                user = s.user_id,
+                session = s.session_id,
+                conn = conn.conn_id,
+                last,
+                draining,
+                "disconnected"
+            );
+            conn.gw.service.detached(s, last, draining).await;
+        }
+    };
+    tokio::join!(detach, writer.finish(flush));
     conn.gw.connection_closed();
     drop(admitted.permit);
 }

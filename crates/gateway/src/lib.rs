@@ -15,6 +15,7 @@ mod pipeline;
 mod registry;
 mod requests;
 mod transport;
+mod writer;
 
 pub use config::{GatewayConfig, ShutdownConfig};
 pub use live::Live;

@@ -1,6 +1,6 @@
-//! A connection's outbound side: a bounded queue of encoded frames, the task
-//! that writes them (coalescing whatever is queued into one write), and the
-//! close signal with the last frame to send.
+//! A connection's outbound side: a bounded queue of encoded frames and the
+//! close signal with the last frame to send. The connection's own task
+//! writes them (`writer.rs`), coalescing whatever is queued into one write.
 //!
 //! Anything may push; nobody waits. A full queue means the client is not
 //! reading: the connection is closed as a slow consumer and the client
@@ -11,14 +11,13 @@
 //! memory of its own (a channel would keep a block of slots and padded
 //! wakers for each connection, ~1.5 KB, whether anything is queued or not).
 
-use crate::transport::FrameWrite;
 use bytes::Bytes;
-use natter_proto::{pb::DisconnectReason, ServerFrame, LENGTH_LEN};
+use futures_util::task::AtomicWaker;
+use natter_proto::{pb::DisconnectReason, LENGTH_LEN};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 
 /// The Disconnect a connection was closed with, said again by a WebSocket
@@ -44,16 +43,17 @@ pub struct Close {
     pub reconnect_to: Option<Arc<(String, String)>>,
 }
 
-struct Closer {
-    token: CancellationToken,
+pub(crate) struct Closer {
+    pub(crate) token: CancellationToken,
     close: Mutex<Option<Close>>,
     /// Frames queued and not yet taken by the writer.
     queue: Mutex<Queue>,
-    /// Woken by each push; holds one wake-up while the writer is busy.
-    ready: Notify,
+    /// The one reader of the queue (the connection's task, or a live
+    /// stream), woken by each push.
+    ready: AtomicWaker,
     max_frames: usize,
     /// Bytes queued and not yet written.
-    queued: AtomicUsize,
+    pub(crate) queued: AtomicUsize,
     max_queued: usize,
     max_frame: usize,
 }
@@ -85,12 +85,21 @@ impl Closer {
         }
         q.frames.push_back(frame);
         drop(q);
-        self.ready.notify_one();
+        self.ready.wake();
         Ok(())
     }
 
+    /// Moves up to `max` queued frames to `batch`; when there are none, the
+    /// task polling with `cx` is woken by the next push.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, batch: &mut Vec<Bytes>, max: usize) {
+        // Registered first, so that a push after the take wakes the task
+        // (the one lock a poll of an idle connection's queue costs).
+        self.ready.register(cx.waker());
+        self.take(batch, max);
+    }
+
     /// Moves up to `max` queued frames to `batch`.
-    fn take(&self, batch: &mut Vec<Bytes>, max: usize) {
+    pub(crate) fn take(&self, batch: &mut Vec<Bytes>, max: usize) {
         let mut q = self.queue();
         let n = q.frames.len().min(max);
         batch.extend(q.frames.drain(..n));
@@ -101,7 +110,7 @@ impl Closer {
     }
 
     /// Takes no more; moves what is queued to `batch` if given, else drops it.
-    fn shut(&self, batch: Option<&mut Vec<Bytes>>) {
+    pub(crate) fn shut(&self, batch: Option<&mut Vec<Bytes>>) {
         let mut q = self.queue();
         q.shut = true;
         let frames = std::mem::take(&mut q.frames);
@@ -115,7 +124,7 @@ impl Closer {
 /// The handle others hold to push to a connection or close it.
 #[derive(Clone)]
 pub struct Outbound {
-    closer: Arc<Closer>,
+    pub(crate) closer: Arc<Closer>,
 }
 
 pub enum Pushed {
@@ -221,9 +230,17 @@ impl Outbound {
         self.closer.queued.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Resolves once something was pushed since the last time it resolved.
+    /// Resolves once something is queued.
     pub(crate) async fn pushed(&self) {
-        self.closer.ready.notified().await
+        std::future::poll_fn(|cx| {
+            self.closer.ready.register(cx.waker());
+            if self.closer.queue().frames.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
     }
 
     /// Why the connection closes, once it does (`None`: aborted).
@@ -257,106 +274,11 @@ pub fn channel(limits: QueueLimits) -> Outbound {
             token: CancellationToken::new(),
             close: Mutex::new(None),
             queue: Mutex::default(),
-            ready: Notify::new(),
+            ready: AtomicWaker::new(),
             max_frames: limits.frames.max(1),
             queued: AtomicUsize::new(0),
             max_queued: limits.bytes,
             max_frame: limits.max_frame,
         }),
     }
-}
-
-/// Writes queued frames until the connection closes, then the last frame.
-pub async fn writer<W: FrameWrite>(mut io: W, out: Outbound, flush_timeout: Duration) {
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut clean = true;
-    let closed = out.closed();
-    tokio::pin!(closed);
-    loop {
-        if out.is_closing() {
-            break;
-        }
-        out.closer.take(&mut batch, 64);
-        if batch.is_empty() {
-            // Idle: keep no room from the last burst.
-            if batch.capacity() > 16 {
-                batch = Vec::new();
-            }
-            tokio::select! {
-                biased;
-                _ = &mut closed => break,
-                _ = out.closer.ready.notified() => continue,
-            }
-        }
-        let written = {
-            let write = io.write_frames(&batch);
-            tokio::pin!(write);
-            tokio::select! {
-                biased;
-                r = &mut write => r,
-                // Closing mid-write (typically a slow consumer: the
-                // write waits for a client that stopped reading)
-                // gives the write a bounded time to finish, so the
-                // last frame can follow whole frames; past it the
-                // connection is cut with half a frame on the wire.
-                _ = &mut closed => match tokio::time::timeout(flush_timeout, &mut write).await {
-                    Ok(r) => r,
-                    Err(_) => { clean = false; break }
-                },
-            }
-        };
-        let bytes: usize = batch.iter().map(Bytes::len).sum();
-        out.closer.queued.fetch_sub(bytes, Ordering::Relaxed);
-        batch.clear();
-        if written.is_err() {
-            clean = false;
-            break;
-        }
-    }
-    let close = out
-        .closer
-        .close
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
-    // The Disconnect sent, for a WebSocket's close frame.
-    let mut farewell = None;
-    if clean {
-        farewell = close.as_ref().map(|c| Farewell {
-            reason: c.reason,
-            message: c.message.clone(),
-            too_large: c.too_large,
-        });
-        // Without a reason (the peer went away) what is queued is still
-        // flushed, in case the peer only closed its sending side.
-        let flush = close.as_ref().is_none_or(|c| c.flush);
-        let last = close.map(|close| {
-            metrics::counter!("natter_disconnects_total", "reason" => close.reason.as_str_name())
-                .increment(1);
-            let (reconnect_tcp, reconnect_ws) = close
-                .reconnect_to
-                .map(|t| t.as_ref().clone())
-                .unwrap_or_default();
-            ServerFrame::Disconnect(natter_proto::pb::Disconnect {
-                reason: close.reason as i32,
-                message: close.message,
-                reconnect_after_ms: close.reconnect_after_ms,
-                reconnect_tcp,
-                reconnect_ws,
-            })
-            .to_bytes(0)
-        });
-        out.closer.shut(flush.then_some(&mut batch));
-        let _ = tokio::time::timeout(flush_timeout, async {
-            batch.extend(last);
-            if batch.is_empty() {
-                Ok(())
-            } else {
-                io.write_frames(&batch).await
-            }
-        })
-        .await;
-    }
-    out.closer.shut(None);
-    let _ = tokio::time::timeout(flush_timeout, io.shutdown(farewell.as_ref())).await;
 }

@@ -7,6 +7,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use natter_proto::pb::DisconnectReason;
 use natter_proto::{Frame, FrameDecoder, FrameError};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,11 +63,16 @@ pub trait FrameRead: Send {
     fn authenticated(&mut self, max_frame_bytes: usize);
 }
 
+/// Writes encoded frames: `start` takes a batch, `poll_written` writes it
+/// to its end. The write in flight is kept here, not in a future, so its
+/// caller may stop polling between any two polls and carry on.
 pub trait FrameWrite: Send + 'static {
-    fn write_frames(
-        &mut self,
-        frames: &[Bytes],
-    ) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Takes `frames` as the next write; called only once the last one is
+    /// written.
+    fn start(&mut self, frames: &[Bytes]);
+    /// Writes what `start` took, and flushes; `Ready(Ok)` once all of it
+    /// is written (at once when nothing was started).
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     /// Ends the stream; `why` is the Disconnect just sent, if any (a
     /// WebSocket says it again in its close frame).
     fn shutdown(&mut self, why: Option<&Farewell>) -> impl Future<Output = ()> + Send;
@@ -134,29 +140,60 @@ impl<R: AsyncRead + Unpin + Send> FrameRead for TcpRead<R> {
 
 pub struct TcpWrite<W = OwnedWriteHalf> {
     wr: W,
+    /// The write in flight: one frame as it is, or several copied into
+    /// `scratch` so that they leave in one syscall.
+    pending: Pending,
+    /// Bytes of it written so far.
+    at: usize,
     scratch: BytesMut,
 }
 
+enum Pending {
+    Nothing,
+    One(Bytes),
+    Scratch,
+}
+
 impl<W: AsyncWrite + Unpin + Send + 'static> FrameWrite for TcpWrite<W> {
-    async fn write_frames(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
-        match frames {
-            [] => Ok(()),
-            [one] => self.wr.write_all(one).await,
+    fn start(&mut self, frames: &[Bytes]) {
+        self.at = 0;
+        self.pending = match frames {
+            [] => Pending::Nothing,
+            [one] => Pending::One(one.clone()),
             many => {
-                // One syscall for everything queued.
                 self.scratch.clear();
                 for f in many {
                     self.scratch.extend_from_slice(f);
                 }
-                let r = self.wr.write_all(&self.scratch).await;
-                if self.scratch.capacity() > 256 * 1024 {
-                    self.scratch = BytesMut::new();
-                }
-                r
+                Pending::Scratch
             }
-        }?;
+        };
+    }
+
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        loop {
+            let rest = match &self.pending {
+                Pending::Nothing => &[][..],
+                Pending::One(b) => &b[self.at..],
+                Pending::Scratch => &self.scratch[self.at..],
+            };
+            if rest.is_empty() {
+                break;
+            }
+            let n = std::task::ready!(Pin::new(&mut self.wr).poll_write(cx, rest))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.at += n;
+        }
         // A plain socket has nothing to flush; TLS may hold a record.
-        self.wr.flush().await
+        std::task::ready!(Pin::new(&mut self.wr).poll_flush(cx))?;
+        self.pending = Pending::Nothing;
+        self.at = 0;
+        if self.scratch.capacity() > 256 * 1024 {
+            self.scratch = BytesMut::new();
+        }
+        Poll::Ready(Ok(()))
     }
 
     async fn shutdown(&mut self, _: Option<&Farewell>) {
@@ -191,6 +228,8 @@ fn halves<R, W>(rd: R, wr: W, max_frame_bytes: usize) -> (TcpRead<R>, TcpWrite<W
         },
         TcpWrite {
             wr,
+            pending: Pending::Nothing,
+            at: 0,
             scratch: BytesMut::new(),
         },
     )
@@ -308,17 +347,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsRead<S> {
 
 pub struct WsWrite<S = TcpStream> {
     wr: SplitSink<WebSocketStream<Budgeted<S>>, Message>,
+    /// Frames of the write in flight not yet handed to the WebSocket.
+    pending: VecDeque<Bytes>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> FrameWrite for WsWrite<S> {
-    async fn write_frames(&mut self, frames: &[Bytes]) -> std::io::Result<()> {
-        for f in frames {
-            self.wr
-                .feed(Message::Binary(f.clone()))
-                .await
-                .map_err(std::io::Error::other)?;
+    fn start(&mut self, frames: &[Bytes]) {
+        self.pending.extend(frames.iter().cloned());
+    }
+
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while !self.pending.is_empty() {
+            std::task::ready!(self.wr.poll_ready_unpin(cx)).map_err(std::io::Error::other)?;
+            if let Some(f) = self.pending.pop_front() {
+                self.wr
+                    .start_send_unpin(Message::Binary(f))
+                    .map_err(std::io::Error::other)?;
+            }
         }
-        self.wr.flush().await.map_err(std::io::Error::other)
+        if self.pending.capacity() > 64 {
+            self.pending = VecDeque::new();
+        }
+        self.wr.poll_flush_unpin(cx).map_err(std::io::Error::other)
     }
 
     async fn shutdown(&mut self, why: Option<&Farewell>) {
@@ -391,6 +441,9 @@ pub async fn websocket<S: AsyncRead + AsyncWrite + Unpin + Send>(
             budget,
             preauth_bytes,
         },
-        WsWrite { wr },
+        WsWrite {
+            wr,
+            pending: VecDeque::new(),
+        },
     ))
 }
