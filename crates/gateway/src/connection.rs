@@ -186,6 +186,9 @@ async fn unless_evicted<F: std::future::Future>(
     }
 }
 
+/// Serves a connection of any kind. Plain TCP connections are spawned as
+/// [`serve_tcp`] instead: a task reserves room for the largest state its
+/// future may reach, and theirs then holds no WebSocket handshake's.
 pub(crate) async fn serve(
     gw: Arc<Gateway>,
     stream: TcpStream,
@@ -194,23 +197,35 @@ pub(crate) async fn serve(
     tls: Option<Acceptor>,
     admitted: Result<Admitted, Close>,
 ) {
-    let admitted = match admitted {
-        Ok(a) => gw.take_place(a).await,
-        refused => refused,
-    };
-    let cfg = &gw.config;
-    // The handshake counts against the time a connection has to log in.
     let Some(tls) = tls else {
         return match kind {
-            Kind::Tcp => {
-                let (r, w) = transport::tcp(stream, cfg.max_preauth_frame_bytes);
-                run(gw, r, w, peer, kind, admitted).await
+            Kind::Tcp => serve_tcp(gw, stream, peer, admitted).await,
+            Kind::WebSocket => {
+                let admitted = match admitted {
+                    Ok(a) => gw.take_place(a).await,
+                    refused => refused,
+                };
+                upgrade(gw, stream, peer, admitted).await
             }
-            Kind::WebSocket => upgrade(gw, stream, peer, admitted).await,
         };
     };
     // Boxed: a plain connection's task does not carry the TLS states.
     Box::pin(serve_tls(gw, stream, peer, kind, tls, admitted)).await
+}
+
+/// Serves a plain TCP connection.
+pub(crate) async fn serve_tcp(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    admitted: Result<Admitted, Close>,
+) {
+    let admitted = match admitted {
+        Ok(a) => gw.take_place(a).await,
+        refused => refused,
+    };
+    let (r, w) = transport::tcp(stream, gw.config.max_preauth_frame_bytes);
+    run(gw, r, w, peer, Kind::Tcp, admitted).await
 }
 
 async fn serve_tls(
@@ -221,7 +236,12 @@ async fn serve_tls(
     tls: Acceptor,
     admitted: Result<Admitted, Close>,
 ) {
+    let admitted = match admitted {
+        Ok(a) => gw.take_place(a).await,
+        refused => refused,
+    };
     let cfg = &gw.config;
+    // The handshake counts against the time a connection has to log in.
     let Some(Some(stream)) = unless_evicted(&admitted, tls.accept(stream, cfg.auth_timeout)).await
     else {
         return;
@@ -260,14 +280,19 @@ async fn upgrade<S>(
     }
 }
 
-async fn run<R: FrameRead, W: FrameWrite>(
+/// Serves a connection from its first frame to its close. Made ready
+/// before the task first waits in it: the returned future holds the
+/// connection's state once, not also the arguments it was made from (an
+/// `async fn` keeps both).
+fn run<R: FrameRead, W: FrameWrite>(
     gw: Arc<Gateway>,
-    mut reader: R,
+    reader: R,
     writer: W,
     peer: SocketAddr,
     kind: Kind,
     admitted: Result<Admitted, Close>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
+    use futures_util::future::Either;
     let out = outbound::channel(QueueLimits {
         frames: gw.config.outbound_queue,
         bytes: gw.config.outbound_queue_bytes,
@@ -275,18 +300,17 @@ async fn run<R: FrameRead, W: FrameWrite>(
     });
     let flush = gw.config.flush_timeout;
     // This task writes too, beside its reads: one task per connection.
-    let mut writer = Writer::new(writer, out.clone());
+    let writer = Writer::new(writer, out.clone());
     let admitted = match admitted {
         Ok(a) => a,
         Err(refusal) => {
             out.close(refusal);
-            writer.finish(flush).await;
-            return;
+            return Either::Left(writer.finish(flush));
         }
     };
     metrics::counter!("natter_connections_total", "transport" => kind.as_str()).increment(1);
     gw.connection_opened();
-    let mut conn = Conn {
+    let conn = Conn {
         requests: TokenBucket::new(
             gw.config.request_rate_per_sec,
             gw.config.request_burst,
@@ -301,38 +325,50 @@ async fn run<R: FrameRead, W: FrameWrite>(
         unauth: Some(admitted.unauth),
         lifted: false,
     };
-    // A panic ends this connection only; what follows still cleans up.
-    {
-        let read = std::pin::pin!(conn.read_loop(&mut reader));
-        let guarded = std::pin::pin!(natter_runtime::panics::guard("connection", read));
-        writer.alongside(guarded).await;
-    }
-    // Whatever ended the loop, the writer now finishes (with the close
-    // frame when one was set, silently when the peer just went away) while
-    // the session is detached.
-    conn.out.abort();
-    let detach = async {
-        if let Phase::Authed(s) = &conn.phase {
-            let last = conn.gw.registry.detach(s.user_id, conn.conn_id);
-            let draining = conn.gw.shutdown.is_cancelled();
-            tracing::debug!(
-                peer = %conn.peer,
-                user = s.user_id,
-                session = s.session_id,
-                conn = conn.conn_id,
-                last,
-                draining,
-                "disconnected"
-            );
-            conn.gw.service.detached(s, last, draining).await;
+    let (mut conn, mut reader, mut writer, permit) = (conn, reader, writer, admitted.permit);
+    // A block, not an `async fn`: it holds what it captured in place, where
+    // an `async fn` would keep a second copy of its arguments.
+    Either::Right(async move {
+        // A panic ends this connection only; what follows still cleans up.
+        {
+            let read = std::pin::pin!(conn.read_loop(&mut reader));
+            let guarded = std::pin::pin!(natter_runtime::panics::guard("connection", read));
+            writer.alongside(guarded).await;
         }
-    };
-    tokio::join!(detach, writer.finish(flush));
-    conn.gw.connection_closed();
-    drop(admitted.permit);
+        // Whatever ended the loop, the writer now finishes (with the close
+        // frame when one was set, silently when the peer just went away)
+        // while the session is detached. Boxed: it runs once, at the end.
+        Box::pin(conn.closed(writer)).await;
+        drop(permit);
+    })
 }
 
 impl Conn {
+    /// After the read loop: detaches the session while the writer writes
+    /// its last frames.
+    async fn closed<W: FrameWrite>(self, writer: Writer<W>) {
+        self.out.abort();
+        let flush = self.gw.config.flush_timeout;
+        let detach = async {
+            if let Phase::Authed(s) = &self.phase {
+                let last = self.gw.registry.detach(s.user_id, self.conn_id);
+                let draining = self.gw.shutdown.is_cancelled();
+                tracing::debug!(
+                    peer = %self.peer,
+                    user = s.user_id,
+                    session = s.session_id,
+                    conn = self.conn_id,
+                    last,
+                    draining,
+                    "disconnected"
+                );
+                self.gw.service.detached(s, last, draining).await;
+            }
+        };
+        tokio::join!(detach, writer.finish(flush));
+        self.gw.connection_closed();
+    }
+
     async fn read_loop<R: FrameRead>(&mut self, reader: &mut R) {
         let cfg = &self.gw.config;
         let mut deadline = Instant::now() + cfg.auth_timeout;
@@ -499,7 +535,10 @@ impl Conn {
                 return self.stop_if_new("the first frame must be a valid Hello");
             }
         };
-        crate::dispatch::dispatch(self, id, request).await
+        // Boxed: a connection's task waits in the read loop between frames
+        // and would otherwise reserve room for the dispatch's state all its
+        // life (it moves the request three times: 416 bytes).
+        Box::pin(crate::dispatch::dispatch(self, id, request)).await
     }
 
     fn stop_if_new(&mut self, why: &str) -> Flow {

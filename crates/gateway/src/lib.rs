@@ -148,10 +148,18 @@ impl Gateway {
             }
             let _ = stream.set_nodelay(true);
             let admitted = self.admit(peer);
-            let (this, tls) = (self.clone(), tls.clone());
-            self.tracker.spawn(async move {
-                connection::serve(this, stream, peer, kind, tls, admitted).await;
-            });
+            let this = self.clone();
+            match (&tls, kind) {
+                (None, transport::Kind::Tcp) => {
+                    self.tracker
+                        .spawn(connection::serve_tcp(this, stream, peer, admitted));
+                }
+                (tls, kind) => {
+                    let tls = tls.clone();
+                    self.tracker
+                        .spawn(connection::serve(this, stream, peer, kind, tls, admitted));
+                }
+            }
         }
     }
 
