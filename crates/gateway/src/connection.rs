@@ -8,7 +8,7 @@ use crate::requests::auth;
 use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
 use crate::writer::Writer;
 use crate::{convert, Gateway};
-use futures_util::StreamExt;
+use futures_util::future::OptionFuture;
 use natter_proto::pb::{DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
 use natter_runtime::clock::Instant;
@@ -376,11 +376,12 @@ impl Conn {
         // the timer wheel. The timer is moved only when it fires early.
         let closed = self.out.closed();
         let shutdown = self.gw.shutdown.clone().cancelled_owned();
-        let evicted = match &self.unauth {
-            Some(slot) => slot.evicted(),
-            None => tokio_util::sync::CancellationToken::new(),
-        }
-        .cancelled_owned();
+        // Dropped at login, with the token it holds.
+        let evicted: OptionFuture<_> = self
+            .unauth
+            .as_ref()
+            .map(|slot| slot.evicted().cancelled_owned())
+            .into();
         let timer = sleep_until(deadline);
         tokio::pin!(closed, shutdown, evicted, timer);
         loop {
@@ -428,6 +429,9 @@ impl Conn {
                         return;
                     }
                     if let Phase::Authed(_) = self.phase {
+                        if !self.lifted {
+                            evicted.set(None.into());
+                        }
                         self.lift_limits(reader);
                         deadline = Instant::now() + self.gw.config.heartbeat_timeout;
                         // Logging in can bring the deadline forward.

@@ -15,10 +15,11 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use natter_proto::{pb::DisconnectReason, LENGTH_LEN};
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 /// The Disconnect a connection was closed with, said again by a WebSocket
 /// in its close frame.
@@ -44,7 +45,11 @@ pub struct Close {
 }
 
 pub(crate) struct Closer {
-    pub(crate) token: CancellationToken,
+    /// Set once the connection is closing; `ended` wakes whoever waits
+    /// for that (a flag and a list of waiters in this allocation, where a
+    /// cancellation token would be one more of its own per connection).
+    closing: AtomicBool,
+    ended: Notify,
     close: Mutex<Option<Close>>,
     /// Frames queued and not yet taken by the writer.
     queue: Mutex<Queue>,
@@ -104,7 +109,7 @@ impl Closer {
         let n = q.frames.len().min(max);
         batch.extend(q.frames.drain(..n));
         // A burst's room is given back once the connection is idle again.
-        if q.frames.is_empty() && q.frames.capacity() > 64 {
+        if q.frames.is_empty() && q.frames.capacity() > 0 {
             q.frames = VecDeque::new();
         }
     }
@@ -197,24 +202,36 @@ impl Outbound {
                 *slot = Some(close);
             }
         }
-        self.closer.token.cancel();
+        self.abort();
     }
 
     /// Whether the connection is closing already.
     pub fn is_closing(&self) -> bool {
-        self.closer.token.is_cancelled()
+        self.closer.closing.load(Ordering::Acquire)
     }
 
     /// Ends the connection without a last frame (the peer is gone, or the
     /// close was already decided).
     pub fn abort(&self) {
-        self.closer.token.cancel();
+        if !self.closer.closing.swap(true, Ordering::AcqRel) {
+            self.closer.ended.notify_waiters();
+        }
     }
 
     /// Resolves when the connection is closing. The future owns what it
     /// waits on, so a loop makes it once and polls it every turn.
-    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
-        self.closer.token.clone().cancelled_owned()
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let closer = self.closer.clone();
+        async move {
+            let ended = closer.ended.notified();
+            tokio::pin!(ended);
+            // Waiting before the flag is read: a close after the read
+            // wakes it.
+            ended.as_mut().enable();
+            if !closer.closing.load(Ordering::Acquire) {
+                ended.await;
+            }
+        }
     }
 }
 
@@ -271,7 +288,8 @@ pub struct QueueLimits {
 pub fn channel(limits: QueueLimits) -> Outbound {
     Outbound {
         closer: Arc::new(Closer {
-            token: CancellationToken::new(),
+            closing: AtomicBool::new(false),
+            ended: Notify::new(),
             close: Mutex::new(None),
             queue: Mutex::default(),
             ready: AtomicWaker::new(),

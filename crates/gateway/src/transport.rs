@@ -96,8 +96,10 @@ impl<R: AsyncRead + Unpin + Send> FrameRead for TcpRead<R> {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
                 return Ok(Some(frame));
             }
-            if self.buf.is_empty() && self.buf.capacity() > 0 {
-                // An idle connection holds no read buffer at all.
+            if self.buf.is_empty() {
+                // An idle connection holds no read buffer at all (an empty
+                // one may still share the allocation the last frame was
+                // cut from, with no room left in it).
                 self.buf = BytesMut::new();
             }
             let (rd, buf) = (&mut self.rd, &mut self.buf);
@@ -307,6 +309,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FrameRead for WsRead<S> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
                 return Ok(Some(frame));
+            }
+            if self.buf.is_empty() {
+                self.buf = BytesMut::new();
             }
             match self.rd.next().await {
                 None | Some(Ok(Message::Close(_))) => {

@@ -65,7 +65,7 @@ impl<W: FrameWrite> Writer<W> {
             self.out.closer.poll_take(cx, &mut self.batch, BATCH);
             if self.batch.is_empty() {
                 // Idle: keep no room from the last burst.
-                if self.batch.capacity() > 16 {
+                if self.batch.capacity() > 0 {
                     self.batch = Vec::new();
                 }
                 return Poll::Pending;
