@@ -139,8 +139,9 @@ impl Gateway {
 
     /// Waits, when the node was full, for the place of the connection this
     /// one evicted: it is given back as soon as that one has said why it
-    /// is closed.
-    async fn take_place(&self, mut a: Admitted) -> Result<Admitted, Close> {
+    /// is closed. A refusal passes through.
+    async fn take_place(&self, admitted: Result<Admitted, Close>) -> Result<Admitted, Close> {
+        let mut a = admitted?;
         if a.permit.is_none() {
             match self.evicted_place().await {
                 Some(p) => a.permit = Some(p),
@@ -201,10 +202,7 @@ pub(crate) async fn serve(
         return match kind {
             Kind::Tcp => serve_tcp(gw, stream, peer, admitted).await,
             Kind::WebSocket => {
-                let admitted = match admitted {
-                    Ok(a) => gw.take_place(a).await,
-                    refused => refused,
-                };
+                let admitted = gw.take_place(admitted).await;
                 upgrade(gw, stream, peer, admitted).await
             }
         };
@@ -220,10 +218,7 @@ pub(crate) async fn serve_tcp(
     peer: SocketAddr,
     admitted: Result<Admitted, Close>,
 ) {
-    let admitted = match admitted {
-        Ok(a) => gw.take_place(a).await,
-        refused => refused,
-    };
+    let admitted = gw.take_place(admitted).await;
     let (r, w) = transport::tcp(stream, gw.config.max_preauth_frame_bytes);
     run(gw, r, w, peer, Kind::Tcp, admitted).await
 }
@@ -236,10 +231,7 @@ async fn serve_tls(
     tls: Acceptor,
     admitted: Result<Admitted, Close>,
 ) {
-    let admitted = match admitted {
-        Ok(a) => gw.take_place(a).await,
-        refused => refused,
-    };
+    let admitted = gw.take_place(admitted).await;
     let cfg = &gw.config;
     // The handshake counts against the time a connection has to log in.
     let Some(Some(stream)) = unless_evicted(&admitted, tls.accept(stream, cfg.auth_timeout)).await
