@@ -211,16 +211,22 @@ pub(crate) async fn serve(
     Box::pin(serve_tls(gw, stream, peer, kind, tls, admitted)).await
 }
 
-/// Serves a plain TCP connection.
-pub(crate) async fn serve_tcp(
+/// Serves a plain TCP connection. Two futures one after the other, not an
+/// `async fn`: that would keep its arguments (144 bytes) for the
+/// connection's whole life, where here the second takes the place of the
+/// first.
+pub(crate) fn serve_tcp(
     gw: Arc<Gateway>,
     stream: TcpStream,
     peer: SocketAddr,
     admitted: Result<Admitted, Close>,
-) {
-    let admitted = gw.take_place(admitted).await;
-    let (r, w) = transport::tcp(stream, gw.config.max_preauth_frame_bytes);
-    run(gw, r, w, peer, Kind::Tcp, admitted).await
+) -> impl std::future::Future<Output = ()> + Send {
+    use futures_util::FutureExt;
+    let placing = gw.clone();
+    async move { placing.take_place(admitted).await }.then(move |admitted| {
+        let (r, w) = transport::tcp(stream, gw.config.max_preauth_frame_bytes);
+        run(gw, r, w, peer, Kind::Tcp, admitted)
+    })
 }
 
 async fn serve_tls(
@@ -366,7 +372,6 @@ impl Conn {
         let mut deadline = Instant::now() + cfg.auth_timeout;
         // Made once, not per frame: each of these registers with a lock or
         // the timer wheel. The timer is moved only when it fires early.
-        let closed = self.out.closed();
         let shutdown = self.gw.shutdown.clone().cancelled_owned();
         // Dropped at login, with the token it holds.
         let evicted: OptionFuture<_> = self
@@ -375,18 +380,14 @@ impl Conn {
             .map(|slot| slot.evicted().cancelled_owned())
             .into();
         let timer = sleep_until(deadline);
-        tokio::pin!(closed, shutdown, evicted, timer);
+        tokio::pin!(shutdown, evicted, timer);
         loop {
+            // Each branch only says what happened; what may wait happens
+            // after the select, so its output is not kept while it does.
             let read = tokio::select! {
                 biased;
-                _ = &mut closed => return,
-                _ = &mut shutdown => {
-                    // Boxed: it runs once, at shutdown.
-                    Box::pin(self.answer_what_was_sent(reader)).await;
-                    self.finish_in_flight().await;
-                    self.close(DisconnectReason::GoingAway, "server shutting down; reconnect");
-                    return;
-                }
+                _ = std::future::poll_fn(|cx| self.out.poll_closing(cx)) => return,
+                _ = &mut shutdown => None,
                 // A newer connection took its place before it logged in.
                 _ = &mut evicted, if self.unauth.is_some() => {
                     self.close(
@@ -412,26 +413,15 @@ impl Conn {
                     self.close(reason, msg);
                     return;
                 }
-                r = reader.read_frame(), if self.in_flight.len() < MAX_IN_FLIGHT => r,
+                r = reader.read_frame(), if self.in_flight.len() < MAX_IN_FLIGHT => Some(r),
             };
-            match read {
-                Ok(Some(frame)) => {
-                    metrics::counter!("natter_frames_in_total").increment(1);
-                    if let Flow::Stop = self.handle(frame).await {
-                        return;
-                    }
-                    if let Phase::Authed(_) = self.phase {
-                        if !self.lifted {
-                            evicted.set(None.into());
-                        }
-                        self.lift_limits(reader);
-                        deadline = Instant::now() + self.gw.config.heartbeat_timeout;
-                        // Logging in can bring the deadline forward.
-                        if deadline < timer.deadline() {
-                            timer.as_mut().reset(deadline);
-                        }
-                    }
-                }
+            let Some(read) = read else {
+                // Boxed: it runs once, at shutdown.
+                Box::pin(self.going_away(reader)).await;
+                return;
+            };
+            let frame = match read {
+                Ok(Some(frame)) => frame,
                 Ok(None) => return,
                 // Too much before login over WebSocket is a frame too large
                 // over the whole budget: the same answer and close.
@@ -471,8 +461,34 @@ impl Conn {
                     tracing::debug!(peer = %self.peer, error = %e, "connection ended");
                     return;
                 }
+            };
+            metrics::counter!("natter_frames_in_total").increment(1);
+            if let Flow::Stop = self.handle(frame).await {
+                return;
+            }
+            if let Phase::Authed(_) = self.phase {
+                if !self.lifted {
+                    evicted.set(None.into());
+                }
+                self.lift_limits(reader);
+                deadline = Instant::now() + self.gw.config.heartbeat_timeout;
+                // Logging in can bring the deadline forward.
+                if deadline < timer.deadline() {
+                    timer.as_mut().reset(deadline);
+                }
             }
         }
+    }
+
+    /// At shutdown: answers what the client sent before it, then says
+    /// GOING_AWAY.
+    async fn going_away<R: FrameRead>(&mut self, reader: &mut R) {
+        self.answer_what_was_sent(reader).await;
+        self.finish_in_flight().await;
+        self.close(
+            DisconnectReason::GoingAway,
+            "server shutting down; reconnect",
+        );
     }
 
     /// At shutdown: handles every request the client sent before the server

@@ -45,22 +45,24 @@ pub struct Close {
 }
 
 pub(crate) struct Closer {
-    /// Set once the connection is closing; `ended` wakes whoever waits
-    /// for that (a flag and a list of waiters in this allocation, where a
-    /// cancellation token would be one more of its own per connection).
+    /// Set once the connection is closing; `ready` wakes the queue's reader
+    /// and `ended` whoever else waits for that (a flag and a list of
+    /// waiters in this allocation, where a cancellation token would be one
+    /// more of its own per connection).
     closing: AtomicBool,
     ended: Notify,
-    close: Mutex<Option<Close>>,
+    /// Boxed: set once, at the end, and not worth its room before.
+    close: Mutex<Option<Box<Close>>>,
     /// Frames queued and not yet taken by the writer.
     queue: Mutex<Queue>,
     /// The one reader of the queue (the connection's task, or a live
     /// stream), woken by each push.
     ready: AtomicWaker,
-    max_frames: usize,
+    max_frames: u32,
     /// Bytes queued and not yet written.
     pub(crate) queued: AtomicUsize,
     max_queued: usize,
-    max_frame: usize,
+    max_frame: u32,
 }
 
 #[derive(Default)]
@@ -85,7 +87,7 @@ impl Closer {
         if q.shut {
             return Err(Refused::Shut);
         }
-        if q.frames.len() >= self.max_frames {
+        if q.frames.len() >= self.max_frames as usize {
             return Err(Refused::Full);
         }
         q.frames.push_back(frame);
@@ -145,13 +147,16 @@ pub enum Pushed {
 impl Outbound {
     /// Frames queued and not yet written, and how many the queue holds.
     pub fn backlog(&self) -> (usize, usize) {
-        (self.closer.queue().frames.len(), self.closer.max_frames)
+        (
+            self.closer.queue().frames.len(),
+            self.closer.max_frames as usize,
+        )
     }
 
     /// Whether a frame (as encoded, length prefix included) is within the
     /// frame limit told to the client.
     pub fn fits(&self, frame: &Bytes) -> bool {
-        frame.len() <= self.closer.max_frame + LENGTH_LEN
+        frame.len() <= self.closer.max_frame as usize + LENGTH_LEN
     }
 
     pub fn push(&self, frame: Bytes) -> Pushed {
@@ -199,7 +204,7 @@ impl Outbound {
         {
             let mut slot = self.closer.close.lock().unwrap_or_else(|p| p.into_inner());
             if slot.is_none() {
-                *slot = Some(close);
+                *slot = Some(Box::new(close));
             }
         }
         self.abort();
@@ -215,6 +220,20 @@ impl Outbound {
     pub fn abort(&self) {
         if !self.closer.closing.swap(true, Ordering::AcqRel) {
             self.closer.ended.notify_waiters();
+            self.closer.ready.wake();
+        }
+    }
+
+    /// `Ready` once the connection is closing; until then the task polling
+    /// with `cx` is woken when it does. For the queue's one reader (the
+    /// connection's task): it costs no future of its own, where
+    /// [`Outbound::closed`] holds a place in the list of waiters.
+    pub(crate) fn poll_closing(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.closer.ready.register(cx.waker());
+        if self.is_closing() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -266,7 +285,8 @@ impl Outbound {
             .close
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_deref()
+            .cloned()
     }
 
     /// Takes no more pushes; moves what is queued to `batch` if given.
@@ -293,10 +313,10 @@ pub fn channel(limits: QueueLimits) -> Outbound {
             close: Mutex::new(None),
             queue: Mutex::default(),
             ready: AtomicWaker::new(),
-            max_frames: limits.frames.max(1),
+            max_frames: limits.frames.clamp(1, u32::MAX as usize) as u32,
             queued: AtomicUsize::new(0),
             max_queued: limits.bytes,
-            max_frame: limits.max_frame,
+            max_frame: limits.max_frame.min(u32::MAX as usize) as u32,
         }),
     }
 }
