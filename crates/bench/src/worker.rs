@@ -34,8 +34,10 @@ pub(crate) async fn wait_for_go() -> anyhow::Result<()> {
         line.trim() == "go",
         "expected the start signal, got {line:?}"
     );
-    // The parent holds stdin open until it has our result: end of input
-    // means it is gone (killed, even by SIGKILL), and so is the run.
+    // The parent holds stdin open until it has our result (and, for connect
+    // and storm, has read the server's memory with our clients still
+    // connected): end of input means the run is over, or the parent is gone
+    // (killed, even by SIGKILL).
     // A plain thread: a blocked read on it never holds up the exit.
     std::thread::spawn(|| {
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
@@ -168,6 +170,10 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
         .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, (2 + index).min(254) as u8)));
     let mine = |n: usize| (0..n).filter(move |u| u % c.workers == index);
     let counter = Arc::new(AtomicU64::new(0));
+    // The clients of connect and storm are held past the result, until the
+    // parent has read the server's memory (and closes our stdin): the
+    // reading is of the connections held, not of the server closing them.
+    let mut held = None;
     let result = match args.scenario {
         Scenario::Connect => {
             let users: Vec<usize> = mine(c.clients).collect();
@@ -179,7 +185,7 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
             wait_for_go().await?;
             tokio::time::sleep(Duration::from_secs_f64(c.duration)).await;
             let alive = conn.clients.iter().flatten().count();
-            WorkerResult {
+            let result = WorkerResult {
                 totals: Totals {
                     connected: alive as u64,
                     ..conn.totals
@@ -190,7 +196,9 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
                 send_secs: 0.0,
                 outages: report::OutagesWire::default(),
                 errors: Default::default(),
-            }
+            };
+            held = Some(conn);
+            result
         }
         Scenario::Storm => {
             let users: Vec<usize> = mine(c.clients).collect();
@@ -202,15 +210,17 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
             let progress = Progress::start(counter.clone());
             let conn = connect_all(c, &users, &tokens, local_ip, usize::MAX >> 4, counter).await;
             drop(progress);
-            WorkerResult {
-                totals: conn.totals,
+            let result = WorkerResult {
+                totals: conn.totals.clone(),
                 connect_us: report::encode(&conn.latency),
                 latency_us: report::encode(&report::histogram()),
                 connect_wall_ms: conn.wall.as_millis() as u64,
                 send_secs: 0.0,
                 outages: report::OutagesWire::default(),
                 errors: Default::default(),
-            }
+            };
+            held = Some(conn);
+            result
         }
         Scenario::Dm => dm(c, index, &tokens, local_ip, counter).await?,
         Scenario::Group => crate::group::run(c, &tokens, local_ip, counter).await?,
@@ -220,6 +230,11 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
         ..result
     };
     emit(serde_json::json!({ "result": result }));
+    if let Some(held) = held {
+        // Ended by the end of stdin (see `wait_for_go`), which exits.
+        std::future::pending::<()>().await;
+        drop(held);
+    }
     Ok(())
 }
 
