@@ -56,8 +56,9 @@ pub(crate) struct Conn {
     requests: TokenBucket,
     /// Answers owed to pipelined Sends, oldest first.
     pub(crate) in_flight: InFlight,
-    /// Held until login: this connection's place among the unauthenticated.
-    pub(crate) unauth: Option<Slot>,
+    /// Held until login: this connection's place among the unauthenticated
+    /// (boxed: a logged-in connection keeps no room for it).
+    pub(crate) unauth: Option<Box<Slot>>,
     /// The reader's pre-login limits have been lifted.
     lifted: bool,
 }
@@ -320,7 +321,7 @@ fn run<R: FrameRead, W: FrameWrite>(
         conn_id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         peer,
         in_flight: InFlight::new(),
-        unauth: Some(admitted.unauth),
+        unauth: Some(Box::new(admitted.unauth)),
         lifted: false,
     };
     let (mut conn, mut reader, mut writer, permit) = (conn, reader, writer, admitted.permit);
@@ -373,11 +374,12 @@ impl Conn {
         // Made once, not per frame: each of these registers with a lock or
         // the timer wheel. The timer is moved only when it fires early.
         let shutdown = self.gw.shutdown.clone().cancelled_owned();
-        // Dropped at login, with the token it holds.
+        // Dropped at login, with the token it holds; boxed, so that a
+        // logged-in connection keeps no room for it.
         let evicted: OptionFuture<_> = self
             .unauth
             .as_ref()
-            .map(|slot| slot.evicted().cancelled_owned())
+            .map(|slot| Box::pin(slot.evicted().cancelled_owned()))
             .into();
         let timer = sleep_until(deadline);
         tokio::pin!(shutdown, evicted, timer);
@@ -591,14 +593,17 @@ impl Conn {
         via: &'static str,
         result: Result<SessionInfo, ServiceError>,
     ) -> Flow {
-        let s = match result {
-            Ok(s) => Arc::new(s),
+        let mut s = match result {
+            Ok(s) => s,
             Err(e) => {
                 self.answer(id, Err(e));
                 return Flow::Continue;
             }
         };
         self.reply(id, auth::login_ok(&self.gw.config, &s));
+        // The client has its token; the connection does not keep the secret.
+        s.token = String::new();
+        let s = Arc::new(s);
         // No longer one of the connections waiting to log in.
         self.unauth = None;
         let first =

@@ -67,7 +67,11 @@ impl Registry {
         let entry = shard
             .users
             .entry(user)
-            .or_insert_with(|| UserEntry { conns: Vec::new() });
+            // Most users are online on one connection: room for one (a
+            // vector's first growth would make room for four).
+            .or_insert_with(|| UserEntry {
+                conns: Vec::with_capacity(1),
+            });
         entry.conns.retain(|a| {
             if a.session_id == session_id {
                 a.out.close(replaced(RevokeReason::Replaced));
