@@ -1,11 +1,11 @@
-//! One connection's life: admission, handshake, authentication, the request
-//! loop with its deadlines, and an orderly close.
+//! One connection's life: admission, authentication, the request loop with
+//! its deadlines, and an orderly close (its handshakes are in `serve`).
 
 use crate::addresses::{Refused, Slot};
 use crate::outbound::{self, Close, Outbound, QueueLimits};
 use crate::pipeline::{self, InFlight, MAX_IN_FLIGHT};
 use crate::requests::auth;
-use crate::transport::{self, FrameRead, FrameWrite, Kind, ReadError};
+use crate::transport::{FrameRead, FrameWrite, Kind, ReadError};
 use crate::writer::Writer;
 use crate::{convert, Gateway};
 use futures_util::future::OptionFuture;
@@ -13,12 +13,10 @@ use natter_proto::pb::{DisconnectReason, ErrorCode};
 use natter_proto::{ClientFrame, DecodeError, Frame, ServerFrame};
 use natter_runtime::clock::Instant;
 use natter_runtime::limits::TokenBucket;
-use natter_runtime::tls::Acceptor;
 use natter_service::{PendingSend, ServiceError, SessionInfo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
 
@@ -67,7 +65,7 @@ pub(crate) struct Conn {
 pub(crate) struct Admitted {
     /// `None` while it waits for the place of the connection it evicted.
     permit: Option<OwnedSemaphorePermit>,
-    unauth: Slot,
+    pub(crate) unauth: Slot,
 }
 
 impl Gateway {
@@ -141,7 +139,10 @@ impl Gateway {
     /// Waits, when the node was full, for the place of the connection this
     /// one evicted: it is given back as soon as that one has said why it
     /// is closed. A refusal passes through.
-    async fn take_place(&self, admitted: Result<Admitted, Close>) -> Result<Admitted, Close> {
+    pub(crate) async fn take_place(
+        &self,
+        admitted: Result<Admitted, Close>,
+    ) -> Result<Admitted, Close> {
         let mut a = admitted?;
         if a.permit.is_none() {
             match self.evicted_place().await {
@@ -173,117 +174,11 @@ impl Gateway {
     }
 }
 
-/// Runs `f` (a handshake) unless the connection is evicted first.
-async fn unless_evicted<F: std::future::Future>(
-    admitted: &Result<Admitted, Close>,
-    f: F,
-) -> Option<F::Output> {
-    let Ok(a) = admitted else {
-        return Some(f.await);
-    };
-    let evicted = a.unauth.evicted();
-    tokio::select! {
-        _ = evicted.cancelled() => None,
-        r = f => Some(r),
-    }
-}
-
-/// Serves a connection of any kind. Plain TCP connections are spawned as
-/// [`serve_tcp`] instead: a task reserves room for the largest state its
-/// future may reach, and theirs then holds no WebSocket handshake's.
-pub(crate) async fn serve(
-    gw: Arc<Gateway>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: Kind,
-    tls: Option<Acceptor>,
-    admitted: Result<Admitted, Close>,
-) {
-    let Some(tls) = tls else {
-        return match kind {
-            Kind::Tcp => serve_tcp(gw, stream, peer, admitted).await,
-            Kind::WebSocket => {
-                let admitted = gw.take_place(admitted).await;
-                upgrade(gw, stream, peer, admitted).await
-            }
-        };
-    };
-    // Boxed: a plain connection's task does not carry the TLS states.
-    Box::pin(serve_tls(gw, stream, peer, kind, tls, admitted)).await
-}
-
-/// Serves a plain TCP connection. Two futures one after the other, not an
-/// `async fn`: that would keep its arguments (144 bytes) for the
-/// connection's whole life, where here the second takes the place of the
-/// first.
-pub(crate) fn serve_tcp(
-    gw: Arc<Gateway>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    admitted: Result<Admitted, Close>,
-) -> impl std::future::Future<Output = ()> + Send {
-    use futures_util::FutureExt;
-    let placing = gw.clone();
-    async move { placing.take_place(admitted).await }.then(move |admitted| {
-        let (r, w) = transport::tcp(stream, gw.config.max_preauth_frame_bytes);
-        run(gw, r, w, peer, Kind::Tcp, admitted)
-    })
-}
-
-async fn serve_tls(
-    gw: Arc<Gateway>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: Kind,
-    tls: Acceptor,
-    admitted: Result<Admitted, Close>,
-) {
-    let admitted = gw.take_place(admitted).await;
-    let cfg = &gw.config;
-    // The handshake counts against the time a connection has to log in.
-    let Some(Some(stream)) = unless_evicted(&admitted, tls.accept(stream, cfg.auth_timeout)).await
-    else {
-        return;
-    };
-    match kind {
-        Kind::Tcp => {
-            let (r, w) = transport::tcp_tls(stream, cfg.max_preauth_frame_bytes);
-            run(gw, r, w, peer, kind, admitted).await
-        }
-        Kind::WebSocket => upgrade(gw, stream, peer, admitted).await,
-    }
-}
-
-async fn upgrade<S>(
-    gw: Arc<Gateway>,
-    stream: S,
-    peer: SocketAddr,
-    admitted: Result<Admitted, Close>,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let cfg = &gw.config;
-    let upgrade = transport::websocket(
-        stream,
-        cfg.max_frame_bytes,
-        cfg.max_preauth_frame_bytes,
-        cfg.max_preauth_bytes,
-    );
-    // Boxed: the handshake's state is not kept for the connection's life.
-    let upgrade = Box::pin(tokio::time::timeout(cfg.auth_timeout, upgrade));
-    match unless_evicted(&admitted, upgrade).await {
-        Some(Ok(Ok((r, w)))) => run(gw, r, w, peer, Kind::WebSocket, admitted).await,
-        Some(Ok(Err(e))) => tracing::debug!(%peer, error = %e, "websocket handshake failed"),
-        Some(Err(_)) => tracing::debug!(%peer, "websocket handshake timed out"),
-        None => tracing::debug!(%peer, "evicted during the websocket handshake"),
-    }
-}
-
 /// Serves a connection from its first frame to its close. Made ready
 /// before the task first waits in it: the returned future holds the
 /// connection's state once, not also the arguments it was made from (an
 /// `async fn` keeps both).
-fn run<R: FrameRead, W: FrameWrite>(
+pub(crate) fn run<R: FrameRead, W: FrameWrite>(
     gw: Arc<Gateway>,
     reader: R,
     writer: W,

@@ -14,6 +14,7 @@ mod outbound;
 mod pipeline;
 mod registry;
 mod requests;
+mod serve;
 mod transport;
 mod writer;
 
@@ -152,12 +153,16 @@ impl Gateway {
             match (&tls, kind) {
                 (None, transport::Kind::Tcp) => {
                     self.tracker
-                        .spawn(connection::serve_tcp(this, stream, peer, admitted));
+                        .spawn(serve::serve_tcp(this, stream, peer, admitted));
+                }
+                (None, transport::Kind::WebSocket) => {
+                    self.tracker
+                        .spawn(serve::serve_ws(this, stream, peer, admitted));
                 }
                 (tls, kind) => {
                     let tls = tls.clone();
                     self.tracker
-                        .spawn(connection::serve(this, stream, peer, kind, tls, admitted));
+                        .spawn(serve::serve(this, stream, peer, kind, tls, admitted));
                 }
             }
         }
