@@ -159,10 +159,10 @@ impl Gateway {
                     self.tracker
                         .spawn(serve::serve_ws(this, stream, peer, admitted));
                 }
-                (tls, kind) => {
+                (Some(tls), kind) => {
                     let tls = tls.clone();
                     self.tracker
-                        .spawn(serve::serve(this, stream, peer, kind, tls, admitted));
+                        .spawn(serve::serve_tls(this, stream, peer, kind, tls, admitted));
                 }
             }
         }

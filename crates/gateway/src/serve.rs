@@ -28,28 +28,6 @@ async fn unless_evicted<F: std::future::Future>(
     }
 }
 
-/// Serves a connection of any kind. Plain TCP and WebSocket connections are
-/// spawned as [`serve_tcp`] and [`serve_ws`] instead: a task reserves room
-/// for the largest state its future may reach, and theirs then holds no
-/// TLS state.
-pub(crate) async fn serve(
-    gw: Arc<Gateway>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    kind: Kind,
-    tls: Option<Acceptor>,
-    admitted: Result<Admitted, Close>,
-) {
-    let Some(tls) = tls else {
-        return match kind {
-            Kind::Tcp => serve_tcp(gw, stream, peer, admitted).await,
-            Kind::WebSocket => serve_ws(gw, stream, peer, admitted).await,
-        };
-    };
-    // Boxed: a plain connection's task does not carry the TLS states.
-    Box::pin(serve_tls(gw, stream, peer, kind, tls, admitted)).await
-}
-
 /// Serves a plain TCP connection. Two futures one after the other, not an
 /// `async fn`: that would keep its arguments (144 bytes) for the
 /// connection's whole life, where here the second takes the place of the
@@ -82,28 +60,39 @@ pub(crate) fn serve_ws(
         .then(move |admitted| upgrade(gw, stream, peer, admitted))
 }
 
-async fn serve_tls(
+/// Serves a connection over TLS, frames or WebSocket: its place and the
+/// TLS handshake, then the connection (or its upgrade), the second future
+/// in the place of the first.
+pub(crate) fn serve_tls(
     gw: Arc<Gateway>,
     stream: TcpStream,
     peer: SocketAddr,
     kind: Kind,
     tls: Acceptor,
     admitted: Result<Admitted, Close>,
-) {
-    let admitted = gw.take_place(admitted).await;
-    let cfg = &gw.config;
-    // The handshake counts against the time a connection has to log in.
-    let Some(Some(stream)) = unless_evicted(&admitted, tls.accept(stream, cfg.auth_timeout)).await
-    else {
-        return;
-    };
-    match kind {
-        Kind::Tcp => {
-            let (r, w) = transport::tcp_tls(stream, cfg.max_preauth_frame_bytes);
-            run(gw, r, w, peer, kind, admitted).await
-        }
-        Kind::WebSocket => upgrade(gw, stream, peer, admitted).await,
+) -> impl std::future::Future<Output = ()> + Send {
+    use futures_util::future::Either;
+    use futures_util::FutureExt;
+    let placing = gw.clone();
+    async move {
+        let admitted = placing.take_place(admitted).await;
+        // The handshake counts against the time a connection has to log in.
+        let timeout = placing.config.auth_timeout;
+        let accepted = unless_evicted(&admitted, tls.accept(stream, timeout)).await;
+        (admitted, accepted)
     }
+    .then(move |(admitted, accepted)| {
+        let Some(Some(stream)) = accepted else {
+            return Either::Right(Either::Right(std::future::ready(())));
+        };
+        match kind {
+            Kind::Tcp => {
+                let (r, w) = transport::tcp_tls(stream, gw.config.max_preauth_frame_bytes);
+                Either::Left(run(gw, r, w, peer, kind, admitted))
+            }
+            Kind::WebSocket => Either::Right(Either::Left(upgrade(gw, stream, peer, admitted))),
+        }
+    })
 }
 
 /// The WebSocket handshake (within the time to log in, unless evicted),
