@@ -230,10 +230,10 @@ pub async fn run(args: BenchArgs, index: usize) -> anyhow::Result<()> {
         ..result
     };
     emit(serde_json::json!({ "result": result }));
-    if let Some(held) = held {
-        // Ended by the end of stdin (see `wait_for_go`), which exits.
+    if held.is_some() {
+        // `held` keeps the clients until the end of stdin ends the process
+        // (see `wait_for_go`).
         std::future::pending::<()>().await;
-        drop(held);
     }
     Ok(())
 }

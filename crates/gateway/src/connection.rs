@@ -138,9 +138,10 @@ impl Gateway {
 
     /// Waits, when the node was full, for the place of the connection this
     /// one evicted: it is given back as soon as that one has said why it
-    /// is closed. A refusal passes through.
+    /// is closed. A refusal passes through. Owns the gateway, so that the
+    /// wait can run as a future of its own, before the connection's.
     pub(crate) async fn take_place(
-        &self,
+        self: Arc<Self>,
         admitted: Result<Admitted, Close>,
     ) -> Result<Admitted, Close> {
         let mut a = admitted?;

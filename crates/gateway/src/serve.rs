@@ -39,8 +39,7 @@ pub(crate) fn serve_tcp(
     admitted: Result<Admitted, Close>,
 ) -> impl std::future::Future<Output = ()> + Send {
     use futures_util::FutureExt;
-    let placing = gw.clone();
-    async move { placing.take_place(admitted).await }.then(move |admitted| {
+    gw.clone().take_place(admitted).then(move |admitted| {
         let (r, w) = transport::tcp(stream, gw.config.max_preauth_frame_bytes);
         run(gw, r, w, peer, Kind::Tcp, admitted)
     })
@@ -55,8 +54,8 @@ pub(crate) fn serve_ws(
     admitted: Result<Admitted, Close>,
 ) -> impl std::future::Future<Output = ()> + Send {
     use futures_util::FutureExt;
-    let placing = gw.clone();
-    async move { placing.take_place(admitted).await }
+    gw.clone()
+        .take_place(admitted)
         .then(move |admitted| upgrade(gw, stream, peer, admitted))
 }
 
@@ -75,9 +74,9 @@ pub(crate) fn serve_tls(
     use futures_util::FutureExt;
     let placing = gw.clone();
     async move {
-        let admitted = placing.take_place(admitted).await;
         // The handshake counts against the time a connection has to log in.
         let timeout = placing.config.auth_timeout;
+        let admitted = placing.take_place(admitted).await;
         let accepted = unless_evicted(&admitted, tls.accept(stream, timeout)).await;
         (admitted, accepted)
     }
