@@ -345,6 +345,29 @@ async fn websocket_and_tcp_clients_talk_to_each_other() {
         .await
         .unwrap();
     assert_eq!(text(&next_message(&mut tcp).await), "over ws");
+    // Frames many times the WebSocket's read buffer (512 bytes) arrive
+    // whole, both ways, one after another.
+    for (i, len) in [1_500usize, 60_000, 700].into_iter().enumerate() {
+        let body: String = (0..len)
+            .map(|k| char::from(b'a' + (k % 26) as u8))
+            .collect();
+        ws.send_text(tcp_login.user_id, &format!("big-ws-{i}"), &body)
+            .await
+            .unwrap();
+        assert_eq!(
+            text(&next_message(&mut tcp).await),
+            body,
+            "{len} bytes from ws"
+        );
+        tcp.send_text(ws_login.user_id, &format!("big-tcp-{i}"), &body)
+            .await
+            .unwrap();
+        assert_eq!(
+            text(&next_message(&mut ws).await),
+            body,
+            "{len} bytes to ws"
+        );
+    }
 }
 
 /// A client may send many Sends without waiting: they are stored in the

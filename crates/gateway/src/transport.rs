@@ -82,6 +82,14 @@ pub trait FrameWrite: Send + 'static {
 /// that exists only while a frame is partly received.
 const READ_CHUNK: usize = 4096;
 
+/// A WebSocket's read buffer: allocated at the handshake and kept, filled,
+/// for the connection's life, and the most one read asks of the socket. At
+/// 4,096 bytes it was more than half of an idle WebSocket connection's
+/// memory (7.6 KB against 4.2 KB at 512, docs/BENCHMARKS.md); a frame
+/// larger than it takes one read per 512 bytes, which a 60 KB message felt
+/// (within the noise, ~10 %) and a chat message does not.
+const WS_READ_BUFFER: usize = 512;
+
 /// Frames from a byte stream: a plain socket's read half, or a TLS
 /// stream's.
 pub struct TcpRead<R = OwnedReadHalf> {
@@ -426,7 +434,7 @@ pub async fn websocket<S: AsyncRead + AsyncWrite + Unpin + Send>(
         .max_frame_size(Some(max_frame_bytes + natter_proto::LENGTH_LEN))
         // The library's defaults (128 KiB each way, allocated up front) would
         // be most of an idle connection's memory.
-        .read_buffer_size(READ_CHUNK)
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(4 * max_frame_bytes);
     let budget = Arc::new(AtomicUsize::new(preauth_bytes));
