@@ -266,6 +266,10 @@ mod tests {
         assert!(e.to_string().contains("max_connections"), "{e}");
         let e = from_toml("[session]\ndevice_policy = \"sometimes\"").unwrap_err();
         assert!(e.to_string().contains("device_policy"), "{e}");
+        let e = from_toml("[store]\ncommit_delay_us = 10001").unwrap_err();
+        assert!(e.to_string().contains("store.commit_delay_us"), "{e}");
+        let c = from_toml("[store]\ncommit_delay_us = 0").unwrap();
+        assert_eq!(c.store.commit_delay_us, 0);
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct StoreConfig {
     pub queue_depth: usize,
     /// SQLite: reader connections.
     pub readers: usize,
+    /// SQLite: how long the writer lets a round that already holds more
+    /// than one write gather others before it syncs (microseconds; 0:
+    /// never waits). See `sqlite/engine/round.rs`.
+    pub commit_delay_us: u64,
     /// PostgreSQL: pooled connections (the writer has one more).
     pub pool_size: usize,
     /// PostgreSQL: how long a connection attempt may take.
@@ -84,6 +88,7 @@ impl Default for StoreConfig {
             max_batch: 512,
             queue_depth: 8192,
             readers: 4,
+            commit_delay_us: 300,
             pool_size: 16,
             connect_timeout_ms: 3_000,
             statement_timeout_ms: 5_000,
@@ -106,6 +111,11 @@ impl StoreConfig {
         check(self.max_batch >= 1, "store.max_batch", at_least_1)?;
         check(self.queue_depth >= 1, "store.queue_depth", at_least_1)?;
         check(self.readers >= 1, "store.readers", at_least_1)?;
+        check(
+            self.commit_delay_us <= 10_000,
+            "store.commit_delay_us",
+            || "must be at most 10000 (10 ms)".into(),
+        )?;
         match self.backend {
             Backend::Sqlite => return Ok(()),
             Backend::Postgres => check(
@@ -157,6 +167,7 @@ impl StoreConfig {
             max_batch: self.max_batch,
             queue_depth: self.queue_depth,
             readers: self.readers,
+            commit_delay: Duration::from_micros(self.commit_delay_us),
         }
     }
 

@@ -55,6 +55,9 @@ pub struct SqliteOptions {
     pub queue_depth: usize,
     /// Reader connections (sync, history, lookups).
     pub readers: usize,
+    /// How long a round that already holds more than one write waits for
+    /// others before it syncs (`store.commit_delay_us`).
+    pub commit_delay: std::time::Duration,
 }
 
 impl SqliteOptions {
@@ -65,6 +68,7 @@ impl SqliteOptions {
             max_batch: 512,
             queue_depth: 8192,
             readers: 4,
+            commit_delay: std::time::Duration::from_micros(300),
         }
     }
 }
@@ -206,6 +210,7 @@ impl SqliteStore {
             next_conversation,
             sync: opts.synchronous == Synchronous::Full,
             max_batch: opts.max_batch.max(1),
+            commit_delay: opts.commit_delay,
             feed,
             checkpointer,
             health: health.clone(),
