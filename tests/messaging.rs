@@ -351,23 +351,23 @@ async fn websocket_and_tcp_clients_talk_to_each_other() {
         let body: String = (0..len)
             .map(|k| char::from(b'a' + (k % 26) as u8))
             .collect();
-        ws.send_text(tcp_login.user_id, &format!("big-ws-{i}"), &body)
-            .await
-            .unwrap();
-        assert_eq!(
-            text(&next_message(&mut tcp).await),
-            body,
-            "{len} bytes from ws"
-        );
-        tcp.send_text(ws_login.user_id, &format!("big-tcp-{i}"), &body)
-            .await
-            .unwrap();
-        assert_eq!(
-            text(&next_message(&mut ws).await),
-            body,
-            "{len} bytes to ws"
-        );
+        let (to_tcp, to_ws) = (format!("big-ws-{i}"), format!("big-tcp-{i}"));
+        arrives_whole(&ws, &mut tcp, tcp_login.user_id, &to_tcp, &body).await;
+        arrives_whole(&tcp, &mut ws, ws_login.user_id, &to_ws, &body).await;
     }
+}
+
+/// `from` sends `body` to `to` (user `to_id`), which receives it whole.
+async fn arrives_whole(
+    from: &natter_client::Client,
+    to: &mut natter_client::Client,
+    to_id: u64,
+    client_msg_id: &str,
+    body: &str,
+) {
+    from.send_text(to_id, client_msg_id, body).await.unwrap();
+    let got = next_message(to).await;
+    assert_eq!(text(&got), body, "{} bytes, {client_msg_id}", body.len());
 }
 
 /// A client may send many Sends without waiting: they are stored in the

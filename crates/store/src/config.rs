@@ -46,9 +46,9 @@ pub struct StoreConfig {
     pub queue_depth: usize,
     /// SQLite: reader connections.
     pub readers: usize,
-    /// SQLite: how long the writer lets a round that already holds more
-    /// than one write gather others before it syncs (microseconds; 0:
-    /// never waits). See `sqlite/engine/round.rs`.
+    /// SQLite: under load (at least one more write expected within it), how
+    /// long a round's oldest write waits for company before the round syncs
+    /// (microseconds; 0: never waits). See `sqlite/engine/round.rs`.
     pub commit_delay_us: u64,
     /// PostgreSQL: pooled connections (the writer has one more).
     pub pool_size: usize,

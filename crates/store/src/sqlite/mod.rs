@@ -55,8 +55,8 @@ pub struct SqliteOptions {
     pub queue_depth: usize,
     /// Reader connections (sync, history, lookups).
     pub readers: usize,
-    /// How long a round that already holds more than one write waits for
-    /// others before it syncs (`store.commit_delay_us`).
+    /// Under load, how long a round's oldest write waits for company before
+    /// the round syncs (`store.commit_delay_us`).
     pub commit_delay: std::time::Duration,
 }
 
