@@ -17,7 +17,7 @@
 //! 10,000 msg/s, rounds that start as soon as the last one ended carry ~5.5
 //! writes each, ~1,800 syncs a second. When writes arrive fast enough that
 //! at least one more is expected within `store.commit_delay_us` (300 µs;
-//! the rate is averaged over the last rounds), a round lets its oldest
+//! the rate is averaged over the last ~10 ms), a round lets its oldest
 //! write wait that long from its queueing, then takes what came meanwhile
 //! and syncs: ~10.5 writes a round and 13-17 % less CPU per message at
 //! 10,000 msg/s, at the same p50 (docs/BENCHMARKS.md). At 1,000 msg/s
@@ -40,6 +40,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
+/// How far back the arrival rate looks: the time constant of its average.
+const RATE_MEMORY: Duration = Duration::from_millis(10);
+
 pub(crate) struct Writer {
     conn: Connection,
     /// The database file (its WAL is synced beside it).
@@ -52,7 +55,7 @@ pub(crate) struct Writer {
     max_batch: usize,
     /// `store.commit_delay_us`: see the module's header.
     commit_delay: Duration,
-    /// Writes arriving per second, averaged over the last rounds, and when
+    /// Writes arriving per second, averaged over the last ~10 ms, and when
     /// the last round started: a round gathers only when the delay is
     /// likely to bring company.
     arrivals: f64,
@@ -220,12 +223,14 @@ impl Writer {
     }
 
     /// Folds the writes a round found (those that came since the last one
-    /// started) into the arrival rate.
+    /// started) into the arrival rate, weighted by the time they took:
+    /// what came within the last ~10 ms counts most, so after a burst ends
+    /// the first lone write finds the rate already low and is answered at
+    /// once.
     fn count_arrivals(&mut self, found: usize) {
         let now = Instant::now();
         if let Some(last) = self.last_start.replace(now) {
-            let secs = now.saturating_duration_since(last).as_secs_f64().max(1e-6);
-            self.arrivals += 0.2 * (found as f64 / secs - self.arrivals);
+            self.arrivals = folded_rate(self.arrivals, found, now.saturating_duration_since(last));
         }
     }
 
@@ -484,6 +489,48 @@ impl Writer {
     }
 }
 
+/// The arrival rate after `found` writes came in `since`: the last rate
+/// and the new one weighted by how long each covers, the old forgotten with
+/// a time constant of [`RATE_MEMORY`].
+fn folded_rate(rate: f64, found: usize, since: Duration) -> f64 {
+    let secs = since.as_secs_f64().max(1e-6);
+    let weight = 1.0 - (-secs / RATE_MEMORY.as_secs_f64()).exp();
+    rate + weight * (found as f64 / secs - rate)
+}
+
 fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a round with this rate waits 300 µs for company.
+    fn gathers(rate: f64) -> bool {
+        rate * Duration::from_micros(300).as_secs_f64() >= 1.0
+    }
+
+    #[test]
+    fn the_rate_follows_a_steady_load_and_forgets_a_burst_at_once() {
+        // 10,000 writes a second in rounds of 10 a millisecond apart.
+        let mut rate = 0.0;
+        for _ in 0..200 {
+            rate = folded_rate(rate, 10, Duration::from_millis(1));
+        }
+        assert!((rate - 10_000.0).abs() < 1.0, "{rate}");
+        assert!(gathers(rate));
+        // The burst ends: the next write comes 50 ms later, alone, and is
+        // answered at once rather than waiting for writes that do not come.
+        let after = folded_rate(rate, 1, Duration::from_millis(50));
+        assert!(!gathers(after), "{after}");
+        // 1,000 writes a second, one per round, never gather.
+        let mut slow = rate;
+        for _ in 0..100 {
+            slow = folded_rate(slow, 1, Duration::from_millis(1));
+        }
+        assert!(!gathers(slow), "{slow}");
+        // A round that found many after a short gap counts them at once.
+        assert!(gathers(folded_rate(0.0, 40, Duration::from_millis(2))));
+    }
 }
