@@ -195,8 +195,10 @@ fn view_of(tx: &mut Tx<'_>, id: ConversationId) -> Result<Arc<ConversationView>>
 
 /// The message a send repeats: one its sender stored before in the
 /// conversation it names (`None`: a 1:1 not made yet, so nothing) under the
-/// same client_msg_id. Looked up in the waiting records, then in the
-/// database's key, which lives beside the conversation's messages.
+/// same client_msg_id. Not looked up at all when the writer's filter knows
+/// the key was never stored (`engine::keys`); else looked up in the
+/// waiting records, then in the database's key, which lives beside the
+/// conversation's messages.
 fn original(
     tx: &mut Tx<'_>,
     named: Option<ConversationId>,
@@ -205,6 +207,13 @@ fn original(
     let Some(conversation) = named else {
         return Ok(None);
     };
+    if tx
+        .stage
+        .keys
+        .surely_new(conversation, new.sender_id, &new.client_msg_id)
+    {
+        return Ok(None);
+    }
     if let Some(m) = tx
         .pending
         .original(conversation, new.sender_id, &new.client_msg_id)

@@ -312,6 +312,46 @@ async fn a_read_copies_only_its_own_conversations() {
     assert_eq!(store.pending.load(Ordering::Acquire), 0);
 }
 
+/// The writer skips the idempotency lookup for keys its filter has never
+/// seen in conversations made in this run (`engine::keys`): a resend there
+/// is still a duplicate whether its original waits in the log or is in the
+/// database, and after a restart, when the conversation is from before.
+#[tokio::test]
+async fn a_resend_finds_its_original_wherever_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let a = store.create_user("a", "h", 0).await.unwrap();
+    let b = store.create_user("b", "h", 0).await.unwrap();
+    let first = store.append_message(msg(a, b, "m1")).await.unwrap();
+    assert!(!first.duplicate);
+    let conversation = first.message.conversation_id;
+    let same = |again: &crate::Appended, seq: u64| {
+        assert!(again.duplicate, "{again:?}");
+        assert_eq!(again.message.seq, seq);
+    };
+    // Its original waits in the log.
+    same(&store.append_message(msg(a, b, "m1")).await.unwrap(), 1);
+    // A read copies the conversation's records into the database.
+    store.history(a, conversation, 0, PAGE).await.unwrap();
+    assert_eq!(store.pending.load(Ordering::Acquire), 0);
+    same(&store.append_message(msg(a, b, "m1")).await.unwrap(), 1);
+    // New keys, the peer's same one among them, are new messages.
+    let next = store.append_message(msg(a, b, "m2")).await.unwrap();
+    assert!(!next.duplicate);
+    assert_eq!(next.message.seq, 2);
+    let theirs = store.append_message(msg(b, a, "m1")).await.unwrap();
+    assert!(!theirs.duplicate);
+    assert_eq!(theirs.message.seq, 3);
+    store.close().await;
+    let store = open_again(&dir).unwrap();
+    same(&store.append_message(msg(a, b, "m1")).await.unwrap(), 1);
+    same(&store.append_message(msg(b, a, "m1")).await.unwrap(), 3);
+    let last = store.append_message(msg(a, b, "m3")).await.unwrap();
+    assert!(!last.duplicate);
+    assert_eq!(last.message.seq, 4);
+    store.close().await;
+}
+
 /// A round that copies nothing (messages only, no gate) does not settle a
 /// copy another thread has in flight: if that copy then fails, its records
 /// still wait, to be copied again, and their log segment is kept.

@@ -25,8 +25,12 @@
 //!   id, each conversation's copy rewrote pages shared with everyone else's.
 //!   The message id stays unique without an index of its own: one writer
 //!   hands ids out in order, and at open the next one follows the highest of
-//!   each conversation's last message. A round's reads (the idempotency
-//!   lookup, a conversation not in the cache) share one read transaction,
+//!   each conversation's last message. In a conversation made in this run,
+//!   the idempotency lookup is skipped for a key never staged there
+//!   (`keys.rs`: every message of such a conversation was staged by this
+//!   writer, and a Bloom filter of their keys forgets none while it is kept). A round's
+//!   reads (the idempotency lookup, a conversation not in the cache) share
+//!   one read transaction,
 //!   taken under the waiting records' lock, so anything the copy thread
 //!   commits after its snapshot is still among the waiting records, where the
 //!   writer looks first. **A new 1:1 conversation** is a record too, staged
@@ -107,6 +111,7 @@ pub(crate) mod chunk;
 pub(crate) mod copier;
 pub(crate) mod dialect;
 pub(crate) mod faults;
+pub(crate) mod keys;
 pub(crate) mod log;
 pub(crate) mod os;
 pub(crate) mod pending;

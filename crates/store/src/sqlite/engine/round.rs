@@ -27,6 +27,7 @@ use super::cache::ConvCache;
 use super::checkpoint::Checkpointer;
 use super::copier::{Copier, Shared};
 use super::faults::io_fault;
+use super::keys::NewKeys;
 use super::log::{self, Log};
 use super::pending::Pending;
 use super::tx::{Stage, Tx};
@@ -120,6 +121,7 @@ impl Writer {
                 segment: s.log.segment(),
                 next_id: s.next_id,
                 next_conversation: s.next_conversation,
+                keys: NewKeys::new(s.next_conversation),
                 open: false,
                 durable: false,
             },

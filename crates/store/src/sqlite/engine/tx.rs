@@ -4,6 +4,7 @@
 //! the jobs in `writer.rs` hand it to them.
 
 use super::cache::ConvCache;
+use super::keys::NewKeys;
 use super::log::{self, CursorKind, NewDirect};
 use super::pending::Pending;
 use crate::{Committed, ConversationId, Result, StoredMessage, UserId};
@@ -22,6 +23,8 @@ pub struct Stage {
     /// the database (brought up after each write there, which may have made
     /// a group) and every one made before.
     pub next_conversation: u64,
+    /// The keys staged in conversations made since the writer started.
+    pub keys: NewKeys,
     /// The round has opened its database transaction.
     pub open: bool,
     /// ... and written something that must be synced before the answers.
@@ -134,6 +137,12 @@ impl<'a> Tx<'a> {
     /// Stages a new message for the log.
     pub(crate) fn stage_message(&mut self, m: Arc<StoredMessage>) {
         log::encode_message(&m, &mut self.stage.records);
+        self.stage.keys.add(
+            m.conversation_id,
+            m.sender_id,
+            &m.client_msg_id,
+            self.stage.next_conversation,
+        );
         let segment = self.stage.segment;
         self.pending.push_message(m, segment);
     }
