@@ -162,6 +162,14 @@ mod tests {
         assert!(!keys.surely_new(100, 1, &format!("{SYSTEM_ID_PREFIX}100-1")));
     }
 
+    /// How many of 1,000 keys never staged in `conversation` are taken
+    /// as surely new (a full filter says "perhaps" of ~2 % of them).
+    fn new_of(keys: &NewKeys, conversation: ConversationId) -> usize {
+        (0..1_000)
+            .filter(|i| keys.surely_new(conversation, 9, &format!("never{i}")))
+            .count()
+    }
+
     #[test]
     fn a_full_filter_gives_way_and_the_conversations_it_alone_knew_are_looked_up() {
         // Each message is added as the writer does: after its conversation
@@ -178,21 +186,27 @@ mod tests {
         assert!(!keys.surely_new(10, 1, "first"));
         assert!(!keys.surely_new(20, 2, "5"));
         assert!(!keys.surely_new(30, 3, "second"));
-        assert!(keys.surely_new(10, 1, "never"));
-        assert!(keys.surely_new(30, 3, "never"));
+        for conversation in [10, 30] {
+            let new = new_of(&keys, conversation);
+            assert!(new > 900, "{conversation}: {new}");
+        }
         keys.add(31, 4, "a", 32);
-        for i in 1..CAPACITY {
+        for i in 2..CAPACITY {
             keys.add(31, 4, &format!("x{i}"), 32);
         }
+        assert!(keys.older.is_some() && keys.newest.keys == CAPACITY);
         // The second is full: a third starts and the first is dropped, so
         // conversations made before the second began are looked up again.
         keys.add(40, 5, "third", 41);
-        for (conversation, sender) in [(10, 1), (20, 2), (30, 3)] {
-            assert!(!keys.surely_new(conversation, sender, "never"));
+        assert_eq!(keys.newest.first_conversation, 41);
+        for conversation in [10, 20, 30] {
+            assert_eq!(new_of(&keys, conversation), 0, "{conversation}");
         }
         assert!(!keys.surely_new(31, 4, "a"));
         assert!(!keys.surely_new(40, 5, "third"));
-        assert!(keys.surely_new(31, 4, "never"));
-        assert!(keys.surely_new(40, 5, "never"));
+        for conversation in [31, 40] {
+            let new = new_of(&keys, conversation);
+            assert!(new > 900, "{conversation}: {new}");
+        }
     }
 }
