@@ -241,7 +241,7 @@ impl Writer {
     /// a second and 300 µs, a lone write is answered at once), it has
     /// room, and it is not the last.
     fn gathers(&self, batch: &[Job]) -> bool {
-        self.arrivals * self.commit_delay.as_secs_f64() >= 1.0
+        expects_company(self.arrivals, self.commit_delay)
             && batch.len() < self.max_batch
             && !batch.iter().any(|j| j.is_close())
     }
@@ -500,6 +500,12 @@ fn folded_rate(rate: f64, found: usize, since: Duration) -> f64 {
     rate + weight * (found as f64 / secs - rate)
 }
 
+/// Whether, at `rate` writes a second, at least one more is expected
+/// within `delay`.
+fn expects_company(rate: f64, delay: Duration) -> bool {
+    rate * delay.as_secs_f64() >= 1.0
+}
+
 fn sync_file(path: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
@@ -510,7 +516,7 @@ mod tests {
 
     /// Whether a round with this rate waits 300 µs for company.
     fn gathers(rate: f64) -> bool {
-        rate * Duration::from_micros(300).as_secs_f64() >= 1.0
+        expects_company(rate, Duration::from_micros(300))
     }
 
     #[test]
