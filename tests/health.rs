@@ -88,6 +88,43 @@ async fn a_store_that_cannot_write_says_so_and_recovers_without_a_restart() {
 }
 
 #[tokio::test]
+async fn each_message_push_and_frame_is_counted() {
+    // These are counted through handles made once (not a lookup per
+    // event): a handle made before the recorder would count nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Binary::start(dir.path(), &[], &[]).await;
+    let mut alice = Client::connect(&server.tcp).await.unwrap();
+    alice.register("alice", PASSWORD).await.unwrap();
+    alice.login("alice", PASSWORD, "d1").await.unwrap();
+    let mut bob = Client::connect(&server.tcp).await.unwrap();
+    bob.register("bob", PASSWORD).await.unwrap();
+    let bob_id = bob.login("bob", PASSWORD, "d1").await.unwrap().user_id;
+    for i in 0..3 {
+        let ack = alice
+            .send_text(bob_id, &format!("m{i}"), "hello")
+            .await
+            .unwrap();
+        assert!(!ack.duplicate);
+        next_message(&mut bob).await;
+    }
+    let again = alice.send_text(bob_id, "m0", "hello").await.unwrap();
+    assert!(again.duplicate);
+    let page = server.get("/metrics").await.1;
+    let stored = "natter_messages_total{outcome=\"stored\"}";
+    let duplicate = "natter_messages_total{outcome=\"duplicate\"}";
+    assert_eq!(metric(&page, stored), Some(3.0), "{page}");
+    assert_eq!(metric(&page, duplicate), Some(1.0), "{page}");
+    assert_eq!(metric(&page, "natter_delivery_seconds_count"), Some(3.0));
+    // Bob's three, and the copy of each on alice's own session.
+    assert!(metric(&page, "natter_pushes_total") >= Some(3.0), "{page}");
+    // Two registrations, two logins, four sends at least.
+    assert!(
+        metric(&page, "natter_frames_in_total") >= Some(8.0),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn connections_from_the_first_moment_are_counted_and_every_metric_has_help() {
     let dir = tempfile::tempdir().unwrap();
     let server = Binary::start(dir.path(), &[], &[]).await;

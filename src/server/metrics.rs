@@ -2,10 +2,25 @@
 //! series a fresh node has at zero. The tidy test checks that each metric
 //! named in the code is described here; `tests/tls.rs` that a fresh node's
 //! `/metrics` shows every metric described.
+//!
+//! What is counted per frame, message or push (`natter_frames_in_total`,
+//! `natter_messages_total`, `natter_pushes_total`, `natter_delivery_seconds`)
+//! is counted through a handle made once, in a static, at its first use: a
+//! macro call looks its series up in the recorder's registry each time
+//! (3.2 % of the server's samples under `natter bench dm`). A handle made
+//! before a recorder is installed stays a no-op, so the server installs the
+//! recorder first ([`handle`], from `logging::init`).
+//!
+//! The recorder keeps every value a histogram records (16 bytes each, with
+//! its time) until it is drained: by a scrape of `/metrics`, or by
+//! [`upkeep`] every few seconds, so that a node nobody scrapes does not grow
+//! by ~10 MB a minute at 10,000 messages a second.
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The process-wide Prometheus recorder, installed on first use, with a
 /// description of every metric natter exports.
@@ -20,6 +35,19 @@ pub fn handle() -> Option<PrometheusHandle> {
             installed
         })
         .clone()
+}
+
+/// Drains the histograms' recorded values into their summaries every
+/// `every` until `stop`, so that what they hold is bounded whether or not
+/// anyone scrapes `/metrics`. A drain at 10,000 messages a second takes a
+/// few milliseconds every 5 s (a scrape does the same work).
+pub async fn upkeep(handle: PrometheusHandle, every: Duration, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => handle.run_upkeep(),
+        }
+    }
 }
 
 /// Registers every series this node can have at zero (labelled ones under

@@ -159,6 +159,13 @@ pub async fn run_then(
         Duration::from_secs(5),
         background_stop.clone(),
     ));
+    if let Some(handle) = metrics::handle() {
+        background.spawn(metrics::upkeep(
+            handle,
+            Duration::from_secs(5),
+            background_stop.clone(),
+        ));
+    }
     let files =
         natter_service::files::Files::open(config.data_dir.join("files"), config.files.clone())
             .await

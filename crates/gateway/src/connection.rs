@@ -16,9 +16,14 @@ use natter_runtime::limits::TokenBucket;
 use natter_service::{PendingSend, ServiceError, SessionInfo};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::sleep_until;
+
+/// Counted per frame: a handle, not a registry lookup per frame (see
+/// `src/server/metrics.rs`).
+static FRAMES_IN: LazyLock<metrics::Counter> =
+    LazyLock::new(|| metrics::counter!("natter_frames_in_total"));
 
 pub(crate) static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -360,7 +365,7 @@ impl Conn {
                     return;
                 }
             };
-            metrics::counter!("natter_frames_in_total").increment(1);
+            FRAMES_IN.increment(1);
             if let Flow::Stop = self.handle(frame).await {
                 return;
             }

@@ -9,7 +9,12 @@ use bytes::Bytes;
 use natter_proto::{pb, ServerFrame};
 use natter_service::model::{ConversationId, SessionId, UserId};
 use natter_service::{Event, RevokeReason};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+/// Recorded per message: a handle, not a registry lookup per message (see
+/// `src/server/metrics.rs`).
+static DELIVERY: LazyLock<metrics::Histogram> =
+    LazyLock::new(|| metrics::histogram!("natter_delivery_seconds"));
 
 /// The sessions attached to this node, as the cluster sees them.
 pub trait LocalSessions: Send + Sync + 'static {
@@ -91,7 +96,7 @@ pub fn route(event: Event) -> Routed {
             // From the message's timestamp (its arrival) to its push made
             // for the recipients: what a recipient waits beyond the network.
             let waited = natter_runtime::clock::now_ms() - c.message.server_ts_ms;
-            metrics::histogram!("natter_delivery_seconds").record(waited.max(0) as f64 / 1000.0);
+            DELIVERY.record(waited.max(0) as f64 / 1000.0);
             Routed::Push {
                 frame: ServerFrame::MessagePush(pb::MessagePush {
                     message: Some(convert::message(&c.message)),

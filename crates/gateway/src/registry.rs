@@ -13,9 +13,14 @@ use natter_proto::pb;
 use natter_service::model::{SessionId, UserId};
 use natter_service::{Event, EventSink, Presence, PresenceUnknown, RevokeReason};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 const SHARDS: usize = 64;
+
+/// Counted once per push: a handle, not a registry lookup per push (see
+/// `src/server/metrics.rs`).
+static PUSHES: LazyLock<metrics::Counter> =
+    LazyLock::new(|| metrics::counter!("natter_pushes_total"));
 
 pub struct Registry {
     shards: Box<[Mutex<Shard>]>,
@@ -127,7 +132,7 @@ impl Registry {
                 continue;
             }
             match a.out.push(frame.clone()) {
-                Pushed::Queued => metrics::counter!("natter_pushes_total").increment(1),
+                Pushed::Queued => PUSHES.increment(1),
                 Pushed::SlowConsumer => {
                     tracing::info!(user, session = a.session_id, "slow consumer disconnected")
                 }
