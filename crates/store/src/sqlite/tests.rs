@@ -77,6 +77,21 @@ async fn the_checkpoint_thread_copies_the_wal_into_the_database() {
 }
 
 /// Opens a second store on `dir`'s database, with a feed of its own.
+/// The copy thread's commits leave checkpoints to the checkpoint thread:
+/// at SQLite's default (1,000 WAL pages) a copy's COMMIT ran a checkpoint,
+/// with its fsync, under the copy gate.
+#[tokio::test]
+async fn the_copy_connection_leaves_checkpoints_to_their_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _feed) = open(&dir);
+    let pages: u32 = store
+        .shared
+        .gate()
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(pages, checkpoint::BACKSTOP_PAGES);
+}
+
 fn open_again(dir: &tempfile::TempDir) -> Result<SqliteStore> {
     let (tx, _feeds) = commit_feed(1, 1 << 16);
     SqliteStore::open(SqliteOptions::new(dir.path().join("t.db")), tx)

@@ -91,7 +91,9 @@
 //!   frames into the database file (passive, at most five times a second, nudged
 //!   after commits, at a lower CPU priority; one a reader's older snapshot cut
 //!   short is tried again after its pause, nudged or not); SQLite's automatic checkpoint
-//!   stays as a backstop at 8,192 pages. On close the writer stops it and
+//!   stays as a backstop at 8,192 pages, on the writer's connection and the
+//!   copy thread's (at SQLite's default of 1,000 it checkpointed, with an
+//!   fsync, inside the copy's commits, under the copy gate). On close the writer stops it and
 //!   truncates the WAL.
 //!
 //! - **The writer's cache holds only committed state, plus seqs it has taken.**
