@@ -75,6 +75,15 @@ impl SqliteOptions {
 
 /// The writer connection's page cache.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
+/// The copy connection's page cache: enough for the pages copies go back to
+/// (each busy conversation's last pages, the upper levels). Every commit
+/// whose B-tree balancing swapped two pages' numbers walks the whole cache
+/// (SQLite swaps through the lock-byte page's number, past any database
+/// under 1 GiB, and ends the transaction by dropping pages past the end),
+/// so a larger cache costs a little at every commit: at 64 MiB the copy
+/// thread spent a fifth of its time there under peerbench's 1:1 load, and
+/// the process held ~50 MB more (docs/BENCHMARKS.md).
+const COPY_CACHE_KIB: i64 = 16 * 1024;
 
 pub struct SqliteStore {
     /// The exclusive lock on `<db>.lock`, held until the store is closed
@@ -193,7 +202,7 @@ impl SqliteStore {
         let health = Arc::new(Health::default());
         let pending = Arc::new(AtomicUsize::new(0));
         let copy_conn = open_conn(&opts)?;
-        copy_conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        copy_conn.pragma_update(None, "cache_size", -COPY_CACHE_KIB)?;
         // Its commits must not checkpoint at SQLite's default 1,000 WAL
         // pages either: that ran a checkpoint and its fsync inside the
         // copy's COMMIT, under the copy gate, at 10,000 msg/s about as often

@@ -28,11 +28,13 @@ use std::time::Duration;
 
 /// Records copied per transaction (whole conversations, so at least one
 /// conversation's backlog): a round that needs the database waits for the
-/// chunk in hand, so it stays short. Each chunk's commit also holds up the
-/// log's next sync about as long as the chunk took: at 1,024 records
-/// (30-80 ms a chunk at this thread's priority) the 1:1 p99 was 22-27 ms,
-/// at 256 9-29 ms, at 64 7-13 ms, for the same CPU (docs/BENCHMARKS.md).
-const CHUNK: usize = 64;
+/// chunk in hand, so it stays short. While the copy's commits checkpointed
+/// inside (see `wal_autocheckpoint` in `SqliteStore::open`), 1,024 records
+/// took 30-80 ms a chunk and the 1:1 p99 was 22-27 ms (64: 7-13 ms). Without
+/// that, 256 records cost the copy thread ~15 % less CPU than 64 under
+/// peerbench's 1:1 load (fewer commits, each with its walk of the page
+/// cache) and the same p99 (docs/BENCHMARKS.md).
+const CHUNK: usize = 256;
 /// After a failed copy, the next try waits this long.
 const RETRY: Duration = Duration::from_millis(500);
 /// Past this many waiting records (and copying failing), staged writes are
