@@ -16,7 +16,7 @@
 
 use super::checkpoint::Nudge;
 use super::log;
-use super::pending::{Chunk, Pending, COPY_HIGH};
+use super::pending::{Chunk, Pending, COPY_HIGH, COPY_HIGH_BYTES};
 use super::writer::Health;
 use crate::{ConversationId, Result, StoreError};
 use natter_runtime::clock::Instant;
@@ -37,8 +37,9 @@ use std::time::Duration;
 const CHUNK: usize = 256;
 /// After a failed copy, the next try waits this long.
 const RETRY: Duration = Duration::from_millis(500);
-/// Past this many waiting records (and copying failing), staged writes are
-/// refused until the database takes them again.
+/// Past this many waiting records, or four times [`COPY_HIGH_BYTES`] of
+/// them (and copying failing), staged writes are refused until the database
+/// takes them again.
 pub(crate) const BEHIND: usize = 4 * COPY_HIGH;
 /// How often an idle copier looks for segments it may delete.
 const IDLE: Duration = Duration::from_secs(1);
@@ -116,7 +117,7 @@ impl Shared {
                 if e.fault().is_some() {
                     self.health.set_fault(Some(e.clone()));
                 }
-                if p.len() >= BEHIND {
+                if p.len() >= BEHIND || p.bytes() >= 4 * COPY_HIGH_BYTES {
                     p.refuse = Some(match e.fault() {
                         Some(_) => e.clone(),
                         None => StoreError::Unavailable,

@@ -17,8 +17,8 @@
 //!   answers; writing every B-tree page a message touches
 //!   (and syncing them) was most of a message's cost. The copy thread
 //!   (`copier.rs`, at a lower CPU priority) copies records into the database
-//!   behind, a conversation at a time, once they have waited `COPY_AGE` (10 s)
-//!   or more than `COPY_HIGH` wait, so a conversation's messages share one page
+//!   behind, a conversation at a time, once they have waited `COPY_AGE` (30 s)
+//!   or more than `COPY_HIGH` (300,000) or `COPY_HIGH_BYTES` (96 MiB) wait, so a conversation's messages share one page
 //!   write; a cursor raised many times is copied once. The message table is
 //!   clustered by `(conversation_id, seq)` (`WITHOUT ROWID`), so those
 //!   messages land on their conversation's own last pages; keyed by the global

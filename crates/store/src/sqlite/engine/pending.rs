@@ -26,14 +26,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long records wait before they are copied ... (10 s rather than 5:
-/// with messages spread over many conversations, twice the records per
-/// conversation share each page a copy dirties, and the copy's commits,
-/// which a round that writes the database waits for, are shorter; the 1:1
-/// p99 at 5,000 msg/s 8.3 / 7.6 -> 5.1 / 4.1 ms, docs/BENCHMARKS.md)
-pub const COPY_AGE: Duration = Duration::from_secs(10);
+/// How long records wait before they are copied ... With messages spread
+/// over many conversations, the longer they wait the more records of each
+/// conversation share each page a copy dirties: 10 s rather than 5 took
+/// the 1:1 p99 at 5,000 msg/s from 8.3 / 7.6 to 5.1 / 4.1 ms; 30 s rather
+/// than 10, once the copy's commits no longer checkpointed, the copy
+/// threads' CPU per message from ~15 to ~4 µs and the p99 at 10,000 msg/s
+/// from ~10 to ~2 ms under peerbench's 1:1 load (docs/BENCHMARKS.md).
+pub const COPY_AGE: Duration = Duration::from_secs(30);
 /// ... unless this many wait: then the oldest are copied at once.
-pub const COPY_HIGH: usize = 100_000;
+pub const COPY_HIGH: usize = 300_000;
+/// ... or their messages hold this many bytes (texts, keys and the record
+/// itself): what waits is bounded in memory whatever the messages' size
+/// (300,000 of the largest would be gigabytes).
+pub const COPY_HIGH_BYTES: usize = 96 << 20;
 
 pub type CursorKey = (UserId, ConversationId, CursorKind);
 
@@ -92,6 +98,8 @@ pub struct Pending {
     /// Records waiting, shared with readers deciding whether to wait.
     count: Arc<AtomicUsize>,
     len: usize,
+    /// What the waiting messages hold ([`weight`]).
+    bytes: usize,
     /// The current round's records, to take back if it fails.
     journal: Vec<Undo>,
     /// What the open transaction has copied from.
@@ -119,6 +127,7 @@ impl Pending {
             segments: BTreeMap::new(),
             count,
             len: 0,
+            bytes: 0,
             journal: Vec::new(),
             copied_convs: Vec::new(),
             copied_cursors: Vec::new(),
@@ -133,6 +142,11 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// What the waiting messages hold in memory, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// When the oldest record comes due for copying.
@@ -259,6 +273,7 @@ impl Pending {
             w.since = now;
             self.order.push_back((now, id));
         }
+        self.bytes += weight(&m);
         w.messages.push((m, segment));
         *self.segments.entry(segment).or_default() += 1;
         self.journal.push(Undo::Message(id));
@@ -324,6 +339,7 @@ impl Pending {
                     if w.messages.is_empty() {
                         self.convs.remove(&id);
                     }
+                    self.bytes -= weight(&m);
                     self.forget_key(&m);
                     self.release(segment);
                     self.grew(-1);
@@ -365,9 +381,11 @@ impl Pending {
     }
 
     /// Whether a copy is due: something waited [`COPY_AGE`], or more than
-    /// [`COPY_HIGH`] wait.
+    /// [`COPY_HIGH`] records or [`COPY_HIGH_BYTES`] wait.
     pub fn due(&self, now: Instant) -> bool {
-        self.len > COPY_HIGH || self.next_due().is_some_and(|d| d <= now)
+        self.len > COPY_HIGH
+            || self.bytes > COPY_HIGH_BYTES
+            || self.next_due().is_some_and(|d| d <= now)
     }
 
     /// Takes every waiting record to copy (marked as being copied until
@@ -498,6 +516,7 @@ impl Pending {
                 self.convs.remove(&id);
             }
             for (m, segment) in &copied {
+                self.bytes -= weight(m);
                 self.forget_key(m);
                 self.release(*segment);
             }
@@ -600,6 +619,16 @@ impl Pending {
     }
 }
 
+/// What a waiting message holds in memory: its record, texts and mentions
+/// (and its share of the tables that find it).
+fn weight(m: &StoredMessage) -> usize {
+    std::mem::size_of::<StoredMessage>()
+        + 64
+        + m.body.content.len()
+        + m.client_msg_id.len()
+        + m.mentions.len() * std::mem::size_of::<UserId>()
+}
+
 /// The hash of an idempotency key in [`Pending`]'s table: the same for a
 /// key looked up and for the waiting message that holds it.
 fn key_hash(
@@ -624,3 +653,6 @@ fn has_key(
 ) -> bool {
     m.conversation_id == conversation && m.sender_id == sender && m.client_msg_id == client_msg_id
 }
+
+#[cfg(test)]
+mod tests;
