@@ -17,9 +17,10 @@
 //!   answers; writing every B-tree page a message touches
 //!   (and syncing them) was most of a message's cost. The copy thread
 //!   (`copier.rs`, at a lower CPU priority) copies records into the database
-//!   behind, a conversation at a time, once they have waited `COPY_AGE` (30 s)
-//!   or more than `COPY_HIGH` (300,000) or `COPY_HIGH_BYTES` (96 MiB) wait, so a conversation's messages share one page
-//!   write; a cursor raised many times is copied once. The message table is
+//!   behind, a conversation at a time, once they have waited `COPY_AGE`
+//!   (30 s) or more than `COPY_HIGH` (300,000) or `COPY_HIGH_BYTES` (96 MiB)
+//!   wait, so a conversation's messages share one page write; a cursor
+//!   raised many times is copied once. The message table is
 //!   clustered by `(conversation_id, seq)` (`WITHOUT ROWID`), so those
 //!   messages land on their conversation's own last pages; keyed by the global
 //!   id, each conversation's copy rewrote pages shared with everyone else's.
@@ -93,8 +94,8 @@
 //!   short is tried again after its pause, nudged or not); SQLite's automatic checkpoint
 //!   stays as a backstop at 8,192 pages, on the writer's connection and the
 //!   copy thread's (at SQLite's default of 1,000 it checkpointed, with an
-//!   fsync, inside the copy's commits, under the copy gate). On close the writer stops it and
-//!   truncates the WAL.
+//!   fsync, inside the copy's commits, under the copy gate). On close the
+//!   writer stops it and truncates the WAL.
 //!
 //! - **The writer's cache holds only committed state, plus seqs it has taken.**
 //!   `convs.rs` keeps, per conversation, its kind, flags and members with roles

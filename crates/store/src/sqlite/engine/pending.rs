@@ -31,8 +31,9 @@ use std::time::Duration;
 /// conversation share each page a copy dirties: 10 s rather than 5 took
 /// the 1:1 p99 at 5,000 msg/s from 8.3 / 7.6 to 5.1 / 4.1 ms; 30 s rather
 /// than 10, once the copy's commits no longer checkpointed, the copy
-/// threads' CPU per message from ~15 to ~4 µs and the p99 at 10,000 msg/s
-/// from ~10 to ~2 ms under peerbench's 1:1 load (docs/BENCHMARKS.md).
+/// threads' CPU per message from ~16 to ~4-7 µs and the p99 at 10,000
+/// msg/s from ~9 to ~2-5 ms under peerbench's 1:1 load, for ~65 MB more
+/// memory (docs/BENCHMARKS.md).
 pub const COPY_AGE: Duration = Duration::from_secs(30);
 /// ... unless this many wait: then the oldest are copied at once.
 pub const COPY_HIGH: usize = 300_000;
