@@ -184,12 +184,12 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let log_dir = log::dir_of(&opts.path);
         let last_segment = recover(&mut conn, &opts.path)?;
-        let log = log::Log::start(
-            &log_dir,
-            last_segment,
-            opts.synchronous == Synchronous::Full,
-        )
-        .map_err(io_fault)?;
+        let synced = opts.synchronous == Synchronous::Full;
+        // Segments written ahead save each round's sync a write of the
+        // file's size; without syncs there is nothing to save.
+        let log = log::Log::start(&log_dir, last_segment, synced)
+            .and_then(|l| if synced { l.with_spares() } else { Ok(l) })
+            .map_err(io_fault)?;
         let next_id = schema::next_message_id(&conn)?;
         let next_conversation = schema::next_conversation_id(&conn)?;
         let readers = (0..opts.readers.max(1))

@@ -12,12 +12,18 @@
 //! starting a new segment whose header names where the old one's good
 //! records end, so bytes that may have reached the disk from a failed round
 //! are never replayed. A segment is deleted once every record in it is in
-//! the database and the database is synced.
+//! the database and the database is synced. Once the log is busy its new
+//! segments are spares written with zeros ahead of need (`log/spare.rs`):
+//! a round overwrites them at its records' end, and a record of length 0
+//! ends the segment in replay.
 
 use crate::{Body, BodyKind, ConversationId, StoredMessage, UserId};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+mod spare;
 
 const MAGIC: &[u8; 8] = b"NATLOG01";
 /// Magic, segment number, previous segment's end, crc32 of the 24 bytes
@@ -25,6 +31,9 @@ const MAGIC: &[u8; 8] = b"NATLOG01";
 pub(crate) const HEADER_LEN: u64 = 32;
 /// A segment is closed and a new one started past this size.
 pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+/// Records in a segment the writer made itself past which the log counts
+/// as busy and asks for segments written ahead (`spare.rs`).
+const SPARE_AFTER: u64 = 1 << 20;
 /// `prev_end` of a segment started because the previous one was full: the
 /// previous one's records count as far as they check out.
 const WHOLE: u64 = u64::MAX;
@@ -293,18 +302,27 @@ pub(crate) struct Replay {
 /// Reads every record of the log in `dir` that counts, oldest first.
 pub(crate) fn replay(dir: &Path) -> io::Result<Replay> {
     let numbers = segments(dir)?;
-    let mut files = Vec::with_capacity(numbers.len());
-    for &n in &numbers {
-        let mut bytes = Vec::new();
-        File::open(segment_path(dir, n))?.read_to_end(&mut bytes)?;
-        files.push(bytes);
-    }
     let mut records = Vec::new();
-    for (i, bytes) in files.iter().enumerate() {
-        let Some((n, _)) = read_header(bytes) else {
+    // One segment in memory at a time (each is 64 MiB long once written
+    // ahead with zeros), and the next one's header.
+    let mut bytes = Vec::new();
+    for (i, &number) in numbers.iter().enumerate() {
+        bytes.clear();
+        File::open(segment_path(dir, number))?.read_to_end(&mut bytes)?;
+        let next = match numbers.get(i + 1) {
+            Some(&n) => {
+                let mut h = Vec::with_capacity(HEADER_LEN as usize);
+                File::open(segment_path(dir, n))?
+                    .take(HEADER_LEN)
+                    .read_to_end(&mut h)?;
+                Some(h)
+            }
+            None => None,
+        };
+        let Some((n, _)) = read_header(&bytes) else {
             // A segment whose header never became whole was being started
             // when the process died: nothing in it was acknowledged.
-            if i + 1 == files.len() {
+            if next.is_none() {
                 break;
             }
             return Err(io::Error::new(
@@ -318,7 +336,7 @@ pub(crate) fn replay(dir: &Path) -> io::Result<Replay> {
                 format!("message log segment {} says it is {n}", numbers[i]),
             ));
         }
-        let limit = match files.get(i + 1).and_then(|b| read_header(b)) {
+        let limit = match next.as_deref().and_then(read_header) {
             Some((_, prev_end)) if prev_end != WHOLE => prev_end,
             _ => u64::MAX,
         };
@@ -387,6 +405,10 @@ pub(crate) struct Log {
     /// A failed round must be cut off by a new segment before anything
     /// else is appended: where the current segment's good records end.
     cut_at: Option<u64>,
+    /// Segments written ahead with zeros (`spare.rs`), once asked for.
+    spares: Option<spare::Spares>,
+    /// The current segment was a spare: rounds overwrite its zeros.
+    zeroed: bool,
 }
 
 impl Log {
@@ -402,7 +424,18 @@ impl Log {
             end: HEADER_LEN,
             sync,
             cut_at: None,
+            spares: None,
+            zeroed: false,
         })
+    }
+
+    /// Has segments written with zeros ahead of need (`spare.rs`), so that
+    /// a round's sync need not write the file's size: once the log is busy
+    /// (`SPARE_AFTER`), the first one ready replaces the segment `start`
+    /// made at the next append.
+    pub(crate) fn with_spares(mut self) -> io::Result<Log> {
+        self.spares = Some(spare::Spares::start(&self.dir)?);
+        Ok(self)
     }
 
     /// The segment records go to now.
@@ -418,8 +451,14 @@ impl Log {
             // Nothing goes after a failed round's bytes in the same segment.
             self.rotate(end)?;
             self.cut_at = None;
+        } else if !self.zeroed && self.spares.as_ref().is_some_and(|s| s.ready()) {
+            // Onto a written segment as soon as there is one; if that
+            // fails, this one serves on.
+            let _ = self.rotate(WHOLE);
         }
-        let written = self.file.write_all(bytes).and_then(|()| {
+        // At the records' end, not the file's: a spare is longer than its
+        // records.
+        let written = self.file.write_all_at(bytes, self.end).and_then(|()| {
             if self.sync {
                 self.file.sync_data()
             } else {
@@ -429,6 +468,11 @@ impl Log {
         match written {
             Ok(()) => {
                 self.end += bytes.len() as u64;
+                if !self.zeroed && self.end >= SPARE_AFTER {
+                    if let Some(s) = &self.spares {
+                        s.want();
+                    }
+                }
                 if self.end >= SEGMENT_BYTES {
                     // A full segment: the next round goes to a new one. If
                     // starting it fails, the next round tries again.
@@ -448,8 +492,21 @@ impl Log {
 
     fn rotate(&mut self, prev_end: u64) -> io::Result<()> {
         let next = self.segment + 1;
-        let file = create_segment(&self.dir, next, prev_end)?;
+        let spare = match self.spares.as_ref().map(|s| s.take(next, prev_end)) {
+            Some(Ok(spare)) => spare,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "cannot start a message log segment from the spare; making one");
+                None
+            }
+            None => None,
+        };
+        let zeroed = spare.is_some();
+        let file = match spare {
+            Some(file) => file,
+            None => create_segment(&self.dir, next, prev_end)?,
+        };
         self.file = file;
+        self.zeroed = zeroed;
         self.segment = next;
         self.end = HEADER_LEN;
         Ok(())

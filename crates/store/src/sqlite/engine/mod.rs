@@ -14,7 +14,9 @@
 //! - **The SQLite message log.** A write round stages its new messages,
 //!   cursor raises and the 1:1 conversations first messages make as records,
 //!   appends them to the log with one `write` and one `fdatasync`, and
-//!   answers; writing every B-tree page a message touches
+//!   answers (once the log is busy, into a segment written ahead with
+//!   zeros, `log/spare.rs`, so the sync writes no new file size); writing
+//!   every B-tree page a message touches
 //!   (and syncing them) was most of a message's cost. The copy thread
 //!   (`copier.rs`, at a lower CPU priority) copies records into the database
 //!   behind, a conversation at a time, once they have waited `COPY_AGE`

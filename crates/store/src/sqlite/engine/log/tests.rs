@@ -141,3 +141,114 @@ fn segments_are_deleted_and_numbering_goes_on() {
     let next = Log::start(&d, r.segments.last().copied(), true).unwrap();
     assert_eq!(next.segment(), 3);
 }
+
+/// Waits for the spare segment to be whole (65 steps of a mebibyte).
+fn spare_ready(log: &Log) {
+    for _ in 0..6000 {
+        if log.spares.as_ref().is_some_and(|s| s.ready()) {
+            return;
+        }
+        #[allow(clippy::disallowed_methods)] // a test polling a thread of its own
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no spare segment after 60 s");
+}
+
+fn file_len(dir: &Path, segment: u64) -> u64 {
+    std::fs::metadata(segment_path(dir, segment)).unwrap().len()
+}
+
+#[test]
+fn segments_written_ahead_are_overwritten_in_place_and_replay_as_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap().with_spares().unwrap();
+    // A quiet log asks for none.
+    let small = bytes(&[message(1, 1, "a")]);
+    log.append(&small).unwrap();
+    #[allow(clippy::disallowed_methods)] // a test giving a thread time to act
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!d.join(spare::SPARE).exists());
+    // Past a mebibyte it does, and the next append moves onto the spare.
+    let big = bytes(&[message(1, 2, &"b".repeat(SPARE_AFTER as usize))]);
+    log.append(&big).unwrap();
+    spare_ready(&log);
+    log.append(&bytes(&[message(1, 3, "c")])).unwrap();
+    assert_eq!(log.segment(), 2);
+    assert!(log.zeroed);
+    assert_eq!(
+        file_len(&d, 1),
+        HEADER_LEN + (small.len() + big.len()) as u64
+    );
+    assert_eq!(file_len(&d, 2), spare::SPARE_BYTES);
+    // Rounds overwrite its zeros: the file never grows.
+    log.append(&bytes(&[message(1, 4, "d"), cursor(4)]))
+        .unwrap();
+    assert_eq!(file_len(&d, 2), spare::SPARE_BYTES);
+    let so_far = vec![
+        message(1, 1, "a"),
+        message(1, 2, &"b".repeat(SPARE_AFTER as usize)),
+        message(1, 3, "c"),
+        message(1, 4, "d"),
+        cursor(4),
+    ];
+    assert_eq!(replay(&d).unwrap().records, so_far);
+
+    // Half a record at the records' end, as a crash mid-write leaves it in
+    // a written segment, ends the log there.
+    let whole = bytes(&[message(1, 5, "torn")]);
+    log.file
+        .write_all_at(&whole[..whole.len() / 2], log.end)
+        .unwrap();
+    assert_eq!(replay(&d).unwrap().records, so_far);
+
+    // A failed round's whole records in a written segment are cut off by
+    // the next segment, itself a spare once one is ready.
+    log.file
+        .write_all_at(&bytes(&[message(1, 5, "failed round")]), log.end)
+        .unwrap();
+    log.cut_at = Some(log.end);
+    // Taking the last spare asked for the next.
+    spare_ready(&log);
+    log.append(&bytes(&[message(1, 5, "the real seq 5")]))
+        .unwrap();
+    assert_eq!(log.segment(), 3);
+    assert_eq!(file_len(&d, 3), spare::SPARE_BYTES);
+    let r = replay(&d).unwrap();
+    assert_eq!(
+        r.records,
+        [so_far, vec![message(1, 5, "the real seq 5")]].concat()
+    );
+    assert_eq!(r.segments, vec![1, 2, 3]);
+
+    // A log that stops leaves its segments and no spare.
+    drop(log);
+    let mut names: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, [1, 2, 3].map(|n| format!("{n:020}.seg")));
+}
+
+#[test]
+fn a_spare_half_made_is_not_a_segment_and_a_stop_cuts_it_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    let mut log = Log::start(&d, None, true).unwrap();
+    log.append(&bytes(&[message(1, 1, "a")])).unwrap();
+    // What a crash leaves while a spare is being written.
+    std::fs::write(d.join(spare::SPARE), vec![0u8; 4096]).unwrap();
+    let r = replay(&d).unwrap();
+    assert_eq!(r.records, vec![message(1, 1, "a")]);
+    assert_eq!(r.segments, vec![1]);
+    drop(log);
+    // Stopped while it writes one: it stops within a step and removes it.
+    let log = Log::start(&d, Some(1), true)
+        .unwrap()
+        .with_spares()
+        .unwrap();
+    log.spares.as_ref().unwrap().want();
+    drop(log);
+    assert!(!d.join(spare::SPARE).exists());
+}
