@@ -9,6 +9,7 @@
 //! `seqs.rs`.
 
 use super::seqs::{Mark, Seqs};
+use super::IdMap;
 use crate::rules::{ConversationView, PeerFacts};
 use crate::{ConversationId, ConversationKind, Result, Role, StoreError, UserId};
 use rusqlite::{Connection, OptionalExtension};
@@ -21,15 +22,15 @@ const MAX_ENTRIES: usize = 20_000;
 
 #[derive(Default)]
 pub struct ConvCache {
-    map: HashMap<ConversationId, Arc<ConversationView>>,
+    map: IdMap<ConversationId, Arc<ConversationView>>,
     /// The 1:1 conversation of each (lower, higher) user pair seen; a pair's
     /// conversation never changes once created.
-    pairs: HashMap<(UserId, UserId), ConversationId>,
+    pairs: IdMap<(UserId, UserId), ConversationId>,
     pub seqs: Seqs,
     /// What a 1:1 from sender to recipient was allowed on, kept to judge
     /// their next sends without a lookup; every change to friends or blocks
     /// empties it.
-    peers: HashMap<(UserId, UserId), PeerFacts>,
+    peers: IdMap<(UserId, UserId), PeerFacts>,
     /// Entries loaded since the current savepointed write began (None
     /// outside one): a write that is rolled back may have loaded state it
     /// had itself changed.

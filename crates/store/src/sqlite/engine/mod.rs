@@ -110,6 +110,14 @@
 //!   failed commit clears the cache, so it never holds state that did not
 //!   commit.
 
+/// Maps and sets keyed by ids the server hands out (conversations, users),
+/// never by what a client chose: hashed with foldhash, seeded per process,
+/// rather than SipHash, on the writer's and copy thread's every message.
+/// Keys a client chooses (`client_msg_id`) keep SipHash (`keys.rs`,
+/// `pending.rs`).
+pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type IdSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
 pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod chunk;

@@ -16,11 +16,12 @@
 
 pub use super::chunk::Chunk;
 use super::log::{CursorKind, NewDirect};
+use super::{IdMap, IdSet};
 use crate::{ConversationId, StoredMessage, UserId};
 use hashbrown::HashTable;
 use natter_runtime::clock::Instant;
 use std::collections::hash_map::RandomState;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,13 +78,13 @@ enum Undo {
 }
 
 pub struct Pending {
-    convs: HashMap<ConversationId, Waiting>,
+    convs: IdMap<ConversationId, Waiting>,
     /// Conversations by the time their oldest record came (an entry whose
     /// time no longer matches its conversation's is stale).
     order: VecDeque<(Instant, ConversationId)>,
-    cursors: HashMap<CursorKey, Raise>,
+    cursors: IdMap<CursorKey, Raise>,
     /// The waiting cursors by conversation, for a read of a few.
-    cursor_convs: HashMap<ConversationId, HashSet<(UserId, CursorKind)>>,
+    cursor_convs: IdMap<ConversationId, IdSet<(UserId, CursorKind)>>,
     cursor_order: VecDeque<(Instant, CursorKey)>,
     /// The waiting messages by their idempotency key (conversation,
     /// sender, client_msg_id), hashed with `key_hasher`: one pointer per
@@ -91,9 +92,9 @@ pub struct Pending {
     keys: HashTable<Arc<StoredMessage>>,
     key_hasher: RandomState,
     /// 1:1 conversations made in the log, by id, by pair and by member.
-    made: HashMap<ConversationId, Made>,
-    made_pairs: HashMap<(UserId, UserId), ConversationId>,
-    made_of: HashMap<UserId, Vec<ConversationId>>,
+    made: IdMap<ConversationId, Made>,
+    made_pairs: IdMap<(UserId, UserId), ConversationId>,
+    made_of: IdMap<UserId, Vec<ConversationId>>,
     /// Records not yet copied, per log segment.
     segments: BTreeMap<u64, usize>,
     /// Records waiting, shared with readers deciding whether to wait.
@@ -115,16 +116,16 @@ pub struct Pending {
 impl Pending {
     pub fn new(count: Arc<AtomicUsize>) -> Pending {
         Pending {
-            convs: HashMap::new(),
+            convs: IdMap::default(),
             order: VecDeque::new(),
-            cursors: HashMap::new(),
-            cursor_convs: HashMap::new(),
+            cursors: IdMap::default(),
+            cursor_convs: IdMap::default(),
             cursor_order: VecDeque::new(),
             keys: HashTable::new(),
             key_hasher: RandomState::new(),
-            made: HashMap::new(),
-            made_pairs: HashMap::new(),
-            made_of: HashMap::new(),
+            made: IdMap::default(),
+            made_pairs: IdMap::default(),
+            made_of: IdMap::default(),
             segments: BTreeMap::new(),
             count,
             len: 0,

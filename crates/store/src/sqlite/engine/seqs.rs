@@ -16,9 +16,9 @@
 //! Every change is journaled, so a savepoint rolled back or a round that
 //! failed puts the seqs back exactly as they were.
 
+use super::IdMap;
 use crate::{ConversationId, Result, StoreError};
 use rusqlite::{Connection, OptionalExtension};
-use std::collections::HashMap;
 
 /// Entries kept before the idle ones are dropped.
 const MAX_ENTRIES: usize = 20_000;
@@ -33,7 +33,7 @@ struct Seq {
 
 #[derive(Default)]
 pub struct Seqs {
-    map: HashMap<ConversationId, Seq>,
+    map: IdMap<ConversationId, Seq>,
     dirty: Vec<ConversationId>,
     /// Each entry as it was before a change (`None`: it was not there).
     journal: Vec<(ConversationId, Option<Seq>)>,

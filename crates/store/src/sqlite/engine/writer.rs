@@ -212,7 +212,7 @@ impl Work for AppendJob {
     }
 
     fn apply(&mut self, tx: &mut Tx<'_>) -> Result<()> {
-        let out = crate::sqlite::messages::append(tx, &self.new).map(|o| {
+        let out = crate::sqlite::messages::append(tx, &mut self.new).map(|o| {
             if let Some(members) = o.members {
                 tx.publish(Committed {
                     message: o.message.clone(),
