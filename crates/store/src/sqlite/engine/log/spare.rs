@@ -37,6 +37,9 @@ pub(crate) const SPARE_BYTES: u64 = SEGMENT_BYTES + STEP as u64;
 const STEP: usize = 1 << 20;
 /// Between two steps: the log's syncs get the disk meanwhile.
 const BREATHE: Duration = Duration::from_millis(5);
+/// After a spare could not be made (a full disk, say): no other try
+/// before this, asked or not.
+const RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct State {
@@ -70,7 +73,10 @@ impl Spares {
     /// a process that died may have left.
     pub(crate) fn start(dir: &Path) -> io::Result<Spares> {
         match std::fs::remove_file(dir.join(SPARE)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            // Spares are an economy: the log works without them.
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(error = %e, "cannot remove the message log's old spare segment")
+            }
             _ => {}
         }
         let shared = Arc::new(Shared {
@@ -169,9 +175,21 @@ fn run(dir: &Path, shared: &Shared) {
         match make(dir, shared) {
             Ok(true) => shared.state().ready = true,
             Ok(false) => return,
-            // The writer appends to segments it makes itself meanwhile,
-            // and asks again at its next new segment.
-            Err(e) => tracing::warn!(error = %e, "cannot write the message log's spare segment"),
+            // The writer appends to segments it makes itself meanwhile.
+            // What was written goes (on a full disk the log needs the
+            // room), and nothing is tried again for a while.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the message log's spare segment");
+                let _ = std::fs::remove_file(dir.join(SPARE));
+                let s = shared.state();
+                let (s, _) = shared
+                    .wake
+                    .wait_timeout_while(s, RETRY, |s| !s.stop)
+                    .unwrap_or_else(|p| p.into_inner());
+                if s.stop {
+                    return;
+                }
+            }
         }
     }
 }

@@ -252,3 +252,24 @@ fn a_spare_half_made_is_not_a_segment_and_a_stop_cuts_it_short() {
     drop(log);
     assert!(!d.join(spare::SPARE).exists());
 }
+
+#[test]
+fn a_spare_that_cannot_be_made_leaves_the_log_appending_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("log");
+    std::fs::create_dir_all(d.join(spare::SPARE)).unwrap();
+    // A directory where the spare goes: it can neither be removed nor
+    // written.
+    let mut log = Log::start(&d, None, true).unwrap().with_spares().unwrap();
+    let big = bytes(&[message(1, 1, &"b".repeat(SPARE_AFTER as usize))]);
+    log.append(&big).unwrap();
+    #[allow(clippy::disallowed_methods)] // a test giving a thread time to fail
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    log.append(&bytes(&[message(1, 2, "c")])).unwrap();
+    assert_eq!(log.segment(), 1, "no spare to move onto");
+    assert_eq!(replay(&d).unwrap().records.len(), 2);
+    // The stop does not wait out the pause after the failure.
+    let stopped = natter_runtime::clock::Instant::now();
+    drop(log);
+    assert!(stopped.elapsed() < std::time::Duration::from_secs(5));
+}
