@@ -5,19 +5,23 @@
 //! notification to the host and a wait, ~11 % of the writer thread's CPU
 //! under peerbench's 1:1 load (docs/BENCHMARKS.md, "Log segments written
 //! ahead"). In a segment whose blocks are all written already a round
-//! overwrites in place, and its sync writes the data and flushes, nothing
-//! more. Zeros end a segment's records in replay (a record of length 0),
-//! so a spare's unwritten part reads as the end of the log.
+//! overwrites in place, and its sync writes the data and flushes (and the
+//! inode only when its modification time has moved since the last one, as
+//! ext4 without a journal does). Zeros end a segment's records in replay
+//! (a record of length 0), so a spare's unwritten part reads as the end of
+//! the log.
 //!
 //! A thread of its own (at the copy thread's low priority) keeps one spare,
 //! `spare.zero` in the log's directory, once the log is busy (a segment
 //! past `SPARE_AFTER`: an idle server never holds 64 MiB of zeros); the
 //! writer renames it to its next segment, writes the header and syncs, as
-//! it would a segment it made, and asks for the next. A spare half made when the process died is not
-//! a segment (replay reads `*.seg` only) and is made again. The spare is
-//! written a mebibyte at a time, each synced, with a pause between, so
-//! that the disk's flushes of the log's rounds never queue behind tens of
-//! mebibytes of zeros.
+//! it would a segment it made, and asks for the next. A spare half made
+//! when the process died is not a segment (replay reads `*.seg` only) and
+//! is removed at the next start. The spare is written a mebibyte at a
+//! time, each synced, with a pause between, so that the disk's flushes of
+//! the log's rounds never queue behind tens of mebibytes of zeros. Spares
+//! are an economy: one that cannot be made leaves the log appending to
+//! segments the writer makes, as before.
 
 use super::{header, segment_path, sync_dir, SEGMENT_BYTES};
 use std::fs::{File, OpenOptions};
