@@ -63,6 +63,23 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Waits `d`, or less if told to stop; true if told to stop.
+    fn pause(&self, d: Duration) -> bool {
+        let (s, _) = self
+            .wake
+            .wait_timeout_while(self.state(), d, |s| !s.stop)
+            .unwrap_or_else(|p| p.into_inner());
+        s.stop
+    }
+}
+
+/// Removes the spare in `dir`, if there is one.
+fn remove(dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(dir.join(SPARE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The spare's maker, owned by the log.
@@ -76,12 +93,9 @@ impl Spares {
     /// Starts the thread, which makes a spare once asked; removes the one
     /// a process that died may have left.
     pub(crate) fn start(dir: &Path) -> io::Result<Spares> {
-        match std::fs::remove_file(dir.join(SPARE)) {
-            // Spares are an economy: the log works without them.
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                tracing::warn!(error = %e, "cannot remove the message log's old spare segment")
-            }
-            _ => {}
+        // Spares are an economy: the log works without them.
+        if let Err(e) = remove(dir) {
+            tracing::warn!(error = %e, "cannot remove the message log's old spare segment");
         }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
@@ -149,10 +163,8 @@ impl Drop for Spares {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        match std::fs::remove_file(self.dir.join(SPARE)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(error = %e, "cannot remove the message log's spare segment"),
+        if let Err(e) = remove(&self.dir) {
+            tracing::warn!(error = %e, "cannot remove the message log's spare segment");
         }
     }
 }
@@ -184,13 +196,8 @@ fn run(dir: &Path, shared: &Shared) {
             // room), and nothing is tried again for a while.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot write the message log's spare segment");
-                let _ = std::fs::remove_file(dir.join(SPARE));
-                let s = shared.state();
-                let (s, _) = shared
-                    .wake
-                    .wait_timeout_while(s, RETRY, |s| !s.stop)
-                    .unwrap_or_else(|p| p.into_inner());
-                if s.stop {
+                let _ = remove(dir);
+                if shared.pause(RETRY) {
                     return;
                 }
             }
@@ -209,12 +216,7 @@ fn make(dir: &Path, shared: &Shared) -> io::Result<bool> {
     for _ in 0..SPARE_BYTES / STEP as u64 {
         file.write_all(&zeros)?;
         file.sync_data()?;
-        let s = shared.state();
-        let (s, _) = shared
-            .wake
-            .wait_timeout_while(s, BREATHE, |s| !s.stop)
-            .unwrap_or_else(|p| p.into_inner());
-        if s.stop {
+        if shared.pause(BREATHE) {
             return Ok(false);
         }
     }
